@@ -1,0 +1,159 @@
+//! `register`, `login`, `refresh` and `logout` (refresh-token blacklist), with
+//! SimpleJWT's request and response shapes.
+
+use crate::auth::jwt::{TokenError, TokenType};
+use crate::error::ApiError;
+use crate::http::body::RawBody;
+use crate::http::input::{is_valid_email, Fields, Text};
+use crate::http::response::{created, ok, Body};
+use crate::state::AppState;
+use crate::store::NewUser;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use serde_json::json;
+
+/// `POST /auth/register/`: 201 with the new user.
+pub async fn register(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let limits = &state.config.limits;
+    let mut body = RawBody::read(request, limits.max_body_bytes).await?;
+    let value = body.object()?;
+    let mut fields = Fields::new(&value);
+    let email = fields.text("email", Text::required(254));
+    if email.as_deref().is_some_and(|e| !is_valid_email(e)) {
+        fields.reject("email", "Enter a valid email address.");
+    }
+    let password = fields.text(
+        "password",
+        Text {
+            trim: false,
+            ..Text::required(4096)
+        },
+    );
+    if password
+        .as_ref()
+        .is_some_and(|p| p.chars().count() < limits.password_min_length)
+    {
+        let min = limits.password_min_length;
+        fields.reject(
+            "password",
+            format!("This password is too short. It must contain at least {min} characters."),
+        );
+    }
+    let full_name = fields.text("full_name", Text::required(255));
+    let nickname = fields
+        .text("nickname", Text::optional(100))
+        .filter(|n| !n.is_empty());
+    let other_info = fields.json(
+        "other_info",
+        "{}",
+        limits.max_metadata_bytes,
+        limits.max_metadata_depth,
+    );
+    fields.finish()?;
+    let (Some(email), Some(password), Some(full_name), Some(other_info)) =
+        (email, password, full_name, other_info)
+    else {
+        return Err(ApiError::Internal("validated fields missing".into()));
+    };
+    let password_hash = state.passwords.hash(password).await?;
+    let user = state
+        .store
+        .create_user(NewUser {
+            email: normalize_email(&email),
+            password_hash,
+            full_name,
+            nickname,
+            other_info,
+        })
+        .await?;
+    Ok(created(&user))
+}
+
+/// `POST /auth/login/`: `{email, password}` → `{refresh, access}`.
+pub async fn login(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let mut body = RawBody::read(request, state.config.limits.max_body_bytes).await?;
+    let value = body.object()?;
+    let mut fields = Fields::new(&value);
+    let email = fields.text("email", Text::required(254));
+    let password = fields.text(
+        "password",
+        Text {
+            trim: false,
+            ..Text::required(4096)
+        },
+    );
+    fields.finish()?;
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(ApiError::Internal("validated fields missing".into()));
+    };
+    let credentials = state.store.credentials(&email).await?;
+    let stored_hash = credentials.as_ref().map(|c| c.password_hash.clone());
+    let matches = state.passwords.verify(password, stored_hash).await?;
+    match credentials {
+        Some(c) if matches && c.is_active => Ok(ok(&json!({
+            "refresh": state.tokens.issue(c.user.id, TokenType::Refresh),
+            "access": state.tokens.issue(c.user.id, TokenType::Access),
+        }))),
+        _ => Err(ApiError::InvalidCredentials),
+    }
+}
+
+/// `POST /auth/refresh/`: `{refresh}` → `{access}`.
+pub async fn refresh(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let claims = valid_refresh_token(state, request).await?;
+    let user_id = claims.user_id().ok_or(ApiError::InvalidRefreshToken)?;
+    if state.store.user(user_id).await?.is_none() {
+        return Err(ApiError::InvalidRefreshToken);
+    }
+    Ok(ok(
+        &json!({ "access": state.tokens.issue(user_id, TokenType::Access) }),
+    ))
+}
+
+/// `POST /auth/logout/`: `{refresh}` → `{}`; that refresh token stops working.
+pub async fn logout(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let claims = valid_refresh_token(state, request).await?;
+    state.store.blacklist_token(&claims.jti, claims.exp).await?;
+    Ok(ok(&json!({})))
+}
+
+/// Reads `{refresh}` and checks it is a live, non-blacklisted refresh token.
+async fn valid_refresh_token(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<crate::auth::jwt::Claims, ApiError> {
+    let mut body = RawBody::read(request, state.config.limits.max_body_bytes).await?;
+    let value = body.object()?;
+    let mut fields = Fields::new(&value);
+    let token = fields.text("refresh", Text::required(4096));
+    fields.finish()?;
+    let token = token.ok_or(ApiError::InvalidRefreshToken)?;
+    let claims = state
+        .tokens
+        .verify(&token, TokenType::Refresh)
+        .map_err(|_: TokenError| ApiError::InvalidRefreshToken)?;
+    if state.store.is_token_blacklisted(&claims.jti).await? {
+        return Err(ApiError::BlacklistedToken);
+    }
+    Ok(claims)
+}
+
+/// Django's `normalize_email`: the domain part is lowercased.
+fn normalize_email(email: &str) -> String {
+    match email.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_lowercase()),
+        None => email.to_owned(),
+    }
+}

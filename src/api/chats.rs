@@ -1,0 +1,50 @@
+//! `POST /api/chat/start/` and `GET /api/chat/chats/`.
+
+use crate::error::ApiError;
+use crate::http::body::RawBody;
+use crate::http::input::Fields;
+use crate::http::response::{created, ok, Body};
+use crate::state::AppState;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+/// `{user_id}` → 201 with a new chat, or 200 with the existing one (whoever
+/// started it).
+pub async fn start(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let me = super::current_user(state, request.headers()).await?;
+    let mut body = RawBody::read(request, state.config.limits.max_body_bytes).await?;
+    let value = body.object()?;
+    let mut fields = Fields::new(&value);
+    let other_id = fields.integer("user_id");
+    fields.finish()?;
+    let other_id = other_id.ok_or(ApiError::Internal("validated field missing".into()))?;
+    if other_id == me.id {
+        return Err(ApiError::BadRequest(
+            "Cannot start chat with yourself".into(),
+        ));
+    }
+    let other = state
+        .store
+        .user(other_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let started = state.store.start_chat(&me, &other).await?;
+    Ok(if started.created {
+        created(&started.chat)
+    } else {
+        ok(&started.chat)
+    })
+}
+
+/// The caller's chats, most recent activity first, each with its last message.
+pub async fn list(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let me = super::authenticate(state, request.headers())?;
+    let chats = state.store.chats_of(me).await?;
+    Ok(ok(&chats))
+}

@@ -1,0 +1,58 @@
+//! REST handlers, one file per resource. Each takes the shared state and the
+//! request and returns `Result<Response, ApiError>`; this module holds what they
+//! share: who is asking, and may they see this chat.
+
+pub mod auth;
+pub mod chats;
+pub mod messages;
+pub mod pagination;
+pub mod users;
+
+use crate::auth::jwt::TokenType;
+use crate::error::ApiError;
+use crate::model::User;
+use crate::state::AppState;
+use crate::store::ChatAccess;
+use hyper::HeaderMap;
+
+/// The id of the user whose access token the request carries.
+pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<i64, ApiError> {
+    let token = crate::auth::bearer_token(headers)?;
+    let claims = state
+        .tokens
+        .verify(token, TokenType::Access)
+        .map_err(ApiError::InvalidAccessToken)?;
+    claims.user_id().ok_or(ApiError::InvalidAccessToken(
+        crate::auth::jwt::TokenError::Invalid,
+    ))
+}
+
+/// The full user behind the request's access token; a token whose user no longer
+/// exists is refused like an invalid one.
+pub async fn current_user(state: &AppState, headers: &HeaderMap) -> Result<User, ApiError> {
+    let user_id = authenticate(state, headers)?;
+    state
+        .store
+        .user(user_id)
+        .await?
+        .ok_or(ApiError::InvalidAccessToken(
+            crate::auth::jwt::TokenError::Invalid,
+        ))
+}
+
+/// The chat, when it exists (404) and the user takes part in it (403).
+pub async fn participant_access(
+    state: &AppState,
+    chat_id: i64,
+    user_id: i64,
+) -> Result<ChatAccess, ApiError> {
+    let access = state
+        .store
+        .chat_access(chat_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !access.includes(user_id) {
+        return Err(ApiError::PermissionDenied);
+    }
+    Ok(access)
+}

@@ -1,0 +1,28 @@
+//! `GET /api/users/?q=`: find people to chat with.
+
+use crate::error::ApiError;
+use crate::http::query::Query;
+use crate::http::response::{ok, Body};
+use crate::state::AppState;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+/// Users other than the caller whose email, full name or nickname contain `q`
+/// (case-insensitive), oldest accounts first, at most `USER_SEARCH_LIMIT`.
+pub async fn search(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let me = super::authenticate(state, request.headers())?;
+    let query = Query::parse(request.uri().query());
+    let text = query.get("q").unwrap_or("").trim();
+    if text.chars().count() > 254 {
+        return Err(ApiError::field(
+            "q",
+            "Ensure this field has no more than 254 characters.",
+        ));
+    }
+    let limit = state.config.limits.user_search_limit;
+    let users = state.store.search_users(text, me, limit).await?;
+    Ok(ok(&users))
+}

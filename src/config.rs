@@ -1,0 +1,367 @@
+//! Configuration: every setting the server reads from its environment, parsed and
+//! validated once at start-up into a plain [`Config`] value.
+//!
+//! Names follow the Django backend where it had one (`DEBUG`, `SECRET_KEY`,
+//! `ALLOWED_HOSTS`, `CORS_ALLOWED_ORIGINS`, `POSTGRES_*`, `REDIS_URL`); the rest are
+//! this server's tuning knobs. [`Config::from_vars`] takes the variables as a map so
+//! tests can build many configurations in one process without touching the real
+//! environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Secrets that ship in examples and must never reach production.
+const KNOWN_DEFAULT_SECRETS: &[&str] = &[
+    "",
+    "changeme",
+    "change-me",
+    "secret",
+    "your-production-secret-key",
+    "django-insecure-change-me",
+];
+
+/// Why the environment could not be turned into a [`Config`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}={value:?} is not valid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("SECRET_KEY is required when DEBUG=0 (production): set it to a long random string")]
+    MissingSecret,
+    #[error("SECRET_KEY is a well-known example value; set a long random string when DEBUG=0")]
+    DefaultSecret,
+    #[error("SECRET_KEY must be at least 32 characters when DEBUG=0 (got {0})")]
+    ShortSecret(usize),
+    #[error("could not keep the generated secret in {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where PostgreSQL is: a URL or key/value string as `tokio-postgres` accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub pool_size: u32,
+}
+
+/// Limits on what one request may carry.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_content_chars: usize,
+    pub max_metadata_bytes: usize,
+    pub max_metadata_depth: usize,
+    pub password_min_length: usize,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub user_search_limit: i64,
+}
+
+/// History pagination defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub default_page_size: i64,
+    pub max_page_size: i64,
+}
+
+/// Token lifetimes and password hashing cost.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub secret_key: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub hash_concurrency: usize,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+}
+
+/// Everything the server needs to know, built once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub debug: bool,
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub allowed_hosts: Vec<String>,
+    pub cors_allowed_origins: Vec<String>,
+    pub database: Option<DatabaseConfig>,
+    pub redis_url: Option<String>,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+    pub paging: Paging,
+    pub shutdown_timeout: Duration,
+    pub json_logs: bool,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Builds a configuration from explicit variables (tests use this).
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let debug = env.flag("DEBUG", true)?;
+        let data_dir = PathBuf::from(env.text("DATA_DIR").unwrap_or("./data"));
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let auth = AuthConfig {
+            secret_key: resolve_secret(env.text("SECRET_KEY"), debug, &data_dir)?,
+            access_ttl: Duration::from_secs(env.number("ACCESS_TOKEN_TTL_SECS", 30 * 60)?),
+            refresh_ttl: Duration::from_secs(env.number("REFRESH_TOKEN_TTL_SECS", 7 * 86_400)?),
+            hash_concurrency: env.number("HASH_CONCURRENCY", workers)?,
+            argon2_memory_kib: env.number("ARGON2_MEMORY_KIB", 19 * 1024)?,
+            argon2_iterations: env.number("ARGON2_ITERATIONS", 2)?,
+        };
+        Ok(Config {
+            debug,
+            bind: env.number("BIND", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
+            allowed_hosts: env.list("ALLOWED_HOSTS", &["*"]),
+            cors_allowed_origins: env.list("CORS_ALLOWED_ORIGINS", &[]),
+            database: database_config(&env)?,
+            redis_url: redis_url(&env),
+            auth,
+            limits: limits(&env)?,
+            paging: paging(&env)?,
+            shutdown_timeout: Duration::from_secs(env.number("SHUTDOWN_TIMEOUT_SECS", 10)?),
+            json_logs: env.text("LOG_FORMAT") == Some("json"),
+            data_dir,
+        })
+    }
+}
+
+fn limits(env: &Env) -> Result<Limits, ConfigError> {
+    Ok(Limits {
+        max_body_bytes: env.number("MAX_BODY_BYTES", 1024 * 1024)?,
+        max_content_chars: env.number("MAX_CONTENT_CHARS", 10_000)?,
+        max_metadata_bytes: env.number("MAX_METADATA_BYTES", 16 * 1024)?,
+        max_metadata_depth: env.number("MAX_METADATA_DEPTH", 32)?,
+        password_min_length: env.number("PASSWORD_MIN_LENGTH", 8)?,
+        max_connections: env.number("MAX_CONNECTIONS", 100_000)?,
+        header_read_timeout: Duration::from_secs(env.number("HEADER_READ_TIMEOUT_SECS", 10)?),
+        user_search_limit: env.number("USER_SEARCH_LIMIT", 50)?,
+    })
+}
+
+fn paging(env: &Env) -> Result<Paging, ConfigError> {
+    let paging = Paging {
+        default_page_size: env.number("PAGE_SIZE", 25)?,
+        max_page_size: env.number("MAX_PAGE_SIZE", 100)?,
+    };
+    if paging.default_page_size < 1 || paging.default_page_size > paging.max_page_size {
+        return Err(ConfigError::Invalid {
+            name: "PAGE_SIZE",
+            value: paging.default_page_size.to_string(),
+            reason: format!(
+                "must be between 1 and MAX_PAGE_SIZE ({})",
+                paging.max_page_size
+            ),
+        });
+    }
+    Ok(paging)
+}
+
+/// `DATABASE_URL` wins; otherwise any `POSTGRES_*` variable selects PostgreSQL with
+/// the seed's defaults for the others. Neither → no database configured.
+fn database_config(env: &Env) -> Result<Option<DatabaseConfig>, ConfigError> {
+    let pool_size = env.number("DB_POOL_SIZE", 16)?;
+    if let Some(url) = env.text("DATABASE_URL") {
+        return Ok(Some(DatabaseConfig {
+            url: url.to_owned(),
+            pool_size,
+        }));
+    }
+    let keys = [
+        "POSTGRES_HOST",
+        "POSTGRES_PORT",
+        "POSTGRES_USER",
+        "POSTGRES_DB",
+    ];
+    if !keys.iter().any(|k| env.text(k).is_some()) {
+        return Ok(None);
+    }
+    let mut url = format!(
+        "host={} port={} user={} dbname={}",
+        env.text("POSTGRES_HOST").unwrap_or("127.0.0.1"),
+        env.number::<u16>("POSTGRES_PORT", 5432)?,
+        env.text("POSTGRES_USER").unwrap_or("chat_backend"),
+        env.text("POSTGRES_DB").unwrap_or("chat_db"),
+    );
+    if let Some(password) = env.text("POSTGRES_PASSWORD") {
+        url.push_str(&format!(" password='{}'", password.replace('\'', "\\'")));
+    }
+    Ok(Some(DatabaseConfig { url, pool_size }))
+}
+
+/// `REDIS_URL`, with `REDIS_PASSWORD` folded in when the URL carries none.
+fn redis_url(env: &Env) -> Option<String> {
+    let url = env.text("REDIS_URL")?;
+    match env.text("REDIS_PASSWORD") {
+        Some(password) if !url.contains('@') => {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+            Some(format!("{scheme}://:{password}@{rest}"))
+        }
+        _ => Some(url.to_owned()),
+    }
+}
+
+/// Production needs a real secret. In debug mode a missing one is generated once and
+/// kept in the data directory, so tokens survive restarts.
+fn resolve_secret(
+    given: Option<&str>,
+    debug: bool,
+    data_dir: &std::path::Path,
+) -> Result<String, ConfigError> {
+    match given {
+        Some(secret) if !debug => {
+            if KNOWN_DEFAULT_SECRETS.contains(&secret.trim().to_lowercase().as_str()) {
+                Err(ConfigError::DefaultSecret)
+            } else if secret.len() < 32 {
+                Err(ConfigError::ShortSecret(secret.len()))
+            } else {
+                Ok(secret.to_owned())
+            }
+        }
+        Some(secret) => Ok(secret.to_owned()),
+        None if !debug => Err(ConfigError::MissingSecret),
+        None => generated_secret(data_dir),
+    }
+}
+
+fn generated_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
+    let path = data_dir.join("secret_key");
+    let wrap = |source| ConfigError::SecretFile {
+        path: path.clone(),
+        source,
+    };
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if !existing.trim().is_empty() {
+            return Ok(existing.trim().to_owned());
+        }
+    }
+    std::fs::create_dir_all(data_dir).map_err(wrap)?;
+    let secret = crate::auth::random_hex(32);
+    std::fs::write(&path, &secret).map_err(wrap)?;
+    Ok(secret)
+}
+
+/// The variables, with typed accessors that name the variable in every error.
+struct Env(HashMap<String, String>);
+
+impl Env {
+    fn text(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.text(name) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                value: raw.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.text(name).map(str::to_lowercase).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(ConfigError::Invalid {
+                name,
+                value: other.to_owned(),
+                reason: "expected 1/0, true/false, yes/no or on/off".into(),
+            }),
+        }
+    }
+
+    fn list(&self, name: &str, default: &[&str]) -> Vec<String> {
+        match self.text(name) {
+            None => default.iter().map(|s| s.to_string()).collect(),
+            Some(raw) => raw
+                .split([',', ' '])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn production_refuses_missing_or_default_secret() {
+        let err = Config::from_vars(vars(&[("DEBUG", "0")])).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingSecret));
+        let err = Config::from_vars(vars(&[("DEBUG", "0"), ("SECRET_KEY", "changeme")]));
+        assert!(matches!(err, Err(ConfigError::DefaultSecret)));
+        let long = "x".repeat(40);
+        let ok = Config::from_vars(vars(&[("DEBUG", "0"), ("SECRET_KEY", &long)])).unwrap();
+        assert_eq!(ok.auth.secret_key, long);
+    }
+
+    #[test]
+    fn debug_generates_and_keeps_a_secret() {
+        let dir = std::env::temp_dir().join(format!("chat-cfg-{}", crate::auth::random_hex(6)));
+        let dir_s = dir.to_str().unwrap();
+        let first = Config::from_vars(vars(&[("DATA_DIR", dir_s)])).unwrap();
+        let second = Config::from_vars(vars(&[("DATA_DIR", dir_s)])).unwrap();
+        assert_eq!(first.auth.secret_key, second.auth.secret_key);
+        assert_eq!(first.auth.secret_key.len(), 64);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_numbers_name_the_variable() {
+        let err = Config::from_vars(vars(&[("SECRET_KEY", "k"), ("MAX_BODY_BYTES", "lots")]));
+        let message = err.unwrap_err().to_string();
+        assert!(message.contains("MAX_BODY_BYTES"), "{message}");
+    }
+
+    #[test]
+    fn postgres_variables_build_a_connection_string() {
+        let cfg = Config::from_vars(vars(&[
+            ("SECRET_KEY", "k"),
+            ("POSTGRES_HOST", "db"),
+            ("POSTGRES_PASSWORD", "pw"),
+        ]))
+        .unwrap();
+        let db = cfg.database.unwrap();
+        assert_eq!(
+            db.url,
+            "host=db port=5432 user=chat_backend dbname=chat_db password='pw'"
+        );
+    }
+
+    #[test]
+    fn redis_password_is_folded_into_the_url() {
+        let cfg = Config::from_vars(vars(&[
+            ("SECRET_KEY", "k"),
+            ("REDIS_URL", "redis://redis:6379/1"),
+            ("REDIS_PASSWORD", "pw"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.redis_url.as_deref(), Some("redis://:pw@redis:6379/1"));
+    }
+}

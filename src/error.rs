@@ -1,0 +1,149 @@
+//! The one place errors become HTTP responses. Handlers return
+//! `Result<Response, ApiError>`; each variant maps to a status code and a DRF-style
+//! body (`{"detail": ...}` or `{"field": ["message", ...]}`). Server-side failures
+//! are logged with their cause and shown to the client as an opaque message.
+
+use crate::auth::jwt::TokenError;
+use crate::auth::password::HashError;
+use crate::http::response::{json_response, Body};
+use crate::store::StoreError;
+use hyper::{Method, Response, StatusCode};
+use serde_json::json;
+
+/// Field errors in request order: `[("email", ["Enter a valid email address."])]`.
+pub type FieldErrors = Vec<(String, Vec<String>)>;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Authentication credentials were not provided.")]
+    NotAuthenticated,
+    #[error("{0}")]
+    BadAuthHeader(&'static str),
+    #[error("Given token not valid for any token type")]
+    InvalidAccessToken(TokenError),
+    #[error("Token is invalid or expired")]
+    InvalidRefreshToken,
+    #[error("Token is blacklisted")]
+    BlacklistedToken,
+    #[error("No active account found with the given credentials")]
+    InvalidCredentials,
+    #[error("You do not have permission to perform this action.")]
+    PermissionDenied,
+    #[error("Not found.")]
+    NotFound,
+    #[error("Invalid page.")]
+    InvalidPage,
+    #[error("Method \"{0}\" not allowed.")]
+    MethodNotAllowed(Method),
+    #[error("Request body is larger than the limit of {0} bytes.")]
+    PayloadTooLarge(usize),
+    #[error("Unsupported media type \"{0}\" in request.")]
+    UnsupportedMediaType(String),
+    #[error("JSON parse error - {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("invalid fields")]
+    Validation(FieldErrors),
+    #[error("Bad Request (400)")]
+    DisallowedHost,
+    #[error("Service temporarily unavailable, try again later.")]
+    Unavailable(String),
+    #[error("A server error occurred.")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// One field, one message: `{"field": ["message"]}`.
+    pub fn field(name: &str, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![(name.to_owned(), vec![message.into()])])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            NotAuthenticated
+            | BadAuthHeader(_)
+            | InvalidAccessToken(_)
+            | InvalidRefreshToken
+            | BlacklistedToken
+            | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            PermissionDenied => StatusCode::FORBIDDEN,
+            NotFound | InvalidPage => StatusCode::NOT_FOUND,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            MalformedJson(_) | BadRequest(_) | Validation(_) | DisallowedHost => {
+                StatusCode::BAD_REQUEST
+            }
+            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> serde_json::Value {
+        match self {
+            ApiError::Validation(fields) => serde_json::Value::Object(
+                fields
+                    .iter()
+                    .map(|(name, messages)| (name.clone(), json!(messages)))
+                    .collect(),
+            ),
+            ApiError::InvalidAccessToken(reason) => json!({
+                "detail": self.to_string(),
+                "code": "token_not_valid",
+                "messages": [{
+                    "token_class": "AccessToken",
+                    "token_type": "access",
+                    "message": reason.to_string(),
+                }],
+            }),
+            ApiError::InvalidRefreshToken | ApiError::BlacklistedToken => {
+                json!({"detail": self.to_string(), "code": "token_not_valid"})
+            }
+            _ => json!({ "detail": self.to_string() }),
+        }
+    }
+
+    /// The response the client sees. Server-side causes are logged, never sent.
+    pub fn into_response(self) -> Response<Body> {
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "request failed"),
+            ApiError::Unavailable(cause) => tracing::warn!(%cause, "dependency unavailable"),
+            _ => {}
+        }
+        let mut response = json_response(self.status(), &self.body());
+        if let ApiError::Unavailable(_) = self {
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static("1"),
+            );
+        }
+        if let ApiError::NotAuthenticated | ApiError::InvalidAccessToken(_) = self {
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer realm=\"api\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::EmailTaken => {
+                ApiError::field("email", "user with this email already exists.")
+            }
+            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(error: HashError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}

@@ -1,0 +1,224 @@
+//! Reading fields out of a decoded JSON object with Django REST Framework's rules
+//! and messages: every problem is collected per field, so one 400 lists them all.
+
+use crate::error::{ApiError, FieldErrors};
+use crate::json::{self, StaticNode, Value};
+use simd_json::prelude::*;
+
+/// Rules for a text field.
+#[derive(Debug, Clone, Copy)]
+pub struct Text {
+    pub required: bool,
+    pub max_chars: usize,
+    /// Trim surrounding whitespace first (DRF's default).
+    pub trim: bool,
+    pub allow_blank: bool,
+}
+
+impl Text {
+    pub const fn required(max_chars: usize) -> Self {
+        Text {
+            required: true,
+            max_chars,
+            trim: true,
+            allow_blank: false,
+        }
+    }
+
+    pub const fn optional(max_chars: usize) -> Self {
+        Text {
+            required: false,
+            max_chars,
+            trim: true,
+            allow_blank: true,
+        }
+    }
+}
+
+/// Fields of one request object and the errors found so far.
+pub struct Fields<'a, 'v> {
+    value: &'a Value<'v>,
+    errors: FieldErrors,
+}
+
+impl<'a, 'v> Fields<'a, 'v> {
+    /// `value` must be an object (see `RawBody::object`).
+    pub fn new(value: &'a Value<'v>) -> Self {
+        Fields {
+            value,
+            errors: Vec::new(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value<'v>> {
+        self.value.get(name)
+    }
+
+    /// Records a problem with a field.
+    pub fn reject(&mut self, name: &str, message: impl Into<String>) {
+        match self.errors.iter_mut().find(|(field, _)| field == name) {
+            Some((_, messages)) => messages.push(message.into()),
+            None => self.errors.push((name.to_owned(), vec![message.into()])),
+        }
+    }
+
+    /// Whether this field already has an error.
+    pub fn has_error(&self, name: &str) -> bool {
+        self.errors.iter().any(|(field, _)| field == name)
+    }
+
+    /// A text field; `None` when absent (and optional), null (and optional) or invalid.
+    pub fn text(&mut self, name: &str, rules: Text) -> Option<String> {
+        let raw = match self.get(name) {
+            None => return self.missing(name, rules.required),
+            Some(Value::Static(StaticNode::Null)) if !rules.required => return None,
+            Some(Value::Static(StaticNode::Null)) => {
+                self.reject(name, "This field may not be null.");
+                return None;
+            }
+            Some(Value::String(s)) => s.as_ref(),
+            Some(_) => {
+                self.reject(name, "Not a valid string.");
+                return None;
+            }
+        };
+        let text = if rules.trim { raw.trim() } else { raw };
+        if text.is_empty() && !rules.allow_blank {
+            self.reject(name, "This field may not be blank.");
+            return None;
+        }
+        if text.chars().count() > rules.max_chars {
+            let limit = rules.max_chars;
+            self.reject(
+                name,
+                format!("Ensure this field has no more than {limit} characters."),
+            );
+            return None;
+        }
+        Some(text.to_owned())
+    }
+
+    /// A required integer: a JSON integer or a string of digits, as DRF accepts.
+    pub fn integer(&mut self, name: &str) -> Option<i64> {
+        let parsed = match self.get(name) {
+            None => return self.missing(name, true),
+            Some(Value::Static(StaticNode::I64(n))) => Some(*n),
+            Some(Value::Static(StaticNode::U64(n))) => i64::try_from(*n).ok(),
+            Some(Value::Static(StaticNode::F64(f))) if f.fract() == 0.0 && f.abs() < 9e15 => {
+                Some(*f as i64)
+            }
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            Some(_) => None,
+        };
+        if parsed.is_none() {
+            self.reject(name, "A valid integer is required.");
+        }
+        parsed
+    }
+
+    /// Any JSON but null, returned as compact text, bounded in bytes and depth.
+    /// Absent → `default`.
+    pub fn json(
+        &mut self,
+        name: &str,
+        default: &str,
+        max_bytes: usize,
+        max_depth: usize,
+    ) -> Option<String> {
+        let value = match self.get(name) {
+            None => return Some(default.to_owned()),
+            Some(Value::Static(StaticNode::Null)) => {
+                self.reject(name, "This field may not be null.");
+                return None;
+            }
+            Some(value) => value,
+        };
+        if json::depth(value) > max_depth {
+            self.reject(
+                name,
+                format!("Nesting deeper than {max_depth} levels is not allowed."),
+            );
+            return None;
+        }
+        let text = json::to_text(value);
+        if text.len() > max_bytes {
+            self.reject(
+                name,
+                format!("Ensure this value is no larger than {max_bytes} bytes of JSON."),
+            );
+            return None;
+        }
+        Some(text)
+    }
+
+    fn missing<T>(&mut self, name: &str, required: bool) -> Option<T> {
+        if required {
+            self.reject(name, "This field is required.");
+        }
+        None
+    }
+
+    /// `Ok` when every field was valid, else the 400 listing every problem.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+}
+
+/// A plausible email address: one `@`, a non-empty local part, a dotted domain, no
+/// spaces or control characters, at most 254 characters.
+pub fn is_valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    let clean = |s: &str| {
+        !s.is_empty()
+            && !s
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '@')
+    };
+    email.len() <= 254
+        && clean(local)
+        && clean(domain)
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for ok in ["a@b.io", "first.last+tag@example.co.uk"] {
+            assert!(is_valid_email(ok), "{ok}");
+        }
+        for bad in [
+            "", "a", "a@", "@b.io", "a@b", "a b@c.io", "a@b..io", "a@.b.io", "a@b@c.io",
+        ] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_per_field() {
+        let mut text = br#"{"name": "  ", "n": true, "meta": null}"#.to_vec();
+        let value = json::parse(&mut text).unwrap();
+        let mut fields = Fields::new(&value);
+        assert_eq!(fields.text("name", Text::required(5)), None);
+        assert_eq!(fields.integer("n"), None);
+        assert_eq!(fields.json("meta", "{}", 100, 4), None);
+        assert_eq!(fields.text("absent", Text::required(5)), None);
+        let Err(ApiError::Validation(errors)) = fields.finish() else {
+            panic!("expected validation errors");
+        };
+        let names: Vec<&str> = errors.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["name", "n", "meta", "absent"]);
+        assert_eq!(errors[0].1, ["This field may not be blank."]);
+    }
+}

@@ -1,0 +1,132 @@
+//! The router: the path is resolved into a [`Route`] (README routes and the Django
+//! implementation's aliases alike; the trailing slash is optional), then one `match`
+//! on (route, method) picks the handler. A known path with the wrong method is a
+//! 405; an unknown path, or a chat id that is not a positive integer, is a 404.
+
+use super::response::Body;
+use crate::api;
+use crate::error::ApiError;
+use crate::state::AppState;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+
+/// Every resource the API serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Register,
+    Login,
+    Refresh,
+    Logout,
+    Users,
+    StartChat,
+    Chats,
+    Messages(i64),
+}
+
+impl Route {
+    /// Resolves a path; `None` for anything the API does not serve.
+    pub fn resolve(path: &str) -> Option<Route> {
+        let trimmed = path.strip_prefix('/')?;
+        let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+        let segments: Vec<&str> = trimmed.split('/').collect();
+        let route = match segments.as_slice() {
+            ["auth", "register"] | ["api", "users", "register"] => Route::Register,
+            ["auth", "login"] | ["api", "token"] => Route::Login,
+            ["auth", "refresh"] | ["api", "token", "refresh"] => Route::Refresh,
+            ["auth", "logout"] | ["api", "token", "blacklist"] => Route::Logout,
+            ["api", "users"] => Route::Users,
+            ["api", "chat" | "chats", "start"] => Route::StartChat,
+            ["api", "chat" | "chats", "chats"] => Route::Chats,
+            ["api", "chat" | "chats", "chats", id, "messages"] => Route::Messages(parse_id(id)?),
+            _ => return None,
+        };
+        Some(route)
+    }
+
+    /// The methods the route answers, for `Allow` and 405s.
+    pub fn allowed(self) -> &'static str {
+        match self {
+            Route::Users | Route::Chats => "GET, OPTIONS",
+            Route::Messages(_) => "GET, POST, OPTIONS",
+            _ => "POST, OPTIONS",
+        }
+    }
+}
+
+/// A positive id that fits in a database `BIGINT`.
+pub fn parse_id(segment: &str) -> Option<i64> {
+    if segment.is_empty() || !segment.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    segment.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
+/// Runs the handler for a request.
+pub async fn dispatch(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let route = Route::resolve(request.uri().path()).ok_or(ApiError::NotFound)?;
+    let method = request.method().clone();
+    match (route, method) {
+        (Route::Register, Method::POST) => api::auth::register(state, request).await,
+        (Route::Login, Method::POST) => api::auth::login(state, request).await,
+        (Route::Refresh, Method::POST) => api::auth::refresh(state, request).await,
+        (Route::Logout, Method::POST) => api::auth::logout(state, request).await,
+        (Route::Users, Method::GET) => api::users::search(state, request).await,
+        (Route::StartChat, Method::POST) => api::chats::start(state, request).await,
+        (Route::Chats, Method::GET) => api::chats::list(state, request).await,
+        (Route::Messages(id), Method::GET) => api::messages::history(state, request, id).await,
+        (Route::Messages(id), Method::POST) => api::messages::send(state, request, id).await,
+        (route, Method::OPTIONS) => Ok(options(route)),
+        (_, method) => Err(ApiError::MethodNotAllowed(method)),
+    }
+}
+
+/// `OPTIONS` outside CORS preflight: what the route allows.
+fn options(route: Route) -> Response<Body> {
+    let mut response = super::response::ok(&serde_json::json!({ "allow": route.allowed() }));
+    response.headers_mut().insert(
+        hyper::header::ALLOW,
+        hyper::header::HeaderValue::from_static(route.allowed()),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_route_sets_resolve() {
+        assert_eq!(Route::resolve("/auth/login/"), Some(Route::Login));
+        assert_eq!(Route::resolve("/api/token/"), Some(Route::Login));
+        assert_eq!(Route::resolve("/api/token/blacklist"), Some(Route::Logout));
+        assert_eq!(
+            Route::resolve("/api/chats/chats/7/messages/"),
+            Some(Route::Messages(7))
+        );
+        assert_eq!(
+            Route::resolve("/api/chat/chats/7/messages"),
+            Some(Route::Messages(7))
+        );
+    }
+
+    #[test]
+    fn bad_ids_and_unknown_paths_do_not_resolve() {
+        for path in [
+            "/api/chat/chats/abc/messages/",
+            "/api/chat/chats/0/messages/",
+            "/api/chat/chats/-1/messages/",
+            "/api/chat/chats/+1/messages/",
+            "/api/chat/chats/99999999999999999999/messages/",
+            "/api/chat/chats//messages/",
+            "/auth/login//",
+            "",
+            "/",
+            "auth/login/",
+        ] {
+            assert_eq!(Route::resolve(path), None, "{path}");
+        }
+    }
+}

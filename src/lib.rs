@@ -1,0 +1,23 @@
+//! chat-server: a drop-in, high-performance replacement for a Django + Channels
+//! chat backend. The binary (`main.rs`) only parses the command line; everything
+//! lives here so integration tests can start real servers on port 0.
+//!
+//! Request flow: [`server`] accepts → [`http`] routes → [`api`] handlers →
+//! [`pipeline`] (sends) / [`store`] (reads) → PostgreSQL.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod json;
+pub mod model;
+pub mod pipeline;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use server::Application;

@@ -1,0 +1,141 @@
+//! The accept loop: one hyper HTTP/1.1 connection task per socket (upgrades
+//! enabled for WebSockets), a semaphore capping open connections (excess sockets
+//! are closed at once), backoff on accept errors, and a graceful drain on shutdown.
+
+use crate::config::Config;
+use crate::shutdown::{Shutdown, ShutdownController};
+use crate::state::{AppState, StartError};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// A built server, listening but not yet accepting.
+pub struct Application {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    /// Binds `config.bind`, connects the store and applies migrations.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let addr = config.bind;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let state = Arc::new(AppState::build(config).await?);
+        Ok(Application { listener, state })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until SIGINT or SIGTERM, then drains.
+    pub async fn run_until_stopped(self) {
+        self.run_until(shutdown_signal()).await;
+    }
+
+    /// Serves until `stop` resolves, then stops accepting and gives open
+    /// connections `SHUTDOWN_TIMEOUT_SECS` to finish.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) {
+        let Application { listener, state } = self;
+        let controller = ShutdownController::new();
+        let permits = Arc::new(Semaphore::new(state.config.limits.max_connections));
+        tokio::pin!(stop);
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        backoff = Duration::from_millis(5);
+                        let Ok(permit) = permits.clone().try_acquire_owned() else {
+                            tracing::warn!(%peer, "connection limit reached; refusing");
+                            continue;
+                        };
+                        let (state, shutdown) = (state.clone(), controller.handle());
+                        tokio::spawn(async move {
+                            serve_connection(state, stream, shutdown).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, ?backoff, "accept failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                },
+                () = &mut stop => break,
+            }
+        }
+        drop(listener);
+        let timeout = state.config.shutdown_timeout;
+        tracing::info!(?timeout, "shutting down: draining connections");
+        if !controller.drain(timeout).await {
+            tracing::warn!("drain timed out; closing remaining connections");
+        }
+    }
+}
+
+/// Runs one HTTP/1.1 connection until it ends or shutdown asks it to finish.
+async fn serve_connection(state: Arc<AppState>, stream: TcpStream, mut shutdown: Shutdown) {
+    let _ = stream.set_nodelay(true);
+    let state_header_timeout = state.config.limits.header_read_timeout;
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(crate::http::serve(&state, request).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state_header_timeout);
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => log_connection_end(result),
+        () = shutdown.recv() => {
+            connection.as_mut().graceful_shutdown();
+            log_connection_end(connection.await);
+        }
+    }
+}
+
+fn log_connection_end(result: Result<(), hyper::Error>) {
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

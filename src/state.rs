@@ -1,0 +1,58 @@
+//! The shared state every request sees, built once from a [`Config`]. Nothing
+//! lives in globals, so tests run many servers in one process.
+
+use crate::auth::jwt::TokenService;
+use crate::auth::password::{HashError, PasswordHasher};
+use crate::config::Config;
+use crate::http::cors::Cors;
+use crate::pipeline::MessagePipeline;
+use crate::store::postgres::PgStore;
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+
+/// Why the server could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no database configured: set DATABASE_URL (or POSTGRES_HOST/POSTGRES_DB/...)")]
+    NoDatabase,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hashing(#[from] HashError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Everything a handler needs.
+pub struct AppState {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub tokens: TokenService,
+    pub passwords: PasswordHasher,
+    pub pipeline: MessagePipeline,
+    pub cors: Cors,
+}
+
+impl AppState {
+    /// Connects the store (applying migrations) and builds the services.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let database = config.database.as_ref().ok_or(StartError::NoDatabase)?;
+        let store: Arc<dyn Store> = Arc::new(PgStore::connect(database).await?);
+        let auth = &config.auth;
+        Ok(AppState {
+            tokens: TokenService::new(&auth.secret_key, auth.access_ttl, auth.refresh_ttl),
+            passwords: PasswordHasher::new(
+                auth.argon2_memory_kib,
+                auth.argon2_iterations,
+                auth.hash_concurrency,
+            )?,
+            pipeline: MessagePipeline::new(store.clone()),
+            cors: Cors::new(&config.cors_allowed_origins),
+            store,
+            config,
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! Schema migrations for PostgreSQL: the plain SQL files in `sql/postgres/`, compiled
+//! into the binary, applied once each, in order, each in its own transaction, and
+//! recorded in `schema_migrations`. An advisory lock lets several nodes start at once.
+
+use super::StoreError;
+use tokio_postgres::Client;
+
+/// One migration: its version (the file's number), name and SQL.
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in the order it must be applied.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../sql/postgres/0001_init.sql"),
+}];
+
+/// Arbitrary constant naming this server's migration lock.
+const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_5f6d_6967;
+
+/// Applies every migration the database has not seen; returns how many ran.
+pub async fn run(client: &mut Client) -> Result<usize, StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    let result = apply_pending(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    result
+}
+
+async fn apply_pending(client: &mut Client) -> Result<usize, StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INT PRIMARY KEY,
+                name TEXT NOT NULL,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut count = 0;
+    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        apply_one(client, migration)
+            .await
+            .map_err(|source| StoreError::Migration {
+                version: migration.version,
+                name: migration.name,
+                source,
+            })?;
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
+        count += 1;
+    }
+    Ok(count)
+}
+
+async fn apply_one(
+    client: &mut Client,
+    migration: &Migration,
+) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(migration.sql).await?;
+    tx.execute(
+        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+        &[&migration.version, &migration.name],
+    )
+    .await?;
+    tx.commit().await
+}

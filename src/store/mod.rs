@@ -1,0 +1,199 @@
+//! Storage: the [`Store`] interface every backend implements (PostgreSQL now, the
+//! embedded SQLite store later) and the values that cross it.
+//!
+//! The interface is shaped for the hot path: messages are appended in batches (so a
+//! group-commit writer can hand over many at once), and every history read is a
+//! `seq` range, which costs the same on page 1 and page 10,000.
+
+pub mod migrations;
+pub mod postgres;
+
+use crate::model::{Chat, Message, User};
+use async_trait::async_trait;
+
+/// Why a store operation failed. Callers branch on the first variants; the rest
+/// are infrastructure failures that become a 503 or an opaque 500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a user with this email already exists")]
+    EmailTaken,
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("the store broke an invariant: {0}")]
+    Inconsistent(&'static str),
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i32,
+        name: &'static str,
+        source: tokio_postgres::Error,
+    },
+}
+
+/// A user to create; the password is already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub password_hash: String,
+    pub full_name: String,
+    pub nickname: Option<String>,
+    /// Arbitrary JSON text, already validated.
+    pub other_info: String,
+}
+
+/// What login needs to check a password.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: String,
+    pub is_active: bool,
+}
+
+/// Who may see a chat and how many messages it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatAccess {
+    pub participants: [i64; 2],
+    /// The highest `seq` in the chat; 0 when empty. Equals the message count.
+    pub last_seq: i64,
+}
+
+impl ChatAccess {
+    pub fn includes(&self, user_id: i64) -> bool {
+        self.participants.contains(&user_id)
+    }
+}
+
+/// A message to append. `sender` is the full user so the stored message can be
+/// returned without another lookup.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub chat_id: i64,
+    pub sender: User,
+    pub content: String,
+    /// JSON text, already validated and bounded.
+    pub metadata: String,
+    pub client_msg_id: Option<String>,
+}
+
+/// The result of appending one message of a batch.
+#[derive(Debug, Clone)]
+pub enum AppendOutcome {
+    /// Stored now, with a fresh `seq`.
+    Created(Message),
+    /// `(sender, client_msg_id)` was already stored in this chat: the original.
+    Duplicate(Message),
+    /// `(sender, client_msg_id)` was already used for a message in another chat.
+    ClientIdConflict,
+}
+
+impl AppendOutcome {
+    pub fn message(&self) -> Option<&Message> {
+        match self {
+            AppendOutcome::Created(m) | AppendOutcome::Duplicate(m) => Some(m),
+            AppendOutcome::ClientIdConflict => None,
+        }
+    }
+}
+
+/// The result of starting a chat: the chat and whether it was created just now.
+#[derive(Debug, Clone)]
+pub struct StartedChat {
+    pub chat: Chat,
+    pub created: bool,
+}
+
+/// Everything the server asks of its storage.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a user; `EmailTaken` when the email (case-insensitively) exists.
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
+    /// Looks a user up by email, case-insensitively, for login.
+    async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError>;
+    async fn user(&self, id: i64) -> Result<Option<User>, StoreError>;
+    /// Users other than `exclude` whose email, full name or nickname contain `query`.
+    async fn search_users(
+        &self,
+        query: &str,
+        exclude: i64,
+        limit: i64,
+    ) -> Result<Vec<User>, StoreError>;
+
+    /// Returns the chat of the two users, creating it when it does not exist.
+    async fn start_chat(&self, a: &User, b: &User) -> Result<StartedChat, StoreError>;
+    async fn chat_access(&self, chat_id: i64) -> Result<Option<ChatAccess>, StoreError>;
+    /// The user's chats, most recent activity first, each with its last message.
+    async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError>;
+    /// Messages with `from_seq <= seq <= to_seq`, ascending.
+    async fn messages_between(
+        &self,
+        chat_id: i64,
+        from_seq: i64,
+        to_seq: i64,
+    ) -> Result<Vec<Message>, StoreError>;
+    /// Appends a batch in one transaction: gap-free `seq` per chat, the chats'
+    /// `updated_at` moved, idempotent on `(sender, client_msg_id)`. The outcomes are
+    /// in the order of `batch`.
+    async fn append_messages(&self, batch: &[NewMessage])
+        -> Result<Vec<AppendOutcome>, StoreError>;
+
+    /// Remembers a refresh token's id until it would have expired anyway.
+    async fn blacklist_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
+    async fn is_token_blacklisted(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Whether the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Where each message of a batch gets its outcome: from its own append, or (for a
+/// repeat of an earlier `(sender, client_msg_id)` in the same batch) from the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    First(usize),
+    Repeat(usize),
+}
+
+/// Splits a batch into messages to append (distinct client ids) and, for every
+/// input, the slot its outcome comes from.
+pub(crate) fn dedupe_batch(batch: &[NewMessage]) -> (Vec<&NewMessage>, Vec<Slot>) {
+    let mut unique: Vec<&NewMessage> = Vec::with_capacity(batch.len());
+    let mut seen: std::collections::HashMap<(i64, &str), usize> = Default::default();
+    let slots = batch
+        .iter()
+        .map(|message| {
+            if let Some(id) = message.client_msg_id.as_deref() {
+                if let Some(&first) = seen.get(&(message.sender.id, id)) {
+                    return Slot::Repeat(first);
+                }
+                seen.insert((message.sender.id, id), unique.len());
+            }
+            unique.push(message);
+            Slot::First(unique.len() - 1)
+        })
+        .collect();
+    (unique, slots)
+}
+
+/// Outcomes for the whole batch: repeats of a message created in this batch are
+/// reported as duplicates of it.
+pub(crate) fn expand_repeats(stored: &[AppendOutcome], slots: &[Slot]) -> Vec<AppendOutcome> {
+    slots
+        .iter()
+        .map(|slot| match *slot {
+            Slot::First(i) => stored[i].clone(),
+            Slot::Repeat(i) => match &stored[i] {
+                AppendOutcome::Created(m) => AppendOutcome::Duplicate(m.clone()),
+                other => other.clone(),
+            },
+        })
+        .collect()
+}
+
+/// Every appended message must have an outcome; a missing one is reported, not hidden.
+pub(crate) fn all_answered(
+    outcomes: Vec<Option<AppendOutcome>>,
+) -> Result<Vec<AppendOutcome>, StoreError> {
+    outcomes
+        .into_iter()
+        .map(|o| o.ok_or(StoreError::Inconsistent("a batch message got no outcome")))
+        .collect()
+}

@@ -1,0 +1,570 @@
+//! The PostgreSQL store: a bb8 pool of tokio-postgres connections, each with every
+//! statement prepared once when it connects. The only module that speaks SQL to
+//! PostgreSQL (migrations aside).
+
+use super::{
+    dedupe_batch, AppendOutcome, ChatAccess, Credentials, NewMessage, NewUser, StartedChat, Store,
+    StoreError,
+};
+use crate::config::DatabaseConfig;
+use crate::model::{metadata_from_text, pair_key, Chat, Message, Timestamp, User};
+use async_trait::async_trait;
+use bb8_postgres::PostgresConnectionManager;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row, Statement};
+
+/// Columns of a chat row with both participants and its last message; see
+/// [`chat_from_row`] for their positions.
+macro_rules! chat_select {
+    ($where:literal) => {
+        concat!(
+            "SELECT c.id, c.created_at, c.updated_at,
+                ua.id, ua.email, ua.full_name, ua.nickname,
+                ub.id, ub.email, ub.full_name, ub.nickname,
+                m.id, m.seq, m.content, m.metadata::text, m.client_msg_id, m.created_at,
+                m.sender_id
+             FROM chats c
+             JOIN users ua ON ua.id = c.user_low
+             JOIN users ub ON ub.id = c.user_high
+             LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
+             WHERE ",
+            $where
+        )
+    };
+}
+
+/// Every statement the store runs, prepared on each new connection.
+pub struct Statements {
+    insert_user: Statement,
+    credentials: Statement,
+    user: Statement,
+    search_users: Statement,
+    insert_chat: Statement,
+    chat_id_by_pair: Statement,
+    chat_access: Statement,
+    chat_by_id: Statement,
+    chats_of: Statement,
+    messages_between: Statement,
+    append_messages: Statement,
+    blacklist_token: Statement,
+    is_blacklisted: Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Statements {
+            insert_user: client
+                .prepare(
+                    "INSERT INTO users (email, password_hash, full_name, nickname, other_info)
+                     VALUES ($1, $2, $3, $4, $5::text::jsonb) RETURNING id",
+                )
+                .await?,
+            credentials: client
+                .prepare(
+                    "SELECT id, email, full_name, nickname, password_hash, is_active
+                     FROM users WHERE lower(email) = lower($1)",
+                )
+                .await?,
+            user: client
+                .prepare("SELECT id, email, full_name, nickname FROM users WHERE id = $1")
+                .await?,
+            search_users: client
+                .prepare(
+                    "SELECT id, email, full_name, nickname FROM users
+                     WHERE id <> $1 AND is_active AND (email ILIKE $2 OR full_name ILIKE $2
+                           OR coalesce(nickname, '') ILIKE $2)
+                     ORDER BY id LIMIT $3",
+                )
+                .await?,
+            insert_chat: client
+                .prepare(
+                    "INSERT INTO chats (pair_key, user_low, user_high) VALUES ($1, $2, $3)
+                     ON CONFLICT (pair_key) DO NOTHING RETURNING id",
+                )
+                .await?,
+            chat_id_by_pair: client
+                .prepare("SELECT id FROM chats WHERE pair_key = $1")
+                .await?,
+            chat_access: client
+                .prepare("SELECT user_low, user_high, last_seq FROM chats WHERE id = $1")
+                .await?,
+            chat_by_id: client.prepare(chat_select!("c.id = $1")).await?,
+            chats_of: client
+                .prepare(chat_select!(
+                    "c.user_low = $1 OR c.user_high = $1 ORDER BY c.updated_at DESC, c.id DESC"
+                ))
+                .await?,
+            messages_between: client
+                .prepare(
+                    "SELECT m.id, m.seq, m.content, m.metadata::text, m.client_msg_id,
+                            m.created_at, u.id, u.email, u.full_name, u.nickname
+                     FROM messages m JOIN users u ON u.id = m.sender_id
+                     WHERE m.chat_id = $1 AND m.seq BETWEEN $2 AND $3 ORDER BY m.seq",
+                )
+                .await?,
+            append_messages: client
+                .prepare("SELECT * FROM append_messages($1, $2, $3, $4, $5)")
+                .await?,
+            blacklist_token: client
+                .prepare(
+                    "INSERT INTO token_blacklist (jti, expires_at)
+                     VALUES ($1, to_timestamp($2::float8)) ON CONFLICT (jti) DO NOTHING",
+                )
+                .await?,
+            is_blacklisted: client
+                .prepare("SELECT 1 FROM token_blacklist WHERE jti = $1")
+                .await?,
+        })
+    }
+}
+
+/// A pooled connection and its prepared statements.
+pub struct PreparedConnection {
+    client: tokio_postgres::Client,
+    statements: Statements,
+}
+
+/// bb8 manager: bb8-postgres connects, then every statement is prepared once.
+pub struct PreparedManager {
+    inner: PostgresConnectionManager<NoTls>,
+}
+
+impl bb8::ManageConnection for PreparedManager {
+    type Connection = PreparedConnection;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        let client = self.inner.connect().await?;
+        let statements = Statements::prepare(&client).await?;
+        Ok(PreparedConnection { client, statements })
+    }
+
+    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        self.inner.is_valid(&mut conn.client).await
+    }
+
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+type Pool = bb8::Pool<PreparedManager>;
+type Conn<'a> = bb8::PooledConnection<'a, PreparedManager>;
+
+/// How many times a batch is retried after a unique-key race or a deadlock.
+const APPEND_ATTEMPTS: usize = 3;
+
+/// The PostgreSQL implementation of [`Store`].
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl PgStore {
+    /// Connects (creating the database when it does not exist yet), applies pending
+    /// migrations and builds the pool.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let pg_config: tokio_postgres::Config = config
+            .url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+        create_database_if_missing(&pg_config).await?;
+        let mut client = connect_once(&pg_config).await?;
+        super::migrations::run(&mut client).await?;
+        let manager = PreparedManager {
+            inner: PostgresConnectionManager::new(pg_config, NoTls),
+        };
+        let pool = bb8::Pool::builder()
+            .max_size(config.pool_size.max(1))
+            .connection_timeout(Duration::from_secs(5))
+            .build_unchecked(manager);
+        Ok(PgStore { pool })
+    }
+
+    async fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => classify(e),
+            bb8::RunError::TimedOut => {
+                StoreError::Unavailable("timed out waiting for a database connection".into())
+            }
+        })
+    }
+
+    async fn chat_by_id(&self, chat_id: i64) -> Result<Chat, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .client
+            .query_one(&conn.statements.chat_by_id, &[&chat_id])
+            .await
+            .map_err(classify)?;
+        Ok(chat_from_row(&row))
+    }
+}
+
+/// Runs the `append_messages` function for a batch whose client ids are distinct.
+async fn append_on(
+    conn: &PreparedConnection,
+    batch: &[&NewMessage],
+) -> Result<Vec<Option<AppendOutcome>>, tokio_postgres::Error> {
+    let chats: Vec<i64> = batch.iter().map(|m| m.chat_id).collect();
+    let senders: Vec<i64> = batch.iter().map(|m| m.sender.id).collect();
+    let contents: Vec<&str> = batch.iter().map(|m| m.content.as_str()).collect();
+    let metadata: Vec<&str> = batch.iter().map(|m| m.metadata.as_str()).collect();
+    let client_ids: Vec<Option<&str>> = batch.iter().map(|m| m.client_msg_id.as_deref()).collect();
+    let rows = conn
+        .client
+        .query(
+            &conn.statements.append_messages,
+            &[&chats, &senders, &contents, &metadata, &client_ids],
+        )
+        .await?;
+    let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; batch.len()];
+    for row in rows {
+        let index = row.get::<_, i32>(0) as usize - 1;
+        outcomes[index] = Some(outcome_from_row(&row, batch[index]));
+    }
+    Ok(outcomes)
+}
+
+/// Connection-level failures mean "unavailable" (503); the rest are real errors.
+fn classify(error: tokio_postgres::Error) -> StoreError {
+    let transient = error.is_closed()
+        || error.code().is_some_and(|code| {
+            code.code().starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::TOO_MANY_CONNECTIONS
+        })
+        || error.as_db_error().is_none() && error.code().is_none();
+    if transient {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::Database(error)
+    }
+}
+
+fn is_retryable_race(error: &tokio_postgres::Error) -> bool {
+    error.code().is_some_and(|code| {
+        *code == SqlState::UNIQUE_VIOLATION
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+    })
+}
+
+async fn connect_once(
+    config: &tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = config.connect(NoTls).await.map_err(classify_connect)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "migration connection ended");
+        }
+    });
+    Ok(client)
+}
+
+fn classify_connect(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(format!("cannot connect to PostgreSQL: {error}"))
+}
+
+/// A fresh machine has PostgreSQL but not our database: create it, as `createdb` would.
+async fn create_database_if_missing(config: &tokio_postgres::Config) -> Result<(), StoreError> {
+    let Err(error) = config.connect(NoTls).await else {
+        return Ok(());
+    };
+    if error.code() != Some(&SqlState::INVALID_CATALOG_NAME) {
+        return Err(classify_connect(error));
+    }
+    let name = config
+        .get_dbname()
+        .unwrap_or("chat_db")
+        .replace('"', "\"\"");
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let client = connect_once(&admin).await?;
+    match client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(database = %name, "created database");
+            Ok(())
+        }
+        Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(()),
+        Err(e) => Err(classify_connect(e)),
+    }
+}
+
+fn user_at(row: &Row, first: usize) -> User {
+    User {
+        id: row.get(first),
+        email: row.get(first + 1),
+        full_name: row.get(first + 2),
+        nickname: row.get(first + 3),
+    }
+}
+
+fn timestamp(row: &Row, index: usize) -> Timestamp {
+    Timestamp(row.get::<_, OffsetDateTime>(index))
+}
+
+fn chat_from_row(row: &Row) -> Chat {
+    let participants = [user_at(row, 3), user_at(row, 7)];
+    let id: i64 = row.get(0);
+    let last_message = row.get::<_, Option<i64>>(11).map(|message_id| {
+        let sender_id: i64 = row.get(17);
+        let sender = participants
+            .iter()
+            .find(|u| u.id == sender_id)
+            .unwrap_or(&participants[0])
+            .clone();
+        Message {
+            id: message_id,
+            chat: id,
+            seq: row.get(12),
+            sender,
+            content: row.get(13),
+            metadata: metadata_from_text(row.get(14)),
+            client_msg_id: row.get(15),
+            created_at: timestamp(row, 16),
+        }
+    });
+    Chat {
+        id,
+        participants,
+        created_at: timestamp(row, 1),
+        updated_at: timestamp(row, 2),
+        last_message,
+    }
+}
+
+fn message_from_row(row: &Row, chat_id: i64) -> Message {
+    Message {
+        id: row.get(0),
+        chat: chat_id,
+        seq: row.get(1),
+        content: row.get(2),
+        metadata: metadata_from_text(row.get(3)),
+        client_msg_id: row.get(4),
+        created_at: timestamp(row, 5),
+        sender: user_at(row, 6),
+    }
+}
+
+/// Columns: ord, outcome, id, seq, content, metadata, created_at.
+fn outcome_from_row(row: &Row, request: &NewMessage) -> AppendOutcome {
+    let message = Message {
+        id: row.get(2),
+        chat: request.chat_id,
+        seq: row.get(3),
+        sender: request.sender.clone(),
+        content: row.get(4),
+        metadata: metadata_from_text(row.get(5)),
+        client_msg_id: request.client_msg_id.clone(),
+        created_at: timestamp(row, 6),
+    };
+    match row.get::<_, i16>(1) {
+        0 => AppendOutcome::Created(message),
+        1 => AppendOutcome::Duplicate(message),
+        _ => AppendOutcome::ClientIdConflict,
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
+        let conn = self.conn().await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &user.email,
+            &user.password_hash,
+            &user.full_name,
+            &user.nickname,
+            &user.other_info,
+        ];
+        match conn
+            .client
+            .query_one(&conn.statements.insert_user, &params)
+            .await
+        {
+            Ok(row) => Ok(User {
+                id: row.get(0),
+                email: user.email,
+                full_name: user.full_name,
+                nickname: user.nickname,
+            }),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(StoreError::EmailTaken),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .client
+            .query_opt(&conn.statements.credentials, &[&email])
+            .await
+            .map_err(classify)?;
+        Ok(row.map(|row| Credentials {
+            user: user_at(&row, 0),
+            password_hash: row.get(4),
+            is_active: row.get(5),
+        }))
+    }
+
+    async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .client
+            .query_opt(&conn.statements.user, &[&id])
+            .await
+            .map_err(classify)?;
+        Ok(row.map(|row| user_at(&row, 0)))
+    }
+
+    async fn search_users(
+        &self,
+        query: &str,
+        exclude: i64,
+        limit: i64,
+    ) -> Result<Vec<User>, StoreError> {
+        let pattern = format!("%{}%", escape_like(query));
+        let conn = self.conn().await?;
+        let rows = conn
+            .client
+            .query(&conn.statements.search_users, &[&exclude, &pattern, &limit])
+            .await
+            .map_err(classify)?;
+        Ok(rows.iter().map(|row| user_at(row, 0)).collect())
+    }
+
+    async fn start_chat(&self, a: &User, b: &User) -> Result<StartedChat, StoreError> {
+        let key = pair_key(a.id, b.id);
+        let (low, high) = (a.id.min(b.id), a.id.max(b.id));
+        let (chat_id, created) = {
+            let conn = self.conn().await?;
+            let inserted = conn
+                .client
+                .query_opt(&conn.statements.insert_chat, &[&key, &low, &high])
+                .await
+                .map_err(classify)?;
+            match inserted {
+                Some(row) => (row.get::<_, i64>(0), true),
+                None => {
+                    let row = conn
+                        .client
+                        .query_one(&conn.statements.chat_id_by_pair, &[&key])
+                        .await
+                        .map_err(classify)?;
+                    (row.get(0), false)
+                }
+            }
+        };
+        Ok(StartedChat {
+            chat: self.chat_by_id(chat_id).await?,
+            created,
+        })
+    }
+
+    async fn chat_access(&self, chat_id: i64) -> Result<Option<ChatAccess>, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .client
+            .query_opt(&conn.statements.chat_access, &[&chat_id])
+            .await
+            .map_err(classify)?;
+        Ok(row.map(|row| ChatAccess {
+            participants: [row.get(0), row.get(1)],
+            last_seq: row.get(2),
+        }))
+    }
+
+    async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .client
+            .query(&conn.statements.chats_of, &[&user_id])
+            .await
+            .map_err(classify)?;
+        Ok(rows.iter().map(chat_from_row).collect())
+    }
+
+    async fn messages_between(
+        &self,
+        chat_id: i64,
+        from_seq: i64,
+        to_seq: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .client
+            .query(
+                &conn.statements.messages_between,
+                &[&chat_id, &from_seq, &to_seq],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|row| message_from_row(row, chat_id))
+            .collect())
+    }
+
+    async fn append_messages(
+        &self,
+        batch: &[NewMessage],
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let (unique, slots) = dedupe_batch(batch);
+        let mut attempt = 0;
+        let stored = loop {
+            attempt += 1;
+            let conn = self.conn().await?;
+            match append_on(&conn, &unique).await {
+                Ok(outcomes) => break super::all_answered(outcomes)?,
+                Err(e) if attempt < APPEND_ATTEMPTS && is_retryable_race(&e) => continue,
+                Err(e) => return Err(classify(e)),
+            }
+        };
+        Ok(super::expand_repeats(&stored, &slots))
+    }
+
+    async fn blacklist_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        let conn = self.conn().await?;
+        conn.client
+            .execute(
+                &conn.statements.blacklist_token,
+                &[&jti, &(expires_at as f64)],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn is_token_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .client
+            .query_opt(&conn.statements.is_blacklisted, &[&jti])
+            .await
+            .map_err(classify)?;
+        Ok(row.is_some())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.conn().await?;
+        conn.client.simple_query("").await.map_err(classify)?;
+        Ok(())
+    }
+}
+
+/// Escapes LIKE wildcards so a search for `50%` finds the literal text.
+fn escape_like(query: &str) -> String {
+    let mut escaped = String::with_capacity(query.len());
+    for ch in query.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(ch);
+    }
+    escaped
+}
