@@ -40,7 +40,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("Unsupported media type \"{0}\" in request.")]
     UnsupportedMediaType(String),
-    #[error("JSON parse error - {0}")]
+    /// The body is not JSON we accept; the message says why.
+    #[error("{0}")]
     MalformedJson(String),
     #[error("{0}")]
     BadRequest(String),

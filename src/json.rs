@@ -6,9 +6,54 @@ pub use simd_json::StaticNode;
 
 use simd_json::prelude::*;
 
+/// Deepest nesting any parsed document may have. Building and dropping a value
+/// recurses once per level, so hostile input like 100,000 `[` must be refused
+/// before it is turned into a tree.
+pub const MAX_NESTING: usize = 128;
+
+/// Why a body could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("JSON parse error - {0}")]
+    Syntax(String),
+    #[error("JSON nesting deeper than {MAX_NESTING} levels is not allowed.")]
+    TooDeep,
+}
+
 /// Parses a request body in place (simd-json rewrites the buffer it parses).
-pub fn parse(bytes: &mut [u8]) -> Result<Value<'_>, String> {
-    simd_json::to_borrowed_value(bytes).map_err(|e| e.to_string())
+pub fn parse(bytes: &mut [u8]) -> Result<Value<'_>, ParseError> {
+    if nesting_exceeds(bytes, MAX_NESTING) {
+        return Err(ParseError::TooDeep);
+    }
+    simd_json::to_borrowed_value(bytes).map_err(|e| ParseError::Syntax(e.to_string()))
+}
+
+/// Whether brackets nest deeper than `limit`, outside strings. One linear pass.
+fn nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Writes a value back out as compact JSON text.
@@ -52,6 +97,20 @@ mod tests {
         assert_eq!(depth(&parse(&mut text).unwrap()), 4);
         let mut scalar = b"3".to_vec();
         assert_eq!(depth(&parse(&mut scalar).unwrap()), 0);
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_before_parsing() {
+        let mut deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000)).into_bytes();
+        assert_eq!(parse(&mut deep).unwrap_err(), ParseError::TooDeep);
+        let mut fine =
+            format!("{}{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING)).into_bytes();
+        assert!(parse(&mut fine).is_ok());
+        let mut in_string = format!(r#"["{}\"{}"]"#, "[".repeat(500), "{".repeat(500)).into_bytes();
+        assert!(
+            parse(&mut in_string).is_ok(),
+            "brackets inside strings do not count"
+        );
     }
 
     #[test]

@@ -93,7 +93,8 @@ impl RawBody {
         if self.bytes.iter().all(u8::is_ascii_whitespace) {
             self.bytes = b"{}".to_vec();
         }
-        let value = json::parse(&mut self.bytes).map_err(ApiError::MalformedJson)?;
+        let value =
+            json::parse(&mut self.bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
         match value {
             Value::Object(_) => Ok(value),
             other => Err(ApiError::Validation(vec![(

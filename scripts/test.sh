@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The one test command (README, CI): makes sure PostgreSQL and Redis are reachable
+# (using running ones, else starting throwaway ones from installed binaries, else
+# installing them with apt-get when running as root), then runs the format check,
+# clippy with -D warnings, and every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_HOST=127.0.0.1
+PG_PORT=${PG_PORT:-5432}
+REDIS_PORT=${REDIS_PORT:-6379}
+SCRATCH=$(mktemp -d /tmp/chat-server-test.XXXXXX)
+STARTED_PG=""
+STARTED_REDIS=""
+
+log() { printf '\n==> %s\n' "$*"; }
+
+cleanup() {
+  if [[ -n $STARTED_PG ]]; then as_postgres "$PG_BIN/pg_ctl" -D "$SCRATCH/pg" -m fast stop >/dev/null 2>&1 || true; fi
+  if [[ -n $STARTED_REDIS ]]; then redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; fi
+  rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+
+apt_install() {
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "missing $* and cannot install it (need root and apt-get)" >&2
+    exit 1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null ||
+    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
+}
+
+as_postgres() {
+  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_ready() { psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; }
+
+ensure_postgres() {
+  command -v psql >/dev/null || apt_install postgresql-client
+  if pg_ready; then log "using PostgreSQL on $PG_HOST:$PG_PORT"; return; fi
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  if [[ -z $PG_BIN ]]; then apt_install postgresql; PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1); fi
+  PG_PORT=54329
+  log "starting a throwaway PostgreSQL on port $PG_PORT"
+  mkdir -p "$SCRATCH/pg"
+  [[ $(id -u) -eq 0 ]] && chown -R postgres "$SCRATCH"
+  as_postgres "$PG_BIN/initdb" -D "$SCRATCH/pg" -U postgres --auth=trust >/dev/null
+  as_postgres "$PG_BIN/pg_ctl" -D "$SCRATCH/pg" -l "$SCRATCH/pg.log" -w \
+    -o "-p $PG_PORT -k $SCRATCH -c listen_addresses=$PG_HOST -c fsync=off" start >/dev/null
+  STARTED_PG=1
+  pg_ready || { cat "$SCRATCH/pg.log"; exit 1; }
+}
+
+ensure_redis() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then log "using Redis on 127.0.0.1:$REDIS_PORT"; return; fi
+  REDIS_PORT=63799
+  log "starting a throwaway Redis on port $REDIS_PORT"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir "$SCRATCH" --logfile "$SCRATCH/redis.log" >/dev/null
+  STARTED_REDIS=1
+  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "Redis did not start" >&2; exit 1
+}
+
+drop_test_databases() {
+  psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc \
+    "select datname from pg_database where datname like 'chat_test_%'" |
+    while read -r db; do
+      psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null
+    done
+}
+
+ensure_postgres
+ensure_redis
+export TEST_PG="host=$PG_HOST port=$PG_PORT user=postgres"
+export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
+drop_test_databases
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+log "cargo test"
+cargo test --workspace
+
+drop_test_databases
+log "all checks passed"

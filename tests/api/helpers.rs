@@ -1,0 +1,232 @@
+//! Test harness: `spawn_app()` starts the real server on 127.0.0.1:0 against a fresh
+//! PostgreSQL database (created by the server itself on first connect), and gives
+//! tests a real HTTP client plus helpers to register users and start chats.
+//!
+//! PostgreSQL is found through `TEST_PG` (a tokio-postgres key/value string without
+//! `dbname`), default `host=127.0.0.1 port=5432 user=postgres`.
+
+use chat_server::{Application, Config};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const SECRET: &str = "integration-test-secret-key-0123456789";
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub database: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A registered, logged-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: i64,
+    pub email: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+/// The connection string for the test cluster, without a database name.
+pub fn pg_base() -> String {
+    std::env::var("TEST_PG").unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".into())
+}
+
+fn random_suffix() -> String {
+    chat_server::auth::random_hex(8)
+}
+
+/// Starts a server with the default test configuration.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts a server; `overrides` are extra environment variables.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let database = format!("chat_test_{}", random_suffix());
+    let mut vars: HashMap<String, String> = [
+        ("DEBUG", "1"),
+        ("SECRET_KEY", SECRET),
+        ("BIND", "127.0.0.1:0"),
+        ("ARGON2_MEMORY_KIB", "1024"),
+        ("ARGON2_ITERATIONS", "1"),
+        ("DB_POOL_SIZE", "8"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    vars.insert(
+        "DATABASE_URL".into(),
+        format!("{} dbname={database}", pg_base()),
+    );
+    for (k, v) in overrides {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let config = Config::from_vars(vars).expect("test configuration is valid");
+    let app = Application::build(config).await.expect("server starts");
+    let addr = app.local_addr();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stop_rx.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        database,
+        stop: Some(stop_tx),
+        server: Some(server),
+    }
+}
+
+/// A response, decoded.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// Asserts the status, printing the body on failure.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        &self.body
+    }
+
+    pub fn detail(&self) -> &str {
+        self.body["detail"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Any request: raw body bytes, optional bearer token, extra headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(Method::GET, path, token, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.send(Method::POST, path, token, Some(bytes), &[]).await
+    }
+
+    /// Registers and logs in a user whose email starts with `name`.
+    pub async fn user(&self, name: &str) -> TestUser {
+        let email = format!("{name}@example.com");
+        let registered = self
+            .post(
+                "/auth/register/",
+                None,
+                &json!({"email": email, "password": PASSWORD, "full_name": format!("{name} Tester")}),
+            )
+            .await;
+        let id = registered.expect(201)["id"].as_i64().unwrap();
+        let tokens = self
+            .post(
+                "/auth/login/",
+                None,
+                &json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        let tokens = tokens.expect(200);
+        TestUser {
+            id,
+            email,
+            access: tokens["access"].as_str().unwrap().to_owned(),
+            refresh: tokens["refresh"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Starts (or finds) the chat of `a` and `b`; returns its id.
+    pub async fn chat(&self, a: &TestUser, b: &TestUser) -> i64 {
+        let reply = self
+            .post(
+                "/api/chat/start/",
+                Some(&a.access),
+                &json!({"user_id": b.id}),
+            )
+            .await;
+        assert!(reply.status.is_success(), "start chat: {}", reply.text);
+        reply.body["id"].as_i64().unwrap()
+    }
+
+    /// Sends a message over REST; returns the stored message.
+    pub async fn say(&self, from: &TestUser, chat: i64, content: &str) -> Value {
+        let path = format!("/api/chat/chats/{chat}/messages/");
+        self.post(&path, Some(&from.access), &json!({"content": content}))
+            .await
+            .expect(201)
+            .clone()
+    }
+
+    /// A direct connection to this test's database, to check what was stored.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        let url = format!("{} dbname={}", pg_base(), self.database);
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("test database reachable");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task ends cleanly");
+        }
+    }
+}

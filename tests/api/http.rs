@@ -1,0 +1,143 @@
+//! Transport-level behaviour: CORS, ALLOWED_HOSTS, OPTIONS, form bodies, shutdown.
+
+use crate::helpers::{spawn_app, spawn_app_with};
+use reqwest::Method;
+
+#[tokio::test]
+async fn cors_preflight_and_responses_for_allowed_origins_only() {
+    let app = spawn_app_with(&[("CORS_ALLOWED_ORIGINS", "https://chat.example.com")]).await;
+    let preflight = app
+        .send(
+            Method::OPTIONS,
+            "/api/chat/chats/",
+            None,
+            None,
+            &[
+                ("origin", "https://chat.example.com"),
+                ("access-control-request-method", "GET"),
+            ],
+        )
+        .await;
+    assert_eq!(preflight.status, 200);
+    assert_eq!(
+        preflight.headers["access-control-allow-origin"],
+        "https://chat.example.com"
+    );
+    assert!(preflight.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+
+    let stranger = app
+        .send(
+            Method::OPTIONS,
+            "/api/chat/chats/",
+            None,
+            None,
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "GET"),
+            ],
+        )
+        .await;
+    assert!(stranger
+        .headers
+        .get("access-control-allow-origin")
+        .is_none());
+
+    let user = app.user("cors").await;
+    let simple = app
+        .send(
+            Method::GET,
+            "/api/chat/chats/",
+            Some(&user.access),
+            None,
+            &[("origin", "https://chat.example.com")],
+        )
+        .await;
+    assert_eq!(simple.status, 200);
+    assert_eq!(
+        simple.headers["access-control-allow-origin"],
+        "https://chat.example.com"
+    );
+}
+
+#[tokio::test]
+async fn hosts_outside_allowed_hosts_are_refused() {
+    let app = spawn_app_with(&[("ALLOWED_HOSTS", "chat.example.com,.example.org")]).await;
+    let bad = app
+        .send(
+            Method::GET,
+            "/api/chat/chats/",
+            None,
+            None,
+            &[("host", "evil.test")],
+        )
+        .await;
+    assert_eq!(bad.expect(400).clone()["detail"], "Bad Request (400)");
+    for host in ["chat.example.com:8000", "api.example.org", "example.org"] {
+        let ok = app
+            .send(
+                Method::GET,
+                "/api/chat/chats/",
+                None,
+                None,
+                &[("host", host)],
+            )
+            .await;
+        assert_eq!(
+            ok.status, 401,
+            "{host} passes the host check and reaches auth"
+        );
+    }
+}
+
+#[tokio::test]
+async fn options_lists_allowed_methods() {
+    let app = spawn_app().await;
+    let reply = app
+        .send(
+            Method::OPTIONS,
+            "/api/chat/chats/1/messages/",
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers["allow"], "GET, POST, OPTIONS");
+}
+
+#[tokio::test]
+async fn form_encoded_login_works_like_drf() {
+    let app = spawn_app().await;
+    let user = app.user("form").await;
+    let body = format!(
+        "email={}&password={}",
+        user.email,
+        crate::helpers::PASSWORD.replace(' ', "+")
+    );
+    let reply = app
+        .client
+        .post(app.url("/auth/login/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_finishes() {
+    let app = spawn_app().await;
+    let addr = app.addr;
+    app.get("/api/chat/chats/", None).await.expect(401);
+    tokio::time::timeout(std::time::Duration::from_secs(5), app.stop())
+        .await
+        .expect("graceful shutdown completes");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener is closed"
+    );
+}

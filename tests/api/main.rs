@@ -1,0 +1,10 @@
+//! Integration tests: the real server on port 0, a fresh PostgreSQL database per
+//! test, a real HTTP client. One test binary so it links once.
+
+mod auth;
+mod bad_input;
+mod chats;
+mod helpers;
+mod http;
+mod messages;
+mod users;

@@ -1,0 +1,232 @@
+//! Sending messages and reading history.
+
+use crate::helpers::{spawn_app, TestApp, TestUser};
+use serde_json::{json, Value};
+
+async fn pair(app: &TestApp) -> (TestUser, TestUser, i64) {
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let chat = app.chat(&ann, &bob).await;
+    (ann, bob, chat)
+}
+
+fn path(chat: i64) -> String {
+    format!("/api/chat/chats/{chat}/messages/")
+}
+
+fn seqs(page: &Value) -> Vec<i64> {
+    page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn send_returns_the_stored_message() {
+    let app = spawn_app().await;
+    let (ann, _bob, chat) = pair(&app).await;
+    let body = json!({"content": "  Hello there!  ", "metadata": {"type": "text", "n": [1, 2]},
+                      "chat": 999, "client_msg_id": "c-1"});
+    let reply = app.post(&path(chat), Some(&ann.access), &body).await;
+    let message = reply.expect(201);
+    assert_eq!(message["chat"], chat, "the body's chat field is ignored");
+    assert_eq!(message["seq"], 1);
+    assert_eq!(message["content"], "Hello there!", "content is trimmed");
+    assert_eq!(message["metadata"], json!({"type": "text", "n": [1, 2]}));
+    assert_eq!(message["sender"]["id"], ann.id);
+    assert_eq!(message["sender"]["email"], ann.email);
+    assert_eq!(message["client_msg_id"], "c-1");
+    let created = message["created_at"].as_str().unwrap();
+    assert_eq!(
+        created.len(),
+        "2024-01-02T03:04:05.123456Z".len(),
+        "{created}"
+    );
+
+    let plain = app
+        .post(&path(chat), Some(&ann.access), &json!({"content": "x"}))
+        .await;
+    assert_eq!(
+        plain.expect(201)["metadata"],
+        json!({}),
+        "metadata defaults to {{}}"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_client_msg_id_returns_the_original_and_stores_nothing() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = pair(&app).await;
+    let body = json!({"content": "once", "client_msg_id": "retry-me"});
+    let first = app.post(&path(chat), Some(&ann.access), &body).await;
+    let retry = app
+        .post(
+            &path(chat),
+            Some(&ann.access),
+            &json!({"content": "changed", "client_msg_id": "retry-me"}),
+        )
+        .await;
+    assert_eq!(first.expect(201)["id"], retry.expect(200)["id"]);
+    assert_eq!(retry.body["content"], "once");
+    let bobs = app.post(&path(chat), Some(&bob.access), &body).await;
+    assert_eq!(bobs.expect(201)["seq"], 2, "client ids are per sender");
+
+    let other = app.user("cat").await;
+    let other_chat = app.chat(&ann, &other).await;
+    let reuse = app.post(&path(other_chat), Some(&ann.access), &body).await;
+    assert!(reuse.expect(400)["client_msg_id"][0]
+        .as_str()
+        .unwrap()
+        .contains("another chat"));
+
+    let db = app.db().await;
+    let count: i64 = db
+        .query_one("SELECT count(*) FROM messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2);
+}
+
+#[tokio::test]
+async fn concurrent_senders_get_a_gap_free_sequence() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = pair(&app).await;
+    let sends = (0..60).map(|i| {
+        let (app, who) = (&app, if i % 2 == 0 { &ann } else { &bob });
+        async move {
+            let body = json!({"content": format!("m{i}"), "client_msg_id": format!("id-{i}")});
+            app.post(&path(chat), Some(&who.access), &body)
+                .await
+                .expect(201)["seq"]
+                .as_i64()
+                .unwrap()
+        }
+    });
+    let mut got: Vec<i64> = futures_util::future::join_all(sends).await;
+    got.sort_unstable();
+    assert_eq!(got, (1..=60).collect::<Vec<_>>());
+    let page = app
+        .get(&format!("{}?page_size=100", path(chat)), Some(&ann.access))
+        .await;
+    assert_eq!(page.expect(200)["count"], 60);
+    assert_eq!(seqs(&page.body), (1..=60).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn history_pages_count_back_from_the_newest_with_absolute_links() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = pair(&app).await;
+    for i in 1..=7 {
+        app.say(if i % 2 == 0 { &bob } else { &ann }, chat, &format!("m{i}"))
+            .await;
+    }
+    let first = app
+        .get(&format!("{}?page_size=3", path(chat)), Some(&bob.access))
+        .await;
+    let body = first.expect(200);
+    assert_eq!(body["count"], 7);
+    assert_eq!(
+        seqs(body),
+        [5, 6, 7],
+        "page 1 is the newest, oldest-first within"
+    );
+    let next = body["next"].as_str().unwrap();
+    assert_eq!(next, app.url(&format!("{}?page_size=3&page=2", path(chat))));
+    assert_eq!(body["previous"], Value::Null);
+
+    let second = app
+        .get(
+            &format!("{}?page_size=3&page=2", path(chat)),
+            Some(&bob.access),
+        )
+        .await;
+    assert_eq!(seqs(second.expect(200)), [2, 3, 4]);
+    assert_eq!(
+        second.body["previous"],
+        app.url(&format!("{}?page_size=3", path(chat)))
+    );
+    let last = app
+        .get(
+            &format!("{}?page_size=3&page=last", path(chat)),
+            Some(&bob.access),
+        )
+        .await;
+    assert_eq!(seqs(last.expect(200)), [1]);
+    assert_eq!(last.body["next"], Value::Null);
+
+    let past = app
+        .get(
+            &format!("{}?page_size=3&page=4", path(chat)),
+            Some(&bob.access),
+        )
+        .await;
+    assert_eq!(past.expect(404).clone()["detail"], "Invalid page.");
+    let alias = app
+        .get(
+            &format!("/api/chats/chats/{chat}/messages/"),
+            Some(&ann.access),
+        )
+        .await;
+    assert_eq!(seqs(alias.expect(200)), (1..=7).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn cursor_reads_return_ranges_around_a_seq() {
+    let app = spawn_app().await;
+    let (ann, _bob, chat) = pair(&app).await;
+    for i in 1..=10 {
+        app.say(&ann, chat, &format!("m{i}")).await;
+    }
+    let after = app
+        .get(
+            &format!("{}?after_seq=4&limit=3", path(chat)),
+            Some(&ann.access),
+        )
+        .await;
+    assert_eq!(seqs(after.expect(200)), [5, 6, 7]);
+    let newer = after.body["previous"].as_str().unwrap();
+    assert!(newer.ends_with("limit=3&after_seq=7"), "{newer}");
+    let before = app
+        .get(
+            &format!("{}?before_seq=4&limit=10", path(chat)),
+            Some(&ann.access),
+        )
+        .await;
+    assert_eq!(seqs(before.expect(200)), [1, 2, 3]);
+    assert_eq!(before.body["next"], Value::Null);
+    let caught_up = app
+        .get(&format!("{}?after_seq=10", path(chat)), Some(&ann.access))
+        .await;
+    assert!(seqs(caught_up.expect(200)).is_empty());
+}
+
+#[tokio::test]
+async fn empty_chats_have_an_empty_first_page() {
+    let app = spawn_app().await;
+    let (ann, _bob, chat) = pair(&app).await;
+    let page = app.get(&path(chat), Some(&ann.access)).await;
+    assert_eq!(
+        page.expect(200),
+        &json!({"count": 0, "next": null, "previous": null, "results": []})
+    );
+}
+
+#[tokio::test]
+async fn outsiders_cannot_read_or_write_a_chat() {
+    let app = spawn_app().await;
+    let (_ann, _bob, chat) = pair(&app).await;
+    let eve = app.user("eve").await;
+    let read = app.get(&path(chat), Some(&eve.access)).await;
+    assert_eq!(
+        read.expect(403).clone()["detail"],
+        "You do not have permission to perform this action."
+    );
+    app.post(&path(chat), Some(&eve.access), &json!({"content": "hi"}))
+        .await
+        .expect(403);
+    app.get(&path(chat + 1000), Some(&eve.access))
+        .await
+        .expect(404);
+}

@@ -1,0 +1,57 @@
+//! `GET /api/users/?q=`.
+
+use crate::helpers::spawn_app;
+
+fn emails(body: &serde_json::Value) -> Vec<String> {
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn search_matches_email_name_and_nickname_but_not_the_caller() {
+    let app = spawn_app().await;
+    let me = app.user("searcher").await;
+    app.user("alpha").await;
+    app.user("beta").await;
+    let reply = app
+        .post(
+            "/auth/register/",
+            None,
+            &serde_json::json!({"email": "z@example.org", "password": crate::helpers::PASSWORD,
+                                "full_name": "Zed", "nickname": "AlphaFan"}),
+        )
+        .await;
+    reply.expect(201);
+
+    let found = app.get("/api/users/?q=ALPHA", Some(&me.access)).await;
+    assert_eq!(
+        emails(found.expect(200)),
+        ["alpha@example.com", "z@example.org"]
+    );
+    let by_name = app
+        .get("/api/users/?q=beta%20tester", Some(&me.access))
+        .await;
+    assert_eq!(emails(by_name.expect(200)), ["beta@example.com"]);
+    let everyone = app.get("/api/users/", Some(&me.access)).await;
+    assert_eq!(emails(everyone.expect(200)).len(), 3, "all but the caller");
+    let wildcard = app.get("/api/users/?q=%25", Some(&me.access)).await;
+    assert!(emails(wildcard.expect(200)).is_empty(), "% is literal");
+}
+
+#[tokio::test]
+async fn search_is_bounded_and_needs_a_token() {
+    let app = crate::helpers::spawn_app_with(&[("USER_SEARCH_LIMIT", "2")]).await;
+    let me = app.user("me").await;
+    for name in ["u1", "u2", "u3"] {
+        app.user(name).await;
+    }
+    let found = app.get("/api/users/?q=u", Some(&me.access)).await;
+    assert_eq!(
+        emails(found.expect(200)),
+        ["u1@example.com", "u2@example.com"]
+    );
+    app.get("/api/users/", None).await.expect(401);
+}
