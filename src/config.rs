@@ -71,6 +71,27 @@ pub struct Paging {
     pub max_page_size: i64,
 }
 
+/// Real-time delivery: WebSocket sessions, the room map and the group-commit writer.
+#[derive(Debug, Clone)]
+pub struct Realtime {
+    /// Largest WebSocket message (after reassembly); more closes with 1009.
+    pub max_message_bytes: usize,
+    /// Frames queued for one socket; a full outbox closes it with 4008.
+    pub outbox_capacity: usize,
+    pub ping_interval: Duration,
+    /// No frame (not even a pong) for this long closes the socket with 4000.
+    pub idle_timeout: Duration,
+    /// At most one `typing` event per socket per interval is forwarded.
+    pub typing_interval: Duration,
+    pub room_shards: usize,
+    /// Independent writer lanes (chats are split between them by id); each keeps
+    /// one batch in flight, so this is also the pipelining depth.
+    pub writer_lanes: usize,
+    pub writer_batch_max: usize,
+    /// Extra time a lane waits to fill a batch; 0 = take what is queued.
+    pub writer_linger: Duration,
+}
+
 /// Token lifetimes and password hashing cost.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -95,6 +116,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: Limits,
     pub paging: Paging,
+    pub realtime: Realtime,
     pub shutdown_timeout: Duration,
     pub json_logs: bool,
 }
@@ -129,6 +151,7 @@ impl Config {
             auth,
             limits: limits(&env)?,
             paging: paging(&env)?,
+            realtime: realtime(&env, workers)?,
             shutdown_timeout: Duration::from_secs(env.number("SHUTDOWN_TIMEOUT_SECS", 10)?),
             json_logs: env.text("LOG_FORMAT") == Some("json"),
             data_dir,
@@ -146,6 +169,22 @@ fn limits(env: &Env) -> Result<Limits, ConfigError> {
         max_connections: env.number("MAX_CONNECTIONS", 100_000)?,
         header_read_timeout: Duration::from_secs(env.number("HEADER_READ_TIMEOUT_SECS", 10)?),
         user_search_limit: env.number("USER_SEARCH_LIMIT", 50)?,
+    })
+}
+
+fn realtime(env: &Env, workers: usize) -> Result<Realtime, ConfigError> {
+    let secs = |name, default| env.number(name, default).map(Duration::from_secs);
+    let millis = |name, default| env.number(name, default).map(Duration::from_millis);
+    Ok(Realtime {
+        max_message_bytes: env.number("WS_MAX_MESSAGE_BYTES", 128 * 1024)?,
+        outbox_capacity: env.number::<usize>("WS_OUTBOX_CAPACITY", 1024)?.max(1),
+        ping_interval: secs("WS_PING_INTERVAL_SECS", 30)?,
+        idle_timeout: secs("WS_IDLE_TIMEOUT_SECS", 75)?,
+        typing_interval: millis("WS_TYPING_INTERVAL_MS", 1000)?,
+        room_shards: env.number::<usize>("ROOM_SHARDS", workers)?.max(1),
+        writer_lanes: env.number::<usize>("WRITER_LANES", 4)?.max(1),
+        writer_batch_max: env.number::<usize>("WRITER_BATCH_MAX", 512)?.max(1),
+        writer_linger: millis("WRITER_LINGER_MS", 0)?,
     })
 }
 

@@ -49,6 +49,8 @@ pub enum ApiError {
     Validation(FieldErrors),
     #[error("Bad Request (400)")]
     DisallowedHost,
+    #[error("This endpoint only accepts WebSocket upgrade requests.")]
+    UpgradeRequired,
     #[error("Service temporarily unavailable, try again later.")]
     Unavailable(String),
     #[error("A server error occurred.")]
@@ -78,6 +80,7 @@ impl ApiError {
             MalformedJson(_) | BadRequest(_) | Validation(_) | DisallowedHost => {
                 StatusCode::BAD_REQUEST
             }
+            UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -56,6 +56,14 @@ fn nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
     false
 }
 
+/// A member of an object; `None` for other values or a missing name.
+pub fn get<'a, 'v>(value: &'a Value<'v>, name: &str) -> Option<&'a Value<'v>> {
+    match value {
+        Value::Object(fields) => fields.get(name),
+        _ => None,
+    }
+}
+
 /// Writes a value back out as compact JSON text.
 pub fn to_text(value: &Value<'_>) -> String {
     value.encode()

@@ -8,16 +8,19 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod draft;
 pub mod error;
 pub mod http;
 pub mod json;
 pub mod model;
 pub mod pipeline;
+pub mod rooms;
 pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod ws;
 
 pub use config::Config;
 pub use server::Application;

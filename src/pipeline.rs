@@ -1,30 +1,224 @@
-//! The send path shared by REST (and, later, WebSocket) sends. Today a send is a
-//! one-message batch written straight to the store; the group-commit writer takes
-//! this over without changing its callers, which already speak in batches' terms
-//! (one [`NewMessage`] in, one [`AppendOutcome`] out, acknowledged after commit).
+//! The group-commit writer: every send (REST or WebSocket) goes through it.
+//!
+//! Chats are split over `WRITER_LANES` lanes by id. Each lane is a task that takes
+//! everything queued for it (up to `WRITER_BATCH_MAX`, optionally lingering
+//! `WRITER_LINGER_MS` for more), appends the batch in one statement and one
+//! transaction, then publishes each new message to the room map and answers its
+//! sender. While a lane's batch commits, the next one fills up: that is the group
+//! commit. Lanes run side by side on pooled connections (pipelining), but one
+//! chat's batches commit one after another, in order, so a sender's messages get
+//! ascending `seq`s and reach the rooms in `seq` order.
+//!
+//! Nothing is acknowledged or delivered before its batch commits.
 
+use crate::rooms::{Outgoing, Rooms};
 use crate::store::{AppendOutcome, NewMessage, Store, StoreError};
+use crate::ws::protocol::{error_event, message_event, EventError};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Notify};
 
-/// Accepts messages and answers once they are durable.
-#[derive(Clone)]
-pub struct MessagePipeline {
-    store: Arc<dyn Store>,
+/// Requests a lane can queue before senders wait (backpressure).
+const LANE_QUEUE: usize = 16_384;
+
+/// Who hears about the outcome of a send.
+pub enum Reply {
+    /// A REST request waiting for the stored message.
+    Waiter(oneshot::Sender<Result<AppendOutcome, StoreError>>),
+    /// A WebSocket: its ack is the echo through the room; only retries and
+    /// failures are answered on the socket directly.
+    Socket {
+        outbox: mpsc::Sender<Outgoing>,
+        overflow: Arc<Notify>,
+    },
 }
 
+struct Request {
+    message: NewMessage,
+    reply: Reply,
+}
+
+/// Lane tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterSettings {
+    pub lanes: usize,
+    pub batch_max: usize,
+    pub linger: Duration,
+}
+
+/// Handle to the lanes; cheap to clone.
+#[derive(Clone)]
+pub struct MessagePipeline {
+    lanes: Arc<[mpsc::Sender<Request>]>,
+}
+
+/// The pipeline stopped (the server is shutting down).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the message pipeline has stopped")]
+pub struct PipelineClosed;
+
 impl MessagePipeline {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        MessagePipeline { store }
+    /// Spawns the lanes on the current runtime.
+    pub fn start(store: Arc<dyn Store>, rooms: Rooms, settings: WriterSettings) -> Self {
+        let lanes = (0..settings.lanes.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(LANE_QUEUE);
+                let lane = Lane {
+                    store: store.clone(),
+                    rooms: rooms.clone(),
+                    settings,
+                };
+                tokio::spawn(lane.run(rx));
+                tx
+            })
+            .collect();
+        MessagePipeline { lanes }
     }
 
-    /// Stores the message; returns once it is committed.
+    async fn submit(&self, message: NewMessage, reply: Reply) -> Result<(), PipelineClosed> {
+        let lane = &self.lanes[message.chat_id.unsigned_abs() as usize % self.lanes.len()];
+        lane.send(Request { message, reply })
+            .await
+            .map_err(|_| PipelineClosed)
+    }
+
+    /// Stores a message and returns once it is committed (and published).
     pub async fn send(&self, message: NewMessage) -> Result<AppendOutcome, StoreError> {
-        let mut outcomes = self
-            .store
-            .append_messages(std::slice::from_ref(&message))
-            .await?;
-        outcomes.pop().ok_or(StoreError::Inconsistent(
-            "a one-message batch had no outcome",
-        ))
+        let (tx, rx) = oneshot::channel();
+        let closed = || StoreError::Unavailable("the server is shutting down".into());
+        self.submit(message, Reply::Waiter(tx))
+            .await
+            .map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Queues a message from a WebSocket; the room echo is its ack.
+    pub async fn send_from_socket(
+        &self,
+        message: NewMessage,
+        outbox: mpsc::Sender<Outgoing>,
+        overflow: Arc<Notify>,
+    ) -> Result<(), PipelineClosed> {
+        self.submit(message, Reply::Socket { outbox, overflow })
+            .await
+    }
+}
+
+struct Lane {
+    store: Arc<dyn Store>,
+    rooms: Rooms,
+    settings: WriterSettings,
+}
+
+impl Lane {
+    async fn run(self, mut queue: mpsc::Receiver<Request>) {
+        let mut batch = Vec::with_capacity(self.settings.batch_max);
+        while let Some(first) = queue.recv().await {
+            batch.push(first);
+            self.fill(&mut queue, &mut batch).await;
+            self.commit(std::mem::take(&mut batch)).await;
+        }
+    }
+
+    /// Adds what is already queued, then lingers for more if configured.
+    async fn fill(&self, queue: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+        let max = self.settings.batch_max;
+        while batch.len() < max {
+            match queue.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        if self.settings.linger.is_zero() || batch.len() >= max {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.linger;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(request)) => batch.push(request),
+                _ => break,
+            }
+        }
+    }
+
+    async fn commit(&self, batch: Vec<Request>) {
+        let (messages, replies): (Vec<NewMessage>, Vec<Reply>) =
+            batch.into_iter().map(|r| (r.message, r.reply)).unzip();
+        match self.store.append_messages(&messages).await {
+            Ok(outcomes) => {
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                    self.settle(outcome, reply).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, size = messages.len(), "batch failed; nothing was stored");
+                let detail = error.to_string();
+                for (message, reply) in messages.into_iter().zip(replies) {
+                    fail(
+                        reply,
+                        &detail,
+                        message.client_msg_id,
+                        matches!(error, StoreError::Unavailable(_)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Publishes a new message, then answers its sender.
+    async fn settle(&self, outcome: AppendOutcome, reply: Reply) {
+        if let AppendOutcome::Created(message) = &outcome {
+            let frame = message_event(message);
+            self.rooms.publish(message.chat, message.seq, frame).await;
+        }
+        match reply {
+            Reply::Waiter(tx) => {
+                let _ = tx.send(Ok(outcome));
+            }
+            Reply::Socket { outbox, overflow } => answer_socket(outcome, &outbox, &overflow),
+        }
+    }
+}
+
+/// A socket learns of retries (the original again) and refusals directly.
+fn answer_socket(outcome: AppendOutcome, outbox: &mpsc::Sender<Outgoing>, overflow: &Notify) {
+    let frame = match outcome {
+        AppendOutcome::Created(_) => return,
+        AppendOutcome::Duplicate(original) => message_event(&original),
+        AppendOutcome::ClientIdConflict => error_event(&EventError {
+            code: "client_msg_id_conflict",
+            detail: "This client_msg_id was already used for a message in another chat.".into(),
+            fields: None,
+            client_msg_id: None,
+        }),
+    };
+    if let Err(mpsc::error::TrySendError::Full(_)) = outbox.try_send(Outgoing::Event(frame)) {
+        overflow.notify_one();
+    }
+}
+
+fn fail(reply: Reply, detail: &str, client_msg_id: Option<String>, unavailable: bool) {
+    match reply {
+        Reply::Waiter(tx) => {
+            let error = if unavailable {
+                StoreError::Unavailable(detail.to_owned())
+            } else {
+                StoreError::Failed(detail.to_owned())
+            };
+            let _ = tx.send(Err(error));
+        }
+        Reply::Socket { outbox, overflow } => {
+            let frame = error_event(&EventError {
+                code: "unavailable",
+                detail: "The message could not be stored; retry with the same client_msg_id."
+                    .into(),
+                fields: None,
+                client_msg_id,
+            });
+            if let Err(mpsc::error::TrySendError::Full(_)) = outbox.try_send(Outgoing::Event(frame))
+            {
+                overflow.notify_one();
+            }
+        }
     }
 }

@@ -90,9 +90,10 @@ impl Application {
 async fn serve_connection(state: Arc<AppState>, stream: TcpStream, mut shutdown: Shutdown) {
     let _ = stream.set_nodelay(true);
     let state_header_timeout = state.config.limits.header_read_timeout;
+    let for_requests = shutdown.clone();
     let service = service_fn(move |request| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(crate::http::serve(&state, request).await) }
+        let (state, shutdown) = (state.clone(), for_requests.clone());
+        async move { Ok::<_, Infallible>(crate::http::serve(&state, request, &shutdown).await) }
     });
     let mut builder = http1::Builder::new();
     builder

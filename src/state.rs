@@ -5,9 +5,11 @@ use crate::auth::jwt::TokenService;
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::config::Config;
 use crate::http::cors::Cors;
-use crate::pipeline::MessagePipeline;
+use crate::pipeline::{MessagePipeline, WriterSettings};
+use crate::rooms::{ConnId, Rooms};
 use crate::store::postgres::PgStore;
 use crate::store::{Store, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Why the server could not be assembled.
@@ -33,7 +35,9 @@ pub struct AppState {
     pub tokens: TokenService,
     pub passwords: PasswordHasher,
     pub pipeline: MessagePipeline,
+    pub rooms: Rooms,
     pub cors: Cors,
+    connections: AtomicU64,
 }
 
 impl AppState {
@@ -42,6 +46,13 @@ impl AppState {
         let database = config.database.as_ref().ok_or(StartError::NoDatabase)?;
         let store: Arc<dyn Store> = Arc::new(PgStore::connect(database).await?);
         let auth = &config.auth;
+        let realtime = &config.realtime;
+        let rooms = Rooms::start(realtime.room_shards);
+        let settings = WriterSettings {
+            lanes: realtime.writer_lanes,
+            batch_max: realtime.writer_batch_max,
+            linger: realtime.writer_linger,
+        };
         Ok(AppState {
             tokens: TokenService::new(&auth.secret_key, auth.access_ttl, auth.refresh_ttl),
             passwords: PasswordHasher::new(
@@ -49,10 +60,19 @@ impl AppState {
                 auth.argon2_iterations,
                 auth.hash_concurrency,
             )?,
-            pipeline: MessagePipeline::new(store.clone()),
+            pipeline: MessagePipeline::start(store.clone(), rooms.clone(), settings),
+            rooms,
             cors: Cors::new(&config.cors_allowed_origins),
+            connections: AtomicU64::new(0),
             store,
             config,
         })
+    }
+}
+
+impl AppState {
+    /// A fresh id for a WebSocket connection on this node.
+    pub fn next_conn_id(&self) -> ConnId {
+        self.connections.fetch_add(1, Ordering::Relaxed) + 1
     }
 }

@@ -1,21 +1,19 @@
 //! `GET` (history) and `POST` (send) on `/api/chat/chats/{id}/messages/`.
 
 use super::pagination::{HistoryRequest, Plan};
+use crate::draft::Draft;
 use crate::error::ApiError;
 use crate::http::body::RawBody;
-use crate::http::input::{Fields, Text};
+use crate::http::input::Fields;
 use crate::http::query::Query;
 use crate::http::response::{created, ok, Body};
 use crate::model::Message;
 use crate::state::AppState;
-use crate::store::{AppendOutcome, NewMessage};
+use crate::store::AppendOutcome;
 use hyper::body::Incoming;
 use hyper::header::HOST;
 use hyper::{Request, Response};
 use serde::Serialize;
-
-/// Longest accepted `client_msg_id`.
-const MAX_CLIENT_MSG_ID_CHARS: usize = 100;
 
 /// DRF's paginated envelope.
 #[derive(Serialize)]
@@ -74,29 +72,12 @@ pub async fn send(
     let mut body = RawBody::read(request, limits.max_body_bytes).await?;
     let value = body.object()?;
     let mut fields = Fields::new(&value);
-    let content = fields.text("content", Text::required(limits.max_content_chars));
-    let metadata = fields.json(
-        "metadata",
-        "{}",
-        limits.max_metadata_bytes,
-        limits.max_metadata_depth,
-    );
-    let client_msg_id = fields
-        .text("client_msg_id", Text::optional(MAX_CLIENT_MSG_ID_CHARS))
-        .filter(|id| !id.is_empty());
+    let draft = Draft::read(&mut fields, limits);
     fields.finish()?;
-    let (Some(content), Some(metadata)) = (content, metadata) else {
-        return Err(ApiError::Internal("validated fields missing".into()));
-    };
+    let draft = draft.ok_or(ApiError::Internal("validated fields missing".into()))?;
     let outcome = state
         .pipeline
-        .send(NewMessage {
-            chat_id,
-            sender,
-            content,
-            metadata,
-            client_msg_id,
-        })
+        .send(draft.into_message(chat_id, sender))
         .await?;
     match outcome {
         AppendOutcome::Created(message) => Ok(created(&message)),

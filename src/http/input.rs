@@ -3,7 +3,6 @@
 
 use crate::error::{ApiError, FieldErrors};
 use crate::json::{self, StaticNode, Value};
-use simd_json::prelude::*;
 
 /// Rules for a text field.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +50,15 @@ impl<'a, 'v> Fields<'a, 'v> {
     }
 
     fn get(&self, name: &str) -> Option<&'a Value<'v>> {
-        self.value.get(name)
+        json::get(self.value, name)
+    }
+
+    /// A string field as is, without validation or error.
+    pub fn peek_str(&self, name: &str) -> Option<&'a str> {
+        match self.get(name) {
+            Some(Value::String(text)) => Some(text.as_ref()),
+            _ => None,
+        }
     }
 
     /// Records a problem with a field.

@@ -10,14 +10,20 @@ pub mod response;
 pub mod router;
 
 use crate::error::ApiError;
+use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use response::Body;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Serves one request; never fails (errors are responses).
-pub async fn serve(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+pub async fn serve(
+    state: &Arc<AppState>,
+    request: Request<Incoming>,
+    shutdown: &Shutdown,
+) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -27,7 +33,7 @@ pub async fn serve(state: &AppState, request: Request<Incoming>) -> Response<Bod
     } else if !host_allowed(&state.config.allowed_hosts, &headers) {
         ApiError::DisallowedHost.into_response()
     } else {
-        router::dispatch(state, request)
+        router::dispatch(state, request, shutdown)
             .await
             .unwrap_or_else(ApiError::into_response)
     };

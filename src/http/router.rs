@@ -6,9 +6,12 @@
 use super::response::Body;
 use crate::api;
 use crate::error::ApiError;
+use crate::shutdown::Shutdown;
 use crate::state::AppState;
+use crate::ws;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
+use std::sync::Arc;
 
 /// Every resource the API serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,7 @@ pub enum Route {
     StartChat,
     Chats,
     Messages(i64),
+    ChatSocket(i64),
 }
 
 impl Route {
@@ -38,6 +42,7 @@ impl Route {
             ["api", "chat" | "chats", "start"] => Route::StartChat,
             ["api", "chat" | "chats", "chats"] => Route::Chats,
             ["api", "chat" | "chats", "chats", id, "messages"] => Route::Messages(parse_id(id)?),
+            ["ws", "chats", id] => Route::ChatSocket(parse_id(id)?),
             _ => return None,
         };
         Some(route)
@@ -46,7 +51,7 @@ impl Route {
     /// The methods the route answers, for `Allow` and 405s.
     pub fn allowed(self) -> &'static str {
         match self {
-            Route::Users | Route::Chats => "GET, OPTIONS",
+            Route::Users | Route::Chats | Route::ChatSocket(_) => "GET, OPTIONS",
             Route::Messages(_) => "GET, POST, OPTIONS",
             _ => "POST, OPTIONS",
         }
@@ -63,8 +68,9 @@ pub fn parse_id(segment: &str) -> Option<i64> {
 
 /// Runs the handler for a request.
 pub async fn dispatch(
-    state: &AppState,
+    state: &Arc<AppState>,
     request: Request<Incoming>,
+    shutdown: &Shutdown,
 ) -> Result<Response<Body>, ApiError> {
     let route = Route::resolve(request.uri().path()).ok_or(ApiError::NotFound)?;
     let method = request.method().clone();
@@ -78,6 +84,7 @@ pub async fn dispatch(
         (Route::Chats, Method::GET) => api::chats::list(state, request).await,
         (Route::Messages(id), Method::GET) => api::messages::history(state, request, id).await,
         (Route::Messages(id), Method::POST) => api::messages::send(state, request, id).await,
+        (Route::ChatSocket(id), Method::GET) => ws::handshake(state, request, id, shutdown).await,
         (route, Method::OPTIONS) => Ok(options(route)),
         (_, method) => Err(ApiError::MethodNotAllowed(method)),
     }

@@ -13,11 +13,18 @@ pub struct Migration {
 }
 
 /// Every migration, in the order it must be applied.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../sql/postgres/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../sql/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "read_markers",
+        sql: include_str!("../../sql/postgres/0002_read_markers.sql"),
+    },
+];
 
 /// Arbitrary constant naming this server's migration lock.
 const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_5f6d_6967;

@@ -21,6 +21,8 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Database(#[from] tokio_postgres::Error),
+    #[error("storing failed: {0}")]
+    Failed(String),
     #[error("the store broke an invariant: {0}")]
     Inconsistent(&'static str),
     #[error("migration {version} ({name}) failed: {source}")]
@@ -136,6 +138,10 @@ pub trait Store: Send + Sync + 'static {
     /// in the order of `batch`.
     async fn append_messages(&self, batch: &[NewMessage])
         -> Result<Vec<AppendOutcome>, StoreError>;
+
+    /// Moves the user's read marker in the chat forward to `seq` (never back, never
+    /// past the chat's last message); returns the marker after the move.
+    async fn mark_read(&self, chat_id: i64, user_id: i64, seq: i64) -> Result<i64, StoreError>;
 
     /// Remembers a refresh token's id until it would have expired anyway.
     async fn blacklist_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;

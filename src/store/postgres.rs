@@ -50,6 +50,7 @@ pub struct Statements {
     append_messages: Statement,
     blacklist_token: Statement,
     is_blacklisted: Statement,
+    mark_read: Statement,
 }
 
 impl Statements {
@@ -115,6 +116,15 @@ impl Statements {
                 .await?,
             is_blacklisted: client
                 .prepare("SELECT 1 FROM token_blacklist WHERE jti = $1")
+                .await?,
+            mark_read: client
+                .prepare(
+                    "INSERT INTO read_markers AS r (chat_id, user_id, seq)
+                     SELECT c.id, $2, LEAST($3, c.last_seq) FROM chats c WHERE c.id = $1
+                     ON CONFLICT (chat_id, user_id) DO UPDATE
+                       SET seq = GREATEST(r.seq, EXCLUDED.seq), updated_at = now()
+                     RETURNING seq",
+                )
                 .await?,
         })
     }
@@ -526,6 +536,16 @@ impl Store for PgStore {
             }
         };
         Ok(super::expand_repeats(&stored, &slots))
+    }
+
+    async fn mark_read(&self, chat_id: i64, user_id: i64, seq: i64) -> Result<i64, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .client
+            .query_opt(&conn.statements.mark_read, &[&chat_id, &user_id, &seq])
+            .await
+            .map_err(classify)?;
+        Ok(row.map_or(0, |row| row.get(0)))
     }
 
     async fn blacklist_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {

@@ -8,3 +8,5 @@ mod helpers;
 mod http;
 mod messages;
 mod users;
+mod ws;
+mod ws_client;

@@ -1,0 +1,229 @@
+//! The room map: which local sockets watch which chat. Chats are split over N
+//! shards by id; each shard is one task owning its rooms, fed by its own channel,
+//! so there is no global lock. A message is encoded once and the same bytes are
+//! queued on every watching socket's outbox. A socket whose outbox is full is
+//! dropped from its room and told so (it then closes with a resumable code);
+//! the shard never waits on a slow consumer.
+
+mod shard;
+
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::{mpsc, Notify};
+
+/// Identifies one WebSocket connection on this node.
+pub type ConnId = u64;
+
+/// What a socket's writer receives.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A stored message (`{"type":"message",...}`), delivered in `seq` order.
+    Message { seq: i64, frame: Bytes },
+    /// Anything else (read markers, typing, errors, replies): sent as is.
+    Event(Bytes),
+}
+
+/// A socket watching a chat.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub conn: ConnId,
+    pub user_id: i64,
+    pub outbox: mpsc::Sender<Outgoing>,
+    /// Signalled when the outbox overflowed and the socket was dropped.
+    pub overflow: Arc<Notify>,
+}
+
+impl Subscriber {
+    /// Queues a frame without waiting; a full outbox signals overflow.
+    /// Returns whether the socket can still receive.
+    pub fn offer(&self, item: Outgoing) -> bool {
+        match self.outbox.try_send(item) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Who of a room should not receive an ephemeral event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Except {
+    /// Skip the connection it came from.
+    Conn(ConnId),
+    /// Skip every socket of this user.
+    User(i64),
+}
+
+enum Command {
+    Join {
+        chat: i64,
+        subscriber: Subscriber,
+    },
+    Leave {
+        chat: i64,
+        conn: ConnId,
+    },
+    Publish {
+        chat: i64,
+        seq: i64,
+        frame: Bytes,
+    },
+    Broadcast {
+        chat: i64,
+        frame: Bytes,
+        except: Except,
+    },
+}
+
+/// Handle to the shards; cheap to clone.
+#[derive(Clone)]
+pub struct Rooms {
+    shards: Arc<[mpsc::Sender<Command>]>,
+}
+
+/// Commands a shard can queue before senders wait.
+const SHARD_QUEUE: usize = 8192;
+
+impl Rooms {
+    /// Spawns `shards` shard tasks on the current runtime.
+    pub fn start(shards: usize) -> Self {
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(SHARD_QUEUE);
+                tokio::spawn(shard::run(rx));
+                tx
+            })
+            .collect();
+        Rooms { shards }
+    }
+
+    fn shard(&self, chat: i64) -> &mpsc::Sender<Command> {
+        &self.shards[chat.unsigned_abs() as usize % self.shards.len()]
+    }
+
+    async fn send(&self, chat: i64, command: Command) {
+        // A shard only stops when the runtime does; nothing to do then.
+        let _ = self.shard(chat).send(command).await;
+    }
+
+    pub async fn join(&self, chat: i64, subscriber: Subscriber) {
+        self.send(chat, Command::Join { chat, subscriber }).await;
+    }
+
+    pub async fn leave(&self, chat: i64, conn: ConnId) {
+        self.send(chat, Command::Leave { chat, conn }).await;
+    }
+
+    /// Delivers a committed message to every socket in the chat.
+    pub async fn publish(&self, chat: i64, seq: i64, frame: Bytes) {
+        self.send(chat, Command::Publish { chat, seq, frame }).await;
+    }
+
+    /// Delivers an ephemeral event to the chat's sockets, except some.
+    pub async fn broadcast(&self, chat: i64, frame: Bytes, except: Except) {
+        self.send(
+            chat,
+            Command::Broadcast {
+                chat,
+                frame,
+                except,
+            },
+        )
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscriber(
+        conn: ConnId,
+        user_id: i64,
+        capacity: usize,
+    ) -> (Subscriber, mpsc::Receiver<Outgoing>) {
+        let (outbox, rx) = mpsc::channel(capacity);
+        let overflow = Arc::new(Notify::new());
+        (
+            Subscriber {
+                conn,
+                user_id,
+                outbox,
+                overflow,
+            },
+            rx,
+        )
+    }
+
+    fn seq_of(item: Outgoing) -> i64 {
+        match item {
+            Outgoing::Message { seq, .. } => seq,
+            Outgoing::Event(_) => -1,
+        }
+    }
+
+    #[tokio::test]
+    async fn publish_reaches_every_socket_of_the_chat_only() {
+        let rooms = Rooms::start(2);
+        let (a, mut a_rx) = subscriber(1, 10, 8);
+        let (b, mut b_rx) = subscriber(2, 20, 8);
+        let (other, mut other_rx) = subscriber(3, 30, 8);
+        rooms.join(7, a).await;
+        rooms.join(7, b).await;
+        rooms.join(8, other).await;
+        let frame = Bytes::from_static(b"{}");
+        rooms.publish(7, 1, frame.clone()).await;
+        assert_eq!(seq_of(a_rx.recv().await.unwrap()), 1);
+        let Outgoing::Message { frame: got, .. } = b_rx.recv().await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(got.as_ptr(), frame.as_ptr(), "the same bytes, not a copy");
+        rooms.leave(7, 1).await;
+        rooms.publish(7, 2, frame).await;
+        assert_eq!(seq_of(b_rx.recv().await.unwrap()), 2);
+        rooms.publish(8, 5, Bytes::new()).await;
+        assert_eq!(seq_of(other_rx.recv().await.unwrap()), 5);
+        assert!(a_rx.try_recv().is_err(), "left sockets get nothing more");
+    }
+
+    #[tokio::test]
+    async fn broadcast_skips_the_excepted() {
+        let rooms = Rooms::start(1);
+        let (a, mut a_rx) = subscriber(1, 10, 8);
+        let (a2, mut a2_rx) = subscriber(2, 10, 8);
+        let (b, mut b_rx) = subscriber(3, 20, 8);
+        for s in [a, a2, b] {
+            rooms.join(1, s).await;
+        }
+        rooms
+            .broadcast(1, Bytes::from_static(b"t"), Except::User(10))
+            .await;
+        rooms
+            .broadcast(1, Bytes::from_static(b"r"), Except::Conn(1))
+            .await;
+        assert!(matches!(b_rx.recv().await, Some(Outgoing::Event(f)) if f == "t"));
+        assert!(matches!(b_rx.recv().await, Some(Outgoing::Event(f)) if f == "r"));
+        assert!(matches!(a2_rx.recv().await, Some(Outgoing::Event(f)) if f == "r"));
+        assert!(a_rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_the_socket_and_signals_overflow() {
+        let rooms = Rooms::start(1);
+        let (slow, mut slow_rx) = subscriber(1, 10, 2);
+        let overflow = slow.overflow.clone();
+        rooms.join(1, slow).await;
+        for seq in 1..=5 {
+            rooms.publish(1, seq, Bytes::new()).await;
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(1), overflow.notified())
+            .await
+            .expect("overflow is signalled");
+        assert_eq!(seq_of(slow_rx.recv().await.unwrap()), 1);
+        assert_eq!(seq_of(slow_rx.recv().await.unwrap()), 2);
+        assert!(slow_rx.try_recv().is_err(), "nothing queued past capacity");
+    }
+}

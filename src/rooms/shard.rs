@@ -1,0 +1,62 @@
+//! One shard of the room map: a task owning `chat id → sockets` for its chats.
+
+use super::{Command, ConnId, Except, Outgoing, Subscriber};
+use std::collections::HashMap;
+use tokio::sync::mpsc;
+
+/// Runs until every handle to the shard is gone.
+pub(super) async fn run(mut commands: mpsc::Receiver<Command>) {
+    let mut rooms: HashMap<i64, Vec<Subscriber>> = HashMap::new();
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Join { chat, subscriber } => rooms.entry(chat).or_default().push(subscriber),
+            Command::Leave { chat, conn } => leave(&mut rooms, chat, conn),
+            Command::Publish { chat, seq, frame } => deliver(
+                &mut rooms,
+                chat,
+                |_| true,
+                || Outgoing::Message {
+                    seq,
+                    frame: frame.clone(),
+                },
+            ),
+            Command::Broadcast {
+                chat,
+                frame,
+                except,
+            } => {
+                let wanted = |s: &Subscriber| match except {
+                    Except::Conn(conn) => s.conn != conn,
+                    Except::User(user) => s.user_id != user,
+                };
+                deliver(&mut rooms, chat, wanted, || Outgoing::Event(frame.clone()))
+            }
+        }
+    }
+}
+
+fn leave(rooms: &mut HashMap<i64, Vec<Subscriber>>, chat: i64, conn: ConnId) {
+    if let Some(subscribers) = rooms.get_mut(&chat) {
+        subscribers.retain(|s| s.conn != conn);
+        if subscribers.is_empty() {
+            rooms.remove(&chat);
+        }
+    }
+}
+
+/// Offers an item to the wanted sockets of a room, dropping those that cannot
+/// take it (full or gone).
+fn deliver(
+    rooms: &mut HashMap<i64, Vec<Subscriber>>,
+    chat: i64,
+    wanted: impl Fn(&Subscriber) -> bool,
+    item: impl Fn() -> Outgoing,
+) {
+    let Some(subscribers) = rooms.get_mut(&chat) else {
+        return;
+    };
+    subscribers.retain(|s| !wanted(s) || s.offer(item()));
+    if subscribers.is_empty() {
+        rooms.remove(&chat);
+    }
+}

@@ -1,0 +1,421 @@
+//! One WebSocket session: a reader task (client events in) and a writer loop
+//! (frames out) sharing a bounded outbox.
+//!
+//! Delivery order: the socket joins its chat's room before the upgrade completes,
+//! so live messages queue in its outbox from then on. The writer keeps
+//! `next_seq`, the next message this socket must get: it first replays the store
+//! from `after_seq + 1` to the end, then takes live messages from the outbox. One
+//! below `next_seq` was already sent (dropped); one above it means a gap, filled
+//! from the store first. So each message arrives once, in `seq` order, with no
+//! gap or duplicate at the seam between history and live delivery.
+
+use super::protocol::{
+    close, error_event, message_event, read_event, typing_event, ClientEvent, EventError,
+};
+use super::transport::{self, FrameWriter, Inbound, MessageReader, ReadError, UpgradeFut};
+use crate::model::User;
+use crate::rooms::{Except, Outgoing, Subscriber};
+use crate::shutdown::Shutdown;
+use crate::state::AppState;
+use crate::store::StoreError;
+
+use fastwebsockets::WebSocketError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify};
+
+/// Messages read from the store per query while catching up.
+const CATCH_UP_CHUNK: i64 = 500;
+/// Frames written before a flush while draining a busy outbox.
+const WRITE_BURST: usize = 256;
+
+/// Who is connected to which chat, and from where to resume.
+pub struct SessionSpec {
+    pub chat_id: i64,
+    pub user: User,
+    /// Deliver messages with `seq > resume_after`.
+    pub resume_after: i64,
+    /// When the access token expires (Unix seconds).
+    pub token_expires_at: i64,
+}
+
+/// The socket's entry in the room map (already joined) and its outbox.
+pub struct Membership {
+    pub subscriber: Subscriber,
+    pub outbox: mpsc::Receiver<Outgoing>,
+}
+
+/// A new socket's room entry and the receiving end of its outbox.
+pub fn subscribe(state: &AppState, user_id: i64) -> Membership {
+    let (outbox, receiver) = mpsc::channel(state.config.realtime.outbox_capacity);
+    let subscriber = Subscriber {
+        conn: state.next_conn_id(),
+        user_id,
+        outbox,
+        overflow: Arc::new(Notify::new()),
+    };
+    Membership {
+        subscriber,
+        outbox: receiver,
+    }
+}
+
+/// What the reader asks the writer to send.
+enum Control {
+    Pong(Vec<u8>),
+    Close(u16),
+}
+
+/// Why the writer stopped.
+#[derive(Debug)]
+enum End {
+    Closed(u16),
+    Transport(WebSocketError),
+    Store(StoreError),
+    ReaderGone,
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Closed(code) => write!(f, "closed with {code}"),
+            End::Transport(error) => write!(f, "transport: {error}"),
+            End::Store(error) => write!(f, "store: {error}"),
+            End::ReaderGone => f.write_str("connection lost"),
+        }
+    }
+}
+
+impl From<WebSocketError> for End {
+    fn from(error: WebSocketError) -> Self {
+        End::Transport(error)
+    }
+}
+
+impl From<StoreError> for End {
+    fn from(error: StoreError) -> Self {
+        End::Store(error)
+    }
+}
+
+/// Runs a session to its end.
+pub async fn run(
+    state: Arc<AppState>,
+    upgrade: UpgradeFut,
+    spec: SessionSpec,
+    membership: Membership,
+    mut shutdown: Shutdown,
+) {
+    let started = Instant::now();
+    let Membership { subscriber, outbox } = membership;
+    let conn = subscriber.conn;
+    let (reader, writer) =
+        match transport::open(upgrade, state.config.realtime.max_message_bytes).await {
+            Ok(halves) => halves,
+            Err(error) => {
+                state.rooms.leave(spec.chat_id, conn).await;
+                return tracing::debug!(%error, "websocket upgrade failed");
+            }
+        };
+    let overflow = subscriber.overflow.clone();
+    let (control_tx, control_rx) = mpsc::channel(16);
+    let reading = tokio::spawn(read_loop(
+        state.clone(),
+        reader,
+        subscriber,
+        spec.chat_id,
+        spec.user.clone(),
+        control_tx,
+    ));
+    let mut out = Writer {
+        state: &state,
+        writer,
+        next_seq: spec.resume_after.saturating_add(1),
+        chat_id: spec.chat_id,
+    };
+    let end = out
+        .serve(&spec, &overflow, outbox, control_rx, &mut shutdown)
+        .await;
+    reading.abort();
+    state.rooms.leave(spec.chat_id, conn).await;
+    tracing::info!(conn, chat = spec.chat_id, user = spec.user.id, %end,
+        secs = started.elapsed().as_secs_f64(), "websocket session closed");
+}
+
+struct Writer<'a> {
+    state: &'a AppState,
+    writer: FrameWriter,
+    next_seq: i64,
+    chat_id: i64,
+}
+
+impl Writer<'_> {
+    async fn serve(
+        &mut self,
+        spec: &SessionSpec,
+        overflow: &Notify,
+        mut outbox: mpsc::Receiver<Outgoing>,
+        mut control: mpsc::Receiver<Control>,
+        shutdown: &mut Shutdown,
+    ) -> End {
+        let result = async {
+            self.catch_up().await?;
+            self.live(spec, &mut outbox, &mut control, shutdown, overflow)
+                .await
+        }
+        .await;
+        match result {
+            Ok(code) | Err(End::Closed(code)) => {
+                let _ = self.writer.close(code, reason(code)).await;
+                End::Closed(code)
+            }
+            Err(other) => other,
+        }
+    }
+
+    async fn live(
+        &mut self,
+        spec: &SessionSpec,
+        outbox: &mut mpsc::Receiver<Outgoing>,
+        control: &mut mpsc::Receiver<Control>,
+        shutdown: &mut Shutdown,
+        overflow: &Notify,
+    ) -> Result<u16, End> {
+        let realtime = &self.state.config.realtime;
+        let mut ping = tokio::time::interval(realtime.ping_interval);
+        ping.tick().await;
+        let expiry = token_deadline(spec.token_expires_at);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.recv() => return Ok(close::GOING_AWAY),
+                () = overflow.notified() => return Ok(close::SLOW_CONSUMER),
+                () = tokio::time::sleep_until(expiry) => return Ok(close::TOKEN_EXPIRED),
+                command = control.recv() => match command {
+                    Some(Control::Pong(payload)) => { self.writer.pong(payload).await?; self.writer.flush().await?; }
+                    Some(Control::Close(code)) => return Ok(code),
+                    None => return Err(End::ReaderGone),
+                },
+                item = outbox.recv() => {
+                    let Some(item) = item else { return Err(End::ReaderGone) };
+                    self.write_burst(item, outbox).await?;
+                }
+                _ = ping.tick() => { self.writer.ping().await?; self.writer.flush().await?; }
+            }
+        }
+    }
+
+    /// Writes one item and whatever else is already queued, then flushes once.
+    async fn write_burst(
+        &mut self,
+        first: Outgoing,
+        outbox: &mut mpsc::Receiver<Outgoing>,
+    ) -> Result<(), End> {
+        self.write(first).await?;
+        for _ in 1..WRITE_BURST {
+            match outbox.try_recv() {
+                Ok(item) => self.write(item).await?,
+                Err(_) => break,
+            }
+        }
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    async fn write(&mut self, item: Outgoing) -> Result<(), End> {
+        match item {
+            Outgoing::Event(frame) => self.writer.text(&frame).await?,
+            Outgoing::Message { seq, .. } if seq < self.next_seq => {}
+            Outgoing::Message { seq, frame } => {
+                if seq > self.next_seq {
+                    self.replay_until(seq - 1).await?;
+                }
+                self.writer.text(&frame).await?;
+                self.next_seq = seq + 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every stored message from `next_seq` on.
+    async fn catch_up(&mut self) -> Result<(), End> {
+        loop {
+            let sent = self
+                .replay(self.next_seq.saturating_add(CATCH_UP_CHUNK - 1))
+                .await?;
+            self.writer.flush().await?;
+            if sent < CATCH_UP_CHUNK {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Fills a gap: stored messages from `next_seq` through `last`.
+    async fn replay_until(&mut self, last: i64) -> Result<(), End> {
+        while self.next_seq <= last {
+            let to = last.min(self.next_seq.saturating_add(CATCH_UP_CHUNK - 1));
+            if self.replay(to).await? == 0 {
+                return Err(End::Store(StoreError::Inconsistent(
+                    "a committed message is missing",
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn replay(&mut self, to: i64) -> Result<i64, End> {
+        let messages = self
+            .state
+            .store
+            .messages_between(self.chat_id, self.next_seq, to)
+            .await?;
+        for message in &messages {
+            self.writer.text(&message_event(message)).await?;
+            self.next_seq = message.seq + 1;
+        }
+        Ok(messages.len() as i64)
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        close::GOING_AWAY => "server shutting down; reconnect with after_seq",
+        close::SLOW_CONSUMER => "too slow to keep up; reconnect with after_seq",
+        close::TOKEN_EXPIRED => "token expired; reconnect with a fresh token and after_seq",
+        close::IDLE_TIMEOUT => "idle timeout",
+        close::MESSAGE_TOO_BIG => "message too big",
+        close::UNSUPPORTED_DATA => "binary frames are not supported",
+        close::INVALID_PAYLOAD => "text frames must be UTF-8",
+        close::PROTOCOL_ERROR => "protocol error",
+        _ => "",
+    }
+}
+
+fn token_deadline(expires_at: i64) -> tokio::time::Instant {
+    let left = expires_at - crate::auth::jwt::unix_now();
+    tokio::time::Instant::now() + Duration::from_secs(left.clamp(0, 10 * 365 * 86_400) as u64)
+}
+
+/// Reads client events until the client leaves or breaks the protocol.
+async fn read_loop(
+    state: Arc<AppState>,
+    mut reader: MessageReader,
+    me: Subscriber,
+    chat_id: i64,
+    user: User,
+    control: mpsc::Sender<Control>,
+) {
+    let idle = state.config.realtime.idle_timeout;
+    let mut events = EventHandler {
+        state: &state,
+        me: &me,
+        chat_id,
+        user,
+        last_typing: None,
+    };
+    loop {
+        let code = match tokio::time::timeout(idle, reader.next()).await {
+            Err(_) => close::IDLE_TIMEOUT,
+            Ok(Ok(Inbound::Text(mut bytes))) => {
+                events.handle(&mut bytes).await;
+                continue;
+            }
+            Ok(Ok(Inbound::Ping(payload))) => {
+                let _ = control.try_send(Control::Pong(payload));
+                continue;
+            }
+            Ok(Ok(Inbound::Pong)) => continue,
+            Ok(Ok(Inbound::Binary)) => close::UNSUPPORTED_DATA,
+            Ok(Ok(Inbound::Close)) => close::NORMAL,
+            Ok(Err(ReadError::TooBig)) => close::MESSAGE_TOO_BIG,
+            Ok(Err(ReadError::InvalidUtf8)) => close::INVALID_PAYLOAD,
+            Ok(Err(ReadError::Protocol)) => close::PROTOCOL_ERROR,
+            Ok(Err(ReadError::Closed)) => return,
+        };
+        let _ = control.send(Control::Close(code)).await;
+        return;
+    }
+}
+
+/// Acts on decoded client events.
+struct EventHandler<'a> {
+    state: &'a AppState,
+    me: &'a Subscriber,
+    chat_id: i64,
+    user: User,
+    last_typing: Option<Instant>,
+}
+
+impl EventHandler<'_> {
+    async fn handle(&mut self, bytes: &mut [u8]) {
+        match super::protocol::decode(bytes, &self.state.config.limits) {
+            Ok(ClientEvent::Send(draft)) => {
+                let message = draft.into_message(self.chat_id, self.user.clone());
+                let (outbox, overflow) = (self.me.outbox.clone(), self.me.overflow.clone());
+                if self
+                    .state
+                    .pipeline
+                    .send_from_socket(message, outbox, overflow)
+                    .await
+                    .is_err()
+                {
+                    self.reply_error("unavailable", "The server is shutting down.");
+                }
+            }
+            Ok(ClientEvent::Read { seq }) => self.read(seq).await,
+            Ok(ClientEvent::Typing) => self.typing().await,
+            Err(error) => {
+                self.me.offer(Outgoing::Event(error_event(&error)));
+            }
+        }
+    }
+
+    async fn read(&mut self, seq: i64) {
+        if seq < 1 {
+            return self.reply_error(
+                "invalid_fields",
+                "seq: Ensure this value is greater than or equal to 1.",
+            );
+        }
+        match self
+            .state
+            .store
+            .mark_read(self.chat_id, self.user.id, seq)
+            .await
+        {
+            Ok(marker) => {
+                let frame = read_event(self.user.id, marker);
+                self.state
+                    .rooms
+                    .broadcast(self.chat_id, frame, Except::Conn(self.me.conn))
+                    .await;
+            }
+            Err(_) => {
+                self.reply_error("unavailable", "The read marker could not be stored; retry.")
+            }
+        }
+    }
+
+    async fn typing(&mut self) {
+        let interval = self.state.config.realtime.typing_interval;
+        if self.last_typing.is_some_and(|at| at.elapsed() < interval) {
+            return;
+        }
+        self.last_typing = Some(Instant::now());
+        let frame = typing_event(self.user.id);
+        self.state
+            .rooms
+            .broadcast(self.chat_id, frame, Except::User(self.user.id))
+            .await;
+    }
+
+    fn reply_error(&self, code: &'static str, detail: &str) {
+        let error = EventError {
+            code,
+            detail: detail.into(),
+            fields: None,
+            client_msg_id: None,
+        };
+        self.me.offer(Outgoing::Event(error_event(&error)));
+    }
+}

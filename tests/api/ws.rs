@@ -1,0 +1,439 @@
+//! Real-time delivery over real WebSockets: handshake refusals, echo as ack,
+//! ordering under concurrency, resume with `after_seq`, slow consumers, bad
+//! input, typing and read events, token expiry, shutdown.
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp, TestUser, SECRET};
+use crate::ws_client::{socket_path, Received, WsClient};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn pair(app: &TestApp) -> (TestUser, TestUser, i64) {
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let chat = app.chat(&ann, &bob).await;
+    (ann, bob, chat)
+}
+
+fn send_event(content: &str, client_msg_id: &str) -> Value {
+    json!({"type": "message.send", "content": content, "metadata": {"k": 1}, "client_msg_id": client_msg_id})
+}
+
+/// Status of a plain upgrade request (refusals happen before the upgrade).
+async fn handshake_status(app: &TestApp, path: &str) -> (u16, Value) {
+    let reply = app
+        .send(
+            reqwest::Method::GET,
+            path,
+            None,
+            None,
+            &[
+                ("connection", "upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+        )
+        .await;
+    (reply.status.as_u16(), reply.body)
+}
+
+#[tokio::test]
+async fn handshakes_are_refused_before_the_upgrade() {
+    let app = spawn_app().await;
+    let (ann, _bob, chat) = pair(&app).await;
+    let eve = app.user("eve").await;
+    let now = chat_server::auth::jwt::unix_now();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"token_type": "access", "exp": now - 5, "iat": now - 100, "jti": "x", "user_id": ann.id.to_string()}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let cases = [
+        (format!("/ws/chats/{chat}/"), 401),
+        (socket_path(chat, "garbage", None), 401),
+        (socket_path(chat, &expired, None), 401),
+        (socket_path(chat, &ann.refresh, None), 401),
+        (socket_path(chat, &eve.access, None), 403),
+        (socket_path(chat + 99, &ann.access, None), 404),
+        (format!("/ws/chats/abc/?token={}", ann.access), 404),
+        (
+            format!("{}&after_seq=-4", socket_path(chat, &ann.access, None)),
+            400,
+        ),
+        (
+            format!("{}&after_seq=x", socket_path(chat, &ann.access, None)),
+            400,
+        ),
+    ];
+    for (path, status) in cases {
+        let (got, body) = handshake_status(&app, &path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(body.is_object(), "{path}: JSON error body");
+    }
+    let plain = app.get(&socket_path(chat, &ann.access, None), None).await;
+    assert_eq!(plain.status, 426, "a plain GET is told to upgrade");
+}
+
+#[tokio::test]
+async fn participants_exchange_messages_and_the_echo_is_the_ack() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = pair(&app).await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
+    a.send_json(&send_event("  hello bob ", "a-1")).await;
+    let echo = a.message().await;
+    let delivered = b.message().await;
+    assert_eq!(echo, delivered, "the same message to both sockets");
+    assert_eq!(echo["seq"], 1);
+    assert_eq!(echo["content"], "hello bob");
+    assert_eq!(echo["client_msg_id"], "a-1");
+    assert_eq!(echo["sender"]["id"], ann.id);
+    assert_eq!(echo["metadata"], json!({"k": 1}));
+
+    b.send_json(&json!({"type": "message.send", "content": "hi ann"}))
+        .await;
+    assert_eq!(a.message().await["seq"], 2);
+    assert_eq!(b.message().await["content"], "hi ann");
+
+    let stored = app
+        .get(
+            &format!("/api/chat/chats/{chat}/messages/"),
+            Some(&ann.access),
+        )
+        .await;
+    assert_eq!(stored.expect(200)["count"], 2, "acknowledged means stored");
+}
+
+#[tokio::test]
+async fn a_rest_send_reaches_every_socket_of_both_users() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = pair(&app).await;
+    let mut a1 = WsClient::connect(&app, chat, &ann.access, None).await;
+    let mut a2 = WsClient::connect(&app, chat, &ann.access, None).await;
+    let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
+    let sent = app.say(&bob, chat, "over rest").await;
+    for socket in [&mut a1, &mut a2, &mut b] {
+        assert_eq!(socket.message().await["id"], sent["id"]);
+    }
+}
+
+#[tokio::test]
+async fn a_resent_client_msg_id_creates_nothing_and_returns_the_original() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = pair(&app).await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
+    a.send_json(&send_event("once", "dup-1")).await;
+    let first = a.message().await;
+    b.message().await;
+    a.send_json(&send_event("twice", "dup-1")).await;
+    let again = a.message().await;
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["content"], "once");
+    assert!(
+        b.recv_within(Duration::from_millis(300)).await.is_none(),
+        "the peer sees it once"
+    );
+    let db = app.db().await;
+    let count: i64 = db
+        .query_one("SELECT count(*) FROM messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+}
+
+/// Reads `n` message events and returns their (seq, content).
+async fn read_messages(socket: &mut WsClient, n: usize) -> Vec<(i64, String)> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let message = socket.message().await;
+        got.push((
+            message["seq"].as_i64().unwrap(),
+            message["content"].as_str().unwrap().to_owned(),
+        ));
+    }
+    got
+}
+
+fn assert_gap_free_from(got: &[(i64, String)], first: i64) {
+    let seqs: Vec<i64> = got.iter().map(|(seq, _)| *seq).collect();
+    let expected: Vec<i64> = (first..first + got.len() as i64).collect();
+    assert_eq!(seqs, expected, "every message once, in seq order");
+}
+
+#[tokio::test]
+async fn concurrent_senders_are_seen_by_both_sockets_once_and_in_order() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = pair(&app).await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
+    let mut a_sender = WsClient::connect(&app, chat, &ann.access, None).await;
+    let mut b_sender = WsClient::connect(&app, chat, &bob.access, None).await;
+    const EACH: usize = 300;
+    let send_a = async {
+        for i in 0..EACH {
+            a_sender
+                .send_json(&send_event(&format!("a{i}"), &format!("a{i}")))
+                .await;
+        }
+    };
+    let send_b = async {
+        for i in 0..EACH {
+            b_sender
+                .send_json(&send_event(&format!("b{i}"), &format!("b{i}")))
+                .await;
+        }
+    };
+    let (_, _, got_a, got_b) = tokio::join!(
+        send_a,
+        send_b,
+        read_messages(&mut a, 2 * EACH),
+        read_messages(&mut b, 2 * EACH)
+    );
+    assert_gap_free_from(&got_a, 1);
+    assert_eq!(got_a, got_b, "both sockets see the same sequence");
+    for who in ["a", "b"] {
+        let own: Vec<usize> = got_a
+            .iter()
+            .filter(|(_, c)| c.starts_with(who))
+            .map(|(_, c)| c[1..].parse().unwrap())
+            .collect();
+        assert_eq!(
+            own,
+            (0..EACH).collect::<Vec<_>>(),
+            "{who}'s messages in the order sent"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reconnecting_with_after_seq_gets_what_was_missed_then_live() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = pair(&app).await;
+    let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
+    for i in 1..=3 {
+        app.say(&ann, chat, &format!("m{i}")).await;
+    }
+    let seen = read_messages(&mut b, 3).await;
+    let last_seen = seen.last().unwrap().0;
+    b.close().await;
+    for i in 4..=8 {
+        app.say(&ann, chat, &format!("m{i}")).await;
+    }
+    let mut b = WsClient::connect(&app, chat, &bob.access, Some(last_seen)).await;
+    let missed = read_messages(&mut b, 5).await;
+    assert_gap_free_from(&missed, 4);
+    app.say(&ann, chat, "live").await;
+    let live = b.message().await;
+    assert_eq!(
+        (live["seq"].as_i64(), live["content"].as_str()),
+        (Some(9), Some("live"))
+    );
+    assert!(
+        b.recv_within(Duration::from_millis(300)).await.is_none(),
+        "no duplicates"
+    );
+}
+
+#[tokio::test]
+async fn resuming_during_a_send_storm_has_no_gap_or_duplicate_at_the_seam() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = pair(&app).await;
+    let mut sender = WsClient::connect(&app, chat, &ann.access, None).await;
+    const TOTAL: usize = 400;
+    let storm = async {
+        for i in 0..TOTAL {
+            sender
+                .send_json(&send_event(&format!("s{i}"), &format!("s{i}")))
+                .await;
+            if i == TOTAL / 4 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let reader = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut b = WsClient::connect(&app, chat, &bob.access, Some(0)).await;
+        read_messages(&mut b, TOTAL).await
+    };
+    let ((), got) = tokio::join!(storm, reader);
+    assert_gap_free_from(&got, 1);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_and_can_resume() {
+    let app = spawn_app_with(&[("WS_OUTBOX_CAPACITY", "4")]).await;
+    let (ann, bob, chat) = pair(&app).await;
+    let mut stalled = WsClient::connect(&app, chat, &bob.access, None).await;
+    let big = "x".repeat(9_000);
+    const TOTAL: usize = 1_500;
+    let path = format!("/api/chat/chats/{chat}/messages/");
+    for batch in 0..TOTAL / 50 {
+        let sends = (0..50).map(|i| {
+            let body = json!({"content": big, "client_msg_id": format!("c{}", batch * 50 + i)});
+            let (app, path, token) = (&app, &path, &ann.access);
+            async move { app.post(path, Some(token), &body).await.expect(201)["seq"].as_i64() }
+        });
+        futures_util::future::join_all(sends).await;
+    }
+    // The stalled socket was cut off: what it buffered, then the slow-consumer close.
+    let mut received = Vec::new();
+    let code = loop {
+        match stalled.recv().await {
+            Received::Json(event) => received.push(event["data"]["seq"].as_i64().unwrap()),
+            Received::Close(code) => break code,
+        }
+    };
+    assert_eq!(
+        code, 4008,
+        "slow consumers are closed with the resumable code"
+    );
+    assert!(received.len() < TOTAL, "it was cut off before the end");
+    let resume_from = received.last().copied().unwrap_or(0);
+    let mut resumed = WsClient::connect(&app, chat, &bob.access, Some(resume_from)).await;
+    let rest = read_messages(&mut resumed, TOTAL - resume_from as usize).await;
+    assert_gap_free_from(&rest, resume_from + 1);
+}
+
+#[tokio::test]
+async fn bad_events_get_error_events_and_the_socket_stays_open() {
+    let app = spawn_app().await;
+    let (ann, _bob, chat) = pair(&app).await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let cases = [
+        ("{not json", "invalid_json"),
+        ("[1,2]", "invalid_event"),
+        ("\"text\"", "invalid_event"),
+        (r#"{"content":"no type"}"#, "invalid_event"),
+        (r#"{"type":42}"#, "invalid_event"),
+        (r#"{"type":"dance"}"#, "unknown_type"),
+        (r#"{"type":"message.send"}"#, "invalid_fields"),
+        (
+            r#"{"type":"message.send","content":"   ","client_msg_id":"b-1"}"#,
+            "invalid_fields",
+        ),
+        (
+            r#"{"type":"message.send","content":{"a":1}}"#,
+            "invalid_fields",
+        ),
+        (
+            r#"{"type":"message.send","content":"x","metadata":null}"#,
+            "invalid_fields",
+        ),
+        (
+            r#"{"type":"message.send","content":"x","client_msg_id":5}"#,
+            "invalid_fields",
+        ),
+        (r#"{"type":"read","seq":"x"}"#, "invalid_fields"),
+        (r#"{"type":"read"}"#, "invalid_fields"),
+        (r#"{"type":"read","seq":0}"#, "invalid_fields"),
+    ];
+    for (text, code) in cases {
+        a.send_text(text).await;
+        let event = a.event().await;
+        assert_eq!(event["type"], "error", "{text}");
+        assert_eq!(event["code"], code, "{text}: {event}");
+        assert!(event["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    a.send_text(r#"{"type":"message.send","content":" ","client_msg_id":"keep-me"}"#)
+        .await;
+    assert_eq!(
+        a.event().await["client_msg_id"],
+        "keep-me",
+        "errors carry the client id"
+    );
+    a.send_json(&send_event("still here", "ok-1")).await;
+    assert_eq!(
+        a.message().await["content"],
+        "still here",
+        "the socket stayed open"
+    );
+}
+
+#[tokio::test]
+async fn binary_frames_and_oversized_messages_close_with_defined_codes() {
+    let app = spawn_app_with(&[("WS_MAX_MESSAGE_BYTES", "2048")]).await;
+    let (ann, _bob, chat) = pair(&app).await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    a.send_binary(b"\x00\x01").await;
+    assert_eq!(a.closed().await, 1003);
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    a.send_json(&send_event(&"y".repeat(4096), "big")).await;
+    assert_eq!(a.closed().await, 1009);
+    let db = app.db().await;
+    let count: i64 = db
+        .query_one("SELECT count(*) FROM messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn typing_and_read_markers_reach_the_peer() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = pair(&app).await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
+    a.send_json(&json!({"type": "typing"})).await;
+    a.send_json(&json!({"type": "typing"})).await;
+    assert_eq!(
+        b.event().await,
+        json!({"type": "typing", "user_id": ann.id})
+    );
+    assert!(
+        b.recv_within(Duration::from_millis(300)).await.is_none(),
+        "typing is throttled"
+    );
+    assert!(
+        a.recv_within(Duration::from_millis(100)).await.is_none(),
+        "not echoed to the typist"
+    );
+
+    for i in 0..3 {
+        app.say(&ann, chat, &format!("m{i}")).await;
+    }
+    read_messages(&mut a, 3).await;
+    read_messages(&mut b, 3).await;
+    b.send_json(&json!({"type": "read", "seq": 2})).await;
+    assert_eq!(
+        a.event().await,
+        json!({"type": "read", "user_id": bob.id, "seq": 2})
+    );
+    b.send_json(&json!({"type": "read", "seq": 1})).await;
+    assert_eq!(a.event().await["seq"], 2, "read markers never move back");
+    b.send_json(&json!({"type": "read", "seq": 99})).await;
+    assert_eq!(a.event().await["seq"], 3, "nor past the last message");
+    let db = app.db().await;
+    let marker: i64 = db
+        .query_one(
+            "SELECT seq FROM read_markers WHERE user_id = $1",
+            &[&bob.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(marker, 3);
+}
+
+#[tokio::test]
+async fn an_expiring_token_closes_the_socket_with_4001() {
+    let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECS", "2")]).await;
+    let (ann, _bob, chat) = pair(&app).await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    assert_eq!(a.closed().await, 4001);
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_going_away() {
+    let app = spawn_app().await;
+    let (ann, _bob, chat) = pair(&app).await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let stopping = tokio::spawn(app.stop());
+    assert_eq!(a.closed().await, 1001);
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("drain finishes once sockets are closed")
+        .unwrap();
+}

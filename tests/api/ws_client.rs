@@ -1,0 +1,155 @@
+//! A real WebSocket client for the tests (fastwebsockets' client handshake over a
+//! TCP socket), with helpers that read JSON events and close codes with timeouts.
+
+use crate::helpers::TestApp;
+use bytes::Bytes;
+use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload};
+use http_body_util::Empty;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::future::Future;
+use std::time::Duration;
+
+/// How long a test waits for the next frame before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+struct SpawnExecutor;
+
+impl<F> hyper::rt::Executor<F> for SpawnExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(future);
+    }
+}
+
+/// What the server sent.
+#[derive(Debug)]
+pub enum Received {
+    Json(Value),
+    Close(u16),
+}
+
+pub struct WsClient {
+    ws: FragmentCollector<TokioIo<Upgraded>>,
+}
+
+/// `/ws/chats/{chat}/?token=...[&after_seq=N]`
+pub fn socket_path(chat: i64, token: &str, after_seq: Option<i64>) -> String {
+    match after_seq {
+        Some(n) => format!("/ws/chats/{chat}/?token={token}&after_seq={n}"),
+        None => format!("/ws/chats/{chat}/?token={token}"),
+    }
+}
+
+impl WsClient {
+    pub async fn connect(
+        app: &TestApp,
+        chat: i64,
+        token: &str,
+        after_seq: Option<i64>,
+    ) -> WsClient {
+        let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let request = hyper::Request::get(socket_path(chat, token, after_seq))
+            .header("host", app.addr.to_string())
+            .header("upgrade", "websocket")
+            .header("connection", "upgrade")
+            .header(
+                "sec-websocket-key",
+                fastwebsockets::handshake::generate_key(),
+            )
+            .header("sec-websocket-version", "13")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream)
+            .await
+            .expect("websocket handshake succeeds");
+        WsClient {
+            ws: FragmentCollector::new(ws),
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        let frame = Frame::text(Payload::Owned(text.as_bytes().to_vec()));
+        self.ws.write_frame(frame).await.expect("send");
+    }
+
+    pub async fn send_json(&mut self, value: &Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        let frame = Frame::binary(Payload::Owned(bytes.to_vec()));
+        self.ws.write_frame(frame).await.expect("send");
+    }
+
+    /// The next event or close, failing the test after `WAIT`.
+    pub async fn recv(&mut self) -> Received {
+        tokio::time::timeout(WAIT, self.next())
+            .await
+            .expect("the server sent something in time")
+    }
+
+    /// The next frame within `wait`, if any.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Received> {
+        tokio::time::timeout(wait, self.next()).await.ok()
+    }
+
+    async fn next(&mut self) -> Received {
+        loop {
+            let frame = match self.ws.read_frame().await {
+                Ok(frame) => frame,
+                Err(_) => return Received::Close(1006),
+            };
+            match frame.opcode {
+                OpCode::Text => {
+                    return Received::Json(serde_json::from_slice(&frame.payload).unwrap())
+                }
+                OpCode::Close => {
+                    let code = frame
+                        .payload
+                        .get(..2)
+                        .map_or(1005, |b| u16::from_be_bytes([b[0], b[1]]));
+                    return Received::Close(code);
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next JSON event; fails on a close.
+    pub async fn event(&mut self) -> Value {
+        match self.recv().await {
+            Received::Json(value) => value,
+            Received::Close(code) => {
+                panic!("socket closed with {code} while an event was expected")
+            }
+        }
+    }
+
+    /// The next `message` event's data.
+    pub async fn message(&mut self) -> Value {
+        let event = self.event().await;
+        assert_eq!(
+            event["type"], "message",
+            "expected a message event, got {event}"
+        );
+        event["data"].clone()
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed(&mut self) -> u16 {
+        loop {
+            if let Received::Close(code) = self.recv().await {
+                return code;
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.write_frame(Frame::close(1000, b"")).await;
+    }
+}
