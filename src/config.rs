@@ -175,7 +175,7 @@ fn limits(env: &Env) -> Result<Limits, ConfigError> {
 fn realtime(env: &Env, workers: usize) -> Result<Realtime, ConfigError> {
     let secs = |name, default| env.number(name, default).map(Duration::from_secs);
     let millis = |name, default| env.number(name, default).map(Duration::from_millis);
-    Ok(Realtime {
+    let realtime = Realtime {
         max_message_bytes: env.number("WS_MAX_MESSAGE_BYTES", 128 * 1024)?,
         outbox_capacity: env.number::<usize>("WS_OUTBOX_CAPACITY", 1024)?.max(1),
         ping_interval: secs("WS_PING_INTERVAL_SECS", 30)?,
@@ -185,7 +185,15 @@ fn realtime(env: &Env, workers: usize) -> Result<Realtime, ConfigError> {
         writer_lanes: env.number::<usize>("WRITER_LANES", 4)?.max(1),
         writer_batch_max: env.number::<usize>("WRITER_BATCH_MAX", 512)?.max(1),
         writer_linger: millis("WRITER_LINGER_MS", 0)?,
-    })
+    };
+    if realtime.idle_timeout <= realtime.ping_interval {
+        return Err(ConfigError::Invalid {
+            name: "WS_IDLE_TIMEOUT_SECS",
+            value: realtime.idle_timeout.as_secs().to_string(),
+            reason: "must be longer than WS_PING_INTERVAL_SECS, or live clients time out".into(),
+        });
+    }
+    Ok(realtime)
 }
 
 fn paging(env: &Env) -> Result<Paging, ConfigError> {

@@ -21,6 +21,8 @@ pub struct TestApp {
     pub database: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Set when the server is the real binary in its own process.
+    pub process: Option<tokio::process::Child>,
 }
 
 /// A registered, logged-in user.
@@ -48,6 +50,78 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server; `overrides` are extra environment variables.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let (database, vars) = test_vars(overrides);
+    let config = Config::from_vars(vars).expect("test configuration is valid");
+    let app = Application::build(config).await.expect("server starts");
+    let addr = app.local_addr();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stop_rx.await;
+    }));
+    TestApp {
+        addr,
+        client: client(),
+        database,
+        stop: Some(stop_tx),
+        server: Some(server),
+        process: None,
+    }
+}
+
+/// Starts the `chat-server` binary in its own process (to measure it from outside).
+pub async fn spawn_process(overrides: &[(&str, &str)]) -> TestApp {
+    let (database, vars) = test_vars(overrides);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .env_clear()
+        .envs(vars)
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let addr = listening_addr(stdout).await;
+    TestApp {
+        addr,
+        client: client(),
+        database,
+        stop: None,
+        server: None,
+        process: Some(child),
+    }
+}
+
+/// Reads the server's JSON log until it says where it listens.
+async fn listening_addr(stdout: tokio::process::ChildStdout) -> SocketAddr {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let find = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(addr) = entry["fields"]["addr"].as_str() {
+                return addr.parse().unwrap();
+            }
+        }
+        panic!("the server exited before listening");
+    };
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(20), find)
+        .await
+        .expect("server listens in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    addr
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A fresh database name and the environment for a test server.
+fn test_vars(overrides: &[(&str, &str)]) -> (String, HashMap<String, String>) {
     let database = format!("chat_test_{}", random_suffix());
     let mut vars: HashMap<String, String> = [
         ("DEBUG", "1"),
@@ -67,23 +141,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     for (k, v) in overrides {
         vars.insert(k.to_string(), v.to_string());
     }
-    let config = Config::from_vars(vars).expect("test configuration is valid");
-    let app = Application::build(config).await.expect("server starts");
-    let addr = app.local_addr();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stop_rx.await;
-    }));
-    TestApp {
-        addr,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        database,
-        stop: Some(stop_tx),
-        server: Some(server),
-    }
+    (database, vars)
 }
 
 /// A response, decoded.
@@ -218,6 +276,23 @@ impl TestApp {
             .expect("test database reachable");
         tokio::spawn(connection);
         client
+    }
+
+    /// Resident memory of a server running as its own process.
+    pub fn server_rss_bytes(&self) -> u64 {
+        let pid = self
+            .process
+            .as_ref()
+            .and_then(|p| p.id())
+            .expect("a server process");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        kib * 1024
     }
 
     /// Stops the server gracefully and waits for it.

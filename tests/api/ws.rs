@@ -268,6 +268,7 @@ async fn a_client_that_never_reads_is_closed_and_can_resume() {
     let mut stalled = WsClient::connect(&app, chat, &bob.access, None).await;
     let big = "x".repeat(9_000);
     const TOTAL: usize = 1_500;
+
     let path = format!("/api/chat/chats/{chat}/messages/");
     for batch in 0..TOTAL / 50 {
         let sends = (0..50).map(|i| {
@@ -277,6 +278,7 @@ async fn a_client_that_never_reads_is_closed_and_can_resume() {
         });
         futures_util::future::join_all(sends).await;
     }
+
     // The stalled socket was cut off: what it buffered, then the slow-consumer close.
     let mut received = Vec::new();
     let code = loop {
@@ -436,4 +438,65 @@ async fn shutdown_closes_sockets_with_going_away() {
         .await
         .expect("drain finishes once sockets are closed")
         .unwrap();
+}
+
+#[tokio::test]
+async fn silent_clients_time_out_but_ponging_clients_stay() {
+    let app = spawn_app_with(&[
+        ("WS_IDLE_TIMEOUT_SECS", "2"),
+        ("WS_PING_INTERVAL_SECS", "1"),
+    ])
+    .await;
+    let (ann, bob, chat) = pair(&app).await;
+    let mut silent = WsClient::silent(&app, chat, &ann.access).await;
+    let mut alive = WsClient::connect(&app, chat, &bob.access, None).await;
+    // `alive` keeps reading, so its client answers the server's pings.
+    assert!(
+        alive
+            .recv_within(Duration::from_millis(3500))
+            .await
+            .is_none(),
+        "still open"
+    );
+    assert_eq!(
+        silent.closed().await,
+        4000,
+        "no pong, no frames: idle timeout"
+    );
+    app.say(&ann, chat, "still there?").await;
+    assert_eq!(alive.message().await["content"], "still there?");
+}
+
+#[tokio::test]
+async fn a_stalled_socket_does_not_grow_server_memory() {
+    let app = crate::helpers::spawn_process(&[("WS_OUTBOX_CAPACITY", "64")]).await;
+    let (ann, bob, chat) = pair(&app).await;
+    let path = format!("/api/chat/chats/{chat}/messages/");
+    let big = "x".repeat(9_000);
+    let send_many = |count: usize, offset: usize| {
+        let (app, path, token, big) = (&app, &path, &ann.access, &big);
+        async move {
+            for batch in 0..count / 50 {
+                let sends = (0..50).map(|i| {
+                    let body = json!({"content": big, "client_msg_id": format!("c{}", offset + batch * 50 + i)});
+                    async move {
+                        app.post(path, Some(token), &body).await.expect(201);
+                    }
+                });
+                futures_util::future::join_all(sends).await;
+            }
+        }
+    };
+    let _stalled = WsClient::silent(&app, chat, &bob.access).await;
+    send_many(200, 0).await; // warm up pools and buffers
+    let before = app.server_rss_bytes();
+    const TOTAL: usize = 4_000;
+    send_many(TOTAL, 200).await;
+    let grown = app.server_rss_bytes().saturating_sub(before);
+    let sent = (TOTAL * big.len()) as u64;
+    println!("server RSS grew {grown} bytes while {sent} bytes were sent to a stalled socket");
+    assert!(
+        grown < sent / 4,
+        "server RSS grew {grown} bytes; {sent} were sent"
+    );
 }

@@ -52,6 +52,21 @@ impl WsClient {
         token: &str,
         after_seq: Option<i64>,
     ) -> WsClient {
+        Self::open(app, chat, token, after_seq, true).await
+    }
+
+    /// A client that never answers pings (a half-dead peer).
+    pub async fn silent(app: &TestApp, chat: i64, token: &str) -> WsClient {
+        Self::open(app, chat, token, None, false).await
+    }
+
+    async fn open(
+        app: &TestApp,
+        chat: i64,
+        token: &str,
+        after_seq: Option<i64>,
+        pong: bool,
+    ) -> WsClient {
         let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
         let request = hyper::Request::get(socket_path(chat, token, after_seq))
             .header("host", app.addr.to_string())
@@ -64,9 +79,10 @@ impl WsClient {
             .header("sec-websocket-version", "13")
             .body(Empty::<Bytes>::new())
             .unwrap();
-        let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream)
+        let (mut ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream)
             .await
             .expect("websocket handshake succeeds");
+        ws.set_auto_pong(pong);
         WsClient {
             ws: FragmentCollector::new(ws),
         }
