@@ -737,13 +737,7 @@ async fn every_bad_input_gets_a_clear_4xx() {
         }
     }
     // Nothing above was stored.
-    let db = app.db().await;
-    let stored: i64 = db
-        .query_one("SELECT count(*) FROM messages", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(stored, 0);
+    assert_eq!(app.stored_message_count().await, 0);
 }
 
 #[tokio::test]

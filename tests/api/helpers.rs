@@ -268,6 +268,45 @@ impl TestApp {
             .clone()
     }
 
+    /// Two users, `ann` and `bob`, and their chat.
+    pub async fn pair(&self) -> (TestUser, TestUser, i64) {
+        let (ann, bob) = (self.user("ann").await, self.user("bob").await);
+        let chat = self.chat(&ann, &bob).await;
+        (ann, bob, chat)
+    }
+
+    /// Sends `count` messages over REST, 50 at a time; client ids `{tag}{n}`.
+    pub async fn say_many(
+        &self,
+        from: &TestUser,
+        chat: i64,
+        count: usize,
+        tag: &str,
+        content: &str,
+    ) {
+        let path = format!("/api/chat/chats/{chat}/messages/");
+        for start in (0..count).step_by(50) {
+            let sends = (start..count.min(start + 50)).map(|n| {
+                let body = json!({"content": content, "client_msg_id": format!("{tag}{n}")});
+                let path = &path;
+                async move {
+                    self.post(path, Some(&from.access), &body).await.expect(201);
+                }
+            });
+            futures_util::future::join_all(sends).await;
+        }
+    }
+
+    /// How many messages the database holds.
+    pub async fn stored_message_count(&self) -> i64 {
+        let db = self.db().await;
+        let row = db
+            .query_one("SELECT count(*) FROM messages", &[])
+            .await
+            .unwrap();
+        row.get(0)
+    }
+
     /// A direct connection to this test's database, to check what was stored.
     pub async fn db(&self) -> tokio_postgres::Client {
         let url = format!("{} dbname={}", pg_base(), self.database);

@@ -1,13 +1,7 @@
 //! Sending messages and reading history.
 
-use crate::helpers::{spawn_app, TestApp, TestUser};
+use crate::helpers::spawn_app;
 use serde_json::{json, Value};
-
-async fn pair(app: &TestApp) -> (TestUser, TestUser, i64) {
-    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
-    let chat = app.chat(&ann, &bob).await;
-    (ann, bob, chat)
-}
 
 fn path(chat: i64) -> String {
     format!("/api/chat/chats/{chat}/messages/")
@@ -25,7 +19,7 @@ fn seqs(page: &Value) -> Vec<i64> {
 #[tokio::test]
 async fn send_returns_the_stored_message() {
     let app = spawn_app().await;
-    let (ann, _bob, chat) = pair(&app).await;
+    let (ann, _bob, chat) = app.pair().await;
     let body = json!({"content": "  Hello there!  ", "metadata": {"type": "text", "n": [1, 2]},
                       "chat": 999, "client_msg_id": "c-1"});
     let reply = app.post(&path(chat), Some(&ann.access), &body).await;
@@ -57,7 +51,7 @@ async fn send_returns_the_stored_message() {
 #[tokio::test]
 async fn a_retried_client_msg_id_returns_the_original_and_stores_nothing() {
     let app = spawn_app().await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     let body = json!({"content": "once", "client_msg_id": "retry-me"});
     let first = app.post(&path(chat), Some(&ann.access), &body).await;
     let retry = app
@@ -80,19 +74,13 @@ async fn a_retried_client_msg_id_returns_the_original_and_stores_nothing() {
         .unwrap()
         .contains("another chat"));
 
-    let db = app.db().await;
-    let count: i64 = db
-        .query_one("SELECT count(*) FROM messages", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 2);
+    assert_eq!(app.stored_message_count().await, 2);
 }
 
 #[tokio::test]
 async fn concurrent_senders_get_a_gap_free_sequence() {
     let app = spawn_app().await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     let sends = (0..60).map(|i| {
         let (app, who) = (&app, if i % 2 == 0 { &ann } else { &bob });
         async move {
@@ -117,7 +105,7 @@ async fn concurrent_senders_get_a_gap_free_sequence() {
 #[tokio::test]
 async fn history_pages_count_back_from_the_newest_with_absolute_links() {
     let app = spawn_app().await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     for i in 1..=7 {
         app.say(if i % 2 == 0 { &bob } else { &ann }, chat, &format!("m{i}"))
             .await;
@@ -175,7 +163,7 @@ async fn history_pages_count_back_from_the_newest_with_absolute_links() {
 #[tokio::test]
 async fn cursor_reads_return_ranges_around_a_seq() {
     let app = spawn_app().await;
-    let (ann, _bob, chat) = pair(&app).await;
+    let (ann, _bob, chat) = app.pair().await;
     for i in 1..=10 {
         app.say(&ann, chat, &format!("m{i}")).await;
     }
@@ -205,7 +193,7 @@ async fn cursor_reads_return_ranges_around_a_seq() {
 #[tokio::test]
 async fn empty_chats_have_an_empty_first_page() {
     let app = spawn_app().await;
-    let (ann, _bob, chat) = pair(&app).await;
+    let (ann, _bob, chat) = app.pair().await;
     let page = app.get(&path(chat), Some(&ann.access)).await;
     assert_eq!(
         page.expect(200),
@@ -216,7 +204,7 @@ async fn empty_chats_have_an_empty_first_page() {
 #[tokio::test]
 async fn outsiders_cannot_read_or_write_a_chat() {
     let app = spawn_app().await;
-    let (_ann, _bob, chat) = pair(&app).await;
+    let (_ann, _bob, chat) = app.pair().await;
     let eve = app.user("eve").await;
     let read = app.get(&path(chat), Some(&eve.access)).await;
     assert_eq!(

@@ -2,16 +2,10 @@
 //! ordering under concurrency, resume with `after_seq`, slow consumers, bad
 //! input, typing and read events, token expiry, shutdown.
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, TestUser, SECRET};
+use crate::helpers::{spawn_app, spawn_app_with, TestApp, SECRET};
 use crate::ws_client::{socket_path, Received, WsClient};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-async fn pair(app: &TestApp) -> (TestUser, TestUser, i64) {
-    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
-    let chat = app.chat(&ann, &bob).await;
-    (ann, bob, chat)
-}
 
 fn send_event(content: &str, client_msg_id: &str) -> Value {
     json!({"type": "message.send", "content": content, "metadata": {"k": 1}, "client_msg_id": client_msg_id})
@@ -39,7 +33,7 @@ async fn handshake_status(app: &TestApp, path: &str) -> (u16, Value) {
 #[tokio::test]
 async fn handshakes_are_refused_before_the_upgrade() {
     let app = spawn_app().await;
-    let (ann, _bob, chat) = pair(&app).await;
+    let (ann, _bob, chat) = app.pair().await;
     let eve = app.user("eve").await;
     let now = chat_server::auth::jwt::unix_now();
     let expired = jsonwebtoken::encode(
@@ -77,7 +71,7 @@ async fn handshakes_are_refused_before_the_upgrade() {
 #[tokio::test]
 async fn participants_exchange_messages_and_the_echo_is_the_ack() {
     let app = spawn_app().await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
     let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
     a.send_json(&send_event("  hello bob ", "a-1")).await;
@@ -107,7 +101,7 @@ async fn participants_exchange_messages_and_the_echo_is_the_ack() {
 #[tokio::test]
 async fn a_rest_send_reaches_every_socket_of_both_users() {
     let app = spawn_app().await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     let mut a1 = WsClient::connect(&app, chat, &ann.access, None).await;
     let mut a2 = WsClient::connect(&app, chat, &ann.access, None).await;
     let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
@@ -120,7 +114,7 @@ async fn a_rest_send_reaches_every_socket_of_both_users() {
 #[tokio::test]
 async fn a_resent_client_msg_id_creates_nothing_and_returns_the_original() {
     let app = spawn_app().await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
     let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
     a.send_json(&send_event("once", "dup-1")).await;
@@ -134,13 +128,7 @@ async fn a_resent_client_msg_id_creates_nothing_and_returns_the_original() {
         b.recv_within(Duration::from_millis(300)).await.is_none(),
         "the peer sees it once"
     );
-    let db = app.db().await;
-    let count: i64 = db
-        .query_one("SELECT count(*) FROM messages", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 1);
+    assert_eq!(app.stored_message_count().await, 1);
 }
 
 /// Reads `n` message events and returns their (seq, content).
@@ -165,7 +153,7 @@ fn assert_gap_free_from(got: &[(i64, String)], first: i64) {
 #[tokio::test]
 async fn concurrent_senders_are_seen_by_both_sockets_once_and_in_order() {
     let app = spawn_app().await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
     let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
     let mut a_sender = WsClient::connect(&app, chat, &ann.access, None).await;
@@ -210,7 +198,7 @@ async fn concurrent_senders_are_seen_by_both_sockets_once_and_in_order() {
 #[tokio::test]
 async fn reconnecting_with_after_seq_gets_what_was_missed_then_live() {
     let app = spawn_app().await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
     for i in 1..=3 {
         app.say(&ann, chat, &format!("m{i}")).await;
@@ -239,7 +227,7 @@ async fn reconnecting_with_after_seq_gets_what_was_missed_then_live() {
 #[tokio::test]
 async fn resuming_during_a_send_storm_has_no_gap_or_duplicate_at_the_seam() {
     let app = spawn_app().await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     let mut sender = WsClient::connect(&app, chat, &ann.access, None).await;
     const TOTAL: usize = 400;
     let storm = async {
@@ -264,20 +252,12 @@ async fn resuming_during_a_send_storm_has_no_gap_or_duplicate_at_the_seam() {
 #[tokio::test]
 async fn a_client_that_never_reads_is_closed_and_can_resume() {
     let app = spawn_app_with(&[("WS_OUTBOX_CAPACITY", "4")]).await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     let mut stalled = WsClient::connect(&app, chat, &bob.access, None).await;
     let big = "x".repeat(9_000);
     const TOTAL: usize = 1_500;
 
-    let path = format!("/api/chat/chats/{chat}/messages/");
-    for batch in 0..TOTAL / 50 {
-        let sends = (0..50).map(|i| {
-            let body = json!({"content": big, "client_msg_id": format!("c{}", batch * 50 + i)});
-            let (app, path, token) = (&app, &path, &ann.access);
-            async move { app.post(path, Some(token), &body).await.expect(201)["seq"].as_i64() }
-        });
-        futures_util::future::join_all(sends).await;
-    }
+    app.say_many(&ann, chat, TOTAL, "c", &big).await;
 
     // The stalled socket was cut off: what it buffered, then the slow-consumer close.
     let mut received = Vec::new();
@@ -301,7 +281,7 @@ async fn a_client_that_never_reads_is_closed_and_can_resume() {
 #[tokio::test]
 async fn bad_events_get_error_events_and_the_socket_stays_open() {
     let app = spawn_app().await;
-    let (ann, _bob, chat) = pair(&app).await;
+    let (ann, _bob, chat) = app.pair().await;
     let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
     let cases = [
         ("{not json", "invalid_json"),
@@ -356,26 +336,20 @@ async fn bad_events_get_error_events_and_the_socket_stays_open() {
 #[tokio::test]
 async fn binary_frames_and_oversized_messages_close_with_defined_codes() {
     let app = spawn_app_with(&[("WS_MAX_MESSAGE_BYTES", "2048")]).await;
-    let (ann, _bob, chat) = pair(&app).await;
+    let (ann, _bob, chat) = app.pair().await;
     let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
     a.send_binary(b"\x00\x01").await;
     assert_eq!(a.closed().await, 1003);
     let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
     a.send_json(&send_event(&"y".repeat(4096), "big")).await;
     assert_eq!(a.closed().await, 1009);
-    let db = app.db().await;
-    let count: i64 = db
-        .query_one("SELECT count(*) FROM messages", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 0);
+    assert_eq!(app.stored_message_count().await, 0);
 }
 
 #[tokio::test]
 async fn typing_and_read_markers_reach_the_peer() {
     let app = spawn_app().await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
     let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
     a.send_json(&json!({"type": "typing"})).await;
@@ -422,7 +396,7 @@ async fn typing_and_read_markers_reach_the_peer() {
 #[tokio::test]
 async fn an_expiring_token_closes_the_socket_with_4001() {
     let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECS", "2")]).await;
-    let (ann, _bob, chat) = pair(&app).await;
+    let (ann, _bob, chat) = app.pair().await;
     let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
     assert_eq!(a.closed().await, 4001);
 }
@@ -430,7 +404,7 @@ async fn an_expiring_token_closes_the_socket_with_4001() {
 #[tokio::test]
 async fn shutdown_closes_sockets_with_going_away() {
     let app = spawn_app().await;
-    let (ann, _bob, chat) = pair(&app).await;
+    let (ann, _bob, chat) = app.pair().await;
     let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
     let stopping = tokio::spawn(app.stop());
     assert_eq!(a.closed().await, 1001);
@@ -447,7 +421,7 @@ async fn silent_clients_time_out_but_ponging_clients_stay() {
         ("WS_PING_INTERVAL_SECS", "1"),
     ])
     .await;
-    let (ann, bob, chat) = pair(&app).await;
+    let (ann, bob, chat) = app.pair().await;
     let mut silent = WsClient::silent(&app, chat, &ann.access).await;
     let mut alive = WsClient::connect(&app, chat, &bob.access, None).await;
     // `alive` keeps reading, so its client answers the server's pings.
@@ -470,28 +444,13 @@ async fn silent_clients_time_out_but_ponging_clients_stay() {
 #[tokio::test]
 async fn a_stalled_socket_does_not_grow_server_memory() {
     let app = crate::helpers::spawn_process(&[("WS_OUTBOX_CAPACITY", "64")]).await;
-    let (ann, bob, chat) = pair(&app).await;
-    let path = format!("/api/chat/chats/{chat}/messages/");
+    let (ann, bob, chat) = app.pair().await;
     let big = "x".repeat(9_000);
-    let send_many = |count: usize, offset: usize| {
-        let (app, path, token, big) = (&app, &path, &ann.access, &big);
-        async move {
-            for batch in 0..count / 50 {
-                let sends = (0..50).map(|i| {
-                    let body = json!({"content": big, "client_msg_id": format!("c{}", offset + batch * 50 + i)});
-                    async move {
-                        app.post(path, Some(token), &body).await.expect(201);
-                    }
-                });
-                futures_util::future::join_all(sends).await;
-            }
-        }
-    };
     let _stalled = WsClient::silent(&app, chat, &bob.access).await;
-    send_many(200, 0).await; // warm up pools and buffers
+    app.say_many(&ann, chat, 200, "warm-up", &big).await; // pools and buffers
     let before = app.server_rss_bytes();
     const TOTAL: usize = 4_000;
-    send_many(TOTAL, 200).await;
+    app.say_many(&ann, chat, TOTAL, "c", &big).await;
     let grown = app.server_rss_bytes().saturating_sub(before);
     let sent = (TOTAL * big.len()) as u64;
     println!("server RSS grew {grown} bytes while {sent} bytes were sent to a stalled socket");
