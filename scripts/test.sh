@@ -74,6 +74,32 @@ drop_test_databases() {
     done
 }
 
+# A few seconds of every load-test scenario against the real binary, so the tool
+# cannot rot. Any error or integrity problem fails the run.
+loadtest_smoke() {
+  log "loadtest smoke run"
+  cargo build -q -p chat-server -p loadtest
+  local db="chat_test_loadtest_smoke" port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  export DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$db" SECRET_KEY="loadtest-smoke-secret-0123456789abcdef"
+  BIND="127.0.0.1:$port" RUST_LOG=warn target/debug/chat-server > "$SCRATCH/server.log" 2>&1 &
+  local pid=$! url="http://127.0.0.1:$port"
+  for _ in $(seq 100); do curl -s -o /dev/null "$url/api/chat/chats/" && break; sleep 0.1; done
+  local lt=target/debug/loadtest status=0
+  {
+    $lt chat --url "$url" --pairs 4 --window 4 --duration 2 --json "$SCRATCH/chat.json" --plot "$SCRATCH/chat.svg" &&
+    $lt rest --url "$url" --concurrency 4 --duration 1 &&
+    $lt connect --url "$url" --connections 50 --duration 1 --server-pid "$pid" &&
+    $lt verify --url "$url,$url" --pairs 2 --rate-per-pair 20 --churn-ms 300 --duration 2 &&
+    $lt echo --connections 4 --window 4 --duration 1 &&
+    $lt store-ceiling --duration 1 --connections 2 --batch 64
+  } > "$SCRATCH/loadtest.log" 2>&1 || status=$?
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  unset DATABASE_URL SECRET_KEY
+  grep -E '^(scenario|delivered|errors|lost|duplicated|out of order|PROBLEM)' "$SCRATCH/loadtest.log" || true
+  if [[ $status -ne 0 ]]; then cat "$SCRATCH/loadtest.log" "$SCRATCH/server.log"; exit "$status"; fi
+}
+
 ensure_postgres
 ensure_redis
 export TEST_PG="host=$PG_HOST port=$PG_PORT user=postgres"
@@ -87,5 +113,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test"
 cargo test --workspace
 
+loadtest_smoke
 drop_test_databases
 log "all checks passed"

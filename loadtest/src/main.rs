@@ -1,7 +1,49 @@
-//! `loadtest`: the bundled load tester. Its scenarios arrive with their own issue;
-//! for now it only explains itself so the workspace builds and the binary exists.
+//! `loadtest`: the bundled load tester. Real clients only (an HTTP/1.1 client and
+//! a fastwebsockets client over real sockets) speaking the public API, so the same
+//! tool measures this server and, with `--routes django`, the original backend.
+//!
+//! Scenarios: `chat`, `connect`, `rest`, `verify`, `echo` (transport ceiling) and
+//! `store-ceiling` (storage ceiling). Each prints a summary and can write a JSON
+//! report (`--json`) and an SVG plot (`--plot`).
 
-fn main() {
-    eprintln!("loadtest: scenarios are not implemented yet (see the load-testing issue)");
-    std::process::exit(2);
+mod cli;
+mod endpoint;
+mod http;
+mod plot;
+mod progress;
+mod report;
+mod scenarios;
+mod setup;
+mod stats;
+mod ws;
+
+use clap::Parser;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Errors at the edge of the tool are reported, not branched on.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(scenarios::run(cli)) {
+        Ok(report) => {
+            report.print_summary();
+            if report.errors > 0 || report.integrity_failed() {
+                std::process::ExitCode::from(1)
+            } else {
+                std::process::ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            eprintln!("loadtest: {error}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "read_markers",
         sql: include_str!("../../sql/postgres/0002_read_markers.sql"),
     },
+    Migration {
+        version: 3,
+        name: "append_messages_index_probes",
+        sql: include_str!("../../sql/postgres/0003_append_messages_index_probes.sql"),
+    },
 ];
 
 /// Arbitrary constant naming this server's migration lock.

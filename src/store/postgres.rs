@@ -362,15 +362,21 @@ fn message_from_row(row: &Row, chat_id: i64) -> Message {
     }
 }
 
-/// Columns: ord, outcome, id, seq, content, metadata, created_at.
+/// Columns: ord, outcome, id, seq, content, metadata, created_at. Content and
+/// metadata come back only for a retried client id (the stored original).
 fn outcome_from_row(row: &Row, request: &NewMessage) -> AppendOutcome {
     let message = Message {
         id: row.get(2),
         chat: request.chat_id,
         seq: row.get(3),
         sender: request.sender.clone(),
-        content: row.get(4),
-        metadata: metadata_from_text(row.get(5)),
+        content: row
+            .get::<_, Option<String>>(4)
+            .unwrap_or_else(|| request.content.clone()),
+        metadata: metadata_from_text(
+            row.get::<_, Option<String>>(5)
+                .unwrap_or_else(|| request.metadata.clone()),
+        ),
         client_msg_id: request.client_msg_id.clone(),
         created_at: timestamp(row, 6),
     };

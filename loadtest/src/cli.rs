@@ -1,0 +1,163 @@
+//! Command line: one subcommand per scenario, with the flags they share.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Load tester for chat-server (real clients over real sockets)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+pub enum Scenario {
+    /// N pairs chatting over WebSockets: delivered messages/s, end-to-end latency,
+    /// and a check that the store holds exactly what was acknowledged.
+    Chat(ChatArgs),
+    /// Hold N idle authenticated sockets: connect rate, RSS per connection.
+    Connect(ConnectArgs),
+    /// REST sends and history reads: throughput and latency.
+    Rest(RestArgs),
+    /// Integrity under churn: reconnects with after_seq across nodes.
+    Verify(VerifyArgs),
+    /// Transport ceiling: a minimal fastwebsockets echo server, same client code.
+    Echo(EchoArgs),
+    /// Storage ceiling: raw batched inserts of message-sized rows.
+    StoreCeiling(StoreArgs),
+}
+
+/// Which API dialect the target speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Routes {
+    /// This server's README routes.
+    Ours,
+    /// The original Django implementation's routes (`/api/token/`, `/api/chats/...`).
+    Django,
+}
+
+/// Output and timing flags every scenario takes.
+#[derive(Args, Clone)]
+pub struct Output {
+    /// How long to measure, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write an SVG plot (latency percentiles, throughput over time) here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// The server under test and how to prepare users on it.
+#[derive(Args, Clone)]
+pub struct Target {
+    /// Base URL of the server, e.g. http://127.0.0.1:8000 (comma-separated for
+    /// several nodes where the scenario supports it).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    #[arg(long, value_enum, default_value_t = Routes::Ours)]
+    pub routes: Routes,
+    /// The server's database: with it (and SECRET_KEY) users, chats and tokens are
+    /// created in bulk in seconds instead of one registration each.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The server's SECRET_KEY, to mint tokens for bulk-created users.
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub output: Output,
+    /// Chats, each with a sender and a receiver socket.
+    #[arg(long, default_value_t = 100)]
+    pub pairs: usize,
+    /// Messages each sender keeps in flight (sent, not yet acknowledged).
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
+    /// Offered load in messages/s over all pairs (instead of as fast as the window allows).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Message content size in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub output: Output,
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// The server's process id, to read its resident memory from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 512)]
+    pub concurrency: usize,
+}
+
+#[derive(Args)]
+pub struct RestArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub output: Output,
+    /// Concurrent clients, each on its own keep-alive connection.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub output: Output,
+    #[arg(long, default_value_t = 20)]
+    pub pairs: usize,
+    /// Messages per second each pair sends.
+    #[arg(long, default_value_t = 50)]
+    pub rate_per_pair: u64,
+    /// Mean time between a socket's reconnects, in milliseconds.
+    #[arg(long, default_value_t = 700)]
+    pub churn_ms: u64,
+}
+
+#[derive(Args)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    pub output: Output,
+    #[arg(long, default_value_t = 200)]
+    pub connections: usize,
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+}
+
+#[derive(Args)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    pub output: Output,
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Rows per insert statement.
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// Connections inserting in parallel.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+}

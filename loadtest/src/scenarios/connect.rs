@@ -1,0 +1,122 @@
+//! `connect`: open N authenticated idle sockets as fast as the server takes them
+//! (source addresses spread over 127.0.0.x so N can exceed one address's
+//! ephemeral ports), hold them for `duration`, and read the server's resident
+//! memory before and after from /proc.
+
+use crate::cli::ConnectArgs;
+use crate::endpoint::Endpoint;
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::setup;
+use crate::stats::Recorder;
+use crate::ws;
+use crate::Result;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// Sockets per local source address (well under the ~28,000 ephemeral ports).
+const PER_SOURCE_ADDRESS: usize = 20_000;
+
+pub async fn run(args: ConnectArgs) -> Result<Report> {
+    let endpoint = Endpoint::resolve(&args.target.url).await?;
+    let pairs = setup::pairs(&args.target, &endpoint, args.connections.div_ceil(2)).await?;
+    let rss_before = args.server_pid.and_then(rss_bytes);
+    let live = Arc::new(AtomicU64::new(0));
+    let held = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let start = Instant::now();
+    let hold_until = Duration::from_secs(args.output.duration);
+    let progress = Progress::start("connect", hold_until, live.clone());
+    let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    for i in 0..args.connections {
+        let pair = &pairs[i / 2];
+        let account = if i % 2 == 0 { &pair.a } else { &pair.b };
+        let path = ws::chat_path(pair.chat, &account.token, None);
+        let local = loopback_source(&endpoint, i);
+        let (endpoint, limit, held, errors, opened) = (
+            endpoint.clone(),
+            limit.clone(),
+            held.clone(),
+            errors.clone(),
+            opened_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let Ok(permit) = limit.acquire_owned().await else {
+                return;
+            };
+            let began = Instant::now();
+            match ws::connect(&endpoint, &path, local).await {
+                Ok(socket) => {
+                    drop(permit);
+                    held.fetch_add(1, Ordering::Relaxed);
+                    let _ = opened.send(began.elapsed());
+                    hold(socket).await;
+                    held.fetch_sub(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    let _ = opened.send(Duration::ZERO);
+                }
+            }
+        });
+    }
+    drop(opened_tx);
+    let mut recorder = Recorder::new(start, live);
+    for _ in 0..args.connections {
+        match opened_rx.recv().await {
+            Some(took) if !took.is_zero() => recorder.record(took),
+            _ => {}
+        }
+    }
+    let connect_secs = start.elapsed().as_secs_f64();
+    let rss_all_open = args.server_pid.and_then(rss_bytes);
+    tokio::time::sleep_until((start + hold_until).into()).await;
+    drop(progress);
+    let held_now = held.load(Ordering::Relaxed);
+    let mut report = Report::measured("connect", connect_secs, &recorder);
+    report.errors = errors.load(Ordering::Relaxed);
+    report.connections_held = Some(held_now);
+    report.connect_per_s = Some(recorder.total() as f64 / connect_secs);
+    report.server_rss_bytes = rss_all_open;
+    if let (Some(before), Some(after)) = (rss_before, rss_all_open) {
+        report.rss_per_connection_bytes =
+            Some(after.saturating_sub(before) as f64 / held_now.max(1) as f64);
+        report.set("server_rss_before_bytes", before);
+    }
+    report.set("held_for_s", hold_until.as_secs());
+    Ok(report)
+}
+
+/// 127.0.0.1, 127.0.0.2, ... for loopback targets; the default route otherwise.
+fn loopback_source(endpoint: &Endpoint, index: usize) -> Option<IpAddr> {
+    if !endpoint.addr.ip().is_loopback() || !endpoint.addr.is_ipv4() {
+        return None;
+    }
+    let n = (index / PER_SOURCE_ADDRESS) as u32 + 1;
+    Some(IpAddr::V4(Ipv4Addr::from(
+        u32::from(Ipv4Addr::new(127, 0, 0, 0)) + n,
+    )))
+}
+
+/// Keeps the socket open, answering pings, until the server closes it.
+async fn hold(socket: ws::Socket) {
+    let mut ws = fastwebsockets::FragmentCollector::new(socket);
+    while ws::next_text(&mut ws).await.is_some() {}
+}
+
+/// Resident memory of a process, from /proc/PID/status.
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,113 @@
+//! `echo`: the transport ceiling. A minimal fastwebsockets echo server started
+//! here, driven by the same sender code as `chat`: what one machine can move
+//! through WebSockets with no storage and no fan-out.
+
+use super::client::{self, Pace};
+use crate::cli::EchoArgs;
+use crate::endpoint::Endpoint;
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::stats::{self, Recorder};
+use crate::ws;
+use crate::Result;
+use fastwebsockets::{upgrade, Frame, OpCode, Payload};
+use http_body_util::Empty;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub async fn run(args: EchoArgs) -> Result<Report> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = Endpoint::resolve(&format!("http://{}", listener.local_addr()?)).await?;
+    tokio::spawn(serve(listener));
+    let mut sockets = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        sockets.push(ws::connect(&endpoint, "/", None).await?);
+    }
+    let live = Arc::new(AtomicU64::new(0));
+    let duration = Duration::from_secs(args.output.duration);
+    let start = Instant::now();
+    let progress = Progress::start("echo", duration, live.clone());
+    let pace = Pace {
+        window: args.window,
+        rate: None,
+        size: args.size,
+    };
+    let mut tasks = Vec::new();
+    for socket in sockets {
+        let recorder = Arc::new(Mutex::new(Recorder::new(start, live.clone())));
+        let seen = recorder.clone();
+        let is_ack = move |bytes: &[u8]| {
+            if let Some(stamp) = std::str::from_utf8(bytes).ok().and_then(client::stamp_of) {
+                if let Ok(mut r) = seen.lock() {
+                    r.record(stats::since(start, stamp));
+                }
+            }
+            true
+        };
+        let frame_for = move |n: u64| {
+            Frame::text(Payload::Owned(
+                client::content(start, n, pace.size).into_bytes(),
+            ))
+        };
+        tasks.push(tokio::spawn(async move {
+            let done = client::send_loop(
+                socket,
+                pace,
+                start + duration,
+                Duration::from_secs(5),
+                frame_for,
+                is_ack,
+            )
+            .await;
+            (done, recorder)
+        }));
+    }
+    let mut merged = Recorder::new(start, live.clone());
+    let mut errors = 0;
+    for task in tasks {
+        let (done, recorder) = task.await?;
+        errors += done.errors;
+        let guard = recorder.lock();
+        if let Ok(r) = guard {
+            merged.merge(&r);
+        };
+    }
+    drop(progress);
+    let mut report = Report::measured("echo", duration.as_secs_f64(), &merged);
+    report.errors = errors;
+    report.set("connections", args.connections as u64);
+    report.set("window", args.window as u64);
+    Ok(report)
+}
+
+async fn serve(listener: tokio::net::TcpListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(upgrade_and_echo);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
+
+async fn upgrade_and_echo(mut request: Request<Incoming>) -> Result<Response<Empty<Bytes>>> {
+    let (response, fut) = upgrade::upgrade(&mut request)?;
+    tokio::spawn(async move {
+        let Ok(ws) = fut.await else { return };
+        let mut ws = fastwebsockets::FragmentCollector::new(ws);
+        while let Ok(frame) = ws.read_frame().await {
+            let echo = matches!(frame.opcode, OpCode::Text | OpCode::Binary);
+            if frame.opcode == OpCode::Close || (echo && ws.write_frame(frame).await.is_err()) {
+                return;
+            }
+        }
+    });
+    Ok(response)
+}

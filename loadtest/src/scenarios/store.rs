@@ -1,0 +1,117 @@
+//! `store-ceiling`: the storage ceiling on this machine. Batched inserts of
+//! message-sized rows (same columns and indexes as `messages`) into a scratch
+//! table, from several connections at once, with plain tokio-postgres.
+
+use crate::cli::StoreArgs;
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::stats::Recorder;
+use crate::Result;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TABLE: &str = "loadtest_store_ceiling";
+
+pub async fn run(args: StoreArgs) -> Result<Report> {
+    let admin = connect(&args.database_url).await?;
+    admin
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {TABLE};
+             CREATE TABLE {TABLE} (
+                 id BIGSERIAL PRIMARY KEY, chat_id BIGINT NOT NULL, seq BIGINT NOT NULL,
+                 sender_id BIGINT NOT NULL, content TEXT NOT NULL, metadata JSONB NOT NULL,
+                 client_msg_id TEXT, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                 UNIQUE (chat_id, seq), UNIQUE (sender_id, client_msg_id))"
+        ))
+        .await?;
+    let live = Arc::new(AtomicU64::new(0));
+    let duration = Duration::from_secs(args.output.duration);
+    let start = Instant::now();
+    let progress = Progress::start("store-ceiling", duration, live.clone());
+    let mut tasks = Vec::new();
+    for worker in 0..args.connections.max(1) {
+        let client = connect(&args.database_url).await?;
+        let recorder = Recorder::new(start, live.clone());
+        let (batch, size) = (args.batch.max(1), args.size);
+        tasks.push(tokio::spawn(insert_until(
+            client,
+            worker as i64,
+            batch,
+            size,
+            start + duration,
+            recorder,
+        )));
+    }
+    let mut merged = Recorder::new(start, live);
+    let mut errors = 0;
+    for task in tasks {
+        let (recorder, failed) = task.await?;
+        merged.merge(&recorder);
+        errors += failed;
+    }
+    drop(progress);
+    admin
+        .batch_execute(&format!("DROP TABLE IF EXISTS {TABLE}"))
+        .await?;
+    let mut report = Report::measured("store-ceiling", duration.as_secs_f64(), &merged);
+    report.errors = errors;
+    report.set("batch", args.batch as u64);
+    report.set("connections", args.connections as u64);
+    Ok(report)
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// One connection inserting batches; each row counts as one delivered event and
+/// the batch's commit time as its latency.
+async fn insert_until(
+    client: tokio_postgres::Client,
+    worker: i64,
+    batch: usize,
+    size: usize,
+    deadline: Instant,
+    mut recorder: Recorder,
+) -> (Recorder, u64) {
+    let statement = format!(
+        "INSERT INTO {TABLE} (chat_id, seq, sender_id, content, metadata, client_msg_id)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]::jsonb[], $6::text[])"
+    );
+    let Ok(statement) = client.prepare(&statement).await else {
+        return (recorder, 1);
+    };
+    let content = "x".repeat(size);
+    let (mut seq, mut errors) = (0i64, 0u64);
+    while Instant::now() < deadline {
+        let chats: Vec<i64> = (0..batch)
+            .map(|i| worker * 1_000_000 + (i % 100) as i64)
+            .collect();
+        let seqs: Vec<i64> = (0..batch as i64).map(|i| seq + i).collect();
+        let senders: Vec<i64> = vec![worker; batch];
+        let contents: Vec<&str> = vec![content.as_str(); batch];
+        let metadata: Vec<&str> = vec!["{}"; batch];
+        let ids: Vec<String> = seqs.iter().map(|s| format!("w{worker}-{s}")).collect();
+        let began = Instant::now();
+        match client
+            .execute(
+                &statement,
+                &[&chats, &seqs, &senders, &contents, &metadata, &ids],
+            )
+            .await
+        {
+            Ok(_) => {
+                let took = began.elapsed();
+                for _ in 0..batch {
+                    recorder.record(took);
+                }
+            }
+            Err(_) => errors += 1,
+        }
+        seq += batch as i64;
+    }
+    (recorder, errors)
+}
