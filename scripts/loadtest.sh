@@ -15,7 +15,7 @@ psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS chat_loadtest" >/dev/null
 export DATABASE_URL="$PG/chat_loadtest"
 export SECRET_KEY=${SECRET_KEY:-loadtest-secret-0123456789abcdef0123456789}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 BIND="127.0.0.1:$port" RUST_LOG=${RUST_LOG:-warn} target/release/chat-server > /tmp/chat-server-loadtest.log 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT

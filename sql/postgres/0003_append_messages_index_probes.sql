@@ -45,6 +45,7 @@ BEGIN
     FROM unnest(p_sender, p_cmid) WITH ORDINALITY AS i(sender, cmid, ord)
     CROSS JOIN LATERAL (
         SELECT m.id FROM messages m WHERE m.sender_id = i.sender AND m.client_msg_id = i.cmid
+        LIMIT 1  -- keeps the planner from flattening this into a hash join over messages
     ) AS m
     WHERE i.cmid IS NOT NULL;
 
@@ -80,6 +81,6 @@ BEGIN
     SELECT d.ord, (CASE WHEN m.chat_id = p_chat[d.ord] THEN 1 ELSE 2 END)::SMALLINT, m.id,
            m.seq, m.content, m.metadata::TEXT, m.created_at
     FROM unnest(v_dup_ords, v_dup_ids) AS d(ord, id)
-    CROSS JOIN LATERAL (SELECT * FROM messages WHERE messages.id = d.id) AS m;
+    CROSS JOIN LATERAL (SELECT * FROM messages WHERE messages.id = d.id LIMIT 1) AS m;
 END;
 $$;

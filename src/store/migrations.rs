@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "append_messages_index_probes",
         sql: include_str!("../../sql/postgres/0003_append_messages_index_probes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "lean_hot_path",
+        sql: include_str!("../../sql/postgres/0004_lean_hot_path.sql"),
+    },
 ];
 
 /// Arbitrary constant naming this server's migration lock.

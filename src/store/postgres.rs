@@ -20,7 +20,7 @@ use tokio_postgres::{NoTls, Row, Statement};
 macro_rules! chat_select {
     ($where:literal) => {
         concat!(
-            "SELECT c.id, c.created_at, c.updated_at,
+            "SELECT c.id, c.created_at, coalesce(m.created_at, c.created_at) AS updated_at,
                 ua.id, ua.email, ua.full_name, ua.nickname,
                 ub.id, ub.email, ub.full_name, ub.nickname,
                 m.id, m.seq, m.content, m.metadata::text, m.client_msg_id, m.created_at,
@@ -94,7 +94,7 @@ impl Statements {
             chat_by_id: client.prepare(chat_select!("c.id = $1")).await?,
             chats_of: client
                 .prepare(chat_select!(
-                    "c.user_low = $1 OR c.user_high = $1 ORDER BY c.updated_at DESC, c.id DESC"
+                    "c.user_low = $1 OR c.user_high = $1 ORDER BY updated_at DESC, c.id DESC"
                 ))
                 .await?,
             messages_between: client
@@ -188,6 +188,7 @@ impl PgStore {
         let pool = bb8::Pool::builder()
             .max_size(config.pool_size.max(1))
             .connection_timeout(Duration::from_secs(5))
+            .test_on_check_out(false)
             .build_unchecked(manager);
         Ok(PgStore { pool })
     }
