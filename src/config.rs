@@ -113,6 +113,8 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     pub database: Option<DatabaseConfig>,
     pub redis_url: Option<String>,
+    /// Prefix of this deployment's Redis channels (several can share one Redis).
+    pub redis_channel_prefix: String,
     pub auth: AuthConfig,
     pub limits: Limits,
     pub paging: Paging,
@@ -148,6 +150,10 @@ impl Config {
             cors_allowed_origins: env.list("CORS_ALLOWED_ORIGINS", &[]),
             database: database_config(&env)?,
             redis_url: redis_url(&env),
+            redis_channel_prefix: env
+                .text("REDIS_CHANNEL_PREFIX")
+                .unwrap_or("chat-server")
+                .to_owned(),
             auth,
             limits: limits(&env)?,
             paging: paging(&env)?,

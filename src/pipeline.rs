@@ -11,6 +11,7 @@
 //!
 //! Nothing is acknowledged or delivered before its batch commits.
 
+use crate::bus::{Bus, Published};
 use crate::rooms::{Outgoing, Rooms};
 use crate::store::{AppendOutcome, NewMessage, Store, StoreError};
 use crate::ws::protocol::{error_event, message_event, EventError};
@@ -59,13 +60,14 @@ pub struct PipelineClosed;
 
 impl MessagePipeline {
     /// Spawns the lanes on the current runtime.
-    pub fn start(store: Arc<dyn Store>, rooms: Rooms, settings: WriterSettings) -> Self {
+    pub fn start(store: Arc<dyn Store>, rooms: Rooms, bus: Bus, settings: WriterSettings) -> Self {
         let lanes = (0..settings.lanes.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(LANE_QUEUE);
                 let lane = Lane {
                     store: store.clone(),
                     rooms: rooms.clone(),
+                    bus: bus.clone(),
                     settings,
                 };
                 tokio::spawn(lane.run(rx));
@@ -107,6 +109,7 @@ impl MessagePipeline {
 struct Lane {
     store: Arc<dyn Store>,
     rooms: Rooms,
+    bus: Bus,
     settings: WriterSettings,
 }
 
@@ -146,9 +149,13 @@ impl Lane {
             batch.into_iter().map(|r| (r.message, r.reply)).unzip();
         match self.store.append_messages(&messages).await {
             Ok(outcomes) => {
+                let mut published = Vec::new();
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                    self.settle(outcome, reply).await;
+                    if let Some(message) = self.settle(outcome, reply).await {
+                        published.push(message);
+                    }
                 }
+                self.bus.publish(published);
             }
             Err(error) => {
                 tracing::warn!(%error, size = messages.len(), "batch failed; nothing was stored");
@@ -165,18 +172,30 @@ impl Lane {
         }
     }
 
-    /// Publishes a new message, then answers its sender.
-    async fn settle(&self, outcome: AppendOutcome, reply: Reply) {
-        if let AppendOutcome::Created(message) = &outcome {
-            let frame = message_event(message);
-            self.rooms.publish(message.chat, message.seq, frame).await;
-        }
+    /// Publishes a new message to the local rooms, then answers its sender;
+    /// returns what other nodes must hear of.
+    async fn settle(&self, outcome: AppendOutcome, reply: Reply) -> Option<Published> {
+        let published = match &outcome {
+            AppendOutcome::Created(message) => {
+                let frame = message_event(message);
+                self.rooms
+                    .publish(message.chat, message.seq, frame.clone())
+                    .await;
+                Some(Published {
+                    chat: message.chat,
+                    seq: message.seq,
+                    frame,
+                })
+            }
+            _ => None,
+        };
         match reply {
             Reply::Waiter(tx) => {
                 let _ = tx.send(Ok(outcome));
             }
             Reply::Socket { outbox, overflow } => answer_socket(outcome, &outbox, &overflow),
         }
+        published
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::auth::jwt::TokenService;
 use crate::auth::password::{HashError, PasswordHasher};
+use crate::bus::Bus;
 use crate::config::Config;
 use crate::http::cors::Cors;
 use crate::pipeline::{MessagePipeline, WriterSettings};
@@ -19,6 +20,8 @@ pub enum StartError {
     NoDatabase,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Bus(String),
     #[error(transparent)]
     Hashing(#[from] HashError),
     #[error("cannot listen on {addr}: {source}")]
@@ -36,6 +39,7 @@ pub struct AppState {
     pub passwords: PasswordHasher,
     pub pipeline: MessagePipeline,
     pub rooms: Rooms,
+    pub bus: Bus,
     pub cors: Cors,
     connections: AtomicU64,
 }
@@ -47,7 +51,19 @@ impl AppState {
         let store: Arc<dyn Store> = Arc::new(PgStore::connect(database).await?);
         let auth = &config.auth;
         let realtime = &config.realtime;
-        let rooms = Rooms::start(realtime.room_shards);
+        let (interest_tx, interest_rx) = tokio::sync::mpsc::unbounded_channel();
+        let distributed = config.redis_url.is_some();
+        let rooms = Rooms::start(realtime.room_shards, distributed.then_some(interest_tx));
+        let bus = match &config.redis_url {
+            Some(url) => Bus::redis(
+                url,
+                &config.redis_channel_prefix,
+                rooms.clone(),
+                interest_rx,
+            )
+            .map_err(StartError::Bus)?,
+            None => Bus::local(),
+        };
         let settings = WriterSettings {
             lanes: realtime.writer_lanes,
             batch_max: realtime.writer_batch_max,
@@ -60,8 +76,9 @@ impl AppState {
                 auth.argon2_iterations,
                 auth.hash_concurrency,
             )?,
-            pipeline: MessagePipeline::start(store.clone(), rooms.clone(), settings),
+            pipeline: MessagePipeline::start(store.clone(), rooms.clone(), bus.clone(), settings),
             rooms,
+            bus,
             cors: Cors::new(&config.cors_allowed_origins),
             connections: AtomicU64::new(0),
             store,

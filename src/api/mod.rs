@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod chats;
+pub mod health;
 pub mod messages;
 pub mod pagination;
 pub mod users;

@@ -25,6 +25,8 @@ pub enum Route {
     Chats,
     Messages(i64),
     ChatSocket(i64),
+    Health,
+    Ready,
 }
 
 impl Route {
@@ -43,6 +45,8 @@ impl Route {
             ["api", "chat" | "chats", "chats"] => Route::Chats,
             ["api", "chat" | "chats", "chats", id, "messages"] => Route::Messages(parse_id(id)?),
             ["ws", "chats", id] => Route::ChatSocket(parse_id(id)?),
+            ["healthz"] => Route::Health,
+            ["readyz"] => Route::Ready,
             _ => return None,
         };
         Some(route)
@@ -51,7 +55,9 @@ impl Route {
     /// The methods the route answers, for `Allow` and 405s.
     pub fn allowed(self) -> &'static str {
         match self {
-            Route::Users | Route::Chats | Route::ChatSocket(_) => "GET, OPTIONS",
+            Route::Users | Route::Chats | Route::ChatSocket(_) | Route::Health | Route::Ready => {
+                "GET, OPTIONS"
+            }
             Route::Messages(_) => "GET, POST, OPTIONS",
             _ => "POST, OPTIONS",
         }
@@ -85,6 +91,8 @@ pub async fn dispatch(
         (Route::Messages(id), Method::GET) => api::messages::history(state, request, id).await,
         (Route::Messages(id), Method::POST) => api::messages::send(state, request, id).await,
         (Route::ChatSocket(id), Method::GET) => ws::handshake(state, request, id, shutdown).await,
+        (Route::Health, Method::GET) => Ok(api::health::healthz()),
+        (Route::Ready, Method::GET) => Ok(api::health::readyz(state).await),
         (route, Method::OPTIONS) => Ok(options(route)),
         (_, method) => Err(ApiError::MethodNotAllowed(method)),
     }

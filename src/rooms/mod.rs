@@ -7,6 +7,7 @@
 
 mod shard;
 
+use crate::bus::Interest;
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
@@ -21,6 +22,9 @@ pub enum Outgoing {
     Message { seq: i64, frame: Bytes },
     /// Anything else (read markers, typing, errors, replies): sent as is.
     Event(Bytes),
+    /// Messages may have been missed (the bus reconnected or just subscribed):
+    /// catch up from the store.
+    Resync,
 }
 
 /// A socket watching a chat.
@@ -76,6 +80,9 @@ enum Command {
         frame: Bytes,
         except: Except,
     },
+    Resync {
+        chat: i64,
+    },
 }
 
 /// Handle to the shards; cheap to clone.
@@ -88,12 +95,13 @@ pub struct Rooms {
 const SHARD_QUEUE: usize = 8192;
 
 impl Rooms {
-    /// Spawns `shards` shard tasks on the current runtime.
-    pub fn start(shards: usize) -> Self {
+    /// Spawns `shards` shard tasks on the current runtime. With `interest`, the
+    /// bus hears when a chat gets its first local socket and loses its last.
+    pub fn start(shards: usize, interest: Option<mpsc::UnboundedSender<Interest>>) -> Self {
         let shards = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(SHARD_QUEUE);
-                tokio::spawn(shard::run(rx));
+                tokio::spawn(shard::run(rx, interest.clone()));
                 tx
             })
             .collect();
@@ -120,6 +128,11 @@ impl Rooms {
     /// Delivers a committed message to every socket in the chat.
     pub async fn publish(&self, chat: i64, seq: i64, frame: Bytes) {
         self.send(chat, Command::Publish { chat, seq, frame }).await;
+    }
+
+    /// Asks every socket of the chat to catch up from the store.
+    pub async fn resync(&self, chat: i64) {
+        self.send(chat, Command::Resync { chat }).await;
     }
 
     /// Delivers an ephemeral event to the chat's sockets, except some.
@@ -161,13 +174,13 @@ mod tests {
     fn seq_of(item: Outgoing) -> i64 {
         match item {
             Outgoing::Message { seq, .. } => seq,
-            Outgoing::Event(_) => -1,
+            Outgoing::Event(_) | Outgoing::Resync => -1,
         }
     }
 
     #[tokio::test]
     async fn publish_reaches_every_socket_of_the_chat_only() {
-        let rooms = Rooms::start(2);
+        let rooms = Rooms::start(2, None);
         let (a, mut a_rx) = subscriber(1, 10, 8);
         let (b, mut b_rx) = subscriber(2, 20, 8);
         let (other, mut other_rx) = subscriber(3, 30, 8);
@@ -191,7 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn broadcast_skips_the_excepted() {
-        let rooms = Rooms::start(1);
+        let rooms = Rooms::start(1, None);
         let (a, mut a_rx) = subscriber(1, 10, 8);
         let (a2, mut a2_rx) = subscriber(2, 10, 8);
         let (b, mut b_rx) = subscriber(3, 20, 8);
@@ -212,7 +225,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_outbox_drops_the_socket_and_signals_overflow() {
-        let rooms = Rooms::start(1);
+        let rooms = Rooms::start(1, None);
         let (slow, mut slow_rx) = subscriber(1, 10, 2);
         let overflow = slow.overflow.clone();
         rooms.join(1, slow).await;
@@ -225,5 +238,30 @@ mod tests {
         assert_eq!(seq_of(slow_rx.recv().await.unwrap()), 1);
         assert_eq!(seq_of(slow_rx.recv().await.unwrap()), 2);
         assert!(slow_rx.try_recv().is_err(), "nothing queued past capacity");
+    }
+}
+
+#[cfg(test)]
+mod interest_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_bus_hears_first_join_and_last_leave_only() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let rooms = Rooms::start(1, Some(tx));
+        let socket = |conn| Subscriber {
+            conn,
+            user_id: 1,
+            outbox: mpsc::channel(4).0,
+            overflow: Arc::new(Notify::new()),
+        };
+        rooms.join(5, socket(1)).await;
+        rooms.join(5, socket(2)).await;
+        rooms.leave(5, 1).await;
+        rooms.leave(5, 2).await;
+        rooms.resync(5).await;
+        assert_eq!(rx.recv().await, Some(Interest::Watch(5)));
+        assert_eq!(rx.recv().await, Some(Interest::Unwatch(5)));
+        assert!(rx.try_recv().is_err());
     }
 }

@@ -1,36 +1,53 @@
 //! One shard of the room map: a task owning `chat id → sockets` for its chats.
 
 use super::{Command, ConnId, Except, Outgoing, Subscriber};
+use crate::bus::Interest;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 
+type Interests = Option<mpsc::UnboundedSender<Interest>>;
+
 /// Runs until every handle to the shard is gone.
-pub(super) async fn run(mut commands: mpsc::Receiver<Command>) {
+pub(super) async fn run(mut commands: mpsc::Receiver<Command>, interest: Interests) {
     let mut rooms: HashMap<i64, Vec<Subscriber>> = HashMap::new();
     while let Some(command) = commands.recv().await {
-        match command {
-            Command::Join { chat, subscriber } => rooms.entry(chat).or_default().push(subscriber),
-            Command::Leave { chat, conn } => leave(&mut rooms, chat, conn),
-            Command::Publish { chat, seq, frame } => deliver(
-                &mut rooms,
-                chat,
-                |_| true,
-                || Outgoing::Message {
-                    seq,
-                    frame: frame.clone(),
-                },
-            ),
-            Command::Broadcast {
-                chat,
-                frame,
-                except,
-            } => {
-                let wanted = |s: &Subscriber| match except {
-                    Except::Conn(conn) => s.conn != conn,
-                    Except::User(user) => s.user_id != user,
-                };
-                deliver(&mut rooms, chat, wanted, || Outgoing::Event(frame.clone()))
-            }
+        let chat = command.chat();
+        let was_watched = rooms.contains_key(&chat);
+        apply(&mut rooms, command);
+        let watched = rooms.contains_key(&chat);
+        if let Some(interest) = interest.as_ref().filter(|_| was_watched != watched) {
+            let change = if watched {
+                Interest::Watch(chat)
+            } else {
+                Interest::Unwatch(chat)
+            };
+            let _ = interest.send(change);
+        }
+    }
+}
+
+fn apply(rooms: &mut HashMap<i64, Vec<Subscriber>>, command: Command) {
+    match command {
+        Command::Join { chat, subscriber } => rooms.entry(chat).or_default().push(subscriber),
+        Command::Leave { chat, conn } => leave(rooms, chat, conn),
+        Command::Publish { chat, seq, frame } => {
+            let message = || Outgoing::Message {
+                seq,
+                frame: frame.clone(),
+            };
+            deliver(rooms, chat, |_| true, message)
+        }
+        Command::Resync { chat } => deliver(rooms, chat, |_| true, || Outgoing::Resync),
+        Command::Broadcast {
+            chat,
+            frame,
+            except,
+        } => {
+            let wanted = |s: &Subscriber| match except {
+                Except::Conn(conn) => s.conn != conn,
+                Except::User(user) => s.user_id != user,
+            };
+            deliver(rooms, chat, wanted, || Outgoing::Event(frame.clone()))
         }
     }
 }
@@ -58,5 +75,17 @@ fn deliver(
     subscribers.retain(|s| !wanted(s) || s.offer(item()));
     if subscribers.is_empty() {
         rooms.remove(&chat);
+    }
+}
+
+impl Command {
+    fn chat(&self) -> i64 {
+        match self {
+            Command::Join { chat, .. }
+            | Command::Leave { chat, .. }
+            | Command::Publish { chat, .. }
+            | Command::Broadcast { chat, .. }
+            | Command::Resync { chat } => *chat,
+        }
     }
 }

@@ -225,6 +225,7 @@ impl Writer<'_> {
     async fn write(&mut self, item: Outgoing) -> Result<(), End> {
         match item {
             Outgoing::Event(frame) => self.writer.text(&frame).await?,
+            Outgoing::Resync => self.catch_up().await?,
             Outgoing::Message { seq, .. } if seq < self.next_seq => {}
             Outgoing::Message { seq, frame } => {
                 if seq > self.next_seq {

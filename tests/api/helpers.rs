@@ -50,7 +50,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server; `overrides` are extra environment variables.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
-    let (database, vars) = test_vars(overrides);
+    spawn_app_on(&fresh_database(), overrides).await
+}
+
+/// Starts a server on a given database (several servers can share one).
+pub async fn spawn_app_on(database: &str, overrides: &[(&str, &str)]) -> TestApp {
+    let (database, vars) = test_vars(database, overrides);
     let config = Config::from_vars(vars).expect("test configuration is valid");
     let app = Application::build(config).await.expect("server starts");
     let addr = app.local_addr();
@@ -70,7 +75,12 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 
 /// Starts the `chat-server` binary in its own process (to measure it from outside).
 pub async fn spawn_process(overrides: &[(&str, &str)]) -> TestApp {
-    let (database, vars) = test_vars(overrides);
+    spawn_process_on(&fresh_database(), overrides).await
+}
+
+/// The binary in its own process, on a given database.
+pub async fn spawn_process_on(database: &str, overrides: &[(&str, &str)]) -> TestApp {
+    let (database, vars) = test_vars(database, overrides);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .env_clear()
         .envs(vars)
@@ -120,9 +130,14 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// A fresh database name and the environment for a test server.
-fn test_vars(overrides: &[(&str, &str)]) -> (String, HashMap<String, String>) {
-    let database = format!("chat_test_{}", random_suffix());
+/// A name for a database no test has used (the server creates it).
+pub fn fresh_database() -> String {
+    format!("chat_test_{}", random_suffix())
+}
+
+/// The environment for a test server on `database`.
+fn test_vars(database: &str, overrides: &[(&str, &str)]) -> (String, HashMap<String, String>) {
+    let database = database.to_owned();
     let mut vars: HashMap<String, String> = [
         ("DEBUG", "1"),
         ("SECRET_KEY", SECRET),

@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod chats;
+mod cluster;
 mod helpers;
 mod http;
 mod messages;

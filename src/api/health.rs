@@ -1,0 +1,33 @@
+//! `/healthz` (the process answers) and `/readyz` (can it serve: the store
+//! answers; the bus state is reported). A node whose Redis is down still stores
+//! and delivers to its own sockets, so it stays ready and says `degraded`;
+//! only an unreachable store makes it unready (503).
+
+use crate::http::response::{json_response, ok, Body};
+use crate::state::AppState;
+use hyper::{Response, StatusCode};
+use serde_json::json;
+use std::time::Duration;
+
+pub fn healthz() -> Response<Body> {
+    ok(&json!({"status": "ok"}))
+}
+
+pub async fn readyz(state: &AppState) -> Response<Body> {
+    let store = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    let bus = match (state.bus.is_distributed(), state.bus.is_healthy()) {
+        (false, _) => "local",
+        (true, true) => "ok",
+        (true, false) => "disconnected",
+    };
+    let (status, code) = match (store.as_str(), bus) {
+        ("ok", "disconnected") => ("degraded", StatusCode::OK),
+        ("ok", _) => ("ready", StatusCode::OK),
+        _ => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+    };
+    json_response(code, &json!({"status": status, "store": store, "bus": bus}))
+}

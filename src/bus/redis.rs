@@ -1,0 +1,171 @@
+//! Redis pub/sub, the only user of the `redis` crate: a publisher that pipelines
+//! each committed batch into one round trip, and a subscriber that follows the
+//! room map's interest, reconnects with backoff, re-subscribes, and asks every
+//! watched chat to catch up from the store after anything it may have missed.
+
+use super::{chat_of, decode, encode, Interest, Published};
+use crate::rooms::Rooms;
+use futures_util::StreamExt;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Messages published in one pipeline at most.
+const PIPELINE_MAX: usize = 4096;
+
+fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
+}
+
+/// Publishes batches in order; while Redis is down the current batch is retried
+/// with backoff and later ones wait in the queue.
+pub(super) async fn publish_loop(
+    client: redis::Client,
+    node: String,
+    prefix: String,
+    mut queue: mpsc::Receiver<Vec<Published>>,
+) {
+    let mut connection = None;
+    let mut backoff = MIN_BACKOFF;
+    while let Some(mut batch) = queue.recv().await {
+        while batch.len() < PIPELINE_MAX {
+            match queue.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        loop {
+            if connection.is_none() {
+                connection = client.get_multiplexed_async_connection().await.ok();
+            }
+            if let Some(conn) = connection.as_mut() {
+                let mut pipe = redis::pipe();
+                for message in &batch {
+                    pipe.publish(
+                        super::channel(&prefix, message.chat),
+                        encode(&node, message),
+                    )
+                    .ignore();
+                }
+                if pipe.query_async::<()>(conn).await.is_ok() {
+                    backoff = MIN_BACKOFF;
+                    break;
+                }
+                connection = None;
+            }
+            tracing::warn!(?backoff, "redis publish failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = next_backoff(backoff);
+        }
+    }
+}
+
+/// Subscribes to the watched chats and hands other nodes' messages to the rooms.
+pub(super) async fn subscribe_loop(
+    client: redis::Client,
+    node: String,
+    prefix: String,
+    rooms: Rooms,
+    mut interest: mpsc::UnboundedReceiver<Interest>,
+    healthy: Arc<AtomicBool>,
+) {
+    let mut watched: HashSet<i64> = HashSet::new();
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(error) => {
+                healthy.store(false, Ordering::Relaxed);
+                absorb(&mut interest, &mut watched);
+                tracing::warn!(%error, ?backoff, "redis unavailable; local delivery continues");
+                tokio::time::sleep(backoff).await;
+                backoff = next_backoff(backoff);
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        absorb(&mut interest, &mut watched);
+        let channels: Vec<String> = watched
+            .iter()
+            .map(|c| super::channel(&prefix, *c))
+            .collect();
+        if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+            continue;
+        }
+        healthy.store(true, Ordering::Relaxed);
+        backoff = MIN_BACKOFF;
+        tracing::info!(chats = watched.len(), "redis subscription ready");
+        // Anything published while we were away is in the store: catch up.
+        for chat in &watched {
+            rooms.resync(*chat).await;
+        }
+        loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    Some(message) => deliver(&node, &prefix, &rooms, &message).await,
+                    None => break,
+                },
+                change = interest.recv() => {
+                    let Some(change) = change else { return };
+                    if !follow(change, &mut watched, &mut sink, &prefix, &rooms).await {
+                        break;
+                    }
+                }
+            }
+        }
+        healthy.store(false, Ordering::Relaxed);
+        tracing::warn!("redis subscription lost; reconnecting");
+    }
+}
+
+/// Applies queued interest changes without touching Redis (while disconnected).
+fn absorb(interest: &mut mpsc::UnboundedReceiver<Interest>, watched: &mut HashSet<i64>) {
+    while let Ok(change) = interest.try_recv() {
+        match change {
+            Interest::Watch(chat) => watched.insert(chat),
+            Interest::Unwatch(chat) => watched.remove(&chat),
+        };
+    }
+}
+
+/// Subscribes or unsubscribes one chat; false when the connection failed.
+async fn follow(
+    change: Interest,
+    watched: &mut HashSet<i64>,
+    sink: &mut redis::aio::PubSubSink,
+    prefix: &str,
+    rooms: &Rooms,
+) -> bool {
+    match change {
+        Interest::Watch(chat) => {
+            watched.insert(chat);
+            let ok = sink.subscribe(super::channel(prefix, chat)).await.is_ok();
+            // Messages published before the subscription took effect are in the store.
+            rooms.resync(chat).await;
+            ok
+        }
+        Interest::Unwatch(chat) => {
+            watched.remove(&chat);
+            sink.unsubscribe(super::channel(prefix, chat)).await.is_ok()
+        }
+    }
+}
+
+/// Another node's message: deliver it to the local sockets of its chat.
+async fn deliver(node: &str, prefix: &str, rooms: &Rooms, message: &redis::Msg) {
+    let Some(chat) = chat_of(prefix, message.get_channel_name()) else {
+        return;
+    };
+    match decode(message.get_payload_bytes()) {
+        Some((from, _, _)) if from == node => {}
+        Some((_, seq, frame)) => rooms.publish(chat, seq, frame).await,
+        None => tracing::warn!(
+            channel = message.get_channel_name(),
+            "malformed bus message"
+        ),
+    }
+}

@@ -1,0 +1,251 @@
+//! Several nodes sharing PostgreSQL and Redis behave as one server: participants
+//! on different nodes, concurrent senders on different nodes, a Redis restart
+//! mid-stream, and a node killed with -9.
+
+use crate::helpers::{fresh_database, spawn_app_on, spawn_process_on, TestApp};
+use crate::ws_client::{Received, WsClient};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// `n` in-process nodes on one fresh database and one Redis, with a channel
+/// prefix of their own (other tests share the Redis).
+async fn cluster(n: usize, redis: &str) -> Vec<TestApp> {
+    let database = fresh_database();
+    let prefix = format!("test-{}", chat_server::auth::random_hex(6));
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let overrides = [
+            ("REDIS_URL", redis),
+            ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
+        ];
+        nodes.push(spawn_app_on(&database, &overrides).await);
+    }
+    nodes
+}
+
+/// Waits until every node reports its bus connected.
+async fn bus_ready(nodes: &[&TestApp]) {
+    for node in nodes {
+        let reply = bus_state(node, "ok").await;
+        assert_eq!(reply.body["bus"], "ok", "{}", reply.text);
+    }
+}
+
+/// Polls `/readyz` until the bus reports `state` (or 5 s pass); the last reply.
+async fn bus_state(node: &TestApp, state: &str) -> crate::helpers::Reply {
+    let mut reply = node.get("/readyz", None).await;
+    for _ in 0..100 {
+        if reply.body["bus"] == state {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reply = node.get("/readyz", None).await;
+    }
+    reply
+}
+
+fn send_event(content: &str) -> Value {
+    json!({"type": "message.send", "content": content, "client_msg_id": content})
+}
+
+/// Reads `n` messages; returns their seqs.
+async fn seqs(socket: &mut WsClient, n: usize) -> Vec<i64> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        out.push(socket.message().await["seq"].as_i64().unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn participants_on_different_nodes_exchange_messages() {
+    let nodes = cluster(2, &redis_url()).await;
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    let (ann, bob, chat) = nodes[0].pair().await;
+    let mut a = WsClient::connect(&nodes[0], chat, &ann.access, None).await;
+    let mut b = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    a.send_json(&send_event("from node 0")).await;
+    assert_eq!(a.message().await["content"], "from node 0");
+    assert_eq!(b.message().await["content"], "from node 0");
+    b.send_json(&send_event("from node 1")).await;
+    assert_eq!(b.message().await["seq"], 2);
+    assert_eq!(a.message().await["content"], "from node 1");
+    assert!(
+        a.recv_within(Duration::from_millis(300)).await.is_none(),
+        "no duplicates"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_senders_on_different_nodes_are_seen_once_and_in_order_everywhere() {
+    let nodes = cluster(3, &redis_url()).await;
+    bus_ready(&[&nodes[0], &nodes[1], &nodes[2]]).await;
+    let (ann, bob, chat) = nodes[0].pair().await;
+    let mut readers = Vec::new();
+    for (node, user) in [
+        (&nodes[0], &ann),
+        (&nodes[1], &bob),
+        (&nodes[2], &ann),
+        (&nodes[2], &bob),
+    ] {
+        readers.push(WsClient::connect(node, chat, &user.access, None).await);
+    }
+    let mut a_sender = WsClient::connect(&nodes[0], chat, &ann.access, None).await;
+    let mut b_sender = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    const EACH: usize = 150;
+    let send_a = async {
+        for i in 0..EACH {
+            a_sender.send_json(&send_event(&format!("a{i}"))).await;
+        }
+    };
+    let send_b = async {
+        for i in 0..EACH {
+            b_sender.send_json(&send_event(&format!("b{i}"))).await;
+        }
+    };
+    let read_all = futures_util::future::join_all(readers.iter_mut().map(|r| seqs(r, 2 * EACH)));
+    let ((), (), seen) = tokio::join!(send_a, send_b, read_all);
+    let expected: Vec<i64> = (1..=2 * EACH as i64).collect();
+    for (i, got) in seen.iter().enumerate() {
+        assert_eq!(
+            got, &expected,
+            "reader {i}: every message once, in seq order"
+        );
+    }
+}
+
+/// A Redis of this test's own, so it can be stopped and started.
+struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = OwnRedis { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_mid_stream_loses_and_duplicates_nothing() {
+    let mut redis = OwnRedis::start();
+    let nodes = cluster(2, &redis.url()).await;
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    let (ann, bob, chat) = nodes[0].pair().await;
+    let mut b = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    const TOTAL: usize = 90;
+    for i in 0..TOTAL {
+        if i == 30 {
+            redis.kill();
+            let ready = bus_state(&nodes[1], "disconnected").await;
+            assert_eq!(ready.status, 200, "Redis down: still ready");
+            assert_eq!(ready.body["status"], "degraded");
+        }
+        if i == 60 {
+            redis.restart();
+        }
+        nodes[0].say(&ann, chat, &format!("m{i}")).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        bus_state(&nodes[1], "ok").await.body["status"],
+        "ready",
+        "reconnected"
+    );
+    let got = seqs(&mut b, TOTAL).await;
+    assert_eq!(
+        got,
+        (1..=TOTAL as i64).collect::<Vec<_>>(),
+        "all, once, in order"
+    );
+    assert!(
+        b.recv_within(Duration::from_millis(500)).await.is_none(),
+        "no duplicates after"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_node_s_clients_resume_on_another_without_loss() {
+    let database = fresh_database();
+    let prefix = format!("test-{}", chat_server::auth::random_hex(6));
+    let redis = redis_url();
+    let overrides = [
+        ("REDIS_URL", redis.as_str()),
+        ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
+    ];
+    let mut doomed = spawn_process_on(&database, &overrides).await;
+    let survivor = spawn_app_on(&database, &overrides).await;
+    bus_ready(&[&survivor]).await;
+    let (ann, bob, chat) = survivor.pair().await;
+    let mut b = WsClient::connect(&doomed, chat, &bob.access, None).await;
+    for i in 0..20 {
+        survivor.say(&ann, chat, &format!("before {i}")).await;
+    }
+    let seen = seqs(&mut b, 20).await;
+    doomed.process.as_mut().unwrap().start_kill().unwrap();
+    doomed.process.as_mut().unwrap().wait().await.unwrap();
+    assert!(
+        matches!(b.recv().await, Received::Close(_)),
+        "the socket died with its node"
+    );
+    for i in 0..20 {
+        survivor.say(&ann, chat, &format!("after {i}")).await;
+    }
+    let last = *seen.last().unwrap();
+    let mut b = WsClient::connect(&survivor, chat, &bob.access, Some(last)).await;
+    let rest = seqs(&mut b, 20).await;
+    assert_eq!(rest, (21..=40).collect::<Vec<i64>>());
+}
