@@ -14,12 +14,20 @@ PG=${PG:-"postgres://postgres@127.0.0.1:5432"}
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS chat_loadtest" >/dev/null
 export DATABASE_URL="$PG/chat_loadtest"
 export SECRET_KEY=${SECRET_KEY:-loadtest-secret-0123456789abcdef0123456789}
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-BIND="127.0.0.1:$port" RUST_LOG=${RUST_LOG:-warn} target/release/chat-server > /tmp/chat-server-loadtest.log 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/api/chat/chats/" && break; sleep 0.1; done
+# NODES=2 (or more) starts that many nodes sharing the database and Redis
+# (REDIS_URL, default redis://127.0.0.1:6379/); the tool gets every node's URL.
+nodes=${NODES:-1}
+if (( nodes > 1 )); then export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/}; fi
+pids=() urls=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true' EXIT
+for n in $(seq "$nodes"); do
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  BIND="127.0.0.1:$port" RUST_LOG=${RUST_LOG:-warn} target/release/chat-server > "/tmp/chat-server-loadtest-$n.log" 2>&1 &
+  pids+=($!) urls+=("http://127.0.0.1:$port")
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+done
 extra=()
-[[ $scenario == connect ]] && extra=(--server-pid "$pid")
-target/release/loadtest "$scenario" --url "http://127.0.0.1:$port" "${extra[@]}" "$@"
+[[ $scenario == connect ]] && extra=(--server-pid "${pids[0]}")
+url=$(IFS=,; echo "${urls[*]}")
+target/release/loadtest "$scenario" --url "$url" "${extra[@]}" "$@"

@@ -106,6 +106,10 @@ export TEST_PG="host=$PG_HOST port=$PG_PORT user=postgres"
 export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
 drop_test_databases
 
+log "docker-compose config (validates docker-compose.yml; no Docker engine needed)"
+command -v docker-compose >/dev/null || apt_install docker-compose
+SECRET_KEY=validation-only docker-compose config -q
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"

@@ -17,22 +17,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub async fn run(args: ChatArgs) -> Result<Report> {
-    let endpoint = Endpoint::resolve(&args.target.url).await?;
+    let nodes = Endpoint::resolve_all(&args.target.url).await?;
+    let endpoint = nodes[0].clone();
     let pairs = setup::pairs(&args.target, &endpoint, args.pairs).await?;
     let mut sockets = Vec::with_capacity(pairs.len());
-    for pair in &pairs {
-        let sender = ws::connect(
-            &endpoint,
-            &ws::chat_path(pair.chat, &pair.a.token, None),
-            None,
-        )
-        .await?;
-        let receiver = ws::connect(
-            &endpoint,
-            &ws::chat_path(pair.chat, &pair.b.token, None),
-            None,
-        )
-        .await?;
+    for (i, pair) in pairs.iter().enumerate() {
+        // With several nodes, a pair's sender and receiver sit on different ones.
+        let (to_sender, to_receiver) = (&nodes[i % nodes.len()], &nodes[(i + 1) % nodes.len()]);
+        let sender_path = ws::chat_path(pair.chat, &pair.a.token, None);
+        let receiver_path = ws::chat_path(pair.chat, &pair.b.token, None);
+        let sender = ws::connect(to_sender, &sender_path, None).await?;
+        let receiver = ws::connect(to_receiver, &receiver_path, None).await?;
         sockets.push((sender, receiver));
     }
     let pace = Pace {
@@ -69,6 +64,7 @@ pub async fn run(args: ChatArgs) -> Result<Report> {
     report.set("sent", sent.sent);
     report.set("acknowledged", sent.acked);
     report.set("pairs", pairs.len() as u64);
+    report.set("nodes", nodes.len() as u64);
     report.set("window", args.window as u64);
     if let Some(rate) = args.rate {
         report.set("offered_per_s", rate);
