@@ -11,9 +11,16 @@ scenario=${1:?usage: scripts/loadtest.sh <chat|connect|rest|verify> [flags]}; sh
 
 cargo build -q --release -p chat-server -p loadtest
 PG=${PG:-"postgres://postgres@127.0.0.1:5432"}
-psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS chat_loadtest" >/dev/null
-export DATABASE_URL="$PG/chat_loadtest"
 export SECRET_KEY=${SECRET_KEY:-loadtest-secret-0123456789abcdef0123456789}
+# STORE=sqlite runs the server on its embedded store (a fresh DATA_DIR); the tool
+# then sets up users through the API.
+if [[ ${STORE:-postgres} == sqlite ]]; then
+  export DATA_DIR; DATA_DIR=$(mktemp -d /tmp/chat-loadtest-data.XXXXXX)
+  unset DATABASE_URL
+else
+  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS chat_loadtest" >/dev/null
+  export DATABASE_URL="$PG/chat_loadtest"
+fi
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # NODES=2 (or more) starts that many nodes sharing the database and Redis
 # (REDIS_URL, default redis://127.0.0.1:6379/); the tool gets every node's URL.

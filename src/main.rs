@@ -1,17 +1,29 @@
 //! The `chat-server` binary: parses the command line and runs the library.
 
+use chat_server::auth::password::PasswordHasher;
+use chat_server::state::{open_store, StartError};
+use chat_server::store::NewUser;
 use chat_server::{telemetry, Application, Config};
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Where the environment variables are documented, shown by `--help`.
+const ENVIRONMENT: &str = "\
+Environment (all optional; see README.md for the full list):
+  DATABASE_URL / POSTGRES_*   PostgreSQL; without them an embedded SQLite store in DATA_DIR
+  DATA_DIR                    embedded store and generated secret (default ./data)
+  REDIS_URL, REDIS_PASSWORD   Redis between nodes; without it, one node, in-process
+  SECRET_KEY                  JWT signing key (required when DEBUG=0)
+  DEBUG                       1 (default) or 0 for production
+  BIND                        listen address (default 0.0.0.0:8000)
+  ALLOWED_HOSTS, CORS_ALLOWED_ORIGINS, LOG_FORMAT=json, RUST_LOG
+  limits and tuning: MAX_BODY_BYTES, MAX_CONTENT_CHARS, PAGE_SIZE, WS_*, WRITER_*, ...";
+
 /// A fast, drop-in replacement for the Django + Channels chat backend.
-///
-/// Configuration comes from environment variables; see the README
-/// (DATABASE_URL or POSTGRES_*, SECRET_KEY, DEBUG, BIND, ...).
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = ENVIRONMENT)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -19,10 +31,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API (the default).
+    /// Serve the API and WebSockets (the default).
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Create a user (for example an operator account) and exit.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "CHAT_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long)]
+        full_name: String,
+        #[arg(long)]
+        nickname: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +72,12 @@ fn main() -> std::process::ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
+            Command::CreateUser {
+                email,
+                password,
+                full_name,
+                nickname,
+            } => create_user(config, email, password, full_name, nickname).await,
         }
     });
     match result {
@@ -61,20 +90,51 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), chat_server::state::StartError> {
+async fn serve(config: Config) -> Result<(), StartError> {
     let debug_mode = config.debug;
     let app = Application::build(config).await?;
-    tracing::info!(addr = %app.local_addr(), debug_mode, store = "postgres", "chat-server listening");
+    let (store, bus) = app.describe();
+    tracing::info!(addr = %app.local_addr(), debug_mode, %store, bus, "chat-server listening");
     app.run_until_stopped().await;
     Ok(())
 }
 
-async fn migrate(config: Config) -> Result<(), chat_server::state::StartError> {
-    let database = config
-        .database
-        .as_ref()
-        .ok_or(chat_server::state::StartError::NoDatabase)?;
-    chat_server::store::postgres::PgStore::connect(database).await?;
-    tracing::info!("migrations are up to date");
+async fn migrate(config: Config) -> Result<(), StartError> {
+    let store = open_store(&config).await?;
+    tracing::info!(store = %store.describe(), "migrations are up to date");
+    Ok(())
+}
+
+async fn create_user(
+    config: Config,
+    email: String,
+    password: String,
+    full_name: String,
+    nickname: Option<String>,
+) -> Result<(), StartError> {
+    if !chat_server::http::input::is_valid_email(&email) {
+        return Err(StartError::Invalid(format!(
+            "{email:?} is not a valid email address"
+        )));
+    }
+    if password.chars().count() < config.limits.password_min_length {
+        let min = config.limits.password_min_length;
+        return Err(StartError::Invalid(format!(
+            "the password needs at least {min} characters"
+        )));
+    }
+    let store = open_store(&config).await?;
+    let auth = &config.auth;
+    let hasher = PasswordHasher::new(auth.argon2_memory_kib, auth.argon2_iterations, 1)?;
+    let user = store
+        .create_user(NewUser {
+            email,
+            password_hash: hasher.hash(password).await?,
+            full_name,
+            nickname,
+            other_info: "{}".into(),
+        })
+        .await?;
+    println!("created user {} <{}>", user.id, user.email);
     Ok(())
 }

@@ -40,6 +40,16 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// Which store and bus this server uses, for the start-up log.
+    pub fn describe(&self) -> (String, &'static str) {
+        let bus = if self.state.bus.is_distributed() {
+            "redis"
+        } else {
+            "in-process"
+        };
+        (self.state.store.describe(), bus)
+    }
+
     /// Serves until SIGINT or SIGTERM, then drains.
     pub async fn run_until_stopped(self) {
         self.run_until(shutdown_signal()).await;

@@ -9,6 +9,7 @@ use crate::http::cors::Cors;
 use crate::pipeline::{MessagePipeline, WriterSettings};
 use crate::rooms::{ConnId, Rooms};
 use crate::store::postgres::PgStore;
+use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,12 +17,12 @@ use std::sync::Arc;
 /// Why the server could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("no database configured: set DATABASE_URL (or POSTGRES_HOST/POSTGRES_DB/...)")]
-    NoDatabase,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
     Bus(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Hashing(#[from] HashError),
     #[error("cannot listen on {addr}: {source}")]
@@ -47,8 +48,7 @@ pub struct AppState {
 impl AppState {
     /// Connects the store (applying migrations) and builds the services.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let database = config.database.as_ref().ok_or(StartError::NoDatabase)?;
-        let store: Arc<dyn Store> = Arc::new(PgStore::connect(database).await?);
+        let store = open_store(&config).await?;
         let auth = &config.auth;
         let realtime = &config.realtime;
         let (interest_tx, interest_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -92,4 +92,12 @@ impl AppState {
     pub fn next_conn_id(&self) -> ConnId {
         self.connections.fetch_add(1, Ordering::Relaxed) + 1
     }
+}
+
+/// PostgreSQL when configured, else the embedded SQLite store in `DATA_DIR`.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match &config.database {
+        Some(database) => Arc::new(PgStore::connect(database).await?),
+        None => Arc::new(SqliteStore::open(&config.data_dir)?),
+    })
 }

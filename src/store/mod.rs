@@ -7,6 +7,7 @@
 
 pub mod migrations;
 pub mod postgres;
+pub mod sqlite;
 
 use crate::model::{Chat, Message, User};
 use async_trait::async_trait;
@@ -148,6 +149,8 @@ pub trait Store: Send + Sync + 'static {
     async fn is_token_blacklisted(&self, jti: &str) -> Result<bool, StoreError>;
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Which store this is, for the start-up log.
+    fn describe(&self) -> String;
 }
 
 /// Where each message of a batch gets its outcome: from its own append, or (for a
@@ -202,4 +205,16 @@ pub(crate) fn all_answered(
         .into_iter()
         .map(|o| o.ok_or(StoreError::Inconsistent("a batch message got no outcome")))
         .collect()
+}
+
+/// Escapes LIKE wildcards so a search for `50%` finds the literal text.
+pub(crate) fn escape_like(query: &str) -> String {
+    let mut escaped = String::with_capacity(query.len());
+    for ch in query.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(ch);
+    }
+    escaped
 }

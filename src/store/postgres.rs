@@ -445,7 +445,7 @@ impl Store for PgStore {
         exclude: i64,
         limit: i64,
     ) -> Result<Vec<User>, StoreError> {
-        let pattern = format!("%{}%", escape_like(query));
+        let pattern = format!("%{}%", super::escape_like(query));
         let conn = self.conn().await?;
         let rows = conn
             .client
@@ -582,16 +582,8 @@ impl Store for PgStore {
         conn.client.simple_query("").await.map_err(classify)?;
         Ok(())
     }
-}
 
-/// Escapes LIKE wildcards so a search for `50%` finds the literal text.
-fn escape_like(query: &str) -> String {
-    let mut escaped = String::with_capacity(query.len());
-    for ch in query.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(ch);
+    fn describe(&self) -> String {
+        "postgres".into()
     }
-    escaped
 }

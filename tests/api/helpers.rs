@@ -101,6 +101,29 @@ pub async fn spawn_process_on(database: &str, overrides: &[(&str, &str)]) -> Tes
     }
 }
 
+/// Starts the binary in `dir` with an empty environment but for a free port and
+/// JSON logs (so the test can read where it listens): zero configuration.
+pub async fn spawn_bare_process(dir: &std::path::Path) -> TestApp {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .current_dir(dir)
+        .env_clear()
+        .env("BIND", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary starts");
+    let addr = listening_addr(child.stdout.take().unwrap()).await;
+    TestApp {
+        addr,
+        client: client(),
+        database: String::new(),
+        stop: None,
+        server: None,
+        process: Some(child),
+    }
+}
+
 /// Reads the server's JSON log until it says where it listens.
 async fn listening_addr(stdout: tokio::process::ChildStdout) -> SocketAddr {
     use tokio::io::AsyncBufReadExt;

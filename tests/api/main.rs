@@ -8,6 +8,8 @@ mod cluster;
 mod helpers;
 mod http;
 mod messages;
+mod store_conformance;
 mod users;
 mod ws;
 mod ws_client;
+mod zero_config;

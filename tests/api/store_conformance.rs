@@ -1,0 +1,314 @@
+//! One conformance suite for every store: the same test functions run against
+//! PostgreSQL (a fresh database) and the embedded SQLite store (a fresh data
+//! directory), through the `Store` interface the server uses.
+
+use crate::helpers::{fresh_database, pg_base};
+use chat_server::config::DatabaseConfig;
+use chat_server::model::{pair_key, User};
+use chat_server::store::postgres::PgStore;
+use chat_server::store::sqlite::SqliteStore;
+use chat_server::store::{AppendOutcome, NewMessage, NewUser, Store, StoreError};
+use std::sync::Arc;
+
+async fn postgres() -> Arc<dyn Store> {
+    let config = DatabaseConfig {
+        url: format!("{} dbname={}", pg_base(), fresh_database()),
+        pool_size: 8,
+    };
+    Arc::new(PgStore::connect(&config).await.expect("postgres store"))
+}
+
+async fn sqlite() -> Arc<dyn Store> {
+    let dir = std::env::temp_dir().join(format!("chat-store-{}", chat_server::auth::random_hex(6)));
+    Arc::new(SqliteStore::open(&dir).expect("sqlite store"))
+}
+
+/// Runs each listed test function against both stores.
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod on_postgres {
+            $(#[tokio::test] async fn $test() { super::$test(super::postgres().await).await; })*
+        }
+        mod on_sqlite {
+            $(#[tokio::test] async fn $test() { super::$test(super::sqlite().await).await; })*
+        }
+    };
+}
+
+conformance!(
+    users_and_credentials,
+    chats_are_unique_per_pair,
+    seq_is_gap_free_under_concurrent_writers,
+    retried_client_ids_store_nothing,
+    ranges_serve_pages_and_cursors,
+    chats_are_ordered_by_latest_message,
+    read_markers_only_move_forward,
+    blacklisted_tokens_are_remembered,
+);
+
+async fn user(store: &Arc<dyn Store>, name: &str) -> User {
+    store
+        .create_user(NewUser {
+            email: format!("{name}@example.com"),
+            password_hash: "hash".into(),
+            full_name: format!("{name} Example"),
+            nickname: None,
+            other_info: "{}".into(),
+        })
+        .await
+        .unwrap()
+}
+
+fn message(chat: i64, sender: &User, content: &str, client_msg_id: Option<&str>) -> NewMessage {
+    NewMessage {
+        chat_id: chat,
+        sender: sender.clone(),
+        content: content.into(),
+        metadata: r#"{"k":1}"#.into(),
+        client_msg_id: client_msg_id.map(str::to_owned),
+    }
+}
+
+async fn chat_of(store: &Arc<dyn Store>) -> (User, User, i64) {
+    let (a, b) = (user(store, "ann").await, user(store, "bob").await);
+    let chat = store.start_chat(&a, &b).await.unwrap().chat.id;
+    (a, b, chat)
+}
+
+async fn users_and_credentials(store: Arc<dyn Store>) {
+    let ann = user(&store, "ann").await;
+    assert!(matches!(
+        store
+            .create_user(NewUser {
+                email: "ANN@example.com".into(),
+                password_hash: "h".into(),
+                full_name: "Again".into(),
+                nickname: None,
+                other_info: "{}".into(),
+            })
+            .await,
+        Err(StoreError::EmailTaken)
+    ));
+    let found = store.credentials("Ann@Example.com").await.unwrap().unwrap();
+    assert_eq!(
+        (found.user.id, found.password_hash.as_str(), found.is_active),
+        (ann.id, "hash", true)
+    );
+    assert!(store
+        .credentials("nobody@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.user(ann.id).await.unwrap(), Some(ann.clone()));
+    user(&store, "bob").await;
+    let found: Vec<String> = store
+        .search_users("EXAMPLE", ann.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    assert_eq!(
+        found,
+        ["bob@example.com"],
+        "search excludes the caller, ignores case"
+    );
+    assert!(
+        store
+            .search_users("%", ann.id, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "wildcards are literal"
+    );
+}
+
+async fn chats_are_unique_per_pair(store: Arc<dyn Store>) {
+    let (a, b) = (user(&store, "ann").await, user(&store, "bob").await);
+    let first = store.start_chat(&a, &b).await.unwrap();
+    let again = store.start_chat(&b, &a).await.unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(first.chat.id, again.chat.id);
+    assert_eq!(first.chat.participants.map(|u| u.id), [a.id, b.id]);
+    let access = store.chat_access(first.chat.id).await.unwrap().unwrap();
+    assert!(access.includes(a.id) && access.includes(b.id) && !access.includes(a.id + b.id));
+    assert_eq!(access.last_seq, 0);
+    assert!(store
+        .chat_access(first.chat.id + 100)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(pair_key(a.id, b.id).len(), 64);
+}
+
+async fn seq_is_gap_free_under_concurrent_writers(store: Arc<dyn Store>) {
+    let (a, b, chat) = chat_of(&store).await;
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (store, sender) = (
+            store.clone(),
+            if w % 2 == 0 { a.clone() } else { b.clone() },
+        );
+        writers.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..10 {
+                let batch = [
+                    message(chat, &sender, &format!("w{w} m{i}"), None),
+                    message(chat, &sender, "pair", None),
+                ];
+                for outcome in store.append_messages(&batch).await.unwrap() {
+                    let AppendOutcome::Created(m) = outcome else {
+                        panic!("created")
+                    };
+                    seqs.push(m.seq);
+                }
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for writer in writers {
+        let seqs = writer.await.unwrap();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "a writer's messages keep its order"
+        );
+        all.extend(seqs);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=160).collect::<Vec<i64>>());
+    assert_eq!(
+        store.chat_access(chat).await.unwrap().unwrap().last_seq,
+        160
+    );
+}
+
+async fn retried_client_ids_store_nothing(store: Arc<dyn Store>) {
+    let (a, b, chat) = chat_of(&store).await;
+    let first = store
+        .append_messages(&[message(chat, &a, "once", Some("c1"))])
+        .await
+        .unwrap();
+    let AppendOutcome::Created(original) = &first[0] else {
+        panic!("created")
+    };
+    let batch = [
+        message(chat, &a, "retry", Some("c1")),
+        message(chat, &a, "new", Some("c2")),
+        message(chat, &a, "repeat in batch", Some("c2")),
+        message(chat, &b, "other sender, same id", Some("c1")),
+    ];
+    let outcomes = store.append_messages(&batch).await.unwrap();
+    let AppendOutcome::Duplicate(again) = &outcomes[0] else {
+        panic!("duplicate: {outcomes:?}")
+    };
+    assert_eq!(
+        (again.id, again.seq, again.content.as_str()),
+        (original.id, 1, "once")
+    );
+    let AppendOutcome::Created(new) = &outcomes[1] else {
+        panic!("created")
+    };
+    let AppendOutcome::Duplicate(repeat) = &outcomes[2] else {
+        panic!("repeat")
+    };
+    assert_eq!(repeat.id, new.id);
+    assert!(
+        matches!(outcomes[3], AppendOutcome::Created(_)),
+        "client ids are per sender"
+    );
+    let c = user(&store, "cat").await;
+    let other_chat = store.start_chat(&a, &c).await.unwrap().chat.id;
+    let elsewhere = store
+        .append_messages(&[message(other_chat, &a, "x", Some("c1"))])
+        .await
+        .unwrap();
+    assert!(matches!(elsewhere[0], AppendOutcome::ClientIdConflict));
+    assert_eq!(store.chat_access(chat).await.unwrap().unwrap().last_seq, 3);
+    assert_eq!(
+        store
+            .chat_access(other_chat)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        0
+    );
+}
+
+async fn ranges_serve_pages_and_cursors(store: Arc<dyn Store>) {
+    let (a, _b, chat) = chat_of(&store).await;
+    let batch: Vec<NewMessage> = (1..=30)
+        .map(|i| message(chat, &a, &format!("m{i}"), None))
+        .collect();
+    store.append_messages(&batch).await.unwrap();
+    let page = store.messages_between(chat, 26, 30).await.unwrap();
+    let seqs: Vec<i64> = page.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [26, 27, 28, 29, 30]);
+    assert_eq!(page[0].content, "m26");
+    let metadata: serde_json::Value = serde_json::from_str(page[0].metadata.get()).unwrap();
+    assert_eq!(metadata, serde_json::json!({"k": 1}));
+    assert_eq!(page[0].sender.id, a.id);
+    assert!(store
+        .messages_between(chat, 31, 40)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.messages_between(chat, 1, 3).await.unwrap().len(), 3);
+}
+
+async fn chats_are_ordered_by_latest_message(store: Arc<dyn Store>) {
+    let (me, bob, cat) = (
+        user(&store, "me").await,
+        user(&store, "bob").await,
+        user(&store, "cat").await,
+    );
+    let with_bob = store.start_chat(&me, &bob).await.unwrap().chat.id;
+    let with_cat = store.start_chat(&me, &cat).await.unwrap().chat.id;
+    store
+        .append_messages(&[message(with_bob, &bob, "hi", None)])
+        .await
+        .unwrap();
+    let chats = store.chats_of(me.id).await.unwrap();
+    assert_eq!(
+        chats.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [with_bob, with_cat]
+    );
+    assert_eq!(chats[0].last_message.as_ref().unwrap().content, "hi");
+    assert!(chats[0].updated_at >= chats[0].created_at);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store
+        .append_messages(&[message(with_cat, &me, "later", None)])
+        .await
+        .unwrap();
+    let chats = store.chats_of(me.id).await.unwrap();
+    assert_eq!(chats[0].id, with_cat);
+    assert_eq!(store.chats_of(bob.id).await.unwrap().len(), 1);
+}
+
+async fn read_markers_only_move_forward(store: Arc<dyn Store>) {
+    let (a, b, chat) = chat_of(&store).await;
+    let batch: Vec<NewMessage> = (0..5)
+        .map(|i| message(chat, &a, &format!("{i}"), None))
+        .collect();
+    store.append_messages(&batch).await.unwrap();
+    assert_eq!(store.mark_read(chat, b.id, 3).await.unwrap(), 3);
+    assert_eq!(
+        store.mark_read(chat, b.id, 1).await.unwrap(),
+        3,
+        "never back"
+    );
+    assert_eq!(
+        store.mark_read(chat, b.id, 99).await.unwrap(),
+        5,
+        "never past the end"
+    );
+}
+
+async fn blacklisted_tokens_are_remembered(store: Arc<dyn Store>) {
+    assert!(!store.is_token_blacklisted("jti-1").await.unwrap());
+    store.blacklist_token("jti-1", 4_000_000_000).await.unwrap();
+    store.blacklist_token("jti-1", 4_000_000_000).await.unwrap();
+    assert!(store.is_token_blacklisted("jti-1").await.unwrap());
+    store.ping().await.unwrap();
+}
