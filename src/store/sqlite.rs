@@ -245,26 +245,26 @@ fn append_one(
 ) -> Result<AppendOutcome, StoreError> {
     if let Some(client_id) = &message.client_msg_id {
         let existing = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT id, chat_id, seq, content, metadata, created_at FROM messages
                  WHERE sender_id = ? AND client_msg_id = ?",
-                params![message.sender.id, client_id],
-                |row| {
-                    Ok((
-                        row.get::<_, i64>(1)?,
-                        Message {
-                            id: row.get(0)?,
-                            chat: row.get(1)?,
-                            seq: row.get(2)?,
-                            sender: message.sender.clone(),
-                            content: row.get(3)?,
-                            metadata: metadata_from_text(row.get(4)?),
-                            client_msg_id: Some(client_id.clone()),
-                            created_at: timestamp(row.get(5)?),
-                        },
-                    ))
-                },
             )
+            .map_err(failed)?
+            .query_row(params![message.sender.id, client_id], |row| {
+                Ok((
+                    row.get::<_, i64>(1)?,
+                    Message {
+                        id: row.get(0)?,
+                        chat: row.get(1)?,
+                        seq: row.get(2)?,
+                        sender: message.sender.clone(),
+                        content: row.get(3)?,
+                        metadata: metadata_from_text(row.get(4)?),
+                        client_msg_id: Some(client_id.clone()),
+                        created_at: timestamp(row.get(5)?),
+                    },
+                ))
+            })
             .optional()
             .map_err(failed)?;
         match existing {
@@ -276,16 +276,17 @@ fn append_one(
         }
     }
     let seq: i64 = conn
-        .query_row(
-            "UPDATE chats SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-            [message.chat_id],
-            |row| row.get(0),
-        )
+        .prepare_cached("UPDATE chats SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq")
+        .map_err(failed)?
+        .query_row([message.chat_id], |row| row.get(0))
         .map_err(failed)?;
     let id: i64 = conn
-        .query_row(
+        .prepare_cached(
             "INSERT INTO messages (chat_id, seq, sender_id, content, metadata, client_msg_id, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .map_err(failed)?
+        .query_row(
             params![
                 message.chat_id,
                 seq,
