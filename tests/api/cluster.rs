@@ -122,16 +122,25 @@ async fn concurrent_senders_on_different_nodes_are_seen_once_and_in_order_everyw
 struct OwnRedis {
     port: u16,
     child: Option<std::process::Child>,
+    extra: Vec<String>,
 }
 
 impl OwnRedis {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = OwnRedis { port, child: None };
+        Self::start_with(&[])
+    }
+
+    /// With extra `redis-server` arguments (e.g. `--requirepass`).
+    fn start_with(extra: &[&str]) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut redis = OwnRedis {
+            port,
+            child: None,
+            extra,
+        };
         redis.restart();
         redis
     }
@@ -152,6 +161,7 @@ impl OwnRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(&self.extra)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed");
@@ -248,4 +258,32 @@ async fn a_killed_node_s_clients_resume_on_another_without_loss() {
     let mut b = WsClient::connect(&survivor, chat, &bob.access, Some(last)).await;
     let rest = seqs(&mut b, 20).await;
     assert_eq!(rest, (21..=40).collect::<Vec<i64>>());
+}
+
+#[tokio::test]
+async fn redis_password_is_honoured() {
+    let redis = OwnRedis::start_with(&["--requirepass", "s3cret"]);
+    let database = fresh_database();
+    let prefix = format!("test-{}", chat_server::auth::random_hex(6));
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let overrides = [
+            ("REDIS_URL", redis.url()),
+            ("REDIS_PASSWORD", "s3cret".to_owned()),
+            ("REDIS_CHANNEL_PREFIX", prefix.clone()),
+        ];
+        let overrides: Vec<(&str, &str)> =
+            overrides.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        nodes.push(spawn_app_on(&database, &overrides).await);
+    }
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    let (ann, bob, chat) = nodes[0].pair().await;
+    let mut b = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    nodes[0]
+        .say(&ann, chat, "through an authenticated Redis")
+        .await;
+    assert_eq!(
+        b.message().await["content"],
+        "through an authenticated Redis"
+    );
 }
