@@ -1,56 +1,21 @@
-//! The WebSocket client: fastwebsockets' client handshake over a TCP socket bound
-//! to a chosen local address (so many sockets can spread over 127.0.0.x), and a
-//! small reader for the server's events.
+//! The WebSocket side of the tool: the library's client (bound to a chosen local
+//! address, so many sockets can spread over 127.0.0.x) and a small reader for the
+//! server's events.
 
 use crate::endpoint::Endpoint;
 use crate::Result;
-use bytes::Bytes;
-use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload, WebSocket};
-use http_body_util::Empty;
+use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-pub type Socket = WebSocket<TokioIo<Upgraded>>;
-
-struct SpawnExecutor;
-
-impl<F> hyper::rt::Executor<F> for SpawnExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        tokio::spawn(future);
-    }
-}
+pub type Socket = chat_server::ws::client::ClientSocket;
 
 /// Opens a WebSocket to `path` on the endpoint, from `local` when given.
 pub async fn connect(endpoint: &Endpoint, path: &str, local: Option<IpAddr>) -> Result<Socket> {
-    let socket = match endpoint.addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    if let Some(ip) = local {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    let stream = socket.connect(endpoint.addr).await?;
-    stream.set_nodelay(true)?;
-    let request = hyper::Request::get(path)
-        .header("host", &endpoint.authority)
-        .header("upgrade", "websocket")
-        .header("connection", "upgrade")
-        .header(
-            "sec-websocket-key",
-            fastwebsockets::handshake::generate_key(),
-        )
-        .header("sec-websocket-version", "13")
-        .body(Empty::<Bytes>::new())?;
-    let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream).await?;
-    Ok(ws)
+    Ok(chat_server::ws::client::connect(endpoint.addr, &endpoint.authority, path, local).await?)
 }
 
 /// `/ws/chats/{chat}/?token=..[&after_seq=N]` (the same on both route sets).

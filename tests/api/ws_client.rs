@@ -1,30 +1,15 @@
-//! A real WebSocket client for the tests (fastwebsockets' client handshake over a
-//! TCP socket), with helpers that read JSON events and close codes with timeouts.
+//! A real WebSocket client for the tests (the library's fastwebsockets client),
+//! with helpers that read JSON events and close codes with timeouts.
 
 use crate::helpers::TestApp;
-use bytes::Bytes;
 use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload};
-use http_body_util::Empty;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use std::future::Future;
 use std::time::Duration;
 
 /// How long a test waits for the next frame before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
-
-struct SpawnExecutor;
-
-impl<F> hyper::rt::Executor<F> for SpawnExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        tokio::spawn(future);
-    }
-}
 
 /// What the server sent.
 #[derive(Debug)]
@@ -67,19 +52,9 @@ impl WsClient {
         after_seq: Option<i64>,
         pong: bool,
     ) -> WsClient {
-        let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-        let request = hyper::Request::get(socket_path(chat, token, after_seq))
-            .header("host", app.addr.to_string())
-            .header("upgrade", "websocket")
-            .header("connection", "upgrade")
-            .header(
-                "sec-websocket-key",
-                fastwebsockets::handshake::generate_key(),
-            )
-            .header("sec-websocket-version", "13")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let (mut ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream)
+        let path = socket_path(chat, token, after_seq);
+        let authority = app.addr.to_string();
+        let mut ws = chat_server::ws::client::connect(app.addr, &authority, &path, None)
             .await
             .expect("websocket handshake succeeds");
         ws.set_auto_pong(pong);

@@ -1,0 +1,58 @@
+//! A WebSocket client (fastwebsockets' client handshake over TCP), for the load
+//! tester and the tests: the same code speaks to this server and to others.
+
+use bytes::Bytes;
+use fastwebsockets::{WebSocket, WebSocketError};
+use http_body_util::Empty;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+
+/// A client socket after the handshake.
+pub type ClientSocket = WebSocket<TokioIo<Upgraded>>;
+
+/// Runs hyper's connection task on tokio.
+struct SpawnExecutor;
+
+impl<F> hyper::rt::Executor<F> for SpawnExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(future);
+    }
+}
+
+/// Opens a WebSocket to `path` at `addr` (`authority` goes in the `Host`
+/// header), from the local address `local` when given.
+pub async fn connect(
+    addr: SocketAddr,
+    authority: &str,
+    path: &str,
+    local: Option<IpAddr>,
+) -> Result<ClientSocket, WebSocketError> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = local {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let request = hyper::Request::get(path)
+        .header("host", authority)
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header(
+            "sec-websocket-key",
+            fastwebsockets::handshake::generate_key(),
+        )
+        .header("sec-websocket-version", "13")
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| WebSocketError::InvalidValue)?;
+    let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream).await?;
+    Ok(ws)
+}
