@@ -20,7 +20,7 @@ fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fan-out one message");
     for sockets in [2usize, 100, 1_000, 10_000] {
         let (rooms, receivers) = runtime.block_on(async {
-            let rooms = Rooms::start(2, None);
+            let rooms = Rooms::start(2, None, Default::default());
             let mut receivers = Vec::with_capacity(sockets);
             for conn in 0..sockets as u64 {
                 let (outbox, rx) = mpsc::channel(16);

@@ -13,6 +13,7 @@ pub mod draft;
 pub mod error;
 pub mod http;
 pub mod json;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod rooms;

@@ -12,6 +12,7 @@
 //! Nothing is acknowledged or delivered before its batch commits.
 
 use crate::bus::{Bus, Published};
+use crate::metrics::Metrics;
 use crate::rooms::{Outgoing, Rooms};
 use crate::store::{AppendOutcome, NewMessage, Store, StoreError};
 use crate::ws::protocol::{error_event, message_event, EventError};
@@ -60,7 +61,13 @@ pub struct PipelineClosed;
 
 impl MessagePipeline {
     /// Spawns the lanes on the current runtime.
-    pub fn start(store: Arc<dyn Store>, rooms: Rooms, bus: Bus, settings: WriterSettings) -> Self {
+    pub fn start(
+        store: Arc<dyn Store>,
+        rooms: Rooms,
+        bus: Bus,
+        metrics: Arc<Metrics>,
+        settings: WriterSettings,
+    ) -> Self {
         let lanes = (0..settings.lanes.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(LANE_QUEUE);
@@ -68,6 +75,7 @@ impl MessagePipeline {
                     store: store.clone(),
                     rooms: rooms.clone(),
                     bus: bus.clone(),
+                    metrics: metrics.clone(),
                     settings,
                 };
                 tokio::spawn(lane.run(rx));
@@ -110,6 +118,7 @@ struct Lane {
     store: Arc<dyn Store>,
     rooms: Rooms,
     bus: Bus,
+    metrics: Arc<Metrics>,
     settings: WriterSettings,
 }
 
@@ -147,7 +156,14 @@ impl Lane {
     async fn commit(&self, batch: Vec<Request>) {
         let (messages, replies): (Vec<NewMessage>, Vec<Reply>) =
             batch.into_iter().map(|r| (r.message, r.reply)).unzip();
-        match self.store.append_messages(&messages).await {
+        let started = std::time::Instant::now();
+        let stored = self.store.append_messages(&messages).await;
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.batch_size.observe(messages.len() as f64);
+        self.metrics.messages_received.inc_by(messages.len() as u64);
+        match stored {
             Ok(outcomes) => {
                 let mut published = Vec::new();
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {

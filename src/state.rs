@@ -6,6 +6,7 @@ use crate::auth::password::{HashError, PasswordHasher};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::http::cors::Cors;
+use crate::metrics::Metrics;
 use crate::pipeline::{MessagePipeline, WriterSettings};
 use crate::rooms::{ConnId, Rooms};
 use crate::store::postgres::PgStore;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub pipeline: MessagePipeline,
     pub rooms: Rooms,
     pub bus: Bus,
+    pub metrics: Arc<Metrics>,
     pub cors: Cors,
     connections: AtomicU64,
 }
@@ -49,26 +51,22 @@ impl AppState {
     /// Connects the store (applying migrations) and builds the services.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let store = open_store(&config).await?;
+        let metrics = Arc::new(Metrics::new());
+        let (rooms, bus) = start_delivery(&config, &metrics)?;
         let auth = &config.auth;
         let realtime = &config.realtime;
-        let (interest_tx, interest_rx) = tokio::sync::mpsc::unbounded_channel();
-        let distributed = config.redis_url.is_some();
-        let rooms = Rooms::start(realtime.room_shards, distributed.then_some(interest_tx));
-        let bus = match &config.redis_url {
-            Some(url) => Bus::redis(
-                url,
-                &config.redis_channel_prefix,
-                rooms.clone(),
-                interest_rx,
-            )
-            .map_err(StartError::Bus)?,
-            None => Bus::local(),
-        };
         let settings = WriterSettings {
             lanes: realtime.writer_lanes,
             batch_max: realtime.writer_batch_max,
             linger: realtime.writer_linger,
         };
+        let pipeline = MessagePipeline::start(
+            store.clone(),
+            rooms.clone(),
+            bus.clone(),
+            metrics.clone(),
+            settings,
+        );
         Ok(AppState {
             tokens: TokenService::new(&auth.secret_key, auth.access_ttl, auth.refresh_ttl),
             passwords: PasswordHasher::new(
@@ -76,15 +74,31 @@ impl AppState {
                 auth.argon2_iterations,
                 auth.hash_concurrency,
             )?,
-            pipeline: MessagePipeline::start(store.clone(), rooms.clone(), bus.clone(), settings),
+            pipeline,
             rooms,
             bus,
+            metrics,
             cors: Cors::new(&config.cors_allowed_origins),
             connections: AtomicU64::new(0),
             store,
             config,
         })
     }
+}
+
+/// The room map, and the bus that links it to other nodes (Redis when
+/// configured, in-process otherwise).
+fn start_delivery(config: &Config, metrics: &Arc<Metrics>) -> Result<(Rooms, Bus), StartError> {
+    let (interest_tx, interest_rx) = tokio::sync::mpsc::unbounded_channel();
+    let shards = config.realtime.room_shards;
+    let Some(url) = &config.redis_url else {
+        return Ok((Rooms::start(shards, None, metrics.clone()), Bus::local()));
+    };
+    let rooms = Rooms::start(shards, Some(interest_tx), metrics.clone());
+    let prefix = &config.redis_channel_prefix;
+    let bus = Bus::redis(url, prefix, rooms.clone(), interest_rx, metrics.clone())
+        .map_err(StartError::Bus)?;
+    Ok((rooms, bus))
 }
 
 impl AppState {

@@ -1,5 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (can it serve: the store
-//! answers; the bus state is reported). A node whose Redis is down still stores
+//! `/healthz` (the process answers), `/readyz` (can it serve: the store
+//! answers; the bus state is reported) and `/metrics` (Prometheus text). A node whose Redis is down still stores
 //! and delivers to its own sockets, so it stays ready and says `degraded`;
 //! only an unreachable store makes it unready (503).
 
@@ -30,4 +30,14 @@ pub async fn readyz(state: &AppState) -> Response<Body> {
         _ => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
     };
     json_response(code, &json!({"status": status, "store": store, "bus": bus}))
+}
+
+/// `/metrics` in the Prometheus text format.
+pub fn metrics(state: &AppState) -> Response<Body> {
+    let mut response = Response::new(Body::from(state.metrics.render()));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }

@@ -11,6 +11,7 @@
 
 mod redis;
 
+use crate::metrics::Metrics;
 use crate::rooms::Rooms;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,12 +61,19 @@ impl Bus {
         prefix: &str,
         rooms: Rooms,
         interest: mpsc::UnboundedReceiver<Interest>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let client = ::redis::Client::open(url).map_err(|e| format!("invalid REDIS_URL: {e}"))?;
         let node = crate::auth::random_hex(8);
         let healthy = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
-        let publisher = redis::publish_loop(client.clone(), node.clone(), prefix.to_owned(), rx);
+        let publisher = redis::publish_loop(
+            client.clone(),
+            node.clone(),
+            prefix.to_owned(),
+            rx,
+            metrics.clone(),
+        );
         tokio::spawn(publisher);
         let subscriber = redis::subscribe_loop(
             client,
@@ -74,6 +82,7 @@ impl Bus {
             rooms,
             interest,
             healthy.clone(),
+            metrics,
         );
         tokio::spawn(subscriber);
         Ok(Bus {

@@ -4,6 +4,7 @@
 //! watched chat to catch up from the store after anything it may have missed.
 
 use super::{chat_of, decode, encode, Interest, Published};
+use crate::metrics::Metrics;
 use crate::rooms::Rooms;
 use futures_util::StreamExt;
 use std::collections::HashSet;
@@ -28,6 +29,7 @@ pub(super) async fn publish_loop(
     node: String,
     prefix: String,
     mut queue: mpsc::Receiver<Vec<Published>>,
+    metrics: Arc<Metrics>,
 ) {
     let mut connection = None;
     let mut backoff = MIN_BACKOFF;
@@ -52,6 +54,7 @@ pub(super) async fn publish_loop(
                     .ignore();
                 }
                 if pipe.query_async::<()>(conn).await.is_ok() {
+                    metrics.bus_published.inc_by(batch.len() as u64);
                     backoff = MIN_BACKOFF;
                     break;
                 }
@@ -72,6 +75,7 @@ pub(super) async fn subscribe_loop(
     rooms: Rooms,
     mut interest: mpsc::UnboundedReceiver<Interest>,
     healthy: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 ) {
     let mut watched: HashSet<i64> = HashSet::new();
     let mut backoff = MIN_BACKOFF;
@@ -97,6 +101,7 @@ pub(super) async fn subscribe_loop(
             continue;
         }
         healthy.store(true, Ordering::Relaxed);
+        metrics.bus_reconnects.inc();
         backoff = MIN_BACKOFF;
         tracing::info!(chats = watched.len(), "redis subscription ready");
         // Anything published while we were away is in the store: catch up.
@@ -106,7 +111,7 @@ pub(super) async fn subscribe_loop(
         loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    Some(message) => deliver(&node, &prefix, &rooms, &message).await,
+                    Some(message) => deliver(&node, &prefix, &rooms, &message, &metrics).await,
                     None => break,
                 },
                 change = interest.recv() => {
@@ -156,13 +161,16 @@ async fn follow(
 }
 
 /// Another node's message: deliver it to the local sockets of its chat.
-async fn deliver(node: &str, prefix: &str, rooms: &Rooms, message: &redis::Msg) {
+async fn deliver(node: &str, prefix: &str, rooms: &Rooms, message: &redis::Msg, metrics: &Metrics) {
     let Some(chat) = chat_of(prefix, message.get_channel_name()) else {
         return;
     };
     match decode(message.get_payload_bytes()) {
         Some((from, _, _)) if from == node => {}
-        Some((_, seq, frame)) => rooms.publish(chat, seq, frame).await,
+        Some((_, seq, frame)) => {
+            metrics.bus_received.inc();
+            rooms.publish(chat, seq, frame).await
+        }
         None => tracing::warn!(
             channel = message.get_channel_name(),
             "malformed bus message"

@@ -13,12 +13,15 @@ use crate::error::ApiError;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{Request, Response};
 use response::Body;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
-/// Serves one request; never fails (errors are responses).
+/// Serves one request; never fails (errors are responses). Each request gets an
+/// id (the client's `X-Request-Id`, or a fresh one) that is logged and echoed.
 pub async fn serve(
     state: &Arc<AppState>,
     request: Request<Incoming>,
@@ -26,21 +29,46 @@ pub async fn serve(
 ) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let route = router::Route::resolve(request.uri().path()).map_or("unknown", |r| r.name());
     let headers = request.headers().clone();
-    let mut response = if let Some(preflight) = state.cors.preflight(&method, &headers) {
-        preflight
-    } else if !host_allowed(&state.config.allowed_hosts, &headers) {
-        ApiError::DisallowedHost.into_response()
-    } else {
-        router::dispatch(state, request, shutdown)
-            .await
-            .unwrap_or_else(ApiError::into_response)
-    };
+    let request_id = request_id(&headers);
+    let span = tracing::info_span!("request", id = %request_id, %method, route);
+    let mut response = async {
+        if let Some(preflight) = state.cors.preflight(&method, &headers) {
+            preflight
+        } else if !host_allowed(&state.config.allowed_hosts, &headers) {
+            ApiError::DisallowedHost.into_response()
+        } else {
+            router::dispatch(state, request, shutdown)
+                .await
+                .unwrap_or_else(ApiError::into_response)
+        }
+    }
+    .instrument(span.clone())
+    .await;
     state.cors.decorate(&headers, &mut response);
-    tracing::debug!(%method, %path, status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64, "request");
+    let status = response.status().as_u16();
+    state.metrics.http_request(route, status);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            micros = started.elapsed().as_micros() as u64,
+            "request done"
+        )
+    });
     response
+}
+
+/// The client's request id when it sent a sane one, else a fresh one.
+fn request_id(headers: &hyper::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| crate::auth::random_hex(8), str::to_owned)
 }
 
 /// Django's `ALLOWED_HOSTS`: `*`, an exact host, or `.example.com` for a domain and

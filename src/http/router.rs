@@ -27,6 +27,7 @@ pub enum Route {
     ChatSocket(i64),
     Health,
     Ready,
+    Metrics,
 }
 
 impl Route {
@@ -47,17 +48,39 @@ impl Route {
             ["ws", "chats", id] => Route::ChatSocket(parse_id(id)?),
             ["healthz"] => Route::Health,
             ["readyz"] => Route::Ready,
+            ["metrics"] => Route::Metrics,
             _ => return None,
         };
         Some(route)
     }
 
+    /// A stable name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Register => "register",
+            Route::Login => "login",
+            Route::Refresh => "refresh",
+            Route::Logout => "logout",
+            Route::Users => "users",
+            Route::StartChat => "start_chat",
+            Route::Chats => "chats",
+            Route::Messages(_) => "messages",
+            Route::ChatSocket(_) => "websocket",
+            Route::Health => "healthz",
+            Route::Ready => "readyz",
+            Route::Metrics => "metrics",
+        }
+    }
+
     /// The methods the route answers, for `Allow` and 405s.
     pub fn allowed(self) -> &'static str {
         match self {
-            Route::Users | Route::Chats | Route::ChatSocket(_) | Route::Health | Route::Ready => {
-                "GET, OPTIONS"
-            }
+            Route::Users
+            | Route::Chats
+            | Route::ChatSocket(_)
+            | Route::Health
+            | Route::Ready
+            | Route::Metrics => "GET, OPTIONS",
             Route::Messages(_) => "GET, POST, OPTIONS",
             _ => "POST, OPTIONS",
         }
@@ -93,6 +116,7 @@ pub async fn dispatch(
         (Route::ChatSocket(id), Method::GET) => ws::handshake(state, request, id, shutdown).await,
         (Route::Health, Method::GET) => Ok(api::health::healthz()),
         (Route::Ready, Method::GET) => Ok(api::health::readyz(state).await),
+        (Route::Metrics, Method::GET) => Ok(api::health::metrics(state)),
         (route, Method::OPTIONS) => Ok(options(route)),
         (_, method) => Err(ApiError::MethodNotAllowed(method)),
     }

@@ -8,6 +8,7 @@
 mod shard;
 
 use crate::bus::Interest;
+use crate::metrics::Metrics;
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
@@ -97,11 +98,15 @@ const SHARD_QUEUE: usize = 8192;
 impl Rooms {
     /// Spawns `shards` shard tasks on the current runtime. With `interest`, the
     /// bus hears when a chat gets its first local socket and loses its last.
-    pub fn start(shards: usize, interest: Option<mpsc::UnboundedSender<Interest>>) -> Self {
+    pub fn start(
+        shards: usize,
+        interest: Option<mpsc::UnboundedSender<Interest>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let shards = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(SHARD_QUEUE);
-                tokio::spawn(shard::run(rx, interest.clone()));
+                tokio::spawn(shard::run(rx, interest.clone(), metrics.clone()));
                 tx
             })
             .collect();
@@ -180,7 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn publish_reaches_every_socket_of_the_chat_only() {
-        let rooms = Rooms::start(2, None);
+        let rooms = Rooms::start(2, None, Default::default());
         let (a, mut a_rx) = subscriber(1, 10, 8);
         let (b, mut b_rx) = subscriber(2, 20, 8);
         let (other, mut other_rx) = subscriber(3, 30, 8);
@@ -204,7 +209,7 @@ mod tests {
 
     #[tokio::test]
     async fn broadcast_skips_the_excepted() {
-        let rooms = Rooms::start(1, None);
+        let rooms = Rooms::start(1, None, Default::default());
         let (a, mut a_rx) = subscriber(1, 10, 8);
         let (a2, mut a2_rx) = subscriber(2, 10, 8);
         let (b, mut b_rx) = subscriber(3, 20, 8);
@@ -225,7 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_outbox_drops_the_socket_and_signals_overflow() {
-        let rooms = Rooms::start(1, None);
+        let rooms = Rooms::start(1, None, Default::default());
         let (slow, mut slow_rx) = subscriber(1, 10, 2);
         let overflow = slow.overflow.clone();
         rooms.join(1, slow).await;
@@ -248,7 +253,7 @@ mod interest_tests {
     #[tokio::test]
     async fn the_bus_hears_first_join_and_last_leave_only() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let rooms = Rooms::start(1, Some(tx));
+        let rooms = Rooms::start(1, Some(tx), Default::default());
         let socket = |conn| Subscriber {
             conn,
             user_id: 1,

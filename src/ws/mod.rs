@@ -67,6 +67,7 @@ pub async fn handshake(
         resume_after,
         token_expires_at: claims.exp,
     };
+    state.metrics.handshakes.inc();
     let session = session::run(state.clone(), upgrade, spec, membership, shutdown.clone());
     tokio::spawn(session);
     Ok(response.map(|()| Body::default()))

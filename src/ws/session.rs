@@ -117,6 +117,14 @@ pub async fn run(
                 return tracing::debug!(%error, "websocket upgrade failed");
             }
         };
+    tracing::info!(
+        conn,
+        chat = spec.chat_id,
+        user = spec.user.id,
+        after_seq = spec.resume_after,
+        "websocket session opened"
+    );
+    state.metrics.connections_open.inc();
     let overflow = subscriber.overflow.clone();
     let (control_tx, control_rx) = mpsc::channel(16);
     let reading = tokio::spawn(read_loop(
@@ -138,6 +146,10 @@ pub async fn run(
         .await;
     reading.abort();
     state.rooms.leave(spec.chat_id, conn).await;
+    state.metrics.connections_open.dec();
+    if matches!(end, End::Closed(close::SLOW_CONSUMER)) {
+        state.metrics.slow_consumer_closes.inc();
+    }
     tracing::info!(conn, chat = spec.chat_id, user = spec.user.id, %end,
         secs = started.elapsed().as_secs_f64(), "websocket session closed");
 }

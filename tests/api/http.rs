@@ -141,3 +141,52 @@ async fn shutdown_stops_accepting_and_finishes() {
         "listener is closed"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_requests_messages_and_sockets() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = app.pair().await;
+    let mut socket = crate::ws_client::WsClient::connect(&app, chat, &bob.access, None).await;
+    app.say(&ann, chat, "counted").await;
+    assert_eq!(socket.message().await["content"], "counted");
+    let reply = app.get("/metrics", None).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    for line in [
+        "chat_messages_received_total 1",
+        "chat_messages_delivered_total 1",
+        "chat_websocket_connections_open 1",
+        "chat_websocket_handshakes_total 1",
+        "chat_writer_batch_size_count 1",
+        r#"chat_http_requests_total{route="messages",status="201"} 1"#,
+        r#"chat_http_requests_total{route="register",status="201"} 2"#,
+    ] {
+        assert!(
+            reply.text.contains(line),
+            "missing {line:?} in\n{}",
+            reply.text
+        );
+    }
+    socket.close().await;
+}
+
+#[tokio::test]
+async fn requests_carry_an_id() {
+    let app = spawn_app().await;
+    let mine = app
+        .send(
+            Method::GET,
+            "/healthz",
+            None,
+            None,
+            &[("x-request-id", "abc-123")],
+        )
+        .await;
+    assert_eq!(mine.headers["x-request-id"], "abc-123");
+    assert_eq!(mine.body["status"], "ok");
+    let fresh = app.get("/healthz", None).await;
+    assert_eq!(fresh.headers["x-request-id"].len(), 16);
+}
