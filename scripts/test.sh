@@ -100,6 +100,25 @@ loadtest_smoke() {
   if [[ $status -ne 0 ]]; then cat "$SCRATCH/loadtest.log" "$SCRATCH/server.log"; exit "$status"; fi
 }
 
+# The demo page in headless Chromium: two browser contexts chat through it
+# (tests/browser/demo.mjs), against the binary started with zero configuration.
+browser_test() {
+  log "browser test (headless Chromium, playwright-core)"
+  command -v chromium >/dev/null || apt_install chromium
+  command -v node >/dev/null || apt_install nodejs npm
+  (cd tests/browser && npm install --no-audit --no-fund --silent)
+  local port dir="$SCRATCH/demo"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p "$dir"
+  env -i -C "$dir" BIND="127.0.0.1:$port" "$PWD/target/debug/chat-server" > "$SCRATCH/demo.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+  local status=0
+  node tests/browser/demo.mjs "http://127.0.0.1:$port" target/demo-screenshot.png || status=$?
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  if [[ $status -ne 0 ]]; then cat "$SCRATCH/demo.log"; exit "$status"; fi
+}
+
 ensure_postgres
 ensure_redis
 export TEST_PG="host=$PG_HOST port=$PG_PORT user=postgres"
@@ -118,5 +137,6 @@ log "cargo test"
 cargo test --workspace
 
 loadtest_smoke
+browser_test
 drop_test_databases
 log "all checks passed"

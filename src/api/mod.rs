@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod chats;
+pub mod demo;
 pub mod health;
 pub mod messages;
 pub mod pagination;

@@ -28,6 +28,7 @@ pub enum Route {
     Health,
     Ready,
     Metrics,
+    Demo,
 }
 
 impl Route {
@@ -49,6 +50,7 @@ impl Route {
             ["healthz"] => Route::Health,
             ["readyz"] => Route::Ready,
             ["metrics"] => Route::Metrics,
+            [""] | ["index.html"] => Route::Demo,
             _ => return None,
         };
         Some(route)
@@ -69,6 +71,7 @@ impl Route {
             Route::Health => "healthz",
             Route::Ready => "readyz",
             Route::Metrics => "metrics",
+            Route::Demo => "demo",
         }
     }
 
@@ -80,7 +83,8 @@ impl Route {
             | Route::ChatSocket(_)
             | Route::Health
             | Route::Ready
-            | Route::Metrics => "GET, OPTIONS",
+            | Route::Metrics
+            | Route::Demo => "GET, OPTIONS",
             Route::Messages(_) => "GET, POST, OPTIONS",
             _ => "POST, OPTIONS",
         }
@@ -117,6 +121,7 @@ pub async fn dispatch(
         (Route::Health, Method::GET) => Ok(api::health::healthz()),
         (Route::Ready, Method::GET) => Ok(api::health::readyz(state).await),
         (Route::Metrics, Method::GET) => Ok(api::health::metrics(state)),
+        (Route::Demo, Method::GET) => Ok(api::demo::page()),
         (route, Method::OPTIONS) => Ok(options(route)),
         (_, method) => Err(ApiError::MethodNotAllowed(method)),
     }
@@ -162,7 +167,6 @@ mod tests {
             "/api/chat/chats//messages/",
             "/auth/login//",
             "",
-            "/",
             "auth/login/",
         ] {
             assert_eq!(Route::resolve(path), None, "{path}");

@@ -190,3 +190,19 @@ async fn requests_carry_an_id() {
     let fresh = app.get("/healthz", None).await;
     assert_eq!(fresh.headers["x-request-id"].len(), 16);
 }
+
+#[tokio::test]
+async fn the_demo_page_is_served_at_the_root() {
+    let app = spawn_app().await;
+    let page = app.get("/", None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        page.text.contains("/ws/chats/"),
+        "the page speaks the WebSocket API"
+    );
+    assert!(!page.text.contains("src=\"http"), "no external assets");
+}
