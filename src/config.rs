@@ -62,6 +62,16 @@ pub struct Limits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub user_search_limit: i64,
+    /// Register/login attempts per client address per minute (0 = no limit).
+    pub auth_per_minute: f64,
+    pub auth_burst: f64,
+    /// Messages per user per second, REST and WebSocket together (0 = no limit).
+    pub sends_per_second: f64,
+    pub sends_burst: f64,
+    /// Consecutive throttled WebSocket events before the socket is closed (1008).
+    pub flood_close_after: u32,
+    /// Open WebSockets per user (0 = no limit).
+    pub max_sockets_per_user: usize,
 }
 
 /// History pagination defaults.
@@ -175,6 +185,12 @@ fn limits(env: &Env) -> Result<Limits, ConfigError> {
         max_connections: env.number("MAX_CONNECTIONS", 100_000)?,
         header_read_timeout: Duration::from_secs(env.number("HEADER_READ_TIMEOUT_SECS", 10)?),
         user_search_limit: env.number("USER_SEARCH_LIMIT", 50)?,
+        auth_per_minute: env.number("RATE_LIMIT_AUTH_PER_MIN", 60.0)?,
+        auth_burst: env.number("RATE_LIMIT_AUTH_BURST", 20.0)?,
+        sends_per_second: env.number("RATE_LIMIT_SENDS_PER_SEC", 50.0)?,
+        sends_burst: env.number("RATE_LIMIT_SENDS_BURST", 200.0)?,
+        flood_close_after: env.number("WS_FLOOD_CLOSE_AFTER", 100)?,
+        max_sockets_per_user: env.number("WS_MAX_SOCKETS_PER_USER", 32)?,
     })
 }
 

@@ -51,6 +51,10 @@ pub enum ApiError {
     DisallowedHost,
     #[error("This endpoint only accepts WebSocket upgrade requests.")]
     UpgradeRequired,
+    #[error("Request was throttled. Expected available in {} seconds.", .0.as_secs().max(1))]
+    Throttled(std::time::Duration),
+    #[error("Too many open connections for this user.")]
+    TooManySockets,
     #[error("Service temporarily unavailable, try again later.")]
     Unavailable(String),
     #[error("A server error occurred.")]
@@ -81,6 +85,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
+            Throttled(_) | TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -118,11 +123,16 @@ impl ApiError {
             _ => {}
         }
         let mut response = json_response(self.status(), &self.body());
-        if let ApiError::Unavailable(_) = self {
-            response.headers_mut().insert(
-                hyper::header::RETRY_AFTER,
-                hyper::header::HeaderValue::from_static("1"),
-            );
+        let retry_after = match &self {
+            ApiError::Unavailable(_) | ApiError::TooManySockets => Some(1),
+            ApiError::Throttled(wait) => Some(wait.as_secs().max(1)),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            let value = hyper::header::HeaderValue::from(seconds);
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, value);
         }
         if let ApiError::NotAuthenticated | ApiError::InvalidAccessToken(_) = self {
             response.headers_mut().insert(

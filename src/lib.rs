@@ -16,6 +16,7 @@ pub mod json;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod rooms;
 pub mod server;
 pub mod shutdown;

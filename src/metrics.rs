@@ -30,6 +30,7 @@ pub struct Metrics {
     pub bus_received: Counter,
     pub bus_reconnects: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub rate_limited: Counter,
 }
 
 impl Metrics {
@@ -47,6 +48,7 @@ impl Metrics {
             bus_received: Counter::default(),
             bus_reconnects: Counter::default(),
             http_requests: Family::default(),
+            rate_limited: Counter::default(),
         };
         metrics.register_all();
         metrics
@@ -108,6 +110,11 @@ impl Metrics {
             "http_requests",
             "HTTP requests by route and status",
             self.http_requests.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "Requests and events refused by a rate limit",
+            self.rate_limited.clone(),
         );
     }
 

@@ -99,11 +99,17 @@ impl Application {
 /// Runs one HTTP/1.1 connection until it ends or shutdown asks it to finish.
 async fn serve_connection(state: Arc<AppState>, stream: TcpStream, mut shutdown: Shutdown) {
     let _ = stream.set_nodelay(true);
+    let peer = stream
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
     let state_header_timeout = state.config.limits.header_read_timeout;
     let for_requests = shutdown.clone();
     let service = service_fn(move |request| {
         let (state, shutdown) = (state.clone(), for_requests.clone());
-        async move { Ok::<_, Infallible>(crate::http::serve(&state, request, &shutdown).await) }
+        async move {
+            let response = crate::http::serve(&state, request, &shutdown, peer).await;
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = http1::Builder::new();
     builder

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::http::cors::Cors;
 use crate::metrics::Metrics;
 use crate::pipeline::{MessagePipeline, WriterSettings};
+use crate::ratelimit::{RateLimiter, SocketSlots};
 use crate::rooms::{ConnId, Rooms};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -43,6 +44,11 @@ pub struct AppState {
     pub rooms: Rooms,
     pub bus: Bus,
     pub metrics: Arc<Metrics>,
+    /// Register/login attempts per client address.
+    pub auth_limiter: RateLimiter,
+    /// Sends per user (REST and WebSocket).
+    pub send_limiter: RateLimiter,
+    pub socket_slots: Arc<SocketSlots>,
     pub cors: Cors,
     connections: AtomicU64,
 }
@@ -55,6 +61,7 @@ impl AppState {
         let (rooms, bus) = start_delivery(&config, &metrics)?;
         let auth = &config.auth;
         let realtime = &config.realtime;
+        let limits = &config.limits;
         let settings = WriterSettings {
             lanes: realtime.writer_lanes,
             batch_max: realtime.writer_batch_max,
@@ -78,6 +85,9 @@ impl AppState {
             rooms,
             bus,
             metrics,
+            auth_limiter: RateLimiter::new(limits.auth_per_minute / 60.0, limits.auth_burst),
+            send_limiter: RateLimiter::new(limits.sends_per_second, limits.sends_burst),
+            socket_slots: SocketSlots::new(limits.max_sockets_per_user),
             cors: Cors::new(&config.cors_allowed_origins),
             connections: AtomicU64::new(0),
             store,

@@ -17,6 +17,7 @@ pub async fn register(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    throttle_by_address(state, &request)?;
     let limits = &state.config.limits;
     let mut body = RawBody::read(request, limits.max_body_bytes).await?;
     let value = body.object()?;
@@ -77,6 +78,7 @@ pub async fn login(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    throttle_by_address(state, &request)?;
     let mut body = RawBody::read(request, state.config.limits.max_body_bytes).await?;
     let value = body.object()?;
     let mut fields = Fields::new(&value);
@@ -148,6 +150,15 @@ async fn valid_refresh_token(
         return Err(ApiError::BlacklistedToken);
     }
     Ok(claims)
+}
+
+/// Register and login cost an argon2 hash each: limit them per client address.
+fn throttle_by_address(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiError> {
+    let address = crate::http::client_addr(request);
+    state
+        .auth_limiter
+        .check(address)
+        .map_err(ApiError::Throttled)
 }
 
 /// Django's `normalize_email`: the domain part is lowercased.

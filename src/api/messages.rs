@@ -67,6 +67,10 @@ pub async fn send(
     chat_id: i64,
 ) -> Result<Response<Body>, ApiError> {
     let sender = super::current_user(state, request.headers()).await?;
+    state
+        .send_limiter
+        .check(sender.id)
+        .map_err(ApiError::Throttled)?;
     super::participant_access(state, chat_id, sender.id).await?;
     let limits = &state.config.limits;
     let mut body = RawBody::read(request, limits.max_body_bytes).await?;

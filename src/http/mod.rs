@@ -24,9 +24,11 @@ use tracing::Instrument;
 /// id (the client's `X-Request-Id`, or a fresh one) that is logged and echoed.
 pub async fn serve(
     state: &Arc<AppState>,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     shutdown: &Shutdown,
+    peer: std::net::IpAddr,
 ) -> Response<Body> {
+    request.extensions_mut().insert(ClientAddr(peer));
     let started = Instant::now();
     let method = request.method().clone();
     let route = router::Route::resolve(request.uri().path()).map_or("unknown", |r| r.name());
@@ -49,6 +51,9 @@ pub async fn serve(
     state.cors.decorate(&headers, &mut response);
     let status = response.status().as_u16();
     state.metrics.http_request(route, status);
+    if status == 429 {
+        state.metrics.rate_limited.inc();
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -60,6 +65,18 @@ pub async fn serve(
         )
     });
     response
+}
+
+/// The address of the client's TCP connection (a proxy's, behind one).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// The client address of a request.
+pub fn client_addr<B>(request: &Request<B>) -> std::net::IpAddr {
+    request
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0)
 }
 
 /// The client's request id when it sent a sane one, else a fresh one.

@@ -40,6 +40,10 @@ pub async fn handshake(
             crate::auth::jwt::TokenError::Invalid,
         ))?;
     let access = crate::api::participant_access(state, chat_id, user.id).await?;
+    let slot = state
+        .socket_slots
+        .acquire(user.id)
+        .ok_or(ApiError::TooManySockets)?;
     let resume_after = match query.get("after_seq") {
         None => access.last_seq,
         Some(raw) => raw
@@ -66,6 +70,7 @@ pub async fn handshake(
         user,
         resume_after,
         token_expires_at: claims.exp,
+        _slot: slot,
     };
     state.metrics.handshakes.inc();
     let session = session::run(state.clone(), upgrade, spec, membership, shutdown.clone());

@@ -24,6 +24,8 @@ pub mod close {
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// A text frame that is not UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A flood: too many throttled events in a row.
+    pub const POLICY_VIOLATION: u16 = 1008;
     /// A message larger than `WS_MAX_MESSAGE_BYTES`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// Nothing received (not even a pong) for `WS_IDLE_TIMEOUT_SECS`.

@@ -37,6 +37,8 @@ pub struct SessionSpec {
     pub resume_after: i64,
     /// When the access token expires (Unix seconds).
     pub token_expires_at: i64,
+    /// This user's socket slot, given back when the session ends.
+    pub _slot: crate::ratelimit::SocketSlot,
 }
 
 /// The socket's entry in the room map (already joined) and its outbox.
@@ -300,6 +302,7 @@ fn reason(code: u16) -> &'static str {
         close::UNSUPPORTED_DATA => "binary frames are not supported",
         close::INVALID_PAYLOAD => "text frames must be UTF-8",
         close::PROTOCOL_ERROR => "protocol error",
+        close::POLICY_VIOLATION => "too many throttled events",
         _ => "",
     }
 }
@@ -325,14 +328,15 @@ async fn read_loop(
         chat_id,
         user,
         last_typing: None,
+        throttled_in_a_row: 0,
     };
     loop {
         let code = match tokio::time::timeout(idle, reader.next()).await {
             Err(_) => close::IDLE_TIMEOUT,
-            Ok(Ok(Inbound::Text(mut bytes))) => {
-                events.handle(&mut bytes).await;
-                continue;
-            }
+            Ok(Ok(Inbound::Text(mut bytes))) => match events.handle(&mut bytes).await {
+                None => continue,
+                Some(code) => code,
+            },
             Ok(Ok(Inbound::Ping(payload))) => {
                 let _ = control.try_send(Control::Pong(payload));
                 continue;
@@ -357,30 +361,55 @@ struct EventHandler<'a> {
     chat_id: i64,
     user: User,
     last_typing: Option<Instant>,
+    throttled_in_a_row: u32,
 }
 
 impl EventHandler<'_> {
-    async fn handle(&mut self, bytes: &mut [u8]) {
+    /// Acts on one event; `Some(code)` when the socket must be closed.
+    async fn handle(&mut self, bytes: &mut [u8]) -> Option<u16> {
         match super::protocol::decode(bytes, &self.state.config.limits) {
-            Ok(ClientEvent::Send(draft)) => {
-                let message = draft.into_message(self.chat_id, self.user.clone());
-                let (outbox, overflow) = (self.me.outbox.clone(), self.me.overflow.clone());
-                if self
-                    .state
-                    .pipeline
-                    .send_from_socket(message, outbox, overflow)
-                    .await
-                    .is_err()
-                {
-                    self.reply_error("unavailable", "The server is shutting down.");
-                }
-            }
+            Ok(ClientEvent::Send(draft)) => return self.send(draft).await,
             Ok(ClientEvent::Read { seq }) => self.read(seq).await,
             Ok(ClientEvent::Typing) => self.typing().await,
             Err(error) => {
                 self.me.offer(Outgoing::Event(error_event(&error)));
             }
         }
+        None
+    }
+
+    /// Queues a message unless the user is over the send rate; a flood of
+    /// throttled sends closes the socket.
+    async fn send(&mut self, draft: crate::draft::Draft) -> Option<u16> {
+        if let Err(wait) = self.state.send_limiter.check(self.user.id) {
+            self.state.metrics.rate_limited.inc();
+            self.throttled_in_a_row += 1;
+            if self.throttled_in_a_row > self.state.config.limits.flood_close_after {
+                return Some(close::POLICY_VIOLATION);
+            }
+            let detail = format!(
+                "Too many messages; retry in {} ms.",
+                wait.as_millis().max(1)
+            );
+            let error = EventError {
+                client_msg_id: draft.client_msg_id,
+                ..EventError::new("rate_limited", detail)
+            };
+            self.me.offer(Outgoing::Event(error_event(&error)));
+            return None;
+        }
+        self.throttled_in_a_row = 0;
+        let message = draft.into_message(self.chat_id, self.user.clone());
+        let (outbox, overflow) = (self.me.outbox.clone(), self.me.overflow.clone());
+        let submitted = self
+            .state
+            .pipeline
+            .send_from_socket(message, outbox, overflow)
+            .await;
+        if submitted.is_err() {
+            self.reply_error("unavailable", "The server is shutting down.");
+        }
+        None
     }
 
     async fn read(&mut self, seq: i64) {

@@ -168,6 +168,9 @@ fn test_vars(database: &str, overrides: &[(&str, &str)]) -> (String, HashMap<Str
         ("ARGON2_MEMORY_KIB", "1024"),
         ("ARGON2_ITERATIONS", "1"),
         ("DB_POOL_SIZE", "8"),
+        // Tests fire requests as fast as they can; limits have their own tests.
+        ("RATE_LIMIT_SENDS_PER_SEC", "0"),
+        ("RATE_LIMIT_AUTH_PER_MIN", "0"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

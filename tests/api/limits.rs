@@ -1,0 +1,129 @@
+//! Abuse limits: per-address register/login, per-user sends (REST and
+//! WebSocket, with a close for persistent floods), sockets per user.
+
+use crate::helpers::{spawn_app_with, PASSWORD};
+use crate::ws_client::{socket_path, WsClient};
+use serde_json::json;
+
+#[tokio::test]
+async fn register_and_login_are_limited_per_address() {
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_AUTH_PER_MIN", "6"),
+        ("RATE_LIMIT_AUTH_BURST", "3"),
+    ])
+    .await;
+    for i in 0..3 {
+        let body =
+            json!({"email": format!("u{i}@example.com"), "password": PASSWORD, "full_name": "U"});
+        app.post("/auth/register/", None, &body).await.expect(201);
+    }
+    let login = app
+        .post(
+            "/auth/login/",
+            None,
+            &json!({"email": "u0@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(login.status, 429);
+    assert!(
+        login.detail().starts_with("Request was throttled."),
+        "{}",
+        login.text
+    );
+    let retry: u64 = login.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&retry), "Retry-After {retry}");
+}
+
+#[tokio::test]
+async fn rest_sends_are_limited_per_user() {
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_SENDS_PER_SEC", "1"),
+        ("RATE_LIMIT_SENDS_BURST", "2"),
+    ])
+    .await;
+    let (ann, bob, chat) = app.pair().await;
+    let path = format!("/api/chat/chats/{chat}/messages/");
+    for _ in 0..2 {
+        app.post(&path, Some(&ann.access), &json!({"content": "ok"}))
+            .await
+            .expect(201);
+    }
+    let third = app
+        .post(&path, Some(&ann.access), &json!({"content": "too fast"}))
+        .await;
+    assert_eq!(third.status, 429);
+    assert!(third.headers.contains_key("retry-after"));
+    app.post(
+        &path,
+        Some(&bob.access),
+        &json!({"content": "bob has his own budget"}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(app.stored_message_count().await, 3);
+}
+
+#[tokio::test]
+async fn websocket_floods_get_errors_then_a_close() {
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_SENDS_PER_SEC", "1"),
+        ("RATE_LIMIT_SENDS_BURST", "1"),
+        ("WS_FLOOD_CLOSE_AFTER", "3"),
+    ])
+    .await;
+    let (ann, _bob, chat) = app.pair().await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let send = |id: &str| json!({"type": "message.send", "content": "flood", "client_msg_id": id});
+    a.send_json(&send("f0")).await;
+    assert_eq!(a.message().await["client_msg_id"], "f0");
+    for i in 1..=3 {
+        a.send_json(&send(&format!("f{i}"))).await;
+        let error = a.event().await;
+        assert_eq!(error["code"], "rate_limited", "{error}");
+        assert_eq!(error["client_msg_id"], format!("f{i}"));
+    }
+    a.send_json(&send("f4")).await;
+    assert_eq!(a.closed().await, 1008, "a persistent flood is closed");
+    assert_eq!(app.stored_message_count().await, 1);
+}
+
+#[tokio::test]
+async fn sockets_per_user_are_capped() {
+    let app = spawn_app_with(&[("WS_MAX_SOCKETS_PER_USER", "2")]).await;
+    let (ann, bob, chat) = app.pair().await;
+    let first = WsClient::connect(&app, chat, &ann.access, None).await;
+    let _second = WsClient::connect(&app, chat, &ann.access, None).await;
+    let upgrade = [
+        ("connection", "upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let path = socket_path(chat, &ann.access, None);
+    let third = app
+        .send(reqwest::Method::GET, &path, None, None, &upgrade)
+        .await;
+    assert_eq!(third.status, 429, "{}", third.text);
+    let _bobs = WsClient::connect(&app, chat, &bob.access, None).await;
+    first.close().await;
+    let mut again = None;
+    for _ in 0..50 {
+        let reply = app
+            .send(reqwest::Method::GET, &path, None, None, &upgrade)
+            .await;
+        if reply.status == 101 {
+            again = Some(reply.status);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        again,
+        Some(reqwest::StatusCode::SWITCHING_PROTOCOLS),
+        "a closed socket frees its slot"
+    );
+}
