@@ -27,3 +27,6 @@ pub mod ws;
 
 pub use config::Config;
 pub use server::Application;
+
+#[cfg(test)]
+mod fuzz_tests;
