@@ -40,8 +40,8 @@ pub struct Plan {
 }
 
 impl HistoryRequest {
-    /// Reads the query. Page sizes follow DRF (invalid → default, too big → max);
-    /// cursors are strict (400 on anything but a fitting integer).
+    /// Reads the query. Sizes default to `PAGE_SIZE` and are capped at
+    /// `MAX_PAGE_SIZE`; a size or cursor that is not a fitting integer is a 400.
     pub fn parse(query: &Query, paging: Paging) -> Result<Self, ApiError> {
         let after = cursor(query, "after_seq", 0)?;
         let before = cursor(query, "before_seq", 1)?;
@@ -51,23 +51,16 @@ impl HistoryRequest {
                     "Use either page or after_seq/before_seq, not both.".into(),
                 ));
             }
-            let limit = limit(query, paging)?;
+            let limit = size(query, "limit", paging)?;
             return match (after, before) {
-                (Some(_), Some(_)) => Err(ApiError::BadRequest(
-                    "Use either after_seq or before_seq, not both.".into(),
-                )),
                 (Some(seq), None) => Ok(HistoryRequest::After { seq, limit }),
                 (None, Some(seq)) => Ok(HistoryRequest::Before { seq, limit }),
-                (None, None) => unreachable!("checked above"),
+                _ => Err(ApiError::BadRequest(
+                    "Use either after_seq or before_seq, not both.".into(),
+                )),
             };
         }
-        let size = query
-            .get("page_size")
-            .and_then(|v| v.parse::<i64>().ok())
-            .filter(|size| *size > 0)
-            .map_or(paging.default_page_size, |size| {
-                size.min(paging.max_page_size)
-            });
+        let size = size(query, "page_size", paging)?;
         let page = match query.get("page") {
             None => PageNumber::Number(1),
             Some("last") => PageNumber::Last,
@@ -151,15 +144,17 @@ fn cursor(query: &Query, name: &str, min: i64) -> Result<Option<i64>, ApiError> 
     }
 }
 
-fn limit(query: &Query, paging: Paging) -> Result<i64, ApiError> {
-    match query.get("limit").map(str::parse::<i64>) {
+/// A page size (`page_size` or `limit`): default when absent, capped at the
+/// maximum, 400 when not a positive integer.
+fn size(query: &Query, name: &str, paging: Paging) -> Result<i64, ApiError> {
+    match query.get(name).map(str::parse::<i64>) {
         None => Ok(paging.default_page_size),
         Some(Ok(n)) if n >= 1 => Ok(n.min(paging.max_page_size)),
         Some(Ok(_)) => Err(ApiError::field(
-            "limit",
+            name,
             "Ensure this value is greater than or equal to 1.",
         )),
-        Some(Err(_)) => Err(ApiError::field("limit", "A valid integer is required.")),
+        Some(Err(_)) => Err(ApiError::field(name, "A valid integer is required.")),
     }
 }
 
@@ -216,10 +211,20 @@ mod tests {
     }
 
     #[test]
-    fn page_sizes_follow_drf() {
+    fn page_sizes_are_capped_and_checked() {
         assert_eq!(plan("page_size=1000", 500).unwrap().seqs, 401..=500);
-        assert_eq!(plan("page_size=abc", 500).unwrap().seqs, 476..=500);
-        assert_eq!(plan("page_size=-5", 500).unwrap().seqs, 476..=500);
+        assert_eq!(plan("", 500).unwrap().seqs, 476..=500);
+        for bad in [
+            "page_size=abc",
+            "page_size=-5",
+            "page_size=0",
+            "page_size=99999999999999999999",
+        ] {
+            assert!(
+                matches!(plan(bad, 500), Err(ApiError::Validation(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
