@@ -45,13 +45,15 @@ impl HistoryRequest {
     pub fn parse(query: &Query, paging: Paging) -> Result<Self, ApiError> {
         let after = cursor(query, "after_seq", 0)?;
         let before = cursor(query, "before_seq", 1)?;
+        // Both sizes are checked whichever mode uses them.
+        let limit = size(query, "limit", paging)?;
+        let page_size = size(query, "page_size", paging)?;
         if after.is_some() || before.is_some() {
             if query.get("page").is_some() {
                 return Err(ApiError::BadRequest(
                     "Use either page or after_seq/before_seq, not both.".into(),
                 ));
             }
-            let limit = size(query, "limit", paging)?;
             return match (after, before) {
                 (Some(seq), None) => Ok(HistoryRequest::After { seq, limit }),
                 (None, Some(seq)) => Ok(HistoryRequest::Before { seq, limit }),
@@ -60,7 +62,7 @@ impl HistoryRequest {
                 )),
             };
         }
-        let size = size(query, "page_size", paging)?;
+        let size = page_size;
         let page = match query.get("page") {
             None => PageNumber::Number(1),
             Some("last") => PageNumber::Last,

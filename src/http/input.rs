@@ -89,17 +89,21 @@ impl<'a, 'v> Fields<'a, 'v> {
                 return None;
             }
         };
-        let text = if rules.trim { raw.trim() } else { raw };
-        if text.is_empty() && !rules.allow_blank {
-            self.reject(name, "This field may not be blank.");
-            return None;
-        }
-        if text.chars().count() > rules.max_chars {
+        if raw.chars().count() > rules.max_chars {
             let limit = rules.max_chars;
             self.reject(
                 name,
                 format!("Ensure this field has no more than {limit} characters."),
             );
+            return None;
+        }
+        let text = if rules.trim {
+            raw.trim_matches(is_space)
+        } else {
+            raw
+        };
+        if text.is_empty() && !rules.allow_blank {
+            self.reject(name, "This field may not be blank.");
             return None;
         }
         Some(text.to_owned())
@@ -173,6 +177,12 @@ impl<'a, 'v> Fields<'a, 'v> {
             Err(ApiError::Validation(self.errors))
         }
     }
+}
+
+/// Whitespace as Unicode defines it, plus the four ASCII separators (0x1C-0x1F)
+/// that Python (and so Django and schema validators) also treat as space.
+pub fn is_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
 /// A plausible email address: one `@`, a non-empty local part, a dotted domain, no

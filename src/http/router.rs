@@ -29,7 +29,36 @@ pub enum Route {
     Ready,
     Metrics,
     Demo,
+    Schema,
 }
+
+/// Every (method, path template) the router serves; the OpenAPI document must
+/// describe each (a test checks), and each must resolve.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/auth/register/"),
+    ("POST", "/api/users/register/"),
+    ("POST", "/auth/login/"),
+    ("POST", "/api/token/"),
+    ("POST", "/auth/refresh/"),
+    ("POST", "/api/token/refresh/"),
+    ("POST", "/auth/logout/"),
+    ("POST", "/api/token/blacklist/"),
+    ("GET", "/api/users/"),
+    ("POST", "/api/chat/start/"),
+    ("POST", "/api/chats/start/"),
+    ("GET", "/api/chat/chats/"),
+    ("GET", "/api/chats/chats/"),
+    ("GET", "/api/chat/chats/{chat_id}/messages/"),
+    ("POST", "/api/chat/chats/{chat_id}/messages/"),
+    ("GET", "/api/chats/chats/{chat_id}/messages/"),
+    ("POST", "/api/chats/chats/{chat_id}/messages/"),
+    ("GET", "/ws/chats/{chat_id}/"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/"),
+    ("GET", "/api/schema/"),
+];
 
 impl Route {
     /// Resolves a path; `None` for anything the API does not serve.
@@ -51,6 +80,7 @@ impl Route {
             ["readyz"] => Route::Ready,
             ["metrics"] => Route::Metrics,
             [""] | ["index.html"] => Route::Demo,
+            ["api", "schema"] => Route::Schema,
             _ => return None,
         };
         Some(route)
@@ -72,6 +102,7 @@ impl Route {
             Route::Ready => "readyz",
             Route::Metrics => "metrics",
             Route::Demo => "demo",
+            Route::Schema => "schema",
         }
     }
 
@@ -84,7 +115,8 @@ impl Route {
             | Route::Health
             | Route::Ready
             | Route::Metrics
-            | Route::Demo => "GET, OPTIONS",
+            | Route::Demo
+            | Route::Schema => "GET, OPTIONS",
             Route::Messages(_) => "GET, POST, OPTIONS",
             _ => "POST, OPTIONS",
         }
@@ -122,6 +154,7 @@ pub async fn dispatch(
         (Route::Ready, Method::GET) => Ok(api::health::readyz(state).await),
         (Route::Metrics, Method::GET) => Ok(api::health::metrics(state)),
         (Route::Demo, Method::GET) => Ok(api::demo::page()),
+        (Route::Schema, Method::GET) => Ok(api::demo::schema()),
         (route, Method::OPTIONS) => Ok(options(route)),
         (_, method) => Err(ApiError::MethodNotAllowed(method)),
     }
@@ -154,6 +187,14 @@ mod tests {
             Route::resolve("/api/chat/chats/7/messages"),
             Some(Route::Messages(7))
         );
+    }
+
+    #[test]
+    fn every_listed_route_resolves() {
+        for (_, template) in ROUTES {
+            let path = template.replace("{chat_id}", "1");
+            assert!(Route::resolve(&path).is_some(), "{template}");
+        }
     }
 
     #[test]

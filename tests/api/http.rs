@@ -206,3 +206,34 @@ async fn the_demo_page_is_served_at_the_root() {
     );
     assert!(!page.text.contains("src=\"http"), "no external assets");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = spawn_app().await;
+    let doc = app.get("/api/schema/", None).await;
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    let paths = doc.body["paths"].as_object().unwrap();
+    let items = &doc.body["components"]["pathItems"];
+    for (method, template) in chat_server::http::router::ROUTES {
+        let item = &paths
+            .get(*template)
+            .unwrap_or_else(|| panic!("{template} is not documented"));
+        let item = match item["$ref"].as_str() {
+            Some(reference) => &items[reference.rsplit('/').next().unwrap()],
+            None => item,
+        };
+        assert!(
+            item.get(method.to_lowercase()).is_some(),
+            "{method} {template} is not documented"
+        );
+    }
+    assert_eq!(
+        paths.len(),
+        chat_server::http::router::ROUTES
+            .iter()
+            .map(|(_, t)| t)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        "no undocumented extras either way"
+    );
+}
