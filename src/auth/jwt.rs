@@ -58,6 +58,7 @@ impl TokenService {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.validate_aud = false;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iat"]);
         TokenService {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
@@ -93,6 +94,10 @@ impl TokenService {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
             })?;
+        if data.claims.iat > unix_now() + 60 {
+            // Issued in the future (beyond clock skew): not valid yet.
+            return Err(TokenError::Invalid);
+        }
         if data.claims.token_type != expected {
             return Err(TokenError::WrongType);
         }

@@ -16,6 +16,8 @@ enum Auth {
     Forged,
     AlgNone,
     Expired,
+    NotYetValid,
+    IssuedInTheFuture,
 }
 
 /// What the error body must say.
@@ -315,6 +317,24 @@ fn cases() -> Vec<Case> {
             Method::GET,
             "/api/chat/chats/",
             Expired,
+            None,
+            401,
+            Detail("Given token not valid for any token type"),
+        ),
+        case(
+            "token not valid yet (nbf)",
+            Method::GET,
+            "/api/chat/chats/",
+            NotYetValid,
+            None,
+            401,
+            Detail("Given token not valid for any token type"),
+        ),
+        case(
+            "token issued in the future",
+            Method::GET,
+            "/api/chat/chats/",
+            IssuedInTheFuture,
             None,
             401,
             Detail("Given token not valid for any token type"),
@@ -679,6 +699,12 @@ async fn every_bad_input_gets_a_clear_4xx() {
     let forged = token_with("some-other-secret", claims(ann.id, 600));
     let expired = token_with(SECRET, claims(ann.id, -60));
     let alg_none = alg_none_token(ann.id);
+    let mut nbf = claims(ann.id, 600);
+    nbf["nbf"] = json!(chat_server::auth::jwt::unix_now() + 300);
+    let not_yet_valid = token_with(SECRET, nbf);
+    let mut later = claims(ann.id, 7200);
+    later["iat"] = json!(chat_server::auth::jwt::unix_now() + 3600);
+    let future = token_with(SECRET, later);
     let cases = cases();
     assert!(cases.len() >= 30, "at least 30 cases");
     for case in cases {
@@ -693,6 +719,8 @@ async fn every_bad_input_gets_a_clear_4xx() {
             Auth::Forged => Some(format!("Bearer {forged}")),
             Auth::AlgNone => Some(format!("Bearer {alg_none}")),
             Auth::Expired => Some(format!("Bearer {expired}")),
+            Auth::NotYetValid => Some(format!("Bearer {not_yet_valid}")),
+            Auth::IssuedInTheFuture => Some(format!("Bearer {future}")),
         };
         if let Some(value) = authorization {
             request = request.header("authorization", value);

@@ -84,3 +84,154 @@ async fn kill_9_during_a_send_storm_loses_nothing_acknowledged() {
     );
     assert!(acknowledged.len() >= 300);
 }
+
+/// A PostgreSQL cluster of this test's own, so it can be restarted.
+struct OwnPostgres {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries are installed")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .max()
+            .unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("chat-pg-{}", chat_server::auth::random_hex(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let pg = OwnPostgres { dir, bin, port };
+        run_as_postgres(&["chown", "-R", "postgres", pg.dir.to_str().unwrap()], true);
+        let data = pg.dir.join("data");
+        pg.ctl(&[
+            pg.bin.join("initdb").to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+        ]);
+        pg.pg_ctl("start");
+        pg
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=chat",
+            self.port
+        )
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let data = self.dir.join("data");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("pg.log");
+        let pg_ctl = self.bin.join("pg_ctl");
+        let mut args = vec![
+            pg_ctl.to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-w",
+            "-m",
+            "immediate",
+        ];
+        if action != "stop" {
+            args.extend(["-l", log.to_str().unwrap(), "-o", options.as_str()]);
+        }
+        args.push(action);
+        self.ctl(&args);
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        run_as_postgres(args, false);
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        self.pg_ctl("stop");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs a command as the `postgres` user when we are root (initdb refuses root).
+fn run_as_postgres(args: &[&str], as_root: bool) {
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let mut command = if is_root && !as_root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).args(args);
+        c
+    } else if is_root || !as_root {
+        let mut c = std::process::Command::new(args[0]);
+        c.args(&args[1..]);
+        c
+    } else {
+        return;
+    };
+    let output = command.output().expect("command runs");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_postgres_restart_under_load_recovers_and_loses_nothing_acknowledged() {
+    let pg = OwnPostgres::start();
+    let url = pg.url();
+    let app = crate::helpers::spawn_app_with(&[("DATABASE_URL", url.as_str())]).await;
+    let (ann, _bob, chat) = app.pair().await;
+    let path = format!("/api/chat/chats/{chat}/messages/");
+    let mut acknowledged = Vec::new();
+    let (mut failures, mut restarted) = (0, false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut i = 0;
+    while acknowledged.len() < 120 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not recover"
+        );
+        if i == 40 && !restarted {
+            pg.pg_ctl("restart");
+            restarted = true;
+        }
+        let body = json!({"content": format!("m{i}"), "client_msg_id": format!("c{i}")});
+        let reply = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            app.post(&path, Some(&ann.access), &body),
+        )
+        .await
+        .expect("a request never hangs");
+        match reply.status.as_u16() {
+            200 | 201 => acknowledged.push(format!("c{i}")),
+            503 => {
+                failures += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue; // retried with the same client_msg_id
+            }
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+        i += 1;
+    }
+    println!("{failures} requests failed during the restart and were retried");
+    let history = app
+        .get(&format!("{path}?after_seq=0&limit=100"), Some(&ann.access))
+        .await;
+    let count = history.expect(200)["count"].as_i64().unwrap();
+    assert_eq!(count, 120, "every acknowledged message is stored, each once ({failures} requests failed during the restart)");
+}

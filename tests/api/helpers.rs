@@ -23,6 +23,8 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<()>>,
     /// Set when the server is the real binary in its own process.
     pub process: Option<tokio::process::Child>,
+    /// That process's log lines, as they arrive.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A registered, logged-in user.
@@ -70,6 +72,7 @@ pub async fn spawn_app_on(database: &str, overrides: &[(&str, &str)]) -> TestApp
         stop: Some(stop_tx),
         server: Some(server),
         process: None,
+        log: Default::default(),
     }
 }
 
@@ -89,8 +92,8 @@ pub async fn spawn_process_on(database: &str, overrides: &[(&str, &str)]) -> Tes
         .kill_on_drop(true)
         .spawn()
         .expect("the server binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let addr = listening_addr(stdout).await;
+    let log = std::sync::Arc::default();
+    let addr = listening_addr(child.stdout.take().unwrap(), &log).await;
     TestApp {
         addr,
         client: client(),
@@ -98,6 +101,7 @@ pub async fn spawn_process_on(database: &str, overrides: &[(&str, &str)]) -> Tes
         stop: None,
         server: None,
         process: Some(child),
+        log,
     }
 }
 
@@ -113,7 +117,8 @@ pub async fn spawn_bare_process(dir: &std::path::Path) -> TestApp {
         .kill_on_drop(true)
         .spawn()
         .expect("the server binary starts");
-    let addr = listening_addr(child.stdout.take().unwrap()).await;
+    let log = std::sync::Arc::default();
+    let addr = listening_addr(child.stdout.take().unwrap(), &log).await;
     TestApp {
         addr,
         client: client(),
@@ -121,11 +126,15 @@ pub async fn spawn_bare_process(dir: &std::path::Path) -> TestApp {
         stop: None,
         server: None,
         process: Some(child),
+        log,
     }
 }
 
 /// Reads the server's JSON log until it says where it listens.
-async fn listening_addr(stdout: tokio::process::ChildStdout) -> SocketAddr {
+async fn listening_addr(
+    stdout: tokio::process::ChildStdout,
+    log: &std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> SocketAddr {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let find = async {
@@ -142,7 +151,12 @@ async fn listening_addr(stdout: tokio::process::ChildStdout) -> SocketAddr {
     let addr = tokio::time::timeout(std::time::Duration::from_secs(20), find)
         .await
         .expect("server listens in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let log = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.lock().unwrap().push(line);
+        }
+    });
     addr
 }
 
@@ -356,6 +370,11 @@ impl TestApp {
             .expect("test database reachable");
         tokio::spawn(connection);
         client
+    }
+
+    /// Everything the server process has logged so far.
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().join("\n")
     }
 
     /// Resident memory of a server running as its own process.

@@ -1,0 +1,94 @@
+//! Attacks on identity: a deleted user's tokens, and secrets in logs.
+
+use crate::helpers::{spawn_app, spawn_process, PASSWORD};
+use crate::ws_client::socket_path;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_deleted_users_tokens_open_nothing() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = app.pair().await;
+    app.say(&ann, chat, "before").await;
+    let db = app.db().await;
+    db.execute("DELETE FROM users WHERE id = $1", &[&ann.id])
+        .await
+        .unwrap();
+
+    let send = app
+        .post(
+            &format!("/api/chat/chats/{chat}/messages/"),
+            Some(&ann.access),
+            &json!({"content": "x"}),
+        )
+        .await;
+    assert_eq!(send.status, 401, "send: {}", send.text);
+    let start = app
+        .post(
+            "/api/chat/start/",
+            Some(&ann.access),
+            &json!({"user_id": bob.id}),
+        )
+        .await;
+    assert_eq!(start.status, 401, "start: {}", start.text);
+    let refresh = app
+        .post("/auth/refresh/", None, &json!({"refresh": ann.refresh}))
+        .await;
+    assert_eq!(refresh.status, 401, "refresh: {}", refresh.text);
+    let history = app
+        .get(
+            &format!("/api/chat/chats/{chat}/messages/"),
+            Some(&ann.access),
+        )
+        .await;
+    assert!(
+        history.status.is_client_error(),
+        "history: {}",
+        history.text
+    );
+    let chats = app.get("/api/chat/chats/", Some(&ann.access)).await;
+    assert_eq!(
+        chats.expect(200),
+        &json!([]),
+        "nothing of theirs is left to list"
+    );
+    let socket = app
+        .send(
+            reqwest::Method::GET,
+            &socket_path(chat, &ann.access, None),
+            None,
+            None,
+            &[
+                ("connection", "upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+        )
+        .await;
+    assert!(
+        socket.status.is_client_error(),
+        "websocket: {}",
+        socket.status
+    );
+}
+
+#[tokio::test]
+async fn passwords_and_tokens_never_reach_the_logs() {
+    let app = spawn_process(&[("RUST_LOG", "debug")]).await;
+    let (ann, _bob, chat) = app.pair().await;
+    app.say(&ann, chat, "hello").await;
+    app.post("/auth/refresh/", None, &json!({"refresh": ann.refresh}))
+        .await
+        .expect(200);
+    let socket = crate::ws_client::WsClient::connect(&app, chat, &ann.access, None).await;
+    socket.close().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let logs = app.logs();
+    assert!(
+        logs.contains("websocket session opened"),
+        "debug logs were captured"
+    );
+    for secret in [PASSWORD, ann.access.as_str(), ann.refresh.as_str()] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+}
