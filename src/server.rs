@@ -70,6 +70,7 @@ impl Application {
                         backoff = Duration::from_millis(5);
                         let Ok(permit) = permits.clone().try_acquire_owned() else {
                             tracing::warn!(%peer, "connection limit reached; refusing");
+                            tokio::spawn(refuse(stream));
                             continue;
                         };
                         let (state, shutdown) = (state.clone(), controller.handle());
@@ -126,6 +127,23 @@ async fn serve_connection(state: Arc<AppState>, stream: TcpStream, mut shutdown:
             log_connection_end(connection.await);
         }
     }
+}
+
+/// Over `MAX_CONNECTIONS`: a 503 and a close, instead of a silent reset.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = r#"{"detail":"Too many connections, retry shortly."}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
+    let _ = stream.shutdown().await;
 }
 
 fn log_connection_end(result: Result<(), hyper::Error>) {

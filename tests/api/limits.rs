@@ -127,3 +127,46 @@ async fn sockets_per_user_are_capped() {
         "a closed socket frees its slot"
     );
 }
+
+/// Reads until the server closes the connection (or `wait` passes).
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    wait: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(wait, stream.read_to_end(&mut received)).await;
+    read.ok()
+        .map(|_| String::from_utf8_lossy(&received).into_owned())
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_a_503_and_a_close() {
+    let app = spawn_app_with(&[("MAX_CONNECTIONS", "2")]).await;
+    let _first = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let answer = read_until_closed(&mut third, std::time::Duration::from_secs(2)).await;
+    let answer = answer.expect("the excess connection is closed promptly");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("content-length: 49\r\n"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"detail":"Too many connections, retry shortly."}"#),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(&[("HEADER_READ_TIMEOUT_SECS", "1")]).await;
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let closed = read_until_closed(&mut slow, std::time::Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "a slowloris connection is closed");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+}
