@@ -18,6 +18,7 @@ enum Auth {
     Expired,
     NotYetValid,
     IssuedInTheFuture,
+    Tampered,
 }
 
 /// What the error body must say.
@@ -90,6 +91,18 @@ fn alg_none_token(user_id: i64) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(claims(user_id, 600).to_string());
     format!("{header}.{payload}.")
+}
+
+/// Ann's genuine token with its payload rewritten to claim Bob's id, signature kept.
+fn tamper(token: &str, user_id: i64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["user_id"] = json!(user_id.to_string());
+    let forged = URL_SAFE_NO_PAD.encode(payload.to_string());
+    format!("{}.{forged}.{}", parts[0], parts[2])
 }
 
 fn cases() -> Vec<Case> {
@@ -317,6 +330,15 @@ fn cases() -> Vec<Case> {
             Method::GET,
             "/api/chat/chats/",
             Expired,
+            None,
+            401,
+            Detail("Given token not valid for any token type"),
+        ),
+        case(
+            "payload tampered, signature kept",
+            Method::GET,
+            "/api/chat/chats/",
+            Tampered,
             None,
             401,
             Detail("Given token not valid for any token type"),
@@ -705,6 +727,7 @@ async fn every_bad_input_gets_a_clear_4xx() {
     let mut later = claims(ann.id, 7200);
     later["iat"] = json!(chat_server::auth::jwt::unix_now() + 3600);
     let future = token_with(SECRET, later);
+    let tampered = tamper(&ann.access, bob.id);
     let cases = cases();
     assert!(cases.len() >= 30, "at least 30 cases");
     for case in cases {
@@ -721,6 +744,7 @@ async fn every_bad_input_gets_a_clear_4xx() {
             Auth::Expired => Some(format!("Bearer {expired}")),
             Auth::NotYetValid => Some(format!("Bearer {not_yet_valid}")),
             Auth::IssuedInTheFuture => Some(format!("Bearer {future}")),
+            Auth::Tampered => Some(format!("Bearer {tampered}")),
         };
         if let Some(value) = authorization {
             request = request.header("authorization", value);
