@@ -52,18 +52,7 @@ async fn a_deleted_users_tokens_open_nothing() {
         "nothing of theirs is left to list"
     );
     let socket = app
-        .send(
-            reqwest::Method::GET,
-            &socket_path(chat, &ann.access, None),
-            None,
-            None,
-            &[
-                ("connection", "upgrade"),
-                ("upgrade", "websocket"),
-                ("sec-websocket-version", "13"),
-                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-            ],
-        )
+        .upgrade_request(&socket_path(chat, &ann.access, None))
         .await;
     assert!(
         socket.status.is_client_error(),

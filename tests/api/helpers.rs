@@ -84,9 +84,25 @@ pub async fn spawn_process(overrides: &[(&str, &str)]) -> TestApp {
 /// The binary in its own process, on a given database.
 pub async fn spawn_process_on(database: &str, overrides: &[(&str, &str)]) -> TestApp {
     let (database, vars) = test_vars(database, overrides);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-server"));
+    command.env_clear().envs(vars);
+    start_binary(command, database).await
+}
+
+/// Starts the binary in `dir` with an empty environment but for a free port and
+/// JSON logs (so the test can read where it listens): zero configuration.
+pub async fn spawn_bare_process(dir: &std::path::Path) -> TestApp {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-server"));
+    command
+        .current_dir(dir)
         .env_clear()
-        .envs(vars)
+        .env("BIND", "127.0.0.1:0");
+    start_binary(command, String::new()).await
+}
+
+/// Runs the prepared command with JSON logs and waits until it listens.
+async fn start_binary(mut command: tokio::process::Command, database: String) -> TestApp {
+    let mut child = command
         .env("LOG_FORMAT", "json")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -98,31 +114,6 @@ pub async fn spawn_process_on(database: &str, overrides: &[(&str, &str)]) -> Tes
         addr,
         client: client(),
         database,
-        stop: None,
-        server: None,
-        process: Some(child),
-        log,
-    }
-}
-
-/// Starts the binary in `dir` with an empty environment but for a free port and
-/// JSON logs (so the test can read where it listens): zero configuration.
-pub async fn spawn_bare_process(dir: &std::path::Path) -> TestApp {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .current_dir(dir)
-        .env_clear()
-        .env("BIND", "127.0.0.1:0")
-        .env("LOG_FORMAT", "json")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the server binary starts");
-    let log = std::sync::Arc::default();
-    let addr = listening_addr(child.stdout.take().unwrap(), &log).await;
-    TestApp {
-        addr,
-        client: client(),
-        database: String::new(),
         stop: None,
         server: None,
         process: Some(child),
@@ -370,6 +361,18 @@ impl TestApp {
             .expect("test database reachable");
         tokio::spawn(connection);
         client
+    }
+
+    /// A WebSocket upgrade request made with a plain HTTP client: the status
+    /// tells whether the handshake was refused (and why) before the upgrade.
+    pub async fn upgrade_request(&self, path: &str) -> Reply {
+        let headers = [
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        self.send(Method::GET, path, None, None, &headers).await
     }
 
     /// Everything the server process has logged so far.

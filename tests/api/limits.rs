@@ -97,24 +97,15 @@ async fn sockets_per_user_are_capped() {
     let (ann, bob, chat) = app.pair().await;
     let first = WsClient::connect(&app, chat, &ann.access, None).await;
     let _second = WsClient::connect(&app, chat, &ann.access, None).await;
-    let upgrade = [
-        ("connection", "upgrade"),
-        ("upgrade", "websocket"),
-        ("sec-websocket-version", "13"),
-        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-    ];
+
     let path = socket_path(chat, &ann.access, None);
-    let third = app
-        .send(reqwest::Method::GET, &path, None, None, &upgrade)
-        .await;
+    let third = app.upgrade_request(&path).await;
     assert_eq!(third.status, 429, "{}", third.text);
     let _bobs = WsClient::connect(&app, chat, &bob.access, None).await;
     first.close().await;
     let mut again = None;
     for _ in 0..50 {
-        let reply = app
-            .send(reqwest::Method::GET, &path, None, None, &upgrade)
-            .await;
+        let reply = app.upgrade_request(&path).await;
         if reply.status == 101 {
             again = Some(reply.status);
             break;

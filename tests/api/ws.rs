@@ -13,20 +13,7 @@ fn send_event(content: &str, client_msg_id: &str) -> Value {
 
 /// Status of a plain upgrade request (refusals happen before the upgrade).
 async fn handshake_status(app: &TestApp, path: &str) -> (u16, Value) {
-    let reply = app
-        .send(
-            reqwest::Method::GET,
-            path,
-            None,
-            None,
-            &[
-                ("connection", "upgrade"),
-                ("upgrade", "websocket"),
-                ("sec-websocket-version", "13"),
-                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-            ],
-        )
-        .await;
+    let reply = app.upgrade_request(path).await;
     (reply.status.as_u16(), reply.body)
 }
 
