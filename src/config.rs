@@ -86,6 +86,8 @@ pub struct Paging {
 pub struct Realtime {
     /// Largest WebSocket message (after reassembly); more closes with 1009.
     pub max_message_bytes: usize,
+    /// Write buffer per socket (small bursts are coalesced into one write).
+    pub write_buffer_bytes: usize,
     /// Frames queued for one socket; a full outbox closes it with 4008.
     pub outbox_capacity: usize,
     pub ping_interval: Duration,
@@ -199,6 +201,7 @@ fn realtime(env: &Env, workers: usize) -> Result<Realtime, ConfigError> {
     let millis = |name, default| env.number(name, default).map(Duration::from_millis);
     let realtime = Realtime {
         max_message_bytes: env.number("WS_MAX_MESSAGE_BYTES", 128 * 1024)?,
+        write_buffer_bytes: env.number::<usize>("WS_WRITE_BUFFER_BYTES", 8192)?.max(64),
         outbox_capacity: env.number::<usize>("WS_OUTBOX_CAPACITY", 1024)?.max(1),
         ping_interval: secs("WS_PING_INTERVAL_SECS", 30)?,
         idle_timeout: secs("WS_IDLE_TIMEOUT_SECS", 75)?,

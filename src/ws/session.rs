@@ -109,16 +109,22 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) {
     let started = Instant::now();
+    let realtime = &state.config.realtime;
     let Membership { subscriber, outbox } = membership;
     let conn = subscriber.conn;
-    let (reader, writer) =
-        match transport::open(upgrade, state.config.realtime.max_message_bytes).await {
-            Ok(halves) => halves,
-            Err(error) => {
-                state.rooms.leave(spec.chat_id, conn).await;
-                return tracing::debug!(%error, "websocket upgrade failed");
-            }
-        };
+    let (reader, writer) = match transport::open(
+        upgrade,
+        realtime.max_message_bytes,
+        realtime.write_buffer_bytes,
+    )
+    .await
+    {
+        Ok(halves) => halves,
+        Err(error) => {
+            state.rooms.leave(spec.chat_id, conn).await;
+            return tracing::debug!(%error, "websocket upgrade failed");
+        }
+    };
     tracing::info!(
         conn,
         chat = spec.chat_id,

@@ -59,14 +59,17 @@ pub struct FrameWriter {
 }
 
 /// Finishes the upgrade and splits the socket.
+/// `write_buffer_bytes`: frames larger than it go straight to the socket, small
+/// bursts are coalesced; every idle socket holds one, so keep it small.
 pub async fn open(
     upgrade: UpgradeFut,
     max_message_bytes: usize,
+    write_buffer_bytes: usize,
 ) -> Result<(MessageReader, FrameWriter), WebSocketError> {
     let ws = upgrade.await?;
     let (mut read, write) = ws.split(|io| {
         let (r, w) = tokio::io::split(io);
-        (r, BufWriter::new(w))
+        (r, BufWriter::with_capacity(write_buffer_bytes, w))
     });
     read.set_auto_close(false);
     read.set_auto_pong(false);
