@@ -66,12 +66,9 @@ pub async fn send(
     request: Request<Incoming>,
     chat_id: i64,
 ) -> Result<Response<Body>, ApiError> {
-    let sender = super::current_user(state, request.headers()).await?;
-    state
-        .send_limiter
-        .check(sender.id)
-        .map_err(ApiError::Throttled)?;
-    super::participant_access(state, chat_id, sender.id).await?;
+    let me = super::authenticate(state, request.headers())?;
+    state.send_limiter.check(me).map_err(ApiError::Throttled)?;
+    let (sender, _) = super::member_of(state, me, chat_id).await?;
     let limits = &state.config.limits;
     let mut body = RawBody::read(request, limits.max_body_bytes).await?;
     let value = body.object()?;

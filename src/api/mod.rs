@@ -42,6 +42,24 @@ pub async fn current_user(state: &AppState, headers: &HeaderMap) -> Result<User,
         ))
 }
 
+/// The user behind the token and the chat they address, checked in one round
+/// trip: 401 when the user is gone, 404 without the chat, 403 for outsiders.
+pub async fn member_of(
+    state: &AppState,
+    user_id: i64,
+    chat_id: i64,
+) -> Result<(User, ChatAccess), ApiError> {
+    let (user, access) = state.store.user_and_chat(user_id, chat_id).await?;
+    let user = user.ok_or(ApiError::InvalidAccessToken(
+        crate::auth::jwt::TokenError::Invalid,
+    ))?;
+    let access = access.ok_or(ApiError::NotFound)?;
+    if !access.includes(user.id) {
+        return Err(ApiError::PermissionDenied);
+    }
+    Ok((user, access))
+}
+
 /// The chat, when it exists (404) and the user takes part in it (403).
 pub async fn participant_access(
     state: &AppState,

@@ -125,6 +125,12 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the chat of the two users, creating it when it does not exist.
     async fn start_chat(&self, a: &User, b: &User) -> Result<StartedChat, StoreError>;
     async fn chat_access(&self, chat_id: i64) -> Result<Option<ChatAccess>, StoreError>;
+    /// The user and the chat in one round trip (for a send or a handshake).
+    async fn user_and_chat(
+        &self,
+        user_id: i64,
+        chat_id: i64,
+    ) -> Result<(Option<User>, Option<ChatAccess>), StoreError>;
     /// The user's chats, most recent activity first, each with its last message.
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError>;
     /// Messages with `from_seq <= seq <= to_seq`, ascending.

@@ -44,6 +44,7 @@ pub struct Statements {
     insert_chat: Statement,
     chat_id_by_pair: Statement,
     chat_access: Statement,
+    user_and_chat: Statement,
     chat_by_id: Statement,
     chats_of: Statement,
     messages_between: Statement,
@@ -90,6 +91,15 @@ impl Statements {
                 .await?,
             chat_access: client
                 .prepare("SELECT user_low, user_high, last_seq FROM chats WHERE id = $1")
+                .await?,
+            user_and_chat: client
+                .prepare(
+                    "SELECT u.id, u.email, u.full_name, u.nickname,
+                            c.user_low, c.user_high, c.last_seq
+                     FROM (SELECT 1) AS one
+                     LEFT JOIN users u ON u.id = $1
+                     LEFT JOIN chats c ON c.id = $2",
+                )
                 .await?,
             chat_by_id: client.prepare(chat_select!("c.id = $1")).await?,
             chats_of: client
@@ -494,6 +504,25 @@ impl Store for PgStore {
             participants: [row.get(0), row.get(1)],
             last_seq: row.get(2),
         }))
+    }
+
+    async fn user_and_chat(
+        &self,
+        user_id: i64,
+        chat_id: i64,
+    ) -> Result<(Option<User>, Option<ChatAccess>), StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .client
+            .query_one(&conn.statements.user_and_chat, &[&user_id, &chat_id])
+            .await
+            .map_err(classify)?;
+        let user = row.get::<_, Option<i64>>(0).map(|_| user_at(&row, 0));
+        let access = row.get::<_, Option<i64>>(4).map(|low| ChatAccess {
+            participants: [low, row.get(5)],
+            last_seq: row.get(6),
+        });
+        Ok((user, access))
     }
 
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {

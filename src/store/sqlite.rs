@@ -427,6 +427,38 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn user_and_chat(
+        &self,
+        user_id: i64,
+        chat_id: i64,
+    ) -> Result<(Option<User>, Option<ChatAccess>), StoreError> {
+        self.call(false, move |conn| {
+            conn.query_row(
+                "SELECT u.id, u.email, u.full_name, u.nickname, c.user_low, c.user_high, c.last_seq
+                 FROM (SELECT 1) AS one
+                 LEFT JOIN users u ON u.id = ?1
+                 LEFT JOIN chats c ON c.id = ?2",
+                params![user_id, chat_id],
+                |row| {
+                    let user = match row.get::<_, Option<i64>>(0)? {
+                        Some(_) => Some(user_at(row, 0)?),
+                        None => None,
+                    };
+                    let access = match row.get::<_, Option<i64>>(4)? {
+                        Some(low) => Some(ChatAccess {
+                            participants: [low, row.get(5)?],
+                            last_seq: row.get(6)?,
+                        }),
+                        None => None,
+                    };
+                    Ok((user, access))
+                },
+            )
+            .map_err(failed)
+        })
+        .await
+    }
+
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {
         self.call(false, move |conn| {
             let sql = format!(

@@ -32,14 +32,7 @@ pub async fn handshake(
         .verify(token, TokenType::Access)
         .map_err(ApiError::InvalidAccessToken)?;
     let user_id = claims.user_id().ok_or(ApiError::NotAuthenticated)?;
-    let user = state
-        .store
-        .user(user_id)
-        .await?
-        .ok_or(ApiError::InvalidAccessToken(
-            crate::auth::jwt::TokenError::Invalid,
-        ))?;
-    let access = crate::api::participant_access(state, chat_id, user.id).await?;
+    let (user, access) = crate::api::member_of(state, user_id, chat_id).await?;
     let slot = state
         .socket_slots
         .acquire(user.id)

@@ -139,6 +139,14 @@ async fn chats_are_unique_per_pair(store: Arc<dyn Store>) {
         .unwrap()
         .is_none());
     assert_eq!(pair_key(a.id, b.id).len(), 64);
+    let (user, chat) = store.user_and_chat(a.id, first.chat.id).await.unwrap();
+    assert_eq!((user, chat), (Some(a.clone()), Some(access)));
+    let missing = a.id + b.id + 1;
+    let (user, chat) = store
+        .user_and_chat(missing, first.chat.id + 100)
+        .await
+        .unwrap();
+    assert_eq!((user, chat), (None, None));
 }
 
 async fn seq_is_gap_free_under_concurrent_writers(store: Arc<dyn Store>) {
