@@ -62,6 +62,20 @@ impl Recorder {
     }
 }
 
+/// Waits for workers that each return their recorder and error count; merges them.
+pub async fn merge_workers(
+    mut merged: Recorder,
+    workers: Vec<tokio::task::JoinHandle<(Recorder, u64)>>,
+) -> Result<(Recorder, u64), tokio::task::JoinError> {
+    let mut errors = 0;
+    for worker in workers {
+        let (recorder, failed) = worker.await?;
+        merged.merge(&recorder);
+        errors += failed;
+    }
+    Ok((merged, errors))
+}
+
 /// Nanoseconds since `start`, to carry a send time inside a message.
 pub fn stamp(start: Instant) -> u128 {
     start.elapsed().as_nanos()

@@ -230,6 +230,23 @@ mod tests {
     }
 
     #[test]
+    fn empty_values_are_invalid_not_absent() {
+        assert!(matches!(plan("page=", 10), Err(ApiError::InvalidPage)));
+        for bad in [
+            "page_size=",
+            "after_seq=",
+            "before_seq=",
+            "after_seq=1&limit=",
+        ] {
+            assert!(
+                matches!(plan(bad, 10), Err(ApiError::Validation(_))),
+                "{bad}"
+            );
+        }
+        assert!(plan("after_seq=1&page=", 10).is_err());
+    }
+
+    #[test]
     fn cursors() {
         assert_eq!(plan("after_seq=10&limit=5", 12).unwrap().seqs, 11..=12);
         assert!(plan("after_seq=12", 12).unwrap().seqs.is_empty());

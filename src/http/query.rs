@@ -15,14 +15,14 @@ impl Query {
         Query { pairs }
     }
 
-    /// The value of a parameter; `None` when absent or empty.
+    /// The value of a parameter; `None` when absent. Present but empty is
+    /// `Some("")`: for a number that is an invalid value, not a missing one.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
             .rev()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
     }
 
     /// This query with `changes` applied: `Some(v)` sets a parameter, `None` removes it.
@@ -51,7 +51,8 @@ mod tests {
         let q = Query::parse(Some("page=1&q=a%20b&page=3&empty="));
         assert_eq!(q.get("page"), Some("3"));
         assert_eq!(q.get("q"), Some("a b"));
-        assert_eq!(q.get("empty"), None);
+        assert_eq!(q.get("empty"), Some(""));
+        assert_eq!(q.get("absent"), None);
         assert_eq!(q.with(&[("page", Some("4".into()))]), "q=a+b&empty=&page=4");
         assert_eq!(q.with(&[("page", None), ("empty", None)]), "q=a+b");
     }

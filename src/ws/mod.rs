@@ -26,7 +26,10 @@ pub async fn handshake(
     shutdown: &Shutdown,
 ) -> Result<Response<Body>, ApiError> {
     let query = Query::parse(request.uri().query());
-    let token = query.get("token").ok_or(ApiError::NotAuthenticated)?;
+    let token = query
+        .get("token")
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::NotAuthenticated)?;
     let claims = state
         .tokens
         .verify(token, TokenType::Access)

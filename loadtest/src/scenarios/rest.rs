@@ -74,13 +74,7 @@ async fn phase(
             worker(phase, &mut client, &pair, chats, start + duration, recorder).await
         }));
     }
-    let mut merged = Recorder::new(start, live);
-    let mut errors = 0;
-    for task in tasks {
-        let (recorder, failed) = task.await?;
-        merged.merge(&recorder);
-        errors += failed;
-    }
+    let (merged, errors) = crate::stats::merge_workers(Recorder::new(start, live), tasks).await?;
     drop(progress);
     Ok((merged, errors))
 }

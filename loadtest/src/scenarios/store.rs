@@ -43,13 +43,7 @@ pub async fn run(args: StoreArgs) -> Result<Report> {
             recorder,
         )));
     }
-    let mut merged = Recorder::new(start, live);
-    let mut errors = 0;
-    for task in tasks {
-        let (recorder, failed) = task.await?;
-        merged.merge(&recorder);
-        errors += failed;
-    }
+    let (merged, errors) = crate::stats::merge_workers(Recorder::new(start, live), tasks).await?;
     drop(progress);
     admin
         .batch_execute(&format!("DROP TABLE IF EXISTS {TABLE}"))
