@@ -67,6 +67,11 @@ impl ApiError {
         ApiError::Validation(vec![(name.to_owned(), vec![message.into()])])
     }
 
+    /// A valid token whose user no longer exists: refused like an invalid one.
+    pub fn user_gone() -> Self {
+        ApiError::InvalidAccessToken(TokenError::Invalid)
+    }
+
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {

@@ -13,12 +13,12 @@
 
 use crate::bus::{Bus, Published};
 use crate::metrics::Metrics;
-use crate::rooms::{Outgoing, Rooms};
+use crate::rooms::{Outgoing, Rooms, Subscriber};
 use crate::store::{AppendOutcome, NewMessage, Store, StoreError};
 use crate::ws::protocol::{error_event, message_event, EventError};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 /// Requests a lane can queue before senders wait (backpressure).
 const LANE_QUEUE: usize = 16_384;
@@ -29,10 +29,7 @@ pub enum Reply {
     Waiter(oneshot::Sender<Result<AppendOutcome, StoreError>>),
     /// A WebSocket: its ack is the echo through the room; only retries and
     /// failures are answered on the socket directly.
-    Socket {
-        outbox: mpsc::Sender<Outgoing>,
-        overflow: Arc<Notify>,
-    },
+    Socket(Subscriber),
 }
 
 struct Request {
@@ -106,11 +103,9 @@ impl MessagePipeline {
     pub async fn send_from_socket(
         &self,
         message: NewMessage,
-        outbox: mpsc::Sender<Outgoing>,
-        overflow: Arc<Notify>,
+        socket: Subscriber,
     ) -> Result<(), PipelineClosed> {
-        self.submit(message, Reply::Socket { outbox, overflow })
-            .await
+        self.submit(message, Reply::Socket(socket)).await
     }
 }
 
@@ -209,27 +204,23 @@ impl Lane {
             Reply::Waiter(tx) => {
                 let _ = tx.send(Ok(outcome));
             }
-            Reply::Socket { outbox, overflow } => answer_socket(outcome, &outbox, &overflow),
+            Reply::Socket(socket) => answer_socket(outcome, &socket),
         }
         published
     }
 }
 
 /// A socket learns of retries (the original again) and refusals directly.
-fn answer_socket(outcome: AppendOutcome, outbox: &mpsc::Sender<Outgoing>, overflow: &Notify) {
+fn answer_socket(outcome: AppendOutcome, socket: &Subscriber) {
     let frame = match outcome {
         AppendOutcome::Created(_) => return,
         AppendOutcome::Duplicate(original) => message_event(&original),
-        AppendOutcome::ClientIdConflict => error_event(&EventError {
-            code: "client_msg_id_conflict",
-            detail: "This client_msg_id was already used for a message in another chat.".into(),
-            fields: None,
-            client_msg_id: None,
-        }),
+        AppendOutcome::ClientIdConflict => error_event(&EventError::new(
+            "client_msg_id_conflict",
+            "This client_msg_id was already used for a message in another chat.",
+        )),
     };
-    if let Err(mpsc::error::TrySendError::Full(_)) = outbox.try_send(Outgoing::Event(frame)) {
-        overflow.notify_one();
-    }
+    socket.offer(Outgoing::Event(frame));
 }
 
 fn fail(reply: Reply, detail: &str, client_msg_id: Option<String>, unavailable: bool) {
@@ -242,18 +233,13 @@ fn fail(reply: Reply, detail: &str, client_msg_id: Option<String>, unavailable: 
             };
             let _ = tx.send(Err(error));
         }
-        Reply::Socket { outbox, overflow } => {
-            let frame = error_event(&EventError {
-                code: "unavailable",
-                detail: "The message could not be stored; retry with the same client_msg_id."
-                    .into(),
-                fields: None,
+        Reply::Socket(socket) => {
+            let detail = "The message could not be stored; retry with the same client_msg_id.";
+            let error = EventError {
                 client_msg_id,
-            });
-            if let Err(mpsc::error::TrySendError::Full(_)) = outbox.try_send(Outgoing::Event(frame))
-            {
-                overflow.notify_one();
-            }
+                ..EventError::new("unavailable", detail)
+            };
+            socket.offer(Outgoing::Event(error_event(&error)));
         }
     }
 }

@@ -30,6 +30,20 @@ pub enum Scenario {
     StoreCeiling(StoreArgs),
 }
 
+impl Scenario {
+    /// The output flags every scenario has.
+    pub fn output(&self) -> &Output {
+        match self {
+            Scenario::Chat(args) => &args.output,
+            Scenario::Connect(args) => &args.output,
+            Scenario::Rest(args) => &args.output,
+            Scenario::Verify(args) => &args.output,
+            Scenario::Echo(args) => &args.output,
+            Scenario::StoreCeiling(args) => &args.output,
+        }
+    }
+}
+
 /// Which API dialect the target speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Routes {

@@ -10,23 +10,27 @@ pub mod messages;
 pub mod pagination;
 pub mod users;
 
-use crate::auth::jwt::TokenType;
+use crate::auth::jwt::{Claims, TokenType};
 use crate::error::ApiError;
 use crate::model::User;
 use crate::state::AppState;
 use crate::store::ChatAccess;
 use hyper::HeaderMap;
 
-/// The id of the user whose access token the request carries.
-pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<i64, ApiError> {
-    let token = crate::auth::bearer_token(headers)?;
+/// The user id and claims of a valid access token (`verify` guarantees the id).
+pub fn access_claims(state: &AppState, token: &str) -> Result<(i64, Claims), ApiError> {
     let claims = state
         .tokens
         .verify(token, TokenType::Access)
         .map_err(ApiError::InvalidAccessToken)?;
-    claims.user_id().ok_or(ApiError::InvalidAccessToken(
-        crate::auth::jwt::TokenError::Invalid,
-    ))
+    let user_id = claims.user_id().ok_or_else(ApiError::user_gone)?;
+    Ok((user_id, claims))
+}
+
+/// The id of the user whose access token the request carries.
+pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<i64, ApiError> {
+    let token = crate::auth::bearer_token(headers)?;
+    Ok(access_claims(state, token)?.0)
 }
 
 /// The full user behind the request's access token; a token whose user no longer
@@ -37,9 +41,7 @@ pub async fn current_user(state: &AppState, headers: &HeaderMap) -> Result<User,
         .store
         .user(user_id)
         .await?
-        .ok_or(ApiError::InvalidAccessToken(
-            crate::auth::jwt::TokenError::Invalid,
-        ))
+        .ok_or_else(ApiError::user_gone)
 }
 
 /// The user behind the token and the chat they address, checked in one round
@@ -50,9 +52,7 @@ pub async fn member_of(
     chat_id: i64,
 ) -> Result<(User, ChatAccess), ApiError> {
     let (user, access) = state.store.user_and_chat(user_id, chat_id).await?;
-    let user = user.ok_or(ApiError::InvalidAccessToken(
-        crate::auth::jwt::TokenError::Invalid,
-    ))?;
+    let user = user.ok_or_else(ApiError::user_gone)?;
     let access = access.ok_or(ApiError::NotFound)?;
     if !access.includes(user.id) {
         return Err(ApiError::PermissionDenied);

@@ -26,7 +26,7 @@ impl Cors {
     }
 
     /// The request's `Origin` when it is allowed.
-    fn allowed_origin<'h>(&self, headers: &'h HeaderMap) -> Option<&'h HeaderValue> {
+    pub fn allowed_origin<'h>(&self, headers: &'h HeaderMap) -> Option<&'h HeaderValue> {
         let origin = headers.get(ORIGIN)?;
         let text = origin.to_str().ok()?.to_ascii_lowercase();
         self.origins
@@ -67,14 +67,15 @@ impl Cors {
     }
 
     /// Adds the CORS headers to an ordinary response.
-    pub fn decorate(&self, request_headers: &HeaderMap, response: &mut Response<Body>) {
+    /// `origin` is the request's allowed origin ([`Cors::allowed_origin`]), if any.
+    pub fn decorate(&self, origin: Option<HeaderValue>, response: &mut Response<Body>) {
         if self.origins.is_empty() {
             return;
         }
         let out = response.headers_mut();
         out.insert(VARY, HeaderValue::from_static("Origin"));
-        if let Some(origin) = self.allowed_origin(request_headers) {
-            out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        if let Some(origin) = origin {
+            out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             out.insert(
                 ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),

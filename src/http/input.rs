@@ -69,11 +69,6 @@ impl<'a, 'v> Fields<'a, 'v> {
         }
     }
 
-    /// Whether this field already has an error.
-    pub fn has_error(&self, name: &str) -> bool {
-        self.errors.iter().any(|(field, _)| field == name)
-    }
-
     /// A text field; `None` when absent (and optional), null (and optional) or invalid.
     pub fn text(&mut self, name: &str, rules: Text) -> Option<String> {
         let raw = match self.get(name) {

@@ -32,23 +32,22 @@ pub async fn serve(
     let started = Instant::now();
     let method = request.method().clone();
     let route = router::Route::resolve(request.uri().path()).map_or("unknown", |r| r.name());
-    let headers = request.headers().clone();
-    let request_id = request_id(&headers);
+    let headers = request.headers();
+    let request_id = request_id(headers);
+    let origin = state.cors.allowed_origin(headers).cloned();
+    let refused = state.cors.preflight(&method, headers).or_else(|| {
+        let allowed = host_allowed(&state.config.allowed_hosts, headers);
+        (!allowed).then(|| ApiError::DisallowedHost.into_response())
+    });
     let span = tracing::info_span!("request", id = %request_id, %method, route);
-    let mut response = async {
-        if let Some(preflight) = state.cors.preflight(&method, &headers) {
-            preflight
-        } else if !host_allowed(&state.config.allowed_hosts, &headers) {
-            ApiError::DisallowedHost.into_response()
-        } else {
-            router::dispatch(state, request, shutdown)
-                .await
-                .unwrap_or_else(ApiError::into_response)
-        }
-    }
-    .instrument(span.clone())
-    .await;
-    state.cors.decorate(&headers, &mut response);
+    let mut response = match refused {
+        Some(response) => response,
+        None => router::dispatch(state, request, shutdown)
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(ApiError::into_response),
+    };
+    state.cors.decorate(origin, &mut response);
     let status = response.status().as_u16();
     state.metrics.http_request(route, status);
     if status == 429 {

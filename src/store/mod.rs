@@ -90,15 +90,6 @@ pub enum AppendOutcome {
     ClientIdConflict,
 }
 
-impl AppendOutcome {
-    pub fn message(&self) -> Option<&Message> {
-        match self {
-            AppendOutcome::Created(m) | AppendOutcome::Duplicate(m) => Some(m),
-            AppendOutcome::ClientIdConflict => None,
-        }
-    }
-}
-
 /// The result of starting a chat: the chat and whether it was created just now.
 #[derive(Debug, Clone)]
 pub struct StartedChat {

@@ -7,7 +7,6 @@ pub mod protocol;
 pub mod session;
 pub mod transport;
 
-use crate::auth::jwt::TokenType;
 use crate::error::ApiError;
 use crate::http::query::Query;
 use crate::http::response::Body;
@@ -30,11 +29,7 @@ pub async fn handshake(
         .get("token")
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::NotAuthenticated)?;
-    let claims = state
-        .tokens
-        .verify(token, TokenType::Access)
-        .map_err(ApiError::InvalidAccessToken)?;
-    let user_id = claims.user_id().ok_or(ApiError::NotAuthenticated)?;
+    let (user_id, claims) = crate::api::access_claims(state, token)?;
     let (user, access) = crate::api::member_of(state, user_id, chat_id).await?;
     let slot = state
         .socket_slots

@@ -406,11 +406,10 @@ impl EventHandler<'_> {
         }
         self.throttled_in_a_row = 0;
         let message = draft.into_message(self.chat_id, self.user.clone());
-        let (outbox, overflow) = (self.me.outbox.clone(), self.me.overflow.clone());
         let submitted = self
             .state
             .pipeline
-            .send_from_socket(message, outbox, overflow)
+            .send_from_socket(message, self.me.clone())
             .await;
         if submitted.is_err() {
             self.reply_error("unavailable", "The server is shutting down.");

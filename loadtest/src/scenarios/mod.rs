@@ -14,31 +14,14 @@ use crate::report::Report;
 use crate::Result;
 
 pub async fn run(cli: Cli) -> Result<Report> {
-    let (report, output) = match cli.scenario {
-        Scenario::Chat(args) => {
-            let output = args.output.clone();
-            (chat::run(args).await?, output)
-        }
-        Scenario::Connect(args) => {
-            let output = args.output.clone();
-            (connect::run(args).await?, output)
-        }
-        Scenario::Rest(args) => {
-            let output = args.output.clone();
-            (rest::run(args).await?, output)
-        }
-        Scenario::Verify(args) => {
-            let output = args.output.clone();
-            (verify::run(args).await?, output)
-        }
-        Scenario::Echo(args) => {
-            let output = args.output.clone();
-            (echo::run(args).await?, output)
-        }
-        Scenario::StoreCeiling(args) => {
-            let output = args.output.clone();
-            (store::run(args).await?, output)
-        }
+    let output = cli.scenario.output().clone();
+    let report = match cli.scenario {
+        Scenario::Chat(args) => chat::run(args).await?,
+        Scenario::Connect(args) => connect::run(args).await?,
+        Scenario::Rest(args) => rest::run(args).await?,
+        Scenario::Verify(args) => verify::run(args).await?,
+        Scenario::Echo(args) => echo::run(args).await?,
+        Scenario::StoreCeiling(args) => store::run(args).await?,
     };
     if let Some(path) = &output.json {
         report.write_json(path)?;
