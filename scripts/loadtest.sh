@@ -5,6 +5,7 @@
 # set so setup is done in bulk. Example:
 #   scripts/loadtest.sh chat --pairs 100 --window 16 --duration 10 --json chat.json
 # Server settings can be passed as environment variables (WRITER_LANES=8 ...).
+# SERVER_BIN=path runs another server build (an A/B comparison of two commits).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:?usage: scripts/loadtest.sh <chat|connect|rest|verify> [flags]}; shift
@@ -33,7 +34,7 @@ pids=() urls=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true' EXIT
 for n in $(seq "$nodes"); do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  BIND="127.0.0.1:$port" RUST_LOG=${RUST_LOG:-warn} target/release/chat-server > "/tmp/chat-server-loadtest-$n.log" 2>&1 &
+  BIND="127.0.0.1:$port" RUST_LOG=${RUST_LOG:-warn} "${SERVER_BIN:-target/release/chat-server}" > "/tmp/chat-server-loadtest-$n.log" 2>&1 &
   pids+=($!) urls+=("http://127.0.0.1:$port")
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
 done

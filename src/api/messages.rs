@@ -9,7 +9,7 @@ use crate::http::query::Query;
 use crate::http::response::{created, ok, Body};
 use crate::model::Message;
 use crate::state::AppState;
-use crate::store::AppendOutcome;
+use crate::store::{AppendOutcome, History};
 use hyper::body::Incoming;
 use hyper::header::HOST;
 use hyper::{Request, Response};
@@ -33,14 +33,17 @@ pub async fn history(
     let me = super::authenticate(state, request.headers())?;
     let query = Query::parse(request.uri().query());
     let wanted = HistoryRequest::parse(&query, state.config.paging)?;
-    let access = super::participant_access(state, chat_id, me).await?;
+    // One round trip: the chat, its participants and the page, resolved in the store.
+    let History { access, messages } = state
+        .store
+        .history(chat_id, me, wanted.window())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !access.includes(me) {
+        return Err(ApiError::PermissionDenied);
+    }
     let plan = wanted.plan(access.last_seq)?;
-    let results = if plan.seqs.is_empty() {
-        Vec::new()
-    } else {
-        let (from, to) = (*plan.seqs.start(), *plan.seqs.end());
-        state.store.messages_between(chat_id, from, to).await?
-    };
+    let results = messages;
     let base = absolute_path(&request);
     let Plan { next, previous, .. } = plan;
     let link = |changes: Vec<(&str, Option<String>)>| {

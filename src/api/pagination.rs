@@ -10,6 +10,7 @@
 use crate::config::Paging;
 use crate::error::ApiError;
 use crate::http::query::Query;
+use crate::store::SeqWindow;
 use std::ops::RangeInclusive;
 
 /// What the client asked for.
@@ -72,6 +73,42 @@ impl HistoryRequest {
     }
 
     /// The range to read from a chat whose highest `seq` is `last_seq`.
+    /// The request's `seq` range before `last_seq` is known, for a store to
+    /// resolve in the query that reads the chat; `plan(last_seq).seqs` is
+    /// `window().range(last_seq)` whenever the plan is valid.
+    pub fn window(self) -> SeqWindow {
+        let open = SeqWindow {
+            skip: 0,
+            size: 1,
+            cap: i64::MAX,
+            floor: 1,
+            oldest_page: false,
+        };
+        match self {
+            HistoryRequest::Page { page, size } => SeqWindow {
+                size,
+                oldest_page: page == PageNumber::Last,
+                // Pages past the end are refused by the plan; keep the SQL in range.
+                skip: match page {
+                    PageNumber::Number(n) => (n.max(1) - 1).saturating_mul(size).min(i64::MAX / 4),
+                    PageNumber::Last => 0,
+                },
+                ..open
+            },
+            HistoryRequest::After { seq, limit } => SeqWindow {
+                size: limit,
+                cap: seq.saturating_add(limit),
+                floor: seq.saturating_add(1),
+                ..open
+            },
+            HistoryRequest::Before { seq, limit } => SeqWindow {
+                size: limit,
+                cap: seq - 1,
+                ..open
+            },
+        }
+    }
+
     pub fn plan(self, last_seq: i64) -> Result<Plan, ApiError> {
         match self {
             HistoryRequest::Page { page, size } => plan_page(page, size, last_seq),
@@ -187,6 +224,38 @@ mod tests {
             plan("page=2", 60).unwrap().previous,
             Some(vec![("page", None)])
         );
+    }
+
+    #[test]
+    fn the_store_window_resolves_to_the_planned_range() {
+        let queries = [
+            "",
+            "page=2",
+            "page=3&page_size=7",
+            "page=last",
+            "page=last&page_size=1",
+            "page=9",
+            "after_seq=0",
+            "after_seq=5&limit=3",
+            "after_seq=58",
+            "after_seq=100",
+            "before_seq=1",
+            "before_seq=30&limit=10",
+            "before_seq=1000",
+            "after_seq=9223372036854775807",
+            "page=9223372036854775807",
+        ];
+        for query in queries {
+            let request = HistoryRequest::parse(&Query::parse(Some(query)), PAGING).unwrap();
+            for last_seq in [0, 1, 7, 24, 25, 26, 50, 60, 1000] {
+                let Ok(plan) = request.plan(last_seq) else {
+                    continue;
+                };
+                let window = request.window().range(last_seq);
+                let same = plan.seqs == window || (plan.seqs.is_empty() && window.is_empty());
+                assert!(same, "{query} at {last_seq}: {:?} vs {window:?}", plan.seqs);
+            }
+        }
     }
 
     #[test]

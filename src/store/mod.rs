@@ -67,6 +67,42 @@ impl ChatAccess {
     }
 }
 
+/// The `seq` range a history read wants, stated against the chat's `last_seq` so a
+/// store can resolve it in the same query that reads the chat:
+/// `to = min(cap, last_seq - skip)` (or the oldest page's end when `oldest_page`),
+/// `from = max(floor, to - size + 1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqWindow {
+    pub skip: i64,
+    pub size: i64,
+    pub cap: i64,
+    pub floor: i64,
+    /// Page-number pagination's last page: it ends at `(last_seq - 1) % size + 1`.
+    pub oldest_page: bool,
+}
+
+impl SeqWindow {
+    /// The range for a chat whose newest message is `last_seq` (empty when
+    /// `from > to`). Stores that run SQL compute the same expression in SQL.
+    pub fn range(&self, last_seq: i64) -> std::ops::RangeInclusive<i64> {
+        let to = if self.oldest_page {
+            // Truncating `%`, as SQL's; an empty chat (last_seq 0) ends at 0.
+            last_seq.min((last_seq - 1) % self.size.max(1) + 1)
+        } else {
+            self.cap.min(last_seq.saturating_sub(self.skip))
+        };
+        self.floor.max(to.saturating_sub(self.size - 1))..=to
+    }
+}
+
+/// A chat's access facts and, when the reader is one of its participants, the
+/// messages of the window asked for, ascending.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub access: ChatAccess,
+    pub messages: Vec<Message>,
+}
+
 /// A message to append. `sender` is the full user so the stored message can be
 /// returned without another lookup.
 #[derive(Debug, Clone)]
@@ -131,6 +167,15 @@ pub trait Store: Send + Sync + 'static {
         from_seq: i64,
         to_seq: i64,
     ) -> Result<Vec<Message>, StoreError>;
+    /// A history read in one round trip: the chat's participants and `last_seq`,
+    /// and the window's messages when `reader` is a participant (none otherwise).
+    /// `None` when the chat does not exist.
+    async fn history(
+        &self,
+        chat_id: i64,
+        reader: i64,
+        window: SeqWindow,
+    ) -> Result<Option<History>, StoreError>;
     /// Appends a batch in one transaction: gap-free `seq` per chat, the chats'
     /// `updated_at` moved, idempotent on `(sender, client_msg_id)`. The outcomes are
     /// in the order of `batch`.

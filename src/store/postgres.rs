@@ -3,8 +3,8 @@
 //! PostgreSQL (migrations aside).
 
 use super::{
-    dedupe_batch, AppendOutcome, ChatAccess, Credentials, NewMessage, NewUser, StartedChat, Store,
-    StoreError,
+    dedupe_batch, AppendOutcome, ChatAccess, Credentials, History, NewMessage, NewUser, SeqWindow,
+    StartedChat, Store, StoreError,
 };
 use crate::config::DatabaseConfig;
 use crate::model::{metadata_from_text, pair_key, Chat, Message, Timestamp, User};
@@ -48,6 +48,7 @@ pub struct Statements {
     chat_by_id: Statement,
     chats_of: Statement,
     messages_between: Statement,
+    history: Statement,
     append_messages: Statement,
     blacklist_token: Statement,
     is_blacklisted: Statement,
@@ -113,6 +114,27 @@ impl Statements {
                             m.created_at, u.id, u.email, u.full_name, u.nickname
                      FROM messages m JOIN users u ON u.id = m.sender_id
                      WHERE m.chat_id = $1 AND m.seq BETWEEN $2 AND $3 ORDER BY m.seq",
+                )
+                .await?,
+            history: client
+                .prepare(
+                    "SELECT c.user_low, c.user_high, c.last_seq,
+                            lo.email, lo.full_name, lo.nickname, hi.email, hi.full_name, hi.nickname,
+                            m.id, m.seq, m.content, m.metadata::text, m.client_msg_id,
+                            m.created_at, m.sender_id
+                     FROM chats c
+                     JOIN users lo ON lo.id = c.user_low
+                     JOIN users hi ON hi.id = c.user_high
+                     CROSS JOIN LATERAL (
+                         SELECT CASE WHEN $6 THEN LEAST(c.last_seq, (c.last_seq - 1) % $3 + 1)
+                                     ELSE LEAST($4, c.last_seq - $2) END AS upto
+                     ) AS w
+                     LEFT JOIN LATERAL (
+                         SELECT * FROM messages m
+                         WHERE m.chat_id = c.id AND $7 IN (c.user_low, c.user_high)
+                           AND m.seq BETWEEN GREATEST($5, w.upto - $3 + 1) AND w.upto
+                     ) AS m ON true
+                     WHERE c.id = $1",
                 )
                 .await?,
             append_messages: client
@@ -373,6 +395,49 @@ fn message_from_row(row: &Row, chat_id: i64) -> Message {
     }
 }
 
+/// Columns: the chat's participants and `last_seq`, the two participants'
+/// profiles, then one message per row (all NULL when the window is empty).
+fn history_from_rows(first: &Row, rows: &[Row], chat_id: i64) -> History {
+    let participant = |id_column: usize, first_column: usize| User {
+        id: first.get(id_column),
+        email: first.get(first_column),
+        full_name: first.get(first_column + 1),
+        nickname: first.get(first_column + 2),
+    };
+    let participants = [participant(0, 3), participant(1, 6)];
+    let mut messages: Vec<Message> = rows
+        .iter()
+        .filter(|row| row.get::<_, Option<i64>>(9).is_some())
+        .map(|row| {
+            let sender_id: i64 = row.get(15);
+            let sender = if sender_id == participants[1].id {
+                &participants[1]
+            } else {
+                &participants[0]
+            };
+            Message {
+                id: row.get(9),
+                chat: chat_id,
+                seq: row.get(10),
+                content: row.get(11),
+                metadata: metadata_from_text(row.get(12)),
+                client_msg_id: row.get(13),
+                created_at: timestamp(row, 14),
+                sender: sender.clone(),
+            }
+        })
+        .collect();
+    // The rows come in heap order; sorting 25 values here is cheaper than a Sort node.
+    messages.sort_unstable_by_key(|message| message.seq);
+    History {
+        access: ChatAccess {
+            participants: [participants[0].id, participants[1].id],
+            last_seq: first.get(2),
+        },
+        messages,
+    }
+}
+
 /// Columns: ord, outcome, id, seq, content, metadata, created_at. Content and
 /// metadata come back only for a retried client id (the stored original).
 fn outcome_from_row(row: &Row, request: &NewMessage) -> AppendOutcome {
@@ -554,6 +619,33 @@ impl Store for PgStore {
             .iter()
             .map(|row| message_from_row(row, chat_id))
             .collect())
+    }
+
+    async fn history(
+        &self,
+        chat_id: i64,
+        reader: i64,
+        window: SeqWindow,
+    ) -> Result<Option<History>, StoreError> {
+        let conn = self.conn().await?;
+        let SeqWindow {
+            skip,
+            size,
+            cap,
+            floor,
+            oldest_page,
+        } = window;
+        let rows = conn
+            .client
+            .query(
+                &conn.statements.history,
+                &[&chat_id, &skip, &size, &cap, &floor, &oldest_page, &reader],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .first()
+            .map(|first| history_from_rows(first, &rows, chat_id)))
     }
 
     async fn append_messages(

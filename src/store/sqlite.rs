@@ -8,8 +8,8 @@
 //! duplicate checks need no locks.
 
 use super::{
-    all_answered, dedupe_batch, expand_repeats, AppendOutcome, ChatAccess, Credentials, NewMessage,
-    NewUser, StartedChat, Store, StoreError,
+    all_answered, dedupe_batch, expand_repeats, AppendOutcome, ChatAccess, Credentials, History,
+    NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError,
 };
 use crate::model::{metadata_from_text, pair_key, Chat, Message, Timestamp, User};
 use async_trait::async_trait;
@@ -238,6 +238,52 @@ fn chat_by_id(conn: &Connection, chat_id: i64) -> Result<Chat, StoreError> {
 }
 
 /// Appends one message whose client id is not repeated in its batch.
+fn access_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatAccess>, StoreError> {
+    conn.query_row(
+        "SELECT user_low, user_high, last_seq FROM chats WHERE id = ?",
+        [chat_id],
+        |row| {
+            Ok(ChatAccess {
+                participants: [row.get(0)?, row.get(1)?],
+                last_seq: row.get(2)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(failed)
+}
+
+fn messages_in(
+    conn: &Connection,
+    chat_id: i64,
+    from_seq: i64,
+    to_seq: i64,
+) -> Result<Vec<Message>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT m.id, m.seq, m.content, m.metadata, m.client_msg_id, m.created_at,
+                    u.id, u.email, u.full_name, u.nickname
+             FROM messages m JOIN users u ON u.id = m.sender_id
+             WHERE m.chat_id = ? AND m.seq BETWEEN ? AND ? ORDER BY m.seq",
+        )
+        .map_err(failed)?;
+    let rows = statement
+        .query_map(params![chat_id, from_seq, to_seq], |row| {
+            Ok(Message {
+                id: row.get(0)?,
+                chat: chat_id,
+                seq: row.get(1)?,
+                content: row.get(2)?,
+                metadata: metadata_from_text(row.get(3)?),
+                client_msg_id: row.get(4)?,
+                created_at: timestamp(row.get(5)?),
+                sender: user_at(row, 6)?,
+            })
+        })
+        .map_err(failed)?;
+    rows.collect::<Result<_, _>>().map_err(failed)
+}
+
 fn append_one(
     conn: &Connection,
     message: &NewMessage,
@@ -410,21 +456,7 @@ impl Store for SqliteStore {
     }
 
     async fn chat_access(&self, chat_id: i64) -> Result<Option<ChatAccess>, StoreError> {
-        self.call(false, move |conn| {
-            conn.query_row(
-                "SELECT user_low, user_high, last_seq FROM chats WHERE id = ?",
-                [chat_id],
-                |row| {
-                    Ok(ChatAccess {
-                        participants: [row.get(0)?, row.get(1)?],
-                        last_seq: row.get(2)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(failed)
-        })
-        .await
+        self.call(false, move |conn| access_of(conn, chat_id)).await
     }
 
     async fn user_and_chat(
@@ -478,29 +510,28 @@ impl Store for SqliteStore {
         to_seq: i64,
     ) -> Result<Vec<Message>, StoreError> {
         self.call(false, move |conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "SELECT m.id, m.seq, m.content, m.metadata, m.client_msg_id, m.created_at,
-                            u.id, u.email, u.full_name, u.nickname
-                     FROM messages m JOIN users u ON u.id = m.sender_id
-                     WHERE m.chat_id = ? AND m.seq BETWEEN ? AND ? ORDER BY m.seq",
-                )
-                .map_err(failed)?;
-            let rows = statement
-                .query_map(params![chat_id, from_seq, to_seq], |row| {
-                    Ok(Message {
-                        id: row.get(0)?,
-                        chat: chat_id,
-                        seq: row.get(1)?,
-                        content: row.get(2)?,
-                        metadata: metadata_from_text(row.get(3)?),
-                        client_msg_id: row.get(4)?,
-                        created_at: timestamp(row.get(5)?),
-                        sender: user_at(row, 6)?,
-                    })
-                })
-                .map_err(failed)?;
-            rows.collect::<Result<_, _>>().map_err(failed)
+            messages_in(conn, chat_id, from_seq, to_seq)
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        chat_id: i64,
+        reader: i64,
+        window: SeqWindow,
+    ) -> Result<Option<History>, StoreError> {
+        self.call(false, move |conn| {
+            let Some(access) = access_of(conn, chat_id)? else {
+                return Ok(None);
+            };
+            let messages = if access.includes(reader) {
+                let range = window.range(access.last_seq);
+                messages_in(conn, chat_id, *range.start(), *range.end())?
+            } else {
+                Vec::new()
+            };
+            Ok(Some(History { access, messages }))
         })
         .await
     }

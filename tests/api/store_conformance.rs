@@ -7,7 +7,7 @@ use chat_server::config::DatabaseConfig;
 use chat_server::model::{pair_key, User};
 use chat_server::store::postgres::PgStore;
 use chat_server::store::sqlite::SqliteStore;
-use chat_server::store::{AppendOutcome, NewMessage, NewUser, Store, StoreError};
+use chat_server::store::{AppendOutcome, NewMessage, NewUser, SeqWindow, Store, StoreError};
 use std::sync::Arc;
 
 async fn postgres() -> Arc<dyn Store> {
@@ -41,6 +41,7 @@ conformance!(
     seq_is_gap_free_under_concurrent_writers,
     retried_client_ids_store_nothing,
     ranges_serve_pages_and_cursors,
+    history_reads_the_chat_and_its_window_at_once,
     chats_are_ordered_by_latest_message,
     read_markers_only_move_forward,
     blacklisted_tokens_are_remembered,
@@ -263,6 +264,69 @@ async fn ranges_serve_pages_and_cursors(store: Arc<dyn Store>) {
         .unwrap()
         .is_empty());
     assert_eq!(store.messages_between(chat, 1, 3).await.unwrap().len(), 3);
+}
+
+async fn history_reads_the_chat_and_its_window_at_once(store: Arc<dyn Store>) {
+    let (a, b, chat) = chat_of(&store).await;
+    let batch: Vec<NewMessage> = (1..=30)
+        .map(|i| {
+            let sender = if i % 3 == 0 { &b } else { &a };
+            message(chat, sender, &format!("m{i}"), None)
+        })
+        .collect();
+    store.append_messages(&batch).await.unwrap();
+    let newest = SeqWindow {
+        skip: 0,
+        size: 25,
+        cap: i64::MAX,
+        floor: 1,
+        oldest_page: false,
+    };
+    let seqs = |messages: &[chat_server::model::Message]| -> Vec<i64> {
+        messages.iter().map(|m| m.seq).collect()
+    };
+    let page = store.history(chat, b.id, newest).await.unwrap().unwrap();
+    assert_eq!(page.access.last_seq, 30);
+    assert!(page.access.includes(a.id) && page.access.includes(b.id));
+    assert_eq!(seqs(&page.messages), (6..=30).collect::<Vec<_>>());
+    assert_eq!(page.messages[0].content, "m6");
+    assert_eq!(page.messages[0].sender, b, "seq 6 was sent by b");
+    assert_eq!(page.messages[1].sender, a);
+    let metadata: serde_json::Value =
+        serde_json::from_str(page.messages[0].metadata.get()).unwrap();
+    assert_eq!(metadata, serde_json::json!({"k": 1}));
+
+    let oldest = SeqWindow {
+        oldest_page: true,
+        ..newest
+    };
+    let page = store.history(chat, a.id, oldest).await.unwrap().unwrap();
+    assert_eq!(seqs(&page.messages), [1, 2, 3, 4, 5]);
+    let after = SeqWindow {
+        cap: 28 + 5,
+        floor: 29,
+        size: 5,
+        ..newest
+    };
+    let page = store.history(chat, a.id, after).await.unwrap().unwrap();
+    assert_eq!(seqs(&page.messages), [29, 30]);
+    let second = SeqWindow { skip: 25, ..newest };
+    let page = store.history(chat, a.id, second).await.unwrap().unwrap();
+    assert_eq!(seqs(&page.messages), [1, 2, 3, 4, 5]);
+
+    let outsider = user(&store, "outsider").await;
+    let page = store
+        .history(chat, outsider.id, newest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!page.access.includes(outsider.id));
+    assert!(page.messages.is_empty(), "an outsider reads no messages");
+    assert!(store
+        .history(chat + 100, a.id, newest)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 async fn chats_are_ordered_by_latest_message(store: Arc<dyn Store>) {
