@@ -9,7 +9,7 @@ use crate::http::query::Query;
 use crate::http::response::{created, ok, Body};
 use crate::model::Message;
 use crate::state::AppState;
-use crate::store::{AppendOutcome, History};
+use crate::store::AppendOutcome;
 use hyper::body::Incoming;
 use hyper::header::HOST;
 use hyper::{Request, Response};
@@ -34,16 +34,10 @@ pub async fn history(
     let query = Query::parse(request.uri().query());
     let wanted = HistoryRequest::parse(&query, state.config.paging)?;
     // One round trip: the chat, its participants and the page, resolved in the store.
-    let History { access, messages } = state
-        .store
-        .history(chat_id, me, wanted.window())
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    if !access.includes(me) {
-        return Err(ApiError::PermissionDenied);
-    }
+    let history = state.store.history(chat_id, me, wanted.window()).await?;
+    let access = super::admitted(history.as_ref().map(|h| h.access), me)?;
+    let results = history.map(|h| h.messages).unwrap_or_default();
     let plan = wanted.plan(access.last_seq)?;
-    let results = messages;
     let base = absolute_path(&request);
     let Plan { next, previous, .. } = plan;
     let link = |changes: Vec<(&str, Option<String>)>| {

@@ -53,24 +53,13 @@ pub async fn member_of(
 ) -> Result<(User, ChatAccess), ApiError> {
     let (user, access) = state.store.user_and_chat(user_id, chat_id).await?;
     let user = user.ok_or_else(ApiError::user_gone)?;
-    let access = access.ok_or(ApiError::NotFound)?;
-    if !access.includes(user.id) {
-        return Err(ApiError::PermissionDenied);
-    }
+    let access = admitted(access, user.id)?;
     Ok((user, access))
 }
 
 /// The chat, when it exists (404) and the user takes part in it (403).
-pub async fn participant_access(
-    state: &AppState,
-    chat_id: i64,
-    user_id: i64,
-) -> Result<ChatAccess, ApiError> {
-    let access = state
-        .store
-        .chat_access(chat_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+pub fn admitted(access: Option<ChatAccess>, user_id: i64) -> Result<ChatAccess, ApiError> {
+    let access = access.ok_or(ApiError::NotFound)?;
     if !access.includes(user_id) {
         return Err(ApiError::PermissionDenied);
     }
