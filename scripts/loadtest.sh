@@ -5,7 +5,7 @@
 # set so setup is done in bulk. Example:
 #   scripts/loadtest.sh chat --pairs 100 --window 16 --duration 10 --json chat.json
 # Server settings can be passed as environment variables (WRITER_LANES=8 ...).
-# SERVER_BIN=path runs another server build (an A/B comparison of two commits).
+# SERVER_BIN=path / LOADTEST_BIN=path run other builds (A/B comparisons of two commits).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:?usage: scripts/loadtest.sh <chat|connect|rest|verify> [flags]}; shift
@@ -41,4 +41,4 @@ done
 extra=()
 [[ $scenario == connect ]] && extra=(--server-pid "${pids[0]}")
 url=$(IFS=,; echo "${urls[*]}")
-target/release/loadtest "$scenario" --url "$url" "${extra[@]}" "$@"
+"${LOADTEST_BIN:-target/release/loadtest}" "$scenario" --url "$url" "${extra[@]}" "$@"
