@@ -2,6 +2,7 @@
 //! Everything is checked before the upgrade (401 bad token, 404 no chat, 403 not a
 //! participant, 400 bad `after_seq`), then the session runs on its own task.
 
+mod burst;
 pub mod client;
 pub mod protocol;
 pub mod session;

@@ -2,13 +2,14 @@
 //! splitting a socket into a reader that reassembles fragmented messages under a
 //! size cap, and a buffered writer (frames are queued, then flushed together).
 
+use super::burst::BurstWriter;
 use bytes::Bytes;
 use fastwebsockets::{
     upgrade, Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite,
 };
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{BufWriter, ReadHalf, WriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 
 pub use fastwebsockets::upgrade::UpgradeFut;
 
@@ -55,12 +56,12 @@ pub struct MessageReader {
 
 /// Writes frames into a buffer; `flush` sends them.
 pub struct FrameWriter {
-    inner: WebSocketWrite<BufWriter<WriteHalf<Io>>>,
+    inner: WebSocketWrite<BurstWriter<WriteHalf<Io>>>,
 }
 
 /// Finishes the upgrade and splits the socket.
-/// `write_buffer_bytes`: frames larger than it go straight to the socket, small
-/// bursts are coalesced; every idle socket holds one, so keep it small.
+/// `write_buffer_bytes`: small frames of a burst are coalesced up to this size,
+/// larger ones go straight to the socket; the buffer is freed after each flush.
 pub async fn open(
     upgrade: UpgradeFut,
     max_message_bytes: usize,
@@ -69,7 +70,7 @@ pub async fn open(
     let ws = upgrade.await?;
     let (mut read, write) = ws.split(|io| {
         let (r, w) = tokio::io::split(io);
-        (r, BufWriter::with_capacity(write_buffer_bytes, w))
+        (r, BurstWriter::new(w, write_buffer_bytes))
     });
     read.set_auto_close(false);
     read.set_auto_pong(false);
