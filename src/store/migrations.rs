@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "lean_hot_path",
         sql: include_str!("../../sql/postgres/0004_lean_hot_path.sql"),
     },
+    Migration {
+        version: 5,
+        name: "append_fast_path",
+        sql: include_str!("../../sql/postgres/0005_append_fast_path.sql"),
+    },
 ];
 
 /// Arbitrary constant naming this server's migration lock.

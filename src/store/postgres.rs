@@ -50,6 +50,7 @@ pub struct Statements {
     messages_between: Statement,
     history: Statement,
     append_messages: Statement,
+    append_new_messages: Statement,
     blacklist_token: Statement,
     is_blacklisted: Statement,
     mark_read: Statement,
@@ -140,6 +141,9 @@ impl Statements {
             append_messages: client
                 .prepare("SELECT * FROM append_messages($1, $2, $3, $4, $5)")
                 .await?,
+            append_new_messages: client
+                .prepare("SELECT * FROM append_messages_new($1, $2, $3, $4, $5)")
+                .await?,
             blacklist_token: client
                 .prepare(
                     "INSERT INTO token_blacklist (jti, expires_at)
@@ -195,8 +199,9 @@ impl bb8::ManageConnection for PreparedManager {
 type Pool = bb8::Pool<PreparedManager>;
 type Conn<'a> = bb8::PooledConnection<'a, PreparedManager>;
 
-/// How many times a batch is retried after a unique-key race or a deadlock.
-const APPEND_ATTEMPTS: usize = 3;
+/// Attempts per batch: the lean path, then the checked path up to three times
+/// (a reused client id, a unique-key race between nodes, a deadlock).
+const APPEND_ATTEMPTS: usize = 4;
 
 /// The PostgreSQL implementation of [`Store`].
 pub struct PgStore {
@@ -245,9 +250,21 @@ impl PgStore {
     }
 }
 
-/// Runs the `append_messages` function for a batch whose client ids are distinct.
+/// Which append function a batch goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AppendPath {
+    /// `append_messages_new`: assumes every client id is new; a reused one fails
+    /// the whole batch with a unique violation (nothing stored).
+    New,
+    /// `append_messages`: probes each client id and answers retries with the
+    /// stored original.
+    Checked,
+}
+
+/// Runs an append function for a batch whose client ids are distinct.
 async fn append_on(
     conn: &PreparedConnection,
+    path: AppendPath,
     batch: &[&NewMessage],
 ) -> Result<Vec<Option<AppendOutcome>>, tokio_postgres::Error> {
     let chats: Vec<i64> = batch.iter().map(|m| m.chat_id).collect();
@@ -258,7 +275,10 @@ async fn append_on(
     let rows = conn
         .client
         .query(
-            &conn.statements.append_messages,
+            match path {
+                AppendPath::New => &conn.statements.append_new_messages,
+                AppendPath::Checked => &conn.statements.append_messages,
+            },
             &[&chats, &senders, &contents, &metadata, &client_ids],
         )
         .await?;
@@ -653,11 +673,18 @@ impl Store for PgStore {
         batch: &[NewMessage],
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         let (unique, slots) = dedupe_batch(batch);
+        // New messages take the lean path; when a client id turns out to be reused
+        // (or a concurrent batch raced), the checked path answers it.
         let mut attempt = 0;
         let stored = loop {
             attempt += 1;
+            let path = if attempt == 1 {
+                AppendPath::New
+            } else {
+                AppendPath::Checked
+            };
             let conn = self.conn().await?;
-            match append_on(&conn, &unique).await {
+            match append_on(&conn, path, &unique).await {
                 Ok(outcomes) => break super::all_answered(outcomes)?,
                 Err(e) if attempt < APPEND_ATTEMPTS && is_retryable_race(&e) => continue,
                 Err(e) => return Err(classify(e)),

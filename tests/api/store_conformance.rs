@@ -218,6 +218,7 @@ async fn retried_client_ids_store_nothing(store: Arc<dyn Store>) {
     let AppendOutcome::Created(new) = &outcomes[1] else {
         panic!("created")
     };
+    assert_eq!(new.seq, 2, "a refused first attempt leaves no gap in seq");
     let AppendOutcome::Duplicate(repeat) = &outcomes[2] else {
         panic!("repeat")
     };
