@@ -36,8 +36,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 5,
-        name: "append_fast_path",
-        sql: include_str!("../../sql/postgres/0005_append_fast_path.sql"),
+        name: "client_ids_bytewise",
+        sql: include_str!("../../sql/postgres/0005_client_ids_bytewise.sql"),
     },
 ];
 

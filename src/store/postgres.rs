@@ -35,6 +35,36 @@ macro_rules! chat_select {
     };
 }
 
+/// The lean append, for a batch whose client ids are all new (the common case),
+/// as one statement: no lock pass, no duplicate probe, no PL/pgSQL. Each chat's
+/// counter moves once by its message count (the UPDATE locks the row, reached
+/// through the primary key in id order); the messages take the seqs behind it.
+/// A reused client id fails the statement on the unique index, so nothing is
+/// stored and the caller retries through `append_messages`, which answers it.
+/// A chat that does not exist gets a NULL seq, which fails the whole statement.
+const APPEND_NEW_MESSAGES: &str = "
+WITH input AS (
+    SELECT u.chat, u.sender, u.content, u.metadata, u.cmid, u.ord::INT AS ord
+    FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[])
+         WITH ORDINALITY AS u(chat, sender, content, metadata, cmid, ord)
+), counts AS (
+    SELECT i.chat, count(*) AS n FROM input i GROUP BY i.chat
+), moved AS (
+    UPDATE chats c SET last_seq = c.last_seq + counts.n
+    FROM counts WHERE c.id = counts.chat AND c.id = ANY ($1)
+    RETURNING c.id AS chat, c.last_seq - counts.n AS base
+), fresh AS (
+    SELECT i.ord, i.chat, i.sender, i.content, i.metadata, i.cmid,
+           m.base + row_number() OVER (PARTITION BY i.chat ORDER BY i.ord) AS seq
+    FROM input i LEFT JOIN moved m ON m.chat = i.chat
+), inserted AS (
+    INSERT INTO messages (chat_id, seq, sender_id, content, metadata, client_msg_id, created_at)
+    SELECT f.chat, f.seq, f.sender, f.content, f.metadata::jsonb, f.cmid, now() FROM fresh f
+    RETURNING id, chat_id, seq, created_at
+)
+SELECT f.ord, 0::SMALLINT, ins.id, ins.seq, NULL::TEXT, NULL::TEXT, ins.created_at
+FROM fresh f JOIN inserted ins ON ins.chat_id = f.chat AND ins.seq = f.seq";
+
 /// Every statement the store runs, prepared on each new connection.
 pub struct Statements {
     insert_user: Statement,
@@ -141,9 +171,7 @@ impl Statements {
             append_messages: client
                 .prepare("SELECT * FROM append_messages($1, $2, $3, $4, $5)")
                 .await?,
-            append_new_messages: client
-                .prepare("SELECT * FROM append_messages_new($1, $2, $3, $4, $5)")
-                .await?,
+            append_new_messages: client.prepare(APPEND_NEW_MESSAGES).await?,
             blacklist_token: client
                 .prepare(
                     "INSERT INTO token_blacklist (jti, expires_at)
@@ -253,8 +281,8 @@ impl PgStore {
 /// Which append function a batch goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AppendPath {
-    /// `append_messages_new`: assumes every client id is new; a reused one fails
-    /// the whole batch with a unique violation (nothing stored).
+    /// [`APPEND_NEW_MESSAGES`]: assumes every client id is new; a reused one
+    /// fails the whole batch with a unique violation (nothing stored).
     New,
     /// `append_messages`: probes each client id and answers retries with the
     /// stored original.
