@@ -53,9 +53,15 @@ impl Timestamp {
     }
 
     pub fn render(&self) -> String {
+        self.with_text(str::to_owned)
+    }
+
+    /// Hands the rendered text to `use_text` without allocating for years 0-9999.
+    fn with_text<R>(&self, use_text: impl FnOnce(&str) -> R) -> R {
         match self.rfc3339_micros() {
-            Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            None => self.render_any_year(),
+            // ASCII digits and separators: always UTF-8.
+            Some(bytes) => use_text(std::str::from_utf8(&bytes).unwrap_or_default()),
+            None => use_text(&self.render_any_year()),
         }
     }
 
@@ -93,13 +99,7 @@ impl Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.rfc3339_micros() {
-            // ASCII digits and separators: always UTF-8.
-            Some(bytes) => {
-                serializer.serialize_str(std::str::from_utf8(&bytes).unwrap_or_default())
-            }
-            None => serializer.serialize_str(&self.render_any_year()),
-        }
+        self.with_text(|text| serializer.serialize_str(text))
     }
 }
 

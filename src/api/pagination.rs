@@ -72,7 +72,6 @@ impl HistoryRequest {
         Ok(HistoryRequest::Page { page, size })
     }
 
-    /// The range to read from a chat whose highest `seq` is `last_seq`.
     /// The request's `seq` range before `last_seq` is known, for a store to
     /// resolve in the query that reads the chat; `plan(last_seq).seqs` is
     /// `window().range(last_seq)` whenever the plan is valid.
@@ -109,6 +108,7 @@ impl HistoryRequest {
         }
     }
 
+    /// The range to read from a chat whose highest `seq` is `last_seq`.
     pub fn plan(self, last_seq: i64) -> Result<Plan, ApiError> {
         match self {
             HistoryRequest::Page { page, size } => plan_page(page, size, last_seq),

@@ -151,7 +151,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Returns the chat of the two users, creating it when it does not exist.
     async fn start_chat(&self, a: &User, b: &User) -> Result<StartedChat, StoreError>;
-    async fn chat_access(&self, chat_id: i64) -> Result<Option<ChatAccess>, StoreError>;
     /// The user and the chat in one round trip (for a send or a handshake).
     async fn user_and_chat(
         &self,

@@ -37,8 +37,9 @@ macro_rules! chat_select {
 
 /// The lean append, for a batch whose client ids are all new (the common case),
 /// as one statement: no lock pass, no duplicate probe, no PL/pgSQL. Each chat's
-/// counter moves once by its message count (the UPDATE locks the row, reached
-/// through the primary key in id order); the messages take the seqs behind it.
+/// counter moves once by its message count (the UPDATE locks the row; one
+/// node's lanes never share a chat, and a deadlock between two nodes' batches is
+/// detected by PostgreSQL and retried); the messages take the seqs behind it.
 /// A reused client id fails the statement on the unique index, so nothing is
 /// stored and the caller retries through `append_messages`, which answers it.
 /// A chat that does not exist gets a NULL seq, which fails the whole statement.
@@ -73,7 +74,6 @@ pub struct Statements {
     search_users: Statement,
     insert_chat: Statement,
     chat_id_by_pair: Statement,
-    chat_access: Statement,
     user_and_chat: Statement,
     chat_by_id: Statement,
     chats_of: Statement,
@@ -121,9 +121,6 @@ impl Statements {
             chat_id_by_pair: client
                 .prepare("SELECT id FROM chats WHERE pair_key = $1")
                 .await?,
-            chat_access: client
-                .prepare("SELECT user_low, user_high, last_seq FROM chats WHERE id = $1")
-                .await?,
             user_and_chat: client
                 .prepare(
                     "SELECT u.id, u.email, u.full_name, u.nickname,
@@ -149,8 +146,8 @@ impl Statements {
                 .await?,
             history: client
                 .prepare(
-                    "SELECT c.user_low, c.user_high, c.last_seq,
-                            lo.email, lo.full_name, lo.nickname, hi.email, hi.full_name, hi.nickname,
+                    "SELECT lo.id, lo.email, lo.full_name, lo.nickname,
+                            hi.id, hi.email, hi.full_name, hi.nickname, c.last_seq,
                             m.id, m.seq, m.content, m.metadata::text, m.client_msg_id,
                             m.created_at, m.sender_id
                      FROM chats c
@@ -400,26 +397,27 @@ fn timestamp(row: &Row, index: usize) -> Timestamp {
     Timestamp(row.get::<_, OffsetDateTime>(index))
 }
 
+/// A message's sender: one of its chat's two participants.
+fn sender_among(participants: &[User; 2], sender_id: i64) -> User {
+    participants
+        .iter()
+        .find(|u| u.id == sender_id)
+        .unwrap_or(&participants[0])
+        .clone()
+}
+
 fn chat_from_row(row: &Row) -> Chat {
     let participants = [user_at(row, 3), user_at(row, 7)];
     let id: i64 = row.get(0);
-    let last_message = row.get::<_, Option<i64>>(11).map(|message_id| {
-        let sender_id: i64 = row.get(17);
-        let sender = participants
-            .iter()
-            .find(|u| u.id == sender_id)
-            .unwrap_or(&participants[0])
-            .clone();
-        Message {
-            id: message_id,
-            chat: id,
-            seq: row.get(12),
-            sender,
-            content: row.get(13),
-            metadata: metadata_from_text(row.get(14)),
-            client_msg_id: row.get(15),
-            created_at: timestamp(row, 16),
-        }
+    let last_message = row.get::<_, Option<i64>>(11).map(|message_id| Message {
+        id: message_id,
+        chat: id,
+        seq: row.get(12),
+        sender: sender_among(&participants, row.get(17)),
+        content: row.get(13),
+        metadata: metadata_from_text(row.get(14)),
+        client_msg_id: row.get(15),
+        created_at: timestamp(row, 16),
     });
     Chat {
         id,
@@ -443,36 +441,22 @@ fn message_from_row(row: &Row, chat_id: i64) -> Message {
     }
 }
 
-/// Columns: the chat's participants and `last_seq`, the two participants'
-/// profiles, then one message per row (all NULL when the window is empty).
+/// Columns: the two participants (low id first), the chat's `last_seq`, then
+/// one message per row (all NULL when the window is empty).
 fn history_from_rows(first: &Row, rows: &[Row], chat_id: i64) -> History {
-    let participant = |id_column: usize, first_column: usize| User {
-        id: first.get(id_column),
-        email: first.get(first_column),
-        full_name: first.get(first_column + 1),
-        nickname: first.get(first_column + 2),
-    };
-    let participants = [participant(0, 3), participant(1, 6)];
+    let participants = [user_at(first, 0), user_at(first, 4)];
     let mut messages: Vec<Message> = rows
         .iter()
         .filter(|row| row.get::<_, Option<i64>>(9).is_some())
-        .map(|row| {
-            let sender_id: i64 = row.get(15);
-            let sender = if sender_id == participants[1].id {
-                &participants[1]
-            } else {
-                &participants[0]
-            };
-            Message {
-                id: row.get(9),
-                chat: chat_id,
-                seq: row.get(10),
-                content: row.get(11),
-                metadata: metadata_from_text(row.get(12)),
-                client_msg_id: row.get(13),
-                created_at: timestamp(row, 14),
-                sender: sender.clone(),
-            }
+        .map(|row| Message {
+            id: row.get(9),
+            chat: chat_id,
+            seq: row.get(10),
+            content: row.get(11),
+            metadata: metadata_from_text(row.get(12)),
+            client_msg_id: row.get(13),
+            created_at: timestamp(row, 14),
+            sender: sender_among(&participants, row.get(15)),
         })
         .collect();
     // The rows come in heap order; sorting 25 values here is cheaper than a Sort node.
@@ -480,7 +464,7 @@ fn history_from_rows(first: &Row, rows: &[Row], chat_id: i64) -> History {
     History {
         access: ChatAccess {
             participants: [participants[0].id, participants[1].id],
-            last_seq: first.get(2),
+            last_seq: first.get(8),
         },
         messages,
     }
@@ -604,19 +588,6 @@ impl Store for PgStore {
             chat: self.chat_by_id(chat_id).await?,
             created,
         })
-    }
-
-    async fn chat_access(&self, chat_id: i64) -> Result<Option<ChatAccess>, StoreError> {
-        let conn = self.conn().await?;
-        let row = conn
-            .client
-            .query_opt(&conn.statements.chat_access, &[&chat_id])
-            .await
-            .map_err(classify)?;
-        Ok(row.map(|row| ChatAccess {
-            participants: [row.get(0), row.get(1)],
-            last_seq: row.get(2),
-        }))
     }
 
     async fn user_and_chat(

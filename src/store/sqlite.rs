@@ -455,10 +455,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn chat_access(&self, chat_id: i64) -> Result<Option<ChatAccess>, StoreError> {
-        self.call(false, move |conn| access_of(conn, chat_id)).await
-    }
-
     async fn user_and_chat(
         &self,
         user_id: i64,

@@ -7,7 +7,9 @@ use chat_server::config::DatabaseConfig;
 use chat_server::model::{pair_key, User};
 use chat_server::store::postgres::PgStore;
 use chat_server::store::sqlite::SqliteStore;
-use chat_server::store::{AppendOutcome, NewMessage, NewUser, SeqWindow, Store, StoreError};
+use chat_server::store::{
+    AppendOutcome, ChatAccess, NewMessage, NewUser, SeqWindow, Store, StoreError,
+};
 use std::sync::Arc;
 
 async fn postgres() -> Arc<dyn Store> {
@@ -68,6 +70,11 @@ fn message(chat: i64, sender: &User, content: &str, client_msg_id: Option<&str>)
         metadata: r#"{"k":1}"#.into(),
         client_msg_id: client_msg_id.map(str::to_owned),
     }
+}
+
+/// A chat's participants and `last_seq`, through the lookup sends use.
+async fn access_of(store: &Arc<dyn Store>, chat: i64) -> Option<ChatAccess> {
+    store.user_and_chat(0, chat).await.unwrap().1
 }
 
 async fn chat_of(store: &Arc<dyn Store>) -> (User, User, i64) {
@@ -131,14 +138,10 @@ async fn chats_are_unique_per_pair(store: Arc<dyn Store>) {
     assert!(first.created && !again.created);
     assert_eq!(first.chat.id, again.chat.id);
     assert_eq!(first.chat.participants.map(|u| u.id), [a.id, b.id]);
-    let access = store.chat_access(first.chat.id).await.unwrap().unwrap();
+    let access = access_of(&store, first.chat.id).await.unwrap();
     assert!(access.includes(a.id) && access.includes(b.id) && !access.includes(a.id + b.id));
     assert_eq!(access.last_seq, 0);
-    assert!(store
-        .chat_access(first.chat.id + 100)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(access_of(&store, first.chat.id + 100).await.is_none());
     assert_eq!(pair_key(a.id, b.id).len(), 64);
     let (user, chat) = store.user_and_chat(a.id, first.chat.id).await.unwrap();
     assert_eq!((user, chat), (Some(a.clone()), Some(access)));
@@ -186,10 +189,7 @@ async fn seq_is_gap_free_under_concurrent_writers(store: Arc<dyn Store>) {
     }
     all.sort_unstable();
     assert_eq!(all, (1..=160).collect::<Vec<i64>>());
-    assert_eq!(
-        store.chat_access(chat).await.unwrap().unwrap().last_seq,
-        160
-    );
+    assert_eq!(access_of(&store, chat).await.unwrap().last_seq, 160);
 }
 
 async fn retried_client_ids_store_nothing(store: Arc<dyn Store>) {
@@ -234,16 +234,8 @@ async fn retried_client_ids_store_nothing(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(matches!(elsewhere[0], AppendOutcome::ClientIdConflict));
-    assert_eq!(store.chat_access(chat).await.unwrap().unwrap().last_seq, 3);
-    assert_eq!(
-        store
-            .chat_access(other_chat)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_seq,
-        0
-    );
+    assert_eq!(access_of(&store, chat).await.unwrap().last_seq, 3);
+    assert_eq!(access_of(&store, other_chat).await.unwrap().last_seq, 0);
 }
 
 async fn ranges_serve_pages_and_cursors(store: Arc<dyn Store>) {
