@@ -13,8 +13,27 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
+
+/// Connections the kernel may hold completed but not yet accepted. The kernel
+/// caps it at `net.core.somaxconn`. (A plain `TcpListener::bind` asks for 128:
+/// a burst of connects overflowed it and each dropped SYN cost its client a
+/// one-second retransmit.)
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Binds `addr` with address reuse (restarts do not wait out TIME_WAIT) and a
+/// deep accept queue.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// A built server, listening but not yet accepting.
 pub struct Application {
@@ -26,9 +45,7 @@ impl Application {
     /// Binds `config.bind`, connects the store and applies migrations.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let addr = config.bind;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
         let state = Arc::new(AppState::build(config).await?);
         Ok(Application { listener, state })
     }
