@@ -19,6 +19,13 @@ use session::SessionSpec;
 use std::sync::Arc;
 
 /// Authenticates, authorizes and upgrades; the session starts once the 101 is sent.
+///
+/// The socket joins its chat's room *before* the chat's `last_seq` is read: every
+/// message committed after that read is published to the room after the join,
+/// so it reaches the outbox. A client that wants nothing older than `last_seq`
+/// (a plain connect, or `after_seq` at or past it) therefore needs no catch-up
+/// query; if the bus might have missed something meanwhile (a new or renewed
+/// subscription), the room is told to resync anyway.
 pub async fn handshake(
     state: &Arc<AppState>,
     mut request: Request<Incoming>,
@@ -31,6 +38,47 @@ pub async fn handshake(
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::NotAuthenticated)?;
     let (user_id, claims) = crate::api::access_claims(state, token)?;
+    let membership = session::subscribe(state, user_id);
+    let conn = membership.subscriber.conn;
+    state
+        .rooms
+        .join(chat_id, membership.subscriber.clone())
+        .await;
+    let admitted = admit(state, &mut request, &query, (user_id, claims.exp), chat_id).await;
+    let Admission {
+        spec,
+        response,
+        upgrade,
+    } = match admitted {
+        Ok(admission) => admission,
+        Err(error) => {
+            state.rooms.leave(chat_id, conn).await;
+            return Err(error);
+        }
+    };
+    state.metrics.handshakes.inc();
+    let session = session::run(state.clone(), upgrade, spec, membership, shutdown.clone());
+    tokio::spawn(session);
+    Ok(response.map(|()| Body::default()))
+}
+
+/// A handshake that passed every check.
+struct Admission {
+    spec: SessionSpec,
+    response: Response<()>,
+    upgrade: transport::UpgradeFut,
+}
+
+/// The checks after authentication, in the order their errors are reported:
+/// 404/403 membership, 429 sockets per user, 400 `after_seq`, 426 not an
+/// upgrade, 400 bad WebSocket handshake.
+async fn admit(
+    state: &AppState,
+    request: &mut Request<Incoming>,
+    query: &Query,
+    (user_id, token_expires_at): (i64, i64),
+    chat_id: i64,
+) -> Result<Admission, ApiError> {
     let (user, access) = crate::api::member_of(state, user_id, chat_id).await?;
     let slot = state
         .socket_slots
@@ -44,28 +92,23 @@ pub async fn handshake(
             .filter(|n| *n >= 0)
             .ok_or_else(|| ApiError::field("after_seq", "A valid integer >= 0 is required."))?,
     };
-    if !transport::is_upgrade_request(&request) {
+    if !transport::is_upgrade_request(request) {
         return Err(ApiError::UpgradeRequired);
     }
-    let (response, upgrade) = transport::accept(&mut request).ok_or(ApiError::BadRequest(
+    let (response, upgrade) = transport::accept(request).ok_or(ApiError::BadRequest(
         "Invalid WebSocket handshake (Sec-WebSocket-Key / Sec-WebSocket-Version 13).".into(),
     ))?;
-    // Join the room before the 101 goes out: anything the client's peer does once
-    // the client sees the upgrade (messages, typing, read markers) reaches it.
-    let membership = session::subscribe(state, user.id);
-    state
-        .rooms
-        .join(chat_id, membership.subscriber.clone())
-        .await;
     let spec = SessionSpec {
         chat_id,
         user,
         resume_after,
-        token_expires_at: claims.exp,
+        stored_through: access.last_seq,
+        token_expires_at,
         _slot: slot,
     };
-    state.metrics.handshakes.inc();
-    let session = session::run(state.clone(), upgrade, spec, membership, shutdown.clone());
-    tokio::spawn(session);
-    Ok(response.map(|()| Body::default()))
+    Ok(Admission {
+        spec,
+        response,
+        upgrade,
+    })
 }

@@ -1,10 +1,11 @@
 //! One WebSocket session: a reader task (client events in) and a writer loop
 //! (frames out) sharing a bounded outbox.
 //!
-//! Delivery order: the socket joins its chat's room before the upgrade completes,
-//! so live messages queue in its outbox from then on. The writer keeps
-//! `next_seq`, the next message this socket must get: it first replays the store
-//! from `after_seq + 1` to the end, then takes live messages from the outbox. One
+//! Delivery order: the socket joins its chat's room before the chat's `last_seq`
+//! is read, so every message committed after that read queues in its outbox. The
+//! writer keeps `next_seq`, the next message this socket must get: when the
+//! client resumes from before `last_seq` it first replays the store from
+//! `after_seq + 1` to the end, then takes live messages from the outbox. One
 //! below `next_seq` was already sent (dropped); one above it means a gap, filled
 //! from the store first. So each message arrives once, in `seq` order, with no
 //! gap or duplicate at the seam between history and live delivery.
@@ -35,6 +36,10 @@ pub struct SessionSpec {
     pub user: User,
     /// Deliver messages with `seq > resume_after`.
     pub resume_after: i64,
+    /// The chat's `last_seq`, read after the socket joined its room: every later
+    /// message reaches the outbox, so only `resume_after < stored_through` needs
+    /// a catch-up from the store.
+    pub stored_through: i64,
     /// When the access token expires (Unix seconds).
     pub token_expires_at: i64,
     /// This user's socket slot, given back when the session ends.
@@ -179,7 +184,9 @@ impl Writer<'_> {
         shutdown: &mut Shutdown,
     ) -> End {
         let result = async {
-            self.catch_up().await?;
+            if spec.resume_after < spec.stored_through {
+                self.catch_up().await?;
+            }
             self.live(spec, &mut outbox, &mut control, shutdown, overflow)
                 .await
         }

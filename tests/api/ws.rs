@@ -236,6 +236,46 @@ async fn resuming_during_a_send_storm_has_no_gap_or_duplicate_at_the_seam() {
     assert_gap_free_from(&got, 1);
 }
 
+/// A plain connect racing a send gets that message live, or never (it was
+/// stored before the socket's starting point was read); never late, as a gap
+/// filled only when the next message arrives. The server skips the catch-up
+/// query on a plain connect, so this is what proves the skip is safe.
+#[tokio::test]
+async fn a_plain_connect_racing_a_send_gets_it_live_or_never() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = app.pair().await;
+    for round in 0..24u64 {
+        // Alternately the send and the connect start first, by 0-5.5 ms.
+        let head_start = Duration::from_micros(round / 2 * 500);
+        let (send_after, connect_after) = if round % 2 == 0 {
+            (head_start, Duration::ZERO)
+        } else {
+            (Duration::ZERO, head_start)
+        };
+        let send = async {
+            tokio::time::sleep(send_after).await;
+            app.say(&ann, chat, "raced").await["seq"].as_i64().unwrap()
+        };
+        let connect = async {
+            tokio::time::sleep(connect_after).await;
+            WsClient::connect(&app, chat, &bob.access, None).await
+        };
+        let (raced, mut bob_socket) = tokio::join!(send, connect);
+        match bob_socket.recv_within(Duration::from_millis(500)).await {
+            Some(Received::Json(event)) => {
+                assert_eq!(event["data"]["seq"], raced, "live: the raced message");
+            }
+            Some(Received::Close(code)) => panic!("closed with {code}"),
+            None => {
+                let next = app.say(&ann, chat, "next").await["seq"].clone();
+                let first = bob_socket.message().await["seq"].clone();
+                assert_eq!(first, next, "message {raced} was not delivered late");
+            }
+        }
+        bob_socket.close().await;
+    }
+}
+
 #[tokio::test]
 async fn a_client_that_never_reads_is_closed_and_can_resume() {
     let app = spawn_app_with(&[("WS_OUTBOX_CAPACITY", "4")]).await;
