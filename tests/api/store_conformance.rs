@@ -42,6 +42,7 @@ conformance!(
     chats_are_unique_per_pair,
     seq_is_gap_free_under_concurrent_writers,
     retried_client_ids_store_nothing,
+    a_batch_over_several_chats_numbers_each_in_batch_order,
     ranges_serve_pages_and_cursors,
     history_reads_the_chat_and_its_window_at_once,
     chats_are_ordered_by_latest_message,
@@ -190,6 +191,49 @@ async fn seq_is_gap_free_under_concurrent_writers(store: Arc<dyn Store>) {
     all.sort_unstable();
     assert_eq!(all, (1..=160).collect::<Vec<i64>>());
     assert_eq!(access_of(&store, chat).await.unwrap().last_seq, 160);
+}
+
+async fn a_batch_over_several_chats_numbers_each_in_batch_order(store: Arc<dyn Store>) {
+    let (a, b, first) = chat_of(&store).await;
+    let c = user(&store, "cat").await;
+    let second = store.start_chat(&a, &c).await.unwrap().chat.id;
+    let third = store.start_chat(&b, &c).await.unwrap().chat.id;
+    store
+        .append_messages(&[message(second, &c, "earlier", None)])
+        .await
+        .unwrap();
+    let plan = [
+        (second, &a, 2),
+        (first, &b, 1),
+        (second, &c, 3),
+        (third, &c, 1),
+        (first, &a, 2),
+        (second, &a, 4),
+    ];
+    let batch: Vec<NewMessage> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, (chat, sender, _))| {
+            message(*chat, sender, &format!("m{i}"), Some(&format!("k{i}")))
+        })
+        .collect();
+    let outcomes = store.append_messages(&batch).await.unwrap();
+    for (i, ((chat, sender, seq), outcome)) in plan.iter().zip(&outcomes).enumerate() {
+        let AppendOutcome::Created(m) = outcome else {
+            panic!("created: {outcome:?}")
+        };
+        let wanted = (*chat, sender.id, *seq, format!("m{i}"));
+        assert_eq!((m.chat, m.sender.id, m.seq, m.content.clone()), wanted);
+        let stored = store.messages_between(*chat, *seq, *seq).await.unwrap();
+        assert_eq!(
+            (stored[0].id, stored[0].content.as_str()),
+            (m.id, m.content.as_str()),
+            "the outcome is the stored row"
+        );
+    }
+    for (chat, last) in [(first, 2), (second, 4), (third, 1)] {
+        assert_eq!(access_of(&store, chat).await.unwrap().last_seq, last);
+    }
 }
 
 async fn retried_client_ids_store_nothing(store: Arc<dyn Store>) {

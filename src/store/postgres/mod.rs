@@ -2,12 +2,15 @@
 //! statement prepared once when it connects. The only module that speaks SQL to
 //! PostgreSQL (migrations aside).
 
+mod append;
+
 use super::{
     dedupe_batch, AppendOutcome, ChatAccess, Credentials, History, NewMessage, NewUser, SeqWindow,
     StartedChat, Store, StoreError,
 };
 use crate::config::DatabaseConfig;
 use crate::model::{metadata_from_text, pair_key, Chat, Message, Timestamp, User};
+use append::{append_on, AppendPath};
 use async_trait::async_trait;
 use bb8_postgres::PostgresConnectionManager;
 use std::time::Duration;
@@ -34,37 +37,6 @@ macro_rules! chat_select {
         )
     };
 }
-
-/// The lean append, for a batch whose client ids are all new (the common case),
-/// as one statement: no lock pass, no duplicate probe, no PL/pgSQL. Each chat's
-/// counter moves once by its message count (the UPDATE locks the row; one
-/// node's lanes never share a chat, and a deadlock between two nodes' batches is
-/// detected by PostgreSQL and retried); the messages take the seqs behind it.
-/// A reused client id fails the statement on the unique index, so nothing is
-/// stored and the caller retries through `append_messages`, which answers it.
-/// A chat that does not exist gets a NULL seq, which fails the whole statement.
-const APPEND_NEW_MESSAGES: &str = "
-WITH input AS (
-    SELECT u.chat, u.sender, u.content, u.metadata, u.cmid, u.ord::INT AS ord
-    FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[])
-         WITH ORDINALITY AS u(chat, sender, content, metadata, cmid, ord)
-), counts AS (
-    SELECT i.chat, count(*) AS n FROM input i GROUP BY i.chat
-), moved AS (
-    UPDATE chats c SET last_seq = c.last_seq + counts.n
-    FROM counts WHERE c.id = counts.chat AND c.id = ANY ($1)
-    RETURNING c.id AS chat, c.last_seq - counts.n AS base
-), fresh AS (
-    SELECT i.ord, i.chat, i.sender, i.content, i.metadata, i.cmid,
-           m.base + row_number() OVER (PARTITION BY i.chat ORDER BY i.ord) AS seq
-    FROM input i LEFT JOIN moved m ON m.chat = i.chat
-), inserted AS (
-    INSERT INTO messages (chat_id, seq, sender_id, content, metadata, client_msg_id, created_at)
-    SELECT f.chat, f.seq, f.sender, f.content, f.metadata::jsonb, f.cmid, now() FROM fresh f
-    RETURNING id, chat_id, seq, created_at
-)
-SELECT f.ord, 0::SMALLINT, ins.id, ins.seq, NULL::TEXT, NULL::TEXT, ins.created_at
-FROM fresh f JOIN inserted ins ON ins.chat_id = f.chat AND ins.seq = f.seq";
 
 /// Every statement the store runs, prepared on each new connection.
 pub struct Statements {
@@ -165,10 +137,8 @@ impl Statements {
                      WHERE c.id = $1",
                 )
                 .await?,
-            append_messages: client
-                .prepare("SELECT * FROM append_messages($1, $2, $3, $4, $5)")
-                .await?,
-            append_new_messages: client.prepare(APPEND_NEW_MESSAGES).await?,
+            append_messages: client.prepare(append::APPEND_CHECKED).await?,
+            append_new_messages: client.prepare(append::APPEND_NEW_MESSAGES).await?,
             blacklist_token: client
                 .prepare(
                     "INSERT INTO token_blacklist (jti, expires_at)
@@ -273,46 +243,6 @@ impl PgStore {
             .map_err(classify)?;
         Ok(chat_from_row(&row))
     }
-}
-
-/// Which append function a batch goes through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AppendPath {
-    /// [`APPEND_NEW_MESSAGES`]: assumes every client id is new; a reused one
-    /// fails the whole batch with a unique violation (nothing stored).
-    New,
-    /// `append_messages`: probes each client id and answers retries with the
-    /// stored original.
-    Checked,
-}
-
-/// Runs an append function for a batch whose client ids are distinct.
-async fn append_on(
-    conn: &PreparedConnection,
-    path: AppendPath,
-    batch: &[&NewMessage],
-) -> Result<Vec<Option<AppendOutcome>>, tokio_postgres::Error> {
-    let chats: Vec<i64> = batch.iter().map(|m| m.chat_id).collect();
-    let senders: Vec<i64> = batch.iter().map(|m| m.sender.id).collect();
-    let contents: Vec<&str> = batch.iter().map(|m| m.content.as_str()).collect();
-    let metadata: Vec<&str> = batch.iter().map(|m| m.metadata.as_str()).collect();
-    let client_ids: Vec<Option<&str>> = batch.iter().map(|m| m.client_msg_id.as_deref()).collect();
-    let rows = conn
-        .client
-        .query(
-            match path {
-                AppendPath::New => &conn.statements.append_new_messages,
-                AppendPath::Checked => &conn.statements.append_messages,
-            },
-            &[&chats, &senders, &contents, &metadata, &client_ids],
-        )
-        .await?;
-    let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; batch.len()];
-    for row in rows {
-        let index = row.get::<_, i32>(0) as usize - 1;
-        outcomes[index] = Some(outcome_from_row(&row, batch[index]));
-    }
-    Ok(outcomes)
 }
 
 /// Connection-level failures mean "unavailable" (503); the rest are real errors.
