@@ -15,6 +15,7 @@ pub mod http;
 pub mod json;
 pub mod metrics;
 pub mod model;
+pub mod os;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod rooms;

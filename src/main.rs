@@ -49,6 +49,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    chat_server::os::decline_huge_pages();
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(config) => config,

@@ -38,7 +38,7 @@ pub async fn connect(
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
     if let Some(ip) = local {
-        defer_port_choice(&socket);
+        crate::os::defer_port_choice(&socket);
         socket.bind(SocketAddr::new(ip, 0))?;
     }
     let stream = socket.connect(addr).await?;
@@ -57,31 +57,3 @@ pub async fn connect(
     let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream).await?;
     Ok(ws)
 }
-
-/// Lets the kernel choose the source port at `connect` (checking the whole
-/// 4-tuple) rather than at `bind`: binding port 0 walks every port already bound,
-/// which made opening tens of thousands of sockets quadratic (76% of all CPU in
-/// `inet_csk_get_port` at 19,000 sockets).
-#[cfg(target_os = "linux")]
-fn defer_port_choice(socket: &tokio::net::TcpSocket) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: the descriptor is open (owned by `socket`) and the option value is a
-    // c_int with its exact size; setsockopt only reads it.
-    let failed = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    } != 0;
-    if failed {
-        // Older kernels: binding still works, only slower.
-        tracing::debug!("IP_BIND_ADDRESS_NO_PORT is not supported");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn defer_port_choice(_socket: &tokio::net::TcpSocket) {}
