@@ -41,10 +41,18 @@ pub async fn run(args: ChatArgs) -> Result<Report> {
     let deadline = start + duration;
     let progress = Progress::start("chat", duration, live.clone());
     let mut tasks = Vec::with_capacity(pairs.len());
+    let senders = sockets.len();
     for (index, (sender, receiver)) in sockets.into_iter().enumerate() {
         let recorder = Recorder::new(start, live.clone());
+        let phase = pace.phase(index, senders);
         tasks.push(tokio::spawn(run_pair(
-            index, sender, receiver, pace, start, deadline, recorder,
+            index,
+            sender,
+            receiver,
+            (pace, phase),
+            start,
+            deadline,
+            recorder,
         )));
     }
     let mut merged = Recorder::new(start, live.clone());
@@ -91,7 +99,7 @@ async fn run_pair(
     index: usize,
     sender: ws::Socket,
     receiver: ws::Socket,
-    pace: Pace,
+    (pace, phase): (Pace, Duration),
     start: Instant,
     deadline: Instant,
     recorder: Recorder,
@@ -111,6 +119,7 @@ async fn run_pair(
     let done = client::send_loop(
         sender,
         pace,
+        phase,
         deadline,
         Duration::from_secs(10),
         frame_for,

@@ -25,6 +25,20 @@ pub struct Pace {
     pub size: usize,
 }
 
+impl Pace {
+    /// The first send of sender `index` of `senders`, as a delay: senders holding
+    /// a rate start at evenly spread phases of their period, so the offered load
+    /// arrives spread out rather than as one burst from every sender per period.
+    pub fn phase(&self, index: usize, senders: usize) -> Duration {
+        match self.rate {
+            Some(rate) => {
+                Duration::from_secs_f64(index as f64 / senders.max(1) as f64 / rate.max(0.001))
+            }
+            None => Duration::ZERO,
+        }
+    }
+}
+
 /// What a sender did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Sent {
@@ -54,6 +68,7 @@ pub fn stamp_of(content: &str) -> Option<u128> {
 pub async fn send_loop(
     socket: Socket,
     pace: Pace,
+    phase: Duration,
     deadline: Instant,
     drain: Duration,
     frame_for: impl Fn(u64) -> Frame<'static>,
@@ -93,7 +108,8 @@ pub async fn send_loop(
     };
     let mut done = Sent::default();
     let mut ticker = pace.rate.map(|rate| {
-        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+        let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+        let mut t = tokio::time::interval_at((Instant::now() + phase).into(), period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         t
     });

@@ -37,7 +37,9 @@ pub async fn run(args: EchoArgs) -> Result<Report> {
         size: args.size,
     };
     let mut tasks = Vec::new();
-    for socket in sockets {
+    let senders = sockets.len();
+    for (index, socket) in sockets.into_iter().enumerate() {
+        let phase = pace.phase(index, senders);
         let recorder = Arc::new(Mutex::new(Recorder::new(start, live.clone())));
         let seen = recorder.clone();
         let is_ack = move |bytes: &[u8]| {
@@ -57,6 +59,7 @@ pub async fn run(args: EchoArgs) -> Result<Report> {
             let done = client::send_loop(
                 socket,
                 pace,
+                phase,
                 start + duration,
                 Duration::from_secs(5),
                 frame_for,
