@@ -5,7 +5,6 @@
 use super::{outcome_from_row, timestamp, PreparedConnection};
 use crate::model::Message;
 use crate::store::{AppendOutcome, NewMessage};
-use std::collections::HashMap;
 use tokio_postgres::Row;
 
 /// The lean append, for a batch whose client ids are all new (the common case),
@@ -99,29 +98,48 @@ pub(super) async fn append_on(
 }
 
 /// A batch seen chat by chat: each chat once (ascending) with its message
-/// count, and each message's place among its chat's messages, from 1.
+/// count, each message's place among its chat's messages (from 1), and the
+/// batch indexes sorted by chat, then by place (chat slot `s` starts at
+/// `starts[s]`).
 #[derive(Debug, PartialEq, Eq)]
 struct ChatRuns {
     chats: Vec<i64>,
     counts: Vec<i64>,
     nth: Vec<i64>,
+    by_chat: Vec<usize>,
+    starts: Vec<usize>,
 }
 
 impl ChatRuns {
     fn of(message_chats: &[i64]) -> Self {
-        let mut seen: HashMap<i64, i64> = HashMap::new();
-        let nth = message_chats
-            .iter()
-            .map(|chat| {
-                let count = seen.entry(*chat).or_default();
-                *count += 1;
-                *count
-            })
-            .collect();
-        let mut totals: Vec<(i64, i64)> = seen.into_iter().collect();
-        totals.sort_unstable();
-        let (chats, counts) = totals.into_iter().unzip();
-        ChatRuns { chats, counts, nth }
+        let mut by_chat: Vec<usize> = (0..message_chats.len()).collect();
+        by_chat.sort_unstable_by_key(|&i| (message_chats[i], i));
+        let (mut chats, mut counts, mut starts) = (Vec::new(), Vec::new(), Vec::new());
+        let mut nth = vec![0; message_chats.len()];
+        for (position, &i) in by_chat.iter().enumerate() {
+            if chats.last() != Some(&message_chats[i]) {
+                chats.push(message_chats[i]);
+                counts.push(0);
+                starts.push(position);
+            }
+            let count = counts.last_mut().expect("pushed above");
+            *count += 1;
+            nth[i] = *count;
+        }
+        ChatRuns {
+            chats,
+            counts,
+            nth,
+            by_chat,
+            starts,
+        }
+    }
+
+    /// The batch index of the message at `place` (from 0) in chat slot `slot`.
+    fn message_at(&self, slot: usize, place: i64) -> Option<usize> {
+        let count = self.counts[slot];
+        let place = usize::try_from(place).ok().filter(|_| place < count)?;
+        Some(self.by_chat[self.starts[slot] + place])
     }
 }
 
@@ -133,22 +151,18 @@ fn created_outcomes(
     runs: &ChatRuns,
     rows: &[Row],
 ) -> Vec<Option<AppendOutcome>> {
-    let mut first_seq: HashMap<i64, i64> = HashMap::with_capacity(runs.chats.len());
+    let slot_of = |chat: i64| runs.chats.binary_search(&chat).ok();
+    let mut first_seq = vec![i64::MAX; runs.chats.len()];
     for row in rows {
-        let seq = first_seq.entry(row.get(1)).or_insert(i64::MAX);
-        *seq = (*seq).min(row.get(2));
+        if let Some(slot) = slot_of(row.get(1)) {
+            first_seq[slot] = first_seq[slot].min(row.get(2));
+        }
     }
-    let index: HashMap<(i64, i64), usize> = batch
-        .iter()
-        .zip(&runs.nth)
-        .enumerate()
-        .map(|(i, (message, nth))| ((message.chat_id, *nth), i))
-        .collect();
     let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; batch.len()];
     for row in rows {
         let (chat, seq): (i64, i64) = (row.get(1), row.get(2));
-        let nth = seq - first_seq[&chat] + 1;
-        if let Some(&i) = index.get(&(chat, nth)) {
+        let Some(slot) = slot_of(chat) else { continue };
+        if let Some(i) = runs.message_at(slot, seq - first_seq[slot]) {
             outcomes[i] = Some(AppendOutcome::Created(created(batch[i], row)));
         }
     }
@@ -178,12 +192,21 @@ mod tests {
         assert_eq!(runs.chats, vec![4, 7, 9]);
         assert_eq!(runs.counts, vec![2, 1, 3]);
         assert_eq!(runs.nth, vec![1, 1, 2, 3, 1, 2]);
+        assert_eq!(runs.by_chat, vec![1, 5, 4, 0, 2, 3]);
+        assert_eq!(runs.starts, vec![0, 2, 3]);
+        assert_eq!(runs.message_at(2, 0), Some(0), "chat 9's first");
+        assert_eq!(runs.message_at(2, 2), Some(3), "chat 9's third");
+        assert_eq!(runs.message_at(0, 1), Some(5), "chat 4's second");
+        assert_eq!(runs.message_at(1, 1), None, "chat 7 has one");
+        assert_eq!(runs.message_at(1, -1), None);
         assert_eq!(
             ChatRuns::of(&[]),
             ChatRuns {
                 chats: vec![],
                 counts: vec![],
-                nth: vec![]
+                nth: vec![],
+                by_chat: vec![],
+                starts: vec![]
             }
         );
     }
