@@ -10,7 +10,7 @@ use crate::progress::Progress;
 use crate::report::Report;
 use crate::setup::{self, Pair};
 use crate::stats::Recorder;
-use crate::ws::{self, Event};
+use crate::ws;
 use crate::Result;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -136,10 +136,7 @@ async fn run_pair(
 
 /// An echo of one of our messages (a `message` event carrying a content marker).
 fn is_echo(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<Event>(bytes)
-        .ok()
-        .and_then(|e| e.data.filter(|_| e.kind == "message"))
-        .is_some_and(|d| client::stamp_of(&d.content).is_some())
+    ws::message_fields(bytes).is_some_and(|(_, content)| client::stamp_of(&content).is_some())
 }
 
 /// The store must hold exactly what was acknowledged, chat by chat.

@@ -4,7 +4,7 @@
 //! same code measures any server that echoes content back.
 
 use crate::stats::{self, Recorder};
-use crate::ws::{self, Event, Socket};
+use crate::ws::{self, Socket};
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketWrite};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -215,14 +215,11 @@ async fn read_arrivals(
 ) {
     let mut ws = fastwebsockets::FragmentCollector::new(socket);
     while let Some(bytes) = ws::next_text(&mut ws).await {
-        let Ok(event) = serde_json::from_slice::<Event>(&bytes) else {
+        let Some((seq, content)) = ws::message_fields(&bytes) else {
             continue;
         };
-        let Some(data) = event.data.filter(|_| event.kind == "message") else {
-            continue;
-        };
-        if let Some(stamp) = stamp_of(&data.content) {
-            if arrivals.send((stamp, data.seq)).is_err() {
+        if let Some(stamp) = stamp_of(&content) {
+            if arrivals.send((stamp, seq)).is_err() {
                 return;
             }
         }
