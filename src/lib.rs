@@ -13,6 +13,7 @@ pub mod draft;
 pub mod error;
 pub mod http;
 pub mod json;
+pub mod lookups;
 pub mod metrics;
 pub mod model;
 pub mod os;

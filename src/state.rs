@@ -6,6 +6,7 @@ use crate::auth::password::{HashError, PasswordHasher};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::http::cors::Cors;
+use crate::lookups::Lookups;
 use crate::metrics::Metrics;
 use crate::pipeline::{MessagePipeline, WriterSettings};
 use crate::ratelimit::{RateLimiter, SocketSlots};
@@ -41,6 +42,8 @@ pub struct AppState {
     pub tokens: TokenService,
     pub passwords: PasswordHasher,
     pub pipeline: MessagePipeline,
+    /// Batched user-and-chat lookups for sends and handshakes.
+    pub lookups: Lookups,
     pub rooms: Rooms,
     pub bus: Bus,
     pub metrics: Arc<Metrics>,
@@ -74,7 +77,9 @@ impl AppState {
             metrics.clone(),
             settings,
         );
+        let lookups = Lookups::start(store.clone(), realtime.writer_lanes);
         Ok(AppState {
+            lookups,
             tokens: TokenService::new(&auth.secret_key, auth.access_ttl, auth.refresh_ttl),
             passwords: PasswordHasher::new(
                 auth.argon2_memory_kib,

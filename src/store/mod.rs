@@ -157,6 +157,19 @@ pub trait Store: Send + Sync + 'static {
         user_id: i64,
         chat_id: i64,
     ) -> Result<(Option<User>, Option<ChatAccess>), StoreError>;
+    /// [`Store::user_and_chat`] for many `(user, chat)` pairs at once, answered
+    /// in order. A store with per-statement overhead answers them in one
+    /// statement; the default asks one by one.
+    async fn users_and_chats(
+        &self,
+        pairs: &[(i64, i64)],
+    ) -> Result<Vec<(Option<User>, Option<ChatAccess>)>, StoreError> {
+        let mut found = Vec::with_capacity(pairs.len());
+        for &(user_id, chat_id) in pairs {
+            found.push(self.user_and_chat(user_id, chat_id).await?);
+        }
+        Ok(found)
+    }
     /// The user's chats, most recent activity first, each with its last message.
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError>;
     /// Messages with `from_seq <= seq <= to_seq`, ascending.

@@ -102,6 +102,41 @@ async fn concurrent_senders_get_a_gap_free_sequence() {
     assert_eq!(seqs(&page.body), (1..=60).collect::<Vec<_>>());
 }
 
+/// Concurrent sends are authorized in batches (one lookup statement for many
+/// requests): every request must still get its own answer.
+#[tokio::test]
+async fn concurrent_sends_by_members_and_outsiders_each_get_their_own_answer() {
+    let app = spawn_app().await;
+    let (ann, bob, ann_bob) = app.pair().await;
+    let cat = app.user("cat").await;
+    let ann_cat = app.chat(&ann, &cat).await;
+    let sends = (0..90).map(|i| {
+        let app = &app;
+        // Members of their chat, or outsiders (cat in ann-bob, bob in ann-cat).
+        let (who, chat, allowed) = match i % 5 {
+            0 => (&ann, ann_bob, true),
+            1 => (&bob, ann_bob, true),
+            2 => (&cat, ann_cat, true),
+            3 => (&cat, ann_bob, false),
+            _ => (&bob, ann_cat, false),
+        };
+        async move {
+            let body = json!({"content": format!("m{i}")});
+            let reply = app.post(&path(chat), Some(&who.access), &body).await;
+            (i, who.id, allowed, reply)
+        }
+    });
+    for (i, sender, allowed, reply) in futures_util::future::join_all(sends).await {
+        if allowed {
+            let message = reply.expect(201);
+            assert_eq!(message["sender"]["id"], sender, "send {i}: its own sender");
+            assert_eq!(message["content"], format!("m{i}"));
+        } else {
+            reply.expect(403);
+        }
+    }
+}
+
 #[tokio::test]
 async fn history_pages_count_back_from_the_newest_with_absolute_links() {
     let app = spawn_app().await;

@@ -43,6 +43,7 @@ conformance!(
     seq_is_gap_free_under_concurrent_writers,
     retried_client_ids_store_nothing,
     a_batch_over_several_chats_numbers_each_in_batch_order,
+    lookups_answer_many_pairs_in_order,
     ranges_serve_pages_and_cursors,
     history_reads_the_chat_and_its_window_at_once,
     chats_are_ordered_by_latest_message,
@@ -234,6 +235,35 @@ async fn a_batch_over_several_chats_numbers_each_in_batch_order(store: Arc<dyn S
     for (chat, last) in [(first, 2), (second, 4), (third, 1)] {
         assert_eq!(access_of(&store, chat).await.unwrap().last_seq, last);
     }
+}
+
+async fn lookups_answer_many_pairs_in_order(store: Arc<dyn Store>) {
+    let (a, b, chat) = chat_of(&store).await;
+    store
+        .append_messages(&[message(chat, &a, "x", None)])
+        .await
+        .unwrap();
+    let (no_user, no_chat) = (b.id.max(a.id) + 1_000, chat + 1_000);
+    let pairs = [
+        (a.id, chat),
+        (no_user, chat),
+        (b.id, no_chat),
+        (a.id, chat),
+        (no_user, no_chat),
+        (b.id, chat),
+    ];
+    let found = store.users_and_chats(&pairs).await.unwrap();
+    assert_eq!(found.len(), pairs.len());
+    for (&(user_id, chat_id), (user, access)) in pairs.iter().zip(&found) {
+        assert_eq!(
+            user.as_ref().map(|u| u.id),
+            (user_id != no_user).then_some(user_id)
+        );
+        assert_eq!(access.map(|c| c.last_seq), (chat_id == chat).then_some(1));
+        let one = store.user_and_chat(user_id, chat_id).await.unwrap();
+        assert_eq!((&one.0, one.1), (user, *access), "same as one at a time");
+    }
+    assert!(store.users_and_chats(&[]).await.unwrap().is_empty());
 }
 
 async fn retried_client_ids_store_nothing(store: Arc<dyn Store>) {

@@ -46,7 +46,7 @@ pub struct Statements {
     search_users: Statement,
     insert_chat: Statement,
     chat_id_by_pair: Statement,
-    user_and_chat: Statement,
+    users_and_chats: Statement,
     chat_by_id: Statement,
     chats_of: Statement,
     messages_between: Statement,
@@ -93,13 +93,14 @@ impl Statements {
             chat_id_by_pair: client
                 .prepare("SELECT id FROM chats WHERE pair_key = $1")
                 .await?,
-            user_and_chat: client
+            users_and_chats: client
                 .prepare(
-                    "SELECT u.id, u.email, u.full_name, u.nickname,
+                    "SELECT q.ord::INT, u.id, u.email, u.full_name, u.nickname,
                             c.user_low, c.user_high, c.last_seq
-                     FROM (SELECT 1) AS one
-                     LEFT JOIN users u ON u.id = $1
-                     LEFT JOIN chats c ON c.id = $2",
+                     FROM unnest($1::BIGINT[], $2::BIGINT[])
+                          WITH ORDINALITY AS q(user_id, chat_id, ord)
+                     LEFT JOIN users u ON u.id = q.user_id
+                     LEFT JOIN chats c ON c.id = q.chat_id",
                 )
                 .await?,
             chat_by_id: client.prepare(chat_select!("c.id = $1")).await?,
@@ -525,18 +526,37 @@ impl Store for PgStore {
         user_id: i64,
         chat_id: i64,
     ) -> Result<(Option<User>, Option<ChatAccess>), StoreError> {
+        let mut found = self.users_and_chats(&[(user_id, chat_id)]).await?;
+        found
+            .pop()
+            .ok_or(StoreError::Inconsistent("a lookup got no answer"))
+    }
+
+    async fn users_and_chats(
+        &self,
+        pairs: &[(i64, i64)],
+    ) -> Result<Vec<(Option<User>, Option<ChatAccess>)>, StoreError> {
+        let (users, chats): (Vec<i64>, Vec<i64>) = pairs.iter().copied().unzip();
         let conn = self.conn().await?;
-        let row = conn
+        let rows = conn
             .client
-            .query_one(&conn.statements.user_and_chat, &[&user_id, &chat_id])
+            .query(&conn.statements.users_and_chats, &[&users, &chats])
             .await
             .map_err(classify)?;
-        let user = row.get::<_, Option<i64>>(0).map(|_| user_at(&row, 0));
-        let access = row.get::<_, Option<i64>>(4).map(|low| ChatAccess {
-            participants: [low, row.get(5)],
-            last_seq: row.get(6),
-        });
-        Ok((user, access))
+        let mut found = vec![(None, None); pairs.len()];
+        for row in rows {
+            let slot = usize::try_from(row.get::<_, i32>(0) - 1)
+                .ok()
+                .and_then(|index| found.get_mut(index))
+                .ok_or(StoreError::Inconsistent("a lookup row out of range"))?;
+            let user = row.get::<_, Option<i64>>(1).map(|_| user_at(&row, 1));
+            let access = row.get::<_, Option<i64>>(5).map(|low| ChatAccess {
+                participants: [low, row.get(6)],
+                last_seq: row.get(7),
+            });
+            *slot = (user, access);
+        }
+        Ok(found)
     }
 
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {
