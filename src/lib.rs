@@ -7,13 +7,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod batched;
 pub mod bus;
 pub mod config;
 pub mod draft;
 pub mod error;
 pub mod http;
 pub mod json;
-pub mod lookups;
 pub mod metrics;
 pub mod model;
 pub mod os;

@@ -3,17 +3,17 @@
 
 use crate::auth::jwt::TokenService;
 use crate::auth::password::{HashError, PasswordHasher};
+use crate::batched::Batched;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::http::cors::Cors;
-use crate::lookups::Lookups;
 use crate::metrics::Metrics;
 use crate::pipeline::{MessagePipeline, WriterSettings};
 use crate::ratelimit::{RateLimiter, SocketSlots};
 use crate::rooms::{ConnId, Rooms};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError};
+use crate::store::{History, HistoryRead, Membership, Store, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -35,6 +35,11 @@ pub enum StartError {
     },
 }
 
+/// Batched `(user, chat)` membership lookups.
+pub type Lookups = Batched<(i64, i64), Membership>;
+/// Batched history reads.
+pub type Histories = Batched<HistoryRead, Option<History>>;
+
 /// Everything a handler needs.
 pub struct AppState {
     pub config: Config,
@@ -42,8 +47,10 @@ pub struct AppState {
     pub tokens: TokenService,
     pub passwords: PasswordHasher,
     pub pipeline: MessagePipeline,
-    /// Batched user-and-chat lookups for sends and handshakes.
+    /// The user and the chat for sends and handshakes, batched.
     pub lookups: Lookups,
+    /// History pages, batched.
+    pub histories: Histories,
     pub rooms: Rooms,
     pub bus: Bus,
     pub metrics: Arc<Metrics>,
@@ -77,9 +84,10 @@ impl AppState {
             metrics.clone(),
             settings,
         );
-        let lookups = Lookups::start(store.clone(), realtime.writer_lanes);
+        let (lookups, histories) = start_reads(&store, realtime.writer_lanes);
         Ok(AppState {
             lookups,
+            histories,
             tokens: TokenService::new(&auth.secret_key, auth.access_ttl, auth.refresh_ttl),
             passwords: PasswordHasher::new(
                 auth.argon2_memory_kib,
@@ -99,6 +107,22 @@ impl AppState {
             config,
         })
     }
+}
+
+/// The batched readers: `lanes` lanes each for membership lookups and for
+/// history pages.
+fn start_reads(store: &Arc<dyn Store>, lanes: usize) -> (Lookups, Histories) {
+    let for_lookups = store.clone();
+    let lookups = Batched::start(lanes, move |pairs: Vec<(i64, i64)>| {
+        let store = for_lookups.clone();
+        async move { store.users_and_chats(&pairs).await }
+    });
+    let for_histories = store.clone();
+    let histories = Batched::start(lanes, move |reads: Vec<HistoryRead>| {
+        let store = for_histories.clone();
+        async move { store.histories(&reads).await }
+    });
+    (lookups, histories)
 }
 
 /// The room map, and the bus that links it to other nodes (Redis when

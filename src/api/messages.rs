@@ -9,7 +9,7 @@ use crate::http::query::Query;
 use crate::http::response::{created, ok, Body};
 use crate::model::Message;
 use crate::state::AppState;
-use crate::store::AppendOutcome;
+use crate::store::{AppendOutcome, HistoryRead};
 use hyper::body::Incoming;
 use hyper::header::HOST;
 use hyper::{Request, Response};
@@ -34,7 +34,12 @@ pub async fn history(
     let query = Query::parse(request.uri().query());
     let wanted = HistoryRequest::parse(&query, state.config.paging)?;
     // One round trip: the chat, its participants and the page, resolved in the store.
-    let history = state.store.history(chat_id, me, wanted.window()).await?;
+    let read = HistoryRead {
+        chat_id,
+        reader: me,
+        window: wanted.window(),
+    };
+    let history = state.histories.ask(read).await?;
     let access = super::admitted(history.as_ref().map(|h| h.access), me)?;
     let results = history.map(|h| h.messages).unwrap_or_default();
     let plan = wanted.plan(access.last_seq)?;

@@ -51,7 +51,7 @@ pub async fn member_of(
     user_id: i64,
     chat_id: i64,
 ) -> Result<(User, ChatAccess), ApiError> {
-    let (user, access) = state.lookups.user_and_chat(user_id, chat_id).await?;
+    let (user, access) = state.lookups.ask((user_id, chat_id)).await?;
     let user = user.ok_or_else(ApiError::user_gone)?;
     let access = admitted(access, user.id)?;
     Ok((user, access))

@@ -95,6 +95,17 @@ impl SeqWindow {
     }
 }
 
+/// One history read: a window of `chat_id` as `reader` may see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryRead {
+    pub chat_id: i64,
+    pub reader: i64,
+    pub window: SeqWindow,
+}
+
+/// What a membership lookup finds: the user and the chat, each `None` when missing.
+pub type Membership = (Option<User>, Option<ChatAccess>);
+
 /// A chat's access facts and, when the reader is one of its participants, the
 /// messages of the window asked for, ascending.
 #[derive(Debug, Clone)]
@@ -188,6 +199,16 @@ pub trait Store: Send + Sync + 'static {
         reader: i64,
         window: SeqWindow,
     ) -> Result<Option<History>, StoreError>;
+    /// [`Store::history`] for many reads at once, answered in order. A store
+    /// with per-statement overhead answers them in one statement; the default
+    /// reads one by one.
+    async fn histories(&self, reads: &[HistoryRead]) -> Result<Vec<Option<History>>, StoreError> {
+        let mut found = Vec::with_capacity(reads.len());
+        for read in reads {
+            found.push(self.history(read.chat_id, read.reader, read.window).await?);
+        }
+        Ok(found)
+    }
     /// Appends a batch in one transaction: gap-free `seq` per chat, the chats'
     /// `updated_at` moved, idempotent on `(sender, client_msg_id)`. The outcomes are
     /// in the order of `batch`.

@@ -137,6 +137,40 @@ async fn concurrent_sends_by_members_and_outsiders_each_get_their_own_answer() {
     }
 }
 
+/// Concurrent history reads are answered in batches (one statement for many
+/// requests): every request must still get its own chat's page.
+#[tokio::test]
+async fn concurrent_history_reads_each_get_their_own_page() {
+    let app = spawn_app().await;
+    let (ann, bob, ann_bob) = app.pair().await;
+    let cat = app.user("cat").await;
+    let ann_cat = app.chat(&ann, &cat).await;
+    app.say_many(&ann, ann_bob, 7, "ab", "to bob").await;
+    app.say_many(&cat, ann_cat, 3, "ac", "to ann").await;
+    let reads = (0..60).map(|i| {
+        let app = &app;
+        let (who, chat, expected) = match i % 4 {
+            0 => (&bob, ann_bob, Some((7, "to bob"))),
+            1 => (&ann, ann_cat, Some((3, "to ann"))),
+            2 => (&cat, ann_bob, None),
+            _ => (&ann, ann_bob, Some((7, "to bob"))),
+        };
+        async move { (app.get(&path(chat), Some(&who.access)).await, expected) }
+    });
+    for (reply, expected) in futures_util::future::join_all(reads).await {
+        match expected {
+            Some((count, content)) => {
+                let page = reply.expect(200);
+                assert_eq!(page["count"], count);
+                assert_eq!(page["results"][0]["content"], content);
+            }
+            None => {
+                reply.expect(403);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn history_pages_count_back_from_the_newest_with_absolute_links() {
     let app = spawn_app().await;

@@ -8,7 +8,8 @@ use chat_server::model::{pair_key, User};
 use chat_server::store::postgres::PgStore;
 use chat_server::store::sqlite::SqliteStore;
 use chat_server::store::{
-    AppendOutcome, ChatAccess, NewMessage, NewUser, SeqWindow, Store, StoreError,
+    AppendOutcome, ChatAccess, History, HistoryRead, NewMessage, NewUser, SeqWindow, Store,
+    StoreError,
 };
 use std::sync::Arc;
 
@@ -46,6 +47,7 @@ conformance!(
     lookups_answer_many_pairs_in_order,
     ranges_serve_pages_and_cursors,
     history_reads_the_chat_and_its_window_at_once,
+    history_reads_answer_many_at_once,
     chats_are_ordered_by_latest_message,
     read_markers_only_move_forward,
     blacklisted_tokens_are_remembered,
@@ -394,6 +396,73 @@ async fn history_reads_the_chat_and_its_window_at_once(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_none());
+}
+
+/// What a history read found, comparably: access, seqs and contents.
+type PageSummary = Option<(ChatAccess, Vec<i64>, Vec<String>)>;
+
+fn summary(history: &Option<History>) -> PageSummary {
+    history.as_ref().map(|h| {
+        let seqs = h.messages.iter().map(|m| m.seq).collect();
+        let contents = h.messages.iter().map(|m| m.content.clone()).collect();
+        (h.access, seqs, contents)
+    })
+}
+
+async fn history_reads_answer_many_at_once(store: Arc<dyn Store>) {
+    let (a, b, chat) = chat_of(&store).await;
+    let c = user(&store, "cat").await;
+    let other = store.start_chat(&a, &c).await.unwrap().chat.id;
+    let batch: Vec<NewMessage> = (0..30)
+        .map(|i| {
+            let to = if i % 3 == 0 { other } else { chat };
+            message(to, &a, &format!("m{i}"), None)
+        })
+        .collect();
+    store.append_messages(&batch).await.unwrap();
+    let newest = |size| SeqWindow {
+        skip: 0,
+        size,
+        cap: i64::MAX,
+        floor: 1,
+        oldest_page: false,
+    };
+    let read = |chat_id, reader, window| HistoryRead {
+        chat_id,
+        reader,
+        window,
+    };
+    let reads = [
+        read(chat, a.id, newest(5)),
+        read(other, c.id, newest(25)),
+        read(chat, c.id, newest(5)),
+        read(chat + 1_000, a.id, newest(5)),
+        read(
+            chat,
+            b.id,
+            SeqWindow {
+                oldest_page: true,
+                ..newest(6)
+            },
+        ),
+    ];
+    let together = store.histories(&reads).await.unwrap();
+    assert_eq!(together.len(), reads.len());
+    for (read, got) in reads.iter().zip(&together) {
+        let alone = store.history(read.chat_id, read.reader, read.window).await;
+        assert_eq!(summary(got), summary(&alone.unwrap()), "{read:?}");
+    }
+    let seqs = |page: &PageSummary| page.as_ref().map(|(_, seqs, _)| seqs.clone());
+    assert_eq!(seqs(&summary(&together[0])), Some((16..=20).collect()));
+    assert_eq!(seqs(&summary(&together[1])), Some((1..=10).collect()));
+    assert_eq!(
+        seqs(&summary(&together[2])),
+        Some(vec![]),
+        "an outsider sees no messages"
+    );
+    assert_eq!(summary(&together[3]), None, "no such chat");
+    assert_eq!(seqs(&summary(&together[4])), Some(vec![1, 2]));
+    assert!(store.histories(&[]).await.unwrap().is_empty());
 }
 
 async fn chats_are_ordered_by_latest_message(store: Arc<dyn Store>) {
