@@ -115,3 +115,35 @@ fn fail_all<A>(replies: Vec<oneshot::Sender<Result<A, StoreError>>>, error: &Sto
         let _ = reply.send(Err(shared));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_question_gets_its_own_answer() {
+        let doubled = Batched::start(2, |xs: Vec<i64>| async move {
+            Ok(xs.into_iter().map(|x| x * 2).collect())
+        });
+        let asks: Vec<_> = (0..200)
+            .map(|i| {
+                let doubled = doubled.clone();
+                tokio::spawn(async move { (i, doubled.ask(i).await) })
+            })
+            .collect();
+        for ask in asks {
+            let (i, answer) = ask.await.unwrap();
+            assert_eq!(answer.unwrap(), i * 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_every_caller_and_keeps_unavailable() {
+        let down = Batched::start(1, |_: Vec<i64>| async {
+            Err::<Vec<i64>, _>(StoreError::Unavailable("down".into()))
+        });
+        assert!(matches!(down.ask(1).await, Err(StoreError::Unavailable(c)) if c == "down"));
+        let short = Batched::start(1, |_: Vec<i64>| async { Ok(Vec::<i64>::new()) });
+        assert!(matches!(short.ask(1).await, Err(StoreError::Failed(_))));
+    }
+}

@@ -209,9 +209,9 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(found)
     }
-    /// Appends a batch in one transaction: gap-free `seq` per chat, the chats'
-    /// `updated_at` moved, idempotent on `(sender, client_msg_id)`. The outcomes are
-    /// in the order of `batch`.
+    /// Appends a batch in one transaction: gap-free `seq` per chat (a chat's
+    /// activity time is then its newest message's), idempotent on
+    /// `(sender, client_msg_id)`. The outcomes are in the order of `batch`.
     async fn append_messages(&self, batch: &[NewMessage])
         -> Result<Vec<AppendOutcome>, StoreError>;
 
