@@ -1,5 +1,7 @@
-//! One WebSocket session: a reader task (client events in) and a writer loop
-//! (frames out) sharing a bounded outbox.
+//! One WebSocket session, one task: it reads client events and writes frames
+//! from a bounded outbox. fastwebsockets' frame read is not cancel-safe, so the
+//! read in progress stays pinned while the loop writes, pings and watches for
+//! shutdown, and is only replaced once it has completed.
 //!
 //! Delivery order: the socket joins its chat's room before the chat's `last_seq`
 //! is read, so every message committed after that read queues in its outbox. The
@@ -67,19 +69,13 @@ pub fn subscribe(state: &AppState, user_id: i64) -> Membership {
     }
 }
 
-/// What the reader asks the writer to send.
-enum Control {
-    Pong(Vec<u8>),
-    Close(u16),
-}
-
-/// Why the writer stopped.
+/// Why the session stopped.
 #[derive(Debug)]
 enum End {
     Closed(u16),
     Transport(WebSocketError),
     Store(StoreError),
-    ReaderGone,
+    ConnectionLost,
 }
 
 impl std::fmt::Display for End {
@@ -88,7 +84,7 @@ impl std::fmt::Display for End {
             End::Closed(code) => write!(f, "closed with {code}"),
             End::Transport(error) => write!(f, "transport: {error}"),
             End::Store(error) => write!(f, "store: {error}"),
-            End::ReaderGone => f.write_str("connection lost"),
+            End::ConnectionLost => f.write_str("connection lost"),
         }
     }
 }
@@ -138,16 +134,14 @@ pub async fn run(
         "websocket session opened"
     );
     state.metrics.connections_open.inc();
-    let overflow = subscriber.overflow.clone();
-    let (control_tx, control_rx) = mpsc::channel(16);
-    let reading = tokio::spawn(read_loop(
-        state.clone(),
-        reader,
-        subscriber,
-        spec.chat_id,
-        spec.user.clone(),
-        control_tx,
-    ));
+    let mut events = EventHandler {
+        state: &state,
+        me: &subscriber,
+        chat_id: spec.chat_id,
+        user: spec.user.clone(),
+        last_typing: None,
+        throttled_in_a_row: 0,
+    };
     let mut out = Writer {
         state: &state,
         writer,
@@ -155,9 +149,8 @@ pub async fn run(
         chat_id: spec.chat_id,
     };
     let end = out
-        .serve(&spec, &overflow, outbox, control_rx, &mut shutdown)
+        .serve(&spec, reader, outbox, &mut events, &mut shutdown)
         .await;
-    reading.abort();
     state.rooms.leave(spec.chat_id, conn).await;
     state.metrics.connections_open.dec();
     if matches!(end, End::Closed(close::SLOW_CONSUMER)) {
@@ -178,16 +171,16 @@ impl Writer<'_> {
     async fn serve(
         &mut self,
         spec: &SessionSpec,
-        overflow: &Notify,
+        mut reader: MessageReader,
         mut outbox: mpsc::Receiver<Outgoing>,
-        mut control: mpsc::Receiver<Control>,
+        events: &mut EventHandler<'_>,
         shutdown: &mut Shutdown,
     ) -> End {
         let result = async {
             if spec.resume_after < spec.stored_through {
                 self.catch_up().await?;
             }
-            self.live(spec, &mut outbox, &mut control, shutdown, overflow)
+            self.live(spec, &mut reader, &mut outbox, events, shutdown)
                 .await
         }
         .await;
@@ -200,36 +193,73 @@ impl Writer<'_> {
         }
     }
 
+    /// Until the session must close: client events in, outbox frames and pings
+    /// out. A read in progress is never dropped half-way (see the module note).
     async fn live(
         &mut self,
         spec: &SessionSpec,
+        reader: &mut MessageReader,
         outbox: &mut mpsc::Receiver<Outgoing>,
-        control: &mut mpsc::Receiver<Control>,
+        events: &mut EventHandler<'_>,
         shutdown: &mut Shutdown,
-        overflow: &Notify,
     ) -> Result<u16, End> {
         let realtime = &self.state.config.realtime;
+        let (idle, me) = (realtime.idle_timeout, events.me);
         let mut ping = tokio::time::interval(realtime.ping_interval);
         ping.tick().await;
-        let expiry = token_deadline(spec.token_expires_at);
+        let expiry = tokio::time::sleep_until(token_deadline(spec.token_expires_at));
+        tokio::pin!(expiry);
         loop {
-            tokio::select! {
-                biased;
-                () = shutdown.recv() => return Ok(close::GOING_AWAY),
-                () = overflow.notified() => return Ok(close::SLOW_CONSUMER),
-                () = tokio::time::sleep_until(expiry) => return Ok(close::TOKEN_EXPIRED),
-                command = control.recv() => match command {
-                    Some(Control::Pong(payload)) => { self.writer.pong(payload).await?; self.writer.flush().await?; }
-                    Some(Control::Close(code)) => return Ok(code),
-                    None => return Err(End::ReaderGone),
-                },
-                item = outbox.recv() => {
-                    let Some(item) = item else { return Err(End::ReaderGone) };
-                    self.write_burst(item, outbox).await?;
+            let read = tokio::time::timeout(idle, reader.next());
+            tokio::pin!(read);
+            let inbound = loop {
+                tokio::select! {
+                    biased;
+                    () = shutdown.recv() => return Ok(close::GOING_AWAY),
+                    () = me.overflow.notified() => return Ok(close::SLOW_CONSUMER),
+                    () = &mut expiry => return Ok(close::TOKEN_EXPIRED),
+                    inbound = &mut read => break inbound,
+                    item = outbox.recv() => {
+                        // The session holds a sender (its own error replies), so
+                        // the outbox never closes while it runs.
+                        let Some(item) = item else { return Err(End::ConnectionLost) };
+                        self.write_burst(item, outbox).await?;
+                    }
+                    _ = ping.tick() => { self.writer.ping().await?; self.writer.flush().await?; }
                 }
-                _ = ping.tick() => { self.writer.ping().await?; self.writer.flush().await?; }
+            };
+            if let Some(code) = self.act_on(inbound, events).await? {
+                return Ok(code);
             }
         }
+    }
+
+    /// Acts on what the client sent; `Some(code)` when the socket must close.
+    async fn act_on(
+        &mut self,
+        inbound: Result<Result<Inbound, ReadError>, tokio::time::error::Elapsed>,
+        events: &mut EventHandler<'_>,
+    ) -> Result<Option<u16>, End> {
+        let code = match inbound {
+            Err(_) => close::IDLE_TIMEOUT,
+            Ok(Ok(Inbound::Text(mut bytes))) => match events.handle(&mut bytes).await {
+                None => return Ok(None),
+                Some(code) => code,
+            },
+            Ok(Ok(Inbound::Ping(payload))) => {
+                self.writer.pong(payload).await?;
+                self.writer.flush().await?;
+                return Ok(None);
+            }
+            Ok(Ok(Inbound::Pong)) => return Ok(None),
+            Ok(Ok(Inbound::Binary)) => close::UNSUPPORTED_DATA,
+            Ok(Ok(Inbound::Close)) => close::NORMAL,
+            Ok(Err(ReadError::TooBig)) => close::MESSAGE_TOO_BIG,
+            Ok(Err(ReadError::InvalidUtf8)) => close::INVALID_PAYLOAD,
+            Ok(Err(ReadError::Protocol)) => close::PROTOCOL_ERROR,
+            Ok(Err(ReadError::Closed)) => return Err(End::ConnectionLost),
+        };
+        Ok(Some(code))
     }
 
     /// Writes one item and whatever else is already queued, then flushes once.
@@ -323,48 +353,6 @@ fn reason(code: u16) -> &'static str {
 fn token_deadline(expires_at: i64) -> tokio::time::Instant {
     let left = expires_at - crate::auth::jwt::unix_now();
     tokio::time::Instant::now() + Duration::from_secs(left.clamp(0, 10 * 365 * 86_400) as u64)
-}
-
-/// Reads client events until the client leaves or breaks the protocol.
-async fn read_loop(
-    state: Arc<AppState>,
-    mut reader: MessageReader,
-    me: Subscriber,
-    chat_id: i64,
-    user: User,
-    control: mpsc::Sender<Control>,
-) {
-    let idle = state.config.realtime.idle_timeout;
-    let mut events = EventHandler {
-        state: &state,
-        me: &me,
-        chat_id,
-        user,
-        last_typing: None,
-        throttled_in_a_row: 0,
-    };
-    loop {
-        let code = match tokio::time::timeout(idle, reader.next()).await {
-            Err(_) => close::IDLE_TIMEOUT,
-            Ok(Ok(Inbound::Text(mut bytes))) => match events.handle(&mut bytes).await {
-                None => continue,
-                Some(code) => code,
-            },
-            Ok(Ok(Inbound::Ping(payload))) => {
-                let _ = control.try_send(Control::Pong(payload));
-                continue;
-            }
-            Ok(Ok(Inbound::Pong)) => continue,
-            Ok(Ok(Inbound::Binary)) => close::UNSUPPORTED_DATA,
-            Ok(Ok(Inbound::Close)) => close::NORMAL,
-            Ok(Err(ReadError::TooBig)) => close::MESSAGE_TOO_BIG,
-            Ok(Err(ReadError::InvalidUtf8)) => close::INVALID_PAYLOAD,
-            Ok(Err(ReadError::Protocol)) => close::PROTOCOL_ERROR,
-            Ok(Err(ReadError::Closed)) => return,
-        };
-        let _ = control.send(Control::Close(code)).await;
-        return;
-    }
 }
 
 /// Acts on decoded client events.
