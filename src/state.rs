@@ -13,7 +13,7 @@ use crate::ratelimit::{RateLimiter, SocketSlots};
 use crate::rooms::{ConnId, Rooms};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{History, HistoryRead, Membership, Store, StoreError};
+use crate::store::{History, HistoryRead, Store, StoreError, UserAndChat};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ pub enum StartError {
 }
 
 /// Batched `(user, chat)` membership lookups.
-pub type Lookups = Batched<(i64, i64), Membership>;
+pub type Lookups = Batched<(i64, i64), UserAndChat>;
 /// Batched history reads.
 pub type Histories = Batched<HistoryRead, Option<History>>;
 

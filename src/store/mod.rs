@@ -104,7 +104,7 @@ pub struct HistoryRead {
 }
 
 /// What a membership lookup finds: the user and the chat, each `None` when missing.
-pub type Membership = (Option<User>, Option<ChatAccess>);
+pub type UserAndChat = (Option<User>, Option<ChatAccess>);
 
 /// A chat's access facts and, when the reader is one of its participants, the
 /// messages of the window asked for, ascending.
@@ -163,18 +163,11 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the chat of the two users, creating it when it does not exist.
     async fn start_chat(&self, a: &User, b: &User) -> Result<StartedChat, StoreError>;
     /// The user and the chat in one round trip (for a send or a handshake).
-    async fn user_and_chat(
-        &self,
-        user_id: i64,
-        chat_id: i64,
-    ) -> Result<(Option<User>, Option<ChatAccess>), StoreError>;
+    async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError>;
     /// [`Store::user_and_chat`] for many `(user, chat)` pairs at once, answered
     /// in order. A store with per-statement overhead answers them in one
     /// statement; the default asks one by one.
-    async fn users_and_chats(
-        &self,
-        pairs: &[(i64, i64)],
-    ) -> Result<Vec<(Option<User>, Option<ChatAccess>)>, StoreError> {
+    async fn users_and_chats(&self, pairs: &[(i64, i64)]) -> Result<Vec<UserAndChat>, StoreError> {
         let mut found = Vec::with_capacity(pairs.len());
         for &(user_id, chat_id) in pairs {
             found.push(self.user_and_chat(user_id, chat_id).await?);

@@ -237,7 +237,7 @@ fn chat_by_id(conn: &Connection, chat_id: i64) -> Result<Chat, StoreError> {
         .map_err(failed)
 }
 
-/// Appends one message whose client id is not repeated in its batch.
+/// A chat's participants and `last_seq`; `None` when there is no such chat.
 fn access_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatAccess>, StoreError> {
     conn.query_row(
         "SELECT user_low, user_high, last_seq FROM chats WHERE id = ?",
@@ -253,6 +253,7 @@ fn access_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatAccess>, Stor
     .map_err(failed)
 }
 
+/// A chat's messages with `from_seq <= seq <= to_seq`, ascending.
 fn messages_in(
     conn: &Connection,
     chat_id: i64,
@@ -284,6 +285,7 @@ fn messages_in(
     rows.collect::<Result<_, _>>().map_err(failed)
 }
 
+/// Appends one message whose client id is not repeated in its batch.
 fn append_one(
     conn: &Connection,
     message: &NewMessage,

@@ -142,13 +142,13 @@ pub async fn run(
         last_typing: None,
         throttled_in_a_row: 0,
     };
-    let mut out = Writer {
+    let mut session = Session {
         state: &state,
         writer,
         next_seq: spec.resume_after.saturating_add(1),
         chat_id: spec.chat_id,
     };
-    let end = out
+    let end = session
         .serve(&spec, reader, outbox, &mut events, &mut shutdown)
         .await;
     state.rooms.leave(spec.chat_id, conn).await;
@@ -160,14 +160,15 @@ pub async fn run(
         secs = started.elapsed().as_secs_f64(), "websocket session closed");
 }
 
-struct Writer<'a> {
+/// The session's state: the socket's write half and where delivery stands.
+struct Session<'a> {
     state: &'a AppState,
     writer: FrameWriter,
     next_seq: i64,
     chat_id: i64,
 }
 
-impl Writer<'_> {
+impl Session<'_> {
     async fn serve(
         &mut self,
         spec: &SessionSpec,

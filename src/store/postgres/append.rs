@@ -2,7 +2,7 @@
 //! (every client id new) and the checked `append_messages` function for the
 //! rest, and how their rows map back to the batch.
 
-use super::{outcome_from_row, timestamp, PreparedConnection};
+use super::{ord_index, outcome_from_row, timestamp, PreparedConnection};
 use crate::model::Message;
 use crate::store::{AppendOutcome, NewMessage};
 use tokio_postgres::Row;
@@ -88,9 +88,12 @@ pub(super) async fn append_on(
                 )
                 .await?;
             let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; batch.len()];
+            // A row out of range leaves its message unanswered, which the
+            // caller reports instead of storing half a batch silently.
             for row in rows {
-                let index = row.get::<_, i32>(0) as usize - 1;
-                outcomes[index] = Some(outcome_from_row(&row, batch[index]));
+                if let Some(index) = ord_index(&row, batch.len()) {
+                    outcomes[index] = Some(outcome_from_row(&row, batch[index]));
+                }
             }
             Ok(outcomes)
         }

@@ -6,7 +6,7 @@ mod append;
 
 use super::{
     dedupe_batch, AppendOutcome, ChatAccess, Credentials, History, HistoryRead, NewMessage,
-    NewUser, SeqWindow, StartedChat, Store, StoreError,
+    NewUser, SeqWindow, StartedChat, Store, StoreError, UserAndChat,
 };
 use crate::config::DatabaseConfig;
 use crate::model::{metadata_from_text, pair_key, Chat, Message, Timestamp, User};
@@ -386,6 +386,16 @@ fn timestamp(row: &Row, index: usize) -> Timestamp {
     Timestamp(row.get::<_, OffsetDateTime>(index))
 }
 
+/// The 0-based position in a request of `len` items that a row answers, from
+/// the 1-based `ord` in its first column (`WITH ORDINALITY`); `None` when out of
+/// range.
+fn ord_index(row: &Row, len: usize) -> Option<usize> {
+    usize::try_from(row.get::<_, i32>(0))
+        .ok()?
+        .checked_sub(1)
+        .filter(|index| *index < len)
+}
+
 /// A message's sender: one of its chat's two participants.
 fn sender_among(participants: &[User; 2], sender_id: i64) -> User {
     participants
@@ -430,8 +440,6 @@ fn message_from_row(row: &Row, chat_id: i64) -> Message {
     }
 }
 
-/// Columns: the two participants (low id first), the chat's `last_seq`, then
-/// one message per row (all NULL when the window is empty).
 /// One read's rows of the `histories` statement (ord, both participants,
 /// `last_seq`, then a message or NULLs); `None` when there are none (no chat).
 fn history_from_rows(rows: &[Row], chat_id: i64) -> Option<History> {
@@ -582,21 +590,14 @@ impl Store for PgStore {
         })
     }
 
-    async fn user_and_chat(
-        &self,
-        user_id: i64,
-        chat_id: i64,
-    ) -> Result<(Option<User>, Option<ChatAccess>), StoreError> {
+    async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError> {
         let mut found = self.users_and_chats(&[(user_id, chat_id)]).await?;
         found
             .pop()
             .ok_or(StoreError::Inconsistent("a lookup got no answer"))
     }
 
-    async fn users_and_chats(
-        &self,
-        pairs: &[(i64, i64)],
-    ) -> Result<Vec<(Option<User>, Option<ChatAccess>)>, StoreError> {
+    async fn users_and_chats(&self, pairs: &[(i64, i64)]) -> Result<Vec<UserAndChat>, StoreError> {
         let (users, chats): (Vec<i64>, Vec<i64>) = pairs.iter().copied().unzip();
         let conn = self.conn().await?;
         let rows = conn
@@ -606,8 +607,7 @@ impl Store for PgStore {
             .map_err(classify)?;
         let mut found = vec![(None, None); pairs.len()];
         for row in rows {
-            let slot = usize::try_from(row.get::<_, i32>(0) - 1)
-                .ok()
+            let slot = ord_index(&row, pairs.len())
                 .and_then(|index| found.get_mut(index))
                 .ok_or(StoreError::Inconsistent("a lookup row out of range"))?;
             let user = row.get::<_, Option<i64>>(1).map(|_| user_at(&row, 1));
@@ -691,8 +691,7 @@ impl Store for PgStore {
             .map_err(classify)?;
         let mut per_read: Vec<Vec<Row>> = (0..reads.len()).map(|_| Vec::new()).collect();
         for row in rows {
-            let rows_of_read = usize::try_from(row.get::<_, i32>(0) - 1)
-                .ok()
+            let rows_of_read = ord_index(&row, reads.len())
                 .and_then(|index| per_read.get_mut(index))
                 .ok_or(StoreError::Inconsistent("a history row out of range"))?;
             rows_of_read.push(row);
