@@ -79,6 +79,8 @@ pub struct Limits {
 pub struct Paging {
     pub default_page_size: i64,
     pub max_page_size: i64,
+    /// Bytes of this node's cache of stored messages' JSON; 0 turns it off.
+    pub history_cache_bytes: usize,
 }
 
 /// Real-time delivery: WebSocket sessions, the room map and the group-commit writer.
@@ -229,6 +231,9 @@ fn paging(env: &Env) -> Result<Paging, ConfigError> {
     let paging = Paging {
         default_page_size: env.number("PAGE_SIZE", 25)?,
         max_page_size: env.number("MAX_PAGE_SIZE", 100)?,
+        history_cache_bytes: env
+            .number::<usize>("HISTORY_CACHE_MB", 64)?
+            .saturating_mul(1 << 20),
     };
     if paging.default_page_size < 1 || paging.default_page_size > paging.max_page_size {
         return Err(ConfigError::Invalid {

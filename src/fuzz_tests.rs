@@ -71,7 +71,11 @@ proptest! {
         let query = Query::parse(Some(&raw));
         let _ = query.get(&key);
         let _ = query.with(&[("page", Some("2".into())), (key.as_str(), None)]);
-        let paging = crate::config::Paging { default_page_size: 25, max_page_size: 100 };
+        let paging = crate::config::Paging {
+            default_page_size: 25,
+            max_page_size: 100,
+            history_cache_bytes: 0,
+        };
         if let Ok(request) = crate::api::pagination::HistoryRequest::parse(&query, paging) {
             let _ = request.plan(1_000);
             let _ = request.plan(0);

@@ -106,6 +106,13 @@ pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
 }
 
+/// Encodes a value onto the end of `out` (for responses assembled from parts).
+pub fn append<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

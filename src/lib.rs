@@ -12,6 +12,7 @@ pub mod bus;
 pub mod config;
 pub mod draft;
 pub mod error;
+pub mod history_cache;
 pub mod http;
 pub mod json;
 pub mod metrics;

@@ -6,6 +6,7 @@ use crate::auth::password::{HashError, PasswordHasher};
 use crate::batched::Batched;
 use crate::bus::Bus;
 use crate::config::Config;
+use crate::history_cache::HistoryCache;
 use crate::http::cors::Cors;
 use crate::metrics::Metrics;
 use crate::pipeline::{MessagePipeline, WriterSettings};
@@ -51,6 +52,8 @@ pub struct AppState {
     pub lookups: Lookups,
     /// History pages, batched.
     pub histories: Histories,
+    /// Stored messages' JSON, so history pages read only what this node lacks.
+    pub history_cache: HistoryCache,
     pub rooms: Rooms,
     pub bus: Bus,
     pub metrics: Arc<Metrics>,
@@ -85,9 +88,14 @@ impl AppState {
             settings,
         );
         let (lookups, histories) = start_reads(&store, realtime.writer_lanes);
+        let paging = config.paging;
         Ok(AppState {
             lookups,
             histories,
+            history_cache: HistoryCache::new(
+                paging.history_cache_bytes,
+                usize::try_from(paging.max_page_size).unwrap_or(0),
+            ),
             tokens: TokenService::new(&auth.secret_key, auth.access_ttl, auth.refresh_ttl),
             passwords: PasswordHasher::new(
                 auth.argon2_memory_kib,

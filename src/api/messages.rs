@@ -3,28 +3,24 @@
 use super::pagination::{HistoryRequest, Plan};
 use crate::draft::Draft;
 use crate::error::ApiError;
+use crate::history_cache::HistoryCache;
 use crate::http::body::RawBody;
 use crate::http::input::Fields;
 use crate::http::query::Query;
-use crate::http::response::{created, ok, Body};
+use crate::http::response::{created, json_bytes, ok, Body};
+use crate::json;
 use crate::model::Message;
 use crate::state::AppState;
-use crate::store::{AppendOutcome, HistoryRead};
+use crate::store::{AppendOutcome, HistoryRead, SeqRun};
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::HOST;
-use hyper::{Request, Response};
-use serde::Serialize;
+use hyper::{Request, Response, StatusCode};
+use std::ops::RangeInclusive;
 
-/// DRF's paginated envelope.
-#[derive(Serialize)]
-struct HistoryPage {
-    count: i64,
-    next: Option<String>,
-    previous: Option<String>,
-    results: Vec<Message>,
-}
-
-/// A page of history, oldest-first within the page.
+/// A page of history, oldest-first within the page, in DRF's paginated
+/// envelope. Messages this node has cached come from the cache; the store is
+/// asked for the chat and the rest (see [`crate::history_cache`]).
 pub async fn history(
     state: &AppState,
     request: Request<Incoming>,
@@ -33,18 +29,28 @@ pub async fn history(
     let me = super::authenticate(state, request.headers())?;
     let query = Query::parse(request.uri().query());
     let wanted = HistoryRequest::parse(&query, state.config.paging)?;
-    // One round trip: the chat, its participants and the page, resolved in the store.
     let read = HistoryRead {
         chat_id,
         reader: me,
         window: wanted.window(),
+        held: state.history_cache.held(chat_id),
     };
-    let history = state.histories.ask(read).await?;
-    let access = super::admitted(history.as_ref().map(|h| h.access), me)?;
-    let results = history.map(|h| h.messages).unwrap_or_default();
-    let plan = wanted.plan(access.last_seq)?;
+    let page = match read_page(state, read, wanted).await? {
+        Some(page) => page,
+        // The cache dropped its part while the store was read: read it all.
+        None => {
+            let whole = HistoryRead {
+                held: SeqRun::EMPTY,
+                ..read
+            };
+            read_page(state, whole, wanted)
+                .await?
+                .ok_or(ApiError::Internal(
+                    "a page read in full needs no cache".into(),
+                ))?
+        }
+    };
     let base = absolute_path(&request);
-    let Plan { next, previous, .. } = plan;
     let link = |changes: Vec<(&str, Option<String>)>| {
         let query = query.with(&changes);
         if query.is_empty() {
@@ -53,12 +59,97 @@ pub async fn history(
             format!("{base}?{query}")
         }
     };
-    Ok(ok(&HistoryPage {
-        count: access.last_seq,
-        next: next.map(link),
-        previous: previous.map(link),
+    let Plan { next, previous, .. } = page.plan;
+    let body = encode_page(
+        page.last_seq,
+        next.map(link),
+        previous.map(link),
+        &page.results,
+    );
+    Ok(json_bytes(StatusCode::OK, body))
+}
+
+/// A page read: the chat's newest `seq`, the plan it gave, the messages' JSON.
+struct Page {
+    last_seq: i64,
+    plan: Plan,
+    results: Vec<Bytes>,
+}
+
+/// One round trip for the chat and what the cache lacks (one statement with
+/// the other reads waiting), then the page; `None` when the cache no longer
+/// has its part.
+async fn read_page(
+    state: &AppState,
+    read: HistoryRead,
+    wanted: HistoryRequest,
+) -> Result<Option<Page>, ApiError> {
+    let history = state.histories.ask(read).await?;
+    let access = super::admitted(history.as_ref().map(|h| h.access), read.reader)?;
+    let plan = wanted.plan(access.last_seq)?;
+    let stored = history.map(|h| h.messages).unwrap_or_default();
+    let Some(results) = assemble(&state.history_cache, read.chat_id, &plan.seqs, &stored) else {
+        return Ok(None);
+    };
+    Ok(Some(Page {
+        last_seq: access.last_seq,
+        plan,
         results,
     }))
+}
+
+/// The page's messages as JSON: the ones before the store's first come from
+/// the cache (`None` if it lacks any); a whole, consecutive page is remembered.
+fn assemble(
+    cache: &HistoryCache,
+    chat_id: i64,
+    seqs: &RangeInclusive<i64>,
+    stored: &[Message],
+) -> Option<Vec<Bytes>> {
+    let store_from = stored.first().map_or(seqs.end() + 1, |message| message.seq);
+    let mut page = cache.take(chat_id, *seqs.start()..=store_from - 1)?;
+    page.extend(
+        stored
+            .iter()
+            .map(|message| Bytes::from(json::encode(message))),
+    );
+    let consecutive = stored
+        .iter()
+        .zip(store_from..)
+        .all(|(message, seq)| message.seq == seq);
+    let whole = seqs.clone().count() == page.len();
+    if consecutive && whole {
+        cache.remember(chat_id, *seqs.start(), &page);
+    }
+    Some(page)
+}
+
+/// DRF's paginated envelope, `{"count","next","previous","results"}`, around
+/// results already encoded (the bytes `serde_json` would write for the struct).
+fn encode_page(
+    count: i64,
+    next: Option<String>,
+    previous: Option<String>,
+    results: &[Bytes],
+) -> Vec<u8> {
+    let links = next.as_ref().map_or(4, String::len) + previous.as_ref().map_or(4, String::len);
+    let size = results.iter().map(|r| r.len() + 1).sum::<usize>() + links + 64;
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(b"{\"count\":");
+    json::append(&mut out, &count);
+    out.extend_from_slice(b",\"next\":");
+    json::append(&mut out, &next);
+    out.extend_from_slice(b",\"previous\":");
+    json::append(&mut out, &previous);
+    out.extend_from_slice(b",\"results\":[");
+    for (index, result) in results.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(result);
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// Sends a message: 201 with it, or 200 with the original when `client_msg_id`
@@ -105,4 +196,95 @@ fn absolute_path(request: &Request<Incoming>) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
     format!("{scheme}://{host}{}", request.uri().path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Timestamp, User};
+    use serde::Serialize;
+
+    /// The envelope as `serde_json` writes it, the reference for [`encode_page`].
+    #[derive(Serialize)]
+    struct HistoryPage {
+        count: i64,
+        next: Option<String>,
+        previous: Option<String>,
+        results: Vec<Message>,
+    }
+
+    fn message(seq: i64) -> Message {
+        let sender = User {
+            id: 3,
+            email: "a\"b@example.com".into(),
+            full_name: "Zoë \\ Ω".into(),
+            nickname: None,
+        };
+        Message {
+            id: 100 + seq,
+            chat: 9,
+            seq,
+            sender,
+            content: format!("line {seq}\n\u{1F600}"),
+            metadata: serde_json::value::RawValue::from_string(r#"{"k": [1, "x"]}"#.into())
+                .unwrap(),
+            client_msg_id: (seq % 2 == 0).then(|| format!("c{seq}")),
+            created_at: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn the_page_envelope_is_what_serde_writes() {
+        let links = [
+            (None, None),
+            (Some("http://h/p?page=2&q=\"x\"".to_string()), None),
+            (Some("http://h/a".into()), Some("http://h/b?page=1".into())),
+        ];
+        for (count, (next, previous)) in [0, 3, 123_456].into_iter().zip(links) {
+            let messages: Vec<Message> = (1..=count.min(3)).map(message).collect();
+            let encoded: Vec<Bytes> = messages
+                .iter()
+                .map(|m| Bytes::from(json::encode(m)))
+                .collect();
+            let reference = json::encode(&HistoryPage {
+                count,
+                next: next.clone(),
+                previous: previous.clone(),
+                results: messages,
+            });
+            let ours = encode_page(count, next, previous, &encoded);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(reference).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_page_takes_what_the_store_left_out_from_the_cache() {
+        let cache = HistoryCache::new(1 << 20, 100);
+        let all: Vec<Message> = (1..=10).map(message).collect();
+        let bytes = |range: std::ops::Range<usize>| -> Vec<Bytes> {
+            all[range]
+                .iter()
+                .map(|m| Bytes::from(json::encode(m)))
+                .collect()
+        };
+        // Nothing cached: the store returned the whole page, now remembered.
+        assert_eq!(assemble(&cache, 9, &(3..=6), &all[2..6]), Some(bytes(2..6)));
+        assert_eq!(cache.held(9), SeqRun { first: 3, last: 6 });
+        // Cached 3..=6, the store returned 7..=8 only.
+        assert_eq!(assemble(&cache, 9, &(5..=8), &all[6..8]), Some(bytes(4..8)));
+        assert_eq!(cache.held(9), SeqRun { first: 3, last: 8 });
+        // All of it cached, the store returned nothing.
+        assert_eq!(assemble(&cache, 9, &(3..=8), &[]), Some(bytes(2..8)));
+        // A part the cache does not have: the caller must read again in full.
+        assert_eq!(assemble(&cache, 9, &(1..=4), &[]), None);
+        assert_eq!(assemble(&cache, 9, &(9..=10), &all[9..10]), None);
+        // An empty page.
+        assert_eq!(
+            assemble(&cache, 9, &RangeInclusive::new(1, 0), &[]),
+            Some(Vec::new())
+        );
+    }
 }

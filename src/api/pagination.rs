@@ -204,6 +204,7 @@ mod tests {
     const PAGING: Paging = Paging {
         default_page_size: 25,
         max_page_size: 100,
+        history_cache_bytes: 0,
     };
 
     fn plan(query: &str, last_seq: i64) -> Result<Plan, ApiError> {

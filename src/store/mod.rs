@@ -95,12 +95,40 @@ impl SeqWindow {
     }
 }
 
+/// A run of consecutive `seq`s, `first..=last`; empty when `first > last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRun {
+    pub first: i64,
+    pub last: i64,
+}
+
+impl SeqRun {
+    /// Holds nothing.
+    pub const EMPTY: SeqRun = SeqRun { first: 1, last: 0 };
+}
+
 /// One history read: a window of `chat_id` as `reader` may see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryRead {
     pub chat_id: i64,
     pub reader: i64,
     pub window: SeqWindow,
+    /// Messages the reader already has (a node's cache). When the window starts
+    /// inside this run, a store may leave out the window's messages up to
+    /// `held.last`: it then returns `max(from, held.last + 1)..=to`. Returning
+    /// the whole window is also correct.
+    pub held: SeqRun,
+}
+
+impl HistoryRead {
+    /// Where the returned messages start for a window resolved to `range`.
+    pub fn unheld_from(&self, range: &std::ops::RangeInclusive<i64>) -> i64 {
+        if self.held.first <= *range.start() {
+            (*range.start()).max(self.held.last + 1)
+        } else {
+            *range.start()
+        }
+    }
 }
 
 /// What a membership lookup finds: the user and the chat, each `None` when missing.

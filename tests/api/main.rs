@@ -8,6 +8,7 @@ mod chats;
 mod cluster;
 mod faults;
 mod helpers;
+mod history_cache;
 mod http;
 mod limits;
 mod messages;

@@ -8,7 +8,7 @@ use chat_server::model::{pair_key, User};
 use chat_server::store::postgres::PgStore;
 use chat_server::store::sqlite::SqliteStore;
 use chat_server::store::{
-    AppendOutcome, ChatAccess, History, HistoryRead, NewMessage, NewUser, SeqWindow, Store,
+    AppendOutcome, ChatAccess, History, HistoryRead, NewMessage, NewUser, SeqRun, SeqWindow, Store,
     StoreError,
 };
 use std::sync::Arc;
@@ -48,6 +48,7 @@ conformance!(
     ranges_serve_pages_and_cursors,
     history_reads_the_chat_and_its_window_at_once,
     history_reads_answer_many_at_once,
+    history_reads_may_leave_out_what_the_reader_holds,
     chats_are_ordered_by_latest_message,
     read_markers_only_move_forward,
     blacklisted_tokens_are_remembered,
@@ -431,6 +432,7 @@ async fn history_reads_answer_many_at_once(store: Arc<dyn Store>) {
         chat_id,
         reader,
         window,
+        held: SeqRun::EMPTY,
     };
     let reads = [
         read(chat, a.id, newest(5)),
@@ -463,6 +465,63 @@ async fn history_reads_answer_many_at_once(store: Arc<dyn Store>) {
     assert_eq!(summary(&together[3]), None, "no such chat");
     assert_eq!(seqs(&summary(&together[4])), Some(vec![1, 2]));
     assert!(store.histories(&[]).await.unwrap().is_empty());
+}
+
+/// A read naming the messages its node holds gets either the whole window or
+/// the window from `unheld_from`, alone and batched, and never anything else.
+async fn history_reads_may_leave_out_what_the_reader_holds(store: Arc<dyn Store>) {
+    let (a, _b, chat) = chat_of(&store).await;
+    let batch: Vec<NewMessage> = (1..=30)
+        .map(|i| message(chat, &a, &format!("m{i}"), None))
+        .collect();
+    store.append_messages(&batch).await.unwrap();
+    let newest = |size, skip| SeqWindow {
+        skip,
+        size,
+        cap: i64::MAX,
+        floor: 1,
+        oldest_page: false,
+    };
+    let run = |first, last| SeqRun { first, last };
+    let cases = [
+        (newest(25, 0), run(1, 30)),
+        (newest(25, 0), run(6, 27)),
+        (newest(25, 0), run(10, 30)),
+        (newest(10, 5), run(1, 18)),
+        (newest(5, 0), SeqRun::EMPTY),
+        (newest(5, 0), run(40, 50)),
+        (
+            SeqWindow {
+                oldest_page: true,
+                ..newest(7, 0)
+            },
+            run(1, 1),
+        ),
+    ];
+    let reads: Vec<HistoryRead> = cases
+        .iter()
+        .map(|&(window, held)| HistoryRead {
+            chat_id: chat,
+            reader: a.id,
+            window,
+            held,
+        })
+        .collect();
+    for reads in [&reads[..1], &reads[1..2], &reads[..]] {
+        let got = store.histories(reads).await.unwrap();
+        for (read, history) in reads.iter().zip(got) {
+            let history = history.expect("the chat exists");
+            assert_eq!(history.access.last_seq, 30);
+            let range = read.window.range(30);
+            let seqs: Vec<i64> = history.messages.iter().map(|m| m.seq).collect();
+            let whole: Vec<i64> = range.clone().collect();
+            let lean: Vec<i64> = (read.unheld_from(&range)..=*range.end()).collect();
+            assert!(seqs == whole || seqs == lean, "{read:?}: got {seqs:?}");
+            for message in &history.messages {
+                assert_eq!(message.content, format!("m{}", message.seq));
+            }
+        }
+    }
 }
 
 async fn chats_are_ordered_by_latest_message(store: Arc<dyn Store>) {

@@ -6,7 +6,7 @@ mod append;
 
 use super::{
     dedupe_batch, AppendOutcome, ChatAccess, Credentials, History, HistoryRead, NewMessage,
-    NewUser, SeqWindow, StartedChat, Store, StoreError, UserAndChat,
+    NewUser, SeqRun, SeqWindow, StartedChat, Store, StoreError, UserAndChat,
 };
 use crate::config::DatabaseConfig;
 use crate::model::{metadata_from_text, pair_key, Chat, Message, Timestamp, User};
@@ -131,10 +131,14 @@ impl Statements {
                          SELECT CASE WHEN $6 THEN LEAST(c.last_seq, (c.last_seq - 1) % $3 + 1)
                                      ELSE LEAST($4, c.last_seq - $2) END AS upto
                      ) AS w
+                     CROSS JOIN LATERAL (SELECT GREATEST($5, w.upto - $3 + 1) AS start) AS r
                      LEFT JOIN LATERAL (
                          SELECT * FROM messages m
                          WHERE m.chat_id = c.id AND $7 IN (c.user_low, c.user_high)
-                           AND m.seq BETWEEN GREATEST($5, w.upto - $3 + 1) AND w.upto
+                           AND m.seq BETWEEN CASE WHEN $8::BIGINT <= r.start
+                                                  THEN GREATEST(r.start, $9::BIGINT + 1)
+                                                  ELSE r.start END
+                                         AND w.upto
                      ) AS m ON true
                      WHERE c.id = $1",
                 )
@@ -149,8 +153,11 @@ impl Statements {
                             m.id, m.seq, m.content, m.metadata::text, m.client_msg_id,
                             m.created_at, m.sender_id
                      FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[],
-                                 $5::BIGINT[], $6::BOOL[], $7::BIGINT[])
-                          WITH ORDINALITY AS q(chat, skip, size, cap, floor, oldest, reader, ord)
+                                 $5::BIGINT[], $6::BOOL[], $7::BIGINT[], $8::BIGINT[],
+                                 $9::BIGINT[])
+                          WITH ORDINALITY
+                          AS q(chat, skip, size, cap, floor, oldest, reader, held_first,
+                               held_last, ord)
                      JOIN chats c ON c.id = q.chat
                      JOIN users lo ON lo.id = c.user_low
                      JOIN users hi ON hi.id = c.user_high
@@ -159,10 +166,16 @@ impl Statements {
                                      THEN LEAST(c.last_seq, (c.last_seq - 1) % q.size + 1)
                                      ELSE LEAST(q.cap, c.last_seq - q.skip) END AS upto
                      ) AS w
+                     CROSS JOIN LATERAL (
+                         SELECT GREATEST(q.floor, w.upto - q.size + 1) AS start
+                     ) AS r
                      LEFT JOIN LATERAL (
                          SELECT * FROM messages m
                          WHERE m.chat_id = c.id AND q.reader IN (c.user_low, c.user_high)
-                           AND m.seq BETWEEN GREATEST(q.floor, w.upto - q.size + 1) AND w.upto
+                           AND m.seq BETWEEN CASE WHEN q.held_first <= r.start
+                                                  THEN GREATEST(r.start, q.held_last + 1)
+                                                  ELSE r.start END
+                                         AND w.upto
                          OFFSET 0
                      ) AS m ON true",
                 )
@@ -277,6 +290,8 @@ impl PgStore {
                     &floor,
                     &oldest_page,
                     &read.reader,
+                    &read.held.first,
+                    &read.held.last,
                 ],
             )
             .await
@@ -661,6 +676,7 @@ impl Store for PgStore {
             chat_id,
             reader,
             window,
+            held: SeqRun::EMPTY,
         };
         self.one_history(&read).await
     }
@@ -679,13 +695,25 @@ impl Store for PgStore {
         let caps = column(|r| r.window.cap);
         let floors = column(|r| r.window.floor);
         let readers = column(|r| r.reader);
+        let held_firsts = column(|r| r.held.first);
+        let held_lasts = column(|r| r.held.last);
         let oldest: Vec<bool> = reads.iter().map(|r| r.window.oldest_page).collect();
         let conn = self.conn().await?;
         let rows = conn
             .client
             .query(
                 &conn.statements.histories,
-                &[&chats, &skips, &sizes, &caps, &floors, &oldest, &readers],
+                &[
+                    &chats,
+                    &skips,
+                    &sizes,
+                    &caps,
+                    &floors,
+                    &oldest,
+                    &readers,
+                    &held_firsts,
+                    &held_lasts,
+                ],
             )
             .await
             .map_err(classify)?;
