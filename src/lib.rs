@@ -15,6 +15,7 @@ pub mod error;
 pub mod history_cache;
 pub mod http;
 pub mod json;
+pub mod members;
 pub mod metrics;
 pub mod model;
 pub mod os;

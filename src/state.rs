@@ -8,6 +8,7 @@ use crate::bus::Bus;
 use crate::config::Config;
 use crate::history_cache::HistoryCache;
 use crate::http::cors::Cors;
+use crate::members::Members;
 use crate::metrics::Metrics;
 use crate::pipeline::{MessagePipeline, WriterSettings};
 use crate::ratelimit::{RateLimiter, SocketSlots};
@@ -54,6 +55,8 @@ pub struct AppState {
     pub histories: Histories,
     /// Stored messages' JSON, so history pages read only what this node lacks.
     pub history_cache: HistoryCache,
+    /// Confirmed memberships, so a REST send needs no membership query.
+    pub members: Members,
     pub rooms: Rooms,
     pub bus: Bus,
     pub metrics: Arc<Metrics>,
@@ -92,6 +95,7 @@ impl AppState {
         Ok(AppState {
             lookups,
             histories,
+            members: Members::default(),
             history_cache: HistoryCache::new(
                 paging.history_cache_bytes,
                 usize::try_from(paging.max_page_size).unwrap_or(0),

@@ -9,7 +9,7 @@ use crate::http::input::Fields;
 use crate::http::query::Query;
 use crate::http::response::{created, json_bytes, ok, Body};
 use crate::json;
-use crate::model::Message;
+use crate::model::{Message, User};
 use crate::state::AppState;
 use crate::store::{AppendOutcome, HistoryRead, SeqRun};
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::HOST;
 use hyper::{Request, Response, StatusCode};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 /// A page of history, oldest-first within the page, in DRF's paginated
 /// envelope. Messages this node has cached come from the cache; the store is
@@ -161,7 +162,7 @@ pub async fn send(
 ) -> Result<Response<Body>, ApiError> {
     let me = super::authenticate(state, request.headers())?;
     state.send_limiter.check(me).map_err(ApiError::Throttled)?;
-    let (sender, _) = super::member_of(state, me, chat_id).await?;
+    let sender = confirmed_sender(state, me, chat_id).await?;
     let limits = &state.config.limits;
     let mut body = RawBody::read(request, limits.max_body_bytes).await?;
     let value = body.object()?;
@@ -183,6 +184,17 @@ pub async fn send(
     }
 }
 
+/// The sender, once they are known to take part in the chat: from this node's
+/// memory of confirmed memberships, else from the store (and then remembered).
+async fn confirmed_sender(state: &AppState, me: i64, chat_id: i64) -> Result<User, ApiError> {
+    if let Some(user) = state.members.get(me, chat_id) {
+        return Ok(User::clone(&user));
+    }
+    let (user, _) = super::member_of(state, me, chat_id).await?;
+    state.members.remember(chat_id, Arc::new(user.clone()));
+    Ok(user)
+}
+
 /// `http(s)://host/path` of the request, for DRF's absolute pagination links.
 fn absolute_path(request: &Request<Incoming>) -> String {
     let headers = request.headers();
@@ -201,7 +213,7 @@ fn absolute_path(request: &Request<Incoming>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Timestamp, User};
+    use crate::model::Timestamp;
     use serde::Serialize;
 
     /// The envelope as `serde_json` writes it, the reference for [`encode_page`].

@@ -287,3 +287,33 @@ async fn outsiders_cannot_read_or_write_a_chat() {
         .await
         .expect(404);
 }
+
+#[tokio::test]
+async fn a_remembered_membership_admits_only_its_own_user_and_chat() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = app.pair().await;
+    let (cat, dan) = (app.user("cat").await, app.user("dan").await);
+    let other = app.chat(&cat, &dan).await;
+    // Ann's and Bob's memberships of `chat` are confirmed and remembered here.
+    for _ in 0..2 {
+        app.say(&ann, chat, "hi").await;
+        app.say(&bob, chat, "hello").await;
+    }
+    let send = |token: &str, chat: i64| {
+        let token = token.to_string();
+        let app = &app;
+        async move {
+            app.post(&path(chat), Some(&token), &json!({"content": "x"}))
+                .await
+        }
+    };
+    send(&cat.access, chat).await.expect(403);
+    send(&ann.access, other).await.expect(403);
+    send(&ann.access, other + chat + 1_000).await.expect(404);
+    let sent = send(&dan.access, other).await;
+    assert_eq!(sent.expect(201)["sender"]["id"], dan.id);
+    let again = send(&ann.access, chat).await;
+    let message = again.expect(201);
+    assert_eq!(message["sender"]["email"], ann.email.as_str());
+    assert_eq!(message["seq"], 5);
+}
