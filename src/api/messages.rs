@@ -127,7 +127,7 @@ fn assemble(
 
 /// DRF's paginated envelope, `{"count","next","previous","results"}`, around
 /// results already encoded (the bytes `serde_json` would write for the struct).
-fn encode_page(
+pub fn encode_page(
     count: i64,
     next: Option<String>,
     previous: Option<String>,

@@ -10,27 +10,25 @@ pub mod messages;
 pub mod pagination;
 pub mod users;
 
-use crate::auth::jwt::{Claims, TokenType};
+use crate::auth::jwt::Bearer;
 use crate::error::ApiError;
 use crate::model::User;
 use crate::state::AppState;
 use crate::store::ChatAccess;
 use hyper::HeaderMap;
 
-/// The user id and claims of a valid access token (`verify` guarantees the id).
-pub fn access_claims(state: &AppState, token: &str) -> Result<(i64, Claims), ApiError> {
-    let claims = state
+/// The user and expiry of a valid access token.
+pub fn bearer(state: &AppState, token: &str) -> Result<Bearer, ApiError> {
+    state
         .tokens
-        .verify(token, TokenType::Access)
-        .map_err(ApiError::InvalidAccessToken)?;
-    let user_id = claims.user_id().ok_or_else(ApiError::user_gone)?;
-    Ok((user_id, claims))
+        .verify_access(token)
+        .map_err(ApiError::InvalidAccessToken)
 }
 
 /// The id of the user whose access token the request carries.
 pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<i64, ApiError> {
     let token = crate::auth::bearer_token(headers)?;
-    Ok(access_claims(state, token)?.0)
+    Ok(bearer(state, token)?.user_id)
 }
 
 /// The full user behind the request's access token; a token whose user no longer

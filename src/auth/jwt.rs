@@ -5,7 +5,12 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Verified access tokens remembered before the memo starts over.
+pub const VERIFIED_CAPACITY: usize = 65_536;
 
 /// Which kind of token, as SimpleJWT's `token_type` claim names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +49,13 @@ pub enum TokenError {
     Invalid,
 }
 
+/// Who a valid access token speaks for, and until when (`exp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bearer {
+    pub user_id: i64,
+    pub expires_at: i64,
+}
+
 /// Issues and verifies tokens with one secret.
 pub struct TokenService {
     encoding: EncodingKey,
@@ -51,6 +63,7 @@ pub struct TokenService {
     validation: Validation,
     access_ttl: Duration,
     refresh_ttl: Duration,
+    verified: VerifiedTokens,
 }
 
 impl TokenService {
@@ -66,6 +79,7 @@ impl TokenService {
             validation,
             access_ttl,
             refresh_ttl,
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -105,6 +119,60 @@ impl TokenService {
             return Err(TokenError::Invalid);
         }
         Ok(data.claims)
+    }
+
+    /// An access token's user and expiry. A token verified before is
+    /// remembered, keyed by the whole token, until it expires: a client's next
+    /// requests skip the signature check and the claims' parsing.
+    pub fn verify_access(&self, token: &str) -> Result<Bearer, TokenError> {
+        if let Some(bearer) = self.verified.get(token, unix_now())? {
+            return Ok(bearer);
+        }
+        let claims = self.verify(token, TokenType::Access)?;
+        let bearer = Bearer {
+            user_id: claims.user_id().ok_or(TokenError::Invalid)?,
+            expires_at: claims.exp,
+        };
+        self.verified.remember(token, bearer);
+        Ok(bearer)
+    }
+}
+
+/// Access tokens whose signature and claims were checked, by the whole token.
+/// Bounded: when full it is emptied at once (one lock, no per-entry upkeep).
+#[derive(Default)]
+struct VerifiedTokens {
+    tokens: Mutex<HashMap<Box<str>, Bearer>>,
+}
+
+impl VerifiedTokens {
+    /// The remembered bearer; `Expired` (and forgotten) once past its `exp`,
+    /// as `jsonwebtoken` would say with no leeway.
+    fn get(&self, token: &str, now: i64) -> Result<Option<Bearer>, TokenError> {
+        let mut tokens = self.lock();
+        match tokens.get(token).copied() {
+            Some(bearer) if bearer.expires_at < now => {
+                tokens.remove(token);
+                Err(TokenError::Expired)
+            }
+            found => Ok(found),
+        }
+    }
+
+    fn remember(&self, token: &str, bearer: Bearer) {
+        let mut tokens = self.lock();
+        if tokens.len() >= VERIFIED_CAPACITY {
+            tokens.clear();
+        }
+        tokens.insert(token.into(), bearer);
+    }
+
+    /// A poisoned lock only means a panic elsewhere between two plain map
+    /// operations; the map is still whole.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Bearer>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -163,6 +231,26 @@ mod tests {
             svc.verify(&forged, TokenType::Access).unwrap_err(),
             TokenError::Invalid
         );
+    }
+
+    #[test]
+    fn a_remembered_access_token_still_expires_and_refuses_look_alikes() {
+        let svc = TokenService::new("k", Duration::from_secs(1), Duration::from_secs(1));
+        let token = svc.issue(7, TokenType::Access);
+        let first = svc.verify_access(&token).unwrap();
+        assert_eq!(first.user_id, 7);
+        assert_eq!(svc.verify_access(&token).unwrap(), first, "remembered");
+        // Another user's claims under this token's (remembered) signature.
+        let other = svc.issue(8, TokenType::Access);
+        let parts = |t: &str| t.split('.').map(str::to_string).collect::<Vec<_>>();
+        let (mine, theirs) = (parts(&token), parts(&other));
+        let forged = format!("{}.{}.{}", mine[0], theirs[1], mine[2]);
+        assert_eq!(svc.verify_access(&forged), Err(TokenError::Invalid));
+        let refresh = svc.issue(7, TokenType::Refresh);
+        assert_eq!(svc.verify_access(&refresh), Err(TokenError::WrongType));
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(svc.verify_access(&token), Err(TokenError::Expired));
+        assert_eq!(svc.verify_access(&token), Err(TokenError::Expired));
     }
 
     #[test]

@@ -37,14 +37,22 @@ pub async fn handshake(
         .get("token")
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::NotAuthenticated)?;
-    let (user_id, claims) = crate::api::access_claims(state, token)?;
+    let bearer = crate::api::bearer(state, token)?;
+    let user_id = bearer.user_id;
     let membership = session::subscribe(state, user_id);
     let conn = membership.subscriber.conn;
     state
         .rooms
         .join(chat_id, membership.subscriber.clone())
         .await;
-    let admitted = admit(state, &mut request, &query, (user_id, claims.exp), chat_id).await;
+    let admitted = admit(
+        state,
+        &mut request,
+        &query,
+        (user_id, bearer.expires_at),
+        chat_id,
+    )
+    .await;
     let Admission {
         spec,
         response,
