@@ -3,7 +3,8 @@
 //! chat's participants never change and the API changes no user, so a confirmed
 //! membership stays true; a send that finds one skips the membership query and
 //! goes straight to the writer. Outsiders and unknown chats are never
-//! remembered (they are asked each time).
+//! remembered (they are asked each time), and a send the store refuses forgets
+//! its membership (a user or chat deleted directly in the database).
 //!
 //! Bounded: when full, everything is forgotten at once (one lock, no per-entry
 //! bookkeeping; the next sends ask the store again).
@@ -36,6 +37,11 @@ impl Members {
         known.insert((user.id, chat_id), user);
     }
 
+    /// Forgets a membership; whether it was remembered.
+    pub fn forget(&self, user_id: i64, chat_id: i64) -> bool {
+        self.lock().remove(&(user_id, chat_id)).is_some()
+    }
+
     /// A poisoned lock only means a panic elsewhere between two plain map
     /// operations; the map is still whole.
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, i64), Arc<User>>> {
@@ -66,6 +72,9 @@ mod tests {
         assert_eq!(members.get(1, 10).unwrap().email, "u1@example.com");
         assert!(members.get(1, 11).is_none(), "another chat");
         assert!(members.get(2, 10).is_none(), "another user");
+        assert!(members.forget(1, 10));
+        assert!(members.get(1, 10).is_none(), "forgotten");
+        assert!(!members.forget(1, 10));
     }
 
     #[test]

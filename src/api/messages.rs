@@ -170,10 +170,14 @@ pub async fn send(
     let draft = Draft::read(&mut fields, limits);
     fields.finish()?;
     let draft = draft.ok_or(ApiError::Internal("validated fields missing".into()))?;
-    let outcome = state
+    let outcome = match state
         .pipeline
         .send(draft.into_message(chat_id, sender))
-        .await?;
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(error) => return Err(explain_failed_send(state, me, chat_id, error.into()).await),
+    };
     match outcome {
         AppendOutcome::Created(message) => Ok(created(&message)),
         AppendOutcome::Duplicate(message) => Ok(ok(&message)),
@@ -193,6 +197,19 @@ async fn confirmed_sender(state: &AppState, me: i64, chat_id: i64) -> Result<Use
     let (user, _) = super::member_of(state, me, chat_id).await?;
     state.members.remember(chat_id, Arc::new(user.clone()));
     Ok(user)
+}
+
+/// A send the store refused may have come through a remembered membership
+/// whose user or chat has since been deleted (directly in the database; the API
+/// deletes neither): forget it and ask the store, so the client gets 401/404
+/// rather than a server error, and later sends are checked again.
+async fn explain_failed_send(state: &AppState, me: i64, chat_id: i64, error: ApiError) -> ApiError {
+    if state.members.forget(me, chat_id) {
+        if let Err(refusal) = super::member_of(state, me, chat_id).await {
+            return refusal;
+        }
+    }
+    error
 }
 
 /// `http(s)://host/path` of the request, for DRF's absolute pagination links.
