@@ -168,6 +168,10 @@ impl Lane {
                 }
                 self.bus.publish(published);
             }
+            Err(error) if messages.len() > 1 && !matches!(error, StoreError::Unavailable(_)) => {
+                tracing::warn!(%error, size = messages.len(), "batch failed; storing its messages one by one");
+                self.commit_one_by_one(messages, replies).await;
+            }
             Err(error) => {
                 tracing::warn!(%error, size = messages.len(), "batch failed; nothing was stored");
                 let detail = error.to_string();
@@ -181,6 +185,33 @@ impl Lane {
                 }
             }
         }
+    }
+
+    /// After a batch was refused as a whole because of one of its messages (a
+    /// chat or user deleted directly in the database), stores the messages one
+    /// at a time, in batch order, so only the refused one fails.
+    async fn commit_one_by_one(&self, messages: Vec<NewMessage>, replies: Vec<Reply>) {
+        let mut published = Vec::new();
+        for (message, reply) in messages.into_iter().zip(replies) {
+            let stored = self
+                .store
+                .append_messages(std::slice::from_ref(&message))
+                .await;
+            match stored.map(|outcomes| outcomes.into_iter().next()) {
+                Ok(Some(outcome)) => published.extend(self.settle(outcome, reply).await),
+                Ok(None) => fail(reply, "no outcome", message.client_msg_id, false),
+                Err(error) => {
+                    let unavailable = matches!(error, StoreError::Unavailable(_));
+                    fail(
+                        reply,
+                        &error.to_string(),
+                        message.client_msg_id,
+                        unavailable,
+                    );
+                }
+            }
+        }
+        self.bus.publish(published);
     }
 
     /// Publishes a new message to the local rooms, then answers its sender;
