@@ -5,19 +5,22 @@
 //! dropped from its room and told so (it then closes with a resumable code);
 //! the shard never waits on a slow consumer.
 
+mod outbox;
 mod shard;
+
+pub use outbox::{Outbox, Taken};
 
 use crate::bus::Interest;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use std::sync::Arc;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 /// Identifies one WebSocket connection on this node.
 pub type ConnId = u64;
 
 /// What a socket's writer receives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
     /// A stored message (`{"type":"message",...}`), delivered in `seq` order.
     Message { seq: i64, frame: Bytes },
@@ -33,23 +36,14 @@ pub enum Outgoing {
 pub struct Subscriber {
     pub conn: ConnId,
     pub user_id: i64,
-    pub outbox: mpsc::Sender<Outgoing>,
-    /// Signalled when the outbox overflowed and the socket was dropped.
-    pub overflow: Arc<Notify>,
+    pub outbox: Arc<Outbox>,
 }
 
 impl Subscriber {
-    /// Queues a frame without waiting; a full outbox signals overflow.
+    /// Queues a frame without waiting; a full outbox wakes its session to close.
     /// Returns whether the socket can still receive.
     pub fn offer(&self, item: Outgoing) -> bool {
-        match self.outbox.try_send(item) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow.notify_one();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        self.outbox.offer(item)
     }
 }
 
@@ -158,22 +152,21 @@ impl Rooms {
 mod tests {
     use super::*;
 
-    fn subscriber(
-        conn: ConnId,
-        user_id: i64,
-        capacity: usize,
-    ) -> (Subscriber, mpsc::Receiver<Outgoing>) {
-        let (outbox, rx) = mpsc::channel(capacity);
-        let overflow = Arc::new(Notify::new());
-        (
-            Subscriber {
-                conn,
-                user_id,
-                outbox,
-                overflow,
-            },
-            rx,
-        )
+    fn subscriber(conn: ConnId, user_id: i64, capacity: usize) -> (Subscriber, Arc<Outbox>) {
+        let outbox = Outbox::new(capacity);
+        let subscriber = Subscriber {
+            conn,
+            user_id,
+            outbox: outbox.clone(),
+        };
+        (subscriber, outbox)
+    }
+
+    async fn next(outbox: &Outbox) -> Outgoing {
+        match outbox.take().await {
+            Taken::Item(item) => item,
+            Taken::Overflowed => panic!("overflowed"),
+        }
     }
 
     fn seq_of(item: Outgoing) -> i64 {
@@ -186,33 +179,33 @@ mod tests {
     #[tokio::test]
     async fn publish_reaches_every_socket_of_the_chat_only() {
         let rooms = Rooms::start(2, None, Default::default());
-        let (a, mut a_rx) = subscriber(1, 10, 8);
-        let (b, mut b_rx) = subscriber(2, 20, 8);
-        let (other, mut other_rx) = subscriber(3, 30, 8);
+        let (a, a_rx) = subscriber(1, 10, 8);
+        let (b, b_rx) = subscriber(2, 20, 8);
+        let (other, other_rx) = subscriber(3, 30, 8);
         rooms.join(7, a).await;
         rooms.join(7, b).await;
         rooms.join(8, other).await;
         let frame = Bytes::from_static(b"{}");
         rooms.publish(7, 1, frame.clone()).await;
-        assert_eq!(seq_of(a_rx.recv().await.unwrap()), 1);
-        let Outgoing::Message { frame: got, .. } = b_rx.recv().await.unwrap() else {
+        assert_eq!(seq_of(next(&a_rx).await), 1);
+        let Outgoing::Message { frame: got, .. } = next(&b_rx).await else {
             panic!()
         };
         assert_eq!(got.as_ptr(), frame.as_ptr(), "the same bytes, not a copy");
         rooms.leave(7, 1).await;
         rooms.publish(7, 2, frame).await;
-        assert_eq!(seq_of(b_rx.recv().await.unwrap()), 2);
+        assert_eq!(seq_of(next(&b_rx).await), 2);
         rooms.publish(8, 5, Bytes::new()).await;
-        assert_eq!(seq_of(other_rx.recv().await.unwrap()), 5);
-        assert!(a_rx.try_recv().is_err(), "left sockets get nothing more");
+        assert_eq!(seq_of(next(&other_rx).await), 5);
+        assert!(a_rx.try_take().is_none(), "left sockets get nothing more");
     }
 
     #[tokio::test]
     async fn broadcast_skips_the_excepted() {
         let rooms = Rooms::start(1, None, Default::default());
-        let (a, mut a_rx) = subscriber(1, 10, 8);
-        let (a2, mut a2_rx) = subscriber(2, 10, 8);
-        let (b, mut b_rx) = subscriber(3, 20, 8);
+        let (a, a_rx) = subscriber(1, 10, 8);
+        let (a2, a2_rx) = subscriber(2, 10, 8);
+        let (b, b_rx) = subscriber(3, 20, 8);
         for s in [a, a2, b] {
             rooms.join(1, s).await;
         }
@@ -222,27 +215,29 @@ mod tests {
         rooms
             .broadcast(1, Bytes::from_static(b"r"), Except::Conn(1))
             .await;
-        assert!(matches!(b_rx.recv().await, Some(Outgoing::Event(f)) if f == "t"));
-        assert!(matches!(b_rx.recv().await, Some(Outgoing::Event(f)) if f == "r"));
-        assert!(matches!(a2_rx.recv().await, Some(Outgoing::Event(f)) if f == "r"));
-        assert!(a_rx.try_recv().is_err());
+        assert!(matches!(next(&b_rx).await, Outgoing::Event(f) if f == "t"));
+        assert!(matches!(next(&b_rx).await, Outgoing::Event(f) if f == "r"));
+        assert!(matches!(next(&a2_rx).await, Outgoing::Event(f) if f == "r"));
+        assert!(a_rx.try_take().is_none());
     }
 
     #[tokio::test]
     async fn a_full_outbox_drops_the_socket_and_signals_overflow() {
         let rooms = Rooms::start(1, None, Default::default());
-        let (slow, mut slow_rx) = subscriber(1, 10, 2);
-        let overflow = slow.overflow.clone();
+        let (slow, slow_rx) = subscriber(1, 10, 2);
         rooms.join(1, slow).await;
         for seq in 1..=5 {
             rooms.publish(1, seq, Bytes::new()).await;
         }
-        tokio::time::timeout(std::time::Duration::from_secs(1), overflow.notified())
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(1), slow_rx.take())
             .await
-            .expect("overflow is signalled");
-        assert_eq!(seq_of(slow_rx.recv().await.unwrap()), 1);
-        assert_eq!(seq_of(slow_rx.recv().await.unwrap()), 2);
-        assert!(slow_rx.try_recv().is_err(), "nothing queued past capacity");
+            .expect("the session is woken");
+        assert_eq!(
+            taken,
+            Taken::Overflowed,
+            "overflow comes before the queued frames"
+        );
+        assert!(slow_rx.try_take().is_none(), "nothing more is handed out");
     }
 }
 
@@ -257,8 +252,7 @@ mod interest_tests {
         let socket = |conn| Subscriber {
             conn,
             user_id: 1,
-            outbox: mpsc::channel(4).0,
-            overflow: Arc::new(Notify::new()),
+            outbox: Outbox::new(4),
         };
         rooms.join(5, socket(1)).await;
         rooms.join(5, socket(2)).await;

@@ -17,7 +17,7 @@ use super::protocol::{
 };
 use super::transport::{self, FrameWriter, Inbound, MessageReader, ReadError, UpgradeFut};
 use crate::model::User;
-use crate::rooms::{Except, Outgoing, Subscriber};
+use crate::rooms::{Except, Outbox, Outgoing, Subscriber, Taken};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -25,7 +25,6 @@ use crate::store::StoreError;
 use fastwebsockets::WebSocketError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify};
 
 /// Messages read from the store per query while catching up.
 const CATCH_UP_CHUNK: i64 = 500;
@@ -51,22 +50,18 @@ pub struct SessionSpec {
 /// The socket's entry in the room map (already joined) and its outbox.
 pub struct Membership {
     pub subscriber: Subscriber,
-    pub outbox: mpsc::Receiver<Outgoing>,
+    pub outbox: Arc<Outbox>,
 }
 
-/// A new socket's room entry and the receiving end of its outbox.
+/// A new socket's room entry and its (empty) outbox.
 pub fn subscribe(state: &AppState, user_id: i64) -> Membership {
-    let (outbox, receiver) = mpsc::channel(state.config.realtime.outbox_capacity);
+    let outbox = Outbox::new(state.config.realtime.outbox_capacity);
     let subscriber = Subscriber {
         conn: state.next_conn_id(),
         user_id,
-        outbox,
-        overflow: Arc::new(Notify::new()),
+        outbox: outbox.clone(),
     };
-    Membership {
-        subscriber,
-        outbox: receiver,
-    }
+    Membership { subscriber, outbox }
 }
 
 /// Why the session stopped.
@@ -149,8 +144,9 @@ pub async fn run(
         chat_id: spec.chat_id,
     };
     let end = session
-        .serve(&spec, reader, outbox, &mut events, &mut shutdown)
+        .serve(&spec, reader, &outbox, &mut events, &mut shutdown)
         .await;
+    outbox.close();
     state.rooms.leave(spec.chat_id, conn).await;
     state.metrics.connections_open.dec();
     if matches!(end, End::Closed(close::SLOW_CONSUMER)) {
@@ -173,7 +169,7 @@ impl Session<'_> {
         &mut self,
         spec: &SessionSpec,
         mut reader: MessageReader,
-        mut outbox: mpsc::Receiver<Outgoing>,
+        outbox: &Outbox,
         events: &mut EventHandler<'_>,
         shutdown: &mut Shutdown,
     ) -> End {
@@ -181,8 +177,7 @@ impl Session<'_> {
             if spec.resume_after < spec.stored_through {
                 self.catch_up().await?;
             }
-            self.live(spec, &mut reader, &mut outbox, events, shutdown)
-                .await
+            self.live(spec, &mut reader, outbox, events, shutdown).await
         }
         .await;
         match result {
@@ -200,12 +195,12 @@ impl Session<'_> {
         &mut self,
         spec: &SessionSpec,
         reader: &mut MessageReader,
-        outbox: &mut mpsc::Receiver<Outgoing>,
+        outbox: &Outbox,
         events: &mut EventHandler<'_>,
         shutdown: &mut Shutdown,
     ) -> Result<u16, End> {
         let realtime = &self.state.config.realtime;
-        let (idle, me) = (realtime.idle_timeout, events.me);
+        let idle = realtime.idle_timeout;
         let mut ping = tokio::time::interval(realtime.ping_interval);
         ping.tick().await;
         let expiry = tokio::time::sleep_until(token_deadline(spec.token_expires_at));
@@ -217,15 +212,12 @@ impl Session<'_> {
                 tokio::select! {
                     biased;
                     () = shutdown.recv() => return Ok(close::GOING_AWAY),
-                    () = me.overflow.notified() => return Ok(close::SLOW_CONSUMER),
                     () = &mut expiry => return Ok(close::TOKEN_EXPIRED),
                     inbound = &mut read => break inbound,
-                    item = outbox.recv() => {
-                        // The session holds a sender (its own error replies), so
-                        // the outbox never closes while it runs.
-                        let Some(item) = item else { return Err(End::ConnectionLost) };
-                        self.write_burst(item, outbox).await?;
-                    }
+                    taken = outbox.take() => match taken {
+                        Taken::Overflowed => return Ok(close::SLOW_CONSUMER),
+                        Taken::Item(item) => self.write_burst(item, outbox).await?,
+                    },
                     _ = ping.tick() => { self.writer.ping().await?; self.writer.flush().await?; }
                 }
             };
@@ -264,16 +256,12 @@ impl Session<'_> {
     }
 
     /// Writes one item and whatever else is already queued, then flushes once.
-    async fn write_burst(
-        &mut self,
-        first: Outgoing,
-        outbox: &mut mpsc::Receiver<Outgoing>,
-    ) -> Result<(), End> {
+    async fn write_burst(&mut self, first: Outgoing, outbox: &Outbox) -> Result<(), End> {
         self.write(first).await?;
         for _ in 1..WRITE_BURST {
-            match outbox.try_recv() {
-                Ok(item) => self.write(item).await?,
-                Err(_) => break,
+            match outbox.try_take() {
+                Some(item) => self.write(item).await?,
+                None => break,
             }
         }
         self.writer.flush().await?;

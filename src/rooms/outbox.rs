@@ -1,0 +1,195 @@
+//! A socket's outbox: the bounded queue of frames waiting for one socket, which
+//! holds no memory while it is empty. tokio's `mpsc::channel` allocates a
+//! 32-slot block up front (about 1.6 KB per socket, and at high connection
+//! counts most sockets are idle); this queue grows only while frames wait and
+//! gives a burst's memory back once it is drained.
+//!
+//! Rooms offer without waiting. A full outbox marks the socket overflowed and
+//! wakes it (it then closes with a resumable code); a closed outbox (its
+//! session ended) refuses everything.
+
+use super::Outgoing;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Queue capacity kept after a burst is drained; more is given back.
+const KEPT_CAPACITY: usize = 16;
+
+/// One socket's queue of outgoing frames.
+#[derive(Debug)]
+pub struct Outbox {
+    capacity: usize,
+    state: Mutex<State>,
+    /// Woken when the queue stops being empty or the outbox overflows.
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Outgoing>,
+    overflowed: bool,
+    closed: bool,
+}
+
+/// What a waiting session gets from its outbox.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    Item(Outgoing),
+    /// A frame was refused for lack of room: the socket must close.
+    Overflowed,
+}
+
+impl Outbox {
+    /// An empty outbox for at most `capacity` waiting frames.
+    pub fn new(capacity: usize) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            capacity: capacity.max(1),
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Queues a frame without waiting. Returns whether the socket can still
+    /// receive: `false` once the outbox is full (it is then marked overflowed
+    /// and its session woken) or closed.
+    pub fn offer(&self, item: Outgoing) -> bool {
+        let mut state = self.lock();
+        if state.closed || state.overflowed {
+            return false;
+        }
+        if state.queue.len() >= self.capacity {
+            state.overflowed = true;
+            drop(state);
+            self.wake.notify_one();
+            return false;
+        }
+        let was_empty = state.queue.is_empty();
+        state.queue.push_back(item);
+        drop(state);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// The next frame, waiting for one; `Overflowed` as soon as the outbox
+    /// overflowed. Cancel-safe: a frame is taken only when this returns.
+    pub async fn take(&self) -> Taken {
+        loop {
+            match self.try_take_or_overflow() {
+                Some(taken) => return taken,
+                None => self.wake.notified().await,
+            }
+        }
+    }
+
+    /// The next frame if one is waiting (and the outbox has not overflowed).
+    pub fn try_take(&self) -> Option<Outgoing> {
+        match self.try_take_or_overflow() {
+            Some(Taken::Item(item)) => Some(item),
+            _ => None,
+        }
+    }
+
+    /// The session ended: drops what waits and refuses every later frame.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.queue = VecDeque::new();
+    }
+
+    fn try_take_or_overflow(&self) -> Option<Taken> {
+        let mut state = self.lock();
+        if state.overflowed {
+            return Some(Taken::Overflowed);
+        }
+        let item = state.queue.pop_front()?;
+        if state.queue.is_empty() && state.queue.capacity() > KEPT_CAPACITY {
+            state.queue = VecDeque::new();
+        }
+        Some(Taken::Item(item))
+    }
+
+    /// A poisoned lock only means a panic elsewhere between two plain queue
+    /// operations; the queue is still whole.
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    #[cfg(test)]
+    fn allocated_slots(&self) -> usize {
+        self.lock().queue.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn message(seq: i64) -> Outgoing {
+        Outgoing::Message {
+            seq,
+            frame: Bytes::from(format!("m{seq}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_come_out_in_order_and_a_waiting_take_is_woken() {
+        let outbox = Outbox::new(8);
+        assert_eq!(outbox.allocated_slots(), 0, "an idle outbox holds nothing");
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.take().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(outbox.offer(message(1)));
+        let first = tokio::time::timeout(Duration::from_secs(1), waiting).await;
+        assert_eq!(first.unwrap().unwrap(), Taken::Item(message(1)));
+        for seq in 2..=4 {
+            assert!(outbox.offer(message(seq)));
+        }
+        assert_eq!(outbox.take().await, Taken::Item(message(2)));
+        assert_eq!(outbox.try_take(), Some(message(3)));
+        assert_eq!(outbox.try_take(), Some(message(4)));
+        assert_eq!(outbox.try_take(), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_overflows_and_says_so_before_anything_else() {
+        let outbox = Outbox::new(2);
+        assert!(outbox.offer(message(1)));
+        assert!(outbox.offer(message(2)));
+        assert!(!outbox.offer(message(3)), "no room");
+        assert!(!outbox.offer(message(4)), "still refused");
+        assert_eq!(outbox.take().await, Taken::Overflowed);
+        assert_eq!(outbox.try_take(), None);
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let outbox = Outbox::new(1024);
+        for seq in 1..=500 {
+            assert!(outbox.offer(message(seq)));
+        }
+        assert!(outbox.allocated_slots() >= 500);
+        for seq in 1..=500 {
+            assert_eq!(outbox.try_take(), Some(message(seq)));
+        }
+        assert_eq!(outbox.allocated_slots(), 0);
+    }
+
+    #[test]
+    fn a_closed_outbox_refuses_and_drops_what_waited() {
+        let outbox = Outbox::new(4);
+        assert!(outbox.offer(message(1)));
+        outbox.close();
+        assert_eq!(outbox.try_take(), None);
+        assert!(!outbox.offer(message(2)));
+        assert_eq!(outbox.allocated_slots(), 0);
+    }
+}
