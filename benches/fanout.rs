@@ -4,11 +4,11 @@
 //! Run: `cargo bench --bench fanout`
 
 use bytes::Bytes;
-use chat_server::rooms::{Rooms, Subscriber};
+use chat_server::rooms::{Outbox, Outgoing, Rooms, Subscriber, Taken};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, Mutex, Notify};
+use tokio::sync::Mutex;
 
 fn fanout(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -23,21 +23,15 @@ fn fanout(c: &mut Criterion) {
             let rooms = Rooms::start(2, None, Default::default());
             let mut receivers = Vec::with_capacity(sockets);
             for conn in 0..sockets as u64 {
-                let (outbox, rx) = mpsc::channel(16);
-                let overflow = Arc::new(Notify::new());
+                let outbox = Outbox::new(16);
                 let user_id = (conn % 2) as i64;
-                rooms
-                    .join(
-                        1,
-                        Subscriber {
-                            conn,
-                            user_id,
-                            outbox,
-                            overflow,
-                        },
-                    )
-                    .await;
-                receivers.push(rx);
+                let subscriber = Subscriber {
+                    conn,
+                    user_id,
+                    outbox: outbox.clone(),
+                };
+                rooms.join(1, subscriber).await;
+                receivers.push(outbox);
             }
             (rooms, receivers)
         });
@@ -47,12 +41,13 @@ fn fanout(c: &mut Criterion) {
             b.to_async(&runtime).iter_custom(|iterations| {
                 let (rooms, frame, receivers) = (rooms.clone(), frame.clone(), receivers.clone());
                 async move {
-                    let mut receivers = receivers.lock().await;
+                    let receivers = receivers.lock().await;
                     let started = Instant::now();
                     for _ in 0..iterations {
                         rooms.publish(1, 1, frame.clone()).await;
-                        for rx in receivers.iter_mut() {
-                            rx.recv().await.unwrap();
+                        for outbox in receivers.iter() {
+                            let taken = outbox.take().await;
+                            assert!(matches!(taken, Taken::Item(Outgoing::Message { .. })));
                         }
                     }
                     started.elapsed()
