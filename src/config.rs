@@ -7,7 +7,8 @@
 //! tests can build many configurations in one process without touching the real
 //! environment.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -145,7 +146,10 @@ impl Config {
 
     /// Builds a configuration from explicit variables (tests use this).
     pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
-        let env = Env(vars);
+        Self::read(&Env::new(vars))
+    }
+
+    fn read(env: &Env) -> Result<Self, ConfigError> {
         let debug = env.flag("DEBUG", true)?;
         let data_dir = PathBuf::from(env.text("DATA_DIR").unwrap_or("./data"));
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -162,16 +166,16 @@ impl Config {
             bind: env.number("BIND", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             allowed_hosts: env.list("ALLOWED_HOSTS", &["*"]),
             cors_allowed_origins: env.list("CORS_ALLOWED_ORIGINS", &[]),
-            database: database_config(&env)?,
-            redis_url: redis_url(&env),
+            database: database_config(env)?,
+            redis_url: redis_url(env),
             redis_channel_prefix: env
                 .text("REDIS_CHANNEL_PREFIX")
                 .unwrap_or("chat-server")
                 .to_owned(),
             auth,
-            limits: limits(&env)?,
-            paging: paging(&env)?,
-            realtime: realtime(&env, workers)?,
+            limits: limits(env)?,
+            paging: paging(env)?,
+            realtime: realtime(env, workers)?,
             shutdown_timeout: Duration::from_secs(env.number("SHUTDOWN_TIMEOUT_SECS", 10)?),
             json_logs: env.text("LOG_FORMAT") == Some("json"),
             data_dir,
@@ -333,11 +337,26 @@ fn generated_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
 }
 
 /// The variables, with typed accessors that name the variable in every error.
-struct Env(HashMap<String, String>);
+struct Env {
+    vars: HashMap<String, String>,
+    /// Every name looked up, so a test can hold the documentation to it.
+    asked: RefCell<BTreeSet<&'static str>>,
+}
 
 impl Env {
-    fn text(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    fn new(vars: HashMap<String, String>) -> Env {
+        Env {
+            vars,
+            asked: RefCell::default(),
+        }
+    }
+
+    fn text(&self, name: &'static str) -> Option<&str> {
+        self.asked.borrow_mut().insert(name);
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
     }
 
     fn number<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
@@ -367,7 +386,7 @@ impl Env {
         }
     }
 
-    fn list(&self, name: &str, default: &[&str]) -> Vec<String> {
+    fn list(&self, name: &'static str, default: &[&str]) -> Vec<String> {
         match self.text(name) {
             None => default.iter().map(|s| s.to_string()).collect(),
             Some(raw) => raw
@@ -383,6 +402,38 @@ impl Env {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_variable_the_server_reads_is_documented() {
+        let example = include_str!("../.env.example");
+        let readme = include_str!("../README.md");
+        let secret = (
+            "SECRET_KEY",
+            "a-long-enough-secret-for-this-test-0123456789",
+        );
+        let mut names = BTreeSet::new();
+        for extra in [
+            ("DATABASE_URL", "postgres://db/chat"),
+            ("POSTGRES_HOST", "db"),
+            ("REDIS_URL", "redis://cache:6379/"),
+        ] {
+            let env = Env::new(vars(&[secret, extra]));
+            Config::read(&env).expect("a valid configuration");
+            names.extend(env.asked.borrow().iter().copied());
+        }
+        assert!(names.len() > 30, "{names:?}");
+        for name in names {
+            let in_example = example.lines().any(|line| {
+                let line = line.trim_start_matches('#').trim_start();
+                line.starts_with(&format!("{name}="))
+            });
+            assert!(in_example, "{name} is read but not listed in .env.example");
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "{name} is read but not documented in the README"
+            );
+        }
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
