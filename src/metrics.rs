@@ -31,6 +31,8 @@ pub struct Metrics {
     pub bus_reconnects: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub rate_limited: Counter,
+    pub history_messages_cached: Counter,
+    pub history_messages_stored: Counter,
 }
 
 impl Metrics {
@@ -49,6 +51,8 @@ impl Metrics {
             bus_reconnects: Counter::default(),
             http_requests: Family::default(),
             rate_limited: Counter::default(),
+            history_messages_cached: Counter::default(),
+            history_messages_stored: Counter::default(),
         };
         metrics.register_all();
         metrics
@@ -115,6 +119,16 @@ impl Metrics {
             "rate_limited",
             "Requests and events refused by a rate limit",
             self.rate_limited.clone(),
+        );
+        r.register(
+            "history_messages_cached",
+            "History page messages served from this node's cache",
+            self.history_messages_cached.clone(),
+        );
+        r.register(
+            "history_messages_stored",
+            "History page messages read from the store",
+            self.history_messages_stored.clone(),
         );
     }
 

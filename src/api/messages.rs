@@ -92,6 +92,10 @@ async fn read_page(
     let Some(results) = assemble(&state.history_cache, read.chat_id, &plan.seqs, &stored) else {
         return Ok(None);
     };
+    let metrics = &state.metrics;
+    metrics.history_messages_stored.inc_by(stored.len() as u64);
+    let cached = results.len().saturating_sub(stored.len());
+    metrics.history_messages_cached.inc_by(cached as u64);
     Ok(Some(Page {
         last_seq: access.last_seq,
         plan,

@@ -45,6 +45,17 @@ async fn a_node_that_cached_a_page_sees_what_another_node_stored_since() {
         .get(&format!("{}?page=2", path(chat)), Some(&ann.access))
         .await;
     assert_eq!(seqs(older.expect(200)), (1..=8).collect::<Vec<_>>());
+    // 25 read at first, then 1 new message per round with 24 from the cache,
+    // then page 2 (below the cached run) read whole.
+    let metrics = reader.get("/metrics", None).await.text;
+    assert!(
+        metrics.contains("chat_history_messages_stored_total 36"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("chat_history_messages_cached_total 72"),
+        "{metrics}"
+    );
     let outsider = writer.user("eve").await;
     let refused = reader.get(&path(chat), Some(&outsider.access)).await;
     refused.expect(403);
