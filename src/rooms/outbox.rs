@@ -92,6 +92,11 @@ impl Outbox {
         }
     }
 
+    /// Whether a frame was refused for lack of room (the socket must close).
+    pub fn overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
     /// The session ended: drops what waits and refuses every later frame.
     pub fn close(&self) {
         let mut state = self.lock();
@@ -166,6 +171,7 @@ mod tests {
         assert!(outbox.offer(message(2)));
         assert!(!outbox.offer(message(3)), "no room");
         assert!(!outbox.offer(message(4)), "still refused");
+        assert!(outbox.overflowed());
         assert_eq!(outbox.take().await, Taken::Overflowed);
         assert_eq!(outbox.try_take(), None);
     }

@@ -206,6 +206,12 @@ impl Session<'_> {
         let expiry = tokio::time::sleep_until(token_deadline(spec.token_expires_at));
         tokio::pin!(expiry);
         loop {
+            // A client that keeps sending keeps the read branch ready, which
+            // the select below polls before the outbox: check for overflow here
+            // too, so such a socket is closed as soon as it misses a frame.
+            if outbox.overflowed() {
+                return Ok(close::SLOW_CONSUMER);
+            }
             let read = tokio::time::timeout(idle, reader.next());
             tokio::pin!(read);
             let inbound = loop {
