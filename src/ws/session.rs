@@ -112,6 +112,7 @@ pub async fn run(
         upgrade,
         realtime.max_message_bytes,
         realtime.write_buffer_bytes,
+        realtime.idle_timeout,
     )
     .await
     {

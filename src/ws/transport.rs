@@ -9,6 +9,7 @@ use fastwebsockets::{
 };
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use std::time::Duration;
 use tokio::io::{ReadHalf, WriteHalf};
 
 pub use fastwebsockets::upgrade::UpgradeFut;
@@ -57,15 +58,21 @@ pub struct MessageReader {
 /// Writes frames into a buffer; `flush` sends them.
 pub struct FrameWriter {
     inner: WebSocketWrite<BurstWriter<WriteHalf<Io>>>,
+    /// Longest a single write may wait on the socket: a client that stopped
+    /// reading (its receive window is full) would otherwise hold the session,
+    /// which cannot read or time out while it writes, forever.
+    stall_limit: Duration,
 }
 
 /// Finishes the upgrade and splits the socket.
 /// `write_buffer_bytes`: small frames of a burst are coalesced up to this size,
 /// larger ones go straight to the socket; the buffer is freed after each flush.
+/// A write that waits longer than `stall_limit` fails with `TimedOut`.
 pub async fn open(
     upgrade: UpgradeFut,
     max_message_bytes: usize,
     write_buffer_bytes: usize,
+    stall_limit: Duration,
 ) -> Result<(MessageReader, FrameWriter), WebSocketError> {
     let ws = upgrade.await?;
     let (mut read, write) = ws.split(|io| {
@@ -80,7 +87,11 @@ pub async fn open(
         max_message_bytes,
         partial: None,
     };
-    Ok((reader, FrameWriter { inner: write }))
+    let writer = FrameWriter {
+        inner: write,
+        stall_limit,
+    };
+    Ok((reader, writer))
 }
 
 impl MessageReader {
@@ -156,33 +167,41 @@ fn classify(error: WebSocketError) -> ReadError {
 impl FrameWriter {
     /// Queues a text frame holding `payload`.
     pub async fn text(&mut self, payload: &Bytes) -> Result<(), WebSocketError> {
-        self.inner
-            .write_frame(Frame::text(Payload::Borrowed(payload)))
-            .await
+        self.write(Frame::text(Payload::Borrowed(payload))).await
     }
 
     pub async fn ping(&mut self) -> Result<(), WebSocketError> {
-        self.inner
-            .write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[])))
+        self.write(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[])))
             .await
     }
 
     pub async fn pong(&mut self, payload: Vec<u8>) -> Result<(), WebSocketError> {
-        self.inner
-            .write_frame(Frame::pong(Payload::Owned(payload)))
-            .await
+        self.write(Frame::pong(Payload::Owned(payload))).await
     }
 
     /// Sends a close frame and flushes.
     pub async fn close(&mut self, code: u16, reason: &str) -> Result<(), WebSocketError> {
-        self.inner
-            .write_frame(Frame::close(code, reason.as_bytes()))
-            .await?;
+        self.write(Frame::close(code, reason.as_bytes())).await?;
         self.flush().await
     }
 
     /// Sends everything queued.
     pub async fn flush(&mut self) -> Result<(), WebSocketError> {
-        self.inner.flush().await
+        within(self.stall_limit, self.inner.flush()).await
+    }
+
+    async fn write(&mut self, frame: Frame<'_>) -> Result<(), WebSocketError> {
+        within(self.stall_limit, self.inner.write_frame(frame)).await
+    }
+}
+
+/// A socket write, failed with `TimedOut` when it waits longer than `limit`.
+async fn within(
+    limit: Duration,
+    write: impl std::future::Future<Output = Result<(), WebSocketError>>,
+) -> Result<(), WebSocketError> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(result) => result,
+        Err(_) => Err(WebSocketError::IoError(std::io::ErrorKind::TimedOut.into())),
     }
 }

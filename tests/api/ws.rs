@@ -305,6 +305,42 @@ async fn a_client_that_never_reads_is_closed_and_can_resume() {
     assert_gap_free_from(&rest, resume_from + 1);
 }
 
+/// A client that stops reading altogether fills its socket's buffers; the
+/// session, blocked writing to it, gives up after the idle timeout and frees
+/// the socket (it could not deliver a close frame anyway).
+#[tokio::test]
+async fn a_client_that_stops_reading_altogether_is_dropped_after_the_idle_timeout() {
+    // An outbox roomy enough not to overflow: the session must be stuck in a
+    // write (9 MB sent; loopback buffers take ~4 MB of it), not closed for 4008.
+    let app = spawn_app_with(&[
+        ("WS_OUTBOX_CAPACITY", "10000"),
+        ("WS_IDLE_TIMEOUT_SECS", "2"),
+        ("WS_PING_INTERVAL_SECS", "1"),
+    ])
+    .await;
+    let (ann, bob, chat) = app.pair().await;
+    let stalled = WsClient::connect(&app, chat, &bob.access, None).await;
+    app.say_many(&ann, chat, 1_000, "s", &"x".repeat(9_000))
+        .await;
+    let open_sockets = || async {
+        let metrics = app.get("/metrics", None).await.text;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("chat_websocket_connections_open "))
+            .map(|n| n.trim().to_string())
+    };
+    let mut open = open_sockets().await;
+    for _ in 0..100 {
+        if open.as_deref() == Some("0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        open = open_sockets().await;
+    }
+    assert_eq!(open.as_deref(), Some("0"), "the stalled session ended");
+    drop(stalled);
+}
+
 #[tokio::test]
 async fn bad_events_get_error_events_and_the_socket_stays_open() {
     let app = spawn_app().await;
