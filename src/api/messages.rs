@@ -113,10 +113,12 @@ fn assemble(
 ) -> Option<Vec<Bytes>> {
     let store_from = stored.first().map_or(seqs.end() + 1, |message| message.seq);
     let mut page = cache.take(chat_id, *seqs.start()..=store_from - 1)?;
+    // Boxed first: the encoder's spare capacity would stay allocated for as
+    // long as the cache holds the message, uncounted by its budget.
     page.extend(
         stored
             .iter()
-            .map(|message| Bytes::from(json::encode(message))),
+            .map(|message| Bytes::from(json::encode(message).into_boxed_slice())),
     );
     let consecutive = stored
         .iter()
