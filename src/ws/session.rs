@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 const CATCH_UP_CHUNK: i64 = 500;
 /// Frames written before a flush while draining a busy outbox.
 const WRITE_BURST: usize = 256;
+/// After the server's close frame, how long the client's own close (or the end
+/// of its stream) is awaited while what it still sends is read and dropped.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Who is connected to which chat, and from where to resume.
 pub struct SessionSpec {
@@ -157,6 +160,22 @@ pub async fn run(
         secs = started.elapsed().as_secs_f64(), "websocket session closed");
 }
 
+/// After the server's close frame: reads and drops what the client still sends,
+/// until its close, the end of its stream or [`CLOSE_LINGER`]. Closing a socket
+/// with unread data makes the kernel send a reset, and a client that is sent a
+/// reset loses the close frame still in its receive buffer (it saw 1006, not the
+/// code). A client-initiated close (`NORMAL`) needs none of this.
+async fn linger(reader: &mut MessageReader) {
+    let drain = async {
+        while let Ok(inbound) = reader.next().await {
+            if matches!(inbound, Inbound::Close) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
+}
+
 /// The session's state: the socket's write half and where delivery stands.
 struct Session<'a> {
     state: &'a AppState,
@@ -183,7 +202,9 @@ impl Session<'_> {
         .await;
         match result {
             Ok(code) | Err(End::Closed(code)) => {
-                let _ = self.writer.close(code, reason(code)).await;
+                if self.writer.close(code, reason(code)).await.is_ok() && code != close::NORMAL {
+                    linger(&mut reader).await;
+                }
                 End::Closed(code)
             }
             Err(other) => other,

@@ -9,7 +9,9 @@ use std::collections::HashSet;
 #[tokio::test]
 async fn kill_9_during_a_send_storm_loses_nothing_acknowledged() {
     let database = fresh_database();
-    let mut app = spawn_process_on(&database, &[]).await;
+    // Room for every echo: the socket reads nothing while it sends, and with the
+    // default outbox a busy machine could close it for 4008 before the kill.
+    let mut app = spawn_process_on(&database, &[("WS_OUTBOX_CAPACITY", "4096")]).await;
     let (ann, _bob, chat) = app.pair().await;
     let mut socket = WsClient::connect(&app, chat, &ann.access, None).await;
     const STORM: usize = 2_000;

@@ -522,3 +522,24 @@ async fn a_stalled_socket_does_not_grow_server_memory() {
         "server RSS grew {grown} bytes; {sent} were sent"
     );
 }
+
+/// A client that floods sends and reads nothing until it is done overflows its
+/// outbox (its own echoes); it must still get the 4008 close frame, not a reset
+/// from a socket closed with its unread events still queued.
+#[tokio::test]
+async fn a_flooding_client_that_overflows_gets_the_close_code() {
+    let app = spawn_app_with(&[("WS_OUTBOX_CAPACITY", "4")]).await;
+    let (ann, _bob, chat) = app.pair().await;
+    let mut socket = WsClient::connect(&app, chat, &ann.access, None).await;
+    for i in 0..300 {
+        let event = json!({"type": "message.send", "content": format!("m{i}"), "client_msg_id": format!("f{i}")});
+        socket.send_json(&event).await;
+    }
+    let code = loop {
+        match socket.recv().await {
+            Received::Json(_) => {}
+            Received::Close(code) => break code,
+        }
+    };
+    assert_eq!(code, 4008, "the close code reached the client");
+}
