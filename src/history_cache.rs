@@ -9,6 +9,7 @@
 //! and drops whole chats, oldest cached first, when it is over. Shards are picked
 //! by chat id and locked only to copy a few `Bytes` handles in or out.
 
+use crate::memo::lock;
 use crate::store::SeqRun;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -125,14 +126,6 @@ impl HistoryCache {
         self.shards
             .get(chat_id.rem_euclid(self.shards.len() as i64) as usize)
     }
-}
-
-/// A poisoned shard only means a panic elsewhere mid-update of plain data; the
-/// runs are still whole messages, so keep using it.
-fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
-    shard
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shard {

@@ -16,6 +16,7 @@ pub mod history_cache;
 pub mod http;
 pub mod json;
 pub mod members;
+pub mod memo;
 pub mod metrics;
 pub mod model;
 pub mod os;

@@ -6,48 +6,43 @@
 //! remembered (they are asked each time), and a send the store refuses forgets
 //! its membership (a user or chat deleted directly in the database).
 //!
-//! Bounded: when full, everything is forgotten at once (one lock, no per-entry
-//! bookkeeping; the next sends ask the store again).
+//! Bounded ([`CAPACITY`]): when full, everything is forgotten at once and the
+//! next sends ask the store again.
 
+use crate::memo::Memo;
 use crate::model::User;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Memberships remembered before the map starts over.
 pub const CAPACITY: usize = 65_536;
 
 /// Confirmed `(user id, chat id)` memberships and the user.
-#[derive(Default)]
 pub struct Members {
-    known: Mutex<HashMap<(i64, i64), Arc<User>>>,
+    known: Memo<(i64, i64), Arc<User>>,
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Members {
+            known: Memo::new(CAPACITY),
+        }
+    }
 }
 
 impl Members {
     /// The user, if their membership of the chat was confirmed before.
     pub fn get(&self, user_id: i64, chat_id: i64) -> Option<Arc<User>> {
-        self.lock().get(&(user_id, chat_id)).cloned()
+        self.known.get(&(user_id, chat_id))
     }
 
     /// Remembers a membership the store confirmed.
     pub fn remember(&self, chat_id: i64, user: Arc<User>) {
-        let mut known = self.lock();
-        if known.len() >= CAPACITY {
-            known.clear();
-        }
-        known.insert((user.id, chat_id), user);
+        self.known.insert((user.id, chat_id), user);
     }
 
     /// Forgets a membership; whether it was remembered.
     pub fn forget(&self, user_id: i64, chat_id: i64) -> bool {
-        self.lock().remove(&(user_id, chat_id)).is_some()
-    }
-
-    /// A poisoned lock only means a panic elsewhere between two plain map
-    /// operations; the map is still whole.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, i64), Arc<User>>> {
-        self.known
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.known.remove(&(user_id, chat_id))
     }
 }
 

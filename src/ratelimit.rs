@@ -3,6 +3,7 @@
 //! REST and WebSocket). Buckets live in a few mutex-guarded shards; a full bucket
 //! is the same as no bucket, so idle ones are dropped when a shard grows.
 
+use crate::memo::lock;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
@@ -65,9 +66,7 @@ impl RateLimiter {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
         let hash = hasher.finish();
-        let mut shard = self.shards[hash as usize % SHARDS]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = lock(&self.shards[hash as usize % SHARDS]);
         if shard.buckets.len() >= shard.sweep_at {
             self.sweep(&mut shard, now);
         }
@@ -178,7 +177,7 @@ impl SocketSlots {
 
     /// A slot for one more socket of `user`, unless the user is at the cap.
     pub fn acquire(self: &std::sync::Arc<Self>, user: i64) -> Option<SocketSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = lock(&self.open);
         let count = open.entry(user).or_insert(0);
         if self.max > 0 && *count >= self.max {
             return None;
@@ -193,7 +192,7 @@ impl SocketSlots {
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = lock(&self.slots.open);
         if let Some(count) = open.get_mut(&self.user) {
             *count -= 1;
             if *count == 0 {

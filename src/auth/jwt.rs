@@ -3,10 +3,9 @@
 //! string), so tokens issued by either server are read by the other when they share
 //! `SECRET_KEY`. A refresh token is never accepted where an access token is needed.
 
+use crate::memo::Memo;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Verified access tokens remembered before the memo starts over.
@@ -139,20 +138,21 @@ impl TokenService {
 }
 
 /// Access tokens whose signature and claims were checked, by the whole token.
-/// Bounded: when full it is emptied at once (one lock, no per-entry upkeep).
-#[derive(Default)]
-struct VerifiedTokens {
-    tokens: Mutex<HashMap<Box<str>, Bearer>>,
+struct VerifiedTokens(Memo<Box<str>, Bearer>);
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        VerifiedTokens(Memo::new(VERIFIED_CAPACITY))
+    }
 }
 
 impl VerifiedTokens {
     /// The remembered bearer; `Expired` (and forgotten) once past its `exp`,
     /// as `jsonwebtoken` would say with no leeway.
     fn get(&self, token: &str, now: i64) -> Result<Option<Bearer>, TokenError> {
-        let mut tokens = self.lock();
-        match tokens.get(token).copied() {
+        match self.0.get(token) {
             Some(bearer) if bearer.expires_at < now => {
-                tokens.remove(token);
+                self.0.remove(token);
                 Err(TokenError::Expired)
             }
             found => Ok(found),
@@ -160,19 +160,7 @@ impl VerifiedTokens {
     }
 
     fn remember(&self, token: &str, bearer: Bearer) {
-        let mut tokens = self.lock();
-        if tokens.len() >= VERIFIED_CAPACITY {
-            tokens.clear();
-        }
-        tokens.insert(token.into(), bearer);
-    }
-
-    /// A poisoned lock only means a panic elsewhere between two plain map
-    /// operations; the map is still whole.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Bearer>> {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.insert(token.into(), bearer);
     }
 }
 

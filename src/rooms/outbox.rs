@@ -116,12 +116,8 @@ impl Outbox {
         Some(Taken::Item(item))
     }
 
-    /// A poisoned lock only means a panic elsewhere between two plain queue
-    /// operations; the queue is still whole.
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::memo::lock(&self.state)
     }
 
     #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Attacks on identity: a deleted user's tokens, and secrets in logs.
 
 use crate::helpers::{spawn_app, spawn_app_with, spawn_process, PASSWORD};
+use crate::messages::path;
 use crate::ws_client::socket_path;
 use serde_json::json;
 
@@ -15,11 +16,7 @@ async fn a_deleted_users_tokens_open_nothing() {
         .unwrap();
 
     let send = app
-        .post(
-            &format!("/api/chat/chats/{chat}/messages/"),
-            Some(&ann.access),
-            &json!({"content": "x"}),
-        )
+        .post(&path(chat), Some(&ann.access), &json!({"content": "x"}))
         .await;
     assert_eq!(send.status, 401, "send: {}", send.text);
     let start = app
@@ -34,12 +31,7 @@ async fn a_deleted_users_tokens_open_nothing() {
         .post("/auth/refresh/", None, &json!({"refresh": ann.refresh}))
         .await;
     assert_eq!(refresh.status, 401, "refresh: {}", refresh.text);
-    let history = app
-        .get(
-            &format!("/api/chat/chats/{chat}/messages/"),
-            Some(&ann.access),
-        )
-        .await;
+    let history = app.get(&path(chat), Some(&ann.access)).await;
     assert!(
         history.status.is_client_error(),
         "history: {}",
@@ -96,7 +88,6 @@ async fn a_send_into_a_deleted_chat_fails_alone() {
     db.execute("DELETE FROM chats WHERE id = $1", &[&doomed])
         .await
         .unwrap();
-    let path = |chat: i64| format!("/api/chat/chats/{chat}/messages/");
     let live_sends = (0..20).map(|n| {
         let body = json!({"content": format!("live {n}"), "client_msg_id": format!("l{n}")});
         let (app, bob, path) = (&app, &bob, path(live));

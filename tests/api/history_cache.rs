@@ -2,20 +2,8 @@
 //! the store alone gives, whatever other nodes have written in between.
 
 use crate::helpers::{fresh_database, spawn_app_on, Reply, TestApp};
-use serde_json::{json, Value};
-
-fn path(chat: i64) -> String {
-    format!("/api/chat/chats/{chat}/messages/")
-}
-
-fn seqs(page: &Value) -> Vec<i64> {
-    page["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect()
-}
+use crate::messages::{path, seqs};
+use serde_json::json;
 
 /// A reply's status and body with the node's own address taken out of the links.
 fn comparable(node: &TestApp, reply: &Reply) -> (u16, String) {

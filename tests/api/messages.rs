@@ -3,11 +3,11 @@
 use crate::helpers::spawn_app;
 use serde_json::{json, Value};
 
-fn path(chat: i64) -> String {
+pub fn path(chat: i64) -> String {
     format!("/api/chat/chats/{chat}/messages/")
 }
 
-fn seqs(page: &Value) -> Vec<i64> {
+pub fn seqs(page: &Value) -> Vec<i64> {
     page["results"]
         .as_array()
         .unwrap()

@@ -78,6 +78,17 @@ fn message(chat: i64, sender: &User, content: &str, client_msg_id: Option<&str>)
 }
 
 /// A chat's participants and `last_seq`, through the lookup sends use.
+/// Page-number pagination's window: `size` messages, `skip` newest ones left out.
+fn page_window(size: i64, skip: i64) -> SeqWindow {
+    SeqWindow {
+        skip,
+        size,
+        cap: i64::MAX,
+        floor: 1,
+        oldest_page: false,
+    }
+}
+
 async fn access_of(store: &Arc<dyn Store>, chat: i64) -> Option<ChatAccess> {
     store.user_and_chat(0, chat).await.unwrap().1
 }
@@ -345,13 +356,7 @@ async fn history_reads_the_chat_and_its_window_at_once(store: Arc<dyn Store>) {
         })
         .collect();
     store.append_messages(&batch).await.unwrap();
-    let newest = SeqWindow {
-        skip: 0,
-        size: 25,
-        cap: i64::MAX,
-        floor: 1,
-        oldest_page: false,
-    };
+    let newest = page_window(25, 0);
     let seqs = |messages: &[chat_server::model::Message]| -> Vec<i64> {
         messages.iter().map(|m| m.seq).collect()
     };
@@ -421,13 +426,7 @@ async fn history_reads_answer_many_at_once(store: Arc<dyn Store>) {
         })
         .collect();
     store.append_messages(&batch).await.unwrap();
-    let newest = |size| SeqWindow {
-        skip: 0,
-        size,
-        cap: i64::MAX,
-        floor: 1,
-        oldest_page: false,
-    };
+    let newest = |size| page_window(size, 0);
     let read = |chat_id, reader, window| HistoryRead {
         chat_id,
         reader,
@@ -475,13 +474,7 @@ async fn history_reads_may_leave_out_what_the_reader_holds(store: Arc<dyn Store>
         .map(|i| message(chat, &a, &format!("m{i}"), None))
         .collect();
     store.append_messages(&batch).await.unwrap();
-    let newest = |size, skip| SeqWindow {
-        skip,
-        size,
-        cap: i64::MAX,
-        floor: 1,
-        oldest_page: false,
-    };
+    let newest = page_window;
     let run = |first, last| SeqRun { first, last };
     let cases = [
         (newest(25, 0), run(1, 30)),
