@@ -1,7 +1,7 @@
 //! `connect`: open N authenticated idle sockets as fast as the server takes them
 //! (source addresses spread over 127.0.0.x so N can exceed one address's
 //! ephemeral ports), hold them for `duration`, and read the server's resident
-//! memory before and after from /proc.
+//! memory from /proc before, once all are open, and at the end of the hold.
 
 use crate::cli::ConnectArgs;
 use crate::endpoint::Endpoint;
@@ -78,6 +78,7 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
     let connect_secs = start.elapsed().as_secs_f64();
     let rss_all_open = args.server_pid.and_then(rss_bytes);
     tokio::time::sleep_until((start + hold_until).into()).await;
+    let rss_end_of_hold = args.server_pid.and_then(rss_bytes);
     drop(progress);
     let held_now = held.load(Ordering::Relaxed);
     let mut report = Report::measured("connect", connect_secs, &recorder);
@@ -89,6 +90,15 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
         report.rss_per_connection_bytes =
             Some(after.saturating_sub(before) as f64 / held_now.max(1) as f64);
         report.set("server_rss_before_bytes", before);
+        // After the hold the server has pinged every socket (with a ping
+        // interval shorter than the hold) and read its pong.
+        if let Some(end) = rss_end_of_hold {
+            let per_connection = end.saturating_sub(before) as f64 / held_now.max(1) as f64;
+            report.set(
+                "rss_per_connection_end_of_hold_bytes",
+                per_connection.round(),
+            );
+        }
     }
     report.set("held_for_s", hold_until.as_secs());
     Ok(report)
