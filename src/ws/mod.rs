@@ -4,8 +4,10 @@
 
 mod burst;
 pub mod client;
+mod frame_bounds;
 pub mod protocol;
 pub mod session;
+mod socket;
 pub mod transport;
 
 use crate::error::ApiError;

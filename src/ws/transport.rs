@@ -1,20 +1,29 @@
 //! WebSocket framing, the only user of `fastwebsockets`: the upgrade response,
-//! splitting a socket into a reader that reassembles fragmented messages under a
-//! size cap, and a buffered writer (frames are queued, then flushed together).
+//! a reader of whole messages (fragments reassembled under a size cap) and a
+//! buffered writer (frames are queued, then flushed together), both over the
+//! connection's [`Socket`].
+//!
+//! fastwebsockets' frame reader allocates an 8 KiB buffer when it is made and
+//! keeps it while it lives. The message reader therefore makes one only when the
+//! socket is readable, and drops it again when it waits for the socket holding
+//! no unread bytes (the socket's read handle tells when), so an idle socket
+//! holds no read buffer at all, at no extra system call.
 
 use super::burst::BurstWriter;
+use super::socket::{Socket, SocketRead, SocketWrite};
 use bytes::Bytes;
 use fastwebsockets::{
-    upgrade, Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite,
+    upgrade, Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite,
 };
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
 
 pub use fastwebsockets::upgrade::UpgradeFut;
-
-type Io = TokioIo<Upgraded>;
 
 /// Whether the request asks for a WebSocket upgrade.
 pub fn is_upgrade_request<B>(request: &hyper::Request<B>) -> bool {
@@ -26,6 +35,19 @@ pub fn is_upgrade_request<B>(request: &hyper::Request<B>) -> bool {
 pub fn accept<B>(request: &mut hyper::Request<B>) -> Option<(hyper::Response<()>, UpgradeFut)> {
     let (response, upgrade) = upgrade::upgrade(request).ok()?;
     Some((response.map(|_| ()), upgrade))
+}
+
+/// Finishes the upgrade: the connection's socket and the bytes the client sent
+/// right behind its handshake (already read off the socket by the HTTP layer).
+pub async fn open(upgrade: UpgradeFut) -> Result<(Socket, Bytes), WebSocketError> {
+    let upgraded: Upgraded = upgrade.await?.into_inner().into_inner();
+    let parts = upgraded
+        .downcast::<TokioIo<TcpStream>>()
+        .map_err(|_| WebSocketError::IoError(std::io::ErrorKind::Unsupported.into()))?;
+    // `read_buf` is a view of the HTTP layer's whole read buffer, even when
+    // empty: keeping it would keep that buffer for the life of the socket.
+    let read_ahead = Bytes::copy_from_slice(&parts.read_buf);
+    Ok((Socket::new(parts.io.into_inner()), read_ahead))
 }
 
 /// What the reader hands over.
@@ -49,60 +71,99 @@ pub enum ReadError {
 }
 
 /// Reads whole messages.
-pub struct MessageReader {
-    inner: WebSocketRead<ReadHalf<Io>>,
+pub struct MessageReader<'a> {
+    socket: &'a Socket,
+    /// Bytes to hand to the next frame reader before the socket's.
+    read_ahead: Bytes,
+    /// The frame reader, while the socket has unread bytes.
+    frames: Option<WebSocketRead<SocketRead<'a>>>,
+    /// Frames the current frame reader has returned.
+    frames_returned: u64,
     max_message_bytes: usize,
     partial: Option<(OpCode, Vec<u8>)>,
 }
 
 /// Writes frames into a buffer; `flush` sends them.
-pub struct FrameWriter {
-    inner: WebSocketWrite<BurstWriter<WriteHalf<Io>>>,
+pub struct FrameWriter<'a> {
+    inner: WebSocketWrite<BurstWriter<SocketWrite<'a>>>,
     /// Longest a single write may wait on the socket: a client that stopped
     /// reading (its receive window is full) would otherwise hold the session,
     /// which cannot read or time out while it writes, forever.
     stall_limit: Duration,
 }
 
-/// Finishes the upgrade and splits the socket.
-/// `write_buffer_bytes`: small frames of a burst are coalesced up to this size,
-/// larger ones go straight to the socket; the buffer is freed after each flush.
-/// A write that waits longer than `stall_limit` fails with `TimedOut`.
-pub async fn open(
-    upgrade: UpgradeFut,
-    max_message_bytes: usize,
-    write_buffer_bytes: usize,
-    stall_limit: Duration,
-) -> Result<(MessageReader, FrameWriter), WebSocketError> {
-    let ws = upgrade.await?;
-    let (mut read, write) = ws.split(|io| {
-        let (r, w) = tokio::io::split(io);
-        (r, BurstWriter::new(w, write_buffer_bytes))
-    });
-    read.set_auto_close(false);
-    read.set_auto_pong(false);
-    read.set_max_message_size(max_message_bytes.saturating_add(1));
-    let reader = MessageReader {
-        inner: read,
-        max_message_bytes,
-        partial: None,
-    };
-    let writer = FrameWriter {
-        inner: write,
-        stall_limit,
-    };
-    Ok((reader, writer))
+impl<'a> MessageReader<'a> {
+    /// Reads messages of at most `max_message_bytes` from `socket`, starting
+    /// with `read_ahead`.
+    pub fn new(socket: &'a Socket, read_ahead: Bytes, max_message_bytes: usize) -> Self {
+        MessageReader {
+            socket,
+            read_ahead,
+            frames: None,
+            frames_returned: 0,
+            max_message_bytes,
+            partial: None,
+        }
+    }
+
+    /// Whether a frame reader (and its buffer) exists right now: from the
+    /// socket's becoming readable until a read waits with nothing buffered.
+    #[cfg(test)]
+    pub fn holds_a_buffer(&self) -> bool {
+        self.frames.is_some()
+    }
+
+    /// Makes the frame reader, once the socket has something to read.
+    async fn open_frame_reader(&mut self) -> Result<(), ReadError> {
+        if self.frames.is_none() {
+            if self.read_ahead.is_empty() {
+                self.socket
+                    .readable()
+                    .await
+                    .map_err(|_| ReadError::Closed)?;
+            }
+            let read = self
+                .socket
+                .read_handle(std::mem::take(&mut self.read_ahead));
+            let (mut frames, _) =
+                fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
+            frames.set_auto_close(false);
+            frames.set_auto_pong(false);
+            frames.set_max_message_size(self.max_message_bytes.saturating_add(1));
+            self.frames_returned = 0;
+            self.frames = Some(frames);
+        }
+        Ok(())
+    }
 }
 
-impl MessageReader {
+impl<'a> FrameWriter<'a> {
+    /// `write_buffer_bytes`: small frames of a burst are coalesced up to this
+    /// size, larger ones go straight to the socket; the buffer is freed after
+    /// each flush. A write that waits longer than `stall_limit` fails with
+    /// `TimedOut`.
+    pub fn new(socket: &'a Socket, write_buffer_bytes: usize, stall_limit: Duration) -> Self {
+        let write = BurstWriter::new(socket.write_handle(), write_buffer_bytes);
+        let (_, inner) =
+            fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Server);
+        FrameWriter { inner, stall_limit }
+    }
+}
+
+impl MessageReader<'_> {
     /// The next whole message or control frame.
     pub async fn next(&mut self) -> Result<Inbound, ReadError> {
         loop {
-            let frame = self
-                .inner
-                .read_frame(&mut |_| std::future::ready(Ok::<(), std::convert::Infallible>(())))
-                .await
-                .map_err(classify)?;
+            self.open_frame_reader().await?;
+            let frames = self.frames.as_mut().expect("opened above");
+            let mut no_replies = |_| std::future::ready(Ok::<(), std::convert::Infallible>(()));
+            let read = frames.read_frame(&mut no_replies);
+            let Some(frame) = unless_drained(read, self.socket, self.frames_returned).await else {
+                self.frames = None;
+                continue;
+            };
+            let frame = frame.map_err(classify)?;
+            self.frames_returned += 1;
             let step = accumulate(
                 &mut self.partial,
                 self.max_message_bytes,
@@ -110,11 +171,26 @@ impl MessageReader {
                 frame.fin,
                 &frame.payload,
             );
+            drop(frame);
             if let Some(inbound) = step? {
                 return Ok(inbound);
             }
         }
     }
+}
+
+/// Polls a frame read until it completes, or gives it up (`None`) when it waits
+/// for the socket with nothing buffered: every byte handed over belongs to one
+/// of the `returned` frames. Given up there, the read loses nothing, and its
+/// reader (with its buffer) can be dropped until the socket is readable again.
+async fn unless_drained<F: Future>(read: F, socket: &Socket, returned: u64) -> Option<F::Output> {
+    let mut read = pin!(read);
+    poll_fn(|cx| match read.as_mut().poll(cx) {
+        Poll::Ready(frame) => Poll::Ready(Some(frame)),
+        Poll::Pending if socket.handed_over_exactly(returned) => Poll::Ready(None),
+        Poll::Pending => Poll::Pending,
+    })
+    .await
 }
 
 /// Adds a frame to the message being reassembled; a whole message or control
@@ -164,7 +240,7 @@ fn classify(error: WebSocketError) -> ReadError {
     }
 }
 
-impl FrameWriter {
+impl FrameWriter<'_> {
     /// Queues a text frame holding `payload`.
     pub async fn text(&mut self, payload: &Bytes) -> Result<(), WebSocketError> {
         self.write(Frame::text(Payload::Borrowed(payload))).await
@@ -173,6 +249,12 @@ impl FrameWriter {
     pub async fn ping(&mut self) -> Result<(), WebSocketError> {
         self.write(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[])))
             .await
+    }
+
+    /// Sends a ping right away.
+    pub async fn ping_now(&mut self) -> Result<(), WebSocketError> {
+        self.ping().await?;
+        self.flush().await
     }
 
     pub async fn pong(&mut self, payload: Vec<u8>) -> Result<(), WebSocketError> {
@@ -203,5 +285,102 @@ async fn within(
     match tokio::time::timeout(limit, write).await {
         Ok(result) => result,
         Err(_) => Err(WebSocketError::IoError(std::io::ErrorKind::TimedOut.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// A masked text frame, as a client sends it.
+    fn client_text(payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 126);
+        let mask = [7u8, 1, 9, 4];
+        let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        frame
+    }
+
+    /// A connected pair over loopback: (client, server side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (client.unwrap(), accepted.unwrap().0)
+    }
+
+    async fn text(reader: &mut MessageReader<'_>) -> Vec<u8> {
+        match reader.next().await {
+            Ok(Inbound::Text(bytes)) => bytes,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_read_buffer_exists_only_while_bytes_are_unread() {
+        let (mut client, server) = pair().await;
+        let socket = Socket::new(server);
+        let mut reader = MessageReader::new(&socket, Bytes::new(), 1024);
+        assert!(!reader.holds_a_buffer(), "nothing read yet");
+
+        client.write_all(&client_text(b"one")).await.unwrap();
+        assert_eq!(text(&mut reader).await, b"one");
+        assert!(reader.next().now_or_never().is_none(), "nothing more sent");
+        assert!(!reader.holds_a_buffer(), "the only frame was read");
+
+        let (two, three) = (client_text(b"two"), client_text(b"three"));
+        let mut burst = two.clone();
+        burst.extend_from_slice(&three[..4]);
+        client.write_all(&burst).await.unwrap();
+        assert_eq!(text(&mut reader).await, b"two");
+        assert!(
+            reader.holds_a_buffer(),
+            "part of the next frame is buffered"
+        );
+
+        client.write_all(&three[4..]).await.unwrap();
+        assert_eq!(text(&mut reader).await, b"three");
+        assert!(reader.next().now_or_never().is_none());
+        assert!(!reader.holds_a_buffer(), "both frames were read");
+    }
+
+    #[tokio::test]
+    async fn bytes_sent_behind_the_handshake_are_read_first_and_in_order() {
+        let (mut client, server) = pair().await;
+        let socket = Socket::new(server);
+        let (first, second) = (client_text(b"first"), client_text(b"second"));
+        let mut read_ahead = first.clone();
+        read_ahead.extend_from_slice(&second[..3]);
+        let mut reader = MessageReader::new(&socket, Bytes::from(read_ahead), 1024);
+        client.write_all(&second[3..]).await.unwrap();
+        assert_eq!(text(&mut reader).await, b"first");
+        assert_eq!(text(&mut reader).await, b"second");
+        assert!(reader.next().now_or_never().is_none());
+        assert!(!reader.holds_a_buffer());
+    }
+
+    #[tokio::test]
+    async fn a_frame_split_across_reader_lifetimes_is_never_cut() {
+        let (mut client, server) = pair().await;
+        let socket = Socket::new(server);
+        let mut reader = MessageReader::new(&socket, Bytes::new(), 1024);
+        for round in 0..20u8 {
+            let payload = vec![b'a' + round; usize::from(round) + 1];
+            let frame = client_text(&payload);
+            let (head, tail) = frame.split_at(usize::from(round) % frame.len());
+            client.write_all(head).await.unwrap();
+            let write_tail = async {
+                tokio::task::yield_now().await;
+                client.write_all(tail).await.unwrap();
+            };
+            let (got, ()) = tokio::join!(text(&mut reader), write_tail);
+            assert_eq!(got, payload, "round {round}");
+            assert!(reader.next().now_or_never().is_none());
+            assert!(!reader.holds_a_buffer(), "round {round}");
+        }
     }
 }

@@ -1,0 +1,150 @@
+//! The TCP socket under an upgraded WebSocket, shared by the session's frame
+//! reader and frame writer through borrowed handles (no split, no lock: one
+//! task drives both). The read handle follows the frame boundaries of the bytes
+//! it hands over ([`FrameBounds`]), so the session can tell when its frame
+//! reader holds nothing and can be dropped with its buffer.
+
+use super::frame_bounds::FrameBounds;
+use bytes::{Buf, Bytes};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// `boundary` while the bytes handed over end in the middle of a frame.
+const MID_FRAME: u64 = u64::MAX;
+
+/// An upgraded connection's socket.
+pub struct Socket {
+    stream: TcpStream,
+    /// Whole frames handed to the current read handle when its bytes end on a
+    /// frame boundary, else [`MID_FRAME`]. Written by the read handle, read by
+    /// the session (same task; atomic only so the handle can share `&Socket`).
+    boundary: AtomicU64,
+}
+
+impl Socket {
+    pub fn new(stream: TcpStream) -> Self {
+        Socket {
+            stream,
+            boundary: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits until the socket has something to read (or has failed).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.stream.readable().await
+    }
+
+    /// A read handle that first hands over `read_ahead` (bytes already taken off
+    /// the socket), then reads the socket; it starts counting frames from zero.
+    pub fn read_handle(&self, read_ahead: Bytes) -> SocketRead<'_> {
+        self.boundary.store(0, Ordering::Relaxed);
+        SocketRead {
+            socket: self,
+            read_ahead,
+            bounds: FrameBounds::default(),
+        }
+    }
+
+    pub fn write_handle(&self) -> SocketWrite<'_> {
+        SocketWrite(&self.stream)
+    }
+
+    /// Whether `frames` whole frames are exactly what the current read handle
+    /// has handed over: then its reader has nothing buffered.
+    pub fn handed_over_exactly(&self, frames: u64) -> bool {
+        self.boundary.load(Ordering::Relaxed) == frames
+    }
+}
+
+/// Reads the socket, following frame boundaries.
+pub struct SocketRead<'a> {
+    socket: &'a Socket,
+    read_ahead: Bytes,
+    bounds: FrameBounds,
+}
+
+impl SocketRead<'_> {
+    fn read_into(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.read_ahead.is_empty() {
+            let n = self.read_ahead.len().min(buf.remaining());
+            buf.put_slice(&self.read_ahead[..n]);
+            self.read_ahead.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        let stream = &self.socket.stream;
+        loop {
+            ready!(stream.poll_read_ready(cx))?;
+            match stream.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result.map(drop)),
+            }
+        }
+    }
+}
+
+impl AsyncRead for SocketRead<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(this.read_into(cx, buf))?;
+        this.bounds.feed(&buf.filled()[before..]);
+        let boundary = this.bounds.frames_at_boundary().unwrap_or(MID_FRAME);
+        this.socket.boundary.store(boundary, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Writes to the socket.
+pub struct SocketWrite<'a>(&'a TcpStream);
+
+impl AsyncWrite for SocketWrite<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(data) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(data) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    /// Writes are not buffered here.
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// The socket closes when the session drops it.
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
