@@ -253,7 +253,7 @@ impl Session<'_> {
                         Taken::Overflowed => return Ok(close::SLOW_CONSUMER),
                         Taken::Item(item) => Box::pin(self.write_burst(item, outbox)).await?,
                     },
-                    _ = ping.tick() => Box::pin(self.writer.ping_now()).await?,
+                    _ = ping.tick() => Box::pin(self.writer.ping()).await?,
                 }
             };
             limits.heard_at = Instant::now();

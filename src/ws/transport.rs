@@ -125,6 +125,8 @@ impl<'a> MessageReader<'a> {
             let read = self
                 .socket
                 .read_handle(std::mem::take(&mut self.read_ahead));
+            // fastwebsockets makes readers in pairs with a writer; this one's
+            // writer is never used (the session writes through `FrameWriter`).
             let (mut frames, _) =
                 fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
             frames.set_auto_close(false);
@@ -135,22 +137,7 @@ impl<'a> MessageReader<'a> {
         }
         Ok(())
     }
-}
 
-impl<'a> FrameWriter<'a> {
-    /// `write_buffer_bytes`: small frames of a burst are coalesced up to this
-    /// size, larger ones go straight to the socket; the buffer is freed after
-    /// each flush. A write that waits longer than `stall_limit` fails with
-    /// `TimedOut`.
-    pub fn new(socket: &'a Socket, write_buffer_bytes: usize, stall_limit: Duration) -> Self {
-        let write = BurstWriter::new(socket.write_handle(), write_buffer_bytes);
-        let (_, inner) =
-            fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Server);
-        FrameWriter { inner, stall_limit }
-    }
-}
-
-impl MessageReader<'_> {
     /// The next whole message or control frame.
     pub async fn next(&mut self) -> Result<Inbound, ReadError> {
         loop {
@@ -240,20 +227,28 @@ fn classify(error: WebSocketError) -> ReadError {
     }
 }
 
-impl FrameWriter<'_> {
+impl<'a> FrameWriter<'a> {
+    /// `write_buffer_bytes`: small frames of a burst are coalesced up to this
+    /// size, larger ones go straight to the socket; the buffer is freed after
+    /// each flush. A write that waits longer than `stall_limit` fails with
+    /// `TimedOut`.
+    pub fn new(socket: &'a Socket, write_buffer_bytes: usize, stall_limit: Duration) -> Self {
+        let write = BurstWriter::new(socket.write_handle(), write_buffer_bytes);
+        // The reader made alongside (and its buffer) is dropped at once.
+        let (_, inner) =
+            fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Server);
+        FrameWriter { inner, stall_limit }
+    }
+
     /// Queues a text frame holding `payload`.
     pub async fn text(&mut self, payload: &Bytes) -> Result<(), WebSocketError> {
         self.write(Frame::text(Payload::Borrowed(payload))).await
     }
 
+    /// Sends a ping right away.
     pub async fn ping(&mut self) -> Result<(), WebSocketError> {
         self.write(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[])))
-            .await
-    }
-
-    /// Sends a ping right away.
-    pub async fn ping_now(&mut self) -> Result<(), WebSocketError> {
-        self.ping().await?;
+            .await?;
         self.flush().await
     }
 
