@@ -91,6 +91,7 @@ loadtest_smoke() {
     $lt chat --url "$url" --pairs 4 --window 4 --duration 2 --json "$SCRATCH/chat.json" --plot "$SCRATCH/chat.svg" &&
     $lt rest --url "$url" --concurrency 4 --duration 1 &&
     $lt connect --url "$url" --connections 50 --duration 1 --server-pid "$pid" &&
+    $lt connect --ceiling --connections 50 --duration 1 &&
     $lt verify --url "$url,$url" --pairs 2 --rate-per-pair 20 --churn-ms 300 --duration 2 &&
     $lt echo --connections 4 --window 4 --duration 1 &&
     $lt store-ceiling --duration 1 --connections 2 --batch 64

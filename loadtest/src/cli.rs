@@ -119,6 +119,11 @@ pub struct ConnectArgs {
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 512)]
     pub concurrency: usize,
+    /// Measure the connect ceiling instead: the same sockets opened against the
+    /// minimal echo server of `echo` (an upgrade and nothing else), started
+    /// here; `--url` and the setup flags are not used.
+    #[arg(long)]
+    pub ceiling: bool,
 }
 
 #[derive(Args)]

@@ -2,6 +2,9 @@
 //! (source addresses spread over 127.0.0.x so N can exceed one address's
 //! ephemeral ports), hold them for `duration`, and read the server's resident
 //! memory from /proc before, once all are open, and at the end of the hold.
+//! With `--ceiling` the same sockets go to the minimal echo server of `echo`
+//! instead: the connect rate of this machine and client with a server that
+//! only upgrades (no token, no membership query, no room).
 
 use crate::cli::ConnectArgs;
 use crate::endpoint::Endpoint;
@@ -24,8 +27,14 @@ use tokio::sync::Semaphore;
 const PER_SOURCE_ADDRESS: usize = 4_000;
 
 pub async fn run(args: ConnectArgs) -> Result<Report> {
-    let endpoint = Endpoint::resolve(&args.target.url).await?;
-    let pairs = setup::pairs(&args.target, &endpoint, args.connections.div_ceil(2)).await?;
+    let (endpoint, paths) = if args.ceiling {
+        let endpoint = super::echo::start_server().await?;
+        (endpoint, vec!["/".to_owned(); args.connections])
+    } else {
+        let endpoint = Endpoint::resolve(&args.target.url).await?;
+        let paths = authenticated_paths(&args, &endpoint).await?;
+        (endpoint, paths)
+    };
     let rss_before = args.server_pid.and_then(rss_bytes);
     let live = Arc::new(AtomicU64::new(0));
     let held = Arc::new(AtomicU64::new(0));
@@ -35,10 +44,7 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
     let hold_until = Duration::from_secs(args.output.duration);
     let progress = Progress::start("connect", hold_until, live.clone());
     let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
-    for i in 0..args.connections {
-        let pair = &pairs[i / 2];
-        let account = if i % 2 == 0 { &pair.a } else { &pair.b };
-        let path = ws::chat_path(pair.chat, &account.token, None);
+    for (i, path) in paths.into_iter().enumerate() {
         let local = loopback_source(&endpoint, i);
         let (endpoint, limit, held, errors, opened) = (
             endpoint.clone(),
@@ -81,7 +87,12 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
     let rss_end_of_hold = args.server_pid.and_then(rss_bytes);
     drop(progress);
     let held_now = held.load(Ordering::Relaxed);
-    let mut report = Report::measured("connect", connect_secs, &recorder);
+    let scenario = if args.ceiling {
+        "connect-ceiling"
+    } else {
+        "connect"
+    };
+    let mut report = Report::measured(scenario, connect_secs, &recorder);
     report.errors = errors.load(Ordering::Relaxed);
     report.connections_held = Some(held_now);
     report.connect_per_s = Some(recorder.total() as f64 / connect_secs);
@@ -102,6 +113,17 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
     }
     report.set("held_for_s", hold_until.as_secs());
     Ok(report)
+}
+
+/// Each socket's path: both members of a chat per pair, with their tokens.
+async fn authenticated_paths(args: &ConnectArgs, endpoint: &Endpoint) -> Result<Vec<String>> {
+    let pairs = setup::pairs(&args.target, endpoint, args.connections.div_ceil(2)).await?;
+    let paths = (0..args.connections).map(|i| {
+        let pair = &pairs[i / 2];
+        let account = if i % 2 == 0 { &pair.a } else { &pair.b };
+        ws::chat_path(pair.chat, &account.token, None)
+    });
+    Ok(paths.collect())
 }
 
 /// 127.0.0.1, 127.0.0.2, ... for loopback targets; the default route otherwise.

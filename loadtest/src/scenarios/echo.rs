@@ -20,9 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub async fn run(args: EchoArgs) -> Result<Report> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let endpoint = Endpoint::resolve(&format!("http://{}", listener.local_addr()?)).await?;
-    tokio::spawn(serve(listener));
+    let endpoint = start_server().await?;
     let mut sockets = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         sockets.push(ws::connect(&endpoint, "/", None).await?);
@@ -85,6 +83,18 @@ pub async fn run(args: EchoArgs) -> Result<Report> {
     report.set("connections", args.connections as u64);
     report.set("window", args.window as u64);
     Ok(report)
+}
+
+/// Starts the minimal echo server on a free loopback port (a deep accept queue,
+/// as the chat server has, so connect storms measure the handshake and not
+/// listen overflows).
+pub async fn start_server() -> Result<Endpoint> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind("127.0.0.1:0".parse()?)?;
+    let listener = socket.listen(65_535)?;
+    let endpoint = Endpoint::resolve(&format!("http://{}", listener.local_addr()?)).await?;
+    tokio::spawn(serve(listener));
+    Ok(endpoint)
 }
 
 async fn serve(listener: tokio::net::TcpListener) {
