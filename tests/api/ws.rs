@@ -464,6 +464,29 @@ async fn an_expiring_token_closes_the_socket_with_4001() {
     assert_eq!(a.closed().await, 4001);
 }
 
+/// The idle timeout and the token's expiry share one timer that the session
+/// sets again whenever it fires early; a client that keeps answering pings must
+/// still be closed when its token expires, with 4001, not kept alive by its pongs
+/// nor closed as idle.
+#[tokio::test]
+async fn a_ponging_client_is_still_closed_when_its_token_expires() {
+    let app = spawn_app_with(&[
+        ("ACCESS_TOKEN_TTL_SECS", "4"),
+        ("WS_IDLE_TIMEOUT_SECS", "2"),
+        ("WS_PING_INTERVAL_SECS", "1"),
+    ])
+    .await;
+    let (ann, _bob, chat) = app.pair().await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let opened = std::time::Instant::now();
+    assert_eq!(a.closed().await, 4001);
+    assert!(
+        opened.elapsed() >= Duration::from_secs(2),
+        "outlived the idle timeout by answering pings ({:?})",
+        opened.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn shutdown_closes_sockets_with_going_away() {
     let app = spawn_app().await;
