@@ -130,7 +130,7 @@ pub async fn run(
         state: &state,
         me: &subscriber,
         chat_id: spec.chat_id,
-        user: spec.user.clone(),
+        user: &spec.user,
         last_typing: None,
         throttled_in_a_row: 0,
     };
@@ -417,7 +417,7 @@ struct EventHandler<'a> {
     state: &'a AppState,
     me: &'a Subscriber,
     chat_id: i64,
-    user: User,
+    user: &'a User,
     last_typing: Option<Instant>,
     throttled_in_a_row: u32,
 }
