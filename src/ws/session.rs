@@ -134,7 +134,7 @@ pub async fn run(
         last_typing: None,
         throttled_in_a_row: 0,
     };
-    let reader = MessageReader::new(&socket, read_ahead, realtime.max_message_bytes);
+    let mut reader = MessageReader::new(&socket, read_ahead, realtime.max_message_bytes);
     let writer = FrameWriter::new(&socket, realtime.write_buffer_bytes, realtime.idle_timeout);
     let mut session = Session {
         state: &state,
@@ -143,7 +143,7 @@ pub async fn run(
         chat_id: spec.chat_id,
     };
     let end = session
-        .serve(&spec, reader, &outbox, &mut events, &mut shutdown)
+        .serve(&spec, &mut reader, &outbox, &mut events, &mut shutdown)
         .await;
     outbox.close();
     state.rooms.leave(spec.chat_id, conn).await;
@@ -183,7 +183,7 @@ impl Session<'_> {
     async fn serve(
         &mut self,
         spec: &SessionSpec,
-        mut reader: MessageReader<'_>,
+        reader: &mut MessageReader<'_>,
         outbox: &Outbox,
         events: &mut EventHandler<'_>,
         shutdown: &mut Shutdown,
@@ -192,13 +192,13 @@ impl Session<'_> {
             if spec.resume_after < spec.stored_through {
                 Box::pin(self.catch_up()).await?;
             }
-            self.live(spec, &mut reader, outbox, events, shutdown).await
+            self.live(spec, reader, outbox, events, shutdown).await
         }
         .await;
         match result {
             Ok(code) | Err(End::Closed(code)) => {
                 if self.writer.close(code, reason(code)).await.is_ok() && code != close::NORMAL {
-                    linger(&mut reader).await;
+                    linger(reader).await;
                 }
                 End::Closed(code)
             }
