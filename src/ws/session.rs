@@ -221,7 +221,7 @@ impl Session<'_> {
         ping.tick().await;
         let mut limits = Deadlines {
             idle: realtime.idle_timeout,
-            heard_at: Instant::now(),
+            heard_at: tokio::time::Instant::now(),
             token_expires: token_deadline(spec.token_expires_at),
         };
         let deadline = tokio::time::sleep_until(limits.next());
@@ -256,7 +256,7 @@ impl Session<'_> {
                     _ = ping.tick() => Box::pin(self.writer.ping()).await?,
                 }
             };
-            limits.heard_at = Instant::now();
+            limits.heard_at = tokio::time::Instant::now();
             if let Some(code) = Box::pin(self.act_on(inbound, events)).await? {
                 return Ok(code);
             }
@@ -383,15 +383,14 @@ fn reason(code: u16) -> &'static str {
 struct Deadlines {
     idle: Duration,
     /// When the client last sent anything (a pong included).
-    heard_at: Instant,
+    heard_at: tokio::time::Instant,
     token_expires: tokio::time::Instant,
 }
 
 impl Deadlines {
     /// When one of the limits is next due.
     fn next(&self) -> tokio::time::Instant {
-        let silent_until = tokio::time::Instant::from_std(self.heard_at + self.idle);
-        silent_until.min(self.token_expires)
+        (self.heard_at + self.idle).min(self.token_expires)
     }
 
     /// The close code of a limit that has passed, if one has.
@@ -399,7 +398,7 @@ impl Deadlines {
         let now = tokio::time::Instant::now();
         if now >= self.token_expires {
             Some(close::TOKEN_EXPIRED)
-        } else if self.heard_at.elapsed() >= self.idle {
+        } else if now >= self.heard_at + self.idle {
             Some(close::IDLE_TIMEOUT)
         } else {
             None
