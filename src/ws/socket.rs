@@ -76,13 +76,12 @@ impl SocketRead<'_> {
             return Poll::Ready(Ok(()));
         }
         let stream = &self.socket.stream;
-        loop {
-            ready!(stream.poll_read_ready(cx))?;
-            match stream.try_read_buf(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return Poll::Ready(result.map(drop)),
-            }
-        }
+        nonblocking(
+            cx,
+            |cx| stream.poll_read_ready(cx),
+            || stream.try_read_buf(buf),
+        )
+        .map_ok(drop)
     }
 }
 
@@ -125,13 +124,12 @@ impl AsyncWrite for SocketWrite<'_> {
         cx: &mut Context<'_>,
         data: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(data) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return Poll::Ready(result),
-            }
-        }
+        let stream = self.0;
+        nonblocking(
+            cx,
+            |cx| stream.poll_write_ready(cx),
+            || stream.try_write_vectored(data),
+        )
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -146,5 +144,22 @@ impl AsyncWrite for SocketWrite<'_> {
     /// The socket closes when the session drops it.
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Waits for readiness (`ready`), then tries `attempt`, again until it does not
+/// block: a `WouldBlock` clears tokio's readiness, so the next wait registers
+/// the task to be woken.
+fn nonblocking<T>(
+    cx: &mut Context<'_>,
+    ready: impl Fn(&mut Context<'_>) -> Poll<io::Result<()>>,
+    mut attempt: impl FnMut() -> io::Result<T>,
+) -> Poll<io::Result<T>> {
+    loop {
+        ready!(ready(cx))?;
+        match attempt() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return Poll::Ready(result),
+        }
     }
 }
