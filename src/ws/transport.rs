@@ -158,7 +158,6 @@ impl<'a> MessageReader<'a> {
                 frame.fin,
                 &frame.payload,
             );
-            drop(frame);
             if let Some(inbound) = step? {
                 return Ok(inbound);
             }
@@ -334,7 +333,7 @@ mod tests {
         assert_eq!(text(&mut reader).await, b"two");
         assert!(
             reader.holds_a_buffer(),
-            "part of the next frame is buffered"
+            "a returned frame leaves the reader in place until a read waits"
         );
 
         client.write_all(&three[4..]).await.unwrap();

@@ -98,16 +98,15 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
     report.connect_per_s = Some(recorder.total() as f64 / connect_secs);
     report.server_rss_bytes = rss_all_open;
     if let (Some(before), Some(after)) = (rss_before, rss_all_open) {
-        report.rss_per_connection_bytes =
-            Some(after.saturating_sub(before) as f64 / held_now.max(1) as f64);
+        let per_connection = |rss: u64| rss.saturating_sub(before) as f64 / held_now.max(1) as f64;
+        report.rss_per_connection_bytes = Some(per_connection(after));
         report.set("server_rss_before_bytes", before);
         // After the hold the server has pinged every socket (with a ping
         // interval shorter than the hold) and read its pong.
         if let Some(end) = rss_end_of_hold {
-            let per_connection = end.saturating_sub(before) as f64 / held_now.max(1) as f64;
             report.set(
                 "rss_per_connection_end_of_hold_bytes",
-                per_connection.round(),
+                per_connection(end).round(),
             );
         }
     }
