@@ -28,18 +28,23 @@ pub enum Scenario {
     Echo(EchoArgs),
     /// Storage ceiling: raw batched inserts of message-sized rows.
     StoreCeiling(StoreArgs),
+    /// The minimal echo server alone: prints its URL, serves until its standard
+    /// input closes (`connect --ceiling` runs it as a process of its own).
+    #[command(hide = true)]
+    EchoServer,
 }
 
 impl Scenario {
-    /// The output flags every scenario has.
-    pub fn output(&self) -> &Output {
+    /// The output flags of a measuring scenario (the echo server has none).
+    pub fn output(&self) -> Option<&Output> {
         match self {
-            Scenario::Chat(args) => &args.output,
-            Scenario::Connect(args) => &args.output,
-            Scenario::Rest(args) => &args.output,
-            Scenario::Verify(args) => &args.output,
-            Scenario::Echo(args) => &args.output,
-            Scenario::StoreCeiling(args) => &args.output,
+            Scenario::Chat(args) => Some(&args.output),
+            Scenario::Connect(args) => Some(&args.output),
+            Scenario::Rest(args) => Some(&args.output),
+            Scenario::Verify(args) => Some(&args.output),
+            Scenario::Echo(args) => Some(&args.output),
+            Scenario::StoreCeiling(args) => Some(&args.output),
+            Scenario::EchoServer => None,
         }
     }
 }
@@ -120,8 +125,9 @@ pub struct ConnectArgs {
     #[arg(long, default_value_t = 512)]
     pub concurrency: usize,
     /// Measure the connect ceiling instead: the same sockets opened against the
-    /// minimal echo server of `echo` (an upgrade and nothing else), started
-    /// here; `--url` and the setup flags are not used.
+    /// minimal echo server of `echo` (an upgrade and nothing else), started as
+    /// a process of its own (its own file limit; its RSS is reported); `--url`,
+    /// `--server-pid` and the setup flags are not used.
     #[arg(long)]
     pub ceiling: bool,
 }

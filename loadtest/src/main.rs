@@ -33,7 +33,8 @@ fn main() -> std::process::ExitCode {
         .build()
         .expect("tokio runtime");
     match runtime.block_on(scenarios::run(cli)) {
-        Ok(report) => {
+        Ok(None) => std::process::ExitCode::SUCCESS,
+        Ok(Some(report)) => {
             report.print_summary();
             if report.errors > 0 || report.integrity_failed() {
                 std::process::ExitCode::from(1)

@@ -4,18 +4,60 @@
 
 use crate::endpoint::Endpoint;
 use crate::Result;
+use bytes::Bytes;
+use chat_server::ws::client;
+use chat_server::ws::transport::{self, FrameWriter, Inbound, MessageReader};
 use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::time::Duration;
 
 pub type Socket = chat_server::ws::client::ClientSocket;
 
 /// Opens a WebSocket to `path` on the endpoint, from `local` when given.
 pub async fn connect(endpoint: &Endpoint, path: &str, local: Option<IpAddr>) -> Result<Socket> {
     Ok(chat_server::ws::client::connect(endpoint.addr, &endpoint.authority, path, local).await?)
+}
+
+/// The same, for a socket that is only held: no buffers while it is idle.
+pub async fn connect_idle(
+    endpoint: &Endpoint,
+    path: &str,
+    local: Option<IpAddr>,
+) -> Result<IdleSocket> {
+    let (socket, read_ahead) =
+        client::connect_lean(endpoint.addr, &endpoint.authority, path, local).await?;
+    Ok(IdleSocket { socket, read_ahead })
+}
+
+/// A socket held open, and any bytes the server sent right behind the 101.
+pub struct IdleSocket {
+    socket: transport::Socket,
+    read_ahead: Bytes,
+}
+
+impl IdleSocket {
+    /// Answers pings until the server closes the socket (or it fails); a
+    /// reader, with its buffer, exists only while a frame is being read and a
+    /// writer only while a pong is sent.
+    pub async fn hold(self) {
+        let mut reader = MessageReader::client(&self.socket, self.read_ahead, 1 << 20);
+        while let Ok(inbound) = reader.next().await {
+            match inbound {
+                Inbound::Ping(payload) => {
+                    let mut pong = FrameWriter::client(&self.socket, 256, Duration::from_secs(5));
+                    if pong.pong(payload).await.is_err() || pong.flush().await.is_err() {
+                        return;
+                    }
+                }
+                Inbound::Close => return,
+                Inbound::Text(_) | Inbound::Binary | Inbound::Pong => {}
+            }
+        }
+    }
 }
 
 /// `/ws/chats/{chat}/?token=..[&after_seq=N]` (the same on both route sets).

@@ -8,6 +8,9 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use tokio::net::TcpStream;
+
+use super::transport::{into_socket, Socket};
 
 /// A client socket after the handshake.
 pub type ClientSocket = WebSocket<TokioIo<Upgraded>>;
@@ -33,6 +36,31 @@ pub async fn connect(
     path: &str,
     local: Option<IpAddr>,
 ) -> Result<ClientSocket, WebSocketError> {
+    let stream = tcp_connect(addr, local).await?;
+    let (ws, _) = fastwebsockets::handshake::client(
+        &SpawnExecutor,
+        upgrade_request(authority, path)?,
+        stream,
+    )
+    .await?;
+    Ok(ws)
+}
+
+/// The same handshake, giving back the bare socket (and any bytes read past the
+/// handshake) for [`MessageReader::client`](super::transport::MessageReader::client)
+/// and [`FrameWriter::client`](super::transport::FrameWriter::client): a socket
+/// that is only held then costs no buffers while nothing arrives.
+pub async fn connect_lean(
+    addr: SocketAddr,
+    authority: &str,
+    path: &str,
+    local: Option<IpAddr>,
+) -> Result<(Socket, Bytes), WebSocketError> {
+    let ws = connect(addr, authority, path, local).await?;
+    into_socket(ws.into_inner().into_inner())
+}
+
+async fn tcp_connect(addr: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
@@ -43,7 +71,14 @@ pub async fn connect(
     }
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
-    let request = hyper::Request::get(path)
+    Ok(stream)
+}
+
+fn upgrade_request(
+    authority: &str,
+    path: &str,
+) -> Result<hyper::Request<Empty<Bytes>>, WebSocketError> {
+    hyper::Request::get(path)
         .header("host", authority)
         .header("upgrade", "websocket")
         .header("connection", "upgrade")
@@ -53,7 +88,5 @@ pub async fn connect(
         )
         .header("sec-websocket-version", "13")
         .body(Empty::<Bytes>::new())
-        .map_err(|_| WebSocketError::InvalidValue)?;
-    let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream).await?;
-    Ok(ws)
+        .map_err(|_| WebSocketError::InvalidValue)
 }

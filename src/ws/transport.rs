@@ -10,7 +10,8 @@
 //! holds no read buffer at all, at no extra system call.
 
 use super::burst::BurstWriter;
-use super::socket::{Socket, SocketRead, SocketWrite};
+pub use super::socket::Socket;
+use super::socket::{SocketRead, SocketWrite};
 use bytes::Bytes;
 use fastwebsockets::{
     upgrade, Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite,
@@ -40,7 +41,12 @@ pub fn accept<B>(request: &mut hyper::Request<B>) -> Option<(hyper::Response<()>
 /// Finishes the upgrade: the connection's socket and the bytes the client sent
 /// right behind its handshake (already read off the socket by the HTTP layer).
 pub async fn open(upgrade: UpgradeFut) -> Result<(Socket, Bytes), WebSocketError> {
-    let upgraded: Upgraded = upgrade.await?.into_inner().into_inner();
+    into_socket(upgrade.await?.into_inner().into_inner())
+}
+
+/// The TCP socket under an upgraded connection and the bytes the HTTP layer
+/// had already read past the handshake.
+pub(super) fn into_socket(upgraded: Upgraded) -> Result<(Socket, Bytes), WebSocketError> {
     let parts = upgraded
         .downcast::<TokioIo<TcpStream>>()
         .map_err(|_| WebSocketError::IoError(std::io::ErrorKind::Unsupported.into()))?;
@@ -81,6 +87,8 @@ pub struct MessageReader<'a> {
     frames_returned: u64,
     max_message_bytes: usize,
     partial: Option<(OpCode, Vec<u8>)>,
+    /// Which end reads: a server reads masked frames, a client unmasked ones.
+    role: Role,
 }
 
 /// Writes frames into a buffer; `flush` sends them.
@@ -93,16 +101,26 @@ pub struct FrameWriter<'a> {
 }
 
 impl<'a> MessageReader<'a> {
-    /// Reads messages of at most `max_message_bytes` from `socket`, starting
-    /// with `read_ahead`.
+    /// Reads a client's messages of at most `max_message_bytes` from `socket`,
+    /// starting with `read_ahead`.
     pub fn new(socket: &'a Socket, read_ahead: Bytes, max_message_bytes: usize) -> Self {
+        Self::with_role(socket, read_ahead, max_message_bytes, Role::Server)
+    }
+
+    /// The same on the client's end: reads a server's messages.
+    pub fn client(socket: &'a Socket, read_ahead: Bytes, max_message_bytes: usize) -> Self {
+        Self::with_role(socket, read_ahead, max_message_bytes, Role::Client)
+    }
+
+    fn with_role(socket: &'a Socket, read_ahead: Bytes, max: usize, role: Role) -> Self {
         MessageReader {
             socket,
             read_ahead,
             frames: None,
             frames_returned: 0,
-            max_message_bytes,
+            max_message_bytes: max,
             partial: None,
+            role,
         }
     }
 
@@ -128,7 +146,7 @@ impl<'a> MessageReader<'a> {
             // fastwebsockets makes readers in pairs with a writer; this one's
             // writer is never used (the session writes through `FrameWriter`).
             let (mut frames, _) =
-                fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
+                fastwebsockets::after_handshake_split(read, tokio::io::sink(), self.role);
             frames.set_auto_close(false);
             frames.set_auto_pong(false);
             frames.set_max_message_size(self.max_message_bytes.saturating_add(1));
@@ -232,10 +250,18 @@ impl<'a> FrameWriter<'a> {
     /// each flush. A write that waits longer than `stall_limit` fails with
     /// `TimedOut`.
     pub fn new(socket: &'a Socket, write_buffer_bytes: usize, stall_limit: Duration) -> Self {
-        let write = BurstWriter::new(socket.write_handle(), write_buffer_bytes);
+        Self::with_role(socket, write_buffer_bytes, stall_limit, Role::Server)
+    }
+
+    /// The same on the client's end: frames are masked.
+    pub fn client(socket: &'a Socket, write_buffer_bytes: usize, stall_limit: Duration) -> Self {
+        Self::with_role(socket, write_buffer_bytes, stall_limit, Role::Client)
+    }
+
+    fn with_role(socket: &'a Socket, buffer: usize, stall_limit: Duration, role: Role) -> Self {
+        let write = BurstWriter::new(socket.write_handle(), buffer);
         // The reader made alongside (and its buffer) is dropped at once.
-        let (_, inner) =
-            fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Server);
+        let (_, inner) = fastwebsockets::after_handshake_split(tokio::io::empty(), write, role);
         FrameWriter { inner, stall_limit }
     }
 
@@ -376,5 +402,28 @@ mod tests {
             assert!(reader.next().now_or_never().is_none());
             assert!(!reader.holds_a_buffer(), "round {round}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_client_end_reads_server_frames_and_writes_masked_ones() {
+        use tokio::io::AsyncReadExt;
+        let (client, mut server) = pair().await;
+        let client = Socket::new(client);
+        let mut unmasked = vec![0x81, 5];
+        unmasked.extend_from_slice(b"hello");
+        unmasked.extend_from_slice(&[0x89, 1, b'p']);
+        server.write_all(&unmasked).await.unwrap();
+        let mut reads = MessageReader::client(&client, Bytes::new(), 1024);
+        assert_eq!(text(&mut reads).await, b"hello");
+        assert!(matches!(reads.next().await, Ok(Inbound::Ping(p)) if p == b"p"));
+
+        let mut writes = FrameWriter::client(&client, 256, Duration::from_secs(5));
+        writes.pong(b"p".to_vec()).await.unwrap();
+        writes.flush().await.unwrap();
+        let mut pong = [0u8; 2 + 4 + 1];
+        server.read_exact(&mut pong).await.unwrap();
+        assert_eq!(pong[0], 0x8A, "a final pong frame");
+        assert_eq!(pong[1], 0x80 | 1, "masked, one byte of payload");
+        assert_eq!(pong[6] ^ pong[2], b'p', "the payload under its mask");
     }
 }

@@ -2,10 +2,12 @@
 //! (source addresses spread over 127.0.0.x so N can exceed one address's
 //! ephemeral ports), hold them for `duration`, and read the server's resident
 //! memory from /proc before, once all are open, and at the end of the hold.
-//! With `--ceiling` the same sockets go to the minimal echo server of `echo`
-//! instead: the connect rate of this machine and client with a server that
-//! only upgrades (no token, no membership query, no room).
+//! With `--ceiling` the same sockets go to the minimal echo server of `echo`,
+//! run as a process of its own, instead: the connect rate of this machine and
+//! client with a server that only upgrades (no token, no membership query, no
+//! room), and what such a server holds per socket.
 
+use super::echo::EchoProcess;
 use crate::cli::ConnectArgs;
 use crate::endpoint::Endpoint;
 use crate::progress::Progress;
@@ -27,15 +29,25 @@ use tokio::sync::Semaphore;
 const PER_SOURCE_ADDRESS: usize = 4_000;
 
 pub async fn run(args: ConnectArgs) -> Result<Report> {
-    let (endpoint, paths) = if args.ceiling {
-        let endpoint = super::echo::start_server().await?;
-        (endpoint, vec!["/".to_owned(); args.connections])
+    let (echo, server_pid) = if args.ceiling {
+        let echo = EchoProcess::start().await?;
+        let pid = echo.pid();
+        (Some(echo), Some(pid))
     } else {
-        let endpoint = Endpoint::resolve(&args.target.url).await?;
-        let paths = authenticated_paths(&args, &endpoint).await?;
-        (endpoint, paths)
+        (None, args.server_pid)
     };
-    let rss_before = args.server_pid.and_then(rss_bytes);
+    let (endpoint, paths) = match &echo {
+        Some(echo) => (
+            echo.endpoint.clone(),
+            vec!["/".to_owned(); args.connections],
+        ),
+        None => {
+            let endpoint = Endpoint::resolve(&args.target.url).await?;
+            let paths = authenticated_paths(&args, &endpoint).await?;
+            (endpoint, paths)
+        }
+    };
+    let rss_before = server_pid.and_then(rss_bytes);
     let live = Arc::new(AtomicU64::new(0));
     let held = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -58,12 +70,12 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
                 return;
             };
             let began = Instant::now();
-            match ws::connect(&endpoint, &path, local).await {
+            match ws::connect_idle(&endpoint, &path, local).await {
                 Ok(socket) => {
                     drop(permit);
                     held.fetch_add(1, Ordering::Relaxed);
                     let _ = opened.send(began.elapsed());
-                    hold(socket).await;
+                    socket.hold().await;
                     held.fetch_sub(1, Ordering::Relaxed);
                 }
                 Err(_) => {
@@ -82,9 +94,9 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
         }
     }
     let connect_secs = start.elapsed().as_secs_f64();
-    let rss_all_open = args.server_pid.and_then(rss_bytes);
+    let rss_all_open = server_pid.and_then(rss_bytes);
     tokio::time::sleep_until((start + hold_until).into()).await;
-    let rss_end_of_hold = args.server_pid.and_then(rss_bytes);
+    let rss_end_of_hold = server_pid.and_then(rss_bytes);
     drop(progress);
     let held_now = held.load(Ordering::Relaxed);
     let scenario = if args.ceiling {
@@ -134,12 +146,6 @@ fn loopback_source(endpoint: &Endpoint, index: usize) -> Option<IpAddr> {
     Some(IpAddr::V4(Ipv4Addr::from(
         u32::from(Ipv4Addr::new(127, 0, 0, 0)) + n,
     )))
-}
-
-/// Keeps the socket open, answering pings, until the server closes it.
-async fn hold(socket: ws::Socket) {
-    let mut ws = fastwebsockets::FragmentCollector::new(socket);
-    while ws::next_text(&mut ws).await.is_some() {}
 }
 
 /// Resident memory of a process, from /proc/PID/status.

@@ -88,13 +88,70 @@ pub async fn run(args: EchoArgs) -> Result<Report> {
 /// Starts the minimal echo server on a free loopback port (a deep accept queue,
 /// as the chat server has, so connect storms measure the handshake and not
 /// listen overflows).
-pub async fn start_server() -> Result<Endpoint> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.bind("127.0.0.1:0".parse()?)?;
-    let listener = socket.listen(65_535)?;
+async fn start_server() -> Result<Endpoint> {
+    let listener = listen().await?;
     let endpoint = Endpoint::resolve(&format!("http://{}", listener.local_addr()?)).await?;
     tokio::spawn(serve(listener));
     Ok(endpoint)
+}
+
+async fn listen() -> Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind("127.0.0.1:0".parse()?)?;
+    Ok(socket.listen(65_535)?)
+}
+
+/// The `echo-server` subcommand: the echo server in this process, its URL on
+/// the first line of standard output, until standard input closes (so it never
+/// outlives the tool that started it).
+pub async fn serve_until_stdin_closes() -> Result<()> {
+    let listener = listen().await?;
+    println!("http://{}", listener.local_addr()?);
+    tokio::spawn(serve(listener));
+    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+        .await??;
+    Ok(())
+}
+
+/// The echo server as a process of its own (`loadtest echo-server`): a server
+/// holding many sockets then has its own file limit and its own RSS to read.
+/// It ends when this handle drops.
+pub struct EchoProcess {
+    child: std::process::Child,
+    pub endpoint: Endpoint,
+}
+
+impl EchoProcess {
+    pub async fn start() -> Result<Self> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("echo-server")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("echo-server: no stdout")?;
+        let url = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map(|_| line)
+        })
+        .await??;
+        let endpoint = Endpoint::resolve(url.trim()).await?;
+        Ok(EchoProcess { child, endpoint })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for EchoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 async fn serve(listener: tokio::net::TcpListener) {

@@ -13,9 +13,15 @@ use crate::cli::{Cli, Scenario};
 use crate::report::Report;
 use crate::Result;
 
-pub async fn run(cli: Cli) -> Result<Report> {
-    let output = cli.scenario.output().clone();
+/// Runs the scenario; `None` for the echo server, which serves instead of
+/// measuring.
+pub async fn run(cli: Cli) -> Result<Option<Report>> {
+    let output = cli.scenario.output().cloned();
     let report = match cli.scenario {
+        Scenario::EchoServer => {
+            echo::serve_until_stdin_closes().await?;
+            return Ok(None);
+        }
         Scenario::Chat(args) => chat::run(args).await?,
         Scenario::Connect(args) => connect::run(args).await?,
         Scenario::Rest(args) => rest::run(args).await?,
@@ -23,11 +29,11 @@ pub async fn run(cli: Cli) -> Result<Report> {
         Scenario::Echo(args) => echo::run(args).await?,
         Scenario::StoreCeiling(args) => store::run(args).await?,
     };
-    if let Some(path) = &output.json {
+    if let Some(path) = output.as_ref().and_then(|o| o.json.as_ref()) {
         report.write_json(path)?;
     }
-    if let Some(path) = &output.plot {
+    if let Some(path) = output.as_ref().and_then(|o| o.plot.as_ref()) {
         crate::plot::write_svg(&report, path)?;
     }
-    Ok(report)
+    Ok(Some(report))
 }
