@@ -32,10 +32,14 @@ pub enum Scenario {
     /// input closes (`connect --ceiling` runs it as a process of its own).
     #[command(hide = true)]
     EchoServer,
+    /// One of `connect --processes K`'s workers (started by the tool itself).
+    #[command(hide = true)]
+    ConnectWorker(ConnectWorkerArgs),
 }
 
 impl Scenario {
-    /// The output flags of a measuring scenario (the echo server has none).
+    /// The output flags of a measuring scenario (the tool's helper processes
+    /// have none).
     pub fn output(&self) -> Option<&Output> {
         match self {
             Scenario::Chat(args) => Some(&args.output),
@@ -44,7 +48,7 @@ impl Scenario {
             Scenario::Verify(args) => Some(&args.output),
             Scenario::Echo(args) => Some(&args.output),
             Scenario::StoreCeiling(args) => Some(&args.output),
-            Scenario::EchoServer => None,
+            Scenario::EchoServer | Scenario::ConnectWorker(_) => None,
         }
     }
 }
@@ -118,9 +122,10 @@ pub struct ConnectArgs {
     pub output: Output,
     #[arg(long, default_value_t = 10_000)]
     pub connections: usize,
-    /// The server's process id, to read its resident memory from /proc.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The server's process id, to read its resident memory from /proc
+    /// (comma-separated for several nodes: their memory is summed).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 512)]
     pub concurrency: usize,
@@ -130,6 +135,19 @@ pub struct ConnectArgs {
     /// `--server-pid` and the setup flags are not used.
     #[arg(long)]
     pub ceiling: bool,
+    /// Open the sockets from this many processes of the tool (each holds its
+    /// share), for more sockets than one process may have files.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub processes: u16,
+}
+
+#[derive(Args)]
+pub struct ConnectWorkerArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Which worker this is, from 0.
+    #[arg(long)]
+    pub index: usize,
 }
 
 #[derive(Args)]

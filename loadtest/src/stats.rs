@@ -60,6 +60,42 @@ impl Recorder {
     pub fn total(&self) -> u64 {
         self.timeline.iter().sum()
     }
+
+    /// The recorder as one line of text, for another process to merge:
+    /// `<timeline counts>;<latency:count ...>`, comma-separated.
+    pub fn to_line(&self) -> String {
+        let timeline: Vec<String> = self.timeline.iter().map(u64::to_string).collect();
+        let latencies: Vec<String> = self
+            .latency_us
+            .iter_recorded()
+            .map(|v| format!("{}:{}", v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        format!("{};{}", timeline.join(","), latencies.join(","))
+    }
+
+    /// A recorder read back from [`Recorder::to_line`], its timeline counted
+    /// from `start`; its events count towards `live`.
+    pub fn from_line(start: Instant, live: Arc<AtomicU64>, line: &str) -> Result<Self, String> {
+        let bad = || format!("not a recorder line: {line:.80}");
+        let (timeline, latencies) = line.split_once(';').ok_or_else(bad)?;
+        let mut recorder = Recorder::new(start, live);
+        for count in timeline.split(',').filter(|c| !c.is_empty()) {
+            recorder.timeline.push(count.parse().map_err(|_| bad())?);
+        }
+        for pair in latencies.split(',').filter(|p| !p.is_empty()) {
+            let (micros, count) = pair.split_once(':').ok_or_else(bad)?;
+            let (micros, count) = (
+                micros.parse().map_err(|_| bad())?,
+                count.parse().map_err(|_| bad())?,
+            );
+            recorder
+                .latency_us
+                .record_n(micros, count)
+                .map_err(|_| bad())?;
+        }
+        recorder.live.fetch_add(recorder.total(), Ordering::Relaxed);
+        Ok(recorder)
+    }
 }
 
 /// Waits for workers that each return their recorder and error count; merges them.
@@ -86,4 +122,28 @@ pub fn since(start: Instant, stamp_ns: u128) -> Duration {
     start
         .elapsed()
         .saturating_sub(Duration::from_nanos(stamp_ns.min(u64::MAX as u128) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorder_survives_its_line() {
+        let live = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let mut sent = Recorder::new(start, live.clone());
+        for micros in [5, 5, 900, 40_000] {
+            sent.record(Duration::from_micros(micros));
+        }
+        let line = sent.to_line();
+        let received = Recorder::from_line(start, live.clone(), &line).unwrap();
+        assert_eq!(received.total(), 4);
+        assert_eq!(received.timeline, sent.timeline);
+        assert_eq!(received.latency_us.len(), 4);
+        assert_eq!(received.latency_us.max(), sent.latency_us.max());
+        assert_eq!(received.latency_us.value_at_quantile(0.5), 5);
+        assert_eq!(live.load(Ordering::Relaxed), 8, "both count towards live");
+        assert!(Recorder::from_line(start, live, "1,2;x:1").is_err());
+    }
 }

@@ -108,8 +108,7 @@ pub async fn serve_until_stdin_closes() -> Result<()> {
     let listener = listen().await?;
     println!("http://{}", listener.local_addr()?);
     tokio::spawn(serve(listener));
-    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
-        .await??;
+    tokio::io::copy(&mut tokio::io::stdin(), &mut tokio::io::sink()).await?;
     Ok(())
 }
 
@@ -117,40 +116,32 @@ pub async fn serve_until_stdin_closes() -> Result<()> {
 /// holding many sockets then has its own file limit and its own RSS to read.
 /// It ends when this handle drops.
 pub struct EchoProcess {
-    child: std::process::Child,
+    child: tokio::process::Child,
     pub endpoint: Endpoint,
 }
 
 impl EchoProcess {
     pub async fn start() -> Result<Self> {
-        use std::io::BufRead;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(std::env::current_exe()?)
+        use std::process::Stdio;
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
             .arg("echo-server")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .kill_on_drop(true)
             .spawn()?;
         let stdout = child.stdout.take().ok_or("echo-server: no stdout")?;
-        let url = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .map(|_| line)
-        })
-        .await??;
+        let url = tokio::io::BufReader::new(stdout)
+            .lines()
+            .next_line()
+            .await?
+            .ok_or("echo-server: ended before printing its URL")?;
         let endpoint = Endpoint::resolve(url.trim()).await?;
         Ok(EchoProcess { child, endpoint })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub fn pid(&self) -> Option<u32> {
         self.child.id()
-    }
-}
-
-impl Drop for EchoProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

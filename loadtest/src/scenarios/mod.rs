@@ -13,13 +13,17 @@ use crate::cli::{Cli, Scenario};
 use crate::report::Report;
 use crate::Result;
 
-/// Runs the scenario; `None` for the echo server, which serves instead of
-/// measuring.
+/// Runs the scenario; `None` for the tool's helper processes (the echo server
+/// and `connect`'s workers), which report to the process that started them.
 pub async fn run(cli: Cli) -> Result<Option<Report>> {
     let output = cli.scenario.output().cloned();
     let report = match cli.scenario {
         Scenario::EchoServer => {
             echo::serve_until_stdin_closes().await?;
+            return Ok(None);
+        }
+        Scenario::ConnectWorker(args) => {
+            connect::work(args).await?;
             return Ok(None);
         }
         Scenario::Chat(args) => chat::run(args).await?,

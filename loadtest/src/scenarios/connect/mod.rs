@@ -1,0 +1,170 @@
+//! `connect`: open N authenticated idle sockets as fast as the server takes them
+//! (source addresses spread over 127.0.0.x so N can exceed one address's
+//! ephemeral ports), hold them for `duration`, and read the server's resident
+//! memory from /proc before, once all are open, and at the end of the hold.
+//! With `--ceiling` the same sockets go to the minimal echo server of `echo`,
+//! run as a process of its own, instead: the connect rate of this machine and
+//! client with a server that only upgrades (no token, no membership query, no
+//! room), and what such a server holds per socket. With `--processes K` the
+//! sockets are opened by K worker processes (see `spread`).
+
+mod spread;
+mod storm;
+
+pub use spread::work;
+
+use super::echo::EchoProcess;
+use crate::cli::{ConnectArgs, Target};
+use crate::endpoint::Endpoint;
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::setup;
+use crate::stats::Recorder;
+use crate::ws;
+use crate::Result;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+use storm::Storm;
+
+pub async fn run(args: ConnectArgs) -> Result<Report> {
+    if args.processes > 1 {
+        return spread::coordinate(args).await;
+    }
+    let echo = match args.ceiling {
+        true => Some(EchoProcess::start().await?),
+        false => None,
+    };
+    let (endpoints, paths, server_pids) = match &echo {
+        Some(echo) => (
+            vec![echo.endpoint.clone()],
+            vec!["/".to_owned(); args.connections],
+            echo.pid().into_iter().collect(),
+        ),
+        None => {
+            let endpoints = Endpoint::resolve_all(&args.target.url).await?;
+            let paths = authenticated_paths(&args.target, &endpoints[0], args.connections).await?;
+            (endpoints, paths, args.server_pid.clone())
+        }
+    };
+    let hold = Duration::from_secs(args.output.duration);
+    let mut rss = Rss::before(&server_pids);
+    let live = Arc::new(AtomicU64::new(0));
+    let progress = Progress::start("connect", hold, live.clone());
+    let storm = Storm::open(&endpoints, paths, 0, args.concurrency, live).await;
+    rss.all_open();
+    tokio::time::sleep_until((storm.began + hold).into()).await;
+    rss.end_of_hold();
+    drop(progress);
+    let scenario = if args.ceiling {
+        "connect-ceiling"
+    } else {
+        "connect"
+    };
+    let outcome = Outcome {
+        took: storm.took,
+        opened: &storm.opened,
+        errors: storm.errors,
+        held: storm.held_now(),
+    };
+    Ok(outcome.report(scenario, &rss, hold))
+}
+
+/// What a run measured, in one process or summed over workers.
+struct Outcome<'a> {
+    took: Duration,
+    opened: &'a Recorder,
+    errors: u64,
+    held: u64,
+}
+
+impl Outcome<'_> {
+    fn report(&self, scenario: &str, rss: &Rss, hold: Duration) -> Report {
+        let connect_secs = self.took.as_secs_f64();
+        let mut report = Report::measured(scenario, connect_secs, self.opened);
+        report.errors = self.errors;
+        report.connections_held = Some(self.held);
+        report.connect_per_s = Some(self.opened.total() as f64 / connect_secs);
+        report.server_rss_bytes = rss.all_open;
+        if let (Some(before), Some(after)) = (rss.before, rss.all_open) {
+            let per_connection =
+                |rss: u64| rss.saturating_sub(before) as f64 / self.held.max(1) as f64;
+            report.rss_per_connection_bytes = Some(per_connection(after));
+            report.set("server_rss_before_bytes", before);
+            // After the hold the server has pinged every socket (with a ping
+            // interval shorter than the hold) and read its pong.
+            if let Some(end) = rss.end_of_hold {
+                report.set(
+                    "rss_per_connection_end_of_hold_bytes",
+                    per_connection(end).round(),
+                );
+            }
+        }
+        report.set("held_for_s", hold.as_secs());
+        report
+    }
+}
+
+/// Each socket's path: both members of a chat per pair, with their tokens.
+async fn authenticated_paths(
+    target: &Target,
+    endpoint: &Endpoint,
+    connections: usize,
+) -> Result<Vec<String>> {
+    let pairs = setup::pairs(target, endpoint, connections.div_ceil(2)).await?;
+    let paths = (0..connections).map(|i| {
+        let pair = &pairs[i / 2];
+        let account = if i % 2 == 0 { &pair.a } else { &pair.b };
+        ws::chat_path(pair.chat, &account.token, None)
+    });
+    Ok(paths.collect())
+}
+
+/// The servers' resident memory (summed over their processes) at three points.
+struct Rss {
+    pids: Vec<u32>,
+    before: Option<u64>,
+    all_open: Option<u64>,
+    end_of_hold: Option<u64>,
+}
+
+impl Rss {
+    fn before(pids: &[u32]) -> Self {
+        Rss {
+            pids: pids.to_vec(),
+            before: rss_sum(pids),
+            all_open: None,
+            end_of_hold: None,
+        }
+    }
+
+    fn all_open(&mut self) {
+        self.all_open = rss_sum(&self.pids);
+    }
+
+    fn end_of_hold(&mut self) {
+        self.end_of_hold = rss_sum(&self.pids);
+    }
+}
+
+/// The summed resident memory of processes (from /proc/PID/status); `None`
+/// without processes or when one cannot be read.
+fn rss_sum(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| rss_bytes(pid)).sum()
+}
+
+/// Resident memory of a process, from /proc/PID/status.
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,106 @@
+//! Opening many sockets at once and holding them: which node and source address
+//! each socket uses, the handshakes in flight, and the tasks that keep the
+//! opened sockets answering pings.
+
+use crate::endpoint::Endpoint;
+use crate::stats::Recorder;
+use crate::ws;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// Sockets per local source address. Linux hands out even ephemeral ports to
+/// `connect` first (~14,000 of the default 28,000) and probes port by port, so a
+/// crowded address makes every connect a long search (at 19,000 on one address,
+/// half of all CPU was `__inet_hash_connect`); 4,000 keeps the search short.
+const PER_SOURCE_ADDRESS: usize = 4_000;
+
+/// What a storm opened.
+pub struct Storm {
+    /// When the storm began; the recorder's timeline counts from here.
+    pub began: Instant,
+    /// Each opened socket's handshake time, recorded when it opened.
+    pub opened: Recorder,
+    pub errors: u64,
+    /// How long until every socket had opened or failed.
+    pub took: Duration,
+    /// Sockets open now (they close when the server closes them).
+    pub held: Arc<AtomicU64>,
+}
+
+impl Storm {
+    /// Opens one socket per path, at most `concurrency` handshakes at a time,
+    /// and returns once each has opened or failed. Path `i` is socket
+    /// `first + i` of the whole run, which picks its node (round robin over
+    /// `endpoints`) and its source address. Opened sockets are held by tasks of
+    /// their own until the server closes them or the runtime ends.
+    pub async fn open(
+        endpoints: &[Endpoint],
+        paths: Vec<String>,
+        first: usize,
+        concurrency: usize,
+        live: Arc<AtomicU64>,
+    ) -> Storm {
+        let count = paths.len();
+        let held = Arc::new(AtomicU64::new(0));
+        let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+        let began = Instant::now();
+        let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel::<Option<Duration>>();
+        for (i, path) in paths.into_iter().enumerate() {
+            let endpoint = endpoints[(first + i) % endpoints.len()].clone();
+            let local = loopback_source(&endpoint, first + i);
+            let (limit, held, opened) = (limit.clone(), held.clone(), opened_tx.clone());
+            tokio::spawn(async move {
+                let Ok(permit) = limit.acquire_owned().await else {
+                    return;
+                };
+                let started = Instant::now();
+                match ws::connect_idle(&endpoint, &path, local).await {
+                    Ok(socket) => {
+                        drop(permit);
+                        held.fetch_add(1, Ordering::Relaxed);
+                        let _ = opened.send(Some(started.elapsed()));
+                        socket.hold().await;
+                        held.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        let _ = opened.send(None);
+                    }
+                }
+            });
+        }
+        drop(opened_tx);
+        let mut recorder = Recorder::new(began, live);
+        let mut errors = 0;
+        for _ in 0..count {
+            match opened_rx.recv().await {
+                Some(Some(took)) => recorder.record(took),
+                _ => errors += 1,
+            }
+        }
+        Storm {
+            began,
+            opened: recorder,
+            errors,
+            took: began.elapsed(),
+            held,
+        }
+    }
+
+    pub fn held_now(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// 127.0.0.1, 127.0.0.2, ... for loopback targets; the default route otherwise.
+fn loopback_source(endpoint: &Endpoint, index: usize) -> Option<IpAddr> {
+    if !endpoint.addr.ip().is_loopback() || !endpoint.addr.is_ipv4() {
+        return None;
+    }
+    let n = (index / PER_SOURCE_ADDRESS) as u32 + 1;
+    Some(IpAddr::V4(Ipv4Addr::from(
+        u32::from(Ipv4Addr::new(127, 0, 0, 0)) + n,
+    )))
+}
