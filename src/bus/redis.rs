@@ -17,6 +17,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Messages published in one pipeline at most.
 const PIPELINE_MAX: usize = 4096;
+/// Interest changes applied with one SUBSCRIBE/UNSUBSCRIBE at most.
+const FOLLOW_MAX: usize = 1024;
 
 fn next_backoff(backoff: Duration) -> Duration {
     (backoff * 2).min(MAX_BACKOFF)
@@ -116,7 +118,7 @@ pub(super) async fn subscribe_loop(
                 },
                 change = interest.recv() => {
                     let Some(change) = change else { return };
-                    if !follow(change, &mut watched, &mut sink, &prefix, &rooms).await {
+                    if !follow(change, &mut interest, &mut watched, &mut sink, &prefix, &rooms).await {
                         break;
                     }
                 }
@@ -137,26 +139,78 @@ fn absorb(interest: &mut mpsc::UnboundedReceiver<Interest>, watched: &mut HashSe
     }
 }
 
-/// Subscribes or unsubscribes one chat; false when the connection failed.
+/// Applies an interest change and every other one already queued (up to
+/// `FOLLOW_MAX`) with one SUBSCRIBE and one UNSUBSCRIBE, so a connect storm
+/// costs a round trip per batch of new rooms, not per room; then asks each
+/// newly watched room to catch up. False when the connection failed.
 async fn follow(
-    change: Interest,
+    first: Interest,
+    interest: &mut mpsc::UnboundedReceiver<Interest>,
     watched: &mut HashSet<i64>,
     sink: &mut redis::aio::PubSubSink,
     prefix: &str,
     rooms: &Rooms,
 ) -> bool {
-    match change {
-        Interest::Watch(chat) => {
-            watched.insert(chat);
-            let ok = sink.subscribe(super::channel(prefix, chat)).await.is_ok();
-            // Messages published before the subscription took effect are in the store.
-            rooms.resync(chat).await;
-            ok
+    let mut changes = vec![first];
+    while changes.len() < FOLLOW_MAX {
+        match interest.try_recv() {
+            Ok(change) => changes.push(change),
+            Err(_) => break,
         }
-        Interest::Unwatch(chat) => {
-            watched.remove(&chat);
-            sink.unsubscribe(super::channel(prefix, chat)).await.is_ok()
+    }
+    let net = NetInterest::of(changes, watched);
+    let channels = |chats: &[i64]| -> Vec<String> {
+        chats.iter().map(|c| super::channel(prefix, *c)).collect()
+    };
+    if !net.subscribe.is_empty() && sink.subscribe(channels(&net.subscribe)).await.is_err() {
+        return false;
+    }
+    if !net.unsubscribe.is_empty() && sink.unsubscribe(channels(&net.unsubscribe)).await.is_err() {
+        return false;
+    }
+    // Messages published before the subscription took effect are in the store.
+    for chat in net.resync {
+        rooms.resync(chat).await;
+    }
+    true
+}
+
+/// What a run of interest changes amounts to, each chat's last change winning.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct NetInterest {
+    subscribe: Vec<i64>,
+    unsubscribe: Vec<i64>,
+    /// Every chat whose last change was a watch: its room is new, and may have
+    /// read `last_seq` before the subscription took effect.
+    resync: Vec<i64>,
+}
+
+impl NetInterest {
+    /// Applies `changes` to `watched` and says what Redis must be told.
+    fn of(changes: Vec<Interest>, watched: &mut HashSet<i64>) -> Self {
+        let mut last: Vec<(i64, bool)> = Vec::with_capacity(changes.len());
+        let mut seen = HashSet::with_capacity(changes.len());
+        for change in changes.into_iter().rev() {
+            let (chat, watch) = match change {
+                Interest::Watch(chat) => (chat, true),
+                Interest::Unwatch(chat) => (chat, false),
+            };
+            if seen.insert(chat) {
+                last.push((chat, watch));
+            }
         }
+        let mut net = NetInterest::default();
+        for (chat, watch) in last.into_iter().rev() {
+            if watch {
+                if watched.insert(chat) {
+                    net.subscribe.push(chat);
+                }
+                net.resync.push(chat);
+            } else if watched.remove(&chat) {
+                net.unsubscribe.push(chat);
+            }
+        }
+        net
     }
 }
 
@@ -175,5 +229,40 @@ async fn deliver(node: &str, prefix: &str, rooms: &Rooms, message: &redis::Msg, 
             channel = message.get_channel_name(),
             "malformed bus message"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Interest::{Unwatch, Watch};
+
+    #[test]
+    fn a_run_of_changes_comes_down_to_each_chats_last() {
+        let mut watched: HashSet<i64> = [1, 2].into_iter().collect();
+        let changes = vec![
+            Watch(3),
+            Unwatch(1),
+            Watch(4),
+            Unwatch(4),
+            Watch(5),
+            Watch(1),
+        ];
+        let net = NetInterest::of(changes, &mut watched);
+        assert_eq!(
+            net,
+            NetInterest {
+                subscribe: vec![3, 5],
+                unsubscribe: vec![],
+                resync: vec![3, 5, 1],
+            },
+            "1 was left and rejoined: still subscribed, but its room is new"
+        );
+        assert_eq!(watched, [1, 2, 3, 5].into_iter().collect());
+
+        let net = NetInterest::of(vec![Unwatch(2), Unwatch(9)], &mut watched);
+        assert_eq!(net.unsubscribe, vec![2], "9 was never watched");
+        assert!(net.subscribe.is_empty() && net.resync.is_empty());
+        assert_eq!(watched, [1, 3, 5].into_iter().collect());
     }
 }

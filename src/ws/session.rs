@@ -141,6 +141,7 @@ pub async fn run(
         writer,
         next_seq: spec.resume_after.saturating_add(1),
         chat_id: spec.chat_id,
+        user_id: spec.user.id,
     };
     let end = session
         .serve(&spec, &mut reader, &outbox, &mut events, &mut shutdown)
@@ -177,6 +178,7 @@ struct Session<'a> {
     writer: FrameWriter<'a>,
     next_seq: i64,
     chat_id: i64,
+    user_id: i64,
 }
 
 impl Session<'_> {
@@ -322,6 +324,9 @@ impl Session<'_> {
     /// Catch-up and gap filling are the rare paths; callers box their futures,
     /// which would otherwise add their size to every idle session's task.
     async fn catch_up(&mut self) -> Result<(), End> {
+        if self.stored_through().await? < self.next_seq {
+            return Ok(());
+        }
         loop {
             let sent = self
                 .replay(self.next_seq.saturating_add(CATCH_UP_CHUNK - 1))
@@ -331,6 +336,18 @@ impl Session<'_> {
                 return Ok(());
             }
         }
+    }
+
+    /// The chat's `last_seq` now, through the batched lookups: a resync usually
+    /// finds nothing new (a new room on a node: every socket of a connect storm
+    /// across nodes), and many sockets' questions cost one statement together,
+    /// where a message read each cost PostgreSQL a statement per socket. The
+    /// answer's statement starts after the question was asked, so it sees every
+    /// message committed before the resync. `i64::MAX` when the chat is gone
+    /// (the message read then tells).
+    async fn stored_through(&self) -> Result<i64, End> {
+        let (_, access) = self.state.lookups.ask((self.user_id, self.chat_id)).await?;
+        Ok(access.map_or(i64::MAX, |access| access.last_seq))
     }
 
     /// Fills a gap: stored messages from `next_seq` through `last`.
