@@ -14,7 +14,7 @@ mod storm;
 pub use spread::work;
 
 use super::echo::EchoProcess;
-use crate::cli::{ConnectArgs, Target};
+use crate::cli::{self, ConnectArgs};
 use crate::endpoint::Endpoint;
 use crate::progress::Progress;
 use crate::report::Report;
@@ -31,43 +31,67 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
     if args.processes > 1 {
         return spread::coordinate(args).await;
     }
-    let echo = match args.ceiling {
-        true => Some(EchoProcess::start().await?),
-        false => None,
-    };
-    let (endpoints, paths, server_pids) = match &echo {
-        Some(echo) => (
-            vec![echo.endpoint.clone()],
-            vec!["/".to_owned(); args.connections],
-            echo.pid().into_iter().collect(),
-        ),
-        None => {
-            let endpoints = Endpoint::resolve_all(&args.target.url).await?;
-            let paths = authenticated_paths(&args.target, &endpoints[0], args.connections).await?;
-            (endpoints, paths, args.server_pid.clone())
-        }
-    };
+    let target = Target::of(&args, args.connections).await?;
     let hold = Duration::from_secs(args.output.duration);
-    let mut rss = Rss::before(&server_pids);
+    let mut rss = Rss::before(&target.pids);
     let live = Arc::new(AtomicU64::new(0));
     let progress = Progress::start("connect", hold, live.clone());
-    let storm = Storm::open(&endpoints, paths, 0, args.concurrency, live).await;
+    let storm = Storm::open(&target.endpoints, target.paths, 0, args.concurrency, live).await;
     rss.all_open();
     tokio::time::sleep_until((storm.began + hold).into()).await;
     rss.end_of_hold();
     drop(progress);
-    let scenario = if args.ceiling {
-        "connect-ceiling"
-    } else {
-        "connect"
-    };
     let outcome = Outcome {
         took: storm.took,
         opened: &storm.opened,
         errors: storm.errors,
         held: storm.held_now(),
     };
-    Ok(outcome.report(scenario, &rss, hold))
+    Ok(outcome.report(scenario_name(&args), &rss, hold))
+}
+
+fn scenario_name(args: &ConnectArgs) -> &'static str {
+    if args.ceiling {
+        "connect-ceiling"
+    } else {
+        "connect"
+    }
+}
+
+/// Where one process's sockets go: the nodes, each socket's path, and the
+/// processes whose memory is read. Under `--ceiling`, an echo server started
+/// here (kept running while this lives).
+struct Target {
+    endpoints: Vec<Endpoint>,
+    paths: Vec<String>,
+    pids: Vec<u32>,
+    echo: Option<EchoProcess>,
+}
+
+impl Target {
+    async fn of(args: &ConnectArgs, connections: usize) -> Result<Self> {
+        if args.ceiling {
+            let echo = EchoProcess::start().await?;
+            return Ok(Target {
+                endpoints: vec![echo.endpoint.clone()],
+                paths: vec!["/".to_owned(); connections],
+                pids: echo.pid().into_iter().collect(),
+                echo: Some(echo),
+            });
+        }
+        let endpoints = Endpoint::resolve_all(&args.target.url).await?;
+        let paths = authenticated_paths(&args.target, &endpoints[0], connections).await?;
+        Ok(Target {
+            endpoints,
+            paths,
+            pids: args.server_pid.clone(),
+            echo: None,
+        })
+    }
+
+    fn echo_pid(&self) -> Option<u32> {
+        self.echo.as_ref().and_then(EchoProcess::pid)
+    }
 }
 
 /// What a run measured, in one process or summed over workers.
@@ -107,7 +131,7 @@ impl Outcome<'_> {
 
 /// Each socket's path: both members of a chat per pair, with their tokens.
 async fn authenticated_paths(
-    target: &Target,
+    target: &cli::Target,
     endpoint: &Endpoint,
     connections: usize,
 ) -> Result<Vec<String>> {

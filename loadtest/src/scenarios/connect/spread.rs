@@ -6,14 +6,17 @@
 //! workers report. Workers hold their sockets until the coordinator closes their
 //! standard input.
 //!
-//! The conversation, one line each way at a time: the worker says `ready`; the
+//! With `--ceiling` every worker starts an echo server of its own and opens its
+//! share against it: the connect ceiling with as many processes on each side.
+//!
+//! The conversation, one line each way at a time: the worker says `ready` (with
+//! its echo server's pid under `--ceiling`); the
 //! coordinator says `go`; the worker says `opened <errors> <recorder>`; the
 //! coordinator says `held?`; the worker says `held <n>`.
 
 use super::storm::Storm;
 use super::{Outcome, Rss};
 use crate::cli::{ConnectArgs, ConnectWorkerArgs};
-use crate::endpoint::Endpoint;
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::stats::Recorder;
@@ -26,19 +29,24 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 pub async fn coordinate(args: ConnectArgs) -> Result<Report> {
-    if args.ceiling {
-        return Err("--ceiling runs in one process (drop --processes)".into());
-    }
     let processes = usize::from(args.processes);
     let mut workers = Vec::with_capacity(processes);
     for index in 0..processes {
         workers.push(Worker::spawn(index)?);
     }
+    // With --ceiling each worker runs its own echo server and says its pid.
+    let mut echo_pids = Vec::new();
     for worker in &mut workers {
-        worker.expect("ready").await?;
+        let pid = worker.expect("ready").await?;
+        echo_pids.extend(pid.parse::<u32>().ok());
     }
+    let server_pids = if args.ceiling {
+        echo_pids
+    } else {
+        args.server_pid.clone()
+    };
     let hold = Duration::from_secs(args.output.duration);
-    let mut rss = Rss::before(&args.server_pid);
+    let mut rss = Rss::before(&server_pids);
     let live = Arc::new(AtomicU64::new(0));
     let progress = Progress::start("connect", hold, live.clone());
     let began = Instant::now();
@@ -69,7 +77,7 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report> {
         errors,
         held,
     };
-    let mut report = outcome.report("connect", &rss, hold);
+    let mut report = outcome.report(super::scenario_name(&args), &rss, hold);
     report.set("processes", processes as u64);
     Ok(report)
 }
@@ -83,14 +91,21 @@ pub async fn work(args: ConnectWorkerArgs) -> Result<()> {
         usize::from(connect.processes),
         args.index,
     );
-    let endpoints = Endpoint::resolve_all(&connect.target.url).await?;
-    let paths = super::authenticated_paths(&connect.target, &endpoints[0], count).await?;
+    let target = super::Target::of(&connect, count).await?;
     let mut commands = BufReader::new(tokio::io::stdin()).lines();
     let mut out = tokio::io::stdout();
-    say(&mut out, "ready").await?;
+    let echo_pid = target.echo_pid().map(|pid| pid.to_string());
+    say(&mut out, &format!("ready {}", echo_pid.unwrap_or_default())).await?;
     expect(&mut commands, "go").await?;
     let live = Arc::new(AtomicU64::new(0));
-    let storm = Storm::open(&endpoints, paths, first, connect.concurrency, live).await;
+    let storm = Storm::open(
+        &target.endpoints,
+        target.paths,
+        first,
+        connect.concurrency,
+        live,
+    )
+    .await;
     let opened = format!("opened {} {}", storm.errors, storm.opened.to_line());
     say(&mut out, &opened).await?;
     expect(&mut commands, "held?").await?;
