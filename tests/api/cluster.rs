@@ -227,6 +227,34 @@ async fn a_redis_restart_mid_stream_loses_and_duplicates_nothing() {
     );
 }
 
+/// Nothing is sent after Redis returns, so no later message can reveal the gap:
+/// only the catch-up after the new subscription (a `last_seq` check, then the
+/// read) brings these messages to the other node's socket.
+#[tokio::test]
+async fn messages_sent_while_redis_was_down_arrive_by_the_catch_up_alone() {
+    let mut redis = OwnRedis::start();
+    let nodes = cluster(2, &redis.url()).await;
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    let (ann, bob, chat) = nodes[0].pair().await;
+    let mut b = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    redis.kill();
+    assert_eq!(bus_state(&nodes[1], "disconnected").await.status, 200);
+    for i in 0..3 {
+        nodes[0].say(&ann, chat, &format!("while down {i}")).await;
+    }
+    assert!(
+        b.recv_within(Duration::from_millis(300)).await.is_none(),
+        "nothing can reach the other node while Redis is down"
+    );
+    redis.restart();
+    assert_eq!(bus_state(&nodes[1], "ok").await.body["status"], "ready");
+    assert_eq!(seqs(&mut b, 3).await, vec![1, 2, 3], "caught up, in order");
+    assert!(
+        b.recv_within(Duration::from_millis(500)).await.is_none(),
+        "and only once"
+    );
+}
+
 #[tokio::test]
 async fn a_killed_node_s_clients_resume_on_another_without_loss() {
     let database = fresh_database();
