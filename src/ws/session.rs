@@ -532,3 +532,49 @@ impl EventHandler<'_> {
         self.me.offer(Outgoing::Event(error_event(&error)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    const IDLE: Duration = Duration::from_secs(75);
+
+    #[test]
+    fn the_one_timer_is_due_at_whichever_limit_comes_first() {
+        let now = Instant::now();
+        let expiring_soon = Deadlines {
+            idle: IDLE,
+            heard_at: now,
+            token_expires: now + Duration::from_secs(2),
+        };
+        assert_eq!(expiring_soon.next(), now + Duration::from_secs(2));
+        let long_lived = Deadlines {
+            token_expires: now + Duration::from_secs(3_600),
+            ..expiring_soon
+        };
+        assert_eq!(long_lived.next(), now + IDLE);
+    }
+
+    #[test]
+    fn an_expired_token_closes_even_a_client_heard_just_now() {
+        let now = Instant::now();
+        let expired = Deadlines {
+            idle: IDLE,
+            heard_at: now,
+            token_expires: now - Duration::from_millis(1),
+        };
+        assert_eq!(expired.passed(), Some(close::TOKEN_EXPIRED));
+        let silent = Deadlines {
+            idle: IDLE,
+            heard_at: now - IDLE - Duration::from_millis(1),
+            token_expires: now + Duration::from_secs(3_600),
+        };
+        assert_eq!(silent.passed(), Some(close::IDLE_TIMEOUT));
+        let fine = Deadlines {
+            heard_at: now,
+            ..silent
+        };
+        assert_eq!(fine.passed(), None, "an early wake-up re-arms instead");
+    }
+}
