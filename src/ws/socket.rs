@@ -33,9 +33,14 @@ impl Socket {
         }
     }
 
-    /// Waits until the socket has something to read (or has failed).
+    /// Waits until the socket has something to read (or has failed), through
+    /// the socket's one read-readiness slot, the one the read handle uses too.
+    /// Waiting there also drops the waker the HTTP layer's last read left in
+    /// that slot: it pointed at the finished connection task, and kept that
+    /// task's memory (~1.2 KB) alive until the socket next became readable,
+    /// which for an idle socket is its first pong.
     pub async fn readable(&self) -> io::Result<()> {
-        self.stream.readable().await
+        std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await
     }
 
     /// A read handle that first hands over `read_ahead` (bytes already taken off
@@ -161,5 +166,50 @@ fn nonblocking<T>(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             result => return Poll::Ready(result),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn waiting_to_read_lets_go_of_the_http_layers_waker() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (_client, accepted) = tokio::join!(client, listener.accept());
+        let stream = accepted.unwrap().0;
+        // The HTTP layer read until the socket had nothing more, then waited
+        // on it with its own task's waker, which the socket keeps until it
+        // next becomes readable.
+        let drained = stream.try_read(&mut [0u8; 16]);
+        assert!(matches!(drained, Err(e) if e.kind() == io::ErrorKind::WouldBlock));
+        let http_task = Arc::new(Noop);
+        let waker = Waker::from(http_task.clone());
+        let pending = stream.poll_read_ready(&mut Context::from_waker(&waker));
+        assert!(pending.is_pending(), "nothing was sent");
+        drop(waker);
+        assert_eq!(Arc::strong_count(&http_task), 2, "the socket holds it");
+
+        let socket = Socket::new(stream);
+        let mut readable = std::pin::pin!(socket.readable());
+        let session_waker = Waker::from(Arc::new(Noop));
+        let waiting = readable
+            .as_mut()
+            .poll(&mut Context::from_waker(&session_waker));
+        assert!(waiting.is_pending());
+        assert_eq!(
+            Arc::strong_count(&http_task),
+            1,
+            "the finished task's waker (and its memory) is let go"
+        );
     }
 }
