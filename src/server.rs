@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Connections the kernel may hold completed but not yet accepted. The kernel
 /// caps it at `net.core.somaxconn`. (A plain `TcpListener::bind` asks for 128:
@@ -91,10 +91,8 @@ impl Application {
                             continue;
                         };
                         let (state, shutdown) = (state.clone(), controller.handle());
-                        tokio::spawn(async move {
-                            serve_connection(state, stream, shutdown).await;
-                            drop(permit);
-                        });
+                        let permit = Arc::new(ConnectionPermit::new(permit));
+                        tokio::spawn(serve_connection(state, stream, shutdown, permit));
                     }
                     Err(error) => {
                         tracing::warn!(%error, ?backoff, "accept failed");
@@ -114,16 +112,39 @@ impl Application {
     }
 }
 
-/// Runs one HTTP/1.1 connection until it ends or shutdown asks it to finish.
-async fn serve_connection(state: Arc<AppState>, stream: TcpStream, mut shutdown: Shutdown) {
+/// A connection's place under `MAX_CONNECTIONS`. Its connection task holds it,
+/// and every request carries it (as an extension), so a WebSocket handshake
+/// can take it over: an upgraded socket then counts until its session ends.
+pub struct ConnectionPermit(std::sync::Mutex<Option<OwnedSemaphorePermit>>);
+
+impl ConnectionPermit {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        ConnectionPermit(std::sync::Mutex::new(Some(permit)))
+    }
+
+    /// The permit, for whoever now owns the connection's socket.
+    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+/// Runs one HTTP/1.1 connection until it ends or shutdown asks it to finish;
+/// its permit goes with it unless an upgrade took it.
+async fn serve_connection(
+    state: Arc<AppState>,
+    stream: TcpStream,
+    mut shutdown: Shutdown,
+    permit: Arc<ConnectionPermit>,
+) {
     let _ = stream.set_nodelay(true);
     let peer = stream
         .peer_addr()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
     let state_header_timeout = state.config.limits.header_read_timeout;
     let for_requests = shutdown.clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let (state, shutdown) = (state.clone(), for_requests.clone());
+        request.extensions_mut().insert(permit.clone());
         async move {
             let response = crate::http::serve(&state, request, &shutdown, peer).await;
             Ok::<_, Infallible>(response)

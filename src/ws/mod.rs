@@ -13,6 +13,7 @@ pub mod transport;
 use crate::error::ApiError;
 use crate::http::query::Query;
 use crate::http::response::Body;
+use crate::server::ConnectionPermit;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use hyper::body::Incoming;
@@ -108,6 +109,10 @@ async fn admit(
     let (response, upgrade) = transport::accept(request).ok_or(ApiError::BadRequest(
         "Invalid WebSocket handshake (Sec-WebSocket-Key / Sec-WebSocket-Version 13).".into(),
     ))?;
+    let connection = request
+        .extensions()
+        .get::<Arc<ConnectionPermit>>()
+        .and_then(|permit| permit.take());
     let spec = SessionSpec {
         chat_id,
         user,
@@ -115,6 +120,7 @@ async fn admit(
         stored_through: access.last_seq,
         token_expires_at,
         _slot: slot,
+        _connection: connection,
     };
     Ok(Admission {
         spec,

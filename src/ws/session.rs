@@ -48,6 +48,8 @@ pub struct SessionSpec {
     pub token_expires_at: i64,
     /// This user's socket slot, given back when the session ends.
     pub _slot: crate::ratelimit::SocketSlot,
+    /// The connection's place under `MAX_CONNECTIONS`, held while the socket is open.
+    pub _connection: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The socket's entry in the room map (already joined) and its outbox.

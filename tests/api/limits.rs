@@ -148,6 +148,28 @@ async fn connections_beyond_the_limit_get_a_503_and_a_close() {
     );
 }
 
+/// An upgraded connection is still an open connection: WebSockets count
+/// towards `MAX_CONNECTIONS` for as long as their sessions run.
+#[tokio::test]
+async fn websockets_count_towards_the_connection_limit() {
+    let mut app = spawn_app_with(&[("MAX_CONNECTIONS", "3")]).await;
+    let (ann, bob, chat) = app.pair().await;
+    // The setup's pooled keep-alive connection goes away.
+    app.client = reqwest::Client::new();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let _b = WsClient::connect(&app, chat, &bob.access, None).await;
+    let c = WsClient::connect(&app, chat, &ann.access, None).await;
+    let mut excess = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let answer = read_until_closed(&mut excess, std::time::Duration::from_secs(2)).await;
+    let answer = answer.expect("the excess connection is closed promptly");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+
+    c.close().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.get("/healthz", None).await.expect(200);
+}
+
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
     use tokio::io::AsyncWriteExt;
