@@ -91,7 +91,7 @@ impl Application {
                             continue;
                         };
                         let (state, shutdown) = (state.clone(), controller.handle());
-                        let permit = Arc::new(ConnectionPermit::new(permit));
+                        let permit = Arc::new(ConnectionPermit { _permit: permit });
                         tokio::spawn(serve_connection(state, stream, shutdown, permit));
                     }
                     Err(error) => {
@@ -112,24 +112,15 @@ impl Application {
     }
 }
 
-/// A connection's place under `MAX_CONNECTIONS`. Its connection task holds it,
-/// and every request carries it (as an extension), so a WebSocket handshake
-/// can take it over: an upgraded socket then counts until its session ends.
-pub struct ConnectionPermit(std::sync::Mutex<Option<OwnedSemaphorePermit>>);
-
-impl ConnectionPermit {
-    fn new(permit: OwnedSemaphorePermit) -> Self {
-        ConnectionPermit(std::sync::Mutex::new(Some(permit)))
-    }
-
-    /// The permit, for whoever now owns the connection's socket.
-    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
-        self.0.lock().ok()?.take()
-    }
+/// A connection's place under `MAX_CONNECTIONS`, given back when the last
+/// handle drops. Its connection task holds one and every request carries one
+/// (as an extension), so a WebSocket session keeps the place for as long as its
+/// upgraded socket is open.
+pub struct ConnectionPermit {
+    _permit: OwnedSemaphorePermit,
 }
 
-/// Runs one HTTP/1.1 connection until it ends or shutdown asks it to finish;
-/// its permit goes with it unless an upgrade took it.
+/// Runs one HTTP/1.1 connection until it ends or shutdown asks it to finish.
 async fn serve_connection(
     state: Arc<AppState>,
     stream: TcpStream,

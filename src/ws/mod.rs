@@ -109,10 +109,7 @@ async fn admit(
     let (response, upgrade) = transport::accept(request).ok_or(ApiError::BadRequest(
         "Invalid WebSocket handshake (Sec-WebSocket-Key / Sec-WebSocket-Version 13).".into(),
     ))?;
-    let connection = request
-        .extensions()
-        .get::<Arc<ConnectionPermit>>()
-        .and_then(|permit| permit.take());
+    let connection = request.extensions().get::<Arc<ConnectionPermit>>().cloned();
     let spec = SessionSpec {
         chat_id,
         user,

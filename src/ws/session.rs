@@ -48,8 +48,10 @@ pub struct SessionSpec {
     pub token_expires_at: i64,
     /// This user's socket slot, given back when the session ends.
     pub _slot: crate::ratelimit::SocketSlot,
-    /// The connection's place under `MAX_CONNECTIONS`, held while the socket is open.
-    pub _connection: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The connection's place under `MAX_CONNECTIONS`, held while the socket is
+    /// open (a handle to the connection's permit: 8 bytes of the session's task,
+    /// which sits just under an allocator size class).
+    pub _connection: Option<Arc<crate::server::ConnectionPermit>>,
 }
 
 /// The socket's entry in the room map (already joined) and its outbox.
