@@ -8,7 +8,6 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use tokio::net::TcpStream;
 
 use super::transport::{into_socket, Socket};
 
@@ -36,13 +35,28 @@ pub async fn connect(
     path: &str,
     local: Option<IpAddr>,
 ) -> Result<ClientSocket, WebSocketError> {
-    let stream = tcp_connect(addr, local).await?;
-    let (ws, _) = fastwebsockets::handshake::client(
-        &SpawnExecutor,
-        upgrade_request(authority, path)?,
-        stream,
-    )
-    .await?;
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = local {
+        crate::os::defer_port_choice(&socket);
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let request = hyper::Request::get(path)
+        .header("host", authority)
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header(
+            "sec-websocket-key",
+            fastwebsockets::handshake::generate_key(),
+        )
+        .header("sec-websocket-version", "13")
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| WebSocketError::InvalidValue)?;
+    let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, request, stream).await?;
     Ok(ws)
 }
 
@@ -58,35 +72,4 @@ pub async fn connect_lean(
 ) -> Result<(Socket, Bytes), WebSocketError> {
     let ws = connect(addr, authority, path, local).await?;
     into_socket(ws.into_inner().into_inner())
-}
-
-async fn tcp_connect(addr: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    if let Some(ip) = local {
-        crate::os::defer_port_choice(&socket);
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    let stream = socket.connect(addr).await?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-fn upgrade_request(
-    authority: &str,
-    path: &str,
-) -> Result<hyper::Request<Empty<Bytes>>, WebSocketError> {
-    hyper::Request::get(path)
-        .header("host", authority)
-        .header("upgrade", "websocket")
-        .header("connection", "upgrade")
-        .header(
-            "sec-websocket-key",
-            fastwebsockets::handshake::generate_key(),
-        )
-        .header("sec-websocket-version", "13")
-        .body(Empty::<Bytes>::new())
-        .map_err(|_| WebSocketError::InvalidValue)
 }
