@@ -10,6 +10,7 @@ pub mod auth;
 pub mod batched;
 pub mod bus;
 pub mod config;
+pub mod digest;
 pub mod draft;
 pub mod error;
 pub mod history_cache;

@@ -6,7 +6,6 @@
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 /// A registered user as the API shows it (the password hash never leaves the store).
@@ -117,8 +116,9 @@ pub fn metadata_from_text(text: String) -> Box<RawValue> {
 /// lowercase hex SHA-256 of `pair:{min_id}:{max_id}`.
 pub fn pair_key(a: i64, b: i64) -> String {
     let (low, high) = (a.min(b), a.max(b));
-    let digest = Sha256::digest(format!("pair:{low}:{high}").as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::digest::hex(&crate::digest::sha256(
+        format!("pair:{low}:{high}").as_bytes(),
+    ))
 }
 
 #[cfg(test)]

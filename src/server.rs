@@ -92,7 +92,7 @@ impl Application {
                         };
                         let (state, shutdown) = (state.clone(), controller.handle());
                         let permit = Arc::new(ConnectionPermit { _permit: permit });
-                        tokio::spawn(serve_connection(state, stream, shutdown, permit));
+                        tokio::spawn(serve_connection(state, stream, peer.ip(), shutdown, permit));
                     }
                     Err(error) => {
                         tracing::warn!(%error, ?backoff, "accept failed");
@@ -124,13 +124,11 @@ pub struct ConnectionPermit {
 async fn serve_connection(
     state: Arc<AppState>,
     stream: TcpStream,
+    peer: std::net::IpAddr,
     mut shutdown: Shutdown,
     permit: Arc<ConnectionPermit>,
 ) {
     let _ = stream.set_nodelay(true);
-    let peer = stream
-        .peer_addr()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
     let state_header_timeout = state.config.limits.header_read_timeout;
     let for_requests = shutdown.clone();
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {

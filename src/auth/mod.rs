@@ -13,7 +13,7 @@ use hyper::HeaderMap;
 pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     rand::fill(&mut bytes[..]);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::hex(&bytes)
 }
 
 /// The token of an `Authorization: Bearer <token>` header, as SimpleJWT reads it.
@@ -38,5 +38,23 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
             ))
         }
         _ => Err(ApiError::NotAuthenticated),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_hex;
+
+    #[test]
+    fn random_hex_is_two_lowercase_digits_per_byte_and_differs_per_call() {
+        let (a, b) = (random_hex(8), random_hex(8));
+        assert_eq!(a.len(), 16);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+            "{a}"
+        );
+        assert_ne!(a, b, "64 random bits twice in a row");
+        assert_eq!(random_hex(0), "");
     }
 }
