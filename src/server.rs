@@ -77,37 +77,53 @@ impl Application {
     pub async fn run_until(self, stop: impl Future<Output = ()>) {
         let Application { listener, state } = self;
         let controller = ShutdownController::new();
-        let permits = Arc::new(Semaphore::new(state.config.limits.max_connections));
-        tokio::pin!(stop);
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        backoff = Duration::from_millis(5);
-                        let Ok(permit) = permits.clone().try_acquire_owned() else {
-                            tracing::warn!(%peer, "connection limit reached; refusing");
-                            tokio::spawn(refuse(stream));
-                            continue;
-                        };
-                        let (state, shutdown) = (state.clone(), controller.handle());
-                        let permit = Arc::new(ConnectionPermit { _permit: permit });
-                        tokio::spawn(serve_connection(state, stream, peer.ip(), shutdown, permit));
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, ?backoff, "accept failed");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                    }
-                },
-                () = &mut stop => break,
-            }
+        // Accepting is a task of its own, not part of the caller (often
+        // `block_on`'s thread, outside the workers): a connection task spawned
+        // from a worker starts on that worker's own queue, where one spawned
+        // from outside goes through the shared queue and wakes a worker.
+        let mut accepting = tokio::spawn(accept(listener, state.clone(), controller.handle()));
+        tokio::select! {
+            () = stop => {}
+            _ = &mut accepting => {}
         }
-        drop(listener);
+        accepting.abort();
+        let _ = accepting.await;
         let timeout = state.config.shutdown_timeout;
         tracing::info!(?timeout, "shutting down: draining connections");
         if !controller.drain(timeout).await {
             tracing::warn!("drain timed out; closing remaining connections");
+        }
+    }
+}
+
+/// Accepts connections, each under a `MAX_CONNECTIONS` permit, until the task
+/// is aborted (which closes the listener).
+async fn accept(listener: TcpListener, state: Arc<AppState>, shutdown: Shutdown) {
+    let permits = Arc::new(Semaphore::new(state.config.limits.max_connections));
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "connection limit reached; refusing");
+                    tokio::spawn(refuse(stream));
+                    continue;
+                };
+                let permit = Arc::new(ConnectionPermit { _permit: permit });
+                tokio::spawn(serve_connection(
+                    state.clone(),
+                    stream,
+                    peer.ip(),
+                    shutdown.clone(),
+                    permit,
+                ));
+            }
+            Err(error) => {
+                tracing::warn!(%error, ?backoff, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
         }
     }
 }
