@@ -103,7 +103,18 @@ pub fn type_name(value: &Value<'_>) -> &'static str {
 
 /// Encodes a response value.
 pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+    encode_with_capacity(value, 128)
+}
+
+/// Encodes a value into a buffer with room for `capacity` bytes from the start:
+/// a value whose size is roughly known is written without growing the buffer
+/// (a message event grew it five or six times, each a copy).
+pub fn encode_with_capacity<T: serde::Serialize + ?Sized>(value: &T, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut out, value) {
+        Ok(()) => out,
+        Err(_) => b"{}".to_vec(),
+    }
 }
 
 /// Encodes a value onto the end of `out` (for responses assembled from parts).

@@ -125,10 +125,27 @@ pub fn message_event(message: &Message) -> Bytes {
         r#type: &'static str,
         data: &'a Message,
     }
-    Bytes::from(json::encode(&Event {
+    let event = Event {
         r#type: "message",
         data: message,
-    }))
+    };
+    Bytes::from(json::encode_with_capacity(
+        &event,
+        message_event_size_hint(message),
+    ))
+}
+
+/// About how long a message event is: its variable parts plus the names,
+/// numbers and timestamp around them (~230 bytes), with room for some escaping.
+fn message_event_size_hint(message: &Message) -> usize {
+    let sender = &message.sender;
+    let variable = message.content.len()
+        + message.metadata.get().len()
+        + message.client_msg_id.as_ref().map_or(0, String::len)
+        + sender.email.len()
+        + sender.full_name.len()
+        + sender.nickname.as_ref().map_or(0, String::len);
+    320 + variable + variable / 8
 }
 
 /// `{"type":"error","code":...,"detail":...,"client_msg_id":...}` (+ `fields`).
@@ -236,5 +253,33 @@ mod tests {
         let error: serde_json::Value = serde_json::from_slice(&error).unwrap();
         assert_eq!(error["type"], "error");
         assert_eq!(error["client_msg_id"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_message_event_fits_its_size_hint_when_nothing_needs_escaping() {
+        use crate::model::{metadata_from_text, Timestamp, User};
+        let message = Message {
+            id: i64::MAX,
+            chat: i64::MAX,
+            seq: i64::MAX,
+            sender: User {
+                id: i64::MAX,
+                email: "a-long-address@example.com".into(),
+                full_name: "Somebody With A Long Name".into(),
+                nickname: Some("nick".into()),
+            },
+            content: "word ".repeat(200),
+            metadata: metadata_from_text(r#"{"reply_to":1234,"mentions":[1,2,3]}"#.into()),
+            client_msg_id: Some("3f2b9c1e-8d4a-4f7e-9b1a-2c3d4e5f6a7b".into()),
+            created_at: Timestamp::now(),
+        };
+        let event = message_event(&message);
+        let hint = message_event_size_hint(&message);
+        assert!(event.len() <= hint, "{} bytes, hint {hint}", event.len());
+        assert!(
+            hint < event.len() + event.len() / 4 + 64,
+            "hint {hint} for {}",
+            event.len()
+        );
     }
 }
