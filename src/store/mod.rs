@@ -261,7 +261,8 @@ pub(crate) enum Slot {
 /// input, the slot its outcome comes from.
 pub(crate) fn dedupe_batch(batch: &[NewMessage]) -> (Vec<&NewMessage>, Vec<Slot>) {
     let mut unique: Vec<&NewMessage> = Vec::with_capacity(batch.len());
-    let mut seen: std::collections::HashMap<(i64, &str), usize> = Default::default();
+    let mut seen: std::collections::HashMap<(i64, &str), usize> =
+        std::collections::HashMap::with_capacity(batch.len());
     let slots = batch
         .iter()
         .map(|message| {
@@ -279,18 +280,32 @@ pub(crate) fn dedupe_batch(batch: &[NewMessage]) -> (Vec<&NewMessage>, Vec<Slot>
 }
 
 /// Outcomes for the whole batch: repeats of a message created in this batch are
-/// reported as duplicates of it.
-pub(crate) fn expand_repeats(stored: &[AppendOutcome], slots: &[Slot]) -> Vec<AppendOutcome> {
-    slots
+/// reported as duplicates of it. Each stored outcome moves to its first slot;
+/// only repeats (rare) are copies.
+pub(crate) fn expand_repeats(
+    stored: Vec<AppendOutcome>,
+    slots: &[Slot],
+) -> Result<Vec<AppendOutcome>, StoreError> {
+    let repeats: Vec<Option<AppendOutcome>> = slots
         .iter()
         .map(|slot| match *slot {
-            Slot::First(i) => stored[i].clone(),
-            Slot::Repeat(i) => match &stored[i] {
+            Slot::First(_) => None,
+            Slot::Repeat(i) => stored.get(i).map(|outcome| match outcome {
                 AppendOutcome::Created(m) => AppendOutcome::Duplicate(m.clone()),
                 other => other.clone(),
-            },
+            }),
         })
-        .collect()
+        .collect();
+    let mut stored: Vec<Option<AppendOutcome>> = stored.into_iter().map(Some).collect();
+    slots
+        .iter()
+        .zip(repeats)
+        .map(|(slot, repeat)| match *slot {
+            Slot::First(i) => stored.get_mut(i).and_then(Option::take),
+            Slot::Repeat(_) => repeat,
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or(StoreError::Inconsistent("a batch message got no outcome"))
 }
 
 /// Every appended message must have an outcome; a missing one is reported, not hidden.
@@ -313,4 +328,96 @@ pub(crate) fn escape_like(query: &str) -> String {
         escaped.push(ch);
     }
     escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{metadata_from_text, Message, Timestamp, User};
+
+    fn new_message(sender: i64, client_msg_id: Option<&str>) -> NewMessage {
+        NewMessage {
+            chat_id: 1,
+            sender: User {
+                id: sender,
+                email: format!("{sender}@example.com"),
+                full_name: String::new(),
+                nickname: None,
+            },
+            content: format!("from {sender} as {client_msg_id:?}"),
+            metadata: "{}".into(),
+            client_msg_id: client_msg_id.map(str::to_owned),
+        }
+    }
+
+    fn stored(request: &NewMessage, seq: i64) -> AppendOutcome {
+        AppendOutcome::Created(Message {
+            id: seq,
+            chat: request.chat_id,
+            seq,
+            sender: request.sender.clone(),
+            content: request.content.clone(),
+            metadata: metadata_from_text(request.metadata.clone()),
+            client_msg_id: request.client_msg_id.clone(),
+            created_at: Timestamp::now(),
+        })
+    }
+
+    fn seq_and_kind(outcome: &AppendOutcome) -> (i64, &'static str) {
+        match outcome {
+            AppendOutcome::Created(m) => (m.seq, "created"),
+            AppendOutcome::Duplicate(m) => (m.seq, "duplicate"),
+            AppendOutcome::ClientIdConflict => (0, "conflict"),
+        }
+    }
+
+    #[test]
+    fn a_client_id_repeated_within_a_batch_is_stored_once_and_answered_as_a_duplicate() {
+        let batch = [
+            new_message(7, Some("a")),
+            new_message(8, Some("a")), // another sender's "a" is another message
+            new_message(7, Some("a")),
+            new_message(7, None),
+            new_message(7, None),
+        ];
+        let (unique, slots) = dedupe_batch(&batch);
+        assert_eq!(unique.len(), 4);
+        assert_eq!(
+            slots,
+            [
+                Slot::First(0),
+                Slot::First(1),
+                Slot::Repeat(0),
+                Slot::First(2),
+                Slot::First(3)
+            ]
+        );
+        let outcomes: Vec<AppendOutcome> = (0i64..)
+            .zip(&unique)
+            .map(|(seq, request)| stored(request, seq + 1))
+            .collect();
+        let answered = expand_repeats(outcomes, &slots).unwrap();
+        let kinds: Vec<_> = answered.iter().map(seq_and_kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                (1, "created"),
+                (2, "created"),
+                (1, "duplicate"),
+                (3, "created"),
+                (4, "created")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_outcome_is_an_error_not_a_shorter_answer() {
+        let batch = [new_message(7, Some("a")), new_message(7, Some("b"))];
+        let (unique, slots) = dedupe_batch(&batch);
+        let only_first = vec![stored(unique[0], 1)];
+        assert!(matches!(
+            expand_repeats(only_first, &slots),
+            Err(StoreError::Inconsistent(_))
+        ));
+    }
 }

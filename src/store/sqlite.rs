@@ -546,7 +546,7 @@ impl Store for SqliteStore {
                 .iter()
                 .map(|message| append_one(conn, message, now).map(Some))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(expand_repeats(&all_answered(stored)?, &slots))
+            expand_repeats(all_answered(stored)?, &slots)
         })
         .await
     }

@@ -753,7 +753,7 @@ impl Store for PgStore {
                 Err(e) => return Err(classify(e)),
             }
         };
-        Ok(super::expand_repeats(&stored, &slots))
+        super::expand_repeats(stored, &slots)
     }
 
     async fn mark_read(&self, chat_id: i64, user_id: i64, seq: i64) -> Result<i64, StoreError> {
