@@ -105,6 +105,19 @@ loadtest_smoke() {
   if [[ $status -ne 0 ]]; then cat "$SCRATCH/loadtest.log" "$SCRATCH/server.log"; exit "$status"; fi
 }
 
+# scripts/callgrind.sh on the debug build, a handful of sockets: the script
+# behind BENCHMARKS' instruction counts must keep working.
+callgrind_smoke() {
+  log "callgrind smoke run"
+  command -v valgrind >/dev/null || apt_install valgrind
+  local counted
+  counted=$(PG="postgres://postgres@$PG_HOST:$PG_PORT" SERVER_BIN=target/debug/chat-server \
+    LOADTEST_BIN=target/debug/loadtest CALLGRIND_OUT="$SCRATCH/callgrind" \
+    scripts/callgrind.sh connect --connections 20 --duration 1 | grep '^instructions')
+  echo "$counted"
+  [[ $counted =~ \(20\ delivered,\ [1-9][0-9]*\ per\ item\) ]]
+}
+
 # The demo page in headless Chromium: two browser contexts chat through it
 # (tests/browser/demo.mjs), against the binary started with zero configuration.
 browser_test() {
@@ -174,6 +187,7 @@ log "cargo test"
 cargo test --workspace
 
 loadtest_smoke
+callgrind_smoke
 browser_test
 schemathesis_run
 drop_test_databases
