@@ -31,7 +31,8 @@ pub async fn serve(
     request.extensions_mut().insert(ClientAddr(peer));
     let started = Instant::now();
     let method = request.method().clone();
-    let route = router::Route::resolve(request.uri().path()).map_or("unknown", |r| r.name());
+    let resolved = router::Route::resolve(request.uri().path());
+    let route = resolved.map_or("unknown", router::Route::name);
     let headers = request.headers();
     let request_id = request_id(headers);
     let origin = state.cors.allowed_origin(headers).cloned();
@@ -42,7 +43,7 @@ pub async fn serve(
     let span = tracing::info_span!("request", id = %request_id, %method, route);
     let mut response = match refused {
         Some(response) => response,
-        None => router::dispatch(state, request, shutdown)
+        None => router::dispatch(state, resolved, request, shutdown)
             .instrument(span.clone())
             .await
             .unwrap_or_else(ApiError::into_response),

@@ -65,8 +65,14 @@ impl Route {
     pub fn resolve(path: &str) -> Option<Route> {
         let trimmed = path.strip_prefix('/')?;
         let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-        let segments: Vec<&str> = trimmed.split('/').collect();
-        let route = match segments.as_slice() {
+        // The longest route has five segments; a longer path matches none.
+        let mut segments = [""; 5];
+        let mut count = 0;
+        for segment in trimmed.split('/') {
+            *segments.get_mut(count)? = segment;
+            count += 1;
+        }
+        let route = match &segments[..count] {
             ["auth", "register"] | ["api", "users", "register"] => Route::Register,
             ["auth", "login"] | ["api", "token"] => Route::Login,
             ["auth", "refresh"] | ["api", "token", "refresh"] => Route::Refresh,
@@ -134,10 +140,11 @@ pub fn parse_id(segment: &str) -> Option<i64> {
 /// Runs the handler for a request.
 pub async fn dispatch(
     state: &Arc<AppState>,
+    route: Option<Route>,
     request: Request<Incoming>,
     shutdown: &Shutdown,
 ) -> Result<Response<Body>, ApiError> {
-    let route = Route::resolve(request.uri().path()).ok_or(ApiError::NotFound)?;
+    let route = route.ok_or(ApiError::NotFound)?;
     let method = request.method().clone();
     match (route, method) {
         (Route::Register, Method::POST) => api::auth::register(state, request).await,
@@ -187,6 +194,8 @@ mod tests {
             Route::resolve("/api/chat/chats/7/messages"),
             Some(Route::Messages(7))
         );
+        assert_eq!(Route::resolve("/"), Some(Route::Demo));
+        assert_eq!(Route::resolve("/index.html"), Some(Route::Demo));
     }
 
     #[test]
@@ -209,6 +218,9 @@ mod tests {
             "/auth/login//",
             "",
             "auth/login/",
+            "/api/chat/chats/7/messages/more",
+            "/api/chat/chats/7/messages/more/and/more/",
+            "/a/b/c/d/e/f/g/h",
         ] {
             assert_eq!(Route::resolve(path), None, "{path}");
         }
