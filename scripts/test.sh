@@ -92,7 +92,7 @@ loadtest_smoke() {
     $lt rest --url "$url" --concurrency 4 --duration 1 &&
     $lt connect --url "$url" --connections 50 --duration 1 --server-pid "$pid" &&
     $lt connect --url "$url" --connections 51 --processes 2 --duration 1 --server-pid "$pid" --json "$SCRATCH/connect.json" &&
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(r["connections_held"] != 51 or r["processes"] != 2)' "$SCRATCH/connect.json" &&
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(r["connections_held"] != 51 or r["processes"] != 2 or not r["server_cpu_per_connection_us"] > 0)' "$SCRATCH/connect.json" &&
     $lt connect --ceiling --connections 50 --duration 1 &&
     $lt connect --ceiling --connections 20 --processes 2 --duration 1 &&
     $lt verify --url "$url,$url" --pairs 2 --rate-per-pair 20 --churn-ms 300 --duration 2 &&

@@ -1,7 +1,8 @@
 //! `connect`: open N authenticated idle sockets as fast as the server takes them
 //! (source addresses spread over 127.0.0.x so N can exceed one address's
 //! ephemeral ports), hold them for `duration`, and read the server's resident
-//! memory from /proc before, once all are open, and at the end of the hold.
+//! memory from /proc before, once all are open, and at the end of the hold, and
+//! the CPU time it spent opening them.
 //! With `--ceiling` the same sockets go to the minimal echo server of `echo`,
 //! run as a process of its own, instead: the connect rate of this machine and
 //! client with a server that only upgrades (no token, no membership query, no
@@ -110,6 +111,14 @@ impl Outcome<'_> {
         report.connections_held = Some(self.held);
         report.connect_per_s = Some(self.opened.total() as f64 / connect_secs);
         report.server_rss_bytes = rss.all_open;
+        if let (Some(before), Some(after)) = (rss.cpu_before, rss.cpu_all_open) {
+            let spent = after - before;
+            report.set("server_cpu_s", (spent * 1000.0).round() / 1000.0);
+            report.set(
+                "server_cpu_per_connection_us",
+                (spent * 1e6 / self.opened.total().max(1) as f64).round(),
+            );
+        }
         if let (Some(before), Some(after)) = (rss.before, rss.all_open) {
             let per_connection =
                 |rss: u64| rss.saturating_sub(before) as f64 / self.held.max(1) as f64;
@@ -144,12 +153,15 @@ async fn authenticated_paths(
     Ok(paths.collect())
 }
 
-/// The servers' resident memory (summed over their processes) at three points.
+/// The servers' resident memory (summed over their processes) at three points,
+/// and their CPU time before the storm and once all sockets are open.
 struct Rss {
     pids: Vec<u32>,
     before: Option<u64>,
     all_open: Option<u64>,
     end_of_hold: Option<u64>,
+    cpu_before: Option<f64>,
+    cpu_all_open: Option<f64>,
 }
 
 impl Rss {
@@ -159,10 +171,13 @@ impl Rss {
             before: rss_sum(pids),
             all_open: None,
             end_of_hold: None,
+            cpu_before: cpu_sum(pids),
+            cpu_all_open: None,
         }
     }
 
     fn all_open(&mut self) {
+        self.cpu_all_open = cpu_sum(&self.pids);
         self.all_open = rss_sum(&self.pids);
     }
 
@@ -180,6 +195,34 @@ fn rss_sum(pids: &[u32]) -> Option<u64> {
     pids.iter().map(|&pid| rss_bytes(pid)).sum()
 }
 
+/// The summed CPU time of processes in seconds; `None` without processes or
+/// when one cannot be read.
+fn cpu_sum(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| cpu_seconds(pid)).sum()
+}
+
+/// CPU time a process's threads have used, in seconds: the first field of each
+/// /proc/PID/task/TID/schedstat (nanoseconds on a CPU). Finer than the clock
+/// ticks of /proc/PID/stat; a thread that ends while being read is skipped.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut nanos: u64 = 0;
+    for task in tasks.flatten() {
+        let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        nanos += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|field| field.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(nanos as f64 / 1e9)
+}
+
 /// Resident memory of a process, from /proc/PID/status.
 fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -191,4 +234,30 @@ fn rss_bytes(pid: u32) -> Option<u64> {
         .parse()
         .ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cpu_seconds, cpu_sum};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_process_cpu_time_grows_while_it_works_and_unknown_processes_have_none() {
+        let pid = std::process::id();
+        let before = cpu_seconds(pid).expect("this process's threads");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut spins = 0u64;
+        while cpu_seconds(pid).unwrap() - before < 0.02 {
+            assert!(
+                Instant::now() < deadline,
+                "no CPU time counted after 10 s of work"
+            );
+            for _ in 0..100_000 {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
+        }
+        assert!(spins > 0);
+        assert_eq!(cpu_sum(&[]), None);
+        assert_eq!(cpu_sum(&[pid, u32::MAX]), None, "no such process");
+    }
 }
