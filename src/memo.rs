@@ -37,7 +37,16 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        lock(&self.entries).get(key).cloned()
+        self.read(key, V::clone)
+    }
+
+    /// What `read` makes of the entry, under the lock (no copy of the value).
+    pub fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        lock(&self.entries).get(key).map(read)
     }
 
     pub fn insert(&self, key: K, value: V) {

@@ -121,8 +121,8 @@ impl TokenService {
     }
 
     /// An access token's user and expiry. A token verified before is
-    /// remembered, keyed by the whole token, until it expires: a client's next
-    /// requests skip the signature check and the claims' parsing.
+    /// remembered until it expires: a client's next requests skip the
+    /// signature check and the claims' parsing.
     pub fn verify_access(&self, token: &str) -> Result<Bearer, TokenError> {
         if let Some(bearer) = self.verified.get(token, unix_now())? {
             return Ok(bearer);
@@ -137,8 +137,24 @@ impl TokenService {
     }
 }
 
-/// Access tokens whose signature and claims were checked, by the whole token.
-struct VerifiedTokens(Memo<Box<str>, Bearer>);
+/// Access tokens whose signature and claims were checked. Each is found by
+/// its last 32 bytes (inside its signature, which differs between any two
+/// tokens this node signs) and matched against the whole token: hashing the
+/// whole ~250-byte token was most of a remembered lookup. A forged token that
+/// reuses a remembered signature finds that entry, fails the match and is
+/// verified in full.
+struct VerifiedTokens(Memo<TokenTail, (Box<str>, Bearer)>);
+
+/// A token's last 32 bytes (zero-padded in front when it is shorter).
+type TokenTail = [u8; 32];
+
+fn token_tail(token: &str) -> TokenTail {
+    let bytes = token.as_bytes();
+    let tail = &bytes[bytes.len().saturating_sub(32)..];
+    let mut key = [0u8; 32];
+    key[32 - tail.len()..].copy_from_slice(tail);
+    key
+}
 
 impl Default for VerifiedTokens {
     fn default() -> Self {
@@ -150,9 +166,16 @@ impl VerifiedTokens {
     /// The remembered bearer; `Expired` (and forgotten) once past its `exp`,
     /// as `jsonwebtoken` would say with no leeway.
     fn get(&self, token: &str, now: i64) -> Result<Option<Bearer>, TokenError> {
-        match self.0.get(token) {
+        let key = token_tail(token);
+        let found = self
+            .0
+            .read(&key, |(remembered, bearer)| {
+                (**remembered == *token).then_some(*bearer)
+            })
+            .flatten();
+        match found {
             Some(bearer) if bearer.expires_at < now => {
-                self.0.remove(token);
+                self.0.remove(&key);
                 Err(TokenError::Expired)
             }
             found => Ok(found),
@@ -160,7 +183,7 @@ impl VerifiedTokens {
     }
 
     fn remember(&self, token: &str, bearer: Bearer) {
-        self.0.insert(token.into(), bearer);
+        self.0.insert(token_tail(token), (token.into(), bearer));
     }
 }
 
@@ -234,11 +257,25 @@ mod tests {
         let (mine, theirs) = (parts(&token), parts(&other));
         let forged = format!("{}.{}.{}", mine[0], theirs[1], mine[2]);
         assert_eq!(svc.verify_access(&forged), Err(TokenError::Invalid));
+        assert_eq!(
+            svc.verify_access(&token).unwrap(),
+            first,
+            "still remembered"
+        );
         let refresh = svc.issue(7, TokenType::Refresh);
         assert_eq!(svc.verify_access(&refresh), Err(TokenError::WrongType));
         std::thread::sleep(Duration::from_millis(2100));
         assert_eq!(svc.verify_access(&token), Err(TokenError::Expired));
         assert_eq!(svc.verify_access(&token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn token_tails_are_the_last_32_bytes_padded_in_front() {
+        let long = format!("{}{}", "x".repeat(40), "y".repeat(32));
+        assert_eq!(token_tail(&long), [b'y'; 32]);
+        let mut short = [0u8; 32];
+        short[29..].copy_from_slice(b"abc");
+        assert_eq!(token_tail("abc"), short);
     }
 
     #[test]
