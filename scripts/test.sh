@@ -88,7 +88,8 @@ loadtest_smoke() {
   for _ in $(seq 100); do curl -s -o /dev/null "$url/api/chat/chats/" && break; sleep 0.1; done
   local lt=target/debug/loadtest status=0
   {
-    $lt chat --url "$url" --pairs 4 --window 4 --duration 2 --json "$SCRATCH/chat.json" --plot "$SCRATCH/chat.svg" &&
+    $lt chat --url "$url" --pairs 4 --window 4 --duration 2 --server-pid "$pid" --json "$SCRATCH/chat.json" --plot "$SCRATCH/chat.svg" &&
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(not r["server_cpu_per_message_us"] > 0)' "$SCRATCH/chat.json" &&
     $lt rest --url "$url" --concurrency 4 --duration 1 &&
     $lt connect --url "$url" --connections 50 --duration 1 --server-pid "$pid" &&
     $lt connect --url "$url" --connections 51 --processes 2 --duration 1 --server-pid "$pid" --json "$SCRATCH/connect.json" &&

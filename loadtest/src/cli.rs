@@ -112,6 +112,10 @@ pub struct ChatArgs {
     /// Message content size in bytes.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// The server's process id, to report its CPU time per delivered message
+    /// (comma-separated for several nodes: their CPU time is summed).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
 }
 
 #[derive(Args)]

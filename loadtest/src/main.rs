@@ -10,6 +10,7 @@ mod cli;
 mod endpoint;
 mod http;
 mod plot;
+mod procfs;
 mod progress;
 mod report;
 mod scenarios;

@@ -6,6 +6,7 @@
 use super::client::{self, Pace, Sent};
 use crate::cli::{ChatArgs, Routes, Target};
 use crate::endpoint::Endpoint;
+use crate::procfs;
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::setup::{self, Pair};
@@ -37,6 +38,7 @@ pub async fn run(args: ChatArgs) -> Result<Report> {
     };
     let live = Arc::new(AtomicU64::new(0));
     let duration = Duration::from_secs(args.output.duration);
+    let cpu_before = procfs::cpu_sum(&args.server_pid);
     let start = Instant::now();
     let deadline = start + duration;
     let progress = Progress::start("chat", duration, live.clone());
@@ -67,7 +69,18 @@ pub async fn run(args: ChatArgs) -> Result<Report> {
         acked_per_pair.push(done.acked);
     }
     drop(progress);
+    let cpu_spent = procfs::cpu_sum(&args.server_pid)
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let mut report = Report::measured("chat", duration.as_secs_f64(), &merged);
+    if let Some(spent) = cpu_spent {
+        // Over the run and its drain: every message sent, acknowledged and delivered.
+        report.set("server_cpu_s", (spent * 1000.0).round() / 1000.0);
+        report.set(
+            "server_cpu_per_message_us",
+            (spent * 1e7 / report.delivered.max(1) as f64).round() / 10.0,
+        );
+    }
     report.errors = sent.errors + out_of_order;
     report.set("sent", sent.sent);
     report.set("acknowledged", sent.acked);
