@@ -35,13 +35,13 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
     }
     let target = Target::of(&args, args.connections).await?;
     let hold = Duration::from_secs(args.output.duration);
-    let mut rss = Rss::before(&target.pids);
+    let mut usage = ServerUsage::before(&target.pids);
     let live = Arc::new(AtomicU64::new(0));
     let progress = Progress::start("connect", hold, live.clone());
     let storm = Storm::open(&target.endpoints, target.paths, 0, args.concurrency, live).await;
-    rss.all_open();
+    usage.all_open();
     tokio::time::sleep_until((storm.began + hold).into()).await;
-    rss.end_of_hold();
+    usage.end_of_hold();
     drop(progress);
     let outcome = Outcome {
         took: storm.took,
@@ -49,7 +49,7 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
         errors: storm.errors,
         held: storm.held_now(),
     };
-    Ok(outcome.report(scenario_name(&args), &rss, hold))
+    Ok(outcome.report(scenario_name(&args), &usage, hold))
 }
 
 fn scenario_name(args: &ConnectArgs) -> &'static str {
@@ -105,14 +105,14 @@ struct Outcome<'a> {
 }
 
 impl Outcome<'_> {
-    fn report(&self, scenario: &str, rss: &Rss, hold: Duration) -> Report {
+    fn report(&self, scenario: &str, usage: &ServerUsage, hold: Duration) -> Report {
         let connect_secs = self.took.as_secs_f64();
         let mut report = Report::measured(scenario, connect_secs, self.opened);
         report.errors = self.errors;
         report.connections_held = Some(self.held);
         report.connect_per_s = Some(self.opened.total() as f64 / connect_secs);
-        report.server_rss_bytes = rss.all_open;
-        if let (Some(before), Some(after)) = (rss.cpu_before, rss.cpu_all_open) {
+        report.server_rss_bytes = usage.rss_all_open;
+        if let (Some(before), Some(after)) = (usage.cpu_before, usage.cpu_all_open) {
             let spent = after - before;
             report.set("server_cpu_s", (spent * 1000.0).round() / 1000.0);
             report.set(
@@ -120,14 +120,14 @@ impl Outcome<'_> {
                 (spent * 1e6 / self.opened.total().max(1) as f64).round(),
             );
         }
-        if let (Some(before), Some(after)) = (rss.before, rss.all_open) {
+        if let (Some(before), Some(after)) = (usage.rss_before, usage.rss_all_open) {
             let per_connection =
                 |rss: u64| rss.saturating_sub(before) as f64 / self.held.max(1) as f64;
             report.rss_per_connection_bytes = Some(per_connection(after));
             report.set("server_rss_before_bytes", before);
             // After the hold the server has pinged every socket (with a ping
             // interval shorter than the hold) and read its pong.
-            if let Some(end) = rss.end_of_hold {
+            if let Some(end) = usage.rss_end_of_hold {
                 report.set(
                     "rss_per_connection_end_of_hold_bytes",
                     per_connection(end).round(),
@@ -156,22 +156,22 @@ async fn authenticated_paths(
 
 /// The servers' resident memory (summed over their processes) at three points,
 /// and their CPU time before the storm and once all sockets are open.
-struct Rss {
+struct ServerUsage {
     pids: Vec<u32>,
-    before: Option<u64>,
-    all_open: Option<u64>,
-    end_of_hold: Option<u64>,
+    rss_before: Option<u64>,
+    rss_all_open: Option<u64>,
+    rss_end_of_hold: Option<u64>,
     cpu_before: Option<f64>,
     cpu_all_open: Option<f64>,
 }
 
-impl Rss {
+impl ServerUsage {
     fn before(pids: &[u32]) -> Self {
-        Rss {
+        ServerUsage {
             pids: pids.to_vec(),
-            before: rss_sum(pids),
-            all_open: None,
-            end_of_hold: None,
+            rss_before: rss_sum(pids),
+            rss_all_open: None,
+            rss_end_of_hold: None,
             cpu_before: cpu_sum(pids),
             cpu_all_open: None,
         }
@@ -179,10 +179,10 @@ impl Rss {
 
     fn all_open(&mut self) {
         self.cpu_all_open = cpu_sum(&self.pids);
-        self.all_open = rss_sum(&self.pids);
+        self.rss_all_open = rss_sum(&self.pids);
     }
 
     fn end_of_hold(&mut self) {
-        self.end_of_hold = rss_sum(&self.pids);
+        self.rss_end_of_hold = rss_sum(&self.pids);
     }
 }

@@ -15,7 +15,7 @@
 //! coordinator says `held?`; the worker says `held <n>`.
 
 use super::storm::Storm;
-use super::{Outcome, Rss};
+use super::{Outcome, ServerUsage};
 use crate::cli::{ConnectArgs, ConnectWorkerArgs};
 use crate::progress::Progress;
 use crate::report::Report;
@@ -46,7 +46,7 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report> {
         args.server_pid.clone()
     };
     let hold = Duration::from_secs(args.output.duration);
-    let mut rss = Rss::before(&server_pids);
+    let mut usage = ServerUsage::before(&server_pids);
     let live = Arc::new(AtomicU64::new(0));
     let progress = Progress::start("connect", hold, live.clone());
     let began = Instant::now();
@@ -62,9 +62,9 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report> {
         opened.merge(&Recorder::from_line(began, live.clone(), recorded)?);
     }
     let took = began.elapsed();
-    rss.all_open();
+    usage.all_open();
     tokio::time::sleep_until((began + hold).into()).await;
-    rss.end_of_hold();
+    usage.end_of_hold();
     let mut held = 0;
     for worker in &mut workers {
         worker.say("held?").await?;
@@ -77,7 +77,7 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report> {
         errors,
         held,
     };
-    let mut report = outcome.report(super::scenario_name(&args), &rss, hold);
+    let mut report = outcome.report(super::scenario_name(&args), &usage, hold);
     report.set("processes", processes as u64);
     Ok(report)
 }
