@@ -39,6 +39,6 @@ for n in $(seq "$nodes"); do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
 done
 extra=()
-[[ $scenario == connect || $scenario == chat ]] && extra=(--server-pid "$(IFS=,; echo "${pids[*]}")")
+[[ $scenario == connect || $scenario == chat || $scenario == rest ]] && extra=(--server-pid "$(IFS=,; echo "${pids[*]}")")
 url=$(IFS=,; echo "${urls[*]}")
 "${LOADTEST_BIN:-target/release/loadtest}" "$scenario" --url "$url" "${extra[@]}" "$@"

@@ -163,6 +163,10 @@ pub struct RestArgs {
     /// Concurrent clients, each on its own keep-alive connection.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// The server's process id, to report its CPU time per send and per read
+    /// (comma-separated for several processes: their CPU time is summed).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
 }
 
 #[derive(Args)]

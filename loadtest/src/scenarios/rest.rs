@@ -5,6 +5,7 @@
 use crate::cli::RestArgs;
 use crate::endpoint::Endpoint;
 use crate::http::HttpClient;
+use crate::procfs;
 use crate::progress::Progress;
 use crate::report::{Latency, Report};
 use crate::setup::{self, Pair};
@@ -26,8 +27,11 @@ pub async fn run(args: RestArgs) -> Result<Report> {
     let pairs = setup::pairs(&args.target, &endpoint, args.concurrency).await?;
     let chats = args.target.routes.paths().chats;
     let duration = Duration::from_secs(args.output.duration);
+    let cpu_at_start = procfs::cpu_sum(&args.server_pid);
     let (sends, send_errors) = phase(Phase::Send, &endpoint, &pairs, chats, duration).await?;
+    let cpu_after_sends = procfs::cpu_sum(&args.server_pid);
     let (reads, read_errors) = phase(Phase::Read, &endpoint, &pairs, chats, duration).await?;
+    let cpu_after_reads = procfs::cpu_sum(&args.server_pid);
     let mut all = Recorder::new(Instant::now(), Arc::new(AtomicU64::new(0)));
     all.merge(&sends);
     all.merge(&reads);
@@ -48,6 +52,16 @@ pub async fn run(args: RestArgs) -> Result<Report> {
         serde_json::to_value(Latency::from_recorder(&reads))?,
     );
     report.set("concurrency", args.concurrency as u64);
+    let per_request_us = |from: Option<f64>, to: Option<f64>, requests: u64| {
+        let spent = to? - from?;
+        Some((spent * 1e7 / requests.max(1) as f64).round() / 10.0)
+    };
+    if let Some(us) = per_request_us(cpu_at_start, cpu_after_sends, sends.total()) {
+        report.set("server_cpu_per_send_us", us);
+    }
+    if let Some(us) = per_request_us(cpu_after_sends, cpu_after_reads, reads.total()) {
+        report.set("server_cpu_per_read_us", us);
+    }
     Ok(report)
 }
 
