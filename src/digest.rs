@@ -1,5 +1,5 @@
-//! SHA-256 and lowercase hex, the one owner of `sha2`: a room's name is the
-//! digest of its pair, and the verified-token memo keys each token by its digest.
+//! SHA-256 and lowercase hex, the one owner of `sha2`: a chat's pair key is the
+//! hex digest of its two users' ids, and random ids are hex.
 
 use sha2::{Digest, Sha256};
 

@@ -310,7 +310,7 @@ impl Session<'_> {
     async fn write(&mut self, item: Outgoing) -> Result<(), End> {
         match item {
             Outgoing::Event(frame) => self.writer.text(&frame).await?,
-            Outgoing::Resync => Box::pin(self.catch_up()).await?,
+            Outgoing::Resync => Box::pin(self.resync()).await?,
             Outgoing::Message { seq, .. } if seq < self.next_seq => {}
             Outgoing::Message { seq, frame } => {
                 if seq > self.next_seq {
@@ -328,9 +328,6 @@ impl Session<'_> {
     /// Catch-up and gap filling are the rare paths; callers box their futures,
     /// which would otherwise add their size to every idle session's task.
     async fn catch_up(&mut self) -> Result<(), End> {
-        if self.stored_through().await? < self.next_seq {
-            return Ok(());
-        }
         loop {
             let sent = self
                 .replay(self.next_seq.saturating_add(CATCH_UP_CHUNK - 1))
@@ -340,6 +337,16 @@ impl Session<'_> {
                 return Ok(());
             }
         }
+    }
+
+    /// After the bus may have missed messages: catches up when the store holds
+    /// any from `next_seq` on. (A session's first catch-up needs no such check:
+    /// its handshake has just read `last_seq`.)
+    async fn resync(&mut self) -> Result<(), End> {
+        if self.stored_through().await? >= self.next_seq {
+            self.catch_up().await?;
+        }
+        Ok(())
     }
 
     /// The chat's `last_seq` now, through the batched lookups: a resync usually
