@@ -5,12 +5,13 @@
 # set so setup is done in bulk. Example:
 #   scripts/loadtest.sh chat --pairs 100 --window 16 --duration 10 --json chat.json
 # Server settings can be passed as environment variables (WRITER_LANES=8 ...).
-# SERVER_BIN=path / LOADTEST_BIN=path run other builds (A/B comparisons of two commits).
+# SERVER_BIN=path / LOADTEST_BIN=path run other builds (A/B comparisons of two
+# commits); given both, nothing is built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:?usage: scripts/loadtest.sh <chat|connect|rest|verify> [flags]}; shift
 
-cargo build -q --release -p chat-server -p loadtest
+[[ -n ${SERVER_BIN:-} && -n ${LOADTEST_BIN:-} ]] || cargo build -q --release -p chat-server -p loadtest
 PG=${PG:-"postgres://postgres@127.0.0.1:5432"}
 export SECRET_KEY=${SECRET_KEY:-loadtest-secret-0123456789abcdef0123456789}
 # A load test is one client sending as fast as it can: lift the abuse limits.

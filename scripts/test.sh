@@ -120,6 +120,18 @@ callgrind_smoke() {
   [[ $counted =~ \(20\ delivered,\ [1-9][0-9]*\ per\ item\) ]]
 }
 
+# scripts/targets.sh on the debug build at toy sizes: every target's row must
+# come out (not met, at these sizes) and no scenario may fail.
+targets_smoke() {
+  log "targets smoke run"
+  local table
+  table=$(PG="postgres://postgres@$PG_HOST:$PG_PORT" SERVER_BIN=target/debug/chat-server \
+    LOADTEST_BIN=target/debug/loadtest TARGETS_OUT="$SCRATCH/targets" DURATION=1 PAIRS=4 \
+    WINDOW=4 RATE=200 CONCURRENCY=4 CONNECTIONS=60 HOLD=1 scripts/targets.sh)
+  echo "$table" | grep '^|'
+  [[ $(grep -c '^| ' <<<"$table") -eq 9 ]] && ! grep -qE 'not run|FAILED' <<<"$table"
+}
+
 # The demo page in headless Chromium: two browser contexts chat through it
 # (tests/browser/demo.mjs), against the binary started with zero configuration.
 browser_test() {
@@ -190,6 +202,7 @@ cargo test --workspace
 
 loadtest_smoke
 callgrind_smoke
+targets_smoke
 browser_test
 schemathesis_run
 drop_test_databases

@@ -28,6 +28,9 @@ pub enum Scenario {
     Echo(EchoArgs),
     /// Storage ceiling: raw batched inserts of message-sized rows.
     StoreCeiling(StoreArgs),
+    /// Reads one run's reports (`scripts/targets.sh` writes them) and checks
+    /// each throughput target, with the ratios to the ceilings of the same run.
+    Targets(TargetsArgs),
     /// The minimal echo server alone: prints its URL, serves until its standard
     /// input closes (`connect --ceiling` runs it as a process of its own).
     #[command(hide = true)]
@@ -48,7 +51,7 @@ impl Scenario {
             Scenario::Verify(args) => Some(&args.output),
             Scenario::Echo(args) => Some(&args.output),
             Scenario::StoreCeiling(args) => Some(&args.output),
-            Scenario::EchoServer | Scenario::ConnectWorker(_) => None,
+            Scenario::EchoServer | Scenario::ConnectWorker(_) | Scenario::Targets(_) => None,
         }
     }
 }
@@ -183,6 +186,23 @@ pub struct VerifyArgs {
     /// Mean time between a socket's reconnects, in milliseconds.
     #[arg(long, default_value_t = 700)]
     pub churn_ms: u64,
+}
+
+#[derive(Args)]
+pub struct TargetsArgs {
+    /// The directory holding the run's `<scenario>.json` reports (echo,
+    /// store-ceiling, chat, chat-rate, rest, connect, connect-ceiling).
+    #[arg(long)]
+    pub reports: PathBuf,
+    /// How many sockets the connect target asks for.
+    #[arg(long, default_value_t = 50_000)]
+    pub connections: u64,
+    /// Also write the verdicts here as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Exit non-zero when a target is not met or its scenario did not run.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Args)]

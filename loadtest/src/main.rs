@@ -4,7 +4,8 @@
 //!
 //! Scenarios: `chat`, `connect`, `rest`, `verify`, `echo` (transport ceiling) and
 //! `store-ceiling` (storage ceiling). Each prints a summary and can write a JSON
-//! report (`--json`) and an SVG plot (`--plot`).
+//! report (`--json`) and an SVG plot (`--plot`). `targets` checks one run's
+//! reports against the throughput targets.
 
 mod cli;
 mod endpoint;
@@ -16,6 +17,7 @@ mod report;
 mod scenarios;
 mod setup;
 mod stats;
+mod targets;
 mod ws;
 
 use clap::Parser;

@@ -14,7 +14,8 @@ use crate::report::Report;
 use crate::Result;
 
 /// Runs the scenario; `None` for the tool's helper processes (the echo server
-/// and `connect`'s workers), which report to the process that started them.
+/// and `connect`'s workers), which report to the process that started them,
+/// and for `targets`, which prints its own table.
 pub async fn run(cli: Cli) -> Result<Option<Report>> {
     let output = cli.scenario.output().cloned();
     let report = match cli.scenario {
@@ -24,6 +25,10 @@ pub async fn run(cli: Cli) -> Result<Option<Report>> {
         }
         Scenario::ConnectWorker(args) => {
             connect::work(args).await?;
+            return Ok(None);
+        }
+        Scenario::Targets(args) => {
+            crate::targets::run(&args)?;
             return Ok(None);
         }
         Scenario::Chat(args) => chat::run(args).await?,

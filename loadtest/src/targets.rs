@@ -1,0 +1,462 @@
+//! `loadtest targets`: reads the JSON reports of one run of every scenario the
+//! throughput targets name (`scripts/targets.sh` writes them into one
+//! directory) and says, target by target, what was measured and whether it
+//! was met, with the ratios to the echo and store ceilings taken from the same
+//! run. A figure from a run that reported errors or integrity problems does not
+//! count: its target is marked failed.
+
+use crate::cli::TargetsArgs;
+use crate::Result;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::Path;
+
+/// The report files a run leaves, by scenario.
+const FILES: [&str; 7] = [
+    "echo",
+    "store-ceiling",
+    "chat",
+    "chat-rate",
+    "rest",
+    "connect",
+    "connect-ceiling",
+];
+
+/// One run's reports; a missing file is a scenario that did not run.
+#[derive(Default)]
+pub struct Reports {
+    pub echo: Option<Value>,
+    pub store_ceiling: Option<Value>,
+    pub chat: Option<Value>,
+    pub chat_rate: Option<Value>,
+    pub rest: Option<Value>,
+    pub connect: Option<Value>,
+    pub connect_ceiling: Option<Value>,
+}
+
+impl Reports {
+    /// Reads `<scenario>.json` for every scenario from `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let mut found: Vec<Option<Value>> = Vec::with_capacity(FILES.len());
+        for name in FILES {
+            let path = dir.join(format!("{name}.json"));
+            found.push(match std::fs::read(&path) {
+                Ok(bytes) => Some(serde_json::from_slice(&bytes)?),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => return Err(format!("{}: {error}", path.display()).into()),
+            });
+        }
+        let mut found = found.into_iter();
+        let mut next = || found.next().flatten();
+        Ok(Reports {
+            echo: next(),
+            store_ceiling: next(),
+            chat: next(),
+            chat_rate: next(),
+            rest: next(),
+            connect: next(),
+            connect_ceiling: next(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Met,
+    NotMet,
+    /// The scenario reported errors or integrity problems.
+    Failed,
+    NotRun,
+}
+
+impl Status {
+    fn of(met: bool) -> Self {
+        if met {
+            Status::Met
+        } else {
+            Status::NotMet
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Status::Met => "met",
+            Status::NotMet => "not met",
+            Status::Failed => "FAILED",
+            Status::NotRun => "not run",
+        }
+    }
+}
+
+/// One target: what it asks, what the run measured, and the verdict.
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub target: String,
+    pub measured: String,
+    pub status: Status,
+}
+
+impl Verdict {
+    fn new(target: impl Into<String>, measured: impl Into<String>, status: Status) -> Self {
+        Verdict {
+            target: target.into(),
+            measured: measured.into(),
+            status,
+        }
+    }
+
+    fn not_run(target: impl Into<String>) -> Self {
+        Verdict::new(target, "", Status::NotRun)
+    }
+}
+
+fn number(report: &Value, key: &str) -> Option<f64> {
+    report.get(key).and_then(Value::as_f64)
+}
+
+/// Errors, integrity problems, or a store that disagrees with the acks.
+fn faulty(report: &Value) -> bool {
+    let count = |key| number(report, key).unwrap_or(0.0);
+    let problems = report
+        .get("problems")
+        .and_then(Value::as_array)
+        .is_some_and(|p| !p.is_empty());
+    let stored_differs = match (number(report, "stored"), number(report, "acknowledged")) {
+        (Some(stored), Some(acked)) => stored != acked,
+        _ => false,
+    };
+    count("errors") > 0.0
+        || count("lost") > 0.0
+        || count("duplicated") > 0.0
+        || count("out_of_order") > 0.0
+        || problems
+        || stored_differs
+}
+
+/// A thousands-separated whole number.
+fn whole(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// A figure checked against a bound, from a report that may be faulty.
+fn judged(target: &str, report: &Value, measured: String, met: bool) -> Verdict {
+    let status = if faulty(report) {
+        Status::Failed
+    } else {
+        Status::of(met)
+    };
+    Verdict::new(target, measured, status)
+}
+
+/// Every target of the load-test issue against one run's reports;
+/// `connections` is how many sockets the connect target asks for.
+pub fn evaluate(reports: &Reports, connections: u64) -> Vec<Verdict> {
+    vec![
+        chat_rate(reports),
+        chat_latency(reports),
+        chat_to_echo(reports),
+        persisted_to_store(reports),
+        connect_rate(reports, connections),
+        connect_memory(reports),
+        rest(reports, "sends_per_s", "rest sends ≥ 30,000/s", 30_000.0),
+        rest(
+            reports,
+            "reads_per_s",
+            "rest history reads ≥ 50,000/s",
+            50_000.0,
+        ),
+    ]
+}
+
+fn chat_rate(reports: &Reports) -> Verdict {
+    const TARGET: &str = "chat ≥ 100,000 delivered msg/s, nothing lost";
+    let Some(chat) = &reports.chat else {
+        return Verdict::not_run(TARGET);
+    };
+    let rate = number(chat, "delivered_per_s").unwrap_or(0.0);
+    let stored = number(chat, "stored").map_or("?".into(), whole);
+    let acked = number(chat, "acknowledged").map_or("?".into(), whole);
+    let measured = format!(
+        "{} msg/s; stored {stored}, acknowledged {acked}",
+        whole(rate)
+    );
+    judged(TARGET, chat, measured, rate >= 100_000.0)
+}
+
+fn chat_latency(reports: &Reports) -> Verdict {
+    const TARGET: &str = "chat p99 ≤ 5 ms at 10,000 msg/s offered";
+    let Some(chat) = &reports.chat_rate else {
+        return Verdict::not_run(TARGET);
+    };
+    let p99 = chat.pointer("/latency_ms/p99").and_then(Value::as_f64);
+    let offered = number(chat, "offered_per_s").unwrap_or(0.0);
+    let measured = format!(
+        "p99 {} ms at {} msg/s offered",
+        p99.map_or("?".into(), |ms| format!("{ms:.2}")),
+        whole(offered)
+    );
+    let met = offered >= 10_000.0 && p99.is_some_and(|ms| ms <= 5.0);
+    judged(TARGET, chat, measured, met)
+}
+
+/// The ratio of two reports' `delivered_per_s` (`of / to`) against `bound`.
+fn ratio(target: &str, of: Option<&Value>, to: Option<&Value>, bound: f64, unit: &str) -> Verdict {
+    let (Some(of), Some(to)) = (of, to) else {
+        return Verdict::not_run(target);
+    };
+    let a = number(of, "delivered_per_s").unwrap_or(0.0);
+    let b = number(to, "delivered_per_s").unwrap_or(0.0);
+    let r = if b > 0.0 { a / b } else { 0.0 };
+    let measured = format!("{r:.2} ({} / {} {unit})", whole(a), whole(b));
+    let status = if faulty(of) || faulty(to) {
+        Status::Failed
+    } else {
+        Status::of(r >= bound)
+    };
+    Verdict::new(target, measured, status)
+}
+
+fn chat_to_echo(reports: &Reports) -> Verdict {
+    ratio(
+        "chat ≥ 50% of echo (same run)",
+        reports.chat.as_ref(),
+        reports.echo.as_ref(),
+        0.5,
+        "msg/s",
+    )
+}
+
+fn persisted_to_store(reports: &Reports) -> Verdict {
+    ratio(
+        "persisted ≥ 70% of store-ceiling (same run)",
+        reports.chat.as_ref(),
+        reports.store_ceiling.as_ref(),
+        0.7,
+        "rows/s",
+    )
+}
+
+fn connect_rate(reports: &Reports, connections: u64) -> Verdict {
+    let target = format!(
+        "connect {} sockets at ≥ 20,000/s",
+        whole(connections as f64)
+    );
+    let Some(connect) = &reports.connect else {
+        return Verdict::not_run(target);
+    };
+    let rate = number(connect, "connect_per_s").unwrap_or(0.0);
+    let held = number(connect, "connections_held").unwrap_or(0.0);
+    let mut measured = format!("{}/s, {} held", whole(rate), whole(held));
+    if let Some(ceiling) = reports
+        .connect_ceiling
+        .as_ref()
+        .and_then(|c| number(c, "connect_per_s"))
+        .filter(|c| *c > 0.0)
+    {
+        measured += &format!("; ceiling {}/s ({:.2}×)", whole(ceiling), rate / ceiling);
+    }
+    let met = held >= connections as f64 && rate >= 20_000.0;
+    judged(&target, connect, measured, met)
+}
+
+fn connect_memory(reports: &Reports) -> Verdict {
+    const TARGET: &str = "connect ≤ 4 KiB server RSS per socket";
+    let Some(connect) = &reports.connect else {
+        return Verdict::not_run(TARGET);
+    };
+    let after_storm = number(connect, "rss_per_connection_bytes");
+    let end_of_hold = number(connect, "rss_per_connection_end_of_hold_bytes");
+    let measured = format!(
+        "{} B right after the storm, {} B at the end of the hold",
+        after_storm.map_or("?".into(), whole),
+        end_of_hold.map_or("?".into(), whole)
+    );
+    let met = [after_storm, end_of_hold]
+        .iter()
+        .all(|b| b.is_some_and(|b| b <= 4096.0));
+    judged(TARGET, connect, measured, met)
+}
+
+fn rest(reports: &Reports, key: &str, target: &str, bound: f64) -> Verdict {
+    let Some(rest) = &reports.rest else {
+        return Verdict::not_run(target);
+    };
+    let rate = number(rest, key).unwrap_or(0.0);
+    let clients = number(rest, "concurrency").map_or("?".into(), whole);
+    let measured = format!("{}/s ({clients} clients)", whole(rate));
+    judged(target, rest, measured, rate >= bound)
+}
+
+/// Prints the table of one run's reports (and writes it as JSON when asked).
+/// A target whose scenario failed is an error; so, with `--strict`, is one not
+/// met or not run.
+pub fn run(args: &TargetsArgs) -> Result<()> {
+    let reports = Reports::load(&args.reports)?;
+    let verdicts = evaluate(&reports, args.connections);
+    print!("{}", table(&verdicts));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&verdicts)? + "\n")?;
+    }
+    let count = |status| verdicts.iter().filter(|v| v.status == status).count();
+    if count(Status::Failed) > 0 {
+        return Err(format!(
+            "{} targets' scenarios reported errors",
+            count(Status::Failed)
+        )
+        .into());
+    }
+    let missed = count(Status::NotMet) + count(Status::NotRun);
+    if args.strict && missed > 0 {
+        return Err(format!("{missed} of {} targets not met", verdicts.len()).into());
+    }
+    Ok(())
+}
+
+/// The verdicts as a Markdown table.
+pub fn table(verdicts: &[Verdict]) -> String {
+    let mut out = String::from("| Target | Measured | Status |\n|---|---|---|\n");
+    for v in verdicts {
+        out += &format!("| {} | {} | {} |\n", v.target, v.measured, v.status.label());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn full_run() -> Reports {
+        Reports {
+            echo: Some(json!({"delivered_per_s": 400_000.0, "errors": 0})),
+            store_ceiling: Some(json!({"delivered_per_s": 200_000.0, "errors": 0})),
+            chat: Some(json!({
+                "delivered_per_s": 150_000.0, "errors": 0,
+                "stored": 1_500_000, "acknowledged": 1_500_000
+            })),
+            chat_rate: Some(json!({
+                "delivered_per_s": 9_990.0, "errors": 0, "offered_per_s": 10_000,
+                "latency_ms": {"p99": 3.2}, "stored": 99_900, "acknowledged": 99_900
+            })),
+            rest: Some(json!({
+                "sends_per_s": 31_000.0, "reads_per_s": 49_000.0, "errors": 0, "concurrency": 64
+            })),
+            connect: Some(json!({
+                "connect_per_s": 18_000.0, "connections_held": 50_000, "errors": 0,
+                "rss_per_connection_bytes": 3_900.0, "rss_per_connection_end_of_hold_bytes": 3_050.0
+            })),
+            connect_ceiling: Some(json!({"connect_per_s": 22_500.0, "errors": 0})),
+        }
+    }
+
+    fn statuses(verdicts: &[Verdict]) -> Vec<Status> {
+        verdicts.iter().map(|v| v.status).collect()
+    }
+
+    #[test]
+    fn each_target_is_judged_against_its_bound() {
+        use Status::{Met, NotMet};
+        let verdicts = evaluate(&full_run(), 50_000);
+        assert_eq!(
+            statuses(&verdicts),
+            [Met, Met, NotMet, Met, NotMet, Met, Met, NotMet],
+            "{verdicts:#?}"
+        );
+        assert_eq!(verdicts[2].measured, "0.38 (150,000 / 400,000 msg/s)");
+        assert_eq!(
+            verdicts[4].measured,
+            "18,000/s, 50,000 held; ceiling 22,500/s (0.80×)"
+        );
+    }
+
+    #[test]
+    fn a_ratio_just_under_its_bound_is_not_met_and_just_over_is() {
+        let mut run = full_run();
+        run.echo.as_mut().unwrap()["delivered_per_s"] = json!(300_000.0);
+        run.chat.as_mut().unwrap()["delivered_per_s"] = json!(149_999.0);
+        assert_eq!(evaluate(&run, 50_000)[2].status, Status::NotMet);
+        run.chat.as_mut().unwrap()["delivered_per_s"] = json!(150_001.0);
+        assert_eq!(evaluate(&run, 50_000)[2].status, Status::Met);
+    }
+
+    #[test]
+    fn a_run_with_errors_or_a_store_that_disagrees_fails_its_targets() {
+        let mut run = full_run();
+        run.chat.as_mut().unwrap()["stored"] = json!(1_499_999);
+        run.rest.as_mut().unwrap()["errors"] = json!(3);
+        let verdicts = evaluate(&run, 50_000);
+        assert_eq!(verdicts[0].status, Status::Failed, "stored ≠ acknowledged");
+        assert_eq!(
+            verdicts[2].status,
+            Status::Failed,
+            "the ratio uses that run"
+        );
+        assert_eq!(verdicts[3].status, Status::Failed);
+        assert_eq!(verdicts[6].status, Status::Failed);
+        assert_eq!(verdicts[7].status, Status::Failed);
+        assert_eq!(verdicts[1].status, Status::Met, "the rate run was clean");
+    }
+
+    #[test]
+    fn fewer_sockets_held_than_asked_or_a_slow_rate_is_not_met() {
+        let mut run = full_run();
+        run.connect.as_mut().unwrap()["connect_per_s"] = json!(21_000.0);
+        assert_eq!(evaluate(&run, 50_000)[4].status, Status::Met);
+        assert_eq!(
+            evaluate(&run, 60_000)[4].status,
+            Status::NotMet,
+            "50,000 held of 60,000 asked"
+        );
+        run.chat_rate.as_mut().unwrap()["offered_per_s"] = json!(5_000);
+        assert_eq!(
+            evaluate(&run, 50_000)[1].status,
+            Status::NotMet,
+            "the latency target is at 10,000 msg/s offered"
+        );
+    }
+
+    #[test]
+    fn missing_reports_are_not_run_and_the_table_has_every_target() {
+        let verdicts = evaluate(&Reports::default(), 50_000);
+        assert!(verdicts.iter().all(|v| v.status == Status::NotRun));
+        let table = table(&verdicts);
+        assert_eq!(table.lines().count(), 2 + 8);
+        assert!(table.contains("| connect 50,000 sockets at ≥ 20,000/s |  | not run |"));
+    }
+
+    #[test]
+    fn reports_are_read_from_their_files() {
+        let dir = std::env::temp_dir().join(format!("loadtest-targets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("echo.json"), r#"{"delivered_per_s": 12.5}"#).unwrap();
+        std::fs::write(dir.join("chat-rate.json"), r#"{"offered_per_s": 7}"#).unwrap();
+        let reports = Reports::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            number(reports.echo.as_ref().unwrap(), "delivered_per_s"),
+            Some(12.5)
+        );
+        assert_eq!(
+            number(reports.chat_rate.as_ref().unwrap(), "offered_per_s"),
+            Some(7.0)
+        );
+        assert!(reports.chat.is_none() && reports.connect_ceiling.is_none());
+    }
+
+    #[test]
+    fn whole_numbers_are_grouped_by_thousands() {
+        assert_eq!(whole(0.0), "0");
+        assert_eq!(whole(999.4), "999");
+        assert_eq!(whole(1_000.0), "1,000");
+        assert_eq!(whole(1_234_567.0), "1,234,567");
+    }
+}
