@@ -228,8 +228,10 @@ async fn a_redis_restart_mid_stream_loses_and_duplicates_nothing() {
 }
 
 /// Nothing is sent after Redis returns, so no later message can reveal the gap:
-/// only the catch-up after the new subscription (a `last_seq` check, then the
-/// read) brings these messages to the other node's socket.
+/// these messages reach the other node's socket by the catch-up after the new
+/// subscription or by the writer's publisher retrying its queued batch,
+/// whichever comes first, in order and once either way. (The test after this
+/// one leaves the catch-up alone to bring them.)
 #[tokio::test]
 async fn messages_sent_while_redis_was_down_arrive_by_the_catch_up_alone() {
     let mut redis = OwnRedis::start();
@@ -248,6 +250,42 @@ async fn messages_sent_while_redis_was_down_arrive_by_the_catch_up_alone() {
     );
     redis.restart();
     assert_eq!(bus_state(&nodes[1], "ok").await.body["status"], "ready");
+    assert_eq!(seqs(&mut b, 3).await, vec![1, 2, 3], "caught up, in order");
+    assert!(
+        b.recv_within(Duration::from_millis(500)).await.is_none(),
+        "and only once"
+    );
+}
+
+/// Messages the bus never carried (their writer is a node without Redis) reach
+/// a socket only by the catch-up after its node re-subscribes, in order and
+/// once.
+#[tokio::test]
+async fn after_a_resubscription_a_room_catches_up_with_what_the_bus_never_carried() {
+    let mut redis = OwnRedis::start();
+    let database = fresh_database();
+    let prefix = format!("test-{}", chat_server::auth::random_hex(6));
+    let url = redis.url();
+    let overrides = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
+    ];
+    let watcher = spawn_app_on(&database, &overrides).await;
+    let writer = spawn_app_on(&database, &[]).await;
+    bus_ready(&[&watcher]).await;
+    let (ann, bob, chat) = writer.pair().await;
+    let mut b = WsClient::connect(&watcher, chat, &bob.access, None).await;
+    for i in 0..3 {
+        writer.say(&ann, chat, &format!("off the bus {i}")).await;
+    }
+    assert!(
+        b.recv_within(Duration::from_millis(300)).await.is_none(),
+        "no bus carries the writer's messages"
+    );
+    redis.kill();
+    assert_eq!(bus_state(&watcher, "disconnected").await.status, 200);
+    redis.restart();
+    assert_eq!(bus_state(&watcher, "ok").await.body["status"], "ready");
     assert_eq!(seqs(&mut b, 3).await, vec![1, 2, 3], "caught up, in order");
     assert!(
         b.recv_within(Duration::from_millis(500)).await.is_none(),

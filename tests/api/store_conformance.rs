@@ -77,7 +77,6 @@ fn message(chat: i64, sender: &User, content: &str, client_msg_id: Option<&str>)
     }
 }
 
-/// A chat's participants and `last_seq`, through the lookup sends use.
 /// Page-number pagination's window: `size` messages, `skip` newest ones left out.
 fn page_window(size: i64, skip: i64) -> SeqWindow {
     SeqWindow {
