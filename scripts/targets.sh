@@ -10,7 +10,9 @@
 # The reports stay in $TARGETS_OUT (default: a new /tmp/chat-targets.* directory).
 # Sizes: PAIRS (100), WINDOW (16), RATE (10000), CONCURRENCY (64),
 # CONNECTIONS (50000), DURATION (10 s per scenario; rest runs it per phase),
-# HOLD (3 s). STRICT=1 exits non-zero when a target is not met.
+# HOLD (8 s: how long connect holds its sockets; the servers ping every PING_SECS,
+# default 3, so the memory read at the end of the hold is after a ping round).
+# STRICT=1 exits non-zero when a target is not met.
 # SERVER_BIN / LOADTEST_BIN run other builds (nothing is built when both are given).
 # CONNECTIONS beyond one process's file limit are spread over as many nodes and
 # tester processes as the limit needs (3 + 3 for 50,000 under a 20,000 limit).
@@ -25,7 +27,7 @@ export PG
 out=${TARGETS_OUT:-$(mktemp -d /tmp/chat-targets.XXXXXX)}
 mkdir -p "$out"
 duration=${DURATION:-10} pairs=${PAIRS:-100} window=${WINDOW:-16} rate=${RATE:-10000}
-concurrency=${CONCURRENCY:-64} connections=${CONNECTIONS:-50000} hold=${HOLD:-3}
+concurrency=${CONCURRENCY:-64} connections=${CONNECTIONS:-50000} hold=${HOLD:-8} ping=${PING_SECS:-3}
 
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 per_process=$(( $(ulimit -n) - 1000 ))
@@ -50,7 +52,7 @@ run store-ceiling "$LOADTEST_BIN" store-ceiling --database-url "$PG/postgres" --
 run chat scripts/loadtest.sh chat --pairs "$pairs" --window "$window" --duration "$duration"
 run chat-rate scripts/loadtest.sh chat --pairs "$pairs" --window "$window" --rate "$rate" --duration "$duration"
 run rest scripts/loadtest.sh rest --concurrency "$concurrency" --duration "$duration"
-run connect env NODES="$processes" scripts/loadtest.sh connect --connections "$connections" \
+run connect env NODES="$processes" WS_PING_INTERVAL_SECS="$ping" scripts/loadtest.sh connect --connections "$connections" \
   --processes "$processes" --duration "$hold"
 run connect-ceiling "$LOADTEST_BIN" connect --ceiling --connections "$connections" \
   --processes "$processes" --duration "$hold"
