@@ -25,6 +25,7 @@ pub struct Metrics {
     pub messages_delivered: Counter,
     pub batch_size: Histogram,
     pub commit_seconds: Histogram,
+    pub overlapped_batches: Counter,
     pub slow_consumer_closes: Counter,
     pub bus_published: Counter,
     pub bus_received: Counter,
@@ -45,6 +46,7 @@ impl Metrics {
             messages_delivered: Counter::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             commit_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 14)),
+            overlapped_batches: Counter::default(),
             slow_consumer_closes: Counter::default(),
             bus_published: Counter::default(),
             bus_received: Counter::default(),
@@ -89,6 +91,11 @@ impl Metrics {
             "writer_commit_seconds",
             "Time to store one batch",
             self.commit_seconds.clone(),
+        );
+        r.register(
+            "writer_overlapped_batches",
+            "Batches appended while the lane still settled the one before (heavy load)",
+            self.overlapped_batches.clone(),
         );
         r.register(
             "slow_consumer_closes",

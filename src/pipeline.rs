@@ -2,12 +2,15 @@
 //!
 //! Chats are split over `WRITER_LANES` lanes by id. Each lane is a task that takes
 //! everything queued for it (up to `WRITER_BATCH_MAX`, optionally lingering
-//! `WRITER_LINGER_MS` for more), appends the batch in one statement and one
-//! transaction, then publishes each new message to the room map and answers its
-//! sender. While a lane's batch commits, the next one fills up: that is the group
-//! commit. Lanes run side by side on pooled connections (pipelining), but one
-//! chat's batches commit one after another, in order, so a sender's messages get
-//! ascending `seq`s and reach the rooms in `seq` order.
+//! `WRITER_LINGER_MS` for more) and appends the batch in one statement and one
+//! transaction, then settles it: publishes each new message to the room map and
+//! answers its sender. Under heavy load (a big batch already queued) the lane
+//! appends the next batch while it settles the last one, so its connection
+//! does not sit idle while answers go out. While a lane's batch commits, the next one fills up:
+//! that is the group commit. Lanes run side by side on pooled connections
+//! (pipelining), but one chat's batches commit one after another and are
+//! settled in that order, so a sender's messages get ascending `seq`s and reach
+//! the rooms in `seq` order.
 //!
 //! Nothing is acknowledged or delivered before its batch commits.
 
@@ -22,6 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Requests a lane can queue before senders wait (backpressure).
 const LANE_QUEUE: usize = 16_384;
+/// Queued requests from which a lane appends its next batch while it settles
+/// the last one (below it, settling first keeps light load's latency).
+const OVERLAP_MIN: usize = 64;
 
 /// Who hears about the outcome of a send.
 pub enum Reply {
@@ -36,6 +42,32 @@ struct Request {
     message: NewMessage,
     reply: Reply,
 }
+
+/// What became of one message of a committed batch.
+enum Settled {
+    /// Stored now, or found stored (a retry), or refused for its client id.
+    Stored(AppendOutcome),
+    /// Not stored.
+    Failed {
+        detail: String,
+        client_msg_id: Option<String>,
+        /// The store was unreachable (worth retrying as is).
+        unavailable: bool,
+    },
+}
+
+impl Settled {
+    fn failed(error: &StoreError, client_msg_id: Option<String>) -> Self {
+        Settled::Failed {
+            detail: error.to_string(),
+            client_msg_id,
+            unavailable: matches!(error, StoreError::Unavailable(_)),
+        }
+    }
+}
+
+/// A batch's messages, settled or failed, in batch order, with who to answer.
+type SettledBatch = Vec<(Settled, Reply)>;
 
 /// Lane tuning.
 #[derive(Debug, Clone, Copy)]
@@ -118,24 +150,51 @@ struct Lane {
 }
 
 impl Lane {
+    /// Commits batch after batch, settling each. When at least `OVERLAP_MIN`
+    /// requests (or a full batch, if `WRITER_BATCH_MAX` is smaller) are already
+    /// queued once a batch has committed, the next batch
+    /// is appended while the last one is settled, both on this task; a smaller
+    /// one waits for the settling, which keeps light load's latency as it is.
     async fn run(self, mut queue: mpsc::Receiver<Request>) {
         let mut batch = Vec::with_capacity(self.settings.batch_max);
-        while let Some(first) = queue.recv().await {
-            batch.push(first);
+        let mut committed: Option<SettledBatch> = None;
+        loop {
+            if let Some(last) = committed.take() {
+                self.fill_ready(&mut queue, &mut batch);
+                if batch.len() >= OVERLAP_MIN.min(self.settings.batch_max) {
+                    self.metrics.overlapped_batches.inc();
+                    let next = self.commit(std::mem::take(&mut batch));
+                    let (next, ()) = tokio::join!(next, self.settle_batch(last));
+                    committed = Some(next);
+                    continue;
+                }
+                self.settle_batch(last).await;
+            }
+            if batch.is_empty() {
+                let Some(first) = queue.recv().await else {
+                    return;
+                };
+                batch.push(first);
+            }
             self.fill(&mut queue, &mut batch).await;
-            self.commit(std::mem::take(&mut batch)).await;
+            committed = Some(self.commit(std::mem::take(&mut batch)).await);
+        }
+    }
+
+    /// Adds what is already queued, up to `WRITER_BATCH_MAX`.
+    fn fill_ready(&self, queue: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+        while batch.len() < self.settings.batch_max {
+            match queue.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
         }
     }
 
     /// Adds what is already queued, then lingers for more if configured.
     async fn fill(&self, queue: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
         let max = self.settings.batch_max;
-        while batch.len() < max {
-            match queue.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
+        self.fill_ready(queue, batch);
         if self.settings.linger.is_zero() || batch.len() >= max {
             return;
         }
@@ -148,7 +207,8 @@ impl Lane {
         }
     }
 
-    async fn commit(&self, batch: Vec<Request>) {
+    /// Appends a batch; says, message by message, what became of it.
+    async fn commit(&self, batch: Vec<Request>) -> SettledBatch {
         let (messages, replies): (Vec<NewMessage>, Vec<Reply>) =
             batch.into_iter().map(|r| (r.message, r.reply)).unzip();
         let started = std::time::Instant::now();
@@ -159,30 +219,22 @@ impl Lane {
         self.metrics.batch_size.observe(messages.len() as f64);
         self.metrics.messages_received.inc_by(messages.len() as u64);
         match stored {
-            Ok(outcomes) => {
-                let mut published = Vec::new();
-                for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                    if let Some(message) = self.settle(outcome, reply).await {
-                        published.push(message);
-                    }
-                }
-                self.bus.publish(published);
-            }
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(Settled::Stored)
+                .zip(replies)
+                .collect(),
             Err(error) if messages.len() > 1 && !matches!(error, StoreError::Unavailable(_)) => {
                 tracing::warn!(%error, size = messages.len(), "batch failed; storing its messages one by one");
-                self.commit_one_by_one(messages, replies).await;
+                self.commit_one_by_one(messages, replies).await
             }
             Err(error) => {
                 tracing::warn!(%error, size = messages.len(), "batch failed; nothing was stored");
-                let detail = error.to_string();
-                for (message, reply) in messages.into_iter().zip(replies) {
-                    fail(
-                        reply,
-                        &detail,
-                        message.client_msg_id,
-                        matches!(error, StoreError::Unavailable(_)),
-                    );
-                }
+                messages
+                    .into_iter()
+                    .map(|message| Settled::failed(&error, message.client_msg_id))
+                    .zip(replies)
+                    .collect()
             }
         }
     }
@@ -190,25 +242,43 @@ impl Lane {
     /// After a batch was refused as a whole because of one of its messages (a
     /// chat or user deleted directly in the database), stores the messages one
     /// at a time, in batch order, so only the refused one fails.
-    async fn commit_one_by_one(&self, messages: Vec<NewMessage>, replies: Vec<Reply>) {
-        let mut published = Vec::new();
+    async fn commit_one_by_one(
+        &self,
+        messages: Vec<NewMessage>,
+        replies: Vec<Reply>,
+    ) -> SettledBatch {
+        let mut settled = Vec::with_capacity(messages.len());
         for (message, reply) in messages.into_iter().zip(replies) {
             let stored = self
                 .store
                 .append_messages(std::slice::from_ref(&message))
                 .await;
-            match stored.map(|outcomes| outcomes.into_iter().next()) {
-                Ok(Some(outcome)) => published.extend(self.settle(outcome, reply).await),
-                Ok(None) => fail(reply, "no outcome", message.client_msg_id, false),
-                Err(error) => {
-                    let unavailable = matches!(error, StoreError::Unavailable(_));
-                    fail(
-                        reply,
-                        &error.to_string(),
-                        message.client_msg_id,
-                        unavailable,
-                    );
-                }
+            let outcome = match stored.map(|outcomes| outcomes.into_iter().next()) {
+                Ok(Some(outcome)) => Settled::Stored(outcome),
+                Ok(None) => Settled::Failed {
+                    detail: "no outcome".into(),
+                    client_msg_id: message.client_msg_id,
+                    unavailable: false,
+                },
+                Err(error) => Settled::failed(&error, message.client_msg_id),
+            };
+            settled.push((outcome, reply));
+        }
+        settled
+    }
+
+    /// Publishes a committed batch to the rooms and the bus and answers its
+    /// senders, in batch order.
+    async fn settle_batch(&self, batch: SettledBatch) {
+        let mut published = Vec::new();
+        for (settled, reply) in batch {
+            match settled {
+                Settled::Stored(outcome) => published.extend(self.settle(outcome, reply).await),
+                Settled::Failed {
+                    detail,
+                    client_msg_id,
+                    unavailable,
+                } => fail(reply, &detail, client_msg_id, unavailable),
             }
         }
         self.bus.publish(published);

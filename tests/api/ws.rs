@@ -566,3 +566,48 @@ async fn a_flooding_client_that_overflows_gets_the_close_code() {
     };
     assert_eq!(code, 4008, "the close code reached the client");
 }
+
+/// A burst big enough that the writer lane appends a batch while it still
+/// settles the one before: every message is echoed to its sender and delivered
+/// to the peer once, in the order it was sent, with gap-free seqs.
+#[tokio::test]
+async fn a_burst_through_one_writer_lane_arrives_whole_and_in_order() {
+    const BURST: usize = 400;
+    // Small batches: a full one queued behind a commit is likely.
+    let app = spawn_app_with(&[("WRITER_LANES", "1"), ("WRITER_BATCH_MAX", "8")]).await;
+    let (ann, bob, chat) = app.pair().await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
+    for i in 0..BURST {
+        a.send_json(&send_event(&format!("m{i}"), &format!("c{i}")))
+            .await;
+    }
+    for (who, socket) in [("sender", &mut a), ("peer", &mut b)] {
+        for i in 0..BURST {
+            let message = socket.message().await;
+            let expected = format!("m{i}");
+            assert_eq!(
+                (message["seq"].as_i64(), message["content"].as_str()),
+                (Some(i as i64 + 1), Some(expected.as_str())),
+                "{who}"
+            );
+        }
+    }
+    let metrics = app.get("/metrics", None).await.text;
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name}in {metrics}"))
+    };
+    assert!(
+        counter("chat_writer_overlapped_batches_total ") > 0,
+        "the burst never overlapped"
+    );
+    assert_eq!(
+        counter("chat_messages_delivered_total "),
+        2 * BURST as u64,
+        "every message reached both sockets through the room, none by a store read filling a gap"
+    );
+}
