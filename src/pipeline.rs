@@ -4,13 +4,13 @@
 //! everything queued for it (up to `WRITER_BATCH_MAX`, optionally lingering
 //! `WRITER_LINGER_MS` for more) and appends the batch in one statement and one
 //! transaction, then settles it: publishes each new message to the room map and
-//! answers its sender. Under heavy load (a big batch already queued) the lane
-//! appends the next batch while it settles the last one, so its connection
-//! does not sit idle while answers go out. While a lane's batch commits, the next one fills up:
-//! that is the group commit. Lanes run side by side on pooled connections
-//! (pipelining), but one chat's batches commit one after another and are
-//! settled in that order, so a sender's messages get ascending `seq`s and reach
-//! the rooms in `seq` order.
+//! answers its sender. While a lane's batch commits, the next one fills up: that
+//! is the group commit. Under heavy load (a big batch already queued) the lane
+//! appends the next batch while it settles the last one, so its connection does
+//! not sit idle while answers go out. Lanes run side by side on pooled
+//! connections (pipelining), but one chat's batches commit one after another and
+//! are settled in that order, so a sender's messages get ascending `seq`s and
+//! reach the rooms in `seq` order.
 //!
 //! Nothing is acknowledged or delivered before its batch commits.
 
@@ -151,10 +151,11 @@ struct Lane {
 
 impl Lane {
     /// Commits batch after batch, settling each. When at least `OVERLAP_MIN`
-    /// requests (or a full batch, if `WRITER_BATCH_MAX` is smaller) are already
-    /// queued once a batch has committed, the next batch
-    /// is appended while the last one is settled, both on this task; a smaller
-    /// one waits for the settling, which keeps light load's latency as it is.
+    /// requests (or a full batch, if `WRITER_BATCH_MAX` is smaller) are queued
+    /// once a batch has committed, the next batch is appended while the last
+    /// one is settled, both on this task; a smaller one waits for the settling,
+    /// which keeps light load's latency as it is. Either way the next batch is
+    /// sent only after the last one committed.
     async fn run(self, mut queue: mpsc::Receiver<Request>) {
         let mut batch = Vec::with_capacity(self.settings.batch_max);
         let mut committed: Option<SettledBatch> = None;
