@@ -50,9 +50,8 @@ pub struct Sent {
 /// `lt:{stamp_ns}:{n}:` padded with `x` to `size` bytes.
 pub fn content(start: Instant, n: u64, size: usize) -> String {
     let mut text = format!("lt:{}:{n}:", stats::stamp(start));
-    while text.len() < size {
-        text.push('x');
-    }
+    let padding = size.saturating_sub(text.len());
+    text.extend(std::iter::repeat_n('x', padding));
     text
 }
 
