@@ -11,18 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 use std::path::Path;
 
-/// The report files a run leaves, by scenario.
-const FILES: [&str; 7] = [
-    "echo",
-    "store-ceiling",
-    "chat",
-    "chat-rate",
-    "rest",
-    "connect",
-    "connect-ceiling",
-];
-
-/// One run's reports; a missing file is a scenario that did not run.
+/// One run's reports (`<scenario>.json`); a missing file is a scenario that
+/// did not run.
 #[derive(Default)]
 pub struct Reports {
     pub echo: Option<Value>,
@@ -35,28 +25,29 @@ pub struct Reports {
 }
 
 impl Reports {
-    /// Reads `<scenario>.json` for every scenario from `dir`.
+    /// Reads every scenario's report from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
-        let mut found: Vec<Option<Value>> = Vec::with_capacity(FILES.len());
-        for name in FILES {
-            let path = dir.join(format!("{name}.json"));
-            found.push(match std::fs::read(&path) {
-                Ok(bytes) => Some(serde_json::from_slice(&bytes)?),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-                Err(error) => return Err(format!("{}: {error}", path.display()).into()),
-            });
-        }
-        let mut found = found.into_iter();
-        let mut next = || found.next().flatten();
         Ok(Reports {
-            echo: next(),
-            store_ceiling: next(),
-            chat: next(),
-            chat_rate: next(),
-            rest: next(),
-            connect: next(),
-            connect_ceiling: next(),
+            echo: read(dir, "echo")?,
+            store_ceiling: read(dir, "store-ceiling")?,
+            chat: read(dir, "chat")?,
+            chat_rate: read(dir, "chat-rate")?,
+            rest: read(dir, "rest")?,
+            connect: read(dir, "connect")?,
+            connect_ceiling: read(dir, "connect-ceiling")?,
         })
+    }
+}
+
+/// `dir/<scenario>.json`, or `None` when there is no such file.
+fn read(dir: &Path, scenario: &str) -> Result<Option<Value>> {
+    let path = dir.join(format!("{scenario}.json"));
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| format!("{}: {error}", path.display()).into()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(format!("{}: {error}", path.display()).into()),
     }
 }
 
