@@ -97,6 +97,17 @@ pub struct Target {
     pub secret_key: Option<String>,
 }
 
+/// The server's processes, read from /proc while a scenario runs.
+#[derive(Args, Clone)]
+pub struct ServerProcesses {
+    /// The server's process id (comma-separated for several nodes: their
+    /// figures are summed), to report its CPU time per delivered item (per
+    /// message in chat, per send and per read in rest, per socket in connect)
+    /// and, in connect, its resident memory per socket.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+}
+
 #[derive(Args)]
 pub struct ChatArgs {
     #[command(flatten)]
@@ -115,10 +126,8 @@ pub struct ChatArgs {
     /// Message content size in bytes.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
-    /// The server's process id, to report its CPU time per delivered message
-    /// (comma-separated for several nodes: their CPU time is summed).
-    #[arg(long, value_delimiter = ',')]
-    pub server_pid: Vec<u32>,
+    #[command(flatten)]
+    pub server: ServerProcesses,
 }
 
 #[derive(Args)]
@@ -129,10 +138,8 @@ pub struct ConnectArgs {
     pub output: Output,
     #[arg(long, default_value_t = 10_000)]
     pub connections: usize,
-    /// The server's process id, to read its resident memory from /proc
-    /// (comma-separated for several nodes: their memory is summed).
-    #[arg(long, value_delimiter = ',')]
-    pub server_pid: Vec<u32>,
+    #[command(flatten)]
+    pub server: ServerProcesses,
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 512)]
     pub concurrency: usize,
@@ -166,10 +173,8 @@ pub struct RestArgs {
     /// Concurrent clients, each on its own keep-alive connection.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// The server's process id, to report its CPU time per send and per read
-    /// (comma-separated for several processes: their CPU time is summed).
-    #[arg(long, value_delimiter = ',')]
-    pub server_pid: Vec<u32>,
+    #[command(flatten)]
+    pub server: ServerProcesses,
 }
 
 #[derive(Args)]

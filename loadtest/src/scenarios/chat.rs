@@ -38,7 +38,7 @@ pub async fn run(args: ChatArgs) -> Result<Report> {
     };
     let live = Arc::new(AtomicU64::new(0));
     let duration = Duration::from_secs(args.output.duration);
-    let cpu_before = procfs::cpu_sum(&args.server_pid);
+    let cpu_before = procfs::cpu_sum(&args.server.pids);
     let start = Instant::now();
     let deadline = start + duration;
     let progress = Progress::start("chat", duration, live.clone());
@@ -69,7 +69,7 @@ pub async fn run(args: ChatArgs) -> Result<Report> {
         acked_per_pair.push(done.acked);
     }
     drop(progress);
-    let cpu_spent = procfs::cpu_sum(&args.server_pid)
+    let cpu_spent = procfs::cpu_sum(&args.server.pids)
         .zip(cpu_before)
         .map(|(after, before)| after - before);
     let mut report = Report::measured("chat", duration.as_secs_f64(), &merged);

@@ -27,11 +27,11 @@ pub async fn run(args: RestArgs) -> Result<Report> {
     let pairs = setup::pairs(&args.target, &endpoint, args.concurrency).await?;
     let chats = args.target.routes.paths().chats;
     let duration = Duration::from_secs(args.output.duration);
-    let cpu_at_start = procfs::cpu_sum(&args.server_pid);
+    let cpu_at_start = procfs::cpu_sum(&args.server.pids);
     let (sends, send_errors) = phase(Phase::Send, &endpoint, &pairs, chats, duration).await?;
-    let cpu_after_sends = procfs::cpu_sum(&args.server_pid);
+    let cpu_after_sends = procfs::cpu_sum(&args.server.pids);
     let (reads, read_errors) = phase(Phase::Read, &endpoint, &pairs, chats, duration).await?;
-    let cpu_after_reads = procfs::cpu_sum(&args.server_pid);
+    let cpu_after_reads = procfs::cpu_sum(&args.server.pids);
     let mut all = Recorder::new(Instant::now(), Arc::new(AtomicU64::new(0)));
     all.merge(&sends);
     all.merge(&reads);

@@ -86,7 +86,7 @@ impl Target {
         Ok(Target {
             endpoints,
             paths,
-            pids: args.server_pid.clone(),
+            pids: args.server.pids.clone(),
             echo: None,
         })
     }

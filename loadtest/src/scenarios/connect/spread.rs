@@ -43,7 +43,7 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report> {
     let server_pids = if args.ceiling {
         echo_pids
     } else {
-        args.server_pid.clone()
+        args.server.pids.clone()
     };
     let hold = Duration::from_secs(args.output.duration);
     let mut usage = ServerUsage::before(&server_pids);
