@@ -138,9 +138,9 @@ fn whole(value: f64) -> String {
     out
 }
 
-/// A figure checked against a bound, from a report that may be faulty.
-fn judged(target: &str, report: &Value, measured: String, met: bool) -> Verdict {
-    let status = if faulty(report) {
+/// A figure checked against a bound, from reports any of which may be faulty.
+fn judged(target: &str, reports: &[&Value], measured: String, met: bool) -> Verdict {
+    let status = if reports.iter().any(|report| faulty(report)) {
         Status::Failed
     } else {
         Status::of(met)
@@ -180,7 +180,7 @@ fn chat_rate(reports: &Reports) -> Verdict {
         "{} msg/s; stored {stored}, acknowledged {acked}",
         whole(rate)
     );
-    judged(TARGET, chat, measured, rate >= 100_000.0)
+    judged(TARGET, &[chat], measured, rate >= 100_000.0)
 }
 
 fn chat_latency(reports: &Reports) -> Verdict {
@@ -196,7 +196,7 @@ fn chat_latency(reports: &Reports) -> Verdict {
         whole(offered)
     );
     let met = offered >= 10_000.0 && p99.is_some_and(|ms| ms <= 5.0);
-    judged(TARGET, chat, measured, met)
+    judged(TARGET, &[chat], measured, met)
 }
 
 /// The ratio of two reports' `delivered_per_s` (`of / to`) against `bound`.
@@ -208,12 +208,7 @@ fn ratio(target: &str, of: Option<&Value>, to: Option<&Value>, bound: f64, unit:
     let b = number(to, "delivered_per_s").unwrap_or(0.0);
     let r = if b > 0.0 { a / b } else { 0.0 };
     let measured = format!("{r:.2} ({} / {} {unit})", whole(a), whole(b));
-    let status = if faulty(of) || faulty(to) {
-        Status::Failed
-    } else {
-        Status::of(r >= bound)
-    };
-    Verdict::new(target, measured, status)
+    judged(target, &[of, to], measured, r >= bound)
 }
 
 fn chat_to_echo(reports: &Reports) -> Verdict {
@@ -256,7 +251,7 @@ fn connect_rate(reports: &Reports, connections: u64) -> Verdict {
         measured += &format!("; ceiling {}/s ({:.2}×)", whole(ceiling), rate / ceiling);
     }
     let met = held >= connections as f64 && rate >= 20_000.0;
-    judged(&target, connect, measured, met)
+    judged(&target, &[connect], measured, met)
 }
 
 /// Judged on the memory of the sockets held idle (read at the end of the
@@ -276,7 +271,7 @@ fn connect_memory(reports: &Reports) -> Verdict {
         after_storm.map_or("?".into(), whole)
     );
     let met = end_of_hold.is_some_and(|bytes| bytes <= 4096.0);
-    judged(TARGET, connect, measured, met)
+    judged(TARGET, &[connect], measured, met)
 }
 
 fn rest(reports: &Reports, key: &str, target: &str, bound: f64) -> Verdict {
@@ -286,7 +281,7 @@ fn rest(reports: &Reports, key: &str, target: &str, bound: f64) -> Verdict {
     let rate = number(rest, key).unwrap_or(0.0);
     let clients = number(rest, "concurrency").map_or("?".into(), whole);
     let measured = format!("{}/s ({clients} clients)", whole(rate));
-    judged(target, rest, measured, rate >= bound)
+    judged(target, &[rest], measured, rate >= bound)
 }
 
 /// Prints the table of one run's reports (and writes it as JSON when asked).

@@ -131,15 +131,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 pub fn send_frame(content: &str, client_msg_id: &str) -> Frame<'static> {
     let mut body = Vec::with_capacity(content.len() + client_msg_id.len() + 56);
     body.extend_from_slice(br#"{"type":"message.send","content":"#);
-    json_string(&mut body, content);
+    chat_server::json::append(&mut body, content);
     body.extend_from_slice(br#","client_msg_id":"#);
-    json_string(&mut body, client_msg_id);
+    chat_server::json::append(&mut body, client_msg_id);
     body.push(b'}');
     Frame::text(Payload::Owned(body))
-}
-
-fn json_string(out: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(out, text).expect("writing a string to a Vec cannot fail");
 }
 
 /// Reads frames, answering pings, until a text frame (or the end).
