@@ -30,7 +30,9 @@ duration=${DURATION:-10} pairs=${PAIRS:-100} window=${WINDOW:-16} rate=${RATE:-1
 concurrency=${CONCURRENCY:-64} connections=${CONNECTIONS:-50000} hold=${HOLD:-8} ping=${PING_SECS:-3}
 
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-per_process=$(( $(ulimit -n) - 1000 ))
+limit=$(ulimit -n)
+[[ $limit == unlimited ]] && limit=1048576
+per_process=$(( limit - 1000 ))
 processes=$(( (connections + per_process - 1) / per_process ))
 
 failed=()

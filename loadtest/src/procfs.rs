@@ -1,5 +1,9 @@
-//! What /proc tells about the servers under test: their resident memory and
-//! the CPU time their threads have used, summed over their processes.
+//! What /proc tells about the processes sharing the machine during a run:
+//! the servers' resident memory, and the CPU time spent by the servers, the
+//! local PostgreSQL and this tool, which together say where each message's
+//! share of the cores went.
+
+use std::collections::HashMap;
 
 /// The summed resident memory of processes (from /proc/PID/status); `None`
 /// without processes or when one cannot be read.
@@ -17,6 +21,79 @@ pub fn cpu_sum(pids: &[u32]) -> Option<f64> {
         return None;
     }
     pids.iter().map(|&pid| cpu_seconds(pid)).sum()
+}
+
+/// The processes sharing the machine whose CPU time a run divides among its
+/// messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumer {
+    /// The processes given with `--server-pid`.
+    Servers,
+    /// The local PostgreSQL: every process named `postgres` (none when the
+    /// database is on another machine).
+    Database,
+    /// This process (for `echo`, its server and its clients alike).
+    Tool,
+}
+
+/// CPU time of the machine's consumers at one moment, per process, so that a
+/// database backend started or ended during the run counts for what it spent
+/// while it was seen.
+#[derive(Debug, Clone)]
+pub struct CpuSnapshot {
+    servers: Option<f64>,
+    database: HashMap<u32, f64>,
+    tool: Option<f64>,
+}
+
+impl CpuSnapshot {
+    pub fn take(servers: &[u32]) -> Self {
+        CpuSnapshot {
+            servers: cpu_sum(servers),
+            database: pids_named("postgres")
+                .into_iter()
+                .filter_map(|pid| Some((pid, cpu_seconds(pid)?)))
+                .collect(),
+            tool: cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// Seconds `consumer` spent on a CPU between `earlier` and this snapshot;
+    /// `None` when it could not be read (or, for the database, has no local
+    /// process). A database process gone by now is not counted.
+    pub fn spent_since(&self, earlier: &CpuSnapshot, consumer: Consumer) -> Option<f64> {
+        match consumer {
+            Consumer::Servers => Some(self.servers? - earlier.servers?),
+            Consumer::Tool => Some(self.tool? - earlier.tool?),
+            Consumer::Database if self.database.is_empty() => None,
+            Consumer::Database => Some(
+                self.database
+                    .iter()
+                    .map(|(pid, now)| now - earlier.database.get(pid).unwrap_or(&0.0))
+                    .sum(),
+            ),
+        }
+    }
+}
+
+/// The cores this process may run on, which the machine's consumers share.
+pub fn cores() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
+
+/// Processes whose command name (/proc/PID/comm) is `name`.
+fn pids_named(name: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .collect()
 }
 
 /// CPU time a process's threads have used, in seconds: the first field of each
@@ -53,7 +130,7 @@ fn rss_bytes(pid: u32) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_seconds, cpu_sum};
+    use super::{cpu_seconds, cpu_sum, Consumer, CpuSnapshot};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -74,5 +151,32 @@ mod tests {
         assert!(spins > 0);
         assert_eq!(cpu_sum(&[]), None);
         assert_eq!(cpu_sum(&[pid, u32::MAX]), None, "no such process");
+    }
+
+    #[test]
+    fn a_database_process_counts_for_what_it_spent_while_seen() {
+        let earlier = CpuSnapshot {
+            servers: None,
+            database: [(10, 1.0), (11, 2.0)].into_iter().collect(),
+            tool: Some(0.5),
+        };
+        let later = CpuSnapshot {
+            servers: Some(3.0),
+            database: [(10, 1.5), (12, 0.25)].into_iter().collect(),
+            tool: Some(0.75),
+        };
+        let spent = |consumer| later.spent_since(&earlier, consumer);
+        assert_eq!(
+            spent(Consumer::Database),
+            Some(0.75),
+            "10 grew 0.5, 12 is new"
+        );
+        assert_eq!(spent(Consumer::Tool), Some(0.25));
+        assert_eq!(spent(Consumer::Servers), None, "not read at the start");
+        let remote = CpuSnapshot {
+            database: Default::default(),
+            ..later
+        };
+        assert_eq!(remote.spent_since(&earlier, Consumer::Database), None);
     }
 }

@@ -90,6 +90,14 @@ impl Report {
         self.extra.insert(key.to_owned(), value.into());
     }
 
+    /// `seconds` of CPU time divided over `count` events, as `key` in µs (one
+    /// decimal); nothing when the time could not be read.
+    pub fn set_cpu_per(&mut self, key: &str, seconds: Option<f64>, count: u64) {
+        if let Some(seconds) = seconds {
+            self.set(key, (seconds * 1e7 / count.max(1) as f64).round() / 10.0);
+        }
+    }
+
     /// Integrity problems make the run fail.
     pub fn integrity_failed(&self) -> bool {
         !self.problems.is_empty()

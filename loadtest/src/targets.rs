@@ -3,7 +3,8 @@
 //! directory) and says, target by target, what was measured and whether it
 //! was met, with the ratios to the echo and store ceilings taken from the same
 //! run. A figure from a run that reported errors or integrity problems does not
-//! count: its target is marked failed.
+//! count: its target is marked failed. A ratio target that no chat server could
+//! meet on this machine (see [`Floor`]) is marked out of reach.
 
 use crate::cli::TargetsArgs;
 use crate::Result;
@@ -56,6 +57,9 @@ fn read(dir: &Path, scenario: &str) -> Result<Option<Value>> {
 pub enum Status {
     Met,
     NotMet,
+    /// Not met, and not within reach on this machine: the run's own floor for
+    /// what a chat message costs leaves less than the target asks.
+    OutOfReach,
     /// The scenario reported errors or integrity problems.
     Failed,
     NotRun,
@@ -74,6 +78,7 @@ impl Status {
         match self {
             Status::Met => "met",
             Status::NotMet => "not met",
+            Status::OutOfReach => "not met: out of reach (floor)",
             Status::Failed => "FAILED",
             Status::NotRun => "not run",
         }
@@ -199,22 +204,73 @@ fn chat_latency(reports: &Reports) -> Verdict {
     judged(TARGET, &[chat], measured, met)
 }
 
-/// The ratio of two reports' `delivered_per_s` (`of / to`) against `bound`.
-fn ratio(target: &str, of: Option<&Value>, to: Option<&Value>, bound: f64, unit: &str) -> Verdict {
-    let (Some(of), Some(to)) = (of, to) else {
+/// The least CPU a chat message can cost on this machine, from the run's own
+/// measurements: its database work (PostgreSQL's CPU per message in `chat`)
+/// plus a bare echo's transport (the `echo` tool's CPU per message, server and
+/// client together). A chat message moves more frames than an echo (the send,
+/// its ack, the delivery) and parses and checks them, so no chat server on
+/// these cores can deliver more than `cores / (database + echo)` per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Floor {
+    database_us: f64,
+    echo_us: f64,
+    cores: f64,
+}
+
+impl Floor {
+    fn of(reports: &Reports) -> Option<Self> {
+        let (chat, echo) = (reports.chat.as_ref()?, reports.echo.as_ref()?);
+        let floor = Floor {
+            database_us: number(chat, "database_cpu_per_message_us")?,
+            echo_us: number(echo, "tool_cpu_per_message_us")?,
+            cores: number(chat, "cores")?,
+        };
+        (floor.database_us + floor.echo_us > 0.0).then_some(floor)
+    }
+
+    /// Messages per second at most.
+    fn rate(self) -> f64 {
+        self.cores * 1e6 / (self.database_us + self.echo_us)
+    }
+
+    fn describe(self, chat_rate: f64) -> String {
+        format!(
+            "; floor: database {:.1} + echo {:.1} µs per message, so at most {} msg/s on {} cores (chat {:.2}× of it)",
+            self.database_us,
+            self.echo_us,
+            whole(self.rate()),
+            self.cores,
+            chat_rate / self.rate()
+        )
+    }
+}
+
+/// Chat's `delivered_per_s` against `bound` × a ceiling's (`to`); with the
+/// run's [`Floor`], a target the floor puts above reach is out of reach.
+fn ratio(target: &str, reports: &Reports, to: Option<&Value>, bound: f64, unit: &str) -> Verdict {
+    let (Some(chat), Some(to)) = (reports.chat.as_ref(), to) else {
         return Verdict::not_run(target);
     };
-    let a = number(of, "delivered_per_s").unwrap_or(0.0);
+    let a = number(chat, "delivered_per_s").unwrap_or(0.0);
     let b = number(to, "delivered_per_s").unwrap_or(0.0);
     let r = if b > 0.0 { a / b } else { 0.0 };
-    let measured = format!("{r:.2} ({} / {} {unit})", whole(a), whole(b));
-    judged(target, &[of, to], measured, r >= bound)
+    let mut measured = format!("{r:.2} ({} / {} {unit})", whole(a), whole(b));
+    let floor = Floor::of(reports);
+    if let Some(floor) = floor {
+        measured += &floor.describe(a);
+    }
+    let mut verdict = judged(target, &[chat, to], measured, r >= bound);
+    let out_of_reach = floor.is_some_and(|floor| floor.rate() < bound * b);
+    if verdict.status == Status::NotMet && out_of_reach {
+        verdict.status = Status::OutOfReach;
+    }
+    verdict
 }
 
 fn chat_to_echo(reports: &Reports) -> Verdict {
     ratio(
         "chat ≥ 50% of echo (same run)",
-        reports.chat.as_ref(),
+        reports,
         reports.echo.as_ref(),
         0.5,
         "msg/s",
@@ -224,7 +280,7 @@ fn chat_to_echo(reports: &Reports) -> Verdict {
 fn persisted_to_store(reports: &Reports) -> Verdict {
     ratio(
         "persisted ≥ 70% of store-ceiling (same run)",
-        reports.chat.as_ref(),
+        reports,
         reports.store_ceiling.as_ref(),
         0.7,
         "rows/s",
@@ -302,7 +358,7 @@ pub fn run(args: &TargetsArgs) -> Result<()> {
         )
         .into());
     }
-    let missed = count(Status::NotMet) + count(Status::NotRun);
+    let missed = count(Status::NotMet) + count(Status::OutOfReach) + count(Status::NotRun);
     if args.strict && missed > 0 {
         return Err(format!("{missed} of {} targets not met", verdicts.len()).into());
     }
@@ -374,6 +430,42 @@ mod tests {
         assert_eq!(evaluate(&run, 50_000)[2].status, Status::NotMet);
         run.chat.as_mut().unwrap()["delivered_per_s"] = json!(150_001.0);
         assert_eq!(evaluate(&run, 50_000)[2].status, Status::Met);
+    }
+
+    #[test]
+    fn a_ratio_the_runs_floor_puts_above_reach_is_out_of_reach() {
+        let mut run = full_run();
+        let chat = run.chat.as_mut().unwrap();
+        chat["database_cpu_per_message_us"] = json!(6.0);
+        chat["cores"] = json!(2);
+        run.echo.as_mut().unwrap()["tool_cpu_per_message_us"] = json!(5.0);
+        // At most 2 cores / 11 µs = 181,818 msg/s: half of echo (200,000) is
+        // out of reach; 70% of the store ceiling (140,000) is met.
+        let verdicts = evaluate(&run, 50_000);
+        assert_eq!(verdicts[2].status, Status::OutOfReach);
+        assert_eq!(
+            verdicts[2].measured,
+            "0.38 (150,000 / 400,000 msg/s); floor: database 6.0 + echo 5.0 µs per message, \
+             so at most 181,818 msg/s on 2 cores (chat 0.82× of it)"
+        );
+        assert_eq!(verdicts[3].status, Status::Met);
+
+        run.store_ceiling.as_mut().unwrap()["delivered_per_s"] = json!(300_000.0);
+        assert_eq!(
+            evaluate(&run, 50_000)[3].status,
+            Status::OutOfReach,
+            "210,000 asked"
+        );
+        run.chat.as_mut().unwrap()["database_cpu_per_message_us"] = json!(4.0);
+        let verdicts = evaluate(&run, 50_000);
+        assert_eq!(
+            statuses(&verdicts)[2..4],
+            [Status::NotMet, Status::NotMet],
+            "at most 222,222 msg/s: both within reach"
+        );
+
+        run.chat.as_mut().unwrap()["errors"] = json!(1);
+        assert_eq!(evaluate(&run, 50_000)[2].status, Status::Failed);
     }
 
     #[test]

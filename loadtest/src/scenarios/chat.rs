@@ -6,7 +6,7 @@
 use super::client::{self, Pace, Sent};
 use crate::cli::{ChatArgs, Routes, Target};
 use crate::endpoint::Endpoint;
-use crate::procfs;
+use crate::procfs::{self, Consumer, CpuSnapshot};
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::setup::{self, Pair};
@@ -38,7 +38,7 @@ pub async fn run(args: ChatArgs) -> Result<Report> {
     };
     let live = Arc::new(AtomicU64::new(0));
     let duration = Duration::from_secs(args.output.duration);
-    let cpu_before = procfs::cpu_sum(&args.server.pids);
+    let cpu_before = CpuSnapshot::take(&args.server.pids);
     let start = Instant::now();
     let deadline = start + duration;
     let progress = Progress::start("chat", duration, live.clone());
@@ -69,18 +69,26 @@ pub async fn run(args: ChatArgs) -> Result<Report> {
         acked_per_pair.push(done.acked);
     }
     drop(progress);
-    let cpu_spent = procfs::cpu_sum(&args.server.pids)
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
+    let cpu_after = CpuSnapshot::take(&args.server.pids);
     let mut report = Report::measured("chat", duration.as_secs_f64(), &merged);
-    if let Some(spent) = cpu_spent {
-        // Over the run and its drain: every message sent, acknowledged and delivered.
-        report.set("server_cpu_s", (spent * 1000.0).round() / 1000.0);
-        report.set(
-            "server_cpu_per_message_us",
-            (spent * 1e7 / report.delivered.max(1) as f64).round() / 10.0,
-        );
+    // Over the run and its drain: every message sent, acknowledged and delivered.
+    let spent = |consumer| cpu_after.spent_since(&cpu_before, consumer);
+    if let Some(seconds) = spent(Consumer::Servers) {
+        report.set("server_cpu_s", (seconds * 1000.0).round() / 1000.0);
     }
+    let delivered = report.delivered;
+    report.set_cpu_per(
+        "server_cpu_per_message_us",
+        spent(Consumer::Servers),
+        delivered,
+    );
+    report.set_cpu_per(
+        "database_cpu_per_message_us",
+        spent(Consumer::Database),
+        delivered,
+    );
+    report.set_cpu_per("tool_cpu_per_message_us", spent(Consumer::Tool), delivered);
+    report.set("cores", procfs::cores());
     report.errors = sent.errors + out_of_order;
     report.set("sent", sent.sent);
     report.set("acknowledged", sent.acked);

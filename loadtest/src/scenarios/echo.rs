@@ -5,6 +5,7 @@
 use super::client::{self, Pace};
 use crate::cli::EchoArgs;
 use crate::endpoint::Endpoint;
+use crate::procfs::{self, Consumer, CpuSnapshot};
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::stats::{self, Recorder};
@@ -27,6 +28,7 @@ pub async fn run(args: EchoArgs) -> Result<Report> {
     }
     let live = Arc::new(AtomicU64::new(0));
     let duration = Duration::from_secs(args.output.duration);
+    let cpu_before = CpuSnapshot::take(&[]);
     let start = Instant::now();
     let progress = Progress::start("echo", duration, live.clone());
     let pace = Pace {
@@ -78,8 +80,13 @@ pub async fn run(args: EchoArgs) -> Result<Report> {
         };
     }
     drop(progress);
+    let cpu_after = CpuSnapshot::take(&[]);
     let mut report = Report::measured("echo", duration.as_secs_f64(), &merged);
     report.errors = errors;
+    // Server and clients both run here: the whole transport's CPU per message.
+    let tool = cpu_after.spent_since(&cpu_before, Consumer::Tool);
+    report.set_cpu_per("tool_cpu_per_message_us", tool, report.delivered);
+    report.set("cores", procfs::cores());
     report.set("connections", args.connections as u64);
     report.set("window", args.window as u64);
     Ok(report)

@@ -3,6 +3,7 @@
 //! table, from several connections at once, with plain tokio-postgres.
 
 use crate::cli::StoreArgs;
+use crate::procfs::{Consumer, CpuSnapshot};
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::stats::Recorder;
@@ -27,6 +28,7 @@ pub async fn run(args: StoreArgs) -> Result<Report> {
         .await?;
     let live = Arc::new(AtomicU64::new(0));
     let duration = Duration::from_secs(args.output.duration);
+    let cpu_before = CpuSnapshot::take(&[]);
     let start = Instant::now();
     let progress = Progress::start("store-ceiling", duration, live.clone());
     let mut tasks = Vec::new();
@@ -45,11 +47,23 @@ pub async fn run(args: StoreArgs) -> Result<Report> {
     }
     let (merged, errors) = crate::stats::merge_workers(Recorder::new(start, live), tasks).await?;
     drop(progress);
+    let cpu_after = CpuSnapshot::take(&[]);
     admin
         .batch_execute(&format!("DROP TABLE IF EXISTS {TABLE}"))
         .await?;
     let mut report = Report::measured("store-ceiling", duration.as_secs_f64(), &merged);
     report.errors = errors;
+    let spent = |consumer| cpu_after.spent_since(&cpu_before, consumer);
+    report.set_cpu_per(
+        "database_cpu_per_row_us",
+        spent(Consumer::Database),
+        report.delivered,
+    );
+    report.set_cpu_per(
+        "tool_cpu_per_row_us",
+        spent(Consumer::Tool),
+        report.delivered,
+    );
     report.set("batch", args.batch as u64);
     report.set("connections", args.connections as u64);
     Ok(report)
