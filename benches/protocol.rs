@@ -5,6 +5,7 @@
 //! Run: `cargo bench --bench protocol`
 
 use chat_server::config::Config;
+use chat_server::json::Parser;
 use chat_server::model::{metadata_from_text, Message, Timestamp, User};
 use chat_server::ws::protocol;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -37,13 +38,27 @@ fn decode(c: &mut Criterion) {
         .unwrap()
         .limits;
     let mut group = c.benchmark_group("decode message.send");
+    let mut parser = Parser::default();
     group.bench_function("simd-json: full event decode + validation", |b| {
         b.iter_batched_ref(
             || EVENT.as_bytes().to_vec(),
-            |bytes| black_box(protocol::decode(bytes, &limits).unwrap()),
+            |bytes| black_box(protocol::decode(&mut parser, bytes, &limits).unwrap()),
             BatchSize::SmallInput,
         )
     });
+    group.bench_function(
+        "simd-json: full event decode + validation, a fresh parser each time",
+        |b| {
+            b.iter_batched_ref(
+                || EVENT.as_bytes().to_vec(),
+                |bytes| {
+                    let mut parser = Parser::default();
+                    black_box(protocol::decode(&mut parser, bytes, &limits).unwrap())
+                },
+                BatchSize::SmallInput,
+            )
+        },
+    );
     group.bench_function("simd-json: parse to a tree", |b| {
         b.iter_batched_ref(
             || EVENT.as_bytes().to_vec(),

@@ -4,6 +4,7 @@
 //! renders them. Message metadata is kept as already-validated JSON text so it is
 //! never re-parsed on the way out.
 
+use crate::json;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -102,6 +103,63 @@ impl Serialize for Timestamp {
     }
 }
 
+/// The hot path's encoders: the same bytes the `Serialize` derives write
+/// (tests hold them to it), field by field without serde's per-field calls and
+/// per-byte escaping of names that never need it. A message is encoded once for
+/// every event and every history page that carries it: through serde it was a
+/// fifth of a chat message's server instructions (callgrind).
+impl Message {
+    /// This message's JSON onto the end of `out`.
+    pub fn append_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        json::append(out, &self.id);
+        out.extend_from_slice(b",\"chat\":");
+        json::append(out, &self.chat);
+        out.extend_from_slice(b",\"seq\":");
+        json::append(out, &self.seq);
+        out.extend_from_slice(b",\"sender\":");
+        self.sender.append_json(out);
+        out.extend_from_slice(b",\"content\":");
+        json::append_str(out, &self.content);
+        out.extend_from_slice(b",\"metadata\":");
+        out.extend_from_slice(self.metadata.get().as_bytes());
+        out.extend_from_slice(b",\"client_msg_id\":");
+        append_optional_str(out, self.client_msg_id.as_deref());
+        out.extend_from_slice(b",\"created_at\":");
+        self.created_at.append_json(out);
+        out.push(b'}');
+    }
+}
+
+impl User {
+    /// This user's JSON onto the end of `out`.
+    pub fn append_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        json::append(out, &self.id);
+        out.extend_from_slice(b",\"email\":");
+        json::append_str(out, &self.email);
+        out.extend_from_slice(b",\"full_name\":");
+        json::append_str(out, &self.full_name);
+        out.extend_from_slice(b",\"nickname\":");
+        append_optional_str(out, self.nickname.as_deref());
+        out.push(b'}');
+    }
+}
+
+impl Timestamp {
+    /// This time as a JSON string onto the end of `out`.
+    pub fn append_json(&self, out: &mut Vec<u8>) {
+        self.with_text(|text| json::append_str(out, text));
+    }
+}
+
+fn append_optional_str(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => json::append_str(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// Metadata text for a message that carries none.
 pub fn empty_metadata() -> Box<RawValue> {
     RawValue::from_string("{}".to_owned()).expect("`{}` is valid JSON")
@@ -136,6 +194,60 @@ mod tests {
             pair_key(30, 7),
             "2d85e3d3df636c1c4676ff75bdc6b955d5b4aa92a4ad10b4eeef9679eac87225"
         );
+    }
+
+    fn message(content: &str, nickname: Option<&str>, client_msg_id: Option<&str>) -> Message {
+        Message {
+            id: i64::MAX,
+            chat: 7,
+            seq: -1,
+            sender: User {
+                id: 42,
+                email: "ann+\"quoted\"@example.com".into(),
+                full_name: "Ann Ümlaut \u{1F600}".into(),
+                nickname: nickname.map(str::to_owned),
+            },
+            content: content.into(),
+            metadata: metadata_from_text(r#"{"a": [1, "\u00e9"], "b":{}}"#.into()),
+            client_msg_id: client_msg_id.map(str::to_owned),
+            created_at: Timestamp(time::macros::datetime!(2024-02-29 23:59:59.000001 UTC)),
+        }
+    }
+
+    #[test]
+    fn the_hand_encoders_write_what_the_derives_write() {
+        let contents = [
+            "plain",
+            "",
+            "quote \" backslash \\ slash /",
+            "only a back\\slash",
+            "only a \"quote\"",
+            "only a new\nline",
+            "controls \n\r\t\u{0}\u{1f} and \u{7f}",
+            "unicode é 日本 \u{1F600} \u{2028}",
+            "x",
+        ];
+        for content in contents {
+            for (nickname, client_msg_id) in [
+                (None, None),
+                (Some("an\tn"), Some("c-1\"")),
+                (Some(""), Some("")),
+            ] {
+                let message = message(content, nickname, client_msg_id);
+                let mut ours = Vec::new();
+                message.append_json(&mut ours);
+                let theirs = serde_json::to_vec(&message).unwrap();
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    String::from_utf8(theirs).unwrap(),
+                    "{content:?} {nickname:?} {client_msg_id:?}"
+                );
+            }
+        }
+        let far = Timestamp(time::macros::datetime!(-0001-01-01 00:00:00 UTC));
+        let mut ours = Vec::new();
+        far.append_json(&mut ours);
+        assert_eq!(ours, serde_json::to_vec(&far).unwrap(), "a year before 0");
     }
 
     #[test]

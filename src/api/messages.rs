@@ -118,7 +118,7 @@ fn assemble(
     page.extend(
         stored
             .iter()
-            .map(|message| Bytes::from(json::encode(message).into_boxed_slice())),
+            .map(|message| Bytes::from(message_json(message).into_boxed_slice())),
     );
     let consecutive = stored
         .iter()
@@ -129,6 +129,13 @@ fn assemble(
         cache.remember(chat_id, *seqs.start(), &page);
     }
     Some(page)
+}
+
+/// A message's JSON, sized for its variable parts.
+fn message_json(message: &Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + message.content.len() + message.metadata.get().len());
+    message.append_json(&mut out);
+    out
 }
 
 /// DRF's paginated envelope, `{"count","next","previous","results"}`, around

@@ -9,7 +9,6 @@ use crate::http::input::Fields;
 use crate::json::{self, Value};
 use crate::model::Message;
 use bytes::Bytes;
-use serde::Serialize;
 
 /// Close codes. Every close is resumable: reconnect with `after_seq` = the last
 /// `seq` received and nothing is missed.
@@ -64,9 +63,15 @@ impl EventError {
     }
 }
 
-/// Decodes one text message (parsed in place).
-pub fn decode(bytes: &mut [u8], limits: &Limits) -> Result<ClientEvent, EventError> {
-    let value = json::parse(bytes).map_err(|e| EventError::new("invalid_json", e.to_string()))?;
+/// Decodes one text message (parsed in place, with the socket's parser).
+pub fn decode(
+    parser: &mut json::Parser,
+    bytes: &mut [u8],
+    limits: &Limits,
+) -> Result<ClientEvent, EventError> {
+    let value = parser
+        .parse(bytes)
+        .map_err(|e| EventError::new("invalid_json", e.to_string()))?;
     let Value::Object(_) = &value else {
         return Err(EventError::new(
             "invalid_event",
@@ -120,19 +125,11 @@ fn describe(errors: &FieldErrors) -> String {
 
 /// `{"type":"message","data":Message}`, encoded once for every recipient.
 pub fn message_event(message: &Message) -> Bytes {
-    #[derive(Serialize)]
-    struct Event<'a> {
-        r#type: &'static str,
-        data: &'a Message,
-    }
-    let event = Event {
-        r#type: "message",
-        data: message,
-    };
-    Bytes::from(json::encode_with_capacity(
-        &event,
-        message_event_size_hint(message),
-    ))
+    let mut out = Vec::with_capacity(message_event_size_hint(message));
+    out.extend_from_slice(br#"{"type":"message","data":"#);
+    message.append_json(&mut out);
+    out.push(b'}');
+    Bytes::from(out)
 }
 
 /// About how long a message event is: its variable parts plus the names,
@@ -193,7 +190,11 @@ mod tests {
     }
 
     fn decode_str(text: &str) -> Result<ClientEvent, EventError> {
-        decode(&mut text.as_bytes().to_vec(), &limits())
+        decode(
+            &mut json::Parser::default(),
+            &mut text.as_bytes().to_vec(),
+            &limits(),
+        )
     }
 
     #[test]
@@ -274,6 +275,11 @@ mod tests {
             created_at: Timestamp::now(),
         };
         let event = message_event(&message);
+        let expected = format!(
+            r#"{{"type":"message","data":{}}}"#,
+            serde_json::to_string(&message).unwrap()
+        );
+        assert_eq!(std::str::from_utf8(&event).unwrap(), expected);
         let hint = message_event_size_hint(&message);
         assert!(event.len() <= hint, "{} bytes, hint {hint}", event.len());
         assert!(

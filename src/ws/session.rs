@@ -16,6 +16,7 @@ use super::protocol::{
     close, error_event, message_event, read_event, typing_event, ClientEvent, EventError,
 };
 use super::transport::{self, FrameWriter, Inbound, MessageReader, ReadError, UpgradeFut};
+use crate::json;
 use crate::model::User;
 use crate::rooms::{Except, Outbox, Outgoing, Subscriber, Taken};
 use crate::shutdown::Shutdown;
@@ -133,8 +134,8 @@ pub async fn run(
     let mut events = EventHandler {
         state: &state,
         me: &subscriber,
-        chat_id: spec.chat_id,
-        user: &spec.user,
+        spec: &spec,
+        parser: json::Parser::default(),
         last_typing: None,
         throttled_in_a_row: 0,
     };
@@ -257,7 +258,10 @@ impl Session<'_> {
                         Taken::Overflowed => return Ok(close::SLOW_CONSUMER),
                         Taken::Item(item) => Box::pin(self.write_burst(item, outbox)).await?,
                     },
-                    _ = ping.tick() => Box::pin(self.writer.ping()).await?,
+                    _ = ping.tick() => {
+                        events.parser.release();
+                        Box::pin(self.writer.ping()).await?
+                    }
                 }
             };
             limits.heard_at = tokio::time::Instant::now();
@@ -441,8 +445,10 @@ fn token_deadline(expires_at: i64) -> tokio::time::Instant {
 struct EventHandler<'a> {
     state: &'a AppState,
     me: &'a Subscriber,
-    chat_id: i64,
-    user: &'a User,
+    /// The chat and user, borrowed from the session's spec.
+    spec: &'a SessionSpec,
+    /// Keeps its buffers while the socket sends; freed at each ping.
+    parser: json::Parser,
     last_typing: Option<Instant>,
     throttled_in_a_row: u32,
 }
@@ -450,7 +456,7 @@ struct EventHandler<'a> {
 impl EventHandler<'_> {
     /// Acts on one event; `Some(code)` when the socket must be closed.
     async fn handle(&mut self, bytes: &mut [u8]) -> Option<u16> {
-        match super::protocol::decode(bytes, &self.state.config.limits) {
+        match super::protocol::decode(&mut self.parser, bytes, &self.state.config.limits) {
             Ok(ClientEvent::Send(draft)) => return self.send(draft).await,
             Ok(ClientEvent::Read { seq }) => self.read(seq).await,
             Ok(ClientEvent::Typing) => self.typing().await,
@@ -464,7 +470,7 @@ impl EventHandler<'_> {
     /// Queues a message unless the user is over the send rate; a flood of
     /// throttled sends closes the socket.
     async fn send(&mut self, draft: crate::draft::Draft) -> Option<u16> {
-        if let Err(wait) = self.state.send_limiter.check(self.user.id) {
+        if let Err(wait) = self.state.send_limiter.check(self.spec.user.id) {
             self.state.metrics.rate_limited.inc();
             self.throttled_in_a_row += 1;
             if self.throttled_in_a_row > self.state.config.limits.flood_close_after {
@@ -482,7 +488,7 @@ impl EventHandler<'_> {
             return None;
         }
         self.throttled_in_a_row = 0;
-        let message = draft.into_message(self.chat_id, self.user.clone());
+        let message = draft.into_message(self.spec.chat_id, self.spec.user.clone());
         let submitted = self
             .state
             .pipeline
@@ -504,14 +510,14 @@ impl EventHandler<'_> {
         match self
             .state
             .store
-            .mark_read(self.chat_id, self.user.id, seq)
+            .mark_read(self.spec.chat_id, self.spec.user.id, seq)
             .await
         {
             Ok(marker) => {
-                let frame = read_event(self.user.id, marker);
+                let frame = read_event(self.spec.user.id, marker);
                 self.state
                     .rooms
-                    .broadcast(self.chat_id, frame, Except::Conn(self.me.conn))
+                    .broadcast(self.spec.chat_id, frame, Except::Conn(self.me.conn))
                     .await;
             }
             Err(_) => {
@@ -526,10 +532,10 @@ impl EventHandler<'_> {
             return;
         }
         self.last_typing = Some(Instant::now());
-        let frame = typing_event(self.user.id);
+        let frame = typing_event(self.spec.user.id);
         self.state
             .rooms
-            .broadcast(self.chat_id, frame, Except::User(self.user.id))
+            .broadcast(self.spec.chat_id, frame, Except::User(self.spec.user.id))
             .await;
     }
 
