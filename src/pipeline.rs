@@ -220,7 +220,7 @@ impl Lane {
         self.metrics.batch_size.observe(messages.len() as f64);
         self.metrics.messages_received.inc_by(messages.len() as u64);
         match stored {
-            Ok(outcomes) => outcomes
+            Ok(said) => crate::store::outcomes(said, messages)
                 .into_iter()
                 .map(Settled::Stored)
                 .zip(replies)
@@ -254,8 +254,8 @@ impl Lane {
                 .store
                 .append_messages(std::slice::from_ref(&message))
                 .await;
-            let outcome = match stored.map(|outcomes| outcomes.into_iter().next()) {
-                Ok(Some(outcome)) => Settled::Stored(outcome),
+            let outcome = match stored.map(|said| said.into_iter().next()) {
+                Ok(Some(said)) => Settled::Stored(said.outcome(message)),
                 Ok(None) => Settled::Failed {
                     detail: "no outcome".into(),
                     client_msg_id: message.client_msg_id,

@@ -9,7 +9,7 @@ pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
 
-use crate::model::{Chat, Message, User};
+use crate::model::{Chat, Message, Timestamp, User};
 use async_trait::async_trait;
 
 /// Why a store operation failed. Callers branch on the first variants; the rest
@@ -154,6 +154,65 @@ pub struct NewMessage {
     pub client_msg_id: Option<String>,
 }
 
+impl NewMessage {
+    /// The stored message: these fields (moved, not copied) and the ones the
+    /// store assigned.
+    pub fn stored(self, assigned: Assigned) -> Message {
+        Message {
+            id: assigned.id,
+            chat: self.chat_id,
+            seq: assigned.seq,
+            sender: self.sender,
+            content: self.content,
+            metadata: crate::model::metadata_from_text(self.metadata),
+            client_msg_id: self.client_msg_id,
+            created_at: assigned.created_at,
+        }
+    }
+}
+
+/// What the store assigned a message it stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assigned {
+    pub id: i64,
+    pub seq: i64,
+    pub created_at: Timestamp,
+}
+
+/// What the store says of one message of a batch. A new message comes back as
+/// what was assigned to it: the caller still owns the message, and
+/// [`Appended::outcome`] moves its fields into the stored one, where a store
+/// answering with whole messages had to copy each (its sender, content,
+/// metadata and client id).
+#[derive(Debug, Clone)]
+pub enum Appended {
+    Created(Assigned),
+    /// `(sender, client_msg_id)` was already stored in this chat: the original.
+    Duplicate(Message),
+    /// `(sender, client_msg_id)` was already used for a message in another chat.
+    ClientIdConflict,
+}
+
+impl Appended {
+    /// The outcome for `message`, the batch message this was said of.
+    pub fn outcome(self, message: NewMessage) -> AppendOutcome {
+        match self {
+            Appended::Created(assigned) => AppendOutcome::Created(message.stored(assigned)),
+            Appended::Duplicate(original) => AppendOutcome::Duplicate(original),
+            Appended::ClientIdConflict => AppendOutcome::ClientIdConflict,
+        }
+    }
+}
+
+/// The outcome of each message of a batch, from what the store said of them.
+pub fn outcomes(appended: Vec<Appended>, batch: Vec<NewMessage>) -> Vec<AppendOutcome> {
+    appended
+        .into_iter()
+        .zip(batch)
+        .map(|(appended, message)| appended.outcome(message))
+        .collect()
+}
+
 /// The result of appending one message of a batch.
 #[derive(Debug, Clone)]
 pub enum AppendOutcome {
@@ -232,9 +291,9 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Appends a batch in one transaction: gap-free `seq` per chat (a chat's
     /// activity time is then its newest message's), idempotent on
-    /// `(sender, client_msg_id)`. The outcomes are in the order of `batch`.
-    async fn append_messages(&self, batch: &[NewMessage])
-        -> Result<Vec<AppendOutcome>, StoreError>;
+    /// `(sender, client_msg_id)`. What it says of each message is in the order
+    /// of `batch` (see [`outcomes`]).
+    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;
 
     /// Moves the user's read marker in the chat forward to `seq` (never back, never
     /// past the chat's last message); returns the marker after the move.
@@ -279,24 +338,30 @@ pub(crate) fn dedupe_batch(batch: &[NewMessage]) -> (Vec<&NewMessage>, Vec<Slot>
     (unique, slots)
 }
 
-/// Outcomes for the whole batch: repeats of a message created in this batch are
-/// reported as duplicates of it. Each stored outcome moves to its first slot;
-/// only repeats (rare) are copies.
+/// What the store says of the whole batch: a repeat of a message created in
+/// this batch is a duplicate of it (a copy of that message, built from `unique`,
+/// the messages appended); every other answer moves to its slot.
 pub(crate) fn expand_repeats(
-    stored: Vec<AppendOutcome>,
+    stored: Vec<Appended>,
     slots: &[Slot],
-) -> Result<Vec<AppendOutcome>, StoreError> {
-    let repeats: Vec<Option<AppendOutcome>> = slots
+    unique: &[&NewMessage],
+) -> Result<Vec<Appended>, StoreError> {
+    let repeats: Vec<Option<Appended>> = slots
         .iter()
         .map(|slot| match *slot {
             Slot::First(_) => None,
-            Slot::Repeat(i) => stored.get(i).map(|outcome| match outcome {
-                AppendOutcome::Created(m) => AppendOutcome::Duplicate(m.clone()),
-                other => other.clone(),
-            }),
+            Slot::Repeat(i) => stored
+                .get(i)
+                .zip(unique.get(i))
+                .map(|(said, first)| match said {
+                    Appended::Created(assigned) => {
+                        Appended::Duplicate((*first).clone().stored(*assigned))
+                    }
+                    other => other.clone(),
+                }),
         })
         .collect();
-    let mut stored: Vec<Option<AppendOutcome>> = stored.into_iter().map(Some).collect();
+    let mut stored: Vec<Option<Appended>> = stored.into_iter().map(Some).collect();
     slots
         .iter()
         .zip(repeats)
@@ -308,12 +373,9 @@ pub(crate) fn expand_repeats(
         .ok_or(StoreError::Inconsistent("a batch message got no outcome"))
 }
 
-/// Every appended message must have an outcome; a missing one is reported, not hidden.
-pub(crate) fn all_answered(
-    outcomes: Vec<Option<AppendOutcome>>,
-) -> Result<Vec<AppendOutcome>, StoreError> {
-    outcomes
-        .into_iter()
+/// Every appended message must have an answer; a missing one is reported, not hidden.
+pub(crate) fn all_answered(said: Vec<Option<Appended>>) -> Result<Vec<Appended>, StoreError> {
+    said.into_iter()
         .map(|o| o.ok_or(StoreError::Inconsistent("a batch message got no outcome")))
         .collect()
 }
@@ -333,7 +395,7 @@ pub(crate) fn escape_like(query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{metadata_from_text, Message, Timestamp, User};
+    use crate::model::{Timestamp, User};
 
     fn new_message(sender: i64, client_msg_id: Option<&str>) -> NewMessage {
         NewMessage {
@@ -350,15 +412,10 @@ mod tests {
         }
     }
 
-    fn stored(request: &NewMessage, seq: i64) -> AppendOutcome {
-        AppendOutcome::Created(Message {
+    fn stored(seq: i64) -> Appended {
+        Appended::Created(Assigned {
             id: seq,
-            chat: request.chat_id,
             seq,
-            sender: request.sender.clone(),
-            content: request.content.clone(),
-            metadata: metadata_from_text(request.metadata.clone()),
-            client_msg_id: request.client_msg_id.clone(),
             created_at: Timestamp::now(),
         })
     }
@@ -392,11 +449,11 @@ mod tests {
                 Slot::First(3)
             ]
         );
-        let outcomes: Vec<AppendOutcome> = (0i64..)
-            .zip(&unique)
-            .map(|(seq, request)| stored(request, seq + 1))
-            .collect();
-        let answered = expand_repeats(outcomes, &slots).unwrap();
+        let said: Vec<Appended> = (1..=unique.len() as i64).map(stored).collect();
+        let answered = outcomes(
+            expand_repeats(said, &slots, &unique).unwrap(),
+            batch.to_vec(),
+        );
         let kinds: Vec<_> = answered.iter().map(seq_and_kind).collect();
         assert_eq!(
             kinds,
@@ -408,15 +465,25 @@ mod tests {
                 (4, "created")
             ]
         );
+        let (AppendOutcome::Created(first), AppendOutcome::Duplicate(repeat)) =
+            (&answered[0], &answered[2])
+        else {
+            panic!("{answered:?}")
+        };
+        assert_eq!(
+            (&repeat.content, &repeat.client_msg_id, repeat.id),
+            (&first.content, &first.client_msg_id, first.id),
+            "the repeat is answered with the message its first was stored as"
+        );
     }
 
     #[test]
     fn a_missing_outcome_is_an_error_not_a_shorter_answer() {
         let batch = [new_message(7, Some("a")), new_message(7, Some("b"))];
         let (unique, slots) = dedupe_batch(&batch);
-        let only_first = vec![stored(unique[0], 1)];
+        let only_first = vec![stored(1)];
         assert!(matches!(
-            expand_repeats(only_first, &slots),
+            expand_repeats(only_first, &slots, &unique),
             Err(StoreError::Inconsistent(_))
         ));
     }

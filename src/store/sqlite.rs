@@ -8,8 +8,8 @@
 //! duplicate checks need no locks.
 
 use super::{
-    all_answered, dedupe_batch, expand_repeats, AppendOutcome, ChatAccess, Credentials, History,
-    NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError,
+    all_answered, dedupe_batch, expand_repeats, Appended, Assigned, ChatAccess, Credentials,
+    History, NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError,
 };
 use crate::model::{metadata_from_text, pair_key, Chat, Message, Timestamp, User};
 use async_trait::async_trait;
@@ -286,11 +286,7 @@ fn messages_in(
 }
 
 /// Appends one message whose client id is not repeated in its batch.
-fn append_one(
-    conn: &Connection,
-    message: &NewMessage,
-    now: i64,
-) -> Result<AppendOutcome, StoreError> {
+fn append_one(conn: &Connection, message: &NewMessage, now: i64) -> Result<Appended, StoreError> {
     if let Some(client_id) = &message.client_msg_id {
         let existing = conn
             .prepare_cached(
@@ -317,9 +313,9 @@ fn append_one(
             .map_err(failed)?;
         match existing {
             Some((chat, original)) if chat == message.chat_id => {
-                return Ok(AppendOutcome::Duplicate(original))
+                return Ok(Appended::Duplicate(original))
             }
-            Some(_) => return Ok(AppendOutcome::ClientIdConflict),
+            Some(_) => return Ok(Appended::ClientIdConflict),
             None => {}
         }
     }
@@ -347,14 +343,9 @@ fn append_one(
             |row| row.get(0),
         )
         .map_err(failed)?;
-    Ok(AppendOutcome::Created(Message {
+    Ok(Appended::Created(Assigned {
         id,
-        chat: message.chat_id,
         seq,
-        sender: message.sender.clone(),
-        content: message.content.clone(),
-        metadata: metadata_from_text(message.metadata.clone()),
-        client_msg_id: message.client_msg_id.clone(),
         created_at: timestamp(now),
     }))
 }
@@ -534,10 +525,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_messages(
-        &self,
-        batch: &[NewMessage],
-    ) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
         let batch = batch.to_vec();
         self.call(true, move |conn| {
             let (unique, slots) = dedupe_batch(&batch);
@@ -546,7 +534,7 @@ impl Store for SqliteStore {
                 .iter()
                 .map(|message| append_one(conn, message, now).map(Some))
                 .collect::<Result<Vec<_>, _>>()?;
-            expand_repeats(all_answered(stored)?, &slots)
+            expand_repeats(all_answered(stored)?, &slots, &unique)
         })
         .await
     }

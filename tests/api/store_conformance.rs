@@ -8,8 +8,8 @@ use chat_server::model::{pair_key, User};
 use chat_server::store::postgres::PgStore;
 use chat_server::store::sqlite::SqliteStore;
 use chat_server::store::{
-    AppendOutcome, ChatAccess, History, HistoryRead, NewMessage, NewUser, SeqRun, SeqWindow, Store,
-    StoreError,
+    outcomes, AppendOutcome, ChatAccess, History, HistoryRead, NewMessage, NewUser, SeqRun,
+    SeqWindow, Store, StoreError,
 };
 use std::sync::Arc;
 
@@ -78,6 +78,14 @@ fn message(chat: i64, sender: &User, content: &str, client_msg_id: Option<&str>)
 }
 
 /// Page-number pagination's window: `size` messages, `skip` newest ones left out.
+/// Appends a batch and joins what the store said with the batch's messages,
+/// as the writer lanes do.
+async fn append(store: &Arc<dyn Store>, batch: &[NewMessage]) -> Vec<AppendOutcome> {
+    let said = store.append_messages(batch).await.unwrap();
+    assert_eq!(said.len(), batch.len(), "one answer per message");
+    outcomes(said, batch.to_vec())
+}
+
 fn page_window(size: i64, skip: i64) -> SeqWindow {
     SeqWindow {
         skip,
@@ -183,7 +191,7 @@ async fn seq_is_gap_free_under_concurrent_writers(store: Arc<dyn Store>) {
                     message(chat, &sender, &format!("w{w} m{i}"), None),
                     message(chat, &sender, "pair", None),
                 ];
-                for outcome in store.append_messages(&batch).await.unwrap() {
+                for outcome in append(&store, &batch).await {
                     let AppendOutcome::Created(m) = outcome else {
                         panic!("created")
                     };
@@ -231,7 +239,7 @@ async fn a_batch_over_several_chats_numbers_each_in_batch_order(store: Arc<dyn S
             message(*chat, sender, &format!("m{i}"), Some(&format!("k{i}")))
         })
         .collect();
-    let outcomes = store.append_messages(&batch).await.unwrap();
+    let outcomes = append(&store, &batch).await;
     for (i, ((chat, sender, seq), outcome)) in plan.iter().zip(&outcomes).enumerate() {
         let AppendOutcome::Created(m) = outcome else {
             panic!("created: {outcome:?}")
@@ -281,10 +289,7 @@ async fn lookups_answer_many_pairs_in_order(store: Arc<dyn Store>) {
 
 async fn retried_client_ids_store_nothing(store: Arc<dyn Store>) {
     let (a, b, chat) = chat_of(&store).await;
-    let first = store
-        .append_messages(&[message(chat, &a, "once", Some("c1"))])
-        .await
-        .unwrap();
+    let first = append(&store, &[message(chat, &a, "once", Some("c1"))]).await;
     let AppendOutcome::Created(original) = &first[0] else {
         panic!("created")
     };
@@ -294,7 +299,7 @@ async fn retried_client_ids_store_nothing(store: Arc<dyn Store>) {
         message(chat, &a, "repeat in batch", Some("c2")),
         message(chat, &b, "other sender, same id", Some("c1")),
     ];
-    let outcomes = store.append_messages(&batch).await.unwrap();
+    let outcomes = append(&store, &batch).await;
     let AppendOutcome::Duplicate(again) = &outcomes[0] else {
         panic!("duplicate: {outcomes:?}")
     };
@@ -316,10 +321,7 @@ async fn retried_client_ids_store_nothing(store: Arc<dyn Store>) {
     );
     let c = user(&store, "cat").await;
     let other_chat = store.start_chat(&a, &c).await.unwrap().chat.id;
-    let elsewhere = store
-        .append_messages(&[message(other_chat, &a, "x", Some("c1"))])
-        .await
-        .unwrap();
+    let elsewhere = append(&store, &[message(other_chat, &a, "x", Some("c1"))]).await;
     assert!(matches!(elsewhere[0], AppendOutcome::ClientIdConflict));
     assert_eq!(access_of(&store, chat).await.unwrap().last_seq, 3);
     assert_eq!(access_of(&store, other_chat).await.unwrap().last_seq, 0);

@@ -3,8 +3,7 @@
 //! rest, and how their rows map back to the batch.
 
 use super::{ord_index, outcome_from_row, timestamp, PreparedConnection};
-use crate::model::Message;
-use crate::store::{AppendOutcome, NewMessage};
+use crate::store::{Appended, Assigned, NewMessage};
 use tokio_postgres::Row;
 
 /// The lean append, for a batch whose client ids are all new (the common case),
@@ -51,7 +50,7 @@ pub(super) async fn append_on(
     conn: &PreparedConnection,
     path: AppendPath,
     batch: &[&NewMessage],
-) -> Result<Vec<Option<AppendOutcome>>, tokio_postgres::Error> {
+) -> Result<Vec<Option<Appended>>, tokio_postgres::Error> {
     let chats: Vec<i64> = batch.iter().map(|m| m.chat_id).collect();
     let senders: Vec<i64> = batch.iter().map(|m| m.sender.id).collect();
     let contents: Vec<&str> = batch.iter().map(|m| m.content.as_str()).collect();
@@ -87,7 +86,7 @@ pub(super) async fn append_on(
                     &[&chats, &senders, &contents, &metadata, &client_ids],
                 )
                 .await?;
-            let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; batch.len()];
+            let mut outcomes: Vec<Option<Appended>> = vec![None; batch.len()];
             // A row out of range leaves its message unanswered, which the
             // caller reports instead of storing half a batch silently.
             for row in rows {
@@ -149,11 +148,7 @@ impl ChatRuns {
 /// Matches the lean statement's rows (id, chat, seq, created_at; in no
 /// particular order) to the batch: a chat's messages took consecutive seqs in
 /// batch order, so its lowest seq is its first message.
-fn created_outcomes(
-    batch: &[&NewMessage],
-    runs: &ChatRuns,
-    rows: &[Row],
-) -> Vec<Option<AppendOutcome>> {
+fn created_outcomes(batch: &[&NewMessage], runs: &ChatRuns, rows: &[Row]) -> Vec<Option<Appended>> {
     let slot_of = |chat: i64| runs.chats.binary_search(&chat).ok();
     let mut first_seq = vec![i64::MAX; runs.chats.len()];
     for row in rows {
@@ -161,28 +156,19 @@ fn created_outcomes(
             first_seq[slot] = first_seq[slot].min(row.get(2));
         }
     }
-    let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; batch.len()];
+    let mut outcomes: Vec<Option<Appended>> = vec![None; batch.len()];
     for row in rows {
         let (chat, seq): (i64, i64) = (row.get(1), row.get(2));
         let Some(slot) = slot_of(chat) else { continue };
         if let Some(i) = runs.message_at(slot, seq - first_seq[slot]) {
-            outcomes[i] = Some(AppendOutcome::Created(created(batch[i], row)));
+            outcomes[i] = Some(Appended::Created(Assigned {
+                id: row.get(0),
+                seq,
+                created_at: timestamp(row, 3),
+            }));
         }
     }
     outcomes
-}
-
-fn created(request: &NewMessage, row: &Row) -> Message {
-    Message {
-        id: row.get(0),
-        chat: request.chat_id,
-        seq: row.get(2),
-        sender: request.sender.clone(),
-        content: request.content.clone(),
-        metadata: crate::model::metadata_from_text(request.metadata.clone()),
-        client_msg_id: request.client_msg_id.clone(),
-        created_at: timestamp(row, 3),
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 mod append;
 
 use super::{
-    dedupe_batch, AppendOutcome, ChatAccess, Credentials, History, HistoryRead, NewMessage,
+    dedupe_batch, Appended, Assigned, ChatAccess, Credentials, History, HistoryRead, NewMessage,
     NewUser, SeqRun, SeqWindow, StartedChat, Store, StoreError, UserAndChat,
 };
 use crate::config::DatabaseConfig;
@@ -487,26 +487,25 @@ fn history_from_rows(rows: &[Row], chat_id: i64) -> Option<History> {
 
 /// Columns: ord, outcome, id, seq, content, metadata, created_at. Content and
 /// metadata come back only for a retried client id (the stored original).
-fn outcome_from_row(row: &Row, request: &NewMessage) -> AppendOutcome {
-    let message = Message {
+fn outcome_from_row(row: &Row, request: &NewMessage) -> Appended {
+    let assigned = Assigned {
         id: row.get(2),
-        chat: request.chat_id,
         seq: row.get(3),
-        sender: request.sender.clone(),
-        content: row
-            .get::<_, Option<String>>(4)
-            .unwrap_or_else(|| request.content.clone()),
-        metadata: metadata_from_text(
-            row.get::<_, Option<String>>(5)
-                .unwrap_or_else(|| request.metadata.clone()),
-        ),
-        client_msg_id: request.client_msg_id.clone(),
         created_at: timestamp(row, 6),
     };
     match row.get::<_, i16>(1) {
-        0 => AppendOutcome::Created(message),
-        1 => AppendOutcome::Duplicate(message),
-        _ => AppendOutcome::ClientIdConflict,
+        0 => Appended::Created(assigned),
+        1 => {
+            let mut original = request.clone();
+            if let Some(content) = row.get::<_, Option<String>>(4) {
+                original.content = content;
+            }
+            if let Some(metadata) = row.get::<_, Option<String>>(5) {
+                original.metadata = metadata;
+            }
+            Appended::Duplicate(original.stored(assigned))
+        }
+        _ => Appended::ClientIdConflict,
     }
 }
 
@@ -731,10 +730,7 @@ impl Store for PgStore {
             .collect())
     }
 
-    async fn append_messages(
-        &self,
-        batch: &[NewMessage],
-    ) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
         let (unique, slots) = dedupe_batch(batch);
         // New messages take the lean path; when a client id turns out to be reused
         // (or a concurrent batch raced), the checked path answers it.
@@ -753,7 +749,7 @@ impl Store for PgStore {
                 Err(e) => return Err(classify(e)),
             }
         };
-        super::expand_repeats(stored, &slots)
+        super::expand_repeats(stored, &slots, &unique)
     }
 
     async fn mark_read(&self, chat_id: i64, user_id: i64, seq: i64) -> Result<i64, StoreError> {
