@@ -263,4 +263,33 @@ mod interest_tests {
         assert_eq!(rx.recv().await, Some(Interest::Unwatch(5)));
         assert!(rx.try_recv().is_err());
     }
+
+    #[tokio::test]
+    async fn a_room_emptied_by_dropping_its_slow_socket_is_unwatched() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let rooms = Rooms::start(1, Some(tx), Default::default());
+        let slow = Subscriber {
+            conn: 1,
+            user_id: 1,
+            outbox: Outbox::new(1),
+        };
+        rooms.join(6, slow).await;
+        rooms.publish(6, 1, Bytes::new()).await;
+        assert_eq!(rx.recv().await, Some(Interest::Watch(6)));
+        assert!(rx.try_recv().is_err(), "the first message fits");
+        rooms.publish(6, 2, Bytes::new()).await;
+        assert_eq!(rx.recv().await, Some(Interest::Unwatch(6)), "dropped: full");
+        rooms.publish(6, 3, Bytes::new()).await;
+        rooms
+            .join(
+                6,
+                Subscriber {
+                    conn: 2,
+                    user_id: 1,
+                    outbox: Outbox::new(1),
+                },
+            )
+            .await;
+        assert_eq!(rx.recv().await, Some(Interest::Watch(6)), "a new room");
+    }
 }

@@ -3,6 +3,7 @@
 use super::{Command, ConnId, Except, Outgoing, Subscriber};
 use crate::bus::Interest;
 use crate::metrics::Metrics;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -17,36 +18,42 @@ pub(super) async fn run(
 ) {
     let mut rooms: HashMap<i64, Vec<Subscriber>> = HashMap::new();
     while let Some(command) = commands.recv().await {
-        let chat = command.chat();
-        let was_watched = rooms.contains_key(&chat);
-        apply(&mut rooms, command, &metrics);
-        let watched = rooms.contains_key(&chat);
-        if let Some(interest) = interest.as_ref().filter(|_| was_watched != watched) {
-            let change = if watched {
-                Interest::Watch(chat)
-            } else {
-                Interest::Unwatch(chat)
-            };
+        let change = apply(&mut rooms, command, &metrics);
+        if let (Some(interest), Some(change)) = (interest.as_ref(), change) {
             let _ = interest.send(change);
         }
     }
 }
 
-fn apply(rooms: &mut HashMap<i64, Vec<Subscriber>>, command: Command, metrics: &Metrics) {
+/// Applies a command with one lookup of its room; says when the room was
+/// made (its first socket joined) or removed (its last one left or was dropped).
+fn apply(
+    rooms: &mut HashMap<i64, Vec<Subscriber>>,
+    command: Command,
+    metrics: &Metrics,
+) -> Option<Interest> {
     match command {
-        Command::Join { chat, subscriber } => rooms.entry(chat).or_default().push(subscriber),
+        Command::Join { chat, subscriber } => match rooms.entry(chat) {
+            Entry::Occupied(mut room) => {
+                room.get_mut().push(subscriber);
+                None
+            }
+            Entry::Vacant(room) => {
+                room.insert(vec![subscriber]);
+                Some(Interest::Watch(chat))
+            }
+        },
         Command::Leave { chat, conn } => leave(rooms, chat, conn),
         Command::Publish { chat, seq, frame } => {
             let message = || Outgoing::Message {
                 seq,
                 frame: frame.clone(),
             };
-            let delivered = deliver(rooms, chat, |_| true, message);
+            let (delivered, change) = deliver(rooms, chat, |_| true, message);
             metrics.messages_delivered.inc_by(delivered);
+            change
         }
-        Command::Resync { chat } => {
-            deliver(rooms, chat, |_| true, || Outgoing::Resync);
-        }
+        Command::Resync { chat } => deliver(rooms, chat, |_| true, || Outgoing::Resync).1,
         Command::Broadcast {
             chat,
             frame,
@@ -56,33 +63,36 @@ fn apply(rooms: &mut HashMap<i64, Vec<Subscriber>>, command: Command, metrics: &
                 Except::Conn(conn) => s.conn != conn,
                 Except::User(user) => s.user_id != user,
             };
-            deliver(rooms, chat, wanted, || Outgoing::Event(frame.clone()));
+            deliver(rooms, chat, wanted, || Outgoing::Event(frame.clone())).1
         }
     }
 }
 
-fn leave(rooms: &mut HashMap<i64, Vec<Subscriber>>, chat: i64, conn: ConnId) {
-    if let Some(subscribers) = rooms.get_mut(&chat) {
-        subscribers.retain(|s| s.conn != conn);
-        if subscribers.is_empty() {
-            rooms.remove(&chat);
-        }
-    }
+fn leave(rooms: &mut HashMap<i64, Vec<Subscriber>>, chat: i64, conn: ConnId) -> Option<Interest> {
+    let Entry::Occupied(mut room) = rooms.entry(chat) else {
+        return None;
+    };
+    room.get_mut().retain(|s| s.conn != conn);
+    room.get().is_empty().then(|| {
+        room.remove();
+        Interest::Unwatch(chat)
+    })
 }
 
 /// Offers an item to the wanted sockets of a room, dropping those that cannot
-/// take it (full or gone); returns how many took it.
+/// take it (full or gone); returns how many took it, and `Unwatch` when that
+/// left the room empty.
 fn deliver(
     rooms: &mut HashMap<i64, Vec<Subscriber>>,
     chat: i64,
     wanted: impl Fn(&Subscriber) -> bool,
     item: impl Fn() -> Outgoing,
-) -> u64 {
-    let Some(subscribers) = rooms.get_mut(&chat) else {
-        return 0;
+) -> (u64, Option<Interest>) {
+    let Entry::Occupied(mut room) = rooms.entry(chat) else {
+        return (0, None);
     };
     let mut delivered = 0;
-    subscribers.retain(|s| {
+    room.get_mut().retain(|s| {
         if !wanted(s) {
             return true;
         }
@@ -90,20 +100,9 @@ fn deliver(
         delivered += u64::from(took);
         took
     });
-    if subscribers.is_empty() {
-        rooms.remove(&chat);
+    if room.get().is_empty() {
+        room.remove();
+        return (delivered, Some(Interest::Unwatch(chat)));
     }
-    delivered
-}
-
-impl Command {
-    fn chat(&self) -> i64 {
-        match self {
-            Command::Join { chat, .. }
-            | Command::Leave { chat, .. }
-            | Command::Publish { chat, .. }
-            | Command::Broadcast { chat, .. }
-            | Command::Resync { chat } => *chat,
-        }
-    }
+    (delivered, None)
 }

@@ -11,6 +11,7 @@ pub mod sqlite;
 
 use crate::model::{Chat, Message, Timestamp, User};
 use async_trait::async_trait;
+use std::collections::hash_map::Entry;
 
 /// Why a store operation failed. Callers branch on the first variants; the rest
 /// are infrastructure failures that become a 503 or an opaque 500.
@@ -326,10 +327,13 @@ pub(crate) fn dedupe_batch(batch: &[NewMessage]) -> (Vec<&NewMessage>, Vec<Slot>
         .iter()
         .map(|message| {
             if let Some(id) = message.client_msg_id.as_deref() {
-                if let Some(&first) = seen.get(&(message.sender.id, id)) {
-                    return Slot::Repeat(first);
+                // One lookup per message: the entry is found or made at once.
+                match seen.entry((message.sender.id, id)) {
+                    Entry::Occupied(first) => return Slot::Repeat(*first.get()),
+                    Entry::Vacant(slot) => {
+                        slot.insert(unique.len());
+                    }
                 }
-                seen.insert((message.sender.id, id), unique.len());
             }
             unique.push(message);
             Slot::First(unique.len() - 1)
