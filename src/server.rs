@@ -90,6 +90,7 @@ impl Application {
         let _ = accepting.await;
         let timeout = state.config.shutdown_timeout;
         tracing::info!(?timeout, "shutting down: draining connections");
+        state.rooms.go_away().await;
         if !controller.drain(timeout).await {
             tracing::warn!("drain timed out; closing remaining connections");
         }

@@ -78,6 +78,9 @@ enum Command {
     Resync {
         chat: i64,
     },
+    /// The server is shutting down: every socket, and any that joins later,
+    /// closes once it has sent what is queued.
+    GoAway,
 }
 
 /// Handle to the shards; cheap to clone.
@@ -134,6 +137,14 @@ impl Rooms {
         self.send(chat, Command::Resync { chat }).await;
     }
 
+    /// Tells every socket of this node to close (1001) once it has sent what
+    /// is queued for it; a socket joining afterwards is told at once.
+    pub async fn go_away(&self) {
+        for shard in self.shards.iter() {
+            let _ = shard.send(Command::GoAway).await;
+        }
+    }
+
     /// Delivers an ephemeral event to the chat's sockets, except some.
     pub async fn broadcast(&self, chat: i64, frame: Bytes, except: Except) {
         self.send(
@@ -165,7 +176,7 @@ mod tests {
     async fn next(outbox: &Outbox) -> Outgoing {
         match outbox.take().await {
             Taken::Item(item) => item,
-            Taken::Overflowed => panic!("overflowed"),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -219,6 +230,24 @@ mod tests {
         assert!(matches!(next(&b_rx).await, Outgoing::Event(f) if f == "r"));
         assert!(matches!(next(&a2_rx).await, Outgoing::Event(f) if f == "r"));
         assert!(a_rx.try_take().is_none());
+    }
+
+    #[tokio::test]
+    async fn going_away_reaches_every_socket_after_its_queue_and_any_later_one_at_once() {
+        let rooms = Rooms::start(2, None, Default::default());
+        let (a, a_rx) = subscriber(1, 10, 8);
+        let (b, b_rx) = subscriber(2, 20, 8);
+        rooms.join(1, a).await;
+        rooms.join(2, b).await;
+        rooms.publish(1, 1, Bytes::new()).await;
+        rooms.go_away().await;
+        assert_eq!(seq_of(next(&a_rx).await), 1, "queued first");
+        assert_eq!(a_rx.take().await, Taken::GoingAway);
+        assert_eq!(b_rx.take().await, Taken::GoingAway);
+        let (late, late_rx) = subscriber(3, 30, 8);
+        rooms.join(1, late).await;
+        let told = tokio::time::timeout(std::time::Duration::from_secs(1), late_rx.take()).await;
+        assert_eq!(told.expect("told at once"), Taken::GoingAway);
     }
 
     #[tokio::test]

@@ -6,7 +6,9 @@
 //!
 //! Rooms offer without waiting. A full outbox marks the socket overflowed and
 //! wakes it (it then closes with a resumable code); a closed outbox (its
-//! session ended) refuses everything.
+//! session ended) refuses everything. When the server shuts down, each outbox
+//! is told to go away: its session sends what is queued, then closes with
+//! 1001.
 
 use super::Outgoing;
 use std::collections::VecDeque;
@@ -30,6 +32,8 @@ struct State {
     queue: VecDeque<Outgoing>,
     overflowed: bool,
     closed: bool,
+    /// The server is shutting down: once the queue is empty, say so.
+    going_away: bool,
 }
 
 /// What a waiting session gets from its outbox.
@@ -38,6 +42,8 @@ pub enum Taken {
     Item(Outgoing),
     /// A frame was refused for lack of room: the socket must close.
     Overflowed,
+    /// The queue is empty and the server is shutting down.
+    GoingAway,
 }
 
 impl Outbox {
@@ -92,9 +98,15 @@ impl Outbox {
         }
     }
 
-    /// Whether a frame was refused for lack of room (the socket must close).
-    pub fn overflowed(&self) -> bool {
-        self.lock().overflowed
+    /// Whether the session must close whatever is queued: `Overflowed` (a
+    /// frame was refused) or `GoingAway` (the server is shutting down).
+    pub fn alarm(&self) -> Option<Taken> {
+        let state = self.lock();
+        if state.overflowed {
+            Some(Taken::Overflowed)
+        } else {
+            state.going_away.then_some(Taken::GoingAway)
+        }
     }
 
     /// The session ended: drops what waits and refuses every later frame.
@@ -104,12 +116,20 @@ impl Outbox {
         state.queue = VecDeque::new();
     }
 
+    /// Tells the session to close once it has sent what is queued.
+    pub fn go_away(&self) {
+        self.lock().going_away = true;
+        self.wake.notify_one();
+    }
+
     fn try_take_or_overflow(&self) -> Option<Taken> {
         let mut state = self.lock();
         if state.overflowed {
             return Some(Taken::Overflowed);
         }
-        let item = state.queue.pop_front()?;
+        let Some(item) = state.queue.pop_front() else {
+            return state.going_away.then_some(Taken::GoingAway);
+        };
         if state.queue.is_empty() && state.queue.capacity() > KEPT_CAPACITY {
             state.queue = VecDeque::new();
         }
@@ -161,13 +181,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn going_away_comes_after_what_is_queued_and_wakes_a_waiting_take() {
+        let outbox = Outbox::new(8);
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.take().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        outbox.go_away();
+        let woken = tokio::time::timeout(Duration::from_secs(1), waiting).await;
+        assert_eq!(woken.unwrap().unwrap(), Taken::GoingAway);
+
+        let outbox = Outbox::new(8);
+        assert!(outbox.offer(message(1)));
+        assert_eq!(outbox.alarm(), None);
+        outbox.go_away();
+        assert_eq!(outbox.alarm(), Some(Taken::GoingAway));
+        assert!(
+            outbox.offer(message(2)),
+            "still taking what is sent meanwhile"
+        );
+        assert_eq!(outbox.take().await, Taken::Item(message(1)));
+        assert_eq!(outbox.try_take(), Some(message(2)));
+        assert_eq!(outbox.try_take(), None, "a burst ends before going away");
+        assert_eq!(outbox.take().await, Taken::GoingAway);
+    }
+
+    #[tokio::test]
     async fn a_full_outbox_overflows_and_says_so_before_anything_else() {
         let outbox = Outbox::new(2);
         assert!(outbox.offer(message(1)));
         assert!(outbox.offer(message(2)));
         assert!(!outbox.offer(message(3)), "no room");
         assert!(!outbox.offer(message(4)), "still refused");
-        assert!(outbox.overflowed());
+        assert_eq!(outbox.alarm(), Some(Taken::Overflowed));
         assert_eq!(outbox.take().await, Taken::Overflowed);
         assert_eq!(outbox.try_take(), None);
     }

@@ -17,8 +17,20 @@ pub(super) async fn run(
     metrics: Arc<Metrics>,
 ) {
     let mut rooms: HashMap<i64, Vec<Subscriber>> = HashMap::new();
+    let mut going_away = false;
     while let Some(command) = commands.recv().await {
-        let change = apply(&mut rooms, command, &metrics);
+        let change = match command {
+            Command::GoAway => {
+                going_away = true;
+                rooms.values().flatten().for_each(|s| s.outbox.go_away());
+                None
+            }
+            Command::Join { subscriber, .. } if going_away => {
+                subscriber.outbox.go_away();
+                None
+            }
+            command => apply(&mut rooms, command, &metrics),
+        };
         if let (Some(interest), Some(change)) = (interest.as_ref(), change) {
             let _ = interest.send(change);
         }
@@ -65,6 +77,8 @@ fn apply(
             };
             deliver(rooms, chat, wanted, || Outgoing::Event(frame.clone())).1
         }
+        // Handled by `run`, which keeps whether the server is going away.
+        Command::GoAway => None,
     }
 }
 

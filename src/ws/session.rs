@@ -1,7 +1,9 @@
 //! One WebSocket session, one task: it reads client events and writes frames
 //! from a bounded outbox. fastwebsockets' frame read is not cancel-safe, so the
-//! read in progress stays pinned while the loop writes, pings and watches for
-//! shutdown, and is only replaced once it has completed.
+//! read in progress stays pinned while the loop writes and pings, and is only
+//! replaced once it has completed. Shutdown reaches a session through its
+//! outbox (see [`crate::rooms::Rooms::go_away`]): one fewer future to make and
+//! drop on every wake-up, and what is queued is sent before the 1001 close.
 //!
 //! Delivery order: the socket joins its chat's room before the chat's `last_seq`
 //! is read, so every message committed after that read queues in its outbox. The
@@ -110,7 +112,8 @@ pub async fn run(
     upgrade: UpgradeFut,
     spec: SessionSpec,
     membership: Membership,
-    mut shutdown: Shutdown,
+    // Held to the end: the shutdown drain waits for every session to finish.
+    _shutdown: Shutdown,
 ) {
     let started = Instant::now();
     let realtime = &state.config.realtime;
@@ -149,7 +152,7 @@ pub async fn run(
         user_id: spec.user.id,
     };
     let end = session
-        .serve(&spec, &mut reader, &outbox, &mut events, &mut shutdown)
+        .serve(&spec, &mut reader, &outbox, &mut events)
         .await;
     outbox.close();
     state.rooms.leave(spec.chat_id, conn).await;
@@ -159,6 +162,14 @@ pub async fn run(
     }
     tracing::info!(conn, chat = spec.chat_id, user = spec.user.id, %end,
         secs = started.elapsed().as_secs_f64(), "websocket session closed");
+}
+
+/// The close code for an outbox's alarm: overflowed, or the server going away.
+fn close_code(alarm: Taken) -> u16 {
+    match alarm {
+        Taken::Overflowed => close::SLOW_CONSUMER,
+        Taken::GoingAway | Taken::Item(_) => close::GOING_AWAY,
+    }
 }
 
 /// After the server's close frame: reads and drops what the client still sends,
@@ -193,13 +204,12 @@ impl Session<'_> {
         reader: &mut MessageReader<'_>,
         outbox: &Outbox,
         events: &mut EventHandler<'_>,
-        shutdown: &mut Shutdown,
     ) -> End {
         let result = async {
             if spec.resume_after < spec.stored_through {
                 Box::pin(self.catch_up()).await?;
             }
-            self.live(spec, reader, outbox, events, shutdown).await
+            self.live(spec, reader, outbox, events).await
         }
         .await;
         match result {
@@ -221,7 +231,6 @@ impl Session<'_> {
         reader: &mut MessageReader<'_>,
         outbox: &Outbox,
         events: &mut EventHandler<'_>,
-        shutdown: &mut Shutdown,
     ) -> Result<u16, End> {
         let realtime = &self.state.config.realtime;
         let mut ping = tokio::time::interval(realtime.ping_interval);
@@ -238,25 +247,25 @@ impl Session<'_> {
         // (1.3, 0.9 and 1.1 KB) would be part of every idle session's task.
         loop {
             // A client that keeps sending keeps the read branch ready, which
-            // the select below polls before the outbox: check for overflow here
-            // too, so such a socket is closed as soon as it misses a frame.
-            if outbox.overflowed() {
-                return Ok(close::SLOW_CONSUMER);
+            // the select below polls before the outbox: check here too, so such
+            // a socket is closed as soon as it misses a frame, or at once when
+            // the server goes away (what is queued is resent on resume).
+            if let Some(alarm) = outbox.alarm() {
+                return Ok(close_code(alarm));
             }
             let read = reader.next();
             tokio::pin!(read);
             let inbound = loop {
                 tokio::select! {
                     biased;
-                    () = shutdown.recv() => return Ok(close::GOING_AWAY),
                     () = &mut deadline => match limits.passed() {
                         Some(code) => return Ok(code),
                         None => deadline.as_mut().reset(limits.next()),
                     },
                     inbound = &mut read => break inbound,
                     taken = outbox.take() => match taken {
-                        Taken::Overflowed => return Ok(close::SLOW_CONSUMER),
                         Taken::Item(item) => Box::pin(self.write_burst(item, outbox)).await?,
+                        alarm => return Ok(close_code(alarm)),
                     },
                     _ = ping.tick() => {
                         events.parser.release();
