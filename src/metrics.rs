@@ -30,6 +30,7 @@ pub struct Metrics {
     pub bus_published: Counter,
     pub bus_received: Counter,
     pub bus_reconnects: Counter,
+    pub ws_resyncs: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub rate_limited: Counter,
     pub history_messages_cached: Counter,
@@ -51,6 +52,7 @@ impl Metrics {
             bus_published: Counter::default(),
             bus_received: Counter::default(),
             bus_reconnects: Counter::default(),
+            ws_resyncs: Counter::default(),
             http_requests: Family::default(),
             rate_limited: Counter::default(),
             history_messages_cached: Counter::default(),
@@ -116,6 +118,11 @@ impl Metrics {
             "bus_reconnects",
             "Redis subscription (re)connections",
             self.bus_reconnects.clone(),
+        );
+        r.register(
+            "ws_resyncs",
+            "Sockets that checked the store after their room's (re)subscription",
+            self.ws_resyncs.clone(),
         );
         r.register(
             "http_requests",

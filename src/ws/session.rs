@@ -359,6 +359,7 @@ impl Session<'_> {
         if self.stored_through().await? >= self.next_seq {
             self.catch_up().await?;
         }
+        self.state.metrics.ws_resyncs.inc();
         Ok(())
     }
 

@@ -275,6 +275,9 @@ async fn after_a_resubscription_a_room_catches_up_with_what_the_bus_never_carrie
     bus_ready(&[&watcher]).await;
     let (ann, bob, chat) = writer.pair().await;
     let mut b = WsClient::connect(&watcher, chat, &bob.access, None).await;
+    // The new room's own catch-up after its subscription must be over, or it
+    // could bring the messages below.
+    resyncs_reach(&watcher, 1).await;
     for i in 0..3 {
         writer.say(&ann, chat, &format!("off the bus {i}")).await;
     }
@@ -287,10 +290,29 @@ async fn after_a_resubscription_a_room_catches_up_with_what_the_bus_never_carrie
     redis.restart();
     assert_eq!(bus_state(&watcher, "ok").await.body["status"], "ready");
     assert_eq!(seqs(&mut b, 3).await, vec![1, 2, 3], "caught up, in order");
+    resyncs_reach(&watcher, 2).await;
     assert!(
         b.recv_within(Duration::from_millis(500)).await.is_none(),
         "and only once"
     );
+}
+
+/// Waits (up to 5 s) until `chat_ws_resyncs_total` on `node` is at least `count`.
+async fn resyncs_reach(node: &TestApp, count: u64) {
+    let mut seen = 0;
+    for _ in 0..100 {
+        let metrics = node.get("/metrics", None).await.text;
+        seen = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("chat_ws_resyncs_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        if seen >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{seen} resyncs, not {count}");
 }
 
 #[tokio::test]
