@@ -1,11 +1,13 @@
 //! Metrics in the Prometheus text format, the only user of `prometheus-client`.
 //! Per-message figures are plain atomic counters; histograms (which take a short
 //! lock) are observed once per batch or per request, never per delivered frame.
+//! The tokio runtime's own figures are read at each scrape.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -144,6 +146,7 @@ impl Metrics {
             "History page messages read from the store",
             self.history_messages_stored.clone(),
         );
+        r.register_collector(Box::new(RuntimeCollector));
     }
 
     /// The Prometheus text exposition.
@@ -158,6 +161,81 @@ impl Metrics {
             .get_or_create(&HttpLabels { route, status })
             .inc();
     }
+}
+
+/// The tokio runtime's own figures, read at each scrape from the runtime the
+/// scrape runs on (none outside one): its workers, live tasks and global queue,
+/// and per worker the time spent busy and the times it parked (went to sleep
+/// for want of work). Busy time over wall time is how loaded the runtime is;
+/// parks per request or message show how often a worker slept and was woken.
+#[derive(Debug)]
+struct RuntimeCollector;
+
+impl Collector for RuntimeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Ok(());
+        };
+        let metrics = runtime.metrics();
+        let gauges = [
+            (
+                "runtime_workers",
+                "Runtime worker threads",
+                metrics.num_workers(),
+            ),
+            (
+                "runtime_alive_tasks",
+                "Tasks alive in the runtime",
+                metrics.num_alive_tasks(),
+            ),
+            (
+                "runtime_global_queue_depth",
+                "Tasks waiting in the runtime's shared queue",
+                metrics.global_queue_depth(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let workers = 0..metrics.num_workers();
+        let busy: Vec<f64> = workers
+            .clone()
+            .map(|w| metrics.worker_total_busy_duration(w).as_secs_f64())
+            .collect();
+        let parks: Vec<u64> = workers.map(|w| metrics.worker_park_count(w)).collect();
+        per_worker(
+            &mut encoder,
+            "runtime_worker_busy_seconds",
+            "Time each worker spent busy",
+            &busy,
+        )?;
+        per_worker(
+            &mut encoder,
+            "runtime_worker_parks",
+            "Times each worker parked for want of work",
+            &parks,
+        )
+    }
+}
+
+/// One counter family with a `worker` label.
+fn per_worker<N: Copy>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[N],
+) -> Result<(), std::fmt::Error>
+where
+    ConstCounter<N>: EncodeMetric,
+{
+    let kind = prometheus_client::metrics::MetricType::Counter;
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (worker, value) in values.iter().enumerate() {
+        let labels = [("worker", worker.to_string())];
+        ConstCounter::new(*value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 impl Default for Metrics {
@@ -183,5 +261,26 @@ mod tests {
             text.contains(r#"chat_http_requests_total{route="messages",status="201"} 1"#),
             "{text}"
         );
+        assert!(!text.contains("chat_runtime"), "no runtime here: {text}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrape_reads_the_runtime_it_runs_on() {
+        let (_keep, waiting) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(waiting);
+        let text = Metrics::new().render();
+        assert!(text.contains("chat_runtime_workers 2\n"), "{text}");
+        for worker in ["0", "1"] {
+            for family in ["worker_busy_seconds_total", "worker_parks_total"] {
+                let line = format!("chat_runtime_{family}{{worker=\"{worker}\"}} ");
+                assert!(text.contains(&line), "{line} in {text}");
+            }
+        }
+        let alive = text
+            .lines()
+            .find_map(|line| line.strip_prefix("chat_runtime_alive_tasks "))
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(alive.is_some_and(|n| n >= 1), "a task waits: {text}");
+        task.abort();
     }
 }
