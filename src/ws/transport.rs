@@ -298,10 +298,17 @@ impl<'a> FrameWriter<'a> {
 }
 
 /// A socket write, failed with `TimedOut` when it waits longer than `limit`.
+/// Most writes land in the write buffer at once: only one that has to wait
+/// reads the clock and sets a timer.
 async fn within(
     limit: Duration,
     write: impl std::future::Future<Output = Result<(), WebSocketError>>,
 ) -> Result<(), WebSocketError> {
+    let mut write = std::pin::pin!(write);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(done) = first {
+        return done;
+    }
     match tokio::time::timeout(limit, write).await {
         Ok(result) => result,
         Err(_) => Err(WebSocketError::IoError(std::io::ErrorKind::TimedOut.into())),
