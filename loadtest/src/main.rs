@@ -39,7 +39,7 @@ fn main() -> std::process::ExitCode {
         Ok(None) => std::process::ExitCode::SUCCESS,
         Ok(Some(report)) => {
             report.print_summary();
-            if report.errors > 0 || report.integrity_failed() {
+            if report.faults().any() {
                 std::process::ExitCode::from(1)
             } else {
                 std::process::ExitCode::SUCCESS

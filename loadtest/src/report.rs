@@ -31,6 +31,29 @@ impl Latency {
     }
 }
 
+/// What a run counted against itself. Any of it fails the run: the tool's
+/// exit status, and in `loadtest targets` every target the run's figures
+/// stand for (read back from its report, see [`Faults::any`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Faults {
+    pub errors: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    /// Problems found after the run (e.g. the store disagrees with the acks).
+    pub problems: usize,
+}
+
+impl Faults {
+    pub fn any(&self) -> bool {
+        self.errors > 0
+            || self.lost > 0
+            || self.duplicated > 0
+            || self.out_of_order > 0
+            || self.problems > 0
+    }
+}
+
 /// Everything a scenario measured.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -98,12 +121,15 @@ impl Report {
         }
     }
 
-    /// Integrity problems make the run fail.
-    pub fn integrity_failed(&self) -> bool {
-        !self.problems.is_empty()
-            || self.lost.unwrap_or(0) > 0
-            || self.duplicated.unwrap_or(0) > 0
-            || self.out_of_order.unwrap_or(0) > 0
+    /// What this run counted against itself.
+    pub fn faults(&self) -> Faults {
+        Faults {
+            errors: self.errors,
+            lost: self.lost.unwrap_or(0),
+            duplicated: self.duplicated.unwrap_or(0),
+            out_of_order: self.out_of_order.unwrap_or(0),
+            problems: self.problems.len(),
+        }
     }
 
     pub fn print_summary(&self) {

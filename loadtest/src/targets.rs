@@ -7,6 +7,7 @@
 //! meet on this machine (see [`Floor`]) is marked out of reach.
 
 use crate::cli::TargetsArgs;
+use crate::report::Faults;
 use crate::Result;
 use serde::Serialize;
 use serde_json::Value;
@@ -111,23 +112,26 @@ fn number(report: &Value, key: &str) -> Option<f64> {
     report.get(key).and_then(Value::as_f64)
 }
 
-/// Errors, integrity problems, or a store that disagrees with the acks.
+/// A report read back: its [`Faults`] (the rule the tool's exit status
+/// follows), or a store that disagrees with the acks.
 fn faulty(report: &Value) -> bool {
-    let count = |key| number(report, key).unwrap_or(0.0);
-    let problems = report
-        .get("problems")
-        .and_then(Value::as_array)
-        .is_some_and(|p| !p.is_empty());
+    // Counts as written (whole numbers); a fraction still counts as one.
+    let count = |key| number(report, key).map_or(0, |n| n.max(0.0).ceil() as u64);
+    let faults = Faults {
+        errors: count("errors"),
+        lost: count("lost"),
+        duplicated: count("duplicated"),
+        out_of_order: count("out_of_order"),
+        problems: report
+            .get("problems")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len),
+    };
     let stored_differs = match (number(report, "stored"), number(report, "acknowledged")) {
         (Some(stored), Some(acked)) => stored != acked,
         _ => false,
     };
-    count("errors") > 0.0
-        || count("lost") > 0.0
-        || count("duplicated") > 0.0
-        || count("out_of_order") > 0.0
-        || problems
-        || stored_differs
+    faults.any() || stored_differs
 }
 
 /// A thousands-separated whole number.
@@ -484,6 +488,28 @@ mod tests {
         assert_eq!(verdicts[6].status, Status::Failed);
         assert_eq!(verdicts[7].status, Status::Failed);
         assert_eq!(verdicts[1].status, Status::Met, "the rate run was clean");
+
+        for (key, value) in [
+            ("lost", json!(1)),
+            ("out_of_order", json!(2)),
+            (
+                "problems",
+                json!(["1 acknowledged message never reached the peer"]),
+            ),
+        ] {
+            let mut run = full_run();
+            run.chat_rate.as_mut().unwrap()[key] = value;
+            assert_eq!(evaluate(&run, 50_000)[1].status, Status::Failed, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_report_read_back_fails_by_the_rule_the_exit_status_follows() {
+        let mut report = crate::report::Report::default();
+        assert!(!faulty(&serde_json::to_value(&report).unwrap()));
+        report.duplicated = Some(1);
+        assert!(report.faults().any());
+        assert!(faulty(&serde_json::to_value(&report).unwrap()));
     }
 
     #[test]
