@@ -268,13 +268,24 @@ impl Lane {
         settled
     }
 
-    /// Publishes a committed batch to the rooms and the bus and answers its
-    /// senders, in batch order.
+    /// Publishes a committed batch to the local rooms (one command per room
+    /// shard) and the bus, and answers its senders, in batch order. A REST
+    /// sender is answered after its message reached the rooms.
     async fn settle_batch(&self, batch: SettledBatch) {
         let mut published = Vec::new();
+        let mut answers = Vec::with_capacity(batch.len());
         for (settled, reply) in batch {
             match settled {
-                Settled::Stored(outcome) => published.extend(self.settle(outcome, reply).await),
+                Settled::Stored(outcome) => {
+                    if let AppendOutcome::Created(message) = &outcome {
+                        published.push(Published {
+                            chat: message.chat,
+                            seq: message.seq,
+                            frame: message_event(message),
+                        });
+                    }
+                    answers.push((outcome, reply));
+                }
                 Settled::Failed {
                     detail,
                     client_msg_id,
@@ -282,33 +293,21 @@ impl Lane {
                 } => fail(reply, &detail, client_msg_id, unavailable),
             }
         }
+        self.rooms.publish_all(&published).await;
+        for (outcome, reply) in answers {
+            answer(outcome, reply);
+        }
         self.bus.publish(published);
     }
+}
 
-    /// Publishes a new message to the local rooms, then answers its sender;
-    /// returns what other nodes must hear of.
-    async fn settle(&self, outcome: AppendOutcome, reply: Reply) -> Option<Published> {
-        let published = match &outcome {
-            AppendOutcome::Created(message) => {
-                let frame = message_event(message);
-                self.rooms
-                    .publish(message.chat, message.seq, frame.clone())
-                    .await;
-                Some(Published {
-                    chat: message.chat,
-                    seq: message.seq,
-                    frame,
-                })
-            }
-            _ => None,
-        };
-        match reply {
-            Reply::Waiter(tx) => {
-                let _ = tx.send(Ok(outcome));
-            }
-            Reply::Socket(socket) => answer_socket(outcome, &socket),
+/// Tells a sender what became of its message.
+fn answer(outcome: AppendOutcome, reply: Reply) {
+    match reply {
+        Reply::Waiter(tx) => {
+            let _ = tx.send(Ok(outcome));
         }
-        published
+        Reply::Socket(socket) => answer_socket(outcome, &socket),
     }
 }
 

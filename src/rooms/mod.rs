@@ -10,7 +10,7 @@ mod shard;
 
 pub use outbox::{Outbox, Taken};
 
-use crate::bus::Interest;
+use crate::bus::{Interest, Published};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -70,6 +70,8 @@ enum Command {
         seq: i64,
         frame: Bytes,
     },
+    /// A committed batch's messages for this shard's chats, in batch order.
+    PublishAll(Vec<Published>),
     Broadcast {
         chat: i64,
         frame: Bytes,
@@ -110,8 +112,12 @@ impl Rooms {
         Rooms { shards }
     }
 
+    fn shard_index(&self, chat: i64) -> usize {
+        chat.unsigned_abs() as usize % self.shards.len()
+    }
+
     fn shard(&self, chat: i64) -> &mpsc::Sender<Command> {
-        &self.shards[chat.unsigned_abs() as usize % self.shards.len()]
+        &self.shards[self.shard_index(chat)]
     }
 
     async fn send(&self, chat: i64, command: Command) {
@@ -130,6 +136,20 @@ impl Rooms {
     /// Delivers a committed message to every socket in the chat.
     pub async fn publish(&self, chat: i64, seq: i64, frame: Bytes) {
         self.send(chat, Command::Publish { chat, seq, frame }).await;
+    }
+
+    /// Delivers a committed batch: one command per shard that has any of its
+    /// chats, each shard's messages in batch order.
+    pub async fn publish_all(&self, batch: &[Published]) {
+        let mut per_shard: Vec<Vec<Published>> = vec![Vec::new(); self.shards.len()];
+        for message in batch {
+            per_shard[self.shard_index(message.chat)].push(message.clone());
+        }
+        for (shard, messages) in self.shards.iter().zip(per_shard) {
+            if !messages.is_empty() {
+                let _ = shard.send(Command::PublishAll(messages)).await;
+            }
+        }
     }
 
     /// Asks every socket of the chat to catch up from the store.
@@ -209,6 +229,30 @@ mod tests {
         rooms.publish(8, 5, Bytes::new()).await;
         assert_eq!(seq_of(next(&other_rx).await), 5);
         assert!(a_rx.try_take().is_none(), "left sockets get nothing more");
+    }
+
+    #[tokio::test]
+    async fn a_published_batch_reaches_each_chat_on_its_shard_in_batch_order() {
+        let rooms = Rooms::start(2, None, Default::default());
+        let (odd, odd_rx) = subscriber(1, 10, 8);
+        let (even, even_rx) = subscriber(2, 20, 8);
+        rooms.join(1, odd).await;
+        rooms.join(2, even).await;
+        let message = |chat, seq| Published {
+            chat,
+            seq,
+            frame: Bytes::from(format!("{chat}:{seq}")),
+        };
+        rooms
+            .publish_all(&[message(1, 1), message(2, 1), message(1, 2), message(3, 1)])
+            .await;
+        assert_eq!(seq_of(next(&odd_rx).await), 1);
+        assert_eq!(seq_of(next(&odd_rx).await), 2);
+        let Outgoing::Message { seq, frame } = next(&even_rx).await else {
+            panic!()
+        };
+        assert_eq!((seq, &frame[..]), (1, &b"2:1"[..]));
+        assert!(odd_rx.try_take().is_none() && even_rx.try_take().is_none());
     }
 
     #[tokio::test]

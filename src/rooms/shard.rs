@@ -1,7 +1,7 @@
 //! One shard of the room map: a task owning `chat id → sockets` for its chats.
 
 use super::{Command, ConnId, Except, Outgoing, Subscriber};
-use crate::bus::Interest;
+use crate::bus::{Interest, Published};
 use crate::metrics::Metrics;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -18,21 +18,25 @@ pub(super) async fn run(
 ) {
     let mut rooms: HashMap<i64, Vec<Subscriber>> = HashMap::new();
     let mut going_away = false;
+    let tell = |change: Option<Interest>| {
+        if let (Some(interest), Some(change)) = (interest.as_ref(), change) {
+            let _ = interest.send(change);
+        }
+    };
     while let Some(command) = commands.recv().await {
-        let change = match command {
+        match command {
             Command::GoAway => {
                 going_away = true;
                 rooms.values().flatten().for_each(|s| s.outbox.go_away());
-                None
             }
-            Command::Join { subscriber, .. } if going_away => {
-                subscriber.outbox.go_away();
-                None
+            Command::Join { subscriber, .. } if going_away => subscriber.outbox.go_away(),
+            Command::PublishAll(messages) => {
+                for Published { chat, seq, frame } in messages {
+                    let publish = Command::Publish { chat, seq, frame };
+                    tell(apply(&mut rooms, publish, &metrics));
+                }
             }
-            command => apply(&mut rooms, command, &metrics),
-        };
-        if let (Some(interest), Some(change)) = (interest.as_ref(), change) {
-            let _ = interest.send(change);
+            command => tell(apply(&mut rooms, command, &metrics)),
         }
     }
 }
@@ -77,8 +81,9 @@ fn apply(
             };
             deliver(rooms, chat, wanted, || Outgoing::Event(frame.clone())).1
         }
-        // Handled by `run`, which keeps whether the server is going away.
-        Command::GoAway => None,
+        // Handled by `run`: it keeps whether the server is going away, and
+        // publishes a batch message by message.
+        Command::GoAway | Command::PublishAll(_) => None,
     }
 }
 
