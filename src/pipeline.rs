@@ -115,7 +115,7 @@ impl MessagePipeline {
     }
 
     async fn submit(&self, message: NewMessage, reply: Reply) -> Result<(), PipelineClosed> {
-        let lane = &self.lanes[message.chat_id.unsigned_abs() as usize % self.lanes.len()];
+        let lane = self.lane_of(message.chat_id);
         lane.send(Request { message, reply })
             .await
             .map_err(|_| PipelineClosed)
@@ -131,14 +131,39 @@ impl MessagePipeline {
         rx.await.map_err(|_| closed())?
     }
 
-    /// Queues a message from a WebSocket; the room echo is its ack.
-    pub async fn send_from_socket(
-        &self,
-        message: NewMessage,
-        socket: Subscriber,
-    ) -> Result<(), PipelineClosed> {
-        self.submit(message, Reply::Socket(socket)).await
+    /// Queues a message from a WebSocket; the room echo is its ack. Only when
+    /// the lane's queue is full is there anything to wait for: the returned
+    /// future, boxed, so the common path adds nothing to the session's
+    /// per-event future (which above 1 KiB took the allocator's slow path).
+    pub fn send_from_socket(&self, message: NewMessage, socket: Subscriber) -> Submitted {
+        let lane = self.lane_of(message.chat_id).clone();
+        let request = Request {
+            message,
+            reply: Reply::Socket(socket),
+        };
+        match lane.try_send(request) {
+            Ok(()) => Submitted::Queued,
+            Err(mpsc::error::TrySendError::Closed(_)) => Submitted::Closed,
+            Err(mpsc::error::TrySendError::Full(request)) => {
+                Submitted::Full(Box::pin(async move {
+                    lane.send(request).await.map_err(|_| PipelineClosed)
+                }))
+            }
+        }
     }
+
+    fn lane_of(&self, chat_id: i64) -> &mpsc::Sender<Request> {
+        &self.lanes[chat_id.unsigned_abs() as usize % self.lanes.len()]
+    }
+}
+
+/// What became of a socket's message handed to the pipeline.
+pub enum Submitted {
+    Queued,
+    /// The pipeline stopped (the server is shutting down).
+    Closed,
+    /// The lane's queue is full: queued once this completes (backpressure).
+    Full(std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PipelineClosed>> + Send>>),
 }
 
 struct Lane {

@@ -20,6 +20,7 @@ use super::protocol::{
 use super::transport::{self, FrameWriter, Inbound, MessageReader, ReadError, UpgradeFut};
 use crate::json;
 use crate::model::User;
+use crate::pipeline::Submitted;
 use crate::rooms::{Except, Outbox, Outgoing, Subscriber, Taken};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
@@ -499,12 +500,16 @@ impl EventHandler<'_> {
         }
         self.throttled_in_a_row = 0;
         let message = draft.into_message(self.spec.chat_id, self.spec.user.clone());
-        let submitted = self
+        let queued = match self
             .state
             .pipeline
             .send_from_socket(message, self.me.clone())
-            .await;
-        if submitted.is_err() {
+        {
+            Submitted::Queued => true,
+            Submitted::Closed => false,
+            Submitted::Full(waiting) => waiting.await.is_ok(),
+        };
+        if !queued {
             self.reply_error("unavailable", "The server is shutting down.");
         }
         None

@@ -19,7 +19,7 @@ use fastwebsockets::{
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -265,9 +265,18 @@ impl<'a> FrameWriter<'a> {
         FrameWriter { inner, stall_limit }
     }
 
-    /// Queues a text frame holding `payload`.
-    pub async fn text(&mut self, payload: &Bytes) -> Result<(), WebSocketError> {
-        self.write(Frame::text(Payload::Borrowed(payload))).await
+    /// Queues a text frame holding `payload`. The write's future is returned
+    /// as is, not wrapped in another: it is part of the session's per-burst
+    /// future, which must stay within the allocator's small sizes (1 KiB).
+    pub fn text<'w>(
+        &'w mut self,
+        payload: &'w Bytes,
+    ) -> impl Future<Output = Result<(), WebSocketError>> + use<'a, 'w> {
+        within(
+            self.stall_limit,
+            self.inner
+                .write_frame(Frame::text(Payload::Borrowed(payload))),
+        )
     }
 
     /// Sends a ping right away.
@@ -299,20 +308,27 @@ impl<'a> FrameWriter<'a> {
 
 /// A socket write, failed with `TimedOut` when it waits longer than `limit`.
 /// Most writes land in the write buffer at once: only one that has to wait
-/// reads the clock and sets a timer.
+/// reads the clock and sets a timer, and its timer is boxed, so the futures of
+/// every write (part of the session's per-burst future) do not hold one.
 async fn within(
     limit: Duration,
     write: impl std::future::Future<Output = Result<(), WebSocketError>>,
 ) -> Result<(), WebSocketError> {
-    let mut write = std::pin::pin!(write);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
-    if let std::task::Poll::Ready(done) = first {
-        return done;
-    }
-    match tokio::time::timeout(limit, write).await {
-        Ok(result) => result,
-        Err(_) => Err(WebSocketError::IoError(std::io::ErrorKind::TimedOut.into())),
-    }
+    let mut write = pin!(write);
+    let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(done) = write.as_mut().poll(cx) {
+            return Poll::Ready(done);
+        }
+        let timer = stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(WebSocketError::IoError(
+                std::io::ErrorKind::TimedOut.into(),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
