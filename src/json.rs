@@ -22,7 +22,8 @@ pub enum ParseError {
 
 /// Parses a request body in place (simd-json rewrites the buffer it parses).
 pub fn parse(bytes: &mut [u8]) -> Result<Value<'_>, ParseError> {
-    Parser::default().parse(bytes)
+    refuse_deep(bytes)?;
+    simd_json::to_borrowed_value(bytes).map_err(syntax)
 }
 
 /// A parser that keeps simd-json's working buffers from one document to the
@@ -40,14 +41,11 @@ pub struct Parser {
 impl Parser {
     /// Parses a document in place, as [`parse`] does.
     pub fn parse<'a>(&mut self, bytes: &'a mut [u8]) -> Result<Value<'a>, ParseError> {
-        if nesting_exceeds(bytes, MAX_NESTING) {
-            return Err(ParseError::TooDeep);
-        }
+        refuse_deep(bytes)?;
         let buffers = self
             .buffers
             .get_or_insert_with(|| Box::new(simd_json::Buffers::new(bytes.len())));
-        simd_json::value::borrowed::to_value_with_buffers(bytes, buffers)
-            .map_err(|e| ParseError::Syntax(e.to_string()))
+        simd_json::value::borrowed::to_value_with_buffers(bytes, buffers).map_err(syntax)
     }
 
     /// Frees the buffers (a socket gone quiet need not hold them).
@@ -58,6 +56,17 @@ impl Parser {
     pub fn holds_buffers(&self) -> bool {
         self.buffers.is_some()
     }
+}
+
+fn refuse_deep(bytes: &[u8]) -> Result<(), ParseError> {
+    if nesting_exceeds(bytes, MAX_NESTING) {
+        return Err(ParseError::TooDeep);
+    }
+    Ok(())
+}
+
+fn syntax(error: simd_json::Error) -> ParseError {
+    ParseError::Syntax(error.to_string())
 }
 
 /// Whether brackets nest deeper than `limit`, outside strings. Nesting can only

@@ -136,7 +136,7 @@ impl MessagePipeline {
     /// future, boxed, so the common path adds nothing to the session's
     /// per-event future (which above 1 KiB took the allocator's slow path).
     pub fn send_from_socket(&self, message: NewMessage, socket: Subscriber) -> Submitted {
-        let lane = self.lane_of(message.chat_id).clone();
+        let lane = self.lane_of(message.chat_id);
         let request = Request {
             message,
             reply: Reply::Socket(socket),
@@ -145,6 +145,8 @@ impl MessagePipeline {
             Ok(()) => Submitted::Queued,
             Err(mpsc::error::TrySendError::Closed(_)) => Submitted::Closed,
             Err(mpsc::error::TrySendError::Full(request)) => {
+                // Only a waiting send holds a sender of its own.
+                let lane = lane.clone();
                 Submitted::Full(Box::pin(async move {
                     lane.send(request).await.map_err(|_| PipelineClosed)
                 }))

@@ -265,18 +265,9 @@ impl<'a> FrameWriter<'a> {
         FrameWriter { inner, stall_limit }
     }
 
-    /// Queues a text frame holding `payload`. The write's future is returned
-    /// as is, not wrapped in another: it is part of the session's per-burst
-    /// future, which must stay within the allocator's small sizes (1 KiB).
-    pub fn text<'w>(
-        &'w mut self,
-        payload: &'w Bytes,
-    ) -> impl Future<Output = Result<(), WebSocketError>> + use<'a, 'w> {
-        within(
-            self.stall_limit,
-            self.inner
-                .write_frame(Frame::text(Payload::Borrowed(payload))),
-        )
+    /// Queues a text frame holding `payload`.
+    pub async fn text(&mut self, payload: &Bytes) -> Result<(), WebSocketError> {
+        self.write(Frame::text(Payload::Borrowed(payload))).await
     }
 
     /// Sends a ping right away.

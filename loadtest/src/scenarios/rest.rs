@@ -52,16 +52,17 @@ pub async fn run(args: RestArgs) -> Result<Report> {
         serde_json::to_value(Latency::from_recorder(&reads))?,
     );
     report.set("concurrency", args.concurrency as u64);
-    let per_request_us = |from: Option<f64>, to: Option<f64>, requests: u64| {
-        let spent = to? - from?;
-        Some((spent * 1e7 / requests.max(1) as f64).round() / 10.0)
-    };
-    if let Some(us) = per_request_us(cpu_at_start, cpu_after_sends, sends.total()) {
-        report.set("server_cpu_per_send_us", us);
-    }
-    if let Some(us) = per_request_us(cpu_after_sends, cpu_after_reads, reads.total()) {
-        report.set("server_cpu_per_read_us", us);
-    }
+    let spent = |from: Option<f64>, to: Option<f64>| Some(to? - from?);
+    report.set_cpu_per(
+        "server_cpu_per_send_us",
+        spent(cpu_at_start, cpu_after_sends),
+        sends.total(),
+    );
+    report.set_cpu_per(
+        "server_cpu_per_read_us",
+        spent(cpu_after_sends, cpu_after_reads),
+        reads.total(),
+    );
     Ok(report)
 }
 
