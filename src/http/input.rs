@@ -84,7 +84,9 @@ impl<'a, 'v> Fields<'a, 'v> {
                 return None;
             }
         };
-        if raw.chars().count() > rules.max_chars {
+        // A string has at most as many characters as bytes: only a long one
+        // needs counting.
+        if raw.len() > rules.max_chars && raw.chars().count() > rules.max_chars {
             let limit = rules.max_chars;
             self.reject(
                 name,
@@ -164,6 +166,11 @@ impl<'a, 'v> Fields<'a, 'v> {
         None
     }
 
+    /// Whether every field read so far was valid.
+    pub fn all_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+
     /// `Ok` when every field was valid, else the 400 listing every problem.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.errors.is_empty() {
@@ -215,6 +222,32 @@ mod tests {
         ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_length_limit_counts_characters_not_bytes() {
+        let mut text = r#"{"fits": "ééé", "long": "éééé", "ascii": "abcd"}"#
+            .as_bytes()
+            .to_vec();
+        let value = json::parse(&mut text).unwrap();
+        let mut fields = Fields::new(&value);
+        assert_eq!(
+            fields.text("fits", Text::required(3)).as_deref(),
+            Some("ééé"),
+            "6 bytes, 3 characters"
+        );
+        assert!(fields.all_valid());
+        assert_eq!(fields.text("long", Text::required(3)), None);
+        assert_eq!(fields.text("ascii", Text::required(3)), None);
+        assert!(!fields.all_valid());
+        let Err(ApiError::Validation(errors)) = fields.finish() else {
+            panic!("expected validation errors");
+        };
+        assert_eq!(errors.len(), 2);
+        assert_eq!(
+            errors[0].1,
+            ["Ensure this field has no more than 3 characters."]
+        );
     }
 
     #[test]

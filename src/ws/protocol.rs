@@ -99,19 +99,24 @@ pub fn decode(
             return Err(EventError::new("unknown_type", detail));
         }
     };
+    match event {
+        Some(event) if fields.all_valid() => Ok(event),
+        _ => Err(invalid_fields(fields)),
+    }
+}
+
+/// The error for an event with invalid fields, carrying its client id back
+/// when it has a usable one (copied only here, off the common path).
+fn invalid_fields(fields: Fields<'_, '_>) -> EventError {
     let client_msg_id = Draft::client_msg_id_of(&fields);
-    match (fields.finish(), event) {
-        (Ok(()), Some(event)) => Ok(event),
-        (Err(crate::error::ApiError::Validation(errors)), _) => Err(EventError {
+    match fields.finish() {
+        Err(crate::error::ApiError::Validation(errors)) => EventError {
             code: "invalid_fields",
             detail: describe(&errors),
             fields: Some(errors),
             client_msg_id,
-        }),
-        _ => Err(EventError::new(
-            "invalid_event",
-            "The event could not be read.",
-        )),
+        },
+        _ => EventError::new("invalid_event", "The event could not be read."),
     }
 }
 

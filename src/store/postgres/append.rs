@@ -149,17 +149,20 @@ impl ChatRuns {
 /// particular order) to the batch: a chat's messages took consecutive seqs in
 /// batch order, so its lowest seq is its first message.
 fn created_outcomes(batch: &[&NewMessage], runs: &ChatRuns, rows: &[Row]) -> Vec<Option<Appended>> {
-    let slot_of = |chat: i64| runs.chats.binary_search(&chat).ok();
+    // Each row's chat slot and seq, read once.
+    let placed: Vec<(usize, i64, &Row)> = rows
+        .iter()
+        .filter_map(|row| {
+            let slot = runs.chats.binary_search(&row.get::<_, i64>(1)).ok()?;
+            Some((slot, row.get(2), row))
+        })
+        .collect();
     let mut first_seq = vec![i64::MAX; runs.chats.len()];
-    for row in rows {
-        if let Some(slot) = slot_of(row.get(1)) {
-            first_seq[slot] = first_seq[slot].min(row.get(2));
-        }
+    for &(slot, seq, _) in &placed {
+        first_seq[slot] = first_seq[slot].min(seq);
     }
     let mut outcomes: Vec<Option<Appended>> = vec![None; batch.len()];
-    for row in rows {
-        let (chat, seq): (i64, i64) = (row.get(1), row.get(2));
-        let Some(slot) = slot_of(chat) else { continue };
+    for (slot, seq, row) in placed {
         if let Some(i) = runs.message_at(slot, seq - first_seq[slot]) {
             outcomes[i] = Some(Appended::Created(Assigned {
                 id: row.get(0),
