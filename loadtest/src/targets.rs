@@ -222,8 +222,13 @@ struct Floor {
 }
 
 impl Floor {
+    /// `None` without both reports' figures, or when the echo run failed: its
+    /// CPU figure then bounds nothing.
     fn of(reports: &Reports) -> Option<Self> {
         let (chat, echo) = (reports.chat.as_ref()?, reports.echo.as_ref()?);
+        if faulty(echo) {
+            return None;
+        }
         let floor = Floor {
             database_us: number(chat, "database_cpu_per_message_us")?,
             echo_us: number(echo, "tool_cpu_per_message_us")?,
@@ -470,6 +475,26 @@ mod tests {
 
         run.chat.as_mut().unwrap()["errors"] = json!(1);
         assert_eq!(evaluate(&run, 50_000)[2].status, Status::Failed);
+    }
+
+    #[test]
+    fn a_failed_echo_run_gives_no_floor() {
+        let mut run = full_run();
+        let chat = run.chat.as_mut().unwrap();
+        chat["database_cpu_per_message_us"] = json!(6.0);
+        chat["cores"] = json!(2);
+        run.store_ceiling.as_mut().unwrap()["delivered_per_s"] = json!(300_000.0);
+        let echo = run.echo.as_mut().unwrap();
+        echo["tool_cpu_per_message_us"] = json!(5.0);
+        echo["errors"] = json!(2);
+        let verdicts = evaluate(&run, 50_000);
+        assert_eq!(verdicts[2].status, Status::Failed, "the echo ratio itself");
+        assert_eq!(
+            verdicts[3].status,
+            Status::NotMet,
+            "not out of reach by a failed run's figure"
+        );
+        assert_eq!(verdicts[3].measured, "0.50 (150,000 / 300,000 rows/s)");
     }
 
     #[test]
