@@ -8,7 +8,7 @@
 mod outbox;
 mod shard;
 
-pub use outbox::{Outbox, Taken};
+pub use outbox::{Alarm, Outbox, Taken};
 
 use crate::bus::{Interest, Published};
 use crate::metrics::Metrics;
@@ -286,12 +286,12 @@ mod tests {
         rooms.publish(1, 1, Bytes::new()).await;
         rooms.go_away().await;
         assert_eq!(seq_of(next(&a_rx).await), 1, "queued first");
-        assert_eq!(a_rx.take().await, Taken::GoingAway);
-        assert_eq!(b_rx.take().await, Taken::GoingAway);
+        assert_eq!(a_rx.take().await, Taken::Alarm(Alarm::GoingAway));
+        assert_eq!(b_rx.take().await, Taken::Alarm(Alarm::GoingAway));
         let (late, late_rx) = subscriber(3, 30, 8);
         rooms.join(1, late).await;
         let told = tokio::time::timeout(std::time::Duration::from_secs(1), late_rx.take()).await;
-        assert_eq!(told.expect("told at once"), Taken::GoingAway);
+        assert_eq!(told.expect("told at once"), Taken::Alarm(Alarm::GoingAway));
     }
 
     #[tokio::test]
@@ -307,7 +307,7 @@ mod tests {
             .expect("the session is woken");
         assert_eq!(
             taken,
-            Taken::Overflowed,
+            Taken::Alarm(Alarm::Overflowed),
             "overflow comes before the queued frames"
         );
         assert!(slow_rx.try_take().is_none(), "nothing more is handed out");

@@ -40,9 +40,17 @@ struct State {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Taken {
     Item(Outgoing),
-    /// A frame was refused for lack of room: the socket must close.
+    /// The socket must close.
+    Alarm(Alarm),
+}
+
+/// Why a socket must close, whatever its outbox holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alarm {
+    /// A frame was refused for lack of room.
     Overflowed,
-    /// The queue is empty and the server is shutting down.
+    /// The server is shutting down (from [`Outbox::take`]: once the queue is
+    /// empty).
     GoingAway,
 }
 
@@ -100,12 +108,12 @@ impl Outbox {
 
     /// Whether the session must close whatever is queued: `Overflowed` (a
     /// frame was refused) or `GoingAway` (the server is shutting down).
-    pub fn alarm(&self) -> Option<Taken> {
+    pub fn alarm(&self) -> Option<Alarm> {
         let state = self.lock();
         if state.overflowed {
-            Some(Taken::Overflowed)
+            Some(Alarm::Overflowed)
         } else {
-            state.going_away.then_some(Taken::GoingAway)
+            state.going_away.then_some(Alarm::GoingAway)
         }
     }
 
@@ -125,10 +133,10 @@ impl Outbox {
     fn try_take_or_overflow(&self) -> Option<Taken> {
         let mut state = self.lock();
         if state.overflowed {
-            return Some(Taken::Overflowed);
+            return Some(Taken::Alarm(Alarm::Overflowed));
         }
         let Some(item) = state.queue.pop_front() else {
-            return state.going_away.then_some(Taken::GoingAway);
+            return state.going_away.then_some(Taken::Alarm(Alarm::GoingAway));
         };
         if state.queue.is_empty() && state.queue.capacity() > KEPT_CAPACITY {
             state.queue = VecDeque::new();
@@ -190,13 +198,13 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         outbox.go_away();
         let woken = tokio::time::timeout(Duration::from_secs(1), waiting).await;
-        assert_eq!(woken.unwrap().unwrap(), Taken::GoingAway);
+        assert_eq!(woken.unwrap().unwrap(), Taken::Alarm(Alarm::GoingAway));
 
         let outbox = Outbox::new(8);
         assert!(outbox.offer(message(1)));
         assert_eq!(outbox.alarm(), None);
         outbox.go_away();
-        assert_eq!(outbox.alarm(), Some(Taken::GoingAway));
+        assert_eq!(outbox.alarm(), Some(Alarm::GoingAway));
         assert!(
             outbox.offer(message(2)),
             "still taking what is sent meanwhile"
@@ -204,7 +212,7 @@ mod tests {
         assert_eq!(outbox.take().await, Taken::Item(message(1)));
         assert_eq!(outbox.try_take(), Some(message(2)));
         assert_eq!(outbox.try_take(), None, "a burst ends before going away");
-        assert_eq!(outbox.take().await, Taken::GoingAway);
+        assert_eq!(outbox.take().await, Taken::Alarm(Alarm::GoingAway));
     }
 
     #[tokio::test]
@@ -214,8 +222,8 @@ mod tests {
         assert!(outbox.offer(message(2)));
         assert!(!outbox.offer(message(3)), "no room");
         assert!(!outbox.offer(message(4)), "still refused");
-        assert_eq!(outbox.alarm(), Some(Taken::Overflowed));
-        assert_eq!(outbox.take().await, Taken::Overflowed);
+        assert_eq!(outbox.alarm(), Some(Alarm::Overflowed));
+        assert_eq!(outbox.take().await, Taken::Alarm(Alarm::Overflowed));
         assert_eq!(outbox.try_take(), None);
     }
 

@@ -21,7 +21,7 @@ use super::transport::{self, FrameWriter, Inbound, MessageReader, ReadError, Upg
 use crate::json;
 use crate::model::User;
 use crate::pipeline::Submitted;
-use crate::rooms::{Except, Outbox, Outgoing, Subscriber, Taken};
+use crate::rooms::{Alarm, Except, Outbox, Outgoing, Subscriber, Taken};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -166,10 +166,10 @@ pub async fn run(
 }
 
 /// The close code for an outbox's alarm: overflowed, or the server going away.
-fn close_code(alarm: Taken) -> u16 {
+fn close_code(alarm: Alarm) -> u16 {
     match alarm {
-        Taken::Overflowed => close::SLOW_CONSUMER,
-        Taken::GoingAway | Taken::Item(_) => close::GOING_AWAY,
+        Alarm::Overflowed => close::SLOW_CONSUMER,
+        Alarm::GoingAway => close::GOING_AWAY,
     }
 }
 
@@ -266,7 +266,7 @@ impl Session<'_> {
                     inbound = &mut read => break inbound,
                     taken = outbox.take() => match taken {
                         Taken::Item(item) => Box::pin(self.write_burst(item, outbox)).await?,
-                        alarm => return Ok(close_code(alarm)),
+                        Taken::Alarm(alarm) => return Ok(close_code(alarm)),
                     },
                     _ = ping.tick() => {
                         events.parser.release();
