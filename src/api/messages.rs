@@ -7,14 +7,14 @@ use crate::history_cache::HistoryCache;
 use crate::http::body::RawBody;
 use crate::http::input::Fields;
 use crate::http::query::Query;
-use crate::http::response::{created, json_bytes, ok, Body};
+use crate::http::response::{json_bytes, Body};
 use crate::json;
 use crate::model::{Message, User};
 use crate::state::AppState;
 use crate::store::{AppendOutcome, HistoryRead, SeqRun};
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::HOST;
+use hyper::header::{HeaderName, HOST};
 use hyper::{Request, Response, StatusCode};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -192,8 +192,8 @@ pub async fn send(
         Err(error) => return Err(explain_failed_send(state, me, chat_id, error.into()).await),
     };
     match outcome {
-        AppendOutcome::Created(message) => Ok(created(&message)),
-        AppendOutcome::Duplicate(message) => Ok(ok(&message)),
+        AppendOutcome::Created(message) => Ok(json_bytes(StatusCode::CREATED, message.to_json())),
+        AppendOutcome::Duplicate(message) => Ok(json_bytes(StatusCode::OK, message.to_json())),
         AppendOutcome::ClientIdConflict => Err(ApiError::field(
             "client_msg_id",
             "This client_msg_id was already used for a message in another chat.",
@@ -227,9 +227,11 @@ async fn explain_failed_send(state: &AppState, me: i64, chat_id: i64, error: Api
 
 /// `http(s)://host/path` of the request, for DRF's absolute pagination links.
 fn absolute_path(request: &Request<Incoming>) -> String {
+    // A constant name: looking a header up by `&str` parses the name first.
+    const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     let headers = request.headers();
     let scheme = headers
-        .get("x-forwarded-proto")
+        .get(FORWARDED_PROTO)
         .and_then(|v| v.to_str().ok())
         .filter(|v| *v == "https")
         .unwrap_or("http");
@@ -237,7 +239,12 @@ fn absolute_path(request: &Request<Incoming>) -> String {
         .get(HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
-    format!("{scheme}://{host}{}", request.uri().path())
+    let path = request.uri().path();
+    let mut url = String::with_capacity(scheme.len() + 3 + host.len() + path.len());
+    for part in [scheme, "://", host, path] {
+        url.push_str(part);
+    }
+    url
 }
 
 #[cfg(test)]

@@ -131,23 +131,17 @@ fn describe(errors: &FieldErrors) -> String {
 /// `{"type":"message","data":Message}`, encoded once for every recipient.
 pub fn message_event(message: &Message) -> Bytes {
     let mut out = Vec::with_capacity(message_event_size_hint(message));
-    out.extend_from_slice(br#"{"type":"message","data":"#);
+    out.extend_from_slice(MESSAGE_EVENT_HEAD);
     message.append_json(&mut out);
     out.push(b'}');
     Bytes::from(out)
 }
 
-/// About how long a message event is: its variable parts plus the names,
-/// numbers and timestamp around them (~230 bytes), with room for some escaping.
+const MESSAGE_EVENT_HEAD: &[u8] = br#"{"type":"message","data":"#;
+
+/// About how long a message event is.
 fn message_event_size_hint(message: &Message) -> usize {
-    let sender = &message.sender;
-    let variable = message.content.len()
-        + message.metadata.get().len()
-        + message.client_msg_id.as_ref().map_or(0, String::len)
-        + sender.email.len()
-        + sender.full_name.len()
-        + sender.nickname.as_ref().map_or(0, String::len);
-    320 + variable + variable / 8
+    MESSAGE_EVENT_HEAD.len() + message.json_size_hint() + 1
 }
 
 /// `{"type":"error","code":...,"detail":...,"client_msg_id":...}` (+ `fields`).
