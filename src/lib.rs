@@ -5,6 +5,7 @@
 //! Request flow: [`server`] accepts → [`http`] routes → [`api`] handlers →
 //! [`pipeline`] (sends) / [`store`] (reads) → PostgreSQL.
 
+pub mod allocator;
 pub mod api;
 pub mod auth;
 pub mod batched;

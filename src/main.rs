@@ -7,7 +7,7 @@ use chat_server::{telemetry, Application, Config};
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: chat_server::allocator::Mimalloc = chat_server::allocator::Mimalloc;
 
 /// Where the environment variables are documented, shown by `--help`.
 const ENVIRONMENT: &str = "\

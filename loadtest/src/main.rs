@@ -23,7 +23,7 @@ mod ws;
 use clap::Parser;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: chat_server::allocator::Mimalloc = chat_server::allocator::Mimalloc;
 
 /// Errors at the edge of the tool are reported, not branched on.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
