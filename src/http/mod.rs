@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use hyper::body::Incoming;
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response};
 use response::Body;
 use std::sync::Arc;
@@ -35,12 +35,13 @@ pub async fn serve(
     let route = resolved.map_or("unknown", router::Route::name);
     let headers = request.headers();
     let request_id = request_id(headers);
+    let id = request_id.to_str().unwrap_or_default();
     let origin = state.cors.allowed_origin(headers).cloned();
     let refused = state.cors.preflight(&method, headers).or_else(|| {
         let allowed = host_allowed(&state.config.allowed_hosts, headers);
         (!allowed).then(|| ApiError::DisallowedHost.into_response())
     });
-    let span = tracing::info_span!("request", id = %request_id, %method, route);
+    let span = tracing::info_span!("request", id, %method, route);
     let mut response = match refused {
         Some(response) => response,
         None => router::dispatch(state, resolved, request, shutdown)
@@ -54,9 +55,9 @@ pub async fn serve(
     if status == 429 {
         state.metrics.rate_limited.inc();
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, request_id.clone());
     span.in_scope(|| {
         tracing::debug!(
             status,
@@ -79,13 +80,23 @@ pub fn client_addr<B>(request: &Request<B>) -> std::net::IpAddr {
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0)
 }
 
-/// The client's request id when it sent a sane one, else a fresh one.
-fn request_id(headers: &hyper::HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| crate::auth::random_hex(8), str::to_owned)
+/// A constant name: looking a header up or inserting it by `&str` parses the
+/// name every time.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The client's request id when it sent a sane one (shared, not copied), else
+/// a fresh one.
+fn request_id(headers: &hyper::HeaderMap) -> HeaderValue {
+    let sane = |v: &&HeaderValue| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty() && bytes.len() <= 64 && bytes.iter().all(u8::is_ascii_graphic)
+    };
+    match headers.get(X_REQUEST_ID).filter(sane) {
+        Some(theirs) => theirs.clone(),
+        // Hex digits always make a valid value; "-" only to stay total.
+        None => HeaderValue::from_str(&crate::auth::random_hex(8))
+            .unwrap_or(HeaderValue::from_static("-")),
+    }
 }
 
 /// Django's `ALLOWED_HOSTS`: `*`, an exact host, or `.example.com` for a domain and
@@ -100,14 +111,21 @@ fn host_allowed(allowed: &[String], headers: &hyper::HeaderMap) -> bool {
     else {
         return false;
     };
-    let host = strip_port(host).to_ascii_lowercase();
-    allowed.iter().any(|pattern| {
-        let pattern = pattern.to_ascii_lowercase();
-        match pattern.strip_prefix('.') {
-            Some(domain) => host == domain || host.ends_with(&pattern),
-            None => host == pattern,
-        }
-    })
+    let host = strip_port(host);
+    allowed
+        .iter()
+        .any(|pattern| match pattern.strip_prefix('.') {
+            Some(domain) => {
+                host.eq_ignore_ascii_case(domain) || ends_with_ignoring_case(host, pattern)
+            }
+            None => host.eq_ignore_ascii_case(pattern),
+        })
+}
+
+/// `text.ends_with(suffix)`, ASCII letters compared without case (no copies).
+fn ends_with_ignoring_case(text: &str, suffix: &str) -> bool {
+    let (text, suffix) = (text.as_bytes(), suffix.as_bytes());
+    text.len() >= suffix.len() && text[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
 }
 
 fn strip_port(host: &str) -> &str {

@@ -75,7 +75,29 @@ async fn hosts_outside_allowed_hosts_are_refused() {
         )
         .await;
     assert_eq!(bad.expect(400).clone()["detail"], "Bad Request (400)");
-    for host in ["chat.example.com:8000", "api.example.org", "example.org"] {
+    for host in [
+        "notexample.org",
+        "example.org.evil.test",
+        "chat.example.com.evil",
+    ] {
+        let refused = app
+            .send(
+                Method::GET,
+                "/api/chat/chats/",
+                None,
+                None,
+                &[("host", host)],
+            )
+            .await;
+        assert_eq!(refused.status, 400, "{host}");
+    }
+    for host in [
+        "chat.example.com:8000",
+        "api.example.org",
+        "example.org",
+        "CHAT.Example.COM",
+        "Api.EXAMPLE.org:443",
+    ] {
         let ok = app
             .send(
                 Method::GET,
@@ -189,6 +211,22 @@ async fn requests_carry_an_id() {
     assert_eq!(mine.body["status"], "ok");
     let fresh = app.get("/healthz", None).await;
     assert_eq!(fresh.headers["x-request-id"].len(), 16);
+    let long = "a".repeat(65);
+    for insane in ["two words", long.as_str()] {
+        let replaced = app
+            .send(
+                Method::GET,
+                "/healthz",
+                None,
+                None,
+                &[("x-request-id", insane)],
+            )
+            .await;
+        let id = replaced.headers["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 16, "{insane:?} got a fresh id");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert_ne!(id, fresh.headers["x-request-id"].to_str().unwrap());
+    }
 }
 
 #[tokio::test]
