@@ -6,15 +6,14 @@
 //! `mi_malloc_aligned`, whatever its alignment. In mimalloc 3 that call's fast
 //! path covers only blocks of up to 1 KiB whose free block happens to be
 //! aligned; every larger block (read buffers, history pages, a batch's
-//! vectors) took the generic aligned path, about 4% of a chat message's and 5%
-//! of a REST request's server instructions (callgrind, BENCHMARKS.md; the
-//! crate has an open pull request to the same end, purpleprotocol/mimalloc_rust
-//! #170). A block
-//! whose alignment mimalloc's plain calls already give goes through them
-//! instead: its size classes are multiples of 8, and of 16 above 16 bytes, and
-//! its pages start 16-aligned, so a size that is a multiple of an alignment up
-//! to 16 is always served at that alignment. Anything else keeps the aligned
-//! calls.
+//! vectors) took the generic aligned path: about 4% of a chat message's and 5%
+//! of a REST request's server instructions (callgrind, BENCHMARKS.md). The
+//! crate has an open pull request to the same end (purpleprotocol/mimalloc_rust
+//! #170). Here a block whose alignment mimalloc's plain calls already give goes
+//! through them: its size classes are multiples of 8, and of 16 above 16
+//! bytes, and its pages start 16-aligned, so a size that is a multiple of an
+//! alignment up to 16 is always served at that alignment. Anything else keeps
+//! the aligned calls.
 
 use libmimalloc_sys as mi;
 use std::alloc::{GlobalAlloc, Layout};
