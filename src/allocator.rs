@@ -10,10 +10,11 @@
 //! of a REST request's server instructions (callgrind, BENCHMARKS.md). The
 //! crate has an open pull request to the same end (purpleprotocol/mimalloc_rust
 //! #170). Here a block whose alignment mimalloc's plain calls already give goes
-//! through them: its size classes are multiples of 8, and of 16 above 16
-//! bytes, and its pages start 16-aligned, so a size that is a multiple of an
-//! alignment up to 16 is always served at that alignment. Anything else keeps
-//! the aligned calls.
+//! through them. Every block mimalloc hands out is word (8-byte) aligned, and
+//! every block of 16 bytes or more is 16-aligned (its allocator asserts that of
+//! each block, `src/alloc.c`), so a size that is a multiple of an alignment up
+//! to 16 is always served at that alignment. Anything else keeps the aligned
+//! calls.
 
 use libmimalloc_sys as mi;
 use std::alloc::{GlobalAlloc, Layout};
@@ -31,9 +32,10 @@ fn plain(size: usize, align: usize) -> bool {
 }
 
 // SAFETY (for every method): the pointers come from mimalloc and go back to
-// it; a block is asked of the plain calls only when `plain` holds, which
-// mimalloc's size classes make aligned (see the module header); the aligned
-// calls honour any power-of-two alignment, which `Layout` guarantees.
+// it (mimalloc frees and reallocates blocks from either kind of call); a block
+// is asked of the plain calls only when `plain` holds, which mimalloc's block
+// alignment satisfies (see the module header); the aligned calls honour any
+// power-of-two alignment, which `Layout` guarantees.
 unsafe impl GlobalAlloc for Mimalloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let (size, align) = (layout.size(), layout.align());
