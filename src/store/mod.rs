@@ -366,15 +366,16 @@ pub(crate) fn expand_repeats(
         })
         .collect();
     let mut stored: Vec<Option<Appended>> = stored.into_iter().map(Some).collect();
-    slots
-        .iter()
-        .zip(repeats)
-        .map(|(slot, repeat)| match *slot {
+    // Sized up front: collected through `Option`, the vector grew by doubling.
+    let mut outcomes = Vec::with_capacity(slots.len());
+    for (slot, repeat) in slots.iter().zip(repeats) {
+        let outcome = match *slot {
             Slot::First(i) => stored.get_mut(i).and_then(Option::take),
             Slot::Repeat(_) => repeat,
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or(StoreError::Inconsistent("a batch message got no outcome"))
+        };
+        outcomes.push(outcome.ok_or(StoreError::Inconsistent("a batch message got no outcome"))?);
+    }
+    Ok(outcomes)
 }
 
 /// Every appended message must have an answer; a missing one is reported, not hidden.

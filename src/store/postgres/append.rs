@@ -150,13 +150,11 @@ impl ChatRuns {
 /// batch order, so its lowest seq is its first message.
 fn created_outcomes(batch: &[&NewMessage], runs: &ChatRuns, rows: &[Row]) -> Vec<Option<Appended>> {
     // Each row's chat slot and seq, read once.
-    let placed: Vec<(usize, i64, &Row)> = rows
-        .iter()
-        .filter_map(|row| {
-            let slot = runs.chats.binary_search(&row.get::<_, i64>(1)).ok()?;
-            Some((slot, row.get(2), row))
-        })
-        .collect();
+    let mut placed: Vec<(usize, i64, &Row)> = Vec::with_capacity(rows.len());
+    placed.extend(rows.iter().filter_map(|row| {
+        let slot = runs.chats.binary_search(&row.get::<_, i64>(1)).ok()?;
+        Some((slot, row.get(2), row))
+    }));
     let mut first_seq = vec![i64::MAX; runs.chats.len()];
     for &(slot, seq, _) in &placed {
         first_seq[slot] = first_seq[slot].min(seq);
