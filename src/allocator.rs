@@ -31,6 +31,27 @@ fn plain(size: usize, align: usize) -> bool {
     align <= PLAIN_ALIGN && size % align == 0
 }
 
+/// A fresh block from `plain_call` when [`plain`] allows it, else from
+/// `aligned_call`.
+///
+/// # Safety
+/// `size` is not zero and `align` is a power of two (what `Layout` holds).
+unsafe fn fresh_block(
+    size: usize,
+    align: usize,
+    plain_call: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned_call: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    let block = if plain(size, align) {
+        // SAFETY: see `GlobalAlloc for Mimalloc` below.
+        unsafe { plain_call(size) }
+    } else {
+        // SAFETY: see `GlobalAlloc for Mimalloc` below.
+        unsafe { aligned_call(size, align) }
+    };
+    block.cast()
+}
+
 // SAFETY (for every method): the pointers come from mimalloc and go back to
 // it (mimalloc frees and reallocates blocks from either kind of call); a block
 // is asked of the plain calls only when `plain` holds, which mimalloc's block
@@ -38,27 +59,27 @@ fn plain(size: usize, align: usize) -> bool {
 // power-of-two alignment, which `Layout` guarantees.
 unsafe impl GlobalAlloc for Mimalloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        let block = if plain(size, align) {
-            // SAFETY: see above.
-            unsafe { mi::mi_malloc(size) }
-        } else {
-            // SAFETY: see above.
-            unsafe { mi::mi_malloc_aligned(size, align) }
-        };
-        block.cast()
+        // SAFETY: a `Layout` the caller guarantees is not zero-sized.
+        unsafe {
+            fresh_block(
+                layout.size(),
+                layout.align(),
+                mi::mi_malloc,
+                mi::mi_malloc_aligned,
+            )
+        }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        let block = if plain(size, align) {
-            // SAFETY: see above.
-            unsafe { mi::mi_zalloc(size) }
-        } else {
-            // SAFETY: see above.
-            unsafe { mi::mi_zalloc_aligned(size, align) }
-        };
-        block.cast()
+        // SAFETY: as for `alloc`.
+        unsafe {
+            fresh_block(
+                layout.size(),
+                layout.align(),
+                mi::mi_zalloc,
+                mi::mi_zalloc_aligned,
+            )
+        }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {

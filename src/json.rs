@@ -170,8 +170,10 @@ pub fn encode_with_capacity<T: serde::Serialize + ?Sized>(value: &T, capacity: u
 }
 
 /// A string as a JSON string onto the end of `out`, exactly as `serde_json`
-/// writes it. Most strings need no escape: one vectorized pass finds that out
-/// and the bytes are copied whole; the rest go through `serde_json`.
+/// writes it. Most strings need no escape: one pass over the bytes finds that
+/// out and they are copied whole; the rest go through `serde_json`. (The pass
+/// runs a byte at a time on the short strings a message has: a u8 flag that
+/// would let it take 16 bytes a step gained nothing, callgrind.)
 pub fn append_str(out: &mut Vec<u8>, text: &str) {
     let needs_escape = text.bytes().fold(false, |found, byte| {
         found | (byte < 0x20) | (byte == b'"') | (byte == b'\\')

@@ -411,6 +411,16 @@ mod tests {
         }
     }
 
+    /// The CPU figures a floor is made of: PostgreSQL 6.0 µs per chat message,
+    /// echo 5.0 µs per message, 2 cores (at most 181,818 msg/s).
+    fn with_floor_figures(mut run: Reports) -> Reports {
+        let chat = run.chat.as_mut().unwrap();
+        chat["database_cpu_per_message_us"] = json!(6.0);
+        chat["cores"] = json!(2);
+        run.echo.as_mut().unwrap()["tool_cpu_per_message_us"] = json!(5.0);
+        run
+    }
+
     fn statuses(verdicts: &[Verdict]) -> Vec<Status> {
         verdicts.iter().map(|v| v.status).collect()
     }
@@ -443,11 +453,7 @@ mod tests {
 
     #[test]
     fn a_ratio_the_runs_floor_puts_above_reach_is_out_of_reach() {
-        let mut run = full_run();
-        let chat = run.chat.as_mut().unwrap();
-        chat["database_cpu_per_message_us"] = json!(6.0);
-        chat["cores"] = json!(2);
-        run.echo.as_mut().unwrap()["tool_cpu_per_message_us"] = json!(5.0);
+        let mut run = with_floor_figures(full_run());
         // At most 2 cores / 11 µs = 181,818 msg/s: half of echo (200,000) is
         // out of reach; 70% of the store ceiling (140,000) is met.
         let verdicts = evaluate(&run, 50_000);
@@ -479,14 +485,9 @@ mod tests {
 
     #[test]
     fn a_failed_echo_run_gives_no_floor() {
-        let mut run = full_run();
-        let chat = run.chat.as_mut().unwrap();
-        chat["database_cpu_per_message_us"] = json!(6.0);
-        chat["cores"] = json!(2);
+        let mut run = with_floor_figures(full_run());
         run.store_ceiling.as_mut().unwrap()["delivered_per_s"] = json!(300_000.0);
-        let echo = run.echo.as_mut().unwrap();
-        echo["tool_cpu_per_message_us"] = json!(5.0);
-        echo["errors"] = json!(2);
+        run.echo.as_mut().unwrap()["errors"] = json!(2);
         let verdicts = evaluate(&run, 50_000);
         assert_eq!(verdicts[2].status, Status::Failed, "the echo ratio itself");
         assert_eq!(

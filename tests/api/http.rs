@@ -1,6 +1,6 @@
 //! Transport-level behaviour: CORS, ALLOWED_HOSTS, OPTIONS, form bodies, shutdown.
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with, Reply, TestApp};
 use reqwest::Method;
 
 #[tokio::test]
@@ -65,30 +65,14 @@ async fn cors_preflight_and_responses_for_allowed_origins_only() {
 #[tokio::test]
 async fn hosts_outside_allowed_hosts_are_refused() {
     let app = spawn_app_with(&[("ALLOWED_HOSTS", "chat.example.com,.example.org")]).await;
-    let bad = app
-        .send(
-            Method::GET,
-            "/api/chat/chats/",
-            None,
-            None,
-            &[("host", "evil.test")],
-        )
-        .await;
+    let bad = chats_with_host(&app, "evil.test").await;
     assert_eq!(bad.expect(400).clone()["detail"], "Bad Request (400)");
     for host in [
         "notexample.org",
         "example.org.evil.test",
         "chat.example.com.evil",
     ] {
-        let refused = app
-            .send(
-                Method::GET,
-                "/api/chat/chats/",
-                None,
-                None,
-                &[("host", host)],
-            )
-            .await;
+        let refused = chats_with_host(&app, host).await;
         assert_eq!(refused.status, 400, "{host}");
     }
     for host in [
@@ -98,20 +82,24 @@ async fn hosts_outside_allowed_hosts_are_refused() {
         "CHAT.Example.COM",
         "Api.EXAMPLE.org:443",
     ] {
-        let ok = app
-            .send(
-                Method::GET,
-                "/api/chat/chats/",
-                None,
-                None,
-                &[("host", host)],
-            )
-            .await;
+        let ok = chats_with_host(&app, host).await;
         assert_eq!(
             ok.status, 401,
             "{host} passes the host check and reaches auth"
         );
     }
+}
+
+/// `GET /api/chat/chats/` (no token) with the given `Host` header.
+async fn chats_with_host(app: &TestApp, host: &str) -> Reply {
+    app.send(
+        Method::GET,
+        "/api/chat/chats/",
+        None,
+        None,
+        &[("host", host)],
+    )
+    .await
 }
 
 #[tokio::test]
