@@ -1,7 +1,7 @@
 //! What /proc tells about the processes sharing the machine during a run:
 //! the servers' resident memory, and the CPU time spent by the servers, the
-//! local PostgreSQL and this tool, which together say where each message's
-//! share of the cores went.
+//! local PostgreSQL, the local Redis and this tool, which together say where
+//! each message's (or socket's) share of the cores went.
 
 use std::collections::HashMap;
 
@@ -32,7 +32,11 @@ pub enum Consumer {
     /// The local PostgreSQL: every process named `postgres` (none when the
     /// database is on another machine).
     Database,
-    /// This process (for `echo`, its server and its clients alike).
+    /// The local Redis between the nodes: every process named `redis-server`
+    /// (none when Redis is on another machine or not installed).
+    Bus,
+    /// This process and its worker processes (for `echo`, its server and its
+    /// clients alike).
     Tool,
 }
 
@@ -43,18 +47,23 @@ pub enum Consumer {
 pub struct CpuSnapshot {
     servers: Option<f64>,
     database: HashMap<u32, f64>,
+    bus: HashMap<u32, f64>,
     tool: Option<f64>,
 }
 
 impl CpuSnapshot {
+    /// With this process as the tool.
     pub fn take(servers: &[u32]) -> Self {
+        Self::with_tool(servers, &[std::process::id()])
+    }
+
+    /// With `tool` (this process and its workers) as the tool.
+    pub fn with_tool(servers: &[u32], tool: &[u32]) -> Self {
         CpuSnapshot {
             servers: cpu_sum(servers),
-            database: pids_named("postgres")
-                .into_iter()
-                .filter_map(|pid| Some((pid, cpu_seconds(pid)?)))
-                .collect(),
-            tool: cpu_seconds(std::process::id()),
+            database: cpu_of_named("postgres"),
+            bus: cpu_of_named("redis-server"),
+            tool: cpu_sum(tool),
         }
     }
 
@@ -65,15 +74,31 @@ impl CpuSnapshot {
         match consumer {
             Consumer::Servers => Some(self.servers? - earlier.servers?),
             Consumer::Tool => Some(self.tool? - earlier.tool?),
-            Consumer::Database if self.database.is_empty() => None,
-            Consumer::Database => Some(
-                self.database
-                    .iter()
-                    .map(|(pid, now)| now - earlier.database.get(pid).unwrap_or(&0.0))
-                    .sum(),
-            ),
+            Consumer::Database => spent_by_local(&self.database, &earlier.database),
+            Consumer::Bus => spent_by_local(&self.bus, &earlier.bus),
         }
     }
+}
+
+/// What a local service's processes spent since `earlier`, each counted for
+/// what it spent while seen; `None` when it has no process here.
+fn spent_by_local(now: &HashMap<u32, f64>, earlier: &HashMap<u32, f64>) -> Option<f64> {
+    if now.is_empty() {
+        return None;
+    }
+    Some(
+        now.iter()
+            .map(|(pid, seconds)| seconds - earlier.get(pid).unwrap_or(&0.0))
+            .sum(),
+    )
+}
+
+/// The CPU time of every process named `name`, by pid.
+fn cpu_of_named(name: &str) -> HashMap<u32, f64> {
+    pids_named(name)
+        .into_iter()
+        .filter_map(|pid| Some((pid, cpu_seconds(pid)?)))
+        .collect()
 }
 
 /// The cores this process may run on, which the machine's consumers share.
@@ -154,15 +179,17 @@ mod tests {
     }
 
     #[test]
-    fn a_database_process_counts_for_what_it_spent_while_seen() {
+    fn a_local_service_process_counts_for_what_it_spent_while_seen() {
         let earlier = CpuSnapshot {
             servers: None,
             database: [(10, 1.0), (11, 2.0)].into_iter().collect(),
+            bus: [(20, 4.0)].into_iter().collect(),
             tool: Some(0.5),
         };
         let later = CpuSnapshot {
             servers: Some(3.0),
             database: [(10, 1.5), (12, 0.25)].into_iter().collect(),
+            bus: [(20, 4.125)].into_iter().collect(),
             tool: Some(0.75),
         };
         let spent = |consumer| later.spent_since(&earlier, consumer);
@@ -172,11 +199,14 @@ mod tests {
             "10 grew 0.5, 12 is new"
         );
         assert_eq!(spent(Consumer::Tool), Some(0.25));
+        assert_eq!(spent(Consumer::Bus), Some(0.125));
         assert_eq!(spent(Consumer::Servers), None, "not read at the start");
         let remote = CpuSnapshot {
             database: Default::default(),
+            bus: Default::default(),
             ..later
         };
         assert_eq!(remote.spent_since(&earlier, Consumer::Database), None);
+        assert_eq!(remote.spent_since(&earlier, Consumer::Bus), None);
     }
 }

@@ -4,7 +4,8 @@
 //! was met, with the ratios to the echo and store ceilings taken from the same
 //! run. A figure from a run that reported errors or integrity problems does not
 //! count: its target is marked failed. A ratio target that no chat server could
-//! meet on this machine (see [`Floor`]) is marked out of reach.
+//! meet on this machine, or a connect rate no server could reach on it (see
+//! [`Floor`]), is marked out of reach.
 
 use crate::cli::TargetsArgs;
 use crate::report::Faults;
@@ -59,7 +60,8 @@ pub enum Status {
     Met,
     NotMet,
     /// Not met, and not within reach on this machine: the run's own floor for
-    /// what a chat message costs leaves less than the target asks.
+    /// what a chat message (or an opened socket) costs leaves less than the
+    /// target asks.
     OutOfReach,
     /// The scenario reported errors or integrity problems.
     Failed,
@@ -208,48 +210,98 @@ fn chat_latency(reports: &Reports) -> Verdict {
     judged(TARGET, &[chat], measured, met)
 }
 
-/// The least CPU a chat message can cost on this machine, from the run's own
-/// measurements: its database work (PostgreSQL's CPU per message in `chat`)
-/// plus a bare echo's transport (the `echo` tool's CPU per message, server and
-/// client together). A chat message moves more frames than an echo (the send,
-/// its ack, the delivery) and parses and checks them, so no chat server on
-/// these cores can deliver more than `cores / (database + echo)` per second.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The least CPU one item (a chat message, an opened socket) can cost on this
+/// machine, from the run's own measurements, in named parts: no server on
+/// these cores can go faster than `cores / (sum of the parts)` items per second.
+#[derive(Debug, Clone, PartialEq)]
 struct Floor {
-    database_us: f64,
-    echo_us: f64,
+    parts: Vec<(&'static str, f64)>,
     cores: f64,
 }
 
 impl Floor {
-    /// `None` without both reports' figures, or when the echo run failed: its
-    /// CPU figure then bounds nothing.
-    fn of(reports: &Reports) -> Option<Self> {
+    /// `None` without a part or when the parts cost nothing.
+    fn new(parts: Vec<(&'static str, Option<f64>)>, cores: Option<f64>) -> Option<Self> {
+        let parts = parts
+            .into_iter()
+            .map(|(name, us)| Some((name, us?)))
+            .collect::<Option<Vec<_>>>()?;
+        let floor = Floor {
+            parts,
+            cores: cores?,
+        };
+        (floor.per_item_us() > 0.0).then_some(floor)
+    }
+
+    /// A chat message: its database work (PostgreSQL's CPU per message in
+    /// `chat`) plus a bare echo's transport (the `echo` tool's CPU per
+    /// message, server and client together). A chat message moves more frames
+    /// than an echo (the send, its ack, the delivery) and parses and checks
+    /// them. `None` without both reports' figures, or when the echo run
+    /// failed: its CPU figure then bounds nothing.
+    fn chat(reports: &Reports) -> Option<Self> {
         let (chat, echo) = (reports.chat.as_ref()?, reports.echo.as_ref()?);
         if faulty(echo) {
             return None;
         }
-        let floor = Floor {
-            database_us: number(chat, "database_cpu_per_message_us")?,
-            echo_us: number(echo, "tool_cpu_per_message_us")?,
-            cores: number(chat, "cores")?,
-        };
-        (floor.database_us + floor.echo_us > 0.0).then_some(floor)
+        Floor::new(
+            vec![
+                ("database", number(chat, "database_cpu_per_message_us")),
+                ("echo", number(echo, "tool_cpu_per_message_us")),
+            ],
+            number(chat, "cores"),
+        )
     }
 
-    /// Messages per second at most.
-    fn rate(self) -> f64 {
-        self.cores * 1e6 / (self.database_us + self.echo_us)
+    /// An authenticated socket: what a bare upgrade costs (the connect
+    /// ceiling's server and client CPU per socket: both ends of the TCP
+    /// connection, the HTTP upgrade) plus the database and bus work the
+    /// `connect` run cost per socket (PostgreSQL's membership lookups,
+    /// Redis's subscriptions to new rooms; taken as this server does them).
+    /// `None` without the figures, or when the ceiling run failed.
+    fn connect(reports: &Reports) -> Option<Self> {
+        let (connect, ceiling) = (reports.connect.as_ref()?, reports.connect_ceiling.as_ref()?);
+        if faulty(ceiling) {
+            return None;
+        }
+        let mut parts = vec![
+            ("upgrade", number(ceiling, "server_cpu_per_connection_us")),
+            ("client", number(ceiling, "tool_cpu_per_connection_us")),
+            (
+                "database",
+                number(connect, "database_cpu_per_connection_us"),
+            ),
+        ];
+        // No local Redis (one node, or Redis elsewhere): no bus part here.
+        if let Some(bus) = number(connect, "bus_cpu_per_connection_us") {
+            parts.push(("bus", Some(bus)));
+        }
+        Floor::new(parts, number(connect, "cores"))
     }
 
-    fn describe(self, chat_rate: f64) -> String {
+    fn per_item_us(&self) -> f64 {
+        self.parts.iter().map(|(_, us)| us).sum()
+    }
+
+    /// Items per second at most.
+    fn rate(&self) -> f64 {
+        self.cores * 1e6 / self.per_item_us()
+    }
+
+    /// `"; floor: a 1.0 + b 2.0 µs per <item>, so at most N<unit> on C cores
+    /// (<who> X× of it)"`.
+    fn describe(&self, measured: f64, item: &str, unit: &str, who: &str) -> String {
+        let parts: Vec<String> = self
+            .parts
+            .iter()
+            .map(|(name, us)| format!("{name} {us:.1}"))
+            .collect();
         format!(
-            "; floor: database {:.1} + echo {:.1} µs per message, so at most {} msg/s on {} cores (chat {:.2}× of it)",
-            self.database_us,
-            self.echo_us,
+            "; floor: {} µs per {item}, so at most {}{unit} on {} cores ({who} {:.2}× of it)",
+            parts.join(" + "),
             whole(self.rate()),
             self.cores,
-            chat_rate / self.rate()
+            measured / self.rate()
         )
     }
 }
@@ -264,9 +316,9 @@ fn ratio(target: &str, reports: &Reports, to: Option<&Value>, bound: f64, unit: 
     let b = number(to, "delivered_per_s").unwrap_or(0.0);
     let r = if b > 0.0 { a / b } else { 0.0 };
     let mut measured = format!("{r:.2} ({} / {} {unit})", whole(a), whole(b));
-    let floor = Floor::of(reports);
-    if let Some(floor) = floor {
-        measured += &floor.describe(a);
+    let floor = Floor::chat(reports);
+    if let Some(floor) = &floor {
+        measured += &floor.describe(a, "message", " msg/s", "chat");
     }
     let mut verdict = judged(target, &[chat, to], measured, r >= bound);
     let out_of_reach = floor.is_some_and(|floor| floor.rate() < bound * b);
@@ -296,7 +348,10 @@ fn persisted_to_store(reports: &Reports) -> Verdict {
     )
 }
 
+/// With the run's [`Floor`] for a socket, a rate the floor puts above reach
+/// (every socket held) is out of reach.
 fn connect_rate(reports: &Reports, connections: u64) -> Verdict {
+    const RATE: f64 = 20_000.0;
     let target = format!(
         "connect {} sockets at ≥ 20,000/s",
         whole(connections as f64)
@@ -315,8 +370,17 @@ fn connect_rate(reports: &Reports, connections: u64) -> Verdict {
     {
         measured += &format!("; ceiling {}/s ({:.2}×)", whole(ceiling), rate / ceiling);
     }
-    let met = held >= connections as f64 && rate >= 20_000.0;
-    judged(&target, &[connect], measured, met)
+    let floor = Floor::connect(reports);
+    if let Some(floor) = &floor {
+        measured += &floor.describe(rate, "socket", "/s", "connect");
+    }
+    let all_held = held >= connections as f64;
+    let mut verdict = judged(&target, &[connect], measured, all_held && rate >= RATE);
+    let out_of_reach = floor.is_some_and(|floor| floor.rate() < RATE);
+    if verdict.status == Status::NotMet && all_held && out_of_reach {
+        verdict.status = Status::OutOfReach;
+    }
+    verdict
 }
 
 /// Judged on the memory of the sockets held idle (read at the end of the
@@ -421,6 +485,20 @@ mod tests {
         run
     }
 
+    /// The CPU figures a socket's floor is made of: the bare upgrade 33.0 and
+    /// its client 46.0 µs per socket (the ceiling run), PostgreSQL 10.0 and
+    /// Redis 3.0 µs per socket (the connect run), 2 cores: at most 21,739/s.
+    fn with_socket_floor_figures(mut run: Reports) -> Reports {
+        let ceiling = run.connect_ceiling.as_mut().unwrap();
+        ceiling["server_cpu_per_connection_us"] = json!(33.0);
+        ceiling["tool_cpu_per_connection_us"] = json!(46.0);
+        let connect = run.connect.as_mut().unwrap();
+        connect["database_cpu_per_connection_us"] = json!(10.0);
+        connect["bus_cpu_per_connection_us"] = json!(3.0);
+        connect["cores"] = json!(2);
+        run
+    }
+
     fn statuses(verdicts: &[Verdict]) -> Vec<Status> {
         verdicts.iter().map(|v| v.status).collect()
     }
@@ -481,6 +559,53 @@ mod tests {
 
         run.chat.as_mut().unwrap()["errors"] = json!(1);
         assert_eq!(evaluate(&run, 50_000)[2].status, Status::Failed);
+    }
+
+    #[test]
+    fn a_connect_rate_the_runs_floor_puts_above_reach_is_out_of_reach() {
+        let mut run = with_socket_floor_figures(full_run());
+        let verdict = &evaluate(&run, 50_000)[4];
+        assert_eq!(verdict.status, Status::NotMet, "21,739/s is within reach");
+        assert_eq!(
+            verdict.measured,
+            "18,000/s, 50,000 held; ceiling 22,500/s (0.80×); floor: upgrade 33.0 + client 46.0 \
+             + database 10.0 + bus 3.0 µs per socket, so at most 21,739/s on 2 cores \
+             (connect 0.83× of it)"
+        );
+
+        run.connect.as_mut().unwrap()["database_cpu_per_connection_us"] = json!(21.0);
+        assert_eq!(
+            evaluate(&run, 50_000)[4].status,
+            Status::OutOfReach,
+            "103 µs per socket: at most 19,417/s"
+        );
+        assert_eq!(
+            evaluate(&run, 60_000)[4].status,
+            Status::NotMet,
+            "50,000 held of 60,000 asked is not the floor's doing"
+        );
+
+        run.connect.as_mut().unwrap()["bus_cpu_per_connection_us"] = Value::Null;
+        let verdict = &evaluate(&run, 50_000)[4];
+        assert_eq!(
+            verdict.status,
+            Status::NotMet,
+            "no local Redis: 100 µs, 20,000/s is within reach"
+        );
+        assert!(
+            verdict
+                .measured
+                .contains("floor: upgrade 33.0 + client 46.0 + database 21.0 µs per socket"),
+            "{}",
+            verdict.measured
+        );
+
+        run.connect_ceiling.as_mut().unwrap()["errors"] = json!(1);
+        let verdict = &evaluate(&run, 50_000)[4];
+        assert!(
+            !verdict.measured.contains("floor"),
+            "a failed ceiling bounds nothing"
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! (source addresses spread over 127.0.0.x so N can exceed one address's
 //! ephemeral ports), hold them for `duration`, and read the server's resident
 //! memory from /proc before, once all are open, and at the end of the hold, and
-//! the CPU time it spent opening them.
+//! the CPU time that opening them cost the servers, this tool (with its
+//! workers), the local PostgreSQL and the local Redis.
 //! With `--ceiling` the same sockets go to the minimal echo server of `echo`,
 //! run as a process of its own, instead: the connect rate of this machine and
 //! client with a server that only upgrades (no token, no membership query, no
@@ -17,7 +18,7 @@ pub use spread::work;
 use super::echo::EchoProcess;
 use crate::cli::{self, ConnectArgs};
 use crate::endpoint::Endpoint;
-use crate::procfs::{cpu_sum, rss_sum};
+use crate::procfs::{self, rss_sum, Consumer, CpuSnapshot};
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::setup;
@@ -35,7 +36,7 @@ pub async fn run(args: ConnectArgs) -> Result<Report> {
     }
     let target = Target::of(&args, args.connections).await?;
     let hold = Duration::from_secs(args.output.duration);
-    let mut usage = ServerUsage::before(&target.pids);
+    let mut usage = ServerUsage::before(&target.pids, &[std::process::id()]);
     let live = Arc::new(AtomicU64::new(0));
     let progress = Progress::start("connect", hold, live.clone());
     let storm = Storm::open(&target.endpoints, target.paths, 0, args.concurrency, live).await;
@@ -112,14 +113,7 @@ impl Outcome<'_> {
         report.connections_held = Some(self.held);
         report.connect_per_s = Some(self.opened.total() as f64 / connect_secs);
         report.server_rss_bytes = usage.rss_all_open;
-        if let (Some(before), Some(after)) = (usage.cpu_before, usage.cpu_all_open) {
-            let spent = after - before;
-            report.set("server_cpu_s", (spent * 1000.0).round() / 1000.0);
-            report.set(
-                "server_cpu_per_connection_us",
-                (spent * 1e6 / self.opened.total().max(1) as f64).round(),
-            );
-        }
+        self.report_cpu(&mut report, usage);
         if let (Some(before), Some(after)) = (usage.rss_before, usage.rss_all_open) {
             let per_connection =
                 |rss: u64| rss.saturating_sub(before) as f64 / self.held.max(1) as f64;
@@ -136,6 +130,27 @@ impl Outcome<'_> {
         }
         report.set("held_for_s", hold.as_secs());
         report
+    }
+
+    /// What opening the sockets cost each consumer of the cores, per socket.
+    fn report_cpu(&self, report: &mut Report, usage: &ServerUsage) {
+        let Some(after) = &usage.cpu_all_open else {
+            return;
+        };
+        let spent = |consumer| after.spent_since(&usage.cpu_before, consumer);
+        if let Some(seconds) = spent(Consumer::Servers) {
+            report.set("server_cpu_s", (seconds * 1000.0).round() / 1000.0);
+        }
+        let opened = self.opened.total();
+        for (key, consumer) in [
+            ("server_cpu_per_connection_us", Consumer::Servers),
+            ("tool_cpu_per_connection_us", Consumer::Tool),
+            ("database_cpu_per_connection_us", Consumer::Database),
+            ("bus_cpu_per_connection_us", Consumer::Bus),
+        ] {
+            report.set_cpu_per(key, spent(consumer), opened);
+        }
+        report.set("cores", procfs::cores());
     }
 }
 
@@ -155,30 +170,33 @@ async fn authenticated_paths(
 }
 
 /// The servers' resident memory (summed over their processes) at three points,
-/// and their CPU time before the storm and once all sockets are open.
+/// and the CPU time of the servers, the tool's processes (`tool`) and the local
+/// services before the storm and once all sockets are open.
 struct ServerUsage {
     pids: Vec<u32>,
+    tool: Vec<u32>,
     rss_before: Option<u64>,
     rss_all_open: Option<u64>,
     rss_end_of_hold: Option<u64>,
-    cpu_before: Option<f64>,
-    cpu_all_open: Option<f64>,
+    cpu_before: CpuSnapshot,
+    cpu_all_open: Option<CpuSnapshot>,
 }
 
 impl ServerUsage {
-    fn before(pids: &[u32]) -> Self {
+    fn before(pids: &[u32], tool: &[u32]) -> Self {
         ServerUsage {
             pids: pids.to_vec(),
+            tool: tool.to_vec(),
             rss_before: rss_sum(pids),
             rss_all_open: None,
             rss_end_of_hold: None,
-            cpu_before: cpu_sum(pids),
+            cpu_before: CpuSnapshot::with_tool(pids, tool),
             cpu_all_open: None,
         }
     }
 
     fn all_open(&mut self) {
-        self.cpu_all_open = cpu_sum(&self.pids);
+        self.cpu_all_open = Some(CpuSnapshot::with_tool(&self.pids, &self.tool));
         self.rss_all_open = rss_sum(&self.pids);
     }
 

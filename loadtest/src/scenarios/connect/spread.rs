@@ -46,7 +46,9 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report> {
         args.server.pids.clone()
     };
     let hold = Duration::from_secs(args.output.duration);
-    let mut usage = ServerUsage::before(&server_pids);
+    let mut tool = vec![std::process::id()];
+    tool.extend(workers.iter().filter_map(Worker::pid));
+    let mut usage = ServerUsage::before(&server_pids, &tool);
     let live = Arc::new(AtomicU64::new(0));
     let progress = Progress::start("connect", hold, live.clone());
     let began = Instant::now();
@@ -145,7 +147,7 @@ where
 struct Worker {
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
-    _child: Child,
+    child: Child,
 }
 
 impl Worker {
@@ -168,8 +170,13 @@ impl Worker {
         Ok(Worker {
             stdin,
             lines: BufReader::new(stdout).lines(),
-            _child: child,
+            child,
         })
+    }
+
+    /// Its process id, while it runs.
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     async fn say(&mut self, line: &str) -> Result<()> {
