@@ -94,7 +94,7 @@ loadtest_smoke() {
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(not (r["server_cpu_per_send_us"] > 0 and r["server_cpu_per_read_us"] > 0))' "$SCRATCH/rest.json" &&
     $lt connect --url "$url" --connections 50 --duration 1 --server-pid "$pid" &&
     $lt connect --url "$url" --connections 51 --processes 2 --duration 1 --server-pid "$pid" --json "$SCRATCH/connect.json" &&
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(r["connections_held"] != 51 or r["processes"] != 2 or not r["server_cpu_per_connection_us"] > 0)' "$SCRATCH/connect.json" &&
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(r["connections_held"] != 51 or r["processes"] != 2 or not (r["server_cpu_per_connection_us"] > 0 and r["tool_cpu_per_connection_us"] > 0 and "database_cpu_per_connection_us" in r))' "$SCRATCH/connect.json" &&
     $lt connect --ceiling --connections 50 --duration 1 &&
     $lt connect --ceiling --connections 20 --processes 2 --duration 1 &&
     $lt verify --url "$url,$url" --pairs 2 --rate-per-pair 20 --churn-ms 300 --duration 2 &&
@@ -129,7 +129,8 @@ targets_smoke() {
     LOADTEST_BIN=target/debug/loadtest TARGETS_OUT="$SCRATCH/targets" DURATION=1 PAIRS=4 \
     WINDOW=4 RATE=200 CONCURRENCY=4 CONNECTIONS=60 HOLD=1 scripts/targets.sh)
   echo "$table" | grep '^|'
-  [[ $(grep -c '^| ' <<<"$table") -eq 9 ]] && ! grep -qE 'not run|FAILED' <<<"$table"
+  [[ $(grep -c '^| ' <<<"$table") -eq 9 ]] && ! grep -qE 'not run|FAILED' <<<"$table" &&
+    grep -qE '^\| connect .* floor: upgrade .* per socket' <<<"$table"
 }
 
 # The demo page in headless Chromium: two browser contexts chat through it

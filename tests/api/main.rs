@@ -12,6 +12,7 @@ mod history_cache;
 mod http;
 mod limits;
 mod messages;
+mod store_ceiling_table;
 mod store_conformance;
 mod users;
 mod ws;

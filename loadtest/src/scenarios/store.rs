@@ -1,6 +1,7 @@
 //! `store-ceiling`: the storage ceiling on this machine. Batched inserts of
-//! message-sized rows (same columns and indexes as `messages`) into a scratch
-//! table, from several connections at once, with plain tokio-postgres.
+//! message-sized rows into a scratch table shaped as `messages` is (same
+//! columns, key, unique index and collation: `store_ceiling_table.sql`), from
+//! several connections at once, with plain tokio-postgres.
 
 use crate::cli::StoreArgs;
 use crate::procfs::{Consumer, CpuSnapshot};
@@ -13,19 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TABLE: &str = "loadtest_store_ceiling";
+/// Creates `TABLE` afresh, shaped as `messages` is.
+const SCRATCH_TABLE: &str = include_str!("store_ceiling_table.sql");
 
 pub async fn run(args: StoreArgs) -> Result<Report> {
     let admin = connect(&args.database_url).await?;
-    admin
-        .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {TABLE};
-             CREATE TABLE {TABLE} (
-                 id BIGSERIAL PRIMARY KEY, chat_id BIGINT NOT NULL, seq BIGINT NOT NULL,
-                 sender_id BIGINT NOT NULL, content TEXT NOT NULL, metadata JSONB NOT NULL,
-                 client_msg_id TEXT, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-                 UNIQUE (chat_id, seq), UNIQUE (sender_id, client_msg_id))"
-        ))
-        .await?;
+    admin.batch_execute(SCRATCH_TABLE).await?;
     let live = Arc::new(AtomicU64::new(0));
     let duration = Duration::from_secs(args.output.duration);
     let cpu_before = CpuSnapshot::take(&[]);
