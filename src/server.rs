@@ -23,14 +23,23 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const LISTEN_BACKLOG: u32 = 65_535;
 
 /// Binds `addr` with address reuse (restarts do not wait out TIME_WAIT) and a
-/// deep accept queue.
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// deep accept queue. Connections are handed over once their first bytes
+/// have arrived (or after `defer_accept`, see [`crate::os`]), and carry
+/// `TCP_NODELAY` from the listener where the OS copies it (elsewhere, set it
+/// on each accepted socket: see [`crate::os::ACCEPTED_SOCKETS_INHERIT_NODELAY`]).
+/// The load tester's minimal echo server listens the same way.
+pub fn listen(addr: SocketAddr, defer_accept: Duration) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    crate::os::accept_when_data_arrives(
+        &socket,
+        defer_accept.as_secs().try_into().unwrap_or(u32::MAX),
+    );
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
@@ -45,7 +54,9 @@ impl Application {
     /// Binds `config.bind`, connects the store and applies migrations.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let addr = config.bind;
-        let listener = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
+        let defer_accept = config.limits.header_read_timeout;
+        let listener =
+            listen(addr, defer_accept).map_err(|source| StartError::Bind { addr, source })?;
         let state = Arc::new(AppState::build(config).await?);
         Ok(Application { listener, state })
     }
@@ -145,7 +156,9 @@ async fn serve_connection(
     mut shutdown: Shutdown,
     permit: Arc<ConnectionPermit>,
 ) {
-    let _ = stream.set_nodelay(true);
+    if !crate::os::ACCEPTED_SOCKETS_INHERIT_NODELAY {
+        let _ = stream.set_nodelay(true);
+    }
     let state_header_timeout = state.config.limits.header_read_timeout;
     let for_requests = shutdown.clone();
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
@@ -217,4 +230,36 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::listen;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn connections_are_accepted_with_their_first_bytes_and_without_nagle() {
+        let listener = listen("127.0.0.1:0".parse().unwrap(), Duration::from_secs(5)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(early.is_err(), "accepted before the client sent anything");
+
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let (accepted, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("accepted once its first bytes arrived")
+            .unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY comes from the listener"
+        );
+        let mut first = [0u8; 16];
+        assert_eq!(
+            accepted.try_read(&mut first).unwrap(),
+            16,
+            "the first read finds the request"
+        );
+    }
 }

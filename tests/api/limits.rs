@@ -1,7 +1,7 @@
 //! Abuse limits: per-address register/login, per-user sends (REST and
 //! WebSocket, with a close for persistent floods), sockets per user.
 
-use crate::helpers::{spawn_app_with, PASSWORD};
+use crate::helpers::{spawn_app_with, TestApp, PASSWORD};
 use crate::ws_client::{socket_path, WsClient};
 use serde_json::json;
 
@@ -131,13 +131,26 @@ async fn read_until_closed(
         .map(|_| String::from_utf8_lossy(&received).into_owned())
 }
 
+/// A connection that has sent the start of a request. (The server is handed a
+/// connection once its first bytes arrive: one that sends nothing waits in the
+/// kernel, uncounted, until it does or the header timeout passes.)
+async fn open_and_start_a_request(app: &TestApp) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
 #[tokio::test]
 async fn connections_beyond_the_limit_get_a_503_and_a_close() {
     let app = spawn_app_with(&[("MAX_CONNECTIONS", "2")]).await;
-    let _first = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let _second = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let _first = open_and_start_a_request(&app).await;
+    let _second = open_and_start_a_request(&app).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let mut third = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut third = open_and_start_a_request(&app).await;
     let answer = read_until_closed(&mut third, std::time::Duration::from_secs(2)).await;
     let answer = answer.expect("the excess connection is closed promptly");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
@@ -160,7 +173,7 @@ async fn websockets_count_towards_the_connection_limit() {
     let _a = WsClient::connect(&app, chat, &ann.access, None).await;
     let _b = WsClient::connect(&app, chat, &bob.access, None).await;
     let c = WsClient::connect(&app, chat, &ann.access, None).await;
-    let mut excess = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut excess = open_and_start_a_request(&app).await;
     let answer = read_until_closed(&mut excess, std::time::Duration::from_secs(2)).await;
     let answer = answer.expect("the excess connection is closed promptly");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");

@@ -92,9 +92,10 @@ pub async fn run(args: EchoArgs) -> Result<Report> {
     Ok(report)
 }
 
-/// Starts the minimal echo server on a free loopback port (a deep accept queue,
-/// as the chat server has, so connect storms measure the handshake and not
-/// listen overflows).
+/// Starts the minimal echo server on a free loopback port, listening as the
+/// chat server does (a deep accept queue, so connect storms measure the
+/// handshake and not listen overflows; connections handed over with their
+/// first bytes; `TCP_NODELAY` from the listener).
 async fn start_server() -> Result<Endpoint> {
     let listener = listen().await?;
     let endpoint = Endpoint::resolve(&format!("http://{}", listener.local_addr()?)).await?;
@@ -103,9 +104,11 @@ async fn start_server() -> Result<Endpoint> {
 }
 
 async fn listen() -> Result<tokio::net::TcpListener> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.bind("127.0.0.1:0".parse()?)?;
-    Ok(socket.listen(65_535)?)
+    let defer_accept = std::time::Duration::from_secs(10);
+    Ok(chat_server::server::listen(
+        "127.0.0.1:0".parse()?,
+        defer_accept,
+    )?)
 }
 
 /// The `echo-server` subcommand: the echo server in this process, its URL on
@@ -154,7 +157,9 @@ impl EchoProcess {
 
 async fn serve(listener: tokio::net::TcpListener) {
     while let Ok((stream, _)) = listener.accept().await {
-        let _ = stream.set_nodelay(true);
+        if !chat_server::os::ACCEPTED_SOCKETS_INHERIT_NODELAY {
+            let _ = stream.set_nodelay(true);
+        }
         tokio::spawn(async move {
             let service = hyper::service::service_fn(upgrade_and_echo);
             let _ = hyper::server::conn::http1::Builder::new()
