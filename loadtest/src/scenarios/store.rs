@@ -26,8 +26,12 @@ pub async fn run(args: StoreArgs) -> Result<Report> {
     let start = Instant::now();
     let progress = Progress::start("store-ceiling", duration, live.clone());
     let mut tasks = Vec::new();
+    // Held here until the CPU is read: a backend whose connection closed first
+    // would have left /proc, and its CPU time the count.
+    let mut clients = Vec::new();
     for worker in 0..args.connections.max(1) {
-        let client = connect(&args.database_url).await?;
+        let client = Arc::new(connect(&args.database_url).await?);
+        clients.push(client.clone());
         let recorder = Recorder::new(start, live.clone());
         let (batch, size) = (args.batch.max(1), args.size);
         tasks.push(tokio::spawn(insert_until(
@@ -42,6 +46,7 @@ pub async fn run(args: StoreArgs) -> Result<Report> {
     let (merged, errors) = crate::stats::merge_workers(Recorder::new(start, live), tasks).await?;
     drop(progress);
     let cpu_after = CpuSnapshot::take(&[]);
+    drop(clients);
     admin
         .batch_execute(&format!("DROP TABLE IF EXISTS {TABLE}"))
         .await?;
@@ -72,7 +77,7 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client> {
 /// One connection inserting batches; each row counts as one delivered event and
 /// the batch's commit time as its latency.
 async fn insert_until(
-    client: tokio_postgres::Client,
+    client: Arc<tokio_postgres::Client>,
     worker: i64,
     batch: usize,
     size: usize,
