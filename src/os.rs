@@ -9,20 +9,7 @@
 /// CPU in `inet_csk_get_port` at 19,000 sockets).
 #[cfg(target_os = "linux")]
 pub fn defer_port_choice(socket: &tokio::net::TcpSocket) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: the descriptor is open (owned by `socket`) and the option value is a
-    // c_int with its exact size; setsockopt only reads it.
-    let failed = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    } != 0;
-    if failed {
+    if !set_int_option(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1) {
         tracing::debug!("IP_BIND_ADDRESS_NO_PORT is not supported");
     }
 }
@@ -30,39 +17,53 @@ pub fn defer_port_choice(socket: &tokio::net::TcpSocket) {
 #[cfg(not(target_os = "linux"))]
 pub fn defer_port_choice(_socket: &tokio::net::TcpSocket) {}
 
-/// Whether a socket accepted from a listener carries the listener's
-/// `TCP_NODELAY` (Linux copies the listening socket's options into each
-/// connection it accepts), so the accept loop need not set it per socket.
-pub const ACCEPTED_SOCKETS_INHERIT_NODELAY: bool = cfg!(target_os = "linux");
-
 /// Asks the kernel to hand this listener's connections to `accept` only once
-/// their first bytes have arrived (`TCP_DEFER_ACCEPT`), for up to `seconds`:
-/// a new connection's first read then finds its request instead of parking
-/// the connection's task until the request comes (one read, one wake-up less
-/// per connection). A client that sends nothing is accepted after `seconds`
-/// all the same, and the header timeout takes over from there.
+/// their first bytes have arrived (`TCP_DEFER_ACCEPT`), for up to `wait`
+/// (whole seconds): a new connection's first read then finds its request
+/// instead of parking the connection's task until the request comes (one
+/// read, one wake-up less per connection). A client that sends nothing is
+/// accepted after `wait` all the same, and the header timeout takes over.
 #[cfg(target_os = "linux")]
-pub fn accept_when_data_arrives(socket: &tokio::net::TcpSocket, seconds: u32) {
-    use std::os::fd::AsRawFd;
-    let seconds = libc::c_int::try_from(seconds).unwrap_or(libc::c_int::MAX);
-    // SAFETY: the descriptor is open (owned by `socket`) and the option value is a
-    // c_int with its exact size; setsockopt only reads it.
-    let failed = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&seconds as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    } != 0;
-    if failed {
+pub fn accept_when_data_arrives(socket: &tokio::net::TcpSocket, wait: std::time::Duration) {
+    let seconds = libc::c_int::try_from(wait.as_secs()).unwrap_or(libc::c_int::MAX);
+    if !set_int_option(socket, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, seconds) {
         tracing::debug!("TCP_DEFER_ACCEPT is not supported");
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn accept_when_data_arrives(_socket: &tokio::net::TcpSocket, _seconds: u32) {}
+pub fn accept_when_data_arrives(_socket: &tokio::net::TcpSocket, _wait: std::time::Duration) {}
+
+/// Turns Nagle's algorithm off on an accepted socket, unless it came from a
+/// listener that had it off already: Linux copies a listening socket's
+/// `TCP_NODELAY` into every connection it accepts, so there it costs nothing.
+pub fn set_nodelay_unless_inherited(stream: &tokio::net::TcpStream) {
+    if !cfg!(target_os = "linux") {
+        let _ = stream.set_nodelay(true);
+    }
+}
+
+/// `setsockopt` with an integer value; false when the kernel refused it.
+#[cfg(target_os = "linux")]
+fn set_int_option(
+    socket: &tokio::net::TcpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open (owned by `socket`) and the option value is a
+    // c_int with its exact size; setsockopt only reads it.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
 
 /// Asks the kernel not to back this process's memory with transparent huge
 /// pages. The allocator asks for them, and with them every idle socket's

@@ -26,7 +26,7 @@ const LISTEN_BACKLOG: u32 = 65_535;
 /// deep accept queue. Connections are handed over once their first bytes
 /// have arrived (or after `defer_accept`, see [`crate::os`]), and carry
 /// `TCP_NODELAY` from the listener where the OS copies it (elsewhere, set it
-/// on each accepted socket: see [`crate::os::ACCEPTED_SOCKETS_INHERIT_NODELAY`]).
+/// on each accepted socket: [`crate::os::set_nodelay_unless_inherited`]).
 /// The load tester's minimal echo server listens the same way.
 pub fn listen(addr: SocketAddr, defer_accept: Duration) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -36,10 +36,7 @@ pub fn listen(addr: SocketAddr, defer_accept: Duration) -> std::io::Result<TcpLi
     };
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
-    crate::os::accept_when_data_arrives(
-        &socket,
-        defer_accept.as_secs().try_into().unwrap_or(u32::MAX),
-    );
+    crate::os::accept_when_data_arrives(&socket, defer_accept);
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
@@ -156,9 +153,7 @@ async fn serve_connection(
     mut shutdown: Shutdown,
     permit: Arc<ConnectionPermit>,
 ) {
-    if !crate::os::ACCEPTED_SOCKETS_INHERIT_NODELAY {
-        let _ = stream.set_nodelay(true);
-    }
+    crate::os::set_nodelay_unless_inherited(&stream);
     let state_header_timeout = state.config.limits.header_read_timeout;
     let for_requests = shutdown.clone();
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {

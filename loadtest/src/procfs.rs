@@ -59,10 +59,11 @@ impl CpuSnapshot {
 
     /// With `tool` (this process and its workers) as the tool.
     pub fn with_tool(servers: &[u32], tool: &[u32]) -> Self {
+        let [database, bus] = cpu_of_named(["postgres", "redis-server"]);
         CpuSnapshot {
             servers: cpu_sum(servers),
-            database: cpu_of_named("postgres"),
-            bus: cpu_of_named("redis-server"),
+            database,
+            bus,
             tool: cpu_sum(tool),
         }
     }
@@ -93,12 +94,18 @@ fn spent_by_local(now: &HashMap<u32, f64>, earlier: &HashMap<u32, f64>) -> Optio
     )
 }
 
-/// The CPU time of every process named `name`, by pid.
-fn cpu_of_named(name: &str) -> HashMap<u32, f64> {
-    pids_named(name)
-        .into_iter()
-        .filter_map(|pid| Some((pid, cpu_seconds(pid)?)))
-        .collect()
+/// The CPU time of every process with each of `names`, by pid, from one
+/// pass over /proc.
+fn cpu_of_named<const N: usize>(names: [&str; N]) -> [HashMap<u32, f64>; N] {
+    let mut found: [HashMap<u32, f64>; N] = std::array::from_fn(|_| HashMap::new());
+    for (pid, comm) in processes() {
+        if let Some(slot) = names.iter().position(|name| *name == comm) {
+            if let Some(seconds) = cpu_seconds(pid) {
+                found[slot].insert(pid, seconds);
+            }
+        }
+    }
+    found
 }
 
 /// The cores this process may run on, which the machine's consumers share.
@@ -106,17 +113,17 @@ pub fn cores() -> u64 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }
 
-/// Processes whose command name (/proc/PID/comm) is `name`.
-fn pids_named(name: &str) -> Vec<u32> {
+/// Every process with its command name (/proc/PID/comm).
+fn processes() -> Vec<(u32, String)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim_end() == name)
+        .filter_map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            Some((pid, comm.trim_end().to_owned()))
         })
         .collect()
 }

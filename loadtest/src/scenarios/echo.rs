@@ -97,13 +97,13 @@ pub async fn run(args: EchoArgs) -> Result<Report> {
 /// handshake and not listen overflows; connections handed over with their
 /// first bytes; `TCP_NODELAY` from the listener).
 async fn start_server() -> Result<Endpoint> {
-    let listener = listen().await?;
+    let listener = listen()?;
     let endpoint = Endpoint::resolve(&format!("http://{}", listener.local_addr()?)).await?;
     tokio::spawn(serve(listener));
     Ok(endpoint)
 }
 
-async fn listen() -> Result<tokio::net::TcpListener> {
+fn listen() -> Result<tokio::net::TcpListener> {
     let defer_accept = std::time::Duration::from_secs(10);
     Ok(chat_server::server::listen(
         "127.0.0.1:0".parse()?,
@@ -115,7 +115,7 @@ async fn listen() -> Result<tokio::net::TcpListener> {
 /// the first line of standard output, until standard input closes (so it never
 /// outlives the tool that started it).
 pub async fn serve_until_stdin_closes() -> Result<()> {
-    let listener = listen().await?;
+    let listener = listen()?;
     println!("http://{}", listener.local_addr()?);
     tokio::spawn(serve(listener));
     tokio::io::copy(&mut tokio::io::stdin(), &mut tokio::io::sink()).await?;
@@ -157,9 +157,7 @@ impl EchoProcess {
 
 async fn serve(listener: tokio::net::TcpListener) {
     while let Ok((stream, _)) = listener.accept().await {
-        if !chat_server::os::ACCEPTED_SOCKETS_INHERIT_NODELAY {
-            let _ = stream.set_nodelay(true);
-        }
+        chat_server::os::set_nodelay_unless_inherited(&stream);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(upgrade_and_echo);
             let _ = hyper::server::conn::http1::Builder::new()
