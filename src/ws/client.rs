@@ -1,5 +1,6 @@
-//! A WebSocket client (fastwebsockets' client handshake over TCP), for the load
-//! tester and the tests: the same code speaks to this server and to others.
+//! A WebSocket client, for the load tester and the tests: fastwebsockets' client
+//! handshake (through hyper) for sockets that talk, and a lean one done by hand
+//! for sockets that are only held. Both speak to this server and to others.
 
 use bytes::Bytes;
 use fastwebsockets::{WebSocket, WebSocketError};
@@ -9,7 +10,9 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 
-use super::transport::{into_socket, Socket};
+use super::client_upgrade;
+use super::transport::Socket;
+use tokio::net::TcpStream;
 
 /// A client socket after the handshake.
 pub type ClientSocket = WebSocket<TokioIo<Upgraded>>;
@@ -35,16 +38,7 @@ pub async fn connect(
     path: &str,
     local: Option<IpAddr>,
 ) -> Result<ClientSocket, WebSocketError> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    if let Some(ip) = local {
-        crate::os::defer_port_choice(&socket);
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    let stream = socket.connect(addr).await?;
-    stream.set_nodelay(true)?;
+    let stream = open_stream(addr, local).await?;
     let request = hyper::Request::get(path)
         .header("host", authority)
         .header("upgrade", "websocket")
@@ -60,16 +54,35 @@ pub async fn connect(
     Ok(ws)
 }
 
-/// The same handshake, giving back the bare socket (and any bytes read past the
-/// handshake) for [`MessageReader::client`](super::transport::MessageReader::client)
-/// and [`FrameWriter::client`](super::transport::FrameWriter::client): a socket
-/// that is only held then costs no buffers while nothing arrives.
+/// The same handshake done by hand ([`client_upgrade`]), giving back the bare
+/// socket (and any bytes read past the handshake) for
+/// [`MessageReader::client`](super::transport::MessageReader::client) and
+/// [`FrameWriter::client`](super::transport::FrameWriter::client): a socket
+/// that is only held then costs no buffers while nothing arrives, and opening
+/// it costs no connection task.
 pub async fn connect_lean(
     addr: SocketAddr,
     authority: &str,
     path: &str,
     local: Option<IpAddr>,
 ) -> Result<(Socket, Bytes), WebSocketError> {
-    let ws = connect(addr, authority, path, local).await?;
-    into_socket(ws.into_inner().into_inner())
+    let mut stream = open_stream(addr, local).await?;
+    let read_ahead = client_upgrade::upgrade(&mut stream, authority, path).await?;
+    Ok((Socket::new(stream), read_ahead))
+}
+
+/// A TCP connection to `addr` from `local` when given (its port chosen at
+/// connect time, so many sockets can share one address), without Nagle.
+async fn open_stream(addr: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = local {
+        crate::os::defer_port_choice(&socket);
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }

@@ -4,6 +4,7 @@
 
 mod burst;
 pub mod client;
+mod client_upgrade;
 mod frame_bounds;
 pub mod protocol;
 pub mod session;

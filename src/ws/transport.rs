@@ -46,7 +46,7 @@ pub async fn open(upgrade: UpgradeFut) -> Result<(Socket, Bytes), WebSocketError
 
 /// The TCP socket under an upgraded connection and the bytes the HTTP layer
 /// had already read past the handshake.
-pub(super) fn into_socket(upgraded: Upgraded) -> Result<(Socket, Bytes), WebSocketError> {
+fn into_socket(upgraded: Upgraded) -> Result<(Socket, Bytes), WebSocketError> {
     let parts = upgraded
         .downcast::<TokioIo<TcpStream>>()
         .map_err(|_| WebSocketError::IoError(std::io::ErrorKind::Unsupported.into()))?;

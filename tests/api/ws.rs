@@ -611,3 +611,42 @@ async fn a_burst_through_one_writer_lane_arrives_whole_and_in_order() {
         "every message reached both sockets through the room, none by a store read filling a gap"
     );
 }
+
+#[tokio::test]
+async fn the_lean_client_holds_a_socket_that_receives_and_is_refused_like_any_other() {
+    use chat_server::ws::client::connect_lean;
+    use chat_server::ws::transport::{Inbound, MessageReader};
+    use fastwebsockets::WebSocketError;
+    let app = spawn_app().await;
+    let (ann, bob, chat) = app.pair().await;
+    let authority = app.addr.to_string();
+    let path = socket_path(chat, &bob.access, None);
+    let (socket, read_ahead) = connect_lean(app.addr, &authority, &path, None)
+        .await
+        .expect("the hand-made handshake is accepted");
+    app.say(&ann, chat, "to the lean socket").await;
+    let mut reader = MessageReader::client(&socket, read_ahead, 1 << 20);
+    let inbound = tokio::time::timeout(crate::ws_client::WAIT, reader.next())
+        .await
+        .expect("a frame in time")
+        .expect("a frame");
+    let Inbound::Text(text) = inbound else {
+        panic!("expected a text frame, got {inbound:?}");
+    };
+    let event: Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(event["type"], "message");
+    assert_eq!(event["data"]["content"], "to the lean socket");
+
+    let refused = connect_lean(
+        app.addr,
+        &authority,
+        &socket_path(chat, "garbage", None),
+        None,
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(WebSocketError::InvalidStatusCode(401))),
+        "{:?}",
+        refused.err()
+    );
+}
