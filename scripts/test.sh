@@ -89,12 +89,12 @@ loadtest_smoke() {
   local lt=target/debug/loadtest status=0
   {
     $lt chat --url "$url" --pairs 4 --window 4 --duration 2 --server-pid "$pid" --json "$SCRATCH/chat.json" --plot "$SCRATCH/chat.svg" &&
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(not r["server_cpu_per_message_us"] > 0)' "$SCRATCH/chat.json" &&
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(not (r["server_cpu_per_message_us"] > 0 and 0 <= r["idle_share"] <= 1))' "$SCRATCH/chat.json" &&
     $lt rest --url "$url" --concurrency 4 --duration 1 --server-pid "$pid" --json "$SCRATCH/rest.json" &&
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(not (r["server_cpu_per_send_us"] > 0 and r["server_cpu_per_read_us"] > 0))' "$SCRATCH/rest.json" &&
     $lt connect --url "$url" --connections 50 --duration 1 --server-pid "$pid" &&
     $lt connect --url "$url" --connections 51 --processes 2 --duration 1 --server-pid "$pid" --json "$SCRATCH/connect.json" &&
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(r["connections_held"] != 51 or r["processes"] != 2 or not (r["server_cpu_per_connection_us"] > 0 and r["tool_cpu_per_connection_us"] > 0 and "database_cpu_per_connection_us" in r))' "$SCRATCH/connect.json" &&
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(r["connections_held"] != 51 or r["processes"] != 2 or not (r["server_cpu_per_connection_us"] > 0 and r["tool_cpu_per_connection_us"] > 0 and "database_cpu_per_connection_us" in r and 0 <= r["idle_share"] <= 1))' "$SCRATCH/connect.json" &&
     $lt connect --ceiling --connections 50 --duration 1 &&
     $lt connect --ceiling --connections 20 --processes 2 --duration 1 &&
     $lt verify --url "$url,$url" --pairs 2 --rate-per-pair 20 --churn-ms 300 --duration 2 &&

@@ -1,7 +1,8 @@
 //! What /proc tells about the processes sharing the machine during a run:
 //! the servers' resident memory, and the CPU time spent by the servers, the
 //! local PostgreSQL, the local Redis and this tool, which together say where
-//! each message's (or socket's) share of the cores went.
+//! each message's (or socket's) share of the cores went, and how much of the
+//! cores' time nobody used.
 
 use std::collections::HashMap;
 
@@ -49,6 +50,7 @@ pub struct CpuSnapshot {
     database: HashMap<u32, f64>,
     bus: HashMap<u32, f64>,
     tool: Option<f64>,
+    machine: Option<CoreTimes>,
 }
 
 impl CpuSnapshot {
@@ -65,7 +67,18 @@ impl CpuSnapshot {
             database,
             bus,
             tool: cpu_sum(tool),
+            machine: CoreTimes::now(),
         }
+    }
+
+    /// The share of all cores' time between `earlier` and this snapshot that
+    /// no process used (idle, or waiting for I/O); `None` when /proc/stat could
+    /// not be read or no time passed.
+    pub fn idle_share_since(&self, earlier: &CpuSnapshot) -> Option<f64> {
+        let (now, then) = (self.machine?, earlier.machine?);
+        let total = now.total.checked_sub(then.total).filter(|&t| t > 0)?;
+        let idle = now.idle.saturating_sub(then.idle);
+        Some(idle as f64 / total as f64)
     }
 
     /// Seconds `consumer` spent on a CPU between `earlier` and this snapshot;
@@ -78,6 +91,41 @@ impl CpuSnapshot {
             Consumer::Database => spent_by_local(&self.database, &earlier.database),
             Consumer::Bus => spent_by_local(&self.bus, &earlier.bus),
         }
+    }
+}
+
+/// The cores' time so far, summed over all cores, in clock ticks: all of it
+/// and the part spent idle or waiting for I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CoreTimes {
+    total: u64,
+    idle: u64,
+}
+
+impl CoreTimes {
+    /// From /proc/stat.
+    fn now() -> Option<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// From the first line of /proc/stat: `cpu  user nice system idle iowait
+    /// irq softirq steal ...` (guest time is already counted in user).
+    fn parse(stat: &str) -> Option<Self> {
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .take(8)
+            .map(|field| field.parse().ok())
+            .collect::<Option<_>>()?;
+        let [_user, _nice, _system, idle, iowait, ..] = fields[..] else {
+            return None;
+        };
+        Some(CoreTimes {
+            total: fields.iter().sum(),
+            idle: idle + iowait,
+        })
     }
 }
 
@@ -162,7 +210,7 @@ fn rss_bytes(pid: u32) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_seconds, cpu_sum, Consumer, CpuSnapshot};
+    use super::{cpu_seconds, cpu_sum, Consumer, CoreTimes, CpuSnapshot};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -192,12 +240,20 @@ mod tests {
             database: [(10, 1.0), (11, 2.0)].into_iter().collect(),
             bus: [(20, 4.0)].into_iter().collect(),
             tool: Some(0.5),
+            machine: Some(CoreTimes {
+                total: 1_000,
+                idle: 300,
+            }),
         };
         let later = CpuSnapshot {
             servers: Some(3.0),
             database: [(10, 1.5), (12, 0.25)].into_iter().collect(),
             bus: [(20, 4.125)].into_iter().collect(),
             tool: Some(0.75),
+            machine: Some(CoreTimes {
+                total: 1_400,
+                idle: 350,
+            }),
         };
         let spent = |consumer| later.spent_since(&earlier, consumer);
         assert_eq!(
@@ -208,6 +264,12 @@ mod tests {
         assert_eq!(spent(Consumer::Tool), Some(0.25));
         assert_eq!(spent(Consumer::Bus), Some(0.125));
         assert_eq!(spent(Consumer::Servers), None, "not read at the start");
+        assert_eq!(
+            later.idle_share_since(&earlier),
+            Some(0.125),
+            "50 of 400 ticks"
+        );
+        assert_eq!(earlier.idle_share_since(&earlier), None, "no time passed");
         let remote = CpuSnapshot {
             database: Default::default(),
             bus: Default::default(),
@@ -215,5 +277,42 @@ mod tests {
         };
         assert_eq!(remote.spent_since(&earlier, Consumer::Database), None);
         assert_eq!(remote.spent_since(&earlier, Consumer::Bus), None);
+    }
+
+    #[test]
+    fn core_times_count_idle_and_io_wait_as_unused() {
+        let stat = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n";
+        assert_eq!(
+            CoreTimes::parse(stat),
+            Some(CoreTimes {
+                total: 1000,
+                idle: 840
+            })
+        );
+        assert_eq!(
+            CoreTimes::parse("cpu0 1 2 3 4 5\n"),
+            None,
+            "not the total line"
+        );
+        assert_eq!(CoreTimes::parse("cpu  1 2 3\n"), None, "too few fields");
+    }
+
+    #[test]
+    fn the_idle_share_of_a_busy_moment_is_below_one() {
+        let before = CpuSnapshot::take(&[]);
+        let started = Instant::now();
+        let mut spin = 0u64;
+        while started.elapsed() < Duration::from_millis(300) {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        let after = CpuSnapshot::take(&[]);
+        let share = after
+            .idle_share_since(&before)
+            .expect("/proc/stat is readable");
+        let cores = super::cores() as f64;
+        assert!(
+            (0.0..=1.0 - 1.0 / cores + 0.1).contains(&share),
+            "one core kept busy, {cores} cores, idle share {share}"
+        );
     }
 }

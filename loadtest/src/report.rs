@@ -121,6 +121,13 @@ impl Report {
         }
     }
 
+    /// A share between 0 and 1 as `key` (three decimals); nothing when unknown.
+    pub fn set_share(&mut self, key: &str, share: Option<f64>) {
+        if let Some(share) = share {
+            self.set(key, (share * 1000.0).round() / 1000.0);
+        }
+    }
+
     /// What this run counted against itself.
     pub fn faults(&self) -> Faults {
         Faults {

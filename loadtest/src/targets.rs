@@ -306,6 +306,14 @@ impl Floor {
     }
 }
 
+/// `"; the cores N% idle"` when the report measured it: the share of the
+/// cores' time nobody used, which the floor counts as available.
+fn idle_note(report: &Value) -> String {
+    number(report, "idle_share").map_or(String::new(), |share| {
+        format!("; the cores {:.0}% idle", share * 100.0)
+    })
+}
+
 /// Chat's `delivered_per_s` against `bound` × a ceiling's (`to`); with the
 /// run's [`Floor`], a target the floor puts above reach is out of reach.
 fn ratio(target: &str, reports: &Reports, to: Option<&Value>, bound: f64, unit: &str) -> Verdict {
@@ -319,6 +327,7 @@ fn ratio(target: &str, reports: &Reports, to: Option<&Value>, bound: f64, unit: 
     let floor = Floor::chat(reports);
     if let Some(floor) = &floor {
         measured += &floor.describe(a, "message", " msg/s", "chat");
+        measured += &idle_note(chat);
     }
     let mut verdict = judged(target, &[chat, to], measured, r >= bound);
     let out_of_reach = floor.is_some_and(|floor| floor.rate() < bound * b);
@@ -373,6 +382,7 @@ fn connect_rate(reports: &Reports, connections: u64) -> Verdict {
     let floor = Floor::connect(reports);
     if let Some(floor) = &floor {
         measured += &floor.describe(rate, "socket", "/s", "connect");
+        measured += &idle_note(connect);
     }
     let all_held = held >= connections as f64;
     let mut verdict = judged(&target, &[connect], measured, all_held && rate >= RATE);
@@ -516,6 +526,34 @@ mod tests {
         assert_eq!(
             verdicts[4].measured,
             "18,000/s, 50,000 held; ceiling 22,500/s (0.80×)"
+        );
+    }
+
+    #[test]
+    fn the_cores_idle_share_follows_the_floor_when_measured() {
+        let mut run = with_socket_floor_figures(with_floor_figures(full_run()));
+        run.chat.as_mut().unwrap()["idle_share"] = json!(0.124);
+        run.connect.as_mut().unwrap()["idle_share"] = json!(0.016);
+        let verdicts = evaluate(&run, 50_000);
+        assert!(
+            verdicts[2]
+                .measured
+                .ends_with("(chat 0.82× of it); the cores 12% idle"),
+            "{}",
+            verdicts[2].measured
+        );
+        assert!(
+            verdicts[4]
+                .measured
+                .ends_with("(connect 0.83× of it); the cores 2% idle"),
+            "{}",
+            verdicts[4].measured
+        );
+        let without = evaluate(&with_floor_figures(full_run()), 50_000);
+        assert!(
+            !without[2].measured.contains("idle"),
+            "{}",
+            without[2].measured
         );
     }
 

@@ -89,6 +89,7 @@ pub async fn run(args: ChatArgs) -> Result<Report> {
     );
     report.set_cpu_per("tool_cpu_per_message_us", spent(Consumer::Tool), delivered);
     report.set("cores", procfs::cores());
+    report.set_share("idle_share", cpu_after.idle_share_since(&cpu_before));
     report.errors = sent.errors + out_of_order;
     report.set("sent", sent.sent);
     report.set("acknowledged", sent.acked);

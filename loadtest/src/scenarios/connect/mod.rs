@@ -151,6 +151,7 @@ impl Outcome<'_> {
             report.set_cpu_per(key, spent(consumer), opened);
         }
         report.set("cores", procfs::cores());
+        report.set_share("idle_share", after.idle_share_since(&usage.cpu_before));
     }
 }
 
