@@ -298,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn the_idle_share_of_a_busy_moment_is_below_one() {
+    fn the_idle_share_leaves_out_a_core_kept_busy() {
         let before = CpuSnapshot::take(&[]);
         let started = Instant::now();
         let mut spin = 0u64;

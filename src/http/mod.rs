@@ -55,9 +55,7 @@ pub async fn serve(
     if status == 429 {
         state.metrics.rate_limited.inc();
     }
-    response
-        .headers_mut()
-        .insert(X_REQUEST_ID, request_id.clone());
+    response.headers_mut().insert(X_REQUEST_ID, request_id);
     span.in_scope(|| {
         tracing::debug!(
             status,
