@@ -332,8 +332,19 @@ fn generated_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
     }
     std::fs::create_dir_all(data_dir).map_err(wrap)?;
     let secret = crate::auth::random_hex(32);
-    std::fs::write(&path, &secret).map_err(wrap)?;
+    write_private(&path, &secret).map_err(wrap)?;
     Ok(secret)
+}
+
+/// Writes a file only its owner can read or write (mode 0600 from its
+/// creation, so it is never readable by others, even for a moment).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// The variables, with typed accessors that name the variable in every error.
@@ -461,6 +472,15 @@ mod tests {
         let second = Config::from_vars(vars(&[("DATA_DIR", dir_s)])).unwrap();
         assert_eq!(first.auth.secret_key, second.auth.secret_key);
         assert_eq!(first.auth.secret_key.len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("secret_key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "only its owner may read the secret");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

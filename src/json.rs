@@ -141,6 +141,21 @@ pub fn depth(value: &Value<'_>) -> usize {
     }
 }
 
+/// Whether any string of the value, or any object key, holds a NUL character:
+/// text PostgreSQL cannot store (in `text` or in `jsonb`). simd-json also
+/// decodes a lone high surrogate at the end of a string (`"\ud800"`) to NUL,
+/// so this check refuses that too.
+pub fn holds_nul(value: &Value<'_>) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, field)| key.contains('\0') || holds_nul(field)),
+        Value::Static(_) => false,
+    }
+}
+
 /// A short name of a value's type for error messages.
 pub fn type_name(value: &Value<'_>) -> &'static str {
     match value {
@@ -237,6 +252,22 @@ mod tests {
         )
         .into_bytes();
         assert_eq!(parse(&mut one_too_deep).unwrap_err(), ParseError::TooDeep);
+    }
+
+    #[test]
+    fn nul_is_found_in_any_string_or_key() {
+        for (document, holds) in [
+            (r#"{"a":"b","c":[1,{"d":"e"}]}"#, false),
+            (r#"{"a":"b\u0000"}"#, true),
+            (r#"{"a\u0000":"b"}"#, true),
+            (r#"[1,[{"x":["\u0000"]}]]"#, true),
+            (r#"["\ud800"]"#, true),
+            (r#""\u0000""#, true),
+            ("12", false),
+        ] {
+            let mut bytes = document.as_bytes().to_vec();
+            assert_eq!(holds_nul(&parse(&mut bytes).unwrap()), holds, "{document}");
+        }
     }
 
     #[test]

@@ -16,8 +16,16 @@ pub fn healthz() -> Response<Body> {
 pub async fn readyz(state: &AppState) -> Response<Body> {
     let store = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(error)) => error.to_string(),
-        Err(_) => "timed out".to_owned(),
+        // The cause is for the operator's log, not the public: it can name
+        // hosts, users and databases.
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: the store does not answer");
+            "unavailable".to_owned()
+        }
+        Err(_) => {
+            tracing::warn!("readiness: the store did not answer within 2 s");
+            "timed out".to_owned()
+        }
     };
     let bus = match (state.bus.is_distributed(), state.bus.is_healthy()) {
         (false, _) => "local",

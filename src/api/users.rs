@@ -16,6 +16,9 @@ pub async fn search(
     let me = super::authenticate(state, request.headers())?;
     let query = Query::parse(request.uri().query());
     let text = query.get("q").unwrap_or("").trim();
+    if !crate::http::input::is_storable(text) {
+        return Err(ApiError::field("q", crate::http::input::NUL_REFUSED));
+    }
     if text.chars().count() > 254 {
         return Err(ApiError::field(
             "q",

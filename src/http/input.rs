@@ -84,6 +84,10 @@ impl<'a, 'v> Fields<'a, 'v> {
                 return None;
             }
         };
+        if !is_storable(raw) {
+            self.reject(name, NUL_REFUSED);
+            return None;
+        }
         // A string has at most as many characters as bytes: only a long one
         // needs counting.
         if raw.len() > rules.max_chars && raw.chars().count() > rules.max_chars {
@@ -141,6 +145,10 @@ impl<'a, 'v> Fields<'a, 'v> {
             }
             Some(value) => value,
         };
+        if json::holds_nul(value) {
+            self.reject(name, NUL_REFUSED);
+            return None;
+        }
         if json::depth(value) > max_depth {
             self.reject(
                 name,
@@ -179,6 +187,17 @@ impl<'a, 'v> Fields<'a, 'v> {
             Err(ApiError::Validation(self.errors))
         }
     }
+}
+
+/// Why text with a NUL character is refused (Django REST Framework's words).
+pub const NUL_REFUSED: &str = "Null characters are not allowed.";
+
+/// Whether text can be stored: PostgreSQL refuses the NUL character in `text`
+/// and `jsonb`, so every input that may reach the store is checked here, the
+/// same way for both stores, before it is queued (a refused message never
+/// reaches, or fails, a batch).
+pub fn is_storable(text: &str) -> bool {
+    !text.contains('\0')
 }
 
 /// Whitespace as Unicode defines it, plus the four ASCII separators (0x1C-0x1F)

@@ -315,6 +315,10 @@ pub trait Store: Send + Sync + 'static {
 pub(crate) enum Slot {
     First(usize),
     Repeat(usize),
+    /// A repeat of an earlier `(sender, client_msg_id)` of the batch sent to
+    /// another chat: the id belongs to that chat's message, so this one is a
+    /// conflict, whatever becomes of the first.
+    OtherChat,
 }
 
 /// Splits a batch into messages to append (distinct client ids) and, for every
@@ -329,6 +333,9 @@ pub(crate) fn dedupe_batch(batch: &[NewMessage]) -> (Vec<&NewMessage>, Vec<Slot>
             if let Some(id) = message.client_msg_id.as_deref() {
                 // One lookup per message: the entry is found or made at once.
                 match seen.entry((message.sender.id, id)) {
+                    Entry::Occupied(first) if unique[*first.get()].chat_id != message.chat_id => {
+                        return Slot::OtherChat
+                    }
                     Entry::Occupied(first) => return Slot::Repeat(*first.get()),
                     Entry::Vacant(slot) => {
                         slot.insert(unique.len());
@@ -354,6 +361,7 @@ pub(crate) fn expand_repeats(
         .iter()
         .map(|slot| match *slot {
             Slot::First(_) => None,
+            Slot::OtherChat => Some(Appended::ClientIdConflict),
             Slot::Repeat(i) => stored
                 .get(i)
                 .zip(unique.get(i))
@@ -371,7 +379,7 @@ pub(crate) fn expand_repeats(
     for (slot, repeat) in slots.iter().zip(repeats) {
         let outcome = match *slot {
             Slot::First(i) => stored.get_mut(i).and_then(Option::take),
-            Slot::Repeat(_) => repeat,
+            Slot::Repeat(_) | Slot::OtherChat => repeat,
         };
         outcomes.push(outcome.ok_or(StoreError::Inconsistent("a batch message got no outcome"))?);
     }
@@ -480,6 +488,22 @@ mod tests {
             (&first.content, &first.client_msg_id, first.id),
             "the repeat is answered with the message its first was stored as"
         );
+    }
+
+    #[test]
+    fn a_client_id_repeated_in_another_chat_within_a_batch_is_a_conflict() {
+        let mut elsewhere = new_message(7, Some("a"));
+        elsewhere.chat_id = 2;
+        let batch = [new_message(7, Some("a")), elsewhere];
+        let (unique, slots) = dedupe_batch(&batch);
+        assert_eq!(unique.len(), 1, "the other chat's message is not stored");
+        assert_eq!(slots, [Slot::First(0), Slot::OtherChat]);
+        let answered = outcomes(
+            expand_repeats(vec![stored(1)], &slots, &unique).unwrap(),
+            batch.to_vec(),
+        );
+        let kinds: Vec<_> = answered.iter().map(seq_and_kind).collect();
+        assert_eq!(kinds, [(1, "created"), (0, "conflict")]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod cluster;
 mod faults;
 mod helpers;
 mod history_cache;
+mod hostile;
 mod http;
 mod limits;
 mod messages;
