@@ -30,7 +30,7 @@ fn fanout(c: &mut Criterion) {
                     user_id,
                     outbox: outbox.clone(),
                 };
-                rooms.join(1, subscriber).await;
+                rooms.join(1, subscriber).await.keep();
                 receivers.push(outbox);
             }
             (rooms, receivers)

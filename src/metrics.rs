@@ -22,6 +22,10 @@ pub struct HttpLabels {
 pub struct Metrics {
     registry: Registry,
     pub connections_open: Gauge,
+    /// Chats with at least one local socket (rooms in the room map).
+    pub rooms_open: Gauge,
+    /// Chats this node's bus subscriber is subscribed to.
+    pub bus_subscriptions: Gauge,
     pub handshakes: Counter,
     pub messages_received: Counter,
     pub messages_delivered: Counter,
@@ -44,6 +48,8 @@ impl Metrics {
         let mut metrics = Metrics {
             registry: Registry::with_prefix("chat"),
             connections_open: Gauge::default(),
+            rooms_open: Gauge::default(),
+            bus_subscriptions: Gauge::default(),
             handshakes: Counter::default(),
             messages_received: Counter::default(),
             messages_delivered: Counter::default(),
@@ -70,6 +76,16 @@ impl Metrics {
             "websocket_connections_open",
             "WebSocket sessions open",
             self.connections_open.clone(),
+        );
+        r.register(
+            "rooms_open",
+            "Chats with at least one socket on this node",
+            self.rooms_open.clone(),
+        );
+        r.register(
+            "bus_subscriptions",
+            "Chats this node is subscribed to on the bus",
+            self.bus_subscriptions.clone(),
         );
         r.register(
             "websocket_handshakes",

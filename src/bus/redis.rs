@@ -102,6 +102,7 @@ pub(super) async fn subscribe_loop(
         if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
             continue;
         }
+        metrics.bus_subscriptions.set(watched.len() as i64);
         healthy.store(true, Ordering::Relaxed);
         metrics.bus_reconnects.inc();
         backoff = MIN_BACKOFF;
@@ -118,7 +119,7 @@ pub(super) async fn subscribe_loop(
                 },
                 change = interest.recv() => {
                     let Some(change) = change else { return };
-                    if !follow(change, &mut interest, &mut watched, &mut sink, &prefix, &rooms).await {
+                    if !follow(change, &mut interest, &mut watched, &mut sink, &prefix, &rooms, &metrics).await {
                         break;
                     }
                 }
@@ -150,6 +151,7 @@ async fn follow(
     sink: &mut redis::aio::PubSubSink,
     prefix: &str,
     rooms: &Rooms,
+    metrics: &Metrics,
 ) -> bool {
     let mut changes = vec![first];
     while changes.len() < FOLLOW_MAX {
@@ -168,6 +170,7 @@ async fn follow(
     if !net.unsubscribe.is_empty() && sink.unsubscribe(channels(&net.unsubscribe)).await.is_err() {
         return false;
     }
+    metrics.bus_subscriptions.set(watched.len() as i64);
     // Messages published before the subscription took effect are in the store.
     for chat in net.resync {
         rooms.resync(chat).await;

@@ -47,6 +47,28 @@ impl Subscriber {
     }
 }
 
+/// A socket's place in a room while its handshake runs: dropped, it leaves.
+#[must_use = "dropping the entry leaves the room"]
+pub struct RoomEntry {
+    rooms: Rooms,
+    chat: i64,
+    conn: ConnId,
+}
+
+impl RoomEntry {
+    /// The session takes over: it leaves the room itself when it ends (which
+    /// keeps this handle out of every session's task).
+    pub fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for RoomEntry {
+    fn drop(&mut self) {
+        self.rooms.leave_soon(self.chat, self.conn);
+    }
+}
+
 /// Who of a room should not receive an ephemeral event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Except {
@@ -125,8 +147,34 @@ impl Rooms {
         let _ = self.shard(chat).send(command).await;
     }
 
-    pub async fn join(&self, chat: i64, subscriber: Subscriber) {
+    /// Adds a socket to its chat's room. The entry leaves the room when
+    /// dropped, unless [`RoomEntry::keep`] hands that job to the session: a
+    /// handshake abandoned at any await after this (the client gone while its
+    /// lookup is in flight, which drops the handshake's future) leaves nothing
+    /// behind.
+    pub async fn join(&self, chat: i64, subscriber: Subscriber) -> RoomEntry {
+        let conn = subscriber.conn;
         self.send(chat, Command::Join { chat, subscriber }).await;
+        // No await between the join being queued and the entry existing.
+        RoomEntry {
+            rooms: self.clone(),
+            chat,
+            conn,
+        }
+    }
+
+    /// Leaves without waiting (from a `Drop`): queued at once when the shard
+    /// has room, else by a task of its own. Either way after the join, which
+    /// is already queued on the same channel.
+    fn leave_soon(&self, chat: i64, conn: ConnId) {
+        let shard = self.shard(chat).clone();
+        if let Err(mpsc::error::TrySendError::Full(command)) =
+            shard.try_send(Command::Leave { chat, conn })
+        {
+            tokio::spawn(async move {
+                let _ = shard.send(command).await;
+            });
+        }
     }
 
     pub async fn leave(&self, chat: i64, conn: ConnId) {
@@ -213,9 +261,9 @@ mod tests {
         let (a, a_rx) = subscriber(1, 10, 8);
         let (b, b_rx) = subscriber(2, 20, 8);
         let (other, other_rx) = subscriber(3, 30, 8);
-        rooms.join(7, a).await;
-        rooms.join(7, b).await;
-        rooms.join(8, other).await;
+        rooms.join(7, a).await.keep();
+        rooms.join(7, b).await.keep();
+        rooms.join(8, other).await.keep();
         let frame = Bytes::from_static(b"{}");
         rooms.publish(7, 1, frame.clone()).await;
         assert_eq!(seq_of(next(&a_rx).await), 1);
@@ -236,8 +284,8 @@ mod tests {
         let rooms = Rooms::start(2, None, Default::default());
         let (odd, odd_rx) = subscriber(1, 10, 8);
         let (even, even_rx) = subscriber(2, 20, 8);
-        rooms.join(1, odd).await;
-        rooms.join(2, even).await;
+        rooms.join(1, odd).await.keep();
+        rooms.join(2, even).await.keep();
         let message = |chat, seq| Published {
             chat,
             seq,
@@ -262,7 +310,7 @@ mod tests {
         let (a2, a2_rx) = subscriber(2, 10, 8);
         let (b, b_rx) = subscriber(3, 20, 8);
         for s in [a, a2, b] {
-            rooms.join(1, s).await;
+            rooms.join(1, s).await.keep();
         }
         rooms
             .broadcast(1, Bytes::from_static(b"t"), Except::User(10))
@@ -281,15 +329,15 @@ mod tests {
         let rooms = Rooms::start(2, None, Default::default());
         let (a, a_rx) = subscriber(1, 10, 8);
         let (b, b_rx) = subscriber(2, 20, 8);
-        rooms.join(1, a).await;
-        rooms.join(2, b).await;
+        rooms.join(1, a).await.keep();
+        rooms.join(2, b).await.keep();
         rooms.publish(1, 1, Bytes::new()).await;
         rooms.go_away().await;
         assert_eq!(seq_of(next(&a_rx).await), 1, "queued first");
         assert_eq!(a_rx.take().await, Taken::Alarm(Alarm::GoingAway));
         assert_eq!(b_rx.take().await, Taken::Alarm(Alarm::GoingAway));
         let (late, late_rx) = subscriber(3, 30, 8);
-        rooms.join(1, late).await;
+        rooms.join(1, late).await.keep();
         let told = tokio::time::timeout(std::time::Duration::from_secs(1), late_rx.take()).await;
         assert_eq!(told.expect("told at once"), Taken::Alarm(Alarm::GoingAway));
     }
@@ -298,7 +346,7 @@ mod tests {
     async fn a_full_outbox_drops_the_socket_and_signals_overflow() {
         let rooms = Rooms::start(1, None, Default::default());
         let (slow, slow_rx) = subscriber(1, 10, 2);
-        rooms.join(1, slow).await;
+        rooms.join(1, slow).await.keep();
         for seq in 1..=5 {
             rooms.publish(1, seq, Bytes::new()).await;
         }
@@ -327,8 +375,8 @@ mod interest_tests {
             user_id: 1,
             outbox: Outbox::new(4),
         };
-        rooms.join(5, socket(1)).await;
-        rooms.join(5, socket(2)).await;
+        rooms.join(5, socket(1)).await.keep();
+        rooms.join(5, socket(2)).await.keep();
         rooms.leave(5, 1).await;
         rooms.leave(5, 2).await;
         rooms.resync(5).await;
@@ -346,7 +394,7 @@ mod interest_tests {
             user_id: 1,
             outbox: Outbox::new(1),
         };
-        rooms.join(6, slow).await;
+        rooms.join(6, slow).await.keep();
         rooms.publish(6, 1, Bytes::new()).await;
         assert_eq!(rx.recv().await, Some(Interest::Watch(6)));
         assert!(rx.try_recv().is_err(), "the first message fits");
@@ -362,7 +410,24 @@ mod interest_tests {
                     outbox: Outbox::new(1),
                 },
             )
-            .await;
+            .await
+            .keep();
         assert_eq!(rx.recv().await, Some(Interest::Watch(6)), "a new room");
+    }
+
+    #[tokio::test]
+    async fn an_entry_dropped_before_it_is_kept_leaves_its_room() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let rooms = Rooms::start(2, Some(tx), Arc::new(Metrics::new()));
+        let (a, _) = subscriber(1, 1, 4);
+        let entry = rooms.join(3, a).await;
+        assert_eq!(rx.recv().await, Some(Interest::Watch(3)));
+        drop(entry);
+        assert_eq!(rx.recv().await, Some(Interest::Unwatch(3)), "left on drop");
+        let (b, _) = subscriber(2, 1, 4);
+        rooms.join(3, b).await.keep();
+        assert_eq!(rx.recv().await, Some(Interest::Watch(3)));
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), rx.recv()).await;
+        assert!(quiet.is_err(), "a kept entry stays: {quiet:?}");
     }
 }

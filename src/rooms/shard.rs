@@ -19,6 +19,11 @@ pub(super) async fn run(
     let mut rooms: HashMap<i64, Vec<Subscriber>> = HashMap::new();
     let mut going_away = false;
     let tell = |change: Option<Interest>| {
+        match change {
+            Some(Interest::Watch(_)) => metrics.rooms_open.inc(),
+            Some(Interest::Unwatch(_)) => metrics.rooms_open.dec(),
+            None => return,
+        };
         if let (Some(interest), Some(change)) = (interest.as_ref(), change) {
             let _ = interest.send(change);
         }

@@ -44,8 +44,7 @@ pub async fn handshake(
     let bearer = crate::api::bearer(state, token)?;
     let user_id = bearer.user_id;
     let membership = session::subscribe(state, user_id);
-    let conn = membership.subscriber.conn;
-    state
+    let entry = state
         .rooms
         .join(chat_id, membership.subscriber.clone())
         .await;
@@ -63,13 +62,14 @@ pub async fn handshake(
         upgrade,
     } = match admitted {
         Ok(admission) => admission,
-        Err(error) => {
-            state.rooms.leave(chat_id, conn).await;
-            return Err(error);
-        }
+        // Dropping the entry leaves the room.
+        Err(error) => return Err(error),
     };
     state.metrics.handshakes.inc();
     let session = session::run(state.clone(), upgrade, spec, membership, shutdown.clone());
+    // From here the session leaves the room when it ends (nothing can cancel
+    // this function between the two lines).
+    entry.keep();
     tokio::spawn(session);
     Ok(response.map(|()| Body::default()))
 }

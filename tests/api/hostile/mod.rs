@@ -4,3 +4,20 @@
 //! without the fix it covers.
 
 mod text;
+mod handshakes;
+
+/// A value of the server's `/metrics` (0 when absent).
+pub async fn metric(app: &crate::helpers::TestApp, name: &str) -> f64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
