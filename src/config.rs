@@ -7,6 +7,7 @@
 //! tests can build many configurations in one process without touching the real
 //! environment.
 
+use crate::http::forwarded::TrustedProxies;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -61,11 +62,17 @@ pub struct Limits {
     pub max_metadata_depth: usize,
     pub password_min_length: usize,
     pub max_connections: usize,
+    /// Open connections from one address (0 = no cap); trusted proxies are exempt.
+    pub max_connections_per_address: usize,
     pub header_read_timeout: Duration,
+    /// A request body not received within this is refused with 408.
+    pub body_read_timeout: Duration,
     pub user_search_limit: i64,
     /// Register/login attempts per client address per minute (0 = no limit).
     pub auth_per_minute: f64,
     pub auth_burst: f64,
+    /// Failed logins per email per minute (0 = no limit); the burst is the same.
+    pub login_failures_per_email_per_minute: f64,
     /// Messages per user per second, REST and WebSocket together (0 = no limit).
     pub sends_per_second: f64,
     pub sends_burst: f64,
@@ -126,6 +133,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub allowed_hosts: Vec<String>,
     pub cors_allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: TrustedProxies,
     pub database: Option<DatabaseConfig>,
     pub redis_url: Option<String>,
     /// Prefix of this deployment's Redis channels (several can share one Redis).
@@ -166,6 +175,7 @@ impl Config {
             bind: env.number("BIND", SocketAddr::from(([0, 0, 0, 0], 8000)))?,
             allowed_hosts: env.list("ALLOWED_HOSTS", &["*"]),
             cors_allowed_origins: env.list("CORS_ALLOWED_ORIGINS", &[]),
+            trusted_proxies: trusted_proxies(env)?,
             database: database_config(env)?,
             redis_url: redis_url(env),
             redis_channel_prefix: env
@@ -191,10 +201,14 @@ fn limits(env: &Env) -> Result<Limits, ConfigError> {
         max_metadata_depth: env.number("MAX_METADATA_DEPTH", 32)?,
         password_min_length: env.number("PASSWORD_MIN_LENGTH", 8)?,
         max_connections: env.number("MAX_CONNECTIONS", 100_000)?,
+        max_connections_per_address: env.number("MAX_CONNECTIONS_PER_ADDRESS", 1_000)?,
         header_read_timeout: Duration::from_secs(env.number("HEADER_READ_TIMEOUT_SECS", 10)?),
+        body_read_timeout: Duration::from_secs(env.number("BODY_READ_TIMEOUT_SECS", 15)?),
         user_search_limit: env.number("USER_SEARCH_LIMIT", 50)?,
         auth_per_minute: env.number("RATE_LIMIT_AUTH_PER_MIN", 60.0)?,
         auth_burst: env.number("RATE_LIMIT_AUTH_BURST", 20.0)?,
+        login_failures_per_email_per_minute: env
+            .number("RATE_LIMIT_LOGIN_FAILURES_PER_EMAIL_PER_MIN", 10.0)?,
         sends_per_second: env.number("RATE_LIMIT_SENDS_PER_SEC", 50.0)?,
         sends_burst: env.number("RATE_LIMIT_SENDS_BURST", 200.0)?,
         flood_close_after: env.number("WS_FLOOD_CLOSE_AFTER", 100)?,
@@ -282,6 +296,16 @@ fn database_config(env: &Env) -> Result<Option<DatabaseConfig>, ConfigError> {
         url.push_str(&format!(" password='{}'", password.replace('\'', "\\'")));
     }
     Ok(Some(DatabaseConfig { url, pool_size }))
+}
+
+/// `TRUSTED_PROXIES`: addresses and CIDR networks, comma- or space-separated.
+fn trusted_proxies(env: &Env) -> Result<TrustedProxies, ConfigError> {
+    let entries = env.list("TRUSTED_PROXIES", &[]);
+    TrustedProxies::parse(&entries).map_err(|reason| ConfigError::Invalid {
+        name: "TRUSTED_PROXIES",
+        value: entries.join(","),
+        reason,
+    })
 }
 
 /// `REDIS_URL`, with `REDIS_PASSWORD` folded in when the URL carries none.

@@ -38,6 +38,8 @@ pub enum ApiError {
     MethodNotAllowed(Method),
     #[error("Request body is larger than the limit of {0} bytes.")]
     PayloadTooLarge(usize),
+    #[error("The request body did not arrive within {} seconds.", .0.as_secs())]
+    BodyTimeout(std::time::Duration),
     #[error("Unsupported media type \"{0}\" in request.")]
     UnsupportedMediaType(String),
     /// The body is not JSON we accept; the message says why.
@@ -85,6 +87,7 @@ impl ApiError {
             NotFound | InvalidPage => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MalformedJson(_) | BadRequest(_) | Validation(_) | DisallowedHost => {
                 StatusCode::BAD_REQUEST
@@ -138,6 +141,13 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(hyper::header::RETRY_AFTER, value);
+        }
+        if let ApiError::BodyTimeout(_) = self {
+            // The rest of the body may still come: the connection cannot be reused.
+            response.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
         }
         if let ApiError::NotAuthenticated | ApiError::InvalidAccessToken(_) = self {
             response.headers_mut().insert(

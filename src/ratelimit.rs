@@ -59,7 +59,19 @@ impl RateLimiter {
         self.check_at(key, Instant::now())
     }
 
+    /// Whether `key` has a token left, without taking it (for limits that
+    /// count only failures: the attempt is let through, and its failure
+    /// then takes a token with [`RateLimiter::check`]).
+    pub fn has_token(&self, key: impl Hash) -> Result<(), Duration> {
+        self.visit(key, Instant::now(), false)
+    }
+
     fn check_at(&self, key: impl Hash, now: Instant) -> Result<(), Duration> {
+        self.visit(key, now, true)
+    }
+
+    /// Refills `key`'s bucket to `now`, then takes a token if `take`.
+    fn visit(&self, key: impl Hash, now: Instant, take: bool) -> Result<(), Duration> {
         if !self.is_enabled() {
             return Ok(());
         }
@@ -78,7 +90,9 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if take {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             Err(Duration::from_secs_f64(
@@ -123,6 +137,17 @@ mod tests {
     }
 
     #[test]
+    fn looking_takes_no_token() {
+        let limiter = RateLimiter::new(1.0, 2.0);
+        for _ in 0..10 {
+            assert!(limiter.has_token("k").is_ok());
+        }
+        assert!(limiter.check("k").is_ok());
+        assert!(limiter.check("k").is_ok());
+        assert!(limiter.has_token("k").is_err(), "both taken");
+    }
+
+    #[test]
     fn a_zero_rate_disables_the_limit() {
         let limiter = RateLimiter::new(0.0, 1.0);
         for _ in 0..100 {
@@ -154,49 +179,56 @@ mod tests {
     }
 }
 
-/// Caps the open WebSockets of each user; a slot is given back when dropped.
-pub struct SocketSlots {
+/// Caps how many of something each key holds at once (open WebSockets per
+/// user, open connections per client address); a slot is given back when
+/// dropped.
+pub struct Slots<K> {
     max: usize,
-    open: Mutex<HashMap<i64, usize>>,
+    open: Mutex<HashMap<K, usize>>,
 }
 
+/// Open WebSockets per user.
+pub type SocketSlots = Slots<i64>;
 /// One open socket of a user.
-pub struct SocketSlot {
-    slots: std::sync::Arc<SocketSlots>,
-    user: i64,
+pub type SocketSlot = Slot<i64>;
+
+/// One of a key's slots.
+pub struct Slot<K: Hash + Eq + Copy> {
+    slots: std::sync::Arc<Slots<K>>,
+    key: K,
 }
 
-impl SocketSlots {
-    /// `max` sockets per user; 0 means no cap.
+impl<K: Hash + Eq + Copy> Slots<K> {
+    /// `max` slots per key; 0 means no cap.
     pub fn new(max: usize) -> std::sync::Arc<Self> {
-        std::sync::Arc::new(SocketSlots {
+        std::sync::Arc::new(Slots {
             max,
             open: Mutex::new(HashMap::new()),
         })
     }
 
-    /// A slot for one more socket of `user`, unless the user is at the cap.
-    pub fn acquire(self: &std::sync::Arc<Self>, user: i64) -> Option<SocketSlot> {
+    /// A slot for one more of `key`, unless the key is at the cap.
+    pub fn acquire(self: &std::sync::Arc<Self>, key: K) -> Option<Slot<K>> {
         let mut open = lock(&self.open);
-        let count = open.entry(user).or_insert(0);
+        let count = open.entry(key).or_insert(0);
         if self.max > 0 && *count >= self.max {
             return None;
         }
         *count += 1;
-        Some(SocketSlot {
+        Some(Slot {
             slots: self.clone(),
-            user,
+            key,
         })
     }
 }
 
-impl Drop for SocketSlot {
+impl<K: Hash + Eq + Copy> Drop for Slot<K> {
     fn drop(&mut self) {
         let mut open = lock(&self.slots.open);
-        if let Some(count) = open.get_mut(&self.user) {
+        if let Some(count) = open.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.user);
+                open.remove(&self.key);
             }
         }
     }

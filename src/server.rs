@@ -3,6 +3,7 @@
 //! are closed at once), backoff on accept errors, and a graceful drain on shutdown.
 
 use crate::config::Config;
+use crate::ratelimit::{Slot, Slots};
 use crate::shutdown::{Shutdown, ShutdownController};
 use crate::state::{AppState, StartError};
 use hyper::server::conn::http1;
@@ -10,7 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -105,10 +106,14 @@ impl Application {
     }
 }
 
-/// Accepts connections, each under a `MAX_CONNECTIONS` permit, until the task
-/// is aborted (which closes the listener).
+/// Accepts connections, each under a `MAX_CONNECTIONS` permit and a slot of
+/// its address's `MAX_CONNECTIONS_PER_ADDRESS` (trusted proxies carry many
+/// clients and take none), until the task is aborted (which closes the
+/// listener).
 async fn accept(listener: TcpListener, state: Arc<AppState>, shutdown: Shutdown) {
-    let permits = Arc::new(Semaphore::new(state.config.limits.max_connections));
+    let limits = &state.config.limits;
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Slots::<IpAddr>::new(limits.max_connections_per_address);
     let mut backoff = Duration::from_millis(5);
     loop {
         match listener.accept().await {
@@ -116,10 +121,23 @@ async fn accept(listener: TcpListener, state: Arc<AppState>, shutdown: Shutdown)
                 backoff = Duration::from_millis(5);
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, "connection limit reached; refusing");
-                    tokio::spawn(refuse(stream));
+                    tokio::spawn(refuse(stream, Refusal::Full));
                     continue;
                 };
-                let permit = Arc::new(ConnectionPermit { _permit: permit });
+                let address = peer.ip();
+                let slot = if state.config.trusted_proxies.trusts(address) {
+                    None
+                } else if let Some(slot) = per_address.acquire(address) {
+                    Some(slot)
+                } else {
+                    tracing::warn!(%peer, "connection limit of the address reached; refusing");
+                    tokio::spawn(refuse(stream, Refusal::AddressFull));
+                    continue;
+                };
+                let permit = Arc::new(ConnectionPermit {
+                    _permit: permit,
+                    _address: slot,
+                });
                 tokio::spawn(serve_connection(
                     state.clone(),
                     stream,
@@ -143,6 +161,16 @@ async fn accept(listener: TcpListener, state: Arc<AppState>, shutdown: Shutdown)
 /// upgraded socket is open.
 pub struct ConnectionPermit {
     _permit: OwnedSemaphorePermit,
+    _address: Option<Slot<IpAddr>>,
+}
+
+/// Why a connection is refused at accept.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// `MAX_CONNECTIONS` are open.
+    Full,
+    /// Its address holds `MAX_CONNECTIONS_PER_ADDRESS`.
+    AddressFull,
 }
 
 /// Runs one HTTP/1.1 connection until it ends or shutdown asks it to finish.
@@ -181,14 +209,24 @@ async fn serve_connection(
     }
 }
 
-/// Over `MAX_CONNECTIONS`: a 503 and a close, instead of a silent reset.
-async fn refuse(mut stream: TcpStream) {
+/// Over a connection limit: a 503 (the server's) or a 429 (the address's)
+/// and a close, instead of a silent reset.
+async fn refuse(mut stream: TcpStream, why: Refusal) {
     use tokio::io::AsyncWriteExt;
-    const BODY: &str = r#"{"detail":"Too many connections, retry shortly."}"#;
+    let (status, body) = match why {
+        Refusal::Full => (
+            "503 Service Unavailable",
+            r#"{"detail":"Too many connections, retry shortly."}"#,
+        ),
+        Refusal::AddressFull => (
+            "429 Too Many Requests",
+            r#"{"detail":"Too many connections from your address."}"#,
+        ),
+    };
     let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
-         connection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
-        BODY.len()
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
     );
     let _ = tokio::time::timeout(
         Duration::from_secs(1),

@@ -62,6 +62,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Register/login attempts per client address.
     pub auth_limiter: RateLimiter,
+    /// Failed logins per email (so no one address, and no crowd of them,
+    /// can try passwords against one account quickly).
+    pub login_failures: RateLimiter,
     /// Sends per user (REST and WebSocket).
     pub send_limiter: RateLimiter,
     pub socket_slots: Arc<SocketSlots>,
@@ -111,6 +114,10 @@ impl AppState {
             bus,
             metrics,
             auth_limiter: RateLimiter::new(limits.auth_per_minute / 60.0, limits.auth_burst),
+            login_failures: RateLimiter::new(
+                limits.login_failures_per_email_per_minute / 60.0,
+                limits.login_failures_per_email_per_minute,
+            ),
             send_limiter: RateLimiter::new(limits.sends_per_second, limits.sends_burst),
             socket_slots: SocketSlots::new(limits.max_sockets_per_user),
             cors: Cors::new(&config.cors_allowed_origins),

@@ -19,7 +19,7 @@ pub async fn register(
 ) -> Result<Response<Body>, ApiError> {
     throttle_by_address(state, &request)?;
     let limits = &state.config.limits;
-    let mut body = RawBody::read(request, limits.max_body_bytes).await?;
+    let mut body = RawBody::read(request, limits).await?;
     let value = body.object()?;
     let mut fields = Fields::new(&value);
     let email = fields.text("email", Text::required(254));
@@ -79,7 +79,7 @@ pub async fn login(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     throttle_by_address(state, &request)?;
-    let mut body = RawBody::read(request, state.config.limits.max_body_bytes).await?;
+    let mut body = RawBody::read(request, &state.config.limits).await?;
     let value = body.object()?;
     let mut fields = Fields::new(&value);
     let email = fields.text("email", Text::required(254));
@@ -94,6 +94,12 @@ pub async fn login(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::Internal("validated fields missing".into()));
     };
+    // Emails are unique without case: one bucket per account however spelled.
+    let account = email.to_lowercase();
+    state
+        .login_failures
+        .has_token(&account)
+        .map_err(ApiError::Throttled)?;
     let credentials = state.store.credentials(&email).await?;
     let stored_hash = credentials.as_ref().map(|c| c.password_hash.clone());
     let matches = state.passwords.verify(password, stored_hash).await?;
@@ -102,7 +108,10 @@ pub async fn login(
             "refresh": state.tokens.issue(c.user.id, TokenType::Refresh),
             "access": state.tokens.issue(c.user.id, TokenType::Access),
         }))),
-        _ => Err(ApiError::InvalidCredentials),
+        _ => {
+            let _ = state.login_failures.check(&account);
+            Err(ApiError::InvalidCredentials)
+        }
     }
 }
 
@@ -136,7 +145,7 @@ async fn valid_refresh_token(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<crate::auth::jwt::Claims, ApiError> {
-    let mut body = RawBody::read(request, state.config.limits.max_body_bytes).await?;
+    let mut body = RawBody::read(request, &state.config.limits).await?;
     let value = body.object()?;
     let mut fields = Fields::new(&value);
     let token = fields.text("refresh", Text::required(4096));

@@ -15,7 +15,7 @@ pub async fn start(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let me = super::current_user(state, request.headers()).await?;
-    let mut body = RawBody::read(request, state.config.limits.max_body_bytes).await?;
+    let mut body = RawBody::read(request, &state.config.limits).await?;
     let value = body.object()?;
     let mut fields = Fields::new(&value);
     let other_id = fields.integer("user_id");

@@ -177,7 +177,7 @@ pub async fn send(
     state.send_limiter.check(me).map_err(ApiError::Throttled)?;
     let sender = confirmed_sender(state, me, chat_id).await?;
     let limits = &state.config.limits;
-    let mut body = RawBody::read(request, limits.max_body_bytes).await?;
+    let mut body = RawBody::read(request, limits).await?;
     let value = body.object()?;
     let mut fields = Fields::new(&value);
     let draft = Draft::read(&mut fields, limits);

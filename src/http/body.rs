@@ -2,6 +2,7 @@
 //! `Content-Length` before reading and while reading), and decoded as JSON (or, as
 //! Django REST Framework also accepts, as a form) into an object of fields.
 
+use crate::config::Limits;
 use crate::error::ApiError;
 use crate::json::{self, Value};
 use bytes::Bytes;
@@ -17,8 +18,17 @@ enum Encoding {
     Form,
 }
 
-/// Reads the whole body, refusing more than `limit` bytes.
-pub async fn read_limited(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the whole body, refusing more than `limits.max_body_bytes` bytes or
+/// a body still incomplete after `limits.body_read_timeout` (a client
+/// trickling bytes would otherwise hold its connection and task forever).
+pub async fn read_limited(request: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
+    let deadline = limits.body_read_timeout;
+    tokio::time::timeout(deadline, read_at_most(request, limits.max_body_bytes))
+        .await
+        .unwrap_or(Err(ApiError::BodyTimeout(deadline)))
+}
+
+async fn read_at_most(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
@@ -69,9 +79,9 @@ pub struct RawBody {
 
 impl RawBody {
     /// Reads and checks the body of a request that must carry an object of fields.
-    pub async fn read(request: Request<Incoming>, limit: usize) -> Result<Self, ApiError> {
+    pub async fn read(request: Request<Incoming>, limits: &Limits) -> Result<Self, ApiError> {
         let encoding = encoding(&request)?;
-        let bytes = read_limited(request, limit).await?;
+        let bytes = read_limited(request, limits).await?;
         Ok(RawBody {
             bytes: bytes.to_vec(),
             encoding,

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod cors;
+pub mod forwarded;
 pub mod input;
 pub mod query;
 pub mod response;
@@ -28,7 +29,8 @@ pub async fn serve(
     shutdown: &Shutdown,
     peer: std::net::IpAddr,
 ) -> Response<Body> {
-    request.extensions_mut().insert(ClientAddr(peer));
+    let client = state.config.trusted_proxies.client(peer, request.headers());
+    request.extensions_mut().insert(ClientAddr(client));
     let started = Instant::now();
     let method = request.method().clone();
     let resolved = router::Route::resolve(request.uri().path());
@@ -66,7 +68,8 @@ pub async fn serve(
     response
 }
 
-/// The address of the client's TCP connection (a proxy's, behind one).
+/// The client's address: its TCP connection's, or behind trusted proxies
+/// the one they forwarded (see [`forwarded`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::IpAddr);
 

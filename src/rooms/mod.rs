@@ -419,13 +419,16 @@ mod interest_tests {
     async fn an_entry_dropped_before_it_is_kept_leaves_its_room() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let rooms = Rooms::start(2, Some(tx), Arc::new(Metrics::new()));
-        let (a, _) = subscriber(1, 1, 4);
-        let entry = rooms.join(3, a).await;
+        let socket = |conn| Subscriber {
+            conn,
+            user_id: 1,
+            outbox: Outbox::new(4),
+        };
+        let entry = rooms.join(3, socket(1)).await;
         assert_eq!(rx.recv().await, Some(Interest::Watch(3)));
         drop(entry);
         assert_eq!(rx.recv().await, Some(Interest::Unwatch(3)), "left on drop");
-        let (b, _) = subscriber(2, 1, 4);
-        rooms.join(3, b).await.keep();
+        rooms.join(3, socket(2)).await.keep();
         assert_eq!(rx.recv().await, Some(Interest::Watch(3)));
         let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), rx.recv()).await;
         assert!(quiet.is_err(), "a kept entry stays: {quiet:?}");

@@ -120,7 +120,7 @@ async fn sockets_per_user_are_capped() {
 }
 
 /// Reads until the server closes the connection (or `wait` passes).
-async fn read_until_closed(
+pub async fn read_until_closed(
     stream: &mut tokio::net::TcpStream,
     wait: std::time::Duration,
 ) -> Option<String> {
@@ -134,7 +134,7 @@ async fn read_until_closed(
 /// A connection that has sent the start of a request. (The server is handed a
 /// connection once its first bytes arrive: one that sends nothing waits in the
 /// kernel, uncounted, until it does or the header timeout passes.)
-async fn open_and_start_a_request(app: &TestApp) -> tokio::net::TcpStream {
+pub async fn open_and_start_a_request(app: &TestApp) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     stream

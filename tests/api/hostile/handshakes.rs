@@ -44,7 +44,10 @@ async fn handshakes_abandoned_mid_lookup_leave_no_room_and_no_subscription() {
     let mut chats = Vec::new();
     let mut tokens = Vec::new();
     for i in 0..8 {
-        let (a, b) = (app.user(&format!("a{i}")).await, app.user(&format!("b{i}")).await);
+        let (a, b) = (
+            app.user(&format!("a{i}")).await,
+            app.user(&format!("b{i}")).await,
+        );
         chats.push(app.chat(&a, &b).await);
         tokens.push(a.access);
     }
@@ -71,7 +74,11 @@ async fn handshakes_abandoned_mid_lookup_leave_no_room_and_no_subscription() {
     drop(abandoned);
     tokio::time::sleep(Duration::from_millis(300)).await;
     lock.rollback().await.unwrap();
-    assert_eq!(settles_at(&app, "chat_rooms_open", 0.0).await, 0.0, "rooms left");
+    assert_eq!(
+        settles_at(&app, "chat_rooms_open", 0.0).await,
+        0.0,
+        "rooms left"
+    );
     assert_eq!(
         settles_at(&app, "chat_bus_subscriptions", 0.0).await,
         0.0,

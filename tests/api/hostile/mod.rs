@@ -3,8 +3,9 @@
 //! catch-up memory, forged bus events and exposed secrets. Each test fails
 //! without the fix it covers.
 
-mod text;
 mod handshakes;
+mod proxies;
+mod text;
 
 /// A value of the server's `/metrics` (0 when absent).
 pub async fn metric(app: &crate::helpers::TestApp, name: &str) -> f64 {
