@@ -180,8 +180,7 @@ impl Config {
             redis_url: redis_url(env),
             redis_channel_prefix: env
                 .text("REDIS_CHANNEL_PREFIX")
-                .unwrap_or("chat-server")
-                .to_owned(),
+                .map_or_else(|| default_channel_prefix(&auth.secret_key), str::to_owned),
             auth,
             limits: limits(env)?,
             paging: paging(env)?,
@@ -296,6 +295,14 @@ fn database_config(env: &Env) -> Result<Option<DatabaseConfig>, ConfigError> {
         url.push_str(&format!(" password='{}'", password.replace('\'', "\\'")));
     }
     Ok(Some(DatabaseConfig { url, pool_size }))
+}
+
+/// A prefix two deployments cannot share by accident: derived from the secret
+/// (the nodes of one deployment share it; another deployment's differs), never
+/// showing it.
+fn default_channel_prefix(secret: &str) -> String {
+    let digest = crate::digest::sha256(format!("chat-server channel prefix:{secret}").as_bytes());
+    format!("chat-{}", crate::digest::hex(&digest[..6]))
 }
 
 /// `TRUSTED_PROXIES`: addresses and CIDR networks, comma- or space-separated.
@@ -506,6 +513,27 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600, "only its owner may read the secret");
         }
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_default_channel_prefix_follows_the_secret() {
+        let prefix = |secret| {
+            Config::from_vars(vars(&[("SECRET_KEY", secret)]))
+                .unwrap()
+                .redis_channel_prefix
+        };
+        assert_eq!(prefix("one"), prefix("one"), "one deployment, one prefix");
+        assert_ne!(
+            prefix("one"),
+            prefix("two"),
+            "two deployments, two prefixes"
+        );
+        assert!(!prefix("one").contains("one"), "{}", prefix("one"));
+        let set = Config::from_vars(vars(&[
+            ("SECRET_KEY", "one"),
+            ("REDIS_CHANNEL_PREFIX", "p"),
+        ]));
+        assert_eq!(set.unwrap().redis_channel_prefix, "p");
     }
 
     #[test]

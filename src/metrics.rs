@@ -35,6 +35,9 @@ pub struct Metrics {
     pub slow_consumer_closes: Counter,
     pub bus_published: Counter,
     pub bus_received: Counter,
+    /// Bus events not delivered: not signed by this deployment, or for
+    /// another chat than their channel's.
+    pub bus_refused: Counter,
     pub bus_reconnects: Counter,
     pub ws_resyncs: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -59,6 +62,7 @@ impl Metrics {
             slow_consumer_closes: Counter::default(),
             bus_published: Counter::default(),
             bus_received: Counter::default(),
+            bus_refused: Counter::default(),
             bus_reconnects: Counter::default(),
             ws_resyncs: Counter::default(),
             http_requests: Family::default(),
@@ -131,6 +135,11 @@ impl Metrics {
             "bus_received",
             "Messages received from other nodes",
             self.bus_received.clone(),
+        );
+        r.register(
+            "bus_refused",
+            "Bus events refused: not signed by this deployment, or for another chat",
+            self.bus_refused.clone(),
         );
         r.register(
             "bus_reconnects",

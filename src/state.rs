@@ -154,8 +154,16 @@ fn start_delivery(config: &Config, metrics: &Arc<Metrics>) -> Result<(Rooms, Bus
     };
     let rooms = Rooms::start(shards, Some(interest_tx), metrics.clone());
     let prefix = &config.redis_channel_prefix;
-    let bus = Bus::redis(url, prefix, rooms.clone(), interest_rx, metrics.clone())
-        .map_err(StartError::Bus)?;
+    let secret = &config.auth.secret_key;
+    let bus = Bus::redis(
+        url,
+        prefix,
+        secret,
+        rooms.clone(),
+        interest_rx,
+        metrics.clone(),
+    )
+    .map_err(StartError::Bus)?;
     Ok((rooms, bus))
 }
 

@@ -10,6 +10,9 @@
 //! in-process only (one node).
 
 mod redis;
+mod wire;
+
+pub use wire::{Received, Wire};
 
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
@@ -59,17 +62,18 @@ impl Bus {
     pub fn redis(
         url: &str,
         prefix: &str,
+        secret: &str,
         rooms: Rooms,
         interest: mpsc::UnboundedReceiver<Interest>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let client = ::redis::Client::open(url).map_err(|e| format!("invalid REDIS_URL: {e}"))?;
-        let node = crate::auth::random_hex(8);
+        let wire = Wire::new(secret, crate::auth::random_hex(8));
         let healthy = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
         let publisher = redis::publish_loop(
             client.clone(),
-            node.clone(),
+            wire.clone(),
             prefix.to_owned(),
             rx,
             metrics.clone(),
@@ -77,7 +81,7 @@ impl Bus {
         tokio::spawn(publisher);
         let subscriber = redis::subscribe_loop(
             client,
-            node,
+            wire,
             prefix.to_owned(),
             rooms,
             interest,
@@ -121,26 +125,6 @@ pub fn channel(prefix: &str, chat: i64) -> String {
     format!("{prefix}:chat:{chat}")
 }
 
-/// `node seq frame`: the wire form of a published message.
-pub fn encode(node: &str, message: &Published) -> Vec<u8> {
-    let mut out = Vec::with_capacity(node.len() + 24 + message.frame.len());
-    out.extend_from_slice(node.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(message.seq.to_string().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(&message.frame);
-    out
-}
-
-/// Splits a wire message into (node, seq, frame); `None` when malformed.
-pub fn decode(payload: &[u8]) -> Option<(&str, i64, Bytes)> {
-    let mut parts = payload.splitn(3, |b| *b == b' ');
-    let node = std::str::from_utf8(parts.next()?).ok()?;
-    let seq = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-    let frame = Bytes::copy_from_slice(parts.next()?);
-    Some((node, seq, frame))
-}
-
 /// The chat id of a channel name.
 pub fn chat_of(prefix: &str, channel: &str) -> Option<i64> {
     channel
@@ -155,19 +139,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wire_format_round_trips() {
-        let message = Published {
-            chat: 7,
-            seq: 42,
-            frame: Bytes::from_static(br#"{"type":"message","data":{"a":"b c"}}"#),
-        };
-        let wire = encode("n1", &message);
-        let (node, seq, frame) = decode(&wire).unwrap();
-        assert_eq!((node, seq, &frame[..]), ("n1", 42, &message.frame[..]));
+    fn channel_names_round_trip() {
         assert_eq!(chat_of("p", &channel("p", 7)), Some(7));
         assert_eq!(chat_of("q", &channel("p", 7)), None);
-        assert!(decode(b"garbage").is_none());
-        assert!(decode(b"n1 notanumber {}").is_none());
         assert_eq!(chat_of("p", "p:other:1"), None);
     }
 }

@@ -3,7 +3,7 @@
 //! room map's interest, reconnects with backoff, re-subscribes, and asks every
 //! watched chat to catch up from the store after anything it may have missed.
 
-use super::{chat_of, decode, encode, Interest, Published};
+use super::{chat_of, Interest, Published, Received, Wire};
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
 use futures_util::StreamExt;
@@ -28,7 +28,7 @@ fn next_backoff(backoff: Duration) -> Duration {
 /// with backoff and later ones wait in the queue.
 pub(super) async fn publish_loop(
     client: redis::Client,
-    node: String,
+    wire: Wire,
     prefix: String,
     mut queue: mpsc::Receiver<Vec<Published>>,
     metrics: Arc<Metrics>,
@@ -49,11 +49,8 @@ pub(super) async fn publish_loop(
             if let Some(conn) = connection.as_mut() {
                 let mut pipe = redis::pipe();
                 for message in &batch {
-                    pipe.publish(
-                        super::channel(&prefix, message.chat),
-                        encode(&node, message),
-                    )
-                    .ignore();
+                    pipe.publish(super::channel(&prefix, message.chat), wire.encode(message))
+                        .ignore();
                 }
                 if pipe.query_async::<()>(conn).await.is_ok() {
                     metrics.bus_published.inc_by(batch.len() as u64);
@@ -72,7 +69,7 @@ pub(super) async fn publish_loop(
 /// Subscribes to the watched chats and hands other nodes' messages to the rooms.
 pub(super) async fn subscribe_loop(
     client: redis::Client,
-    node: String,
+    wire: Wire,
     prefix: String,
     rooms: Rooms,
     mut interest: mpsc::UnboundedReceiver<Interest>,
@@ -114,7 +111,7 @@ pub(super) async fn subscribe_loop(
         loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    Some(message) => deliver(&node, &prefix, &rooms, &message, &metrics).await,
+                    Some(message) => deliver(&wire, &prefix, &rooms, &message, &metrics).await,
                     None => break,
                 },
                 change = interest.recv() => {
@@ -217,21 +214,32 @@ impl NetInterest {
     }
 }
 
-/// Another node's message: deliver it to the local sockets of its chat.
-async fn deliver(node: &str, prefix: &str, rooms: &Rooms, message: &redis::Msg, metrics: &Metrics) {
+/// Another node's message: deliver it to the local sockets of its chat, if a
+/// node of this deployment signed it for this chat.
+async fn deliver(
+    wire: &Wire,
+    prefix: &str,
+    rooms: &Rooms,
+    message: &redis::Msg,
+    metrics: &Metrics,
+) {
     let Some(chat) = chat_of(prefix, message.get_channel_name()) else {
         return;
     };
-    match decode(message.get_payload_bytes()) {
-        Some((from, _, _)) if from == node => {}
-        Some((_, seq, frame)) => {
+    match wire.decode(chat, message.get_payload_bytes()) {
+        Received::Message { seq, frame } => {
             metrics.bus_received.inc();
             rooms.publish(chat, seq, frame).await
         }
-        None => tracing::warn!(
-            channel = message.get_channel_name(),
-            "malformed bus message"
-        ),
+        Received::Own => {}
+        refused => {
+            metrics.bus_refused.inc();
+            tracing::warn!(
+                channel = message.get_channel_name(),
+                ?refused,
+                "bus event refused"
+            );
+        }
     }
 }
 

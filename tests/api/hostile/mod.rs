@@ -3,6 +3,7 @@
 //! catch-up memory, forged bus events and exposed secrets. Each test fails
 //! without the fix it covers.
 
+mod bus;
 mod handshakes;
 mod proxies;
 mod text;

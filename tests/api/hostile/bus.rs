@@ -1,0 +1,95 @@
+//! Forged or foreign bus events: a node delivers only events that a node of
+//! its own deployment signed, for the chat of the channel they arrive on.
+//! Anything else published on a chat's Redis channel (an unsigned payload in
+//! the old form, another deployment's event under the same prefix, a genuine
+//! event replayed onto another chat's channel) reaches no socket.
+
+use super::metric;
+use crate::helpers::{fresh_database, spawn_app_on, SECRET};
+use crate::ws_client::WsClient;
+use bytes::Bytes;
+use chat_server::bus::{channel, Published, Wire};
+use std::time::Duration;
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+async fn publish(channel: &str, payload: &[u8]) {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+fn forged_frame(chat: i64, content: &str) -> Bytes {
+    let event = serde_json::json!({"type": "message", "data": {
+        "id": 999, "chat": chat, "seq": 1, "content": content, "metadata": {},
+        "client_msg_id": null, "created_at": "2026-01-01T00:00:00.000000Z",
+        "sender": {"id": 1, "email": "x@example.com", "full_name": "X", "nickname": null}}});
+    Bytes::from(event.to_string())
+}
+
+#[tokio::test]
+async fn only_events_signed_by_this_deployment_for_this_chat_are_delivered() {
+    let prefix = format!("test-{}", chat_server::auth::random_hex(6));
+    let redis = redis_url();
+    let vars = [
+        ("REDIS_URL", redis.as_str()),
+        ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
+    ];
+    let app = spawn_app_on(&fresh_database(), &vars).await;
+    let (ann, _bob, chat) = app.pair().await;
+    let mut ws = WsClient::connect(&app, chat, &ann.access, None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the subscription is made
+
+    let on_this_chat = channel(&prefix, chat);
+    let unsigned = [b"n1 1 ".as_slice(), &forged_frame(chat, "unsigned")].concat();
+    publish(&on_this_chat, &unsigned).await;
+
+    let foreign = Wire::new("another deployment's secret-0123456789", "f1".into());
+    let theirs = Published {
+        chat,
+        seq: 1,
+        frame: forged_frame(chat, "foreign"),
+    };
+    publish(&on_this_chat, &foreign.encode(&theirs)).await;
+
+    let ours = Wire::new(SECRET, "n2".into());
+    let elsewhere = Published {
+        chat: chat + 100,
+        seq: 1,
+        frame: forged_frame(chat, "moved"),
+    };
+    publish(&on_this_chat, &ours.encode(&elsewhere)).await;
+
+    let mut refused = 0.0;
+    for _ in 0..50 {
+        refused = metric(&app, "chat_bus_refused_total").await;
+        if refused >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused, 3.0, "each event was refused");
+    assert!(
+        ws.recv_within(Duration::from_millis(300)).await.is_none(),
+        "nothing reached the socket"
+    );
+
+    let genuine = Published {
+        chat,
+        seq: 1,
+        frame: forged_frame(chat, "signed here"),
+    };
+    publish(&on_this_chat, &ours.encode(&genuine)).await;
+    let delivered = ws.message().await;
+    assert_eq!(
+        delivered["content"], "signed here",
+        "a genuine event still is"
+    );
+}
