@@ -24,6 +24,7 @@ pub mod model;
 pub mod os;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod read_markers;
 pub mod rooms;
 pub mod server;
 pub mod shutdown;

@@ -12,6 +12,7 @@ use crate::members::Members;
 use crate::metrics::Metrics;
 use crate::pipeline::{MessagePipeline, WriterSettings};
 use crate::ratelimit::{RateLimiter, SocketSlots};
+use crate::read_markers::ReadMarkers;
 use crate::rooms::{ConnId, Rooms};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -59,12 +60,18 @@ pub struct AppState {
     pub members: Members,
     pub rooms: Rooms,
     pub bus: Bus,
+    /// Read markers, coalesced per (chat, user).
+    pub read_markers: ReadMarkers,
+    /// `typing` events per (user, chat), across the user's sockets.
+    pub typing_limiter: RateLimiter,
     pub metrics: Arc<Metrics>,
     /// Register/login attempts per client address.
     pub auth_limiter: RateLimiter,
     /// Failed logins per email (so no one address, and no crowd of them,
     /// can try passwords against one account quickly).
     pub login_failures: RateLimiter,
+    /// User searches per user.
+    pub search_limiter: RateLimiter,
     /// Sends per user (REST and WebSocket).
     pub send_limiter: RateLimiter,
     pub socket_slots: Arc<SocketSlots>,
@@ -110,6 +117,15 @@ impl AppState {
                 auth.hash_concurrency,
             )?,
             pipeline,
+            read_markers: ReadMarkers::start(
+                store.clone(),
+                rooms.clone(),
+                realtime.read_marker_interval,
+            ),
+            typing_limiter: RateLimiter::new(
+                1.0 / realtime.typing_interval.as_secs_f64().max(0.001),
+                1.0,
+            ),
             rooms,
             bus,
             metrics,
@@ -119,6 +135,10 @@ impl AppState {
                 limits.login_failures_per_email_per_minute,
             ),
             send_limiter: RateLimiter::new(limits.sends_per_second, limits.sends_burst),
+            search_limiter: RateLimiter::new(
+                limits.searches_per_minute / 60.0,
+                limits.searches_burst,
+            ),
             socket_slots: SocketSlots::new(limits.max_sockets_per_user),
             cors: Cors::new(&config.cors_allowed_origins),
             connections: AtomicU64::new(0),

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "client_ids_bytewise",
         sql: include_str!("../../sql/postgres/0005_client_ids_bytewise.sql"),
     },
+    Migration {
+        version: 6,
+        name: "user_search_trigrams",
+        sql: include_str!("../../sql/postgres/0006_user_search_trigrams.sql"),
+    },
 ];
 
 /// Arbitrary constant naming this server's migration lock.

@@ -393,6 +393,18 @@ pub(crate) fn all_answered(said: Vec<Option<Appended>>) -> Result<Vec<Appended>,
         .collect()
 }
 
+/// The LIKE pattern of a user search: a substring match, or for a query
+/// shorter than a trigram (which a trigram index cannot serve as a
+/// substring) a match at the start. Wildcards in the query are literal.
+pub(crate) fn search_pattern(query: &str) -> String {
+    let escaped = escape_like(query);
+    if query.chars().count() < 3 {
+        format!("{escaped}%")
+    } else {
+        format!("%{escaped}%")
+    }
+}
+
 /// Escapes LIKE wildcards so a search for `50%` finds the literal text.
 pub(crate) fn escape_like(query: &str) -> String {
     let mut escaped = String::with_capacity(query.len());
@@ -504,6 +516,14 @@ mod tests {
         );
         let kinds: Vec<_> = answered.iter().map(seq_and_kind).collect();
         assert_eq!(kinds, [(1, "created"), (0, "conflict")]);
+    }
+
+    #[test]
+    fn short_searches_match_the_start_and_wildcards_are_literal() {
+        assert_eq!(search_pattern("al"), "al%");
+        assert_eq!(search_pattern("ali"), "%ali%");
+        assert_eq!(search_pattern("5%"), "5\\%%");
+        assert_eq!(search_pattern("é_x"), "%é\\_x%");
     }
 
     #[test]

@@ -412,7 +412,7 @@ impl Store for SqliteStore {
         exclude: i64,
         limit: i64,
     ) -> Result<Vec<User>, StoreError> {
-        let pattern = format!("%{}%", super::escape_like(query));
+        let pattern = super::search_pattern(query);
         self.call(false, move |conn| {
             let mut statement = conn
                 .prepare_cached(

@@ -14,9 +14,7 @@
 //! from the store first. So each message arrives once, in `seq` order, with no
 //! gap or duplicate at the seam between history and live delivery.
 
-use super::protocol::{
-    close, error_event, message_event, read_event, typing_event, ClientEvent, EventError,
-};
+use super::protocol::{close, error_event, message_event, typing_event, ClientEvent, EventError};
 use super::transport::{self, FrameWriter, Inbound, MessageReader, ReadError, UpgradeFut};
 use crate::json;
 use crate::model::User;
@@ -140,7 +138,6 @@ pub async fn run(
         me: &subscriber,
         spec: &spec,
         parser: json::Parser::default(),
-        last_typing: None,
         throttled_in_a_row: 0,
     };
     let mut reader = MessageReader::new(&socket, read_ahead, realtime.max_message_bytes);
@@ -460,7 +457,6 @@ struct EventHandler<'a> {
     spec: &'a SessionSpec,
     /// Keeps its buffers while the socket sends; freed at each ping.
     parser: json::Parser,
-    last_typing: Option<Instant>,
     throttled_in_a_row: u32,
 }
 
@@ -469,7 +465,7 @@ impl EventHandler<'_> {
     async fn handle(&mut self, bytes: &mut [u8]) -> Option<u16> {
         match super::protocol::decode(&mut self.parser, bytes, &self.state.config.limits) {
             Ok(ClientEvent::Send(draft)) => return self.send(draft).await,
-            Ok(ClientEvent::Read { seq }) => self.read(seq).await,
+            Ok(ClientEvent::Read { seq }) => self.read(seq),
             Ok(ClientEvent::Typing) => self.typing().await,
             Err(error) => {
                 self.me.offer(Outgoing::Event(error_event(&error)));
@@ -515,42 +511,29 @@ impl EventHandler<'_> {
         None
     }
 
-    async fn read(&mut self, seq: i64) {
+    /// Hands the marker to the coalescing task (see [`crate::read_markers`]).
+    fn read(&mut self, seq: i64) {
         if seq < 1 {
             return self.reply_error(
                 "invalid_fields",
                 "seq: Ensure this value is greater than or equal to 1.",
             );
         }
-        match self
-            .state
-            .store
-            .mark_read(self.spec.chat_id, self.spec.user.id, seq)
-            .await
-        {
-            Ok(marker) => {
-                let frame = read_event(self.spec.user.id, marker);
-                self.state
-                    .rooms
-                    .broadcast(self.spec.chat_id, frame, Except::Conn(self.me.conn))
-                    .await;
-            }
-            Err(_) => {
-                self.reply_error("unavailable", "The read marker could not be stored; retry.")
-            }
-        }
+        let (chat, user) = (self.spec.chat_id, self.spec.user.id);
+        self.state.read_markers.mark(chat, user, seq, self.me);
     }
 
+    /// Forwards `typing` to the chat's other users, at most once per
+    /// `WS_TYPING_INTERVAL_MS` per user and chat, whatever its sockets send.
     async fn typing(&mut self) {
-        let interval = self.state.config.realtime.typing_interval;
-        if self.last_typing.is_some_and(|at| at.elapsed() < interval) {
+        let (chat, user) = (self.spec.chat_id, self.spec.user.id);
+        if self.state.typing_limiter.check((user, chat)).is_err() {
             return;
         }
-        self.last_typing = Some(Instant::now());
-        let frame = typing_event(self.spec.user.id);
+        let frame = typing_event(user);
         self.state
             .rooms
-            .broadcast(self.spec.chat_id, frame, Except::User(self.spec.user.id))
+            .broadcast(chat, frame, Except::User(user))
             .await;
     }
 

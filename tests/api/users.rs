@@ -35,8 +35,24 @@ async fn search_matches_email_name_and_nickname_but_not_the_caller() {
         .get("/api/users/?q=beta%20tester", Some(&me.access))
         .await;
     assert_eq!(emails(by_name.expect(200)), ["beta@example.com"]);
-    let everyone = app.get("/api/users/", Some(&me.access)).await;
-    assert_eq!(emails(everyone.expect(200)).len(), 3, "all but the caller");
+    for empty in ["/api/users/", "/api/users/?q=", "/api/users/?q=%20%20"] {
+        let no_one = app.get(empty, Some(&me.access)).await;
+        assert!(
+            emails(no_one.expect(200)).is_empty(),
+            "an empty q lists no one: {empty}"
+        );
+    }
+    let start = app.get("/api/users/?q=ze", Some(&me.access)).await;
+    assert_eq!(
+        emails(start.expect(200)),
+        ["z@example.org"],
+        "'Zed' starts so"
+    );
+    let inside = app.get("/api/users/?q=ph", Some(&me.access)).await;
+    assert!(
+        emails(inside.expect(200)).is_empty(),
+        "two characters match only the start: 'alpha' and 'AlphaFan' do not"
+    );
     let wildcard = app.get("/api/users/?q=%25", Some(&me.access)).await;
     assert!(emails(wildcard.expect(200)).is_empty(), "% is literal");
 }

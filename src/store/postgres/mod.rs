@@ -16,7 +16,16 @@ use bb8_postgres::PostgresConnectionManager;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, Row, Statement};
+
+/// User search, sent as a one-shot statement (one round trip, planned for
+/// its own pattern; see migration 0006): a prepared statement's generic plan
+/// walks every user in id order when the pattern is rare.
+pub const SEARCH_USERS: &str = "SELECT id, email, full_name, nickname FROM users
+     WHERE id <> $1 AND is_active AND (email ILIKE $2 OR full_name ILIKE $2
+           OR coalesce(nickname, '') ILIKE $2)
+     ORDER BY id LIMIT $3";
 
 /// Columns of a chat row with both participants and its last message; see
 /// [`chat_from_row`] for their positions.
@@ -43,7 +52,6 @@ pub struct Statements {
     insert_user: Statement,
     credentials: Statement,
     user: Statement,
-    search_users: Statement,
     insert_chat: Statement,
     chat_id_by_pair: Statement,
     users_and_chats: Statement,
@@ -76,14 +84,6 @@ impl Statements {
                 .await?,
             user: client
                 .prepare("SELECT id, email, full_name, nickname FROM users WHERE id = $1")
-                .await?,
-            search_users: client
-                .prepare(
-                    "SELECT id, email, full_name, nickname FROM users
-                     WHERE id <> $1 AND is_active AND (email ILIKE $2 OR full_name ILIKE $2
-                           OR coalesce(nickname, '') ILIKE $2)
-                     ORDER BY id LIMIT $3",
-                )
                 .await?,
             insert_chat: client
                 .prepare(
@@ -566,11 +566,18 @@ impl Store for PgStore {
         exclude: i64,
         limit: i64,
     ) -> Result<Vec<User>, StoreError> {
-        let pattern = format!("%{}%", super::escape_like(query));
+        let pattern = super::search_pattern(query);
         let conn = self.conn().await?;
         let rows = conn
             .client
-            .query(&conn.statements.search_users, &[&exclude, &pattern, &limit])
+            .query_typed(
+                SEARCH_USERS,
+                &[
+                    (&exclude, Type::INT8),
+                    (&pattern, Type::TEXT),
+                    (&limit, Type::INT8),
+                ],
+            )
             .await
             .map_err(classify)?;
         Ok(rows.iter().map(|row| user_at(row, 0)).collect())

@@ -4,6 +4,7 @@
 //! without the fix it covers.
 
 mod bus;
+mod floods;
 mod handshakes;
 mod proxies;
 mod text;
