@@ -122,9 +122,9 @@ mod tests {
 
     #[test]
     fn forged_foreign_moved_or_broken_events_are_not_delivered() {
-        let ours = Wire::new("s", "n1".into());
+        let (sender, ours) = (Wire::new("s", "n1".into()), Wire::new("s", "n2".into()));
         let theirs = Wire::new("another deployment's secret", "n9".into());
-        let wire = ours.encode(&message(7, 1));
+        let wire = sender.encode(&message(7, 1));
         assert_eq!(
             ours.decode(8, &wire),
             Received::WrongChat,
@@ -143,8 +143,8 @@ mod tests {
         );
         assert_eq!(ours.decode(7, b""), Received::Unsigned);
         let signer = Signer::derived(b"s", PURPOSE);
-        let mut odd = signer.mac(&[b"n2 7 x {}"]).to_vec();
-        odd.extend_from_slice(b"n2 7 x {}");
+        let mut odd = signer.mac(&[b"n1 7 x {}"]).to_vec();
+        odd.extend_from_slice(b"n1 7 x {}");
         assert_eq!(ours.decode(7, &odd), Received::Malformed);
     }
 }
