@@ -108,6 +108,11 @@ pub struct Realtime {
     pub idle_timeout: Duration,
     /// At most one `typing` event per user and chat per interval is forwarded.
     pub typing_interval: Duration,
+    /// Bytes of stored messages (content and metadata) a catch-up reads at
+    /// once, and how long a whole catch-up may take before the socket is
+    /// closed with 4008.
+    pub catch_up_bytes: usize,
+    pub catch_up_timeout: Duration,
     /// A user's read marker in a chat is stored at most once per interval
     /// (the highest asked for meanwhile).
     pub read_marker_interval: Duration,
@@ -234,6 +239,8 @@ fn realtime(env: &Env, workers: usize) -> Result<Realtime, ConfigError> {
         idle_timeout: secs("WS_IDLE_TIMEOUT_SECS", 75)?,
         typing_interval: millis("WS_TYPING_INTERVAL_MS", 1000)?,
         read_marker_interval: millis("WS_READ_MARKER_INTERVAL_MS", 250)?,
+        catch_up_bytes: env.number::<usize>("WS_CATCH_UP_BYTES", 256 * 1024)?.max(1),
+        catch_up_timeout: secs("WS_CATCH_UP_TIMEOUT_SECS", 60)?,
         room_shards: env.number::<usize>("ROOM_SHARDS", workers)?.max(1),
         // One lane per core: on 2 cores, 2 lanes held p99 at 10,000 msg/s to
         // 5.1-9.2 ms where 4 lanes gave 7.0-12.2 ms, at the same throughput.

@@ -264,12 +264,15 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The user's chats, most recent activity first, each with its last message.
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError>;
-    /// Messages with `from_seq <= seq <= to_seq`, ascending.
+    /// Messages with `from_seq <= seq <= to_seq`, ascending, stopping after
+    /// the one that brings their content and metadata to `max_bytes` (so at
+    /// least one, and at most `max_bytes` plus one message).
     async fn messages_between(
         &self,
         chat_id: i64,
         from_seq: i64,
         to_seq: i64,
+        max_bytes: usize,
     ) -> Result<Vec<Message>, StoreError>;
     /// A history read in one round trip: the chat's participants and `last_seq`,
     /// and the window's messages when `reader` is a participant (none otherwise).

@@ -254,11 +254,13 @@ fn access_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatAccess>, Stor
 }
 
 /// A chat's messages with `from_seq <= seq <= to_seq`, ascending.
+/// See [`Store::messages_between`]: rows are read one at a time, so no more
+/// than `max_bytes` (plus one message) is ever held.
 fn messages_in(
     conn: &Connection,
     chat_id: i64,
-    from_seq: i64,
-    to_seq: i64,
+    (from_seq, to_seq): (i64, i64),
+    max_bytes: usize,
 ) -> Result<Vec<Message>, StoreError> {
     let mut statement = conn
         .prepare_cached(
@@ -282,7 +284,16 @@ fn messages_in(
             })
         })
         .map_err(failed)?;
-    rows.collect::<Result<_, _>>().map_err(failed)
+    let (mut messages, mut bytes) = (Vec::new(), 0usize);
+    for row in rows {
+        let message = row.map_err(failed)?;
+        bytes += message.content.len() + message.metadata.get().len();
+        messages.push(message);
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(messages)
 }
 
 /// Appends one message whose client id is not repeated in its batch.
@@ -497,9 +508,10 @@ impl Store for SqliteStore {
         chat_id: i64,
         from_seq: i64,
         to_seq: i64,
+        max_bytes: usize,
     ) -> Result<Vec<Message>, StoreError> {
         self.call(false, move |conn| {
-            messages_in(conn, chat_id, from_seq, to_seq)
+            messages_in(conn, chat_id, (from_seq, to_seq), max_bytes)
         })
         .await
     }
@@ -516,7 +528,7 @@ impl Store for SqliteStore {
             };
             let messages = if access.includes(reader) {
                 let range = window.range(access.last_seq);
-                messages_in(conn, chat_id, *range.start(), *range.end())?
+                messages_in(conn, chat_id, (*range.start(), *range.end()), usize::MAX)?
             } else {
                 Vec::new()
             };

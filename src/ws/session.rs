@@ -205,7 +205,7 @@ impl Session<'_> {
     ) -> End {
         let result = async {
             if spec.resume_after < spec.stored_through {
-                Box::pin(self.catch_up()).await?;
+                Box::pin(self.replay_until(spec.stored_through)).await?;
             }
             self.live(spec, reader, outbox, events).await
         }
@@ -334,28 +334,13 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Sends every stored message from `next_seq` on.
-    ///
-    /// Catch-up and gap filling are the rare paths; callers box their futures,
-    /// which would otherwise add their size to every idle session's task.
-    async fn catch_up(&mut self) -> Result<(), End> {
-        loop {
-            let sent = self
-                .replay(self.next_seq.saturating_add(CATCH_UP_CHUNK - 1))
-                .await?;
-            self.writer.flush().await?;
-            if sent < CATCH_UP_CHUNK {
-                return Ok(());
-            }
-        }
-    }
-
     /// After the bus may have missed messages: catches up when the store holds
     /// any from `next_seq` on. (A session's first catch-up needs no such check:
     /// its handshake has just read `last_seq`.)
     async fn resync(&mut self) -> Result<(), End> {
-        if self.stored_through().await? >= self.next_seq {
-            self.catch_up().await?;
+        let stored_through = self.stored_through().await?;
+        if stored_through >= self.next_seq {
+            self.replay_until(stored_through).await?;
         }
         self.state.metrics.ws_resyncs.inc();
         Ok(())
@@ -373,26 +358,43 @@ impl Session<'_> {
         Ok(access.map_or(i64::MAX, |access| access.last_seq))
     }
 
-    /// Fills a gap: stored messages from `next_seq` through `last`.
+    /// Sends the stored messages from `next_seq` through `last` (a catch-up
+    /// after a resume or a resync, or a gap), in chunks of at most
+    /// `CATCH_UP_CHUNK` messages and about `WS_CATCH_UP_BYTES` bytes, all
+    /// within `WS_CATCH_UP_TIMEOUT_SECS`: a socket that cannot take them that
+    /// fast is closed with 4008 (resumable), so many slow resuming sockets
+    /// hold bounded memory each, for a bounded time. Later messages reach the
+    /// outbox (the socket joined its room before `last` was read).
+    ///
+    /// Catch-up and gap filling are the rare paths; callers box their futures,
+    /// which would otherwise add their size to every idle session's task.
     async fn replay_until(&mut self, last: i64) -> Result<(), End> {
+        // Checked between messages, never by cancelling a write: a frame cut
+        // half-way would leave no way to send the close.
+        let deadline = Instant::now() + self.state.config.realtime.catch_up_timeout;
         while self.next_seq <= last {
             let to = last.min(self.next_seq.saturating_add(CATCH_UP_CHUNK - 1));
-            if self.replay(to).await? == 0 {
+            if self.replay(to, deadline).await? == 0 {
                 return Err(End::Store(StoreError::Inconsistent(
                     "a committed message is missing",
                 )));
             }
+            self.writer.flush().await?;
         }
         Ok(())
     }
 
-    async fn replay(&mut self, to: i64) -> Result<i64, End> {
+    async fn replay(&mut self, to: i64, deadline: Instant) -> Result<i64, End> {
+        let max_bytes = self.state.config.realtime.catch_up_bytes;
         let messages = self
             .state
             .store
-            .messages_between(self.chat_id, self.next_seq, to)
+            .messages_between(self.chat_id, self.next_seq, to, max_bytes)
             .await?;
         for message in &messages {
+            if Instant::now() > deadline {
+                return Err(End::Closed(close::SLOW_CONSUMER));
+            }
             self.writer.text(&message_event(message)).await?;
             self.next_seq = message.seq + 1;
         }

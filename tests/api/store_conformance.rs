@@ -246,7 +246,10 @@ async fn a_batch_over_several_chats_numbers_each_in_batch_order(store: Arc<dyn S
         };
         let wanted = (*chat, sender.id, *seq, format!("m{i}"));
         assert_eq!((m.chat, m.sender.id, m.seq, m.content.clone()), wanted);
-        let stored = store.messages_between(*chat, *seq, *seq).await.unwrap();
+        let stored = store
+            .messages_between(*chat, *seq, *seq, usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(
             (stored[0].id, stored[0].content.as_str()),
             (m.id, m.content.as_str()),
@@ -333,7 +336,10 @@ async fn ranges_serve_pages_and_cursors(store: Arc<dyn Store>) {
         .map(|i| message(chat, &a, &format!("m{i}"), None))
         .collect();
     store.append_messages(&batch).await.unwrap();
-    let page = store.messages_between(chat, 26, 30).await.unwrap();
+    let page = store
+        .messages_between(chat, 26, 30, usize::MAX)
+        .await
+        .unwrap();
     let seqs: Vec<i64> = page.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [26, 27, 28, 29, 30]);
     assert_eq!(page[0].content, "m26");
@@ -341,11 +347,24 @@ async fn ranges_serve_pages_and_cursors(store: Arc<dyn Store>) {
     assert_eq!(metadata, serde_json::json!({"k": 1}));
     assert_eq!(page[0].sender.id, a.id);
     assert!(store
-        .messages_between(chat, 31, 40)
+        .messages_between(chat, 31, 40, usize::MAX)
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(store.messages_between(chat, 1, 3).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .messages_between(chat, 1, 3, usize::MAX)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    // A byte budget: at least one message, then up to the one that reaches it
+    // (each of these holds 10-11 bytes of content and metadata).
+    let bounded = |max_bytes| store.messages_between(chat, 26, 30, max_bytes);
+    assert_eq!(bounded(1).await.unwrap().len(), 1);
+    let two: Vec<i64> = bounded(12).await.unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(two, [26, 27]);
 }
 
 async fn history_reads_the_chat_and_its_window_at_once(store: Arc<dyn Store>) {

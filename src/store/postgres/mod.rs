@@ -112,10 +112,18 @@ impl Statements {
                 .await?,
             messages_between: client
                 .prepare(
-                    "SELECT m.id, m.seq, m.content, m.metadata::text, m.client_msg_id,
+                    // A row is sent while the messages before it hold
+                    // fewer than $4 bytes of content and metadata.
+                    "SELECT m.id, m.seq, m.content, m.metadata, m.client_msg_id,
                             m.created_at, u.id, u.email, u.full_name, u.nickname
-                     FROM messages m JOIN users u ON u.id = m.sender_id
-                     WHERE m.chat_id = $1 AND m.seq BETWEEN $2 AND $3 ORDER BY m.seq",
+                     FROM (SELECT id, seq, content, metadata::text AS metadata, client_msg_id,
+                                  created_at, sender_id,
+                                  coalesce(sum(octet_length(content) + octet_length(metadata::text))
+                                      OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING
+                                                         AND 1 PRECEDING), 0) AS before
+                           FROM messages WHERE chat_id = $1 AND seq BETWEEN $2 AND $3) m
+                     JOIN users u ON u.id = m.sender_id
+                     WHERE m.before < $4 ORDER BY m.seq",
                 )
                 .await?,
             history: client
@@ -656,13 +664,15 @@ impl Store for PgStore {
         chat_id: i64,
         from_seq: i64,
         to_seq: i64,
+        max_bytes: usize,
     ) -> Result<Vec<Message>, StoreError> {
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         let conn = self.conn().await?;
         let rows = conn
             .client
             .query(
                 &conn.statements.messages_between,
-                &[&chat_id, &from_seq, &to_seq],
+                &[&chat_id, &from_seq, &to_seq, &max_bytes],
             )
             .await
             .map_err(classify)?;

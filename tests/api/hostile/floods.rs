@@ -113,7 +113,9 @@ async fn user_search_goes_through_a_trigram_index() {
     // As autovacuum would: the GIN indexes' pending entries are merged.
     db.batch_execute("VACUUM ANALYZE users").await.unwrap();
     // md5('12345') begins so: one user's name holds it.
-    let found = app.get("/api/users/?q=827ccb0eea8a", Some(&me.access)).await;
+    let found = app
+        .get("/api/users/?q=827ccb0eea8a", Some(&me.access))
+        .await;
     let found = found.expect(200);
     assert_eq!(found[0]["email"], "user12345@example.com", "{found}");
     assert_eq!(found.as_array().unwrap().len(), 1);

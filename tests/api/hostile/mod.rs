@@ -4,6 +4,7 @@
 //! without the fix it covers.
 
 mod bus;
+mod catch_up;
 mod floods;
 mod handshakes;
 mod proxies;
