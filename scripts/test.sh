@@ -152,6 +152,13 @@ browser_test() {
   if [[ $status -ne 0 ]]; then cat "$SCRATCH/demo.log"; exit "$status"; fi
 }
 
+# Coverage-guided fuzzing of the parsers that see untrusted bytes (scripts/fuzz.sh:
+# cargo fuzz, installed from crates.io when missing), a bounded time per target.
+fuzz_run() {
+  log "fuzzing: ${FUZZ_SECONDS:-20} s per target (scripts/fuzz.sh)"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
+}
+
 # Property-based API tests against the OpenAPI document (schemathesis, from PyPI),
 # with a bounded budget, on the binary started with zero configuration. The seed is
 # fixed so CI is reproducible; SCHEMATHESIS_SEED=<other> explores new inputs.
@@ -206,5 +213,6 @@ callgrind_smoke
 targets_smoke
 browser_test
 schemathesis_run
+fuzz_run
 drop_test_databases
 log "all checks passed"
