@@ -110,6 +110,7 @@ fn fail_all<A>(replies: Vec<oneshot::Sender<Result<A, StoreError>>>, error: &Sto
     for reply in replies {
         let shared = match error {
             StoreError::Unavailable(cause) => StoreError::Unavailable(cause.clone()),
+            StoreError::Interrupted(cause) => StoreError::Interrupted(cause.clone()),
             other => StoreError::Failed(other.to_string()),
         };
         let _ = reply.send(Err(shared));

@@ -51,6 +51,9 @@ pub enum ConfigError {
 pub struct DatabaseConfig {
     pub url: String,
     pub pool_size: u32,
+    /// How long an operation that is safe to repeat waits for an unavailable
+    /// database (a restart, a failover) before it is answered 503.
+    pub retry_for: Duration,
 }
 
 /// Limits on what one request may carry.
@@ -285,10 +288,12 @@ fn paging(env: &Env) -> Result<Paging, ConfigError> {
 /// the seed's defaults for the others. Neither → no database configured.
 fn database_config(env: &Env) -> Result<Option<DatabaseConfig>, ConfigError> {
     let pool_size = env.number("DB_POOL_SIZE", 16)?;
+    let retry_for = Duration::from_secs(env.number("DB_RETRY_SECS", 10)?);
     if let Some(url) = env.text("DATABASE_URL") {
         return Ok(Some(DatabaseConfig {
             url: url.to_owned(),
             pool_size,
+            retry_for,
         }));
     }
     let keys = [
@@ -310,7 +315,11 @@ fn database_config(env: &Env) -> Result<Option<DatabaseConfig>, ConfigError> {
     if let Some(password) = env.text("POSTGRES_PASSWORD") {
         url.push_str(&format!(" password='{}'", password.replace('\'', "\\'")));
     }
-    Ok(Some(DatabaseConfig { url, pool_size }))
+    Ok(Some(DatabaseConfig {
+        url,
+        pool_size,
+        retry_for,
+    }))
 }
 
 /// A prefix two deployments cannot share by accident: derived from the secret

@@ -165,7 +165,9 @@ impl From<StoreError> for ApiError {
             StoreError::EmailTaken => {
                 ApiError::field("email", "user with this email already exists.")
             }
-            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            StoreError::Unavailable(cause) | StoreError::Interrupted(cause) => {
+                ApiError::Unavailable(cause)
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

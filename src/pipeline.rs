@@ -61,7 +61,7 @@ impl Settled {
         Settled::Failed {
             detail: error.to_string(),
             client_msg_id,
-            unavailable: matches!(error, StoreError::Unavailable(_)),
+            unavailable: error.is_unavailable(),
         }
     }
 }
@@ -252,7 +252,7 @@ impl Lane {
                 .map(Settled::Stored)
                 .zip(replies)
                 .collect(),
-            Err(error) if messages.len() > 1 && !matches!(error, StoreError::Unavailable(_)) => {
+            Err(error) if messages.len() > 1 && !error.is_unavailable() => {
                 tracing::warn!(%error, size = messages.len(), "batch failed; storing its messages one by one");
                 self.commit_one_by_one(messages, replies).await
             }
@@ -304,7 +304,14 @@ impl Lane {
         for (settled, reply) in batch {
             match settled {
                 Settled::Stored(outcome) => {
-                    if let AppendOutcome::Created(message) = &outcome {
+                    // A duplicate is published again: its first send may
+                    // have been stored by a node that died before publishing
+                    // it (the client retried elsewhere), or by an attempt
+                    // whose connection died (the batch was repeated). A
+                    // socket drops a message it already has (by `seq`).
+                    if let AppendOutcome::Created(message) | AppendOutcome::Duplicate(message) =
+                        &outcome
+                    {
                         published.push(Published {
                             chat: message.chat,
                             seq: message.seq,

@@ -14,6 +14,7 @@ use crate::pipeline::{MessagePipeline, WriterSettings};
 use crate::ratelimit::{RateLimiter, SocketSlots};
 use crate::read_markers::ReadMarkers;
 use crate::rooms::{ConnId, Rooms};
+use crate::store::patient::PatientStore;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{History, HistoryRead, Store, StoreError, UserAndChat};
@@ -197,7 +198,10 @@ impl AppState {
 /// PostgreSQL when configured, else the embedded SQLite store in `DATA_DIR`.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &config.database {
-        Some(database) => Arc::new(PgStore::connect(database).await?),
+        Some(database) => {
+            let store: Arc<dyn Store> = Arc::new(PgStore::connect(database).await?);
+            Arc::new(PatientStore::new(store, database.retry_for))
+        }
         None => Arc::new(SqliteStore::open(&config.data_dir)?),
     })
 }

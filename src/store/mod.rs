@@ -6,6 +6,7 @@
 //! `seq` range, which costs the same on page 1 and page 10,000.
 
 pub mod migrations;
+pub mod patient;
 pub mod postgres;
 pub mod sqlite;
 
@@ -19,8 +20,13 @@ use std::collections::hash_map::Entry;
 pub enum StoreError {
     #[error("a user with this email already exists")]
     EmailTaken,
+    /// Nothing was asked of the database (it could not be reached).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The connection was lost while a statement ran: whether it took
+    /// effect is unknown, so only an operation safe to repeat may be.
+    #[error("the database connection was lost mid-statement: {0}")]
+    Interrupted(String),
     #[error("database error: {0}")]
     Database(#[from] tokio_postgres::Error),
     #[error("storing failed: {0}")]
@@ -33,6 +39,16 @@ pub enum StoreError {
         name: &'static str,
         source: tokio_postgres::Error,
     },
+}
+
+impl StoreError {
+    /// Whether the database, not the request, is the problem (503: retry).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Interrupted(_)
+        )
+    }
 }
 
 /// A user to create; the password is already hashed.

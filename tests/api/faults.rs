@@ -237,3 +237,47 @@ async fn a_postgres_restart_under_load_recovers_and_loses_nothing_acknowledged()
     let count = history.expect(200)["count"].as_i64().unwrap();
     assert_eq!(count, 120, "every acknowledged message is stored, each once ({failures} requests failed during the restart)");
 }
+
+/// Requests wait out a database that is down for a while (`DB_RETRY_SECS`,
+/// here longer than the pool's own 5 s wait for a connection) instead of
+/// failing: a send with a client id, a history read, and a send without one
+/// (which never reached the database, so repeating it is safe) made while
+/// PostgreSQL is stopped are answered once it is back, with no 503.
+#[tokio::test]
+async fn requests_that_are_safe_to_repeat_ride_out_a_database_restart() {
+    let pg = OwnPostgres::start();
+    let url = pg.url();
+    let app = crate::helpers::spawn_app_with(&[("DATABASE_URL", url.as_str())]).await;
+    let (ann, bob, chat) = app.pair().await;
+    let path = format!("/api/chat/chats/{chat}/messages/");
+    app.say(&ann, chat, "before").await;
+    pg.pg_ctl("stop");
+    let (send, read, plain) = {
+        let (app, ann, path) = (&app, &ann, path.as_str());
+        let send = async move {
+            let body = json!({"content": "during", "client_msg_id": "d1"});
+            app.post(path, Some(&ann.access), &body).await
+        };
+        let read = async move { app.get(path, Some(&bob.access)).await };
+        let plain = async move {
+            app.post(path, Some(&ann.access), &json!({"content": "plain"}))
+                .await
+        };
+        let restart = async {
+            tokio::time::sleep(std::time::Duration::from_millis(6500)).await;
+            pg.pg_ctl("start");
+        };
+        let (send, read, plain, ()) = tokio::join!(send, read, plain, restart);
+        (send, read, plain)
+    };
+    assert_eq!(send.status.as_u16(), 201, "{}", send.text);
+    assert_eq!(read.status.as_u16(), 200, "{}", read.text);
+    assert_eq!(
+        plain.status.as_u16(),
+        201,
+        "it never reached the database: {}",
+        plain.text
+    );
+    let history = app.get(&path, Some(&ann.access)).await;
+    assert_eq!(history.expect(200)["count"], 3);
+}

@@ -15,6 +15,7 @@ async fn the_store_ceilings_scratch_table_is_shaped_as_messages_is() {
     let config = DatabaseConfig {
         url: url.clone(),
         pool_size: 1,
+        retry_for: std::time::Duration::ZERO,
     };
     PgStore::connect(&config)
         .await

@@ -17,6 +17,7 @@ async fn postgres() -> Arc<dyn Store> {
     let config = DatabaseConfig {
         url: format!("{} dbname={}", pg_base(), fresh_database()),
         pool_size: 8,
+        retry_for: std::time::Duration::ZERO,
     };
     Arc::new(PgStore::connect(&config).await.expect("postgres store"))
 }

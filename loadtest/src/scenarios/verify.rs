@@ -1,7 +1,10 @@
 //! `verify`: integrity under churn. Each pair's users send over REST (round-robin
-//! over the nodes) while both keep a WebSocket that drops at random and
+//! over the nodes, a failed attempt retried on the next node with the same
+//! `client_msg_id`) while both keep a WebSocket that drops at random and
 //! reconnects, to a random node, with `after_seq` = the last `seq` it saw. Every
-//! receiver must end with every stored message exactly once, in order.
+//! receiver must end with every stored message (acknowledged or not) exactly
+//! once, in order; every acknowledged message must be stored; no answer may be a
+//! 5xx. Nodes may be killed and restarted meanwhile (`scripts/chaos.sh`).
 
 use crate::cli::VerifyArgs;
 use crate::endpoint::Endpoint;
@@ -50,22 +53,25 @@ pub async fn run(args: VerifyArgs) -> Result<Report> {
                 live.clone(),
             );
             tasks.push(tokio::spawn(async move {
-                Ok::<_, crate::Error>((0, 0, receiver.await))
+                Ok::<_, crate::Error>((Sent::default(), receiver.await))
             }));
         }
         let (endpoints, deadline) = (endpoints.clone(), start + duration);
         tasks.push(tokio::spawn(async move {
-            let (acked, errors) =
-                send(&endpoints, &pair, chats, args.rate_per_pair, deadline).await?;
-            let _ = final_tx.send(Some(acked as i64));
-            Ok((acked, errors, Tally::default()))
+            let sent = send(&endpoints, &pair, chats, args.rate_per_pair, deadline).await?;
+            // Every receiver must see everything the chat holds, acknowledged or not.
+            let _ = final_tx.send(Some(sent.stored));
+            Ok((sent, Tally::default()))
         }));
     }
-    let (mut acked, mut errors, mut total) = (0u64, 0u64, Tally::default());
+    let (mut sent, mut total) = (Sent::default(), Tally::default());
     for task in tasks {
-        let (a, e, tally) = task.await??;
-        acked += a;
-        errors += e;
+        let (s, tally) = task.await??;
+        sent.acknowledged += s.acknowledged;
+        sent.server_errors += s.server_errors;
+        sent.refused += s.refused;
+        sent.unreachable += s.unreachable;
+        sent.stored += s.stored;
         total.arrivals += tally.arrivals;
         total.lost += tally.lost;
         total.duplicated += tally.duplicated;
@@ -78,56 +84,159 @@ pub async fn run(args: VerifyArgs) -> Result<Report> {
         recorder.count();
     }
     let mut report = Report::measured("verify", duration.as_secs_f64(), &recorder);
-    report.errors = errors;
+    report.errors = sent.server_errors + sent.refused;
     report.lost = Some(total.lost);
     report.duplicated = Some(total.duplicated);
     report.out_of_order = Some(total.out_of_order);
-    report.set("acknowledged", acked);
+    report.set("acknowledged", sent.acknowledged);
+    report.set("stored", sent.stored);
+    report.set("server_errors", sent.server_errors);
+    report.set("unreachable", sent.unreachable);
+    if (sent.stored as u64) < sent.acknowledged {
+        report.problems.push(format!(
+            "{} messages acknowledged but the chats hold {}",
+            sent.acknowledged, sent.stored
+        ));
+    }
     report.set("reconnects", total.reconnects);
     report.set("nodes", endpoints.len() as u64);
     Ok(report)
 }
 
-/// Sends at `rate` messages/s (alternating users) until `deadline`; returns how
-/// many were acknowledged (201) and how many failed. The chat is fresh, so the
-/// acknowledged count is also its last `seq`.
+/// What one pair's sender counted.
+#[derive(Debug, Default)]
+struct Sent {
+    acknowledged: u64,
+    /// Answers with a 5xx status (each a fault: the server should ride out
+    /// the faults it can, and refuse the rest with a 4xx).
+    server_errors: u64,
+    /// Answers with another non-2xx status (a fault too).
+    refused: u64,
+    /// Attempts that found no server to answer (a node killed or restarting):
+    /// retried on the next node with the same `client_msg_id`, not a fault.
+    unreachable: u64,
+    /// The chat's last `seq` once sending stopped: how many messages it holds.
+    stored: i64,
+}
+
+/// Attempts per message before it is given up (unacknowledged, not a fault:
+/// it may or may not be stored, and the receivers check whatever is).
+const ATTEMPTS: usize = 20;
+
+/// Sends at `rate` messages/s (alternating users, round-robin over the
+/// nodes, each failed attempt retried on the next node with the same
+/// `client_msg_id`, as a client that keeps its guarantees does) until
+/// `deadline`; then reads how many messages the chat holds.
 async fn send(
     endpoints: &[Endpoint],
     pair: &Pair,
     chats: &str,
     rate: u64,
     deadline: Instant,
-) -> Result<(u64, u64)> {
-    let mut clients = Vec::with_capacity(endpoints.len());
-    for endpoint in endpoints {
-        clients.push(HttpClient::connect(endpoint).await?);
-    }
+) -> Result<Sent> {
+    let mut clients: Vec<Option<HttpClient>> = endpoints.iter().map(|_| None).collect();
     let path = format!("{chats}{}/messages/", pair.chat);
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
-    let (mut acked, mut errors, mut n) = (0u64, 0u64, 0usize);
+    let (mut sent, mut n, mut node) = (Sent::default(), 0usize, 0usize);
     while Instant::now() < deadline {
         ticker.tick().await;
-        let (client, from) = (
-            &mut clients[n % endpoints.len()],
-            if n % 2 == 0 { &pair.a } else { &pair.b },
-        );
+        let from = if n % 2 == 0 { &pair.a } else { &pair.b };
         let body =
-            serde_json::json!({"content": format!("v{n}"), "client_msg_id": format!("v{n}")});
-        match client
-            .request(
+            serde_json::json!({"content": format!("v{n}"), "client_msg_id": format!("v{n}")})
+                .to_string();
+        for attempt in 0..ATTEMPTS {
+            node = (node + 1) % endpoints.len();
+            let answer = request(
+                &mut clients,
+                endpoints,
+                node,
                 hyper::Method::POST,
                 &path,
-                Some(&from.token),
-                Some(body.to_string().into_bytes()),
+                from,
+                Some(&body),
             )
-            .await
-        {
-            Ok((status, _)) if status.is_success() => acked += 1,
-            _ => errors += 1,
+            .await;
+            match answer {
+                Some(status) if status.is_success() => {
+                    sent.acknowledged += 1;
+                    break;
+                }
+                Some(status) if status.is_server_error() => sent.server_errors += 1,
+                Some(_) => {
+                    sent.refused += 1;
+                    break;
+                }
+                None => sent.unreachable += 1,
+            }
+            if attempt + 1 < ATTEMPTS {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         n += 1;
     }
-    Ok((acked, errors))
+    sent.stored = stored_count(&mut clients, endpoints, &path, &pair.a).await;
+    Ok(sent)
+}
+
+/// A request on node `node`'s connection, made anew when there is none or
+/// the last one failed; `None` when no answer came.
+async fn request(
+    clients: &mut [Option<HttpClient>],
+    endpoints: &[Endpoint],
+    node: usize,
+    method: hyper::Method,
+    path: &str,
+    from: &crate::setup::Account,
+    body: Option<&str>,
+) -> Option<hyper::StatusCode> {
+    if clients[node].is_none() {
+        clients[node] = HttpClient::connect(&endpoints[node]).await.ok();
+    }
+    let client = clients[node].as_mut()?;
+    let body = body.map(|b| b.as_bytes().to_vec());
+    match client.request(method, path, Some(&from.token), body).await {
+        Ok((status, _)) => Some(status),
+        Err(_) => {
+            clients[node] = None;
+            None
+        }
+    }
+}
+
+/// How many messages the chat holds (its history's `count`), asked of any
+/// node that answers; 0 when none does within a minute.
+async fn stored_count(
+    clients: &mut [Option<HttpClient>],
+    endpoints: &[Endpoint],
+    path: &str,
+    from: &crate::setup::Account,
+) -> i64 {
+    let page = format!("{path}?page_size=1");
+    for attempt in 0..600 {
+        let node = attempt % endpoints.len();
+        if clients[node].is_none() {
+            clients[node] = HttpClient::connect(&endpoints[node]).await.ok();
+        }
+        if let Some(client) = clients[node].as_mut() {
+            match client
+                .request(hyper::Method::GET, &page, Some(&from.token), None)
+                .await
+            {
+                Ok((status, bytes)) if status.is_success() => {
+                    let count = serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .ok()
+                        .and_then(|page| page["count"].as_i64());
+                    if let Some(count) = count {
+                        return count;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => clients[node] = None,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    0
 }
 
 /// One user's socket: reads, drops at random, reconnects with `after_seq`, until

@@ -270,7 +270,9 @@ impl PgStore {
         };
         let pool = bb8::Pool::builder()
             .max_size(config.pool_size.max(1))
-            .connection_timeout(Duration::from_secs(5))
+            // Short: a request that waits longer for the database does so in
+            // `PatientStore`, which asks the pool again (up to `DB_RETRY_SECS`).
+            .connection_timeout(Duration::from_secs(1))
             .test_on_check_out(false)
             .build_unchecked(manager);
         Ok(PgStore { pool })
@@ -307,13 +309,24 @@ impl PgStore {
         Ok(history_from_rows(&rows, read.chat_id))
     }
 
+    /// A pooled connection that is still open. After the database restarted,
+    /// the pool holds connections it closed: one of them would fail its
+    /// statement before sending it, so it is passed over here (dropped, and so
+    /// discarded by the pool, see `has_broken`), which keeps "a statement
+    /// failed on a dead connection" meaning "its outcome is unknown".
     async fn conn(&self) -> Result<Conn<'_>, StoreError> {
-        self.pool.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => classify(e),
-            bb8::RunError::TimedOut => {
-                StoreError::Unavailable("timed out waiting for a database connection".into())
+        loop {
+            let conn = self.pool.get().await.map_err(|e| match e {
+                // No statement of ours was sent: nothing happened.
+                bb8::RunError::User(e) => StoreError::Unavailable(e.to_string()),
+                bb8::RunError::TimedOut => {
+                    StoreError::Unavailable("timed out waiting for a database connection".into())
+                }
+            })?;
+            if !conn.client.is_closed() {
+                return Ok(conn);
             }
-        })
+        }
     }
 
     async fn chat_by_id(&self, chat_id: i64) -> Result<Chat, StoreError> {
@@ -327,7 +340,8 @@ impl PgStore {
     }
 }
 
-/// Connection-level failures mean "unavailable" (503); the rest are real errors.
+/// Connection-level failures of a statement mean its outcome is unknown
+/// (`Interrupted`, 503); the rest are real errors.
 fn classify(error: tokio_postgres::Error) -> StoreError {
     let transient = error.is_closed()
         || error.code().is_some_and(|code| {
@@ -338,7 +352,7 @@ fn classify(error: tokio_postgres::Error) -> StoreError {
         })
         || error.as_db_error().is_none() && error.code().is_none();
     if transient {
-        StoreError::Unavailable(error.to_string())
+        StoreError::Interrupted(error.to_string())
     } else {
         StoreError::Database(error)
     }

@@ -1,0 +1,202 @@
+//! Riding out a database restart or failover: a store that asks again (with
+//! backoff, for up to `DB_RETRY_SECS`) before giving up with 503.
+//!
+//! - Every operation is asked again when the database could not be reached
+//!   (`Unavailable`: nothing was sent).
+//! - When a statement's connection died under it (`Interrupted`), its outcome
+//!   is unknown: only operations that are safe to repeat are asked again.
+//!   Those are reads, and writes whose repeat changes nothing: a chat's start,
+//!   a read marker, a blacklisted token, and a batch of messages that all
+//!   carry a `client_msg_id` (the repeat answers each with the message already
+//!   stored). A new user, or a batch with a message without a client id, is
+//!   answered 503; the client retries, with a client id if it has one.
+
+use super::{
+    Appended, Credentials, History, HistoryRead, NewMessage, NewUser, SeqWindow, StartedChat,
+    Store, StoreError, UserAndChat,
+};
+use crate::model::{Chat, Message, User};
+use async_trait::async_trait;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const FIRST_WAIT: Duration = Duration::from_millis(50);
+const LONGEST_WAIT: Duration = Duration::from_secs(1);
+
+/// Wraps a store whose database may go away for a while.
+pub struct PatientStore {
+    inner: Arc<dyn Store>,
+    patience: Duration,
+}
+
+impl PatientStore {
+    pub fn new(inner: Arc<dyn Store>, patience: Duration) -> Self {
+        PatientStore { inner, patience }
+    }
+
+    /// An operation safe to repeat: asked again while the database is
+    /// unavailable or the connection is lost, for up to `patience`.
+    async fn again<T, F>(&self, attempt: impl FnMut() -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        self.retry(Repeat::Safe, attempt).await
+    }
+
+    /// An operation that must not run twice: asked again only when nothing
+    /// was sent.
+    async fn unless_sent<T, F>(&self, attempt: impl FnMut() -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        self.retry(Repeat::UnlessSent, attempt).await
+    }
+
+    async fn retry<T, F>(
+        &self,
+        repeat: Repeat,
+        mut attempt: impl FnMut() -> F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let deadline = Instant::now() + self.patience;
+        let mut wait = FIRST_WAIT;
+        loop {
+            let error = match attempt().await {
+                Err(error) if repeat.allows(&error) && Instant::now() + wait < deadline => error,
+                other => return other,
+            };
+            tracing::debug!(%error, ?wait, "database unavailable; asking again");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(LONGEST_WAIT);
+        }
+    }
+}
+
+/// Which failures an operation may be repeated after.
+#[derive(Debug, Clone, Copy)]
+enum Repeat {
+    /// Any loss of the database.
+    Safe,
+    /// Only a failure to reach it (nothing was sent).
+    UnlessSent,
+}
+
+impl Repeat {
+    fn allows(self, error: &StoreError) -> bool {
+        match self {
+            Repeat::Safe => error.is_unavailable(),
+            Repeat::UnlessSent => matches!(error, StoreError::Unavailable(_)),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PatientStore {
+    /// Not after an unknown outcome: a repeat could find the user it made.
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
+        self.unless_sent(|| self.inner.create_user(user.clone()))
+            .await
+    }
+
+    async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
+        self.again(|| self.inner.credentials(email)).await
+    }
+
+    async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
+        self.again(|| self.inner.user(id)).await
+    }
+
+    async fn search_users(
+        &self,
+        query: &str,
+        exclude: i64,
+        limit: i64,
+    ) -> Result<Vec<User>, StoreError> {
+        self.again(|| self.inner.search_users(query, exclude, limit))
+            .await
+    }
+
+    /// The chat of a pair is unique: a repeat finds the one made.
+    async fn start_chat(&self, a: &User, b: &User) -> Result<StartedChat, StoreError> {
+        self.again(|| self.inner.start_chat(a, b)).await
+    }
+
+    async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError> {
+        self.again(|| self.inner.user_and_chat(user_id, chat_id))
+            .await
+    }
+
+    async fn users_and_chats(&self, pairs: &[(i64, i64)]) -> Result<Vec<UserAndChat>, StoreError> {
+        self.again(|| self.inner.users_and_chats(pairs)).await
+    }
+
+    async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {
+        self.again(|| self.inner.chats_of(user_id)).await
+    }
+
+    async fn messages_between(
+        &self,
+        chat_id: i64,
+        from_seq: i64,
+        to_seq: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.again(|| {
+            self.inner
+                .messages_between(chat_id, from_seq, to_seq, max_bytes)
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        chat_id: i64,
+        reader: i64,
+        window: SeqWindow,
+    ) -> Result<Option<History>, StoreError> {
+        self.again(|| self.inner.history(chat_id, reader, window))
+            .await
+    }
+
+    async fn histories(&self, reads: &[HistoryRead]) -> Result<Vec<Option<History>>, StoreError> {
+        self.again(|| self.inner.histories(reads)).await
+    }
+
+    /// After an unknown outcome, repeated only when every message carries a
+    /// client id.
+    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        if batch.iter().all(|m| m.client_msg_id.is_some()) {
+            self.again(|| self.inner.append_messages(batch)).await
+        } else {
+            self.unless_sent(|| self.inner.append_messages(batch)).await
+        }
+    }
+
+    /// A marker only moves forward: a repeat changes nothing.
+    async fn mark_read(&self, chat_id: i64, user_id: i64, seq: i64) -> Result<i64, StoreError> {
+        self.again(|| self.inner.mark_read(chat_id, user_id, seq))
+            .await
+    }
+
+    async fn blacklist_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.again(|| self.inner.blacklist_token(jti, expires_at))
+            .await
+    }
+
+    async fn is_token_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
+        self.again(|| self.inner.is_token_blacklisted(jti)).await
+    }
+
+    /// Readiness says how the database is now: never waits for it.
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
