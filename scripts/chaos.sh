@@ -55,6 +55,7 @@ start_node() { # index
     RATE_LIMIT_SENDS_PER_SEC=0 RATE_LIMIT_AUTH_PER_MIN=0 WS_MAX_SOCKETS_PER_USER=0 MAX_CONNECTIONS_PER_ADDRESS=0 \
     "$server" >> "$scratch/node$i.log" 2>&1 &
   node_pids[i]=$!
+  disown "${node_pids[i]}" # killed on purpose: no job report
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:${node_ports[$i]}/healthz" && return; sleep 0.1; done
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }

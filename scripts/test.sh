@@ -152,6 +152,47 @@ browser_test() {
   if [[ $status -ne 0 ]]; then cat "$SCRATCH/demo.log"; exit "$status"; fi
 }
 
+# deploy/nginx.conf in front of the binary, as docker-compose.yml runs it (its
+# upstreams pointed at this server, its port and log moved to a scratch dir):
+# the server believes the client address nginx forwards (TRUSTED_PROXIES), not
+# one a client forges, and nginx's access log never holds a WebSocket token.
+proxy_test() {
+  log "nginx in front (deploy/nginx.conf): forwarded client addresses, no tokens in its log"
+  command -v nginx >/dev/null || apt_install nginx-light
+  local dir="$SCRATCH/proxy" port lb url token status=0
+  mkdir -p "$dir/logs"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  lb=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  sed -e "s#server node[12]:8000#server 127.0.0.1:$port#" -e "s#listen 80;#listen 127.0.0.1:$lb;#" \
+      -e "s#/var/log/nginx/access.log#$dir/logs/access.log#" deploy/nginx.conf > "$dir/nginx.conf"
+  grep -q "127.0.0.1:$port" "$dir/nginx.conf" && grep -q "$dir/logs/access.log chat" "$dir/nginx.conf"
+  env -i -C "$dir" BIND="127.0.0.1:$port" TRUSTED_PROXIES=127.0.0.1 RATE_LIMIT_AUTH_PER_MIN=6 \
+    RATE_LIMIT_AUTH_BURST=3 "$PWD/target/debug/chat-server" > "$SCRATCH/proxy-server.log" 2>&1 &
+  local pid=$!
+  nginx -p "$dir" -c "$dir/nginx.conf" -g "daemon off; pid $dir/nginx.pid; error_log $dir/logs/error.log;" &
+  local nginx_pid=$!
+  url="http://127.0.0.1:$lb"
+  for _ in $(seq 100); do curl -s -o /dev/null "$url/healthz" && break; sleep 0.1; done
+  login() { # from-address, extra curl arguments...
+    local from=$1; shift
+    curl -s -o /dev/null -w '%{http_code}' --interface "$from" -XPOST "$url/auth/login/" \
+      -H 'Content-Type: application/json' -d '{"email":"nobody@example.com","password":"wrong"}' "$@"
+  }
+  token="secret-token-$(date +%s%N)"
+  {
+    for _ in 1 2 3; do [[ $(login 127.0.0.2) == 401 ]]; done &&
+    [[ $(login 127.0.0.2) == 429 ]] &&
+    [[ $(login 127.0.0.2 -H 'X-Forwarded-For: 198.51.100.7') == 429 ]] &&
+    [[ $(login 127.0.0.3) == 401 ]] &&
+    curl -s -o /dev/null "$url/ws/chats/1/?token=$token" &&
+    sleep 0.5 && grep -q 'GET /ws/chats/1/ HTTP' "$dir/logs/access.log" &&
+    ! grep -q "$token" "$dir/logs/access.log"
+  } || status=$?
+  kill "$nginx_pid" "$pid" 2>/dev/null; wait "$nginx_pid" "$pid" 2>/dev/null || true
+  if [[ $status -ne 0 ]]; then cat "$dir/logs/"* "$SCRATCH/proxy-server.log"; exit 1; fi
+  echo "a client's own address decides its bucket through nginx; nginx logged no token"
+}
+
 # Coverage-guided fuzzing of the parsers that see untrusted bytes (scripts/fuzz.sh:
 # cargo fuzz, installed from crates.io when missing), a bounded time per target.
 fuzz_run() {
@@ -212,6 +253,7 @@ loadtest_smoke
 callgrind_smoke
 targets_smoke
 browser_test
+proxy_test
 schemathesis_run
 fuzz_run
 drop_test_databases
