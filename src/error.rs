@@ -34,8 +34,9 @@ pub enum ApiError {
     NotFound,
     #[error("Invalid page.")]
     InvalidPage,
+    /// The method, and the route's allowed methods (the `Allow` header).
     #[error("Method \"{0}\" not allowed.")]
-    MethodNotAllowed(Method),
+    MethodNotAllowed(Method, &'static str),
     #[error("Request body is larger than the limit of {0} bytes.")]
     PayloadTooLarge(usize),
     #[error("The request body did not arrive within {} seconds.", .0.as_secs())]
@@ -85,7 +86,7 @@ impl ApiError {
             | InvalidCredentials => StatusCode::UNAUTHORIZED,
             PermissionDenied => StatusCode::FORBIDDEN,
             NotFound | InvalidPage => StatusCode::NOT_FOUND,
-            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -141,6 +142,13 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(hyper::header::RETRY_AFTER, value);
+        }
+        if let ApiError::MethodNotAllowed(_, allow) = self {
+            // RFC 9110: a 405 lists the methods the resource supports.
+            response.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static(allow),
+            );
         }
         if let ApiError::BodyTimeout(_) = self {
             // The rest of the body may still come: the connection cannot be reused.

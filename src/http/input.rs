@@ -206,25 +206,37 @@ pub fn is_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// A plausible email address: one `@`, a non-empty local part, a dotted domain, no
-/// spaces or control characters, at most 254 characters.
+/// An email address as Django's `EmailValidator` accepts one, at most 254
+/// characters: a dot-atom local part (letters, digits and ``!#$%&'*+/=?^_`{|}~-``
+/// between dots), an `@`, and a domain of dot-separated labels (letters,
+/// digits, hyphens not at either end, or non-ASCII letters of an
+/// internationalized name), the last at least two characters long.
 pub fn is_valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.rsplit_once('@') else {
         return false;
     };
-    let clean = |s: &str| {
-        !s.is_empty()
-            && !s
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '@')
-    };
-    email.len() <= 254
-        && clean(local)
-        && clean(domain)
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
+    email.chars().count() <= 254 && is_dot_atom(local) && is_domain(domain)
+}
+
+fn is_dot_atom(local: &str) -> bool {
+    let atom_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    local
+        .split('.')
+        .all(|atom| !atom.is_empty() && atom.chars().all(atom_char))
+}
+
+fn is_domain(domain: &str) -> bool {
+    let label_char =
+        |c: char| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric());
+    let labels: Vec<&str> = domain.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.chars().count())
+                && label.chars().all(label_char)
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+        && labels.last().is_some_and(|tld| tld.chars().count() >= 2)
 }
 
 #[cfg(test)]
@@ -233,11 +245,31 @@ mod tests {
 
     #[test]
     fn emails() {
-        for ok in ["a@b.io", "first.last+tag@example.co.uk"] {
+        for ok in [
+            "a@b.io",
+            "first.last+tag@example.co.uk",
+            "o'neil@xn--bcher-kva.example",
+            "x@bücher.example",
+        ] {
             assert!(is_valid_email(ok), "{ok}");
         }
         for bad in [
-            "", "a", "a@", "@b.io", "a@b", "a b@c.io", "a@b..io", "a@.b.io", "a@b@c.io",
+            "",
+            "a",
+            "a@",
+            "@b.io",
+            "a@b",
+            "a b@c.io",
+            "a@b..io",
+            "a@.b.io",
+            "a@b@c.io",
+            "0@0.0.com*",
+            "a@-b.io",
+            "a@b-.io",
+            "a@b.c",
+            ".a@b.io",
+            "a..b@c.io",
+            "a\0@b.io",
         ] {
             assert!(!is_valid_email(bad), "{bad}");
         }

@@ -163,7 +163,7 @@ pub async fn dispatch(
         (Route::Demo, Method::GET) => Ok(api::demo::page()),
         (Route::Schema, Method::GET) => Ok(api::demo::schema()),
         (route, Method::OPTIONS) => Ok(options(route)),
-        (_, method) => Err(ApiError::MethodNotAllowed(method)),
+        (route, method) => Err(ApiError::MethodNotAllowed(method, route.allowed())),
     }
 }
 

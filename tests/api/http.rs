@@ -118,6 +118,26 @@ async fn options_lists_allowed_methods() {
     assert_eq!(reply.headers["allow"], "GET, POST, OPTIONS");
 }
 
+/// RFC 9110: a 405 says which methods the resource supports.
+#[tokio::test]
+async fn a_method_not_allowed_lists_the_allowed_ones() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        ("TRACE", "/", "GET, OPTIONS"),
+        (
+            "DELETE",
+            "/api/chat/chats/1/messages/",
+            "GET, POST, OPTIONS",
+        ),
+        ("GET", "/auth/login/", "POST, OPTIONS"),
+    ] {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let reply = app.send(method.clone(), path, None, None, &[]).await;
+        assert_eq!(reply.status, 405, "{method} {path}");
+        assert_eq!(reply.headers["allow"], allow, "{method} {path}");
+    }
+}
+
 #[tokio::test]
 async fn form_encoded_login_works_like_drf() {
     let app = spawn_app().await;

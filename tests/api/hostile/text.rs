@@ -166,3 +166,27 @@ async fn nul_on_the_socket_is_refused_on_the_embedded_store() {
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Valid JSON is never refused for a number wider than 64 bits (it is read
+/// as a float, as Python's json would read it into a float-typed field).
+#[tokio::test]
+async fn integers_beyond_64_bits_are_valid_json() {
+    let app = spawn_app().await;
+    let (ann, _bob, chat) = app.pair().await;
+    let body = br#"{"content":"big","metadata":{"n":201682184758476918489088},"extra":-99999999999999999999999}"#;
+    let path = format!("/api/chat/chats/{chat}/messages/");
+    let reply = app
+        .send(
+            Method::POST,
+            &path,
+            Some(&ann.access),
+            Some(body.to_vec()),
+            &[],
+        )
+        .await;
+    let message = reply.expect(201);
+    assert_eq!(
+        message["metadata"]["n"].as_f64(),
+        Some(2.0168218475847692e23)
+    );
+}
