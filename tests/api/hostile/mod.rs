@@ -5,6 +5,7 @@
 
 mod bus;
 mod catch_up;
+mod exposure;
 mod floods;
 mod handshakes;
 mod proxies;
