@@ -125,7 +125,8 @@ async fn accept(listener: TcpListener, state: Arc<AppState>, shutdown: Shutdown)
                     continue;
                 };
                 let address = peer.ip();
-                let slot = if state.config.trusted_proxies.trusts(address) {
+                let uncapped = limits.max_connections_per_address == 0;
+                let slot = if uncapped || state.config.trusted_proxies.trusts(address) {
                     None
                 } else if let Some(slot) = per_address.acquire(address) {
                     Some(slot)

@@ -2,6 +2,7 @@
 //! and messages: every problem is collected per field, so one 400 lists them all.
 
 use crate::error::{ApiError, FieldErrors};
+pub use crate::json::is_storable;
 use crate::json::{self, StaticNode, Value};
 
 /// Rules for a text field.
@@ -191,14 +192,6 @@ impl<'a, 'v> Fields<'a, 'v> {
 
 /// Why text with a NUL character is refused (Django REST Framework's words).
 pub const NUL_REFUSED: &str = "Null characters are not allowed.";
-
-/// Whether text can be stored: PostgreSQL refuses the NUL character in `text`
-/// and `jsonb`, so every input that may reach the store is checked here, the
-/// same way for both stores, before it is queued (a refused message never
-/// reaches, or fails, a batch).
-pub fn is_storable(text: &str) -> bool {
-    !text.contains('\0')
-}
 
 /// Whitespace as Unicode defines it, plus the four ASCII separators (0x1C-0x1F)
 /// that Python (and so Django and schema validators) also treat as space.
