@@ -364,6 +364,19 @@ impl TestApp {
         client
     }
 
+    /// The user's read marker, as stored (one chat per user in these tests).
+    pub async fn read_marker(&self, user_id: i64) -> i64 {
+        self.db()
+            .await
+            .query_one(
+                "SELECT seq FROM read_markers WHERE user_id = $1",
+                &[&user_id],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// A WebSocket upgrade request made with a plain HTTP client: the status
     /// tells whether the handshake was refused (and why) before the upgrade.
     pub async fn upgrade_request(&self, path: &str) -> Reply {

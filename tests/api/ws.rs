@@ -444,16 +444,7 @@ async fn typing_and_read_markers_reach_the_peer() {
     assert_eq!(a.event().await["seq"], 2, "read markers never move back");
     b.send_json(&json!({"type": "read", "seq": 99})).await;
     assert_eq!(a.event().await["seq"], 3, "nor past the last message");
-    let db = app.db().await;
-    let marker: i64 = db
-        .query_one(
-            "SELECT seq FROM read_markers WHERE user_id = $1",
-            &[&bob.id],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(marker, 3);
+    assert_eq!(app.read_marker(bob.id).await, 3);
 }
 
 #[tokio::test]

@@ -41,17 +41,7 @@ async fn a_flood_of_read_markers_is_coalesced_and_the_highest_wins() {
         "200 read events, a write per round: {reads:?}"
     );
     assert_eq!(reads.last(), Some(&50), "the highest wins: {reads:?}");
-    let marker: i64 = app
-        .db()
-        .await
-        .query_one(
-            "SELECT seq FROM read_markers WHERE user_id = $1",
-            &[&bob.id],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(marker, 50);
+    assert_eq!(app.read_marker(bob.id).await, 50);
 }
 
 #[tokio::test]
