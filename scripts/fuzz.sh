@@ -36,9 +36,10 @@ for target in "${targets[@]}"; do
     echo "fuzz target $target FAILED; the input is in fuzz/artifacts/$target/" >&2
     exit 1
   fi
-  runs=$(grep -oE '^Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n1)
+  runs=$(grep -oE '^Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n1 || true)
   after=$(inputs "$target")
-  bytes=$(cat "fuzz/corpus/$target"/* "fuzz/target/corpus/$target"/* 2>/dev/null | wc -c)
+  # (find, not a glob: a run that adds nothing leaves the second folder empty)
+  bytes=$(find "fuzz/corpus/$target" "fuzz/target/corpus/$target" -type f -exec cat {} + | wc -c)
   echo "fuzz $target: ${runs:-?}s, corpus $before -> $after inputs ($bytes bytes), no crash"
   rm -f "$log"
 done
