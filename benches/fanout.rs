@@ -4,7 +4,7 @@
 //! Run: `cargo bench --bench fanout`
 
 use bytes::Bytes;
-use chat_server::rooms::{Outbox, Outgoing, Rooms, Subscriber, Taken};
+use chat_server::delivery::rooms::{Outbox, Outgoing, Rooms, Subscriber, Taken};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;
 use std::time::Instant;

@@ -78,11 +78,11 @@ fn decode(c: &mut Criterion) {
 fn encode(c: &mut Criterion) {
     let message = sample_message();
     let tree: serde_json::Value =
-        serde_json::from_slice(&protocol::message_event(&message)).unwrap();
+        serde_json::from_slice(&chat_server::delivery::events::message_event(&message)).unwrap();
     let mut group = c.benchmark_group("encode message event");
     group.bench_function(
         "server path: field by field, metadata kept as raw text",
-        |b| b.iter(|| black_box(protocol::message_event(&message))),
+        |b| b.iter(|| black_box(chat_server::delivery::events::message_event(&message))),
     );
     group.bench_function("serde_json: from a tree", |b| {
         b.iter(|| black_box(serde_json::to_vec(&tree).unwrap()))

@@ -65,6 +65,13 @@ pub fn hex(bytes: &[u8]) -> String {
     text
 }
 
+/// `n` random bytes as lowercase hex (token ids, generated secrets).
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::fill(&mut bytes[..]);
+    hex(&bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +105,18 @@ mod tests {
         assert!(bus.verify(b"event", &mac));
         assert!(!other.verify(b"event", &mac));
         assert!(!elsewhere.verify(b"event", &mac));
+    }
+
+    #[test]
+    fn random_hex_is_two_lowercase_digits_per_byte_and_differs_per_call() {
+        let (a, b) = (random_hex(8), random_hex(8));
+        assert_eq!(a.len(), 16);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+            "{a}"
+        );
+        assert_ne!(a, b, "64 random bits twice in a row");
+        assert_eq!(random_hex(0), "");
     }
 }

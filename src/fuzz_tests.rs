@@ -4,10 +4,10 @@
 //! panic.
 
 use crate::config::Config;
-use crate::http::input::{Fields, Text};
 use crate::http::query::Query;
-use crate::http::router::Route;
+use crate::input::fields::{Fields, Text};
 use crate::json;
+use crate::net::routes::Route;
 use crate::ws::protocol;
 use proptest::prelude::*;
 

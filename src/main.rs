@@ -1,7 +1,7 @@
 //! The `chat-server` binary: parses the command line and runs the library.
 
+use chat_server::app::{open_store, StartError};
 use chat_server::auth::password::PasswordHasher;
-use chat_server::state::{open_store, StartError};
 use chat_server::store::NewUser;
 use chat_server::{telemetry, Application, Config};
 use clap::{Parser, Subcommand};
@@ -49,7 +49,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    chat_server::os::decline_huge_pages();
+    chat_server::net::socket_options::decline_huge_pages();
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -113,7 +113,7 @@ async fn create_user(
     full_name: String,
     nickname: Option<String>,
 ) -> Result<(), StartError> {
-    if !chat_server::http::input::is_valid_email(&email) {
+    if !chat_server::input::fields::is_valid_email(&email) {
         return Err(StartError::Invalid(format!(
             "{email:?} is not a valid email address"
         )));

@@ -9,6 +9,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
+/// Field errors in request order: `[("email", ["Enter a valid email address."])]`.
+pub type FieldErrors = Vec<(String, Vec<String>)>;
+
 /// A registered user as the API shows it (the password hash never leaves the store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {

@@ -3,7 +3,7 @@
 //! holds no NUL.
 #![no_main]
 
-use chat_server::http::input::{Fields, Text};
+use chat_server::input::fields::{Fields, Text};
 use chat_server::json;
 use libfuzzer_sys::fuzz_target;
 

@@ -2,7 +2,7 @@
 //! route that resolves has a name and allowed methods.
 #![no_main]
 
-use chat_server::http::router::Route;
+use chat_server::net::routes::Route;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -57,7 +57,7 @@ impl Routes {
 
 /// `n` fresh pairs, by the fastest way the target allows.
 pub async fn pairs(target: &Target, endpoint: &Endpoint, n: usize) -> Result<Vec<Pair>> {
-    let run = chat_server::auth::random_hex(4);
+    let run = chat_server::digest::random_hex(4);
     match (&target.database_url, &target.secret_key, target.routes) {
         (Some(url), Some(secret), Routes::Ours) => bulk_pairs(url, secret, &run, n).await,
         _ => {

@@ -5,7 +5,7 @@
 use crate::endpoint::Endpoint;
 use crate::Result;
 use bytes::Bytes;
-use chat_server::ws::client;
+use chat_client as client;
 use chat_server::ws::transport::{self, FrameWriter, Inbound, MessageReader};
 use fastwebsockets::{FragmentCollector, Frame, OpCode, Payload};
 use hyper::upgrade::Upgraded;
@@ -15,11 +15,11 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
 
-pub type Socket = chat_server::ws::client::ClientSocket;
+pub type Socket = chat_client::ClientSocket;
 
 /// Opens a WebSocket to `path` on the endpoint, from `local` when given.
 pub async fn connect(endpoint: &Endpoint, path: &str, local: Option<IpAddr>) -> Result<Socket> {
-    Ok(chat_server::ws::client::connect(endpoint.addr, &endpoint.authority, path, local).await?)
+    Ok(chat_client::connect(endpoint.addr, &endpoint.authority, path, local).await?)
 }
 
 /// The same, for a socket that is only held: no buffers while it is idle.

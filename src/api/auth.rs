@@ -1,12 +1,12 @@
 //! `register`, `login`, `refresh` and `logout` (refresh-token blacklist), with
 //! SimpleJWT's request and response shapes.
 
+use crate::app::AppState;
 use crate::auth::jwt::{TokenError, TokenType};
-use crate::error::ApiError;
 use crate::http::body::RawBody;
-use crate::http::input::{is_valid_email, Fields, Text};
+use crate::http::error::ApiError;
 use crate::http::response::{created, ok, Body};
-use crate::state::AppState;
+use crate::input::fields::{is_valid_email, Fields, Text};
 use crate::store::NewUser;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -163,7 +163,7 @@ async fn valid_refresh_token(
 
 /// Register and login cost an argon2 hash each: limit them per client address.
 fn throttle_by_address(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiError> {
-    let address = crate::http::client_addr(request);
+    let address = crate::http::connection::client_addr(request);
     state
         .auth_limiter
         .check(address)

@@ -1,10 +1,10 @@
 //! `POST /api/chat/start/` and `GET /api/chat/chats/`.
 
-use crate::error::ApiError;
+use crate::app::AppState;
 use crate::http::body::RawBody;
-use crate::http::input::Fields;
+use crate::http::error::ApiError;
 use crate::http::response::{created, ok, Body};
-use crate::state::AppState;
+use crate::input::fields::Fields;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 

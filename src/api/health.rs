@@ -3,8 +3,8 @@
 //! and delivers to its own sockets, so it stays ready and says `degraded`;
 //! only an unreachable store makes it unready (503).
 
+use crate::app::AppState;
 use crate::http::response::{json_response, ok, Body};
-use crate::state::AppState;
 use hyper::{Response, StatusCode};
 use serde_json::json;
 use std::time::Duration;

@@ -1,16 +1,16 @@
 //! `GET` (history) and `POST` (send) on `/api/chat/chats/{id}/messages/`.
 
 use super::pagination::{HistoryRequest, Plan};
-use crate::draft::Draft;
-use crate::error::ApiError;
-use crate::history_cache::HistoryCache;
+use crate::app::AppState;
+use crate::cache::history::HistoryCache;
 use crate::http::body::RawBody;
-use crate::http::input::Fields;
+use crate::http::error::ApiError;
 use crate::http::query::Query;
 use crate::http::response::{json_bytes, Body};
+use crate::input::draft::Draft;
+use crate::input::fields::Fields;
 use crate::json;
 use crate::model::{Message, User};
-use crate::state::AppState;
 use crate::store::{AppendOutcome, HistoryRead, SeqRun};
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 /// A page of history, oldest-first within the page, in DRF's paginated
 /// envelope. Messages this node has cached come from the cache; the store is
-/// asked for the chat and the rest (see [`crate::history_cache`]).
+/// asked for the chat and the rest (see [`crate::cache::history`]).
 pub async fn history(
     state: &AppState,
     request: Request<Incoming>,

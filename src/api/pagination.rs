@@ -8,7 +8,7 @@
 //! page mode (page 1 = newest, as DRF with reversed results) and cursor mode alike.
 
 use crate::config::Paging;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::query::Query;
 use crate::store::SeqWindow;
 use std::ops::RangeInclusive;

@@ -1,9 +1,9 @@
 //! `GET /api/users/?q=`: find people to chat with.
 
-use crate::error::ApiError;
+use crate::app::AppState;
+use crate::http::error::ApiError;
 use crate::http::query::Query;
 use crate::http::response::{ok, Body};
-use crate::state::AppState;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
@@ -23,8 +23,8 @@ pub async fn search(
         .map_err(ApiError::Throttled)?;
     let query = Query::parse(request.uri().query());
     let text = query.get("q").unwrap_or("").trim();
-    if !crate::http::input::is_storable(text) {
-        return Err(ApiError::field("q", crate::http::input::NUL_REFUSED));
+    if !crate::input::fields::is_storable(text) {
+        return Err(ApiError::field("q", crate::input::fields::NUL_REFUSED));
     }
     if text.chars().count() > 254 {
         return Err(ApiError::field(

@@ -93,7 +93,7 @@ impl TokenService {
             token_type,
             exp: now + ttl.as_secs() as i64,
             iat: now,
-            jti: super::random_hex(16),
+            jti: crate::digest::random_hex(16),
             user_id: user_id.to_string(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)

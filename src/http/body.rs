@@ -3,7 +3,7 @@
 //! Django REST Framework also accepts, as a form) into an object of fields.
 
 use crate::config::Limits;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::json::{self, Value};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};

@@ -5,7 +5,7 @@
 //! group-commit writer can hand over many at once), and every history read is a
 //! `seq` range, which costs the same on page 1 and page 10,000.
 
-pub mod migrations;
+pub mod batched;
 pub mod patient;
 pub mod postgres;
 pub mod sqlite;

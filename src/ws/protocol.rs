@@ -1,14 +1,13 @@
-//! The WebSocket protocol: client events decoded (simd-json, with the same field
-//! rules as REST), server events encoded once into frame payloads, and the close
-//! codes a client can act on.
+//! The client's side of the WebSocket protocol: its events decoded (simd-json,
+//! with the same field rules as REST), and the close codes it can act on. The
+//! server's events are encoded in [`crate::delivery::events`].
 
 use crate::config::Limits;
-use crate::draft::Draft;
-use crate::error::FieldErrors;
-use crate::http::input::Fields;
+use crate::delivery::events::EventError;
+use crate::input::draft::Draft;
+use crate::input::fields::Fields;
 use crate::json::{self, Value};
-use crate::model::Message;
-use bytes::Bytes;
+use crate::model::FieldErrors;
 
 /// Close codes. Every close is resumable: reconnect with `after_seq` = the last
 /// `seq` received and nothing is missed.
@@ -41,26 +40,6 @@ pub enum ClientEvent {
     Send(Draft),
     Read { seq: i64 },
     Typing,
-}
-
-/// Why an event was refused; becomes an `error` event, the socket stays open.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventError {
-    pub code: &'static str,
-    pub detail: String,
-    pub fields: Option<FieldErrors>,
-    pub client_msg_id: Option<String>,
-}
-
-impl EventError {
-    pub fn new(code: &'static str, detail: impl Into<String>) -> Self {
-        EventError {
-            code,
-            detail: detail.into(),
-            fields: None,
-            client_msg_id: None,
-        }
-    }
 }
 
 /// Decodes one text message (parsed in place, with the socket's parser).
@@ -110,7 +89,7 @@ pub fn decode(
 fn invalid_fields(fields: Fields<'_, '_>) -> EventError {
     let client_msg_id = Draft::client_msg_id_of(&fields);
     match fields.finish() {
-        Err(crate::error::ApiError::Validation(errors)) => EventError {
+        Err(crate::http::error::ApiError::Validation(errors)) => EventError {
             code: "invalid_fields",
             detail: describe(&errors),
             fields: Some(errors),
@@ -126,54 +105,6 @@ fn describe(errors: &FieldErrors) -> String {
         .map(|(field, messages)| format!("{field}: {}", messages.join(" ")))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// `{"type":"message","data":Message}`, encoded once for every recipient.
-pub fn message_event(message: &Message) -> Bytes {
-    let mut out = Vec::with_capacity(message_event_size_hint(message));
-    out.extend_from_slice(MESSAGE_EVENT_HEAD);
-    message.append_json(&mut out);
-    out.push(b'}');
-    Bytes::from(out)
-}
-
-const MESSAGE_EVENT_HEAD: &[u8] = br#"{"type":"message","data":"#;
-
-/// About how long a message event is.
-fn message_event_size_hint(message: &Message) -> usize {
-    MESSAGE_EVENT_HEAD.len() + message.json_size_hint() + 1
-}
-
-/// `{"type":"error","code":...,"detail":...,"client_msg_id":...}` (+ `fields`).
-pub fn error_event(error: &EventError) -> Bytes {
-    let mut body = serde_json::json!({
-        "type": "error",
-        "code": error.code,
-        "detail": error.detail,
-        "client_msg_id": error.client_msg_id,
-    });
-    if let Some(fields) = &error.fields {
-        body["fields"] = fields
-            .iter()
-            .map(|(name, messages)| (name.clone(), serde_json::json!(messages)))
-            .collect::<serde_json::Map<_, _>>()
-            .into();
-    }
-    Bytes::from(json::encode(&body))
-}
-
-/// `{"type":"read","user_id":..,"seq":..}`.
-pub fn read_event(user_id: i64, seq: i64) -> Bytes {
-    Bytes::from(json::encode(
-        &serde_json::json!({"type": "read", "user_id": user_id, "seq": seq}),
-    ))
-}
-
-/// `{"type":"typing","user_id":..}`.
-pub fn typing_event(user_id: i64) -> Bytes {
-    Bytes::from(json::encode(
-        &serde_json::json!({"type": "typing", "user_id": user_id}),
-    ))
 }
 
 #[cfg(test)]
@@ -240,51 +171,5 @@ mod tests {
             .unwrap_err();
         assert_eq!(blank.client_msg_id.as_deref(), Some("c9"));
         assert!(blank.detail.contains("content"));
-    }
-
-    #[test]
-    fn events_encode_to_the_documented_shapes() {
-        let read: serde_json::Value = serde_json::from_slice(&read_event(3, 9)).unwrap();
-        assert_eq!(
-            read,
-            serde_json::json!({"type": "read", "user_id": 3, "seq": 9})
-        );
-        let error = error_event(&EventError::new("invalid_json", "bad"));
-        let error: serde_json::Value = serde_json::from_slice(&error).unwrap();
-        assert_eq!(error["type"], "error");
-        assert_eq!(error["client_msg_id"], serde_json::Value::Null);
-    }
-
-    #[test]
-    fn a_message_event_fits_its_size_hint_when_nothing_needs_escaping() {
-        use crate::model::{metadata_from_text, Timestamp, User};
-        let message = Message {
-            id: i64::MAX,
-            chat: i64::MAX,
-            seq: i64::MAX,
-            sender: User {
-                id: i64::MAX,
-                email: "a-long-address@example.com".into(),
-                full_name: "Somebody With A Long Name".into(),
-                nickname: Some("nick".into()),
-            },
-            content: "word ".repeat(200),
-            metadata: metadata_from_text(r#"{"reply_to":1234,"mentions":[1,2,3]}"#.into()),
-            client_msg_id: Some("3f2b9c1e-8d4a-4f7e-9b1a-2c3d4e5f6a7b".into()),
-            created_at: Timestamp::now(),
-        };
-        let event = message_event(&message);
-        let expected = format!(
-            r#"{{"type":"message","data":{}}}"#,
-            serde_json::to_string(&message).unwrap()
-        );
-        assert_eq!(std::str::from_utf8(&event).unwrap(), expected);
-        let hint = message_event_size_hint(&message);
-        assert!(event.len() <= hint, "{} bytes, hint {hint}", event.len());
-        assert!(
-            hint < event.len() + event.len() / 4 + 64,
-            "hint {hint} for {}",
-            event.len()
-        );
     }
 }

@@ -15,7 +15,7 @@ fn redis_url() -> String {
 /// prefix of their own (other tests share the Redis).
 async fn cluster(n: usize, redis: &str) -> Vec<TestApp> {
     let database = fresh_database();
-    let prefix = format!("test-{}", chat_server::auth::random_hex(6));
+    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
         let overrides = [
@@ -264,7 +264,7 @@ async fn messages_sent_while_redis_was_down_arrive_by_the_catch_up_alone() {
 async fn after_a_resubscription_a_room_catches_up_with_what_the_bus_never_carried() {
     let mut redis = OwnRedis::start();
     let database = fresh_database();
-    let prefix = format!("test-{}", chat_server::auth::random_hex(6));
+    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
     let url = redis.url();
     let overrides = [
         ("REDIS_URL", url.as_str()),
@@ -318,7 +318,7 @@ async fn resyncs_reach(node: &TestApp, count: u64) {
 #[tokio::test]
 async fn a_killed_node_s_clients_resume_on_another_without_loss() {
     let database = fresh_database();
-    let prefix = format!("test-{}", chat_server::auth::random_hex(6));
+    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
     let redis = redis_url();
     let overrides = [
         ("REDIS_URL", redis.as_str()),
@@ -352,7 +352,7 @@ async fn a_killed_node_s_clients_resume_on_another_without_loss() {
 async fn redis_password_is_honoured() {
     let redis = OwnRedis::start_with(&["--requirepass", "s3cret"]);
     let database = fresh_database();
-    let prefix = format!("test-{}", chat_server::auth::random_hex(6));
+    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
     let mut nodes = Vec::new();
     for _ in 0..2 {
         let overrides = [

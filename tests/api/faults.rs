@@ -103,7 +103,7 @@ impl OwnPostgres {
             .max()
             .unwrap();
         let dir =
-            std::env::temp_dir().join(format!("chat-pg-{}", chat_server::auth::random_hex(6)));
+            std::env::temp_dir().join(format!("chat-pg-{}", chat_server::digest::random_hex(6)));
         std::fs::create_dir_all(&dir).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -42,7 +42,7 @@ pub fn pg_base() -> String {
 }
 
 fn random_suffix() -> String {
-    chat_server::auth::random_hex(8)
+    chat_server::digest::random_hex(8)
 }
 
 /// Starts a server with the default test configuration.

@@ -260,7 +260,7 @@ async fn the_openapi_document_describes_every_route() {
     assert_eq!(doc.body["openapi"], "3.1.0");
     let paths = doc.body["paths"].as_object().unwrap();
     let items = &doc.body["components"]["pathItems"];
-    for (method, template) in chat_server::http::router::ROUTES {
+    for (method, template) in chat_server::net::routes::ROUTES {
         let item = &paths
             .get(*template)
             .unwrap_or_else(|| panic!("{template} is not documented"));
@@ -275,7 +275,7 @@ async fn the_openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        chat_server::http::router::ROUTES
+        chat_server::net::routes::ROUTES
             .iter()
             .map(|(_, t)| t)
             .collect::<std::collections::HashSet<_>>()

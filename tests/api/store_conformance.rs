@@ -23,7 +23,8 @@ async fn postgres() -> Arc<dyn Store> {
 }
 
 async fn sqlite() -> Arc<dyn Store> {
-    let dir = std::env::temp_dir().join(format!("chat-store-{}", chat_server::auth::random_hex(6)));
+    let dir =
+        std::env::temp_dir().join(format!("chat-store-{}", chat_server::digest::random_hex(6)));
     Arc::new(SqliteStore::open(&dir).expect("sqlite store"))
 }
 

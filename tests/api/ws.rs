@@ -605,7 +605,7 @@ async fn a_burst_through_one_writer_lane_arrives_whole_and_in_order() {
 
 #[tokio::test]
 async fn the_lean_client_holds_a_socket_that_receives_and_is_refused_like_any_other() {
-    use chat_server::ws::client::connect_lean;
+    use chat_client::connect_lean;
     use chat_server::ws::transport::{Inbound, MessageReader};
     use fastwebsockets::WebSocketError;
     let app = spawn_app().await;

@@ -54,7 +54,7 @@ impl WsClient {
     ) -> WsClient {
         let path = socket_path(chat, token, after_seq);
         let authority = app.addr.to_string();
-        let mut ws = chat_server::ws::client::connect(app.addr, &authority, &path, None)
+        let mut ws = chat_client::connect(app.addr, &authority, &path, None)
             .await
             .expect("websocket handshake succeeds");
         ws.set_auto_pong(pong);

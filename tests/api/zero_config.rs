@@ -12,7 +12,8 @@ async fn kill_hard(app: &mut TestApp) {
 
 #[tokio::test]
 async fn an_empty_directory_and_environment_give_a_working_server_that_keeps_its_data() {
-    let dir = std::env::temp_dir().join(format!("chat-zero-{}", chat_server::auth::random_hex(6)));
+    let dir =
+        std::env::temp_dir().join(format!("chat-zero-{}", chat_server::digest::random_hex(6)));
     std::fs::create_dir_all(&dir).unwrap();
     let mut app = spawn_bare_process(&dir).await;
     let ready = app.get("/readyz", None).await;

@@ -105,7 +105,7 @@ async fn start_server() -> Result<Endpoint> {
 
 fn listen() -> Result<tokio::net::TcpListener> {
     let defer_accept = std::time::Duration::from_secs(10);
-    Ok(chat_server::server::listen(
+    Ok(chat_server::net::listen(
         "127.0.0.1:0".parse()?,
         defer_accept,
     )?)
@@ -157,7 +157,7 @@ impl EchoProcess {
 
 async fn serve(listener: tokio::net::TcpListener) {
     while let Ok((stream, _)) = listener.accept().await {
-        chat_server::os::set_nodelay_unless_inherited(&stream);
+        chat_server::net::socket_options::set_nodelay_unless_inherited(&stream);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(upgrade_and_echo);
             let _ = hyper::server::conn::http1::Builder::new()

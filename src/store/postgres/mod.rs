@@ -3,6 +3,7 @@
 //! PostgreSQL (migrations aside).
 
 mod append;
+pub mod migrations;
 
 use super::{
     dedupe_batch, Appended, Assigned, ChatAccess, Credentials, History, HistoryRead, NewMessage,
@@ -264,7 +265,7 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
         create_database_if_missing(&pg_config).await?;
         let mut client = connect_once(&pg_config).await?;
-        super::migrations::run(&mut client).await?;
+        migrations::run(&mut client).await?;
         let manager = PreparedManager {
             inner: PostgresConnectionManager::new(pg_config, NoTls),
         };

@@ -8,7 +8,8 @@ use super::metric;
 use crate::helpers::{fresh_database, spawn_app_on, SECRET};
 use crate::ws_client::WsClient;
 use bytes::Bytes;
-use chat_server::bus::{channel, Published, Wire};
+use chat_server::delivery::bus::{channel, Wire};
+use chat_server::delivery::rooms::Published;
 use std::time::Duration;
 
 fn redis_url() -> String {
@@ -36,7 +37,7 @@ fn forged_frame(chat: i64, content: &str) -> Bytes {
 
 #[tokio::test]
 async fn only_events_signed_by_this_deployment_for_this_chat_are_delivered() {
-    let prefix = format!("test-{}", chat_server::auth::random_hex(6));
+    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
     let redis = redis_url();
     let vars = [
         ("REDIS_URL", redis.as_str()),

@@ -35,7 +35,7 @@ async fn settles_at(app: &TestApp, name: &str, want: f64) -> f64 {
 
 #[tokio::test]
 async fn handshakes_abandoned_mid_lookup_leave_no_room_and_no_subscription() {
-    let prefix = format!("test-{}", chat_server::auth::random_hex(6));
+    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
     let app = spawn_app_with(&[
         ("REDIS_URL", redis_url().as_str()),
         ("REDIS_CHANNEL_PREFIX", prefix.as_str()),

@@ -11,7 +11,7 @@ const NUL: &str = "a\u{0}b";
 
 /// An app on the embedded store, in a fresh data directory.
 pub async fn spawn_embedded() -> (TestApp, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("chat-nul-{}", chat_server::auth::random_hex(6)));
+    let dir = std::env::temp_dir().join(format!("chat-nul-{}", chat_server::digest::random_hex(6)));
     let dir_s = dir.to_str().unwrap().to_owned();
     let app = spawn_app_with(&[("DATABASE_URL", ""), ("DATA_DIR", &dir_s)]).await;
     (app, dir)

@@ -1,11 +1,18 @@
-//! The accept loop: one hyper HTTP/1.1 connection task per socket (upgrades
-//! enabled for WebSockets), a semaphore capping open connections (excess sockets
-//! are closed at once), backoff on accept errors, and a graceful drain on shutdown.
+//! The network layer: the [`Application`] that binds, accepts and drains; one
+//! hyper HTTP/1.1 connection task per socket (upgrades enabled for
+//! WebSockets), a semaphore capping open connections (excess sockets are
+//! closed at once), backoff on accept errors, and a graceful drain on
+//! shutdown. Each request goes through [`serve`] and then [`routes`].
 
+pub mod routes;
+pub mod serve;
+pub mod socket_options;
+
+use crate::app::{AppState, StartError};
 use crate::config::Config;
-use crate::ratelimit::{Slot, Slots};
+use crate::http::connection::ConnectionPermit;
+use crate::ratelimit::Slots;
 use crate::shutdown::{Shutdown, ShutdownController};
-use crate::state::{AppState, StartError};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -15,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 /// Connections the kernel may hold completed but not yet accepted. The kernel
 /// caps it at `net.core.somaxconn`. (A plain `TcpListener::bind` asks for 128:
@@ -25,9 +32,9 @@ const LISTEN_BACKLOG: u32 = 65_535;
 
 /// Binds `addr` with address reuse (restarts do not wait out TIME_WAIT) and a
 /// deep accept queue. Connections are handed over once their first bytes
-/// have arrived (or after `defer_accept`, see [`crate::os`]), and carry
+/// have arrived (or after `defer_accept`, see [`socket_options`]), and carry
 /// `TCP_NODELAY` from the listener where the OS copies it (elsewhere, set it
-/// on each accepted socket: [`crate::os::set_nodelay_unless_inherited`]).
+/// on each accepted socket: [`crate::net::socket_options::set_nodelay_unless_inherited`]).
 /// The load tester's minimal echo server listens the same way.
 pub fn listen(addr: SocketAddr, defer_accept: Duration) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -37,7 +44,7 @@ pub fn listen(addr: SocketAddr, defer_accept: Duration) -> std::io::Result<TcpLi
     };
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
-    crate::os::accept_when_data_arrives(&socket, defer_accept);
+    crate::net::socket_options::accept_when_data_arrives(&socket, defer_accept);
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
@@ -135,10 +142,7 @@ async fn accept(listener: TcpListener, state: Arc<AppState>, shutdown: Shutdown)
                     tokio::spawn(refuse(stream, Refusal::AddressFull));
                     continue;
                 };
-                let permit = Arc::new(ConnectionPermit {
-                    _permit: permit,
-                    _address: slot,
-                });
+                let permit = Arc::new(ConnectionPermit::new(permit, slot));
                 tokio::spawn(serve_connection(
                     state.clone(),
                     stream,
@@ -154,15 +158,6 @@ async fn accept(listener: TcpListener, state: Arc<AppState>, shutdown: Shutdown)
             }
         }
     }
-}
-
-/// A connection's place under `MAX_CONNECTIONS`, given back when the last
-/// handle drops. Its connection task holds one and every request carries one
-/// (as an extension), so a WebSocket session keeps the place for as long as its
-/// upgraded socket is open.
-pub struct ConnectionPermit {
-    _permit: OwnedSemaphorePermit,
-    _address: Option<Slot<IpAddr>>,
 }
 
 /// Why a connection is refused at accept.
@@ -182,14 +177,14 @@ async fn serve_connection(
     mut shutdown: Shutdown,
     permit: Arc<ConnectionPermit>,
 ) {
-    crate::os::set_nodelay_unless_inherited(&stream);
+    crate::net::socket_options::set_nodelay_unless_inherited(&stream);
     let state_header_timeout = state.config.limits.header_read_timeout;
     let for_requests = shutdown.clone();
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         let (state, shutdown) = (state.clone(), for_requests.clone());
         request.extensions_mut().insert(permit.clone());
         async move {
-            let response = crate::http::serve(&state, request, &shutdown, peer).await;
+            let response = crate::net::serve::serve(&state, request, &shutdown, peer).await;
             Ok::<_, Infallible>(response)
         }
     });

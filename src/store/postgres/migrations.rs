@@ -1,4 +1,4 @@
-//! Schema migrations for PostgreSQL: the plain SQL files in `sql/postgres/`, compiled
+//! Schema migrations for PostgreSQL: the plain SQL files in `migrations/` beside this file, compiled
 //! into the binary, applied once each, in order, each in its own transaction, and
 //! recorded in `schema_migrations`. An advisory lock lets several nodes start at once.
 
@@ -17,32 +17,32 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "init",
-        sql: include_str!("../../sql/postgres/0001_init.sql"),
+        sql: include_str!("migrations/0001_init.sql"),
     },
     Migration {
         version: 2,
         name: "read_markers",
-        sql: include_str!("../../sql/postgres/0002_read_markers.sql"),
+        sql: include_str!("migrations/0002_read_markers.sql"),
     },
     Migration {
         version: 3,
         name: "append_messages_index_probes",
-        sql: include_str!("../../sql/postgres/0003_append_messages_index_probes.sql"),
+        sql: include_str!("migrations/0003_append_messages_index_probes.sql"),
     },
     Migration {
         version: 4,
         name: "lean_hot_path",
-        sql: include_str!("../../sql/postgres/0004_lean_hot_path.sql"),
+        sql: include_str!("migrations/0004_lean_hot_path.sql"),
     },
     Migration {
         version: 5,
         name: "client_ids_bytewise",
-        sql: include_str!("../../sql/postgres/0005_client_ids_bytewise.sql"),
+        sql: include_str!("migrations/0005_client_ids_bytewise.sql"),
     },
     Migration {
         version: 6,
         name: "user_search_trigrams",
-        sql: include_str!("../../sql/postgres/0006_user_search_trigrams.sql"),
+        sql: include_str!("migrations/0006_user_search_trigrams.sql"),
     },
 ];
 

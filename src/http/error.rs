@@ -10,8 +10,7 @@ use crate::store::StoreError;
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
-/// Field errors in request order: `[("email", ["Enter a valid email address."])]`.
-pub type FieldErrors = Vec<(String, Vec<String>)>;
+pub use crate::model::FieldErrors;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,8 @@
 //! watched chat to catch up from the store after anything it may have missed.
 
 use super::{chat_of, Interest, Published, Received, Wire};
+use crate::delivery::rooms::Rooms;
 use crate::metrics::Metrics;
-use crate::rooms::Rooms;
 use futures_util::StreamExt;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};

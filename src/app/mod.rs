@@ -1,19 +1,22 @@
-//! The shared state every request sees, built once from a [`Config`]. Nothing
-//! lives in globals, so tests run many servers in one process.
+//! The node: the shared state every request sees, built once from a
+//! [`Config`], and the access checks both edges make with it ([`access`]).
+//! Nothing lives in globals, so tests run many servers in one process.
+
+pub mod access;
 
 use crate::auth::jwt::TokenService;
 use crate::auth::password::{HashError, PasswordHasher};
-use crate::batched::Batched;
-use crate::bus::Bus;
+use crate::cache::history::HistoryCache;
+use crate::cache::members::Members;
 use crate::config::Config;
-use crate::history_cache::HistoryCache;
+use crate::delivery::bus::Bus;
+use crate::delivery::pipeline::{MessagePipeline, WriterSettings};
+use crate::delivery::read_markers::ReadMarkers;
+use crate::delivery::rooms::{ConnId, Rooms};
 use crate::http::cors::Cors;
-use crate::members::Members;
 use crate::metrics::Metrics;
-use crate::pipeline::{MessagePipeline, WriterSettings};
 use crate::ratelimit::{RateLimiter, SocketSlots};
-use crate::read_markers::ReadMarkers;
-use crate::rooms::{ConnId, Rooms};
+use crate::store::batched::Batched;
 use crate::store::patient::PatientStore;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;

@@ -1,6 +1,13 @@
-//! A WebSocket client, for the load tester and the tests: fastwebsockets' client
-//! handshake (through hyper) for sockets that talk, and a lean one done by hand
-//! for sockets that are only held. Both speak to this server and to others.
+//! WebSocket clients for chat-server's load tester and tests:
+//! fastwebsockets' client handshake (through hyper) for sockets that talk, and
+//! a lean one done by hand ([`lean_handshake`]) for sockets that are only
+//! held, which then use the server's own frame reader and writer
+//! ([`chat_server::ws::transport`]). Both speak to this server and to others.
+//!
+//! A crate of its own so the server binary carries none of the client-only
+//! crates (hyper's client, `sha1`, `base64`, `httparse`).
+
+mod lean_handshake;
 
 use bytes::Bytes;
 use fastwebsockets::{WebSocket, WebSocketError};
@@ -10,8 +17,7 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 
-use super::client_upgrade;
-use super::transport::Socket;
+use chat_server::ws::transport::Socket;
 use tokio::net::TcpStream;
 
 /// A client socket after the handshake.
@@ -54,10 +60,10 @@ pub async fn connect(
     Ok(ws)
 }
 
-/// The same handshake done by hand ([`client_upgrade`]), giving back the bare
+/// The same handshake done by hand ([`lean_handshake`]), giving back the bare
 /// socket (and any bytes read past the handshake) for
-/// [`MessageReader::client`](super::transport::MessageReader::client) and
-/// [`FrameWriter::client`](super::transport::FrameWriter::client): a socket
+/// [`MessageReader::client`](chat_server::ws::transport::MessageReader::client) and
+/// [`FrameWriter::client`](chat_server::ws::transport::FrameWriter::client): a socket
 /// that is only held then costs no buffers while nothing arrives, and opening
 /// it costs no connection task.
 pub async fn connect_lean(
@@ -67,7 +73,7 @@ pub async fn connect_lean(
     local: Option<IpAddr>,
 ) -> Result<(Socket, Bytes), WebSocketError> {
     let mut stream = open_stream(addr, local).await?;
-    let read_ahead = client_upgrade::upgrade(&mut stream, authority, path).await?;
+    let read_ahead = lean_handshake::upgrade(&mut stream, authority, path).await?;
     Ok((Socket::new(stream), read_ahead))
 }
 
@@ -79,7 +85,7 @@ async fn open_stream(addr: SocketAddr, local: Option<IpAddr>) -> std::io::Result
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
     if let Some(ip) = local {
-        crate::os::defer_port_choice(&socket);
+        chat_server::net::socket_options::defer_port_choice(&socket);
         socket.bind(SocketAddr::new(ip, 0))?;
     }
     let stream = socket.connect(addr).await?;

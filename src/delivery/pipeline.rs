@@ -14,11 +14,12 @@
 //!
 //! Nothing is acknowledged or delivered before its batch commits.
 
-use crate::bus::{Bus, Published};
+use crate::delivery::bus::Bus;
+use crate::delivery::events::{error_event, message_event, EventError};
+use crate::delivery::rooms::Published;
+use crate::delivery::rooms::{Outgoing, Rooms, Subscriber};
 use crate::metrics::Metrics;
-use crate::rooms::{Outgoing, Rooms, Subscriber};
 use crate::store::{AppendOutcome, NewMessage, Store, StoreError};
-use crate::ws::protocol::{error_event, message_event, EventError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};

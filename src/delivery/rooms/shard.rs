@@ -1,7 +1,7 @@
 //! One shard of the room map: a task owning `chat id → sockets` for its chats.
 
 use super::{Command, ConnId, Except, Outgoing, Subscriber};
-use crate::bus::{Interest, Published};
+use super::{Interest, Published};
 use crate::metrics::Metrics;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;

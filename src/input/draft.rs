@@ -3,7 +3,7 @@
 //! but null (default `{}`), bounded in size and depth; `client_msg_id` optional.
 
 use crate::config::Limits;
-use crate::http::input::{Fields, Text};
+use crate::input::fields::{Fields, Text};
 use crate::model::User;
 use crate::store::NewMessage;
 

@@ -14,29 +14,11 @@ mod wire;
 
 pub use wire::{Received, Wire};
 
+use crate::delivery::rooms::{Interest, Published, Rooms};
 use crate::metrics::Metrics;
-use crate::rooms::Rooms;
-use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-/// A committed message on its way to other nodes.
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub chat: i64,
-    pub seq: i64,
-    pub frame: Bytes,
-}
-
-/// What the room map tells the bus about local interest in a chat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interest {
-    /// The chat's first local socket joined.
-    Watch(i64),
-    /// Its last local socket left.
-    Unwatch(i64),
-}
 
 /// Publishing side of the bus; cheap to clone.
 #[derive(Clone)]
@@ -68,7 +50,7 @@ impl Bus {
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let client = ::redis::Client::open(url).map_err(|e| format!("invalid REDIS_URL: {e}"))?;
-        let wire = Wire::new(secret, crate::auth::random_hex(8));
+        let wire = Wire::new(secret, crate::digest::random_hex(8));
         let healthy = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
         let publisher = redis::publish_loop(

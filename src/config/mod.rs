@@ -7,12 +7,14 @@
 //! tests can build many configurations in one process without touching the real
 //! environment.
 
-use crate::http::forwarded::TrustedProxies;
+pub mod trusted_proxies;
+
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+pub use trusted_proxies::TrustedProxies;
 
 /// Secrets that ship in examples and must never reach production.
 const KNOWN_DEFAULT_SECRETS: &[&str] = &[
@@ -387,7 +389,7 @@ fn generated_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
         }
     }
     std::fs::create_dir_all(data_dir).map_err(wrap)?;
-    let secret = crate::auth::random_hex(32);
+    let secret = crate::digest::random_hex(32);
     write_private(&path, &secret).map_err(wrap)?;
     Ok(secret)
 }
@@ -472,8 +474,8 @@ mod tests {
 
     #[test]
     fn every_variable_the_server_reads_is_documented() {
-        let example = include_str!("../.env.example");
-        let readme = include_str!("../README.md");
+        let example = include_str!("../../.env.example");
+        let readme = include_str!("../../README.md");
         let secret = (
             "SECRET_KEY",
             "a-long-enough-secret-for-this-test-0123456789",
@@ -522,7 +524,7 @@ mod tests {
 
     #[test]
     fn debug_generates_and_keeps_a_secret() {
-        let dir = std::env::temp_dir().join(format!("chat-cfg-{}", crate::auth::random_hex(6)));
+        let dir = std::env::temp_dir().join(format!("chat-cfg-{}", crate::digest::random_hex(6)));
         let dir_s = dir.to_str().unwrap();
         let first = Config::from_vars(vars(&[("DATA_DIR", dir_s)])).unwrap();
         let second = Config::from_vars(vars(&[("DATA_DIR", dir_s)])).unwrap();

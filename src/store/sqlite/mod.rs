@@ -33,7 +33,7 @@ struct Job {
 /// Writes committed together at most.
 const GROUP_MAX: usize = 1024;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../sql/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {

@@ -8,7 +8,7 @@
 //! maps; on a machine the tester shares with the server, that CPU is taken
 //! from the server under test.
 //!
-//! [`connect`]: super::client::connect
+//! [`connect`]: crate::connect
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

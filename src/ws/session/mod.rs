@@ -2,7 +2,7 @@
 //! from a bounded outbox. fastwebsockets' frame read is not cancel-safe, so the
 //! read in progress stays pinned while the loop writes and pings, and is only
 //! replaced once it has completed. Shutdown reaches a session through its
-//! outbox (see [`crate::rooms::Rooms::go_away`]): one fewer future to make and
+//! outbox (see [`crate::delivery::rooms::Rooms::go_away`]): one fewer future to make and
 //! drop on every wake-up, and what is queued is sent before the 1001 close.
 //!
 //! Delivery order: the socket joins its chat's room before the chat's `last_seq`
@@ -14,14 +14,15 @@
 //! from the store first. So each message arrives once, in `seq` order, with no
 //! gap or duplicate at the seam between history and live delivery.
 
-use super::protocol::{close, error_event, message_event, typing_event, ClientEvent, EventError};
+use super::protocol::{close, ClientEvent};
 use super::transport::{self, FrameWriter, Inbound, MessageReader, ReadError, UpgradeFut};
+use crate::app::AppState;
+use crate::delivery::events::{error_event, message_event, typing_event, EventError};
+use crate::delivery::pipeline::Submitted;
+use crate::delivery::rooms::{Alarm, Except, Outbox, Outgoing, Subscriber, Taken};
 use crate::json;
 use crate::model::User;
-use crate::pipeline::Submitted;
-use crate::rooms::{Alarm, Except, Outbox, Outgoing, Subscriber, Taken};
 use crate::shutdown::Shutdown;
-use crate::state::AppState;
 use crate::store::StoreError;
 
 use fastwebsockets::WebSocketError;
@@ -53,7 +54,7 @@ pub struct SessionSpec {
     /// The connection's place under `MAX_CONNECTIONS`, held while the socket is
     /// open (a handle to the connection's permit: 8 bytes of the session's task,
     /// which sits just under an allocator size class).
-    pub _connection: Option<Arc<crate::server::ConnectionPermit>>,
+    pub _connection: Option<Arc<crate::http::connection::ConnectionPermit>>,
 }
 
 /// The socket's entry in the room map (already joined) and its outbox.
@@ -478,7 +479,7 @@ impl EventHandler<'_> {
 
     /// Queues a message unless the user is over the send rate; a flood of
     /// throttled sends closes the socket.
-    async fn send(&mut self, draft: crate::draft::Draft) -> Option<u16> {
+    async fn send(&mut self, draft: crate::input::draft::Draft) -> Option<u16> {
         if let Err(wait) = self.state.send_limiter.check(self.spec.user.id) {
             self.state.metrics.rate_limited.inc();
             self.throttled_in_a_row += 1;
@@ -513,7 +514,7 @@ impl EventHandler<'_> {
         None
     }
 
-    /// Hands the marker to the coalescing task (see [`crate::read_markers`]).
+    /// Hands the marker to the coalescing task (see [`crate::delivery::read_markers`]).
     fn read(&mut self, seq: i64) {
         if seq < 1 {
             return self.reply_error(

@@ -6,9 +6,9 @@
 //! spell is written at once; one that arrives during a round waits for the
 //! next, and only the highest of those survives: only the highest matters.
 
-use crate::rooms::{Except, Outgoing, Rooms, Subscriber};
+use crate::delivery::events::{error_event, read_event, EventError};
+use crate::delivery::rooms::{Except, Outgoing, Rooms, Subscriber};
 use crate::store::Store;
-use crate::ws::protocol::{error_event, read_event, EventError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,15 +9,19 @@
 //! no unread bytes (the socket's read handle tells when), so an idle socket
 //! holds no read buffer at all, at no extra system call.
 
-use super::burst::BurstWriter;
-pub use super::socket::Socket;
-use super::socket::{SocketRead, SocketWrite};
+mod burst;
+mod frame_bounds;
+mod socket;
+
+use burst::BurstWriter;
 use bytes::Bytes;
 use fastwebsockets::{
     upgrade, Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite,
 };
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+pub use socket::Socket;
+use socket::{SocketRead, SocketWrite};
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::task::Poll;

@@ -1,4 +1,4 @@
-//! Who the client is behind proxies: `TRUSTED_PROXIES` names the addresses
+//! The `TRUSTED_PROXIES` setting, and who the client is behind those proxies. It names the addresses
 //! and networks whose `X-Forwarded-For` is believed (none by default). The only
 //! user of `ipnet`.
 //!

@@ -3,11 +3,11 @@
 //! on (route, method) picks the handler. A known path with the wrong method is a
 //! 405; an unknown path, or a chat id that is not a positive integer, is a 404.
 
-use super::response::Body;
 use crate::api;
-use crate::error::ApiError;
+use crate::app::AppState;
+use crate::http::error::ApiError;
+use crate::http::response::Body;
 use crate::shutdown::Shutdown;
-use crate::state::AppState;
 use crate::ws;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
@@ -169,7 +169,7 @@ pub async fn dispatch(
 
 /// `OPTIONS` outside CORS preflight: what the route allows.
 fn options(route: Route) -> Response<Body> {
-    let mut response = super::response::ok(&serde_json::json!({ "allow": route.allowed() }));
+    let mut response = crate::http::response::ok(&serde_json::json!({ "allow": route.allowed() }));
     response.headers_mut().insert(
         hyper::header::ALLOW,
         hyper::header::HeaderValue::from_static(route.allowed()),

@@ -1,7 +1,7 @@
 //! Reading fields out of a decoded JSON object with Django REST Framework's rules
 //! and messages: every problem is collected per field, so one 400 lists them all.
 
-use crate::error::{ApiError, FieldErrors};
+use crate::http::error::{ApiError, FieldErrors};
 pub use crate::json::is_storable;
 use crate::json::{self, StaticNode, Value};
 

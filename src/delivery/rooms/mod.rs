@@ -10,11 +10,29 @@ mod shard;
 
 pub use outbox::{Alarm, Outbox, Taken};
 
-use crate::bus::{Interest, Published};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// A committed message on its way to a room: from this node's writer, or from
+/// another node over the bus.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub chat: i64,
+    pub seq: i64,
+    pub frame: Bytes,
+}
+
+/// What the room map tells the bus about local interest in a chat (the bus
+/// subscribes to the chats this node watches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// The chat's first local socket joined.
+    Watch(i64),
+    /// Its last local socket left.
+    Unwatch(i64),
+}
 
 /// Identifies one WebSocket connection on this node.
 pub type ConnId = u64;

@@ -1,0 +1,6 @@
+//! What clients send, read and validated by one set of rules for REST and
+//! WebSocket alike: fields of a JSON object with Django REST Framework's
+//! checks and messages ([`fields`]), and a message to send ([`draft`]).
+
+pub mod draft;
+pub mod fields;
