@@ -1,5 +1,6 @@
 //! `POST /api/chat/start/` and `GET /api/chat/chats/`.
 
+use crate::app::access;
 use crate::app::AppState;
 use crate::http::body::RawBody;
 use crate::http::error::ApiError;
@@ -14,7 +15,7 @@ pub async fn start(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let me = super::current_user(state, request.headers()).await?;
+    let me = access::current_user(state, request.headers()).await?;
     let mut body = RawBody::read(request, &state.config.limits).await?;
     let value = body.object()?;
     let mut fields = Fields::new(&value);
@@ -44,7 +45,7 @@ pub async fn list(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let me = super::authenticate(state, request.headers())?;
+    let me = access::authenticate(state, request.headers())?;
     let chats = state.store.chats_of(me).await?;
     Ok(ok(&chats))
 }

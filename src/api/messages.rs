@@ -1,6 +1,7 @@
 //! `GET` (history) and `POST` (send) on `/api/chat/chats/{id}/messages/`.
 
 use super::pagination::{HistoryRequest, Plan};
+use crate::app::access;
 use crate::app::AppState;
 use crate::cache::history::HistoryCache;
 use crate::http::body::RawBody;
@@ -27,7 +28,7 @@ pub async fn history(
     request: Request<Incoming>,
     chat_id: i64,
 ) -> Result<Response<Body>, ApiError> {
-    let me = super::authenticate(state, request.headers())?;
+    let me = access::authenticate(state, request.headers())?;
     let query = Query::parse(request.uri().query());
     let wanted = HistoryRequest::parse(&query, state.config.paging)?;
     let read = HistoryRead {
@@ -86,7 +87,7 @@ async fn read_page(
     wanted: HistoryRequest,
 ) -> Result<Option<Page>, ApiError> {
     let history = state.histories.ask(read).await?;
-    let access = super::admitted(history.as_ref().map(|h| h.access), read.reader)?;
+    let access = access::admitted(history.as_ref().map(|h| h.access), read.reader)?;
     let plan = wanted.plan(access.last_seq)?;
     let stored = history.map(|h| h.messages).unwrap_or_default();
     let Some(results) = assemble(&state.history_cache, read.chat_id, &plan.seqs, &stored) else {
@@ -173,7 +174,7 @@ pub async fn send(
     request: Request<Incoming>,
     chat_id: i64,
 ) -> Result<Response<Body>, ApiError> {
-    let me = super::authenticate(state, request.headers())?;
+    let me = access::authenticate(state, request.headers())?;
     state.send_limiter.check(me).map_err(ApiError::Throttled)?;
     let sender = confirmed_sender(state, me, chat_id).await?;
     let limits = &state.config.limits;
@@ -207,7 +208,7 @@ async fn confirmed_sender(state: &AppState, me: i64, chat_id: i64) -> Result<Use
     if let Some(user) = state.members.get(me, chat_id) {
         return Ok(User::clone(&user));
     }
-    let (user, _) = super::member_of(state, me, chat_id).await?;
+    let (user, _) = access::member_of(state, me, chat_id).await?;
     state.members.remember(chat_id, Arc::new(user.clone()));
     Ok(user)
 }
@@ -218,7 +219,7 @@ async fn confirmed_sender(state: &AppState, me: i64, chat_id: i64) -> Result<Use
 /// rather than a server error, and later sends are checked again.
 async fn explain_failed_send(state: &AppState, me: i64, chat_id: i64, error: ApiError) -> ApiError {
     if state.members.forget(me, chat_id) {
-        if let Err(refusal) = super::member_of(state, me, chat_id).await {
+        if let Err(refusal) = access::member_of(state, me, chat_id).await {
             return refusal;
         }
     }

@@ -9,5 +9,3 @@ pub mod health;
 pub mod messages;
 pub mod pagination;
 pub mod users;
-
-pub use crate::app::access::{admitted, authenticate, current_user, member_of};

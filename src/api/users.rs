@@ -1,5 +1,6 @@
 //! `GET /api/users/?q=`: find people to chat with.
 
+use crate::app::access;
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::query::Query;
@@ -16,7 +17,7 @@ pub async fn search(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let me = super::authenticate(state, request.headers())?;
+    let me = access::authenticate(state, request.headers())?;
     state
         .search_limiter
         .check(me)
