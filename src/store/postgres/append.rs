@@ -2,7 +2,8 @@
 //! (every client id new) and the checked `append_messages` function for the
 //! rest, and how their rows map back to the batch.
 
-use super::{ord_index, outcome_from_row, timestamp, PreparedConnection};
+use super::pool::PreparedConnection;
+use super::rows::{ord_index, outcome_from_row, timestamp};
 use crate::store::{Appended, Assigned, NewMessage};
 use tokio_postgres::Row;
 

@@ -1,0 +1,156 @@
+//! The PostgreSQL connection pool: bb8 over tokio-postgres, every statement
+//! prepared once per connection, the database created on a fresh machine,
+//! and driver errors sorted into what callers act on ([`StoreError`]).
+
+use super::statements::Statements;
+use crate::config::DatabaseConfig;
+use crate::store::StoreError;
+use bb8_postgres::PostgresConnectionManager;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+/// A pooled connection and its prepared statements.
+pub struct PreparedConnection {
+    pub client: tokio_postgres::Client,
+    pub statements: Statements,
+}
+
+/// bb8 manager: bb8-postgres connects, then every statement is prepared once.
+pub struct PreparedManager {
+    inner: PostgresConnectionManager<NoTls>,
+}
+
+impl bb8::ManageConnection for PreparedManager {
+    type Connection = PreparedConnection;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        let client = self.inner.connect().await?;
+        let statements = Statements::prepare(&client).await?;
+        Ok(PreparedConnection { client, statements })
+    }
+
+    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        self.inner.is_valid(&mut conn.client).await
+    }
+
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+pub type Pool = bb8::Pool<PreparedManager>;
+pub type Conn<'a> = bb8::PooledConnection<'a, PreparedManager>;
+
+/// Connects (creating the database when it does not exist yet), applies
+/// pending migrations and builds the pool.
+pub async fn open(config: &DatabaseConfig) -> Result<Pool, StoreError> {
+    let pg_config: tokio_postgres::Config = config
+        .url
+        .parse()
+        .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+    create_database_if_missing(&pg_config).await?;
+    let mut client = connect_once(&pg_config).await?;
+    super::migrations::run(&mut client).await?;
+    let manager = PreparedManager {
+        inner: PostgresConnectionManager::new(pg_config, NoTls),
+    };
+    Ok(bb8::Pool::builder()
+        .max_size(config.pool_size.max(1))
+        // Short: a request that waits longer for the database does so in
+        // `PatientStore`, which asks the pool again (up to `DB_RETRY_SECS`).
+        .connection_timeout(Duration::from_secs(1))
+        .test_on_check_out(false)
+        .build_unchecked(manager))
+}
+
+/// A pooled connection that is still open. After the database restarted,
+/// the pool holds connections it closed: one of them would fail its
+/// statement before sending it, so it is passed over here (dropped, and so
+/// discarded by the pool, see `has_broken`), which keeps "a statement
+/// failed on a dead connection" meaning "its outcome is unknown".
+pub async fn checkout(pool: &Pool) -> Result<Conn<'_>, StoreError> {
+    loop {
+        let conn = pool.get().await.map_err(|e| match e {
+            // No statement of ours was sent: nothing happened.
+            bb8::RunError::User(e) => StoreError::Unavailable(e.to_string()),
+            bb8::RunError::TimedOut => {
+                StoreError::Unavailable("timed out waiting for a database connection".into())
+            }
+        })?;
+        if !conn.client.is_closed() {
+            return Ok(conn);
+        }
+    }
+}
+
+/// Connection-level failures of a statement mean its outcome is unknown
+/// (`Interrupted`, 503); the rest are real errors.
+pub fn classify(error: tokio_postgres::Error) -> StoreError {
+    let transient = error.is_closed()
+        || error.code().is_some_and(|code| {
+            code.code().starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::TOO_MANY_CONNECTIONS
+        })
+        || error.as_db_error().is_none() && error.code().is_none();
+    if transient {
+        StoreError::Interrupted(error.to_string())
+    } else {
+        StoreError::Database(error)
+    }
+}
+
+pub fn is_retryable_race(error: &tokio_postgres::Error) -> bool {
+    error.code().is_some_and(|code| {
+        *code == SqlState::UNIQUE_VIOLATION
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+    })
+}
+
+async fn connect_once(
+    config: &tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = config.connect(NoTls).await.map_err(classify_connect)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "migration connection ended");
+        }
+    });
+    Ok(client)
+}
+
+fn classify_connect(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(format!("cannot connect to PostgreSQL: {error}"))
+}
+
+/// A fresh machine has PostgreSQL but not our database: create it, as `createdb` would.
+async fn create_database_if_missing(config: &tokio_postgres::Config) -> Result<(), StoreError> {
+    let Err(error) = config.connect(NoTls).await else {
+        return Ok(());
+    };
+    if error.code() != Some(&SqlState::INVALID_CATALOG_NAME) {
+        return Err(classify_connect(error));
+    }
+    let name = config
+        .get_dbname()
+        .unwrap_or("chat_db")
+        .replace('"', "\"\"");
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let client = connect_once(&admin).await?;
+    match client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(database = %name, "created database");
+            Ok(())
+        }
+        Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(()),
+        Err(e) => Err(classify_connect(e)),
+    }
+}

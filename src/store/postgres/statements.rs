@@ -1,0 +1,218 @@
+//! Every statement the PostgreSQL store runs, as SQL text, and the set of them
+//! prepared on each new connection. The row shapes they return are read in
+//! [`super::rows`].
+
+use super::append;
+use tokio_postgres::{Client, Statement};
+
+/// User search, sent as a one-shot statement (one round trip, planned for
+/// its own pattern; see migration 0006): a prepared statement's generic plan
+/// walks every user in id order when the pattern is rare.
+pub const SEARCH_USERS: &str = "SELECT id, email, full_name, nickname FROM users
+     WHERE id <> $1 AND is_active AND (email ILIKE $2 OR full_name ILIKE $2
+           OR coalesce(nickname, '') ILIKE $2)
+     ORDER BY id LIMIT $3";
+
+const INSERT_USER: &str =
+    "INSERT INTO users (email, password_hash, full_name, nickname, other_info)
+     VALUES ($1, $2, $3, $4, $5::text::jsonb) RETURNING id";
+
+const CREDENTIALS: &str = "SELECT id, email, full_name, nickname, password_hash, is_active
+     FROM users WHERE lower(email) = lower($1)";
+
+const USER: &str = "SELECT id, email, full_name, nickname FROM users WHERE id = $1";
+
+const INSERT_CHAT: &str = "INSERT INTO chats (pair_key, user_low, user_high) VALUES ($1, $2, $3)
+     ON CONFLICT (pair_key) DO NOTHING RETURNING id";
+
+const CHAT_ID_BY_PAIR: &str = "SELECT id FROM chats WHERE pair_key = $1";
+
+const USERS_AND_CHATS: &str = "SELECT q.ord::INT, u.id, u.email, u.full_name, u.nickname,
+            c.user_low, c.user_high, c.last_seq
+     FROM unnest($1::BIGINT[], $2::BIGINT[]) WITH ORDINALITY AS q(user_id, chat_id, ord)
+     LEFT JOIN users u ON u.id = q.user_id
+     LEFT JOIN chats c ON c.id = q.chat_id";
+
+/// Columns of a chat row with both participants and its last message; see
+/// [`super::rows::chat_from_row`] for their positions.
+macro_rules! chat_select {
+    ($where:literal) => {
+        concat!(
+            "SELECT c.id, c.created_at, coalesce(m.created_at, c.created_at) AS updated_at,
+                ua.id, ua.email, ua.full_name, ua.nickname,
+                ub.id, ub.email, ub.full_name, ub.nickname,
+                m.id, m.seq, m.content, m.metadata::text, m.client_msg_id, m.created_at,
+                m.sender_id
+             FROM chats c
+             JOIN users ua ON ua.id = c.user_low
+             JOIN users ub ON ub.id = c.user_high
+             LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
+             WHERE ",
+            $where
+        )
+    };
+}
+
+const CHAT_BY_ID: &str = chat_select!("c.id = $1");
+
+const CHATS_OF: &str =
+    chat_select!("c.user_low = $1 OR c.user_high = $1 ORDER BY updated_at DESC, c.id DESC");
+
+/// A row is sent while the messages before it hold fewer than $4 bytes of
+/// content and metadata.
+const MESSAGES_BETWEEN: &str = "SELECT m.id, m.seq, m.content, m.metadata, m.client_msg_id,
+            m.created_at, u.id, u.email, u.full_name, u.nickname
+     FROM (SELECT id, seq, content, metadata::text AS metadata, client_msg_id,
+                  created_at, sender_id,
+                  coalesce(sum(octet_length(content) + octet_length(metadata::text))
+                      OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING
+                                         AND 1 PRECEDING), 0) AS before
+           FROM messages WHERE chat_id = $1 AND seq BETWEEN $2 AND $3) m
+     JOIN users u ON u.id = m.sender_id
+     WHERE m.before < $4 ORDER BY m.seq";
+
+/// A history read, from its chat row `c` and its parameters (named by the
+/// caller: `$2` for the one-read statement, `q.skip` for the batch): the
+/// window of [`crate::store::SeqWindow::range`] over the chat's `last_seq`
+/// (`w.upto`, `r.start`), then the reader's messages in it that the node does
+/// not already hold (`held_first..=held_last`; only a run at the window's
+/// start is skipped). The one place PostgreSQL is told the window's
+/// arithmetic; `$tail` closes the messages subquery.
+macro_rules! history_window {
+    (skip: $skip:literal, size: $size:literal, cap: $cap:literal, floor: $floor:literal,
+     oldest: $oldest:literal, reader: $reader:literal, held_first: $held_first:literal,
+     held_last: $held_last:literal, tail: $tail:literal) => {
+        concat!(
+            "CROSS JOIN LATERAL (
+                 SELECT CASE WHEN ",
+            $oldest,
+            "
+                             THEN LEAST(c.last_seq, (c.last_seq - 1) % ",
+            $size,
+            " + 1)
+                             ELSE LEAST(",
+            $cap,
+            ", c.last_seq - ",
+            $skip,
+            ") END AS upto
+             ) AS w
+             CROSS JOIN LATERAL (SELECT GREATEST(",
+            $floor,
+            ", w.upto - ",
+            $size,
+            " + 1) AS start) AS r
+             LEFT JOIN LATERAL (
+                 SELECT * FROM messages m
+                 WHERE m.chat_id = c.id AND ",
+            $reader,
+            " IN (c.user_low, c.user_high)
+                   AND m.seq BETWEEN CASE WHEN ",
+            $held_first,
+            " <= r.start
+                                          THEN GREATEST(r.start, ",
+            $held_last,
+            " + 1)
+                                          ELSE r.start END
+                                 AND w.upto ",
+            $tail,
+            "
+             ) AS m ON true"
+        )
+    };
+}
+
+/// Columns of a history row: ord, both participants, `last_seq`, then a
+/// message or NULLs (see [`super::rows::history_from_rows`]).
+macro_rules! history_select {
+    ($ord:literal) => {
+        concat!(
+            "SELECT ",
+            $ord,
+            ", lo.id, lo.email, lo.full_name, lo.nickname,
+                    hi.id, hi.email, hi.full_name, hi.nickname, c.last_seq,
+                    m.id, m.seq, m.content, m.metadata::text, m.client_msg_id,
+                    m.created_at, m.sender_id "
+        )
+    };
+}
+
+const HISTORY: &str = concat!(
+    history_select!("1::INT"),
+    "FROM chats c
+     JOIN users lo ON lo.id = c.user_low
+     JOIN users hi ON hi.id = c.user_high ",
+    history_window!(skip: "$2", size: "$3", cap: "$4", floor: "$5", oldest: "$6",
+                    reader: "$7", held_first: "$8::BIGINT", held_last: "$9::BIGINT", tail: ""),
+    " WHERE c.id = $1"
+);
+
+/// `OFFSET 0` keeps the messages subquery a subquery: flattened into the join,
+/// its seq bounds became a filter over every message of the chat instead of
+/// index conditions (see BENCHMARKS.md).
+const HISTORIES: &str = concat!(
+    history_select!("q.ord::INT"),
+    "FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[],
+                 $5::BIGINT[], $6::BOOL[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[])
+          WITH ORDINALITY
+          AS q(chat, skip, size, cap, floor, oldest, reader, held_first, held_last, ord)
+     JOIN chats c ON c.id = q.chat
+     JOIN users lo ON lo.id = c.user_low
+     JOIN users hi ON hi.id = c.user_high ",
+    history_window!(skip: "q.skip", size: "q.size", cap: "q.cap", floor: "q.floor",
+                    oldest: "q.oldest", reader: "q.reader", held_first: "q.held_first",
+                    held_last: "q.held_last", tail: "OFFSET 0")
+);
+
+const BLACKLIST_TOKEN: &str = "INSERT INTO token_blacklist (jti, expires_at)
+     VALUES ($1, to_timestamp($2::float8)) ON CONFLICT (jti) DO NOTHING";
+
+const IS_BLACKLISTED: &str = "SELECT 1 FROM token_blacklist WHERE jti = $1";
+
+const MARK_READ: &str = "INSERT INTO read_markers AS r (chat_id, user_id, seq)
+     SELECT c.id, $2, LEAST($3, c.last_seq) FROM chats c WHERE c.id = $1
+     ON CONFLICT (chat_id, user_id) DO UPDATE
+       SET seq = GREATEST(r.seq, EXCLUDED.seq), updated_at = now()
+     RETURNING seq";
+
+/// Every statement the store runs, prepared on each new connection.
+pub struct Statements {
+    pub insert_user: Statement,
+    pub credentials: Statement,
+    pub user: Statement,
+    pub insert_chat: Statement,
+    pub chat_id_by_pair: Statement,
+    pub users_and_chats: Statement,
+    pub chat_by_id: Statement,
+    pub chats_of: Statement,
+    pub messages_between: Statement,
+    pub history: Statement,
+    pub histories: Statement,
+    pub append_messages: Statement,
+    pub append_new_messages: Statement,
+    pub blacklist_token: Statement,
+    pub is_blacklisted: Statement,
+    pub mark_read: Statement,
+}
+
+impl Statements {
+    pub async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Statements {
+            insert_user: client.prepare(INSERT_USER).await?,
+            credentials: client.prepare(CREDENTIALS).await?,
+            user: client.prepare(USER).await?,
+            insert_chat: client.prepare(INSERT_CHAT).await?,
+            chat_id_by_pair: client.prepare(CHAT_ID_BY_PAIR).await?,
+            users_and_chats: client.prepare(USERS_AND_CHATS).await?,
+            chat_by_id: client.prepare(CHAT_BY_ID).await?,
+            chats_of: client.prepare(CHATS_OF).await?,
+            messages_between: client.prepare(MESSAGES_BETWEEN).await?,
+            history: client.prepare(HISTORY).await?,
+            histories: client.prepare(HISTORIES).await?,
+            append_messages: client.prepare(append::APPEND_CHECKED).await?,
+            append_new_messages: client.prepare(append::APPEND_NEW_MESSAGES).await?,
+            blacklist_token: client.prepare(BLACKLIST_TOKEN).await?,
+            is_blacklisted: client.prepare(IS_BLACKLISTED).await?,
+            mark_read: client.prepare(MARK_READ).await?,
+        })
+    }
+}
