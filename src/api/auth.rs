@@ -59,7 +59,7 @@ pub async fn register(
     else {
         return Err(ApiError::Internal("validated fields missing".into()));
     };
-    let password_hash = state.passwords.hash(password).await?;
+    let password_hash = state.auth.passwords.hash(password).await?;
     let user = state
         .store
         .create_user(NewUser {
@@ -97,19 +97,20 @@ pub async fn login(
     // Emails are unique without case: one bucket per account however spelled.
     let account = email.to_lowercase();
     state
+        .limiters
         .login_failures
         .has_token(&account)
         .map_err(ApiError::Throttled)?;
     let credentials = state.store.credentials(&email).await?;
     let stored_hash = credentials.as_ref().map(|c| c.password_hash.clone());
-    let matches = state.passwords.verify(password, stored_hash).await?;
+    let matches = state.auth.passwords.verify(password, stored_hash).await?;
     match credentials {
         Some(c) if matches && c.is_active => Ok(ok(&json!({
-            "refresh": state.tokens.issue(c.user.id, TokenType::Refresh),
-            "access": state.tokens.issue(c.user.id, TokenType::Access),
+            "refresh": state.auth.tokens.issue(c.user.id, TokenType::Refresh),
+            "access": state.auth.tokens.issue(c.user.id, TokenType::Access),
         }))),
         _ => {
-            let _ = state.login_failures.check(&account);
+            let _ = state.limiters.login_failures.check(&account);
             Err(ApiError::InvalidCredentials)
         }
     }
@@ -126,7 +127,7 @@ pub async fn refresh(
         return Err(ApiError::InvalidRefreshToken);
     }
     Ok(ok(
-        &json!({ "access": state.tokens.issue(user_id, TokenType::Access) }),
+        &json!({ "access": state.auth.tokens.issue(user_id, TokenType::Access) }),
     ))
 }
 
@@ -152,6 +153,7 @@ async fn valid_refresh_token(
     fields.finish()?;
     let token = token.ok_or(ApiError::InvalidRefreshToken)?;
     let claims = state
+        .auth
         .tokens
         .verify(&token, TokenType::Refresh)
         .map_err(|_: TokenError| ApiError::InvalidRefreshToken)?;
@@ -165,7 +167,8 @@ async fn valid_refresh_token(
 fn throttle_by_address(state: &AppState, request: &Request<Incoming>) -> Result<(), ApiError> {
     let address = crate::http::connection::client_addr(request);
     state
-        .auth_limiter
+        .limiters
+        .auth
         .check(address)
         .map_err(ApiError::Throttled)
 }

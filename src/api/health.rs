@@ -27,7 +27,10 @@ pub async fn readyz(state: &AppState) -> Response<Body> {
             "timed out".to_owned()
         }
     };
-    let bus = match (state.bus.is_distributed(), state.bus.is_healthy()) {
+    let bus = match (
+        state.delivery.bus.is_distributed(),
+        state.delivery.bus.is_healthy(),
+    ) {
         (false, _) => "local",
         (true, true) => "ok",
         (true, false) => "disconnected",

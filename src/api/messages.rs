@@ -35,7 +35,7 @@ pub async fn history(
         chat_id,
         reader: me,
         window: wanted.window(),
-        held: state.history_cache.held(chat_id),
+        held: state.reads.history_cache.held(chat_id),
     };
     let page = match read_page(state, read, wanted).await? {
         Some(page) => page,
@@ -86,11 +86,16 @@ async fn read_page(
     read: HistoryRead,
     wanted: HistoryRequest,
 ) -> Result<Option<Page>, ApiError> {
-    let history = state.histories.ask(read).await?;
+    let history = state.reads.histories.ask(read).await?;
     let access = access::admitted(history.as_ref().map(|h| h.access), read.reader)?;
     let plan = wanted.plan(access.last_seq)?;
     let stored = history.map(|h| h.messages).unwrap_or_default();
-    let Some(results) = assemble(&state.history_cache, read.chat_id, &plan.seqs, &stored) else {
+    let Some(results) = assemble(
+        &state.reads.history_cache,
+        read.chat_id,
+        &plan.seqs,
+        &stored,
+    ) else {
         return Ok(None);
     };
     let metrics = &state.metrics;
@@ -175,7 +180,11 @@ pub async fn send(
     chat_id: i64,
 ) -> Result<Response<Body>, ApiError> {
     let me = access::authenticate(state, request.headers())?;
-    state.send_limiter.check(me).map_err(ApiError::Throttled)?;
+    state
+        .limiters
+        .sends
+        .check(me)
+        .map_err(ApiError::Throttled)?;
     let sender = confirmed_sender(state, me, chat_id).await?;
     let limits = &state.config.limits;
     let mut body = RawBody::read(request, limits).await?;
@@ -185,6 +194,7 @@ pub async fn send(
     fields.finish()?;
     let draft = draft.ok_or(ApiError::Internal("validated fields missing".into()))?;
     let outcome = match state
+        .delivery
         .pipeline
         .send(draft.into_message(chat_id, sender))
         .await
@@ -205,11 +215,14 @@ pub async fn send(
 /// The sender, once they are known to take part in the chat: from this node's
 /// memory of confirmed memberships, else from the store (and then remembered).
 async fn confirmed_sender(state: &AppState, me: i64, chat_id: i64) -> Result<User, ApiError> {
-    if let Some(user) = state.members.get(me, chat_id) {
+    if let Some(user) = state.reads.members.get(me, chat_id) {
         return Ok(User::clone(&user));
     }
     let (user, _) = access::member_of(state, me, chat_id).await?;
-    state.members.remember(chat_id, Arc::new(user.clone()));
+    state
+        .reads
+        .members
+        .remember(chat_id, Arc::new(user.clone()));
     Ok(user)
 }
 
@@ -218,7 +231,7 @@ async fn confirmed_sender(state: &AppState, me: i64, chat_id: i64) -> Result<Use
 /// deletes neither): forget it and ask the store, so the client gets 401/404
 /// rather than a server error, and later sends are checked again.
 async fn explain_failed_send(state: &AppState, me: i64, chat_id: i64, error: ApiError) -> ApiError {
-    if state.members.forget(me, chat_id) {
+    if state.reads.members.forget(me, chat_id) {
         if let Err(refusal) = access::member_of(state, me, chat_id).await {
             return refusal;
         }

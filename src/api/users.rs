@@ -19,7 +19,8 @@ pub async fn search(
 ) -> Result<Response<Body>, ApiError> {
     let me = access::authenticate(state, request.headers())?;
     state
-        .search_limiter
+        .limiters
+        .search
         .check(me)
         .map_err(ApiError::Throttled)?;
     let query = Query::parse(request.uri().query());

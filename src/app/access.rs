@@ -13,6 +13,7 @@ use hyper::HeaderMap;
 /// The user and expiry of a valid access token.
 pub fn bearer(state: &AppState, token: &str) -> Result<Bearer, ApiError> {
     state
+        .auth
         .tokens
         .verify_access(token)
         .map_err(ApiError::InvalidAccessToken)
@@ -42,7 +43,7 @@ pub async fn member_of(
     user_id: i64,
     chat_id: i64,
 ) -> Result<(User, ChatAccess), ApiError> {
-    let (user, access) = state.lookups.ask((user_id, chat_id)).await?;
+    let (user, access) = state.reads.lookups.ask((user_id, chat_id)).await?;
     let user = user.ok_or_else(ApiError::user_gone)?;
     let access = admitted(access, user.id)?;
     Ok((user, access))

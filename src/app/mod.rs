@@ -8,7 +8,7 @@ use crate::auth::jwt::TokenService;
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::cache::history::HistoryCache;
 use crate::cache::members::Members;
-use crate::config::Config;
+use crate::config::{Config, Paging};
 use crate::delivery::bus::Bus;
 use crate::delivery::pipeline::{MessagePipeline, WriterSettings};
 use crate::delivery::read_markers::ReadMarkers;
@@ -47,13 +47,38 @@ pub type Lookups = Batched<(i64, i64), UserAndChat>;
 /// Batched history reads.
 pub type Histories = Batched<HistoryRead, Option<History>>;
 
-/// Everything a handler needs.
+/// Everything a handler needs, in groups by job.
 pub struct AppState {
     pub config: Config,
     pub store: Arc<dyn Store>,
+    pub auth: Auth,
+    pub delivery: Delivery,
+    pub reads: Reads,
+    pub limiters: Limiters,
+    pub cors: Cors,
+    pub metrics: Arc<Metrics>,
+    connections: AtomicU64,
+}
+
+/// Tokens and passwords.
+pub struct Auth {
     pub tokens: TokenService,
     pub passwords: PasswordHasher,
+}
+
+/// The path of a message after it is accepted: the group-commit writer, the
+/// room map, the bus between nodes, and the read-marker coalescer.
+pub struct Delivery {
     pub pipeline: MessagePipeline,
+    pub rooms: Rooms,
+    pub bus: Bus,
+    /// Read markers, coalesced per (chat, user).
+    pub read_markers: ReadMarkers,
+}
+
+/// How reads reach the store: batched, and skipped where this node already
+/// knows the answer.
+pub struct Reads {
     /// The user and the chat for sends and handshakes, batched.
     pub lookups: Lookups,
     /// History pages, batched.
@@ -62,25 +87,23 @@ pub struct AppState {
     pub history_cache: HistoryCache,
     /// Confirmed memberships, so a REST send needs no membership query.
     pub members: Members,
-    pub rooms: Rooms,
-    pub bus: Bus,
-    /// Read markers, coalesced per (chat, user).
-    pub read_markers: ReadMarkers,
-    /// `typing` events per (user, chat), across the user's sockets.
-    pub typing_limiter: RateLimiter,
-    pub metrics: Arc<Metrics>,
+}
+
+/// The rate limits and caps on what one client may do.
+pub struct Limiters {
     /// Register/login attempts per client address.
-    pub auth_limiter: RateLimiter,
+    pub auth: RateLimiter,
     /// Failed logins per email (so no one address, and no crowd of them,
     /// can try passwords against one account quickly).
     pub login_failures: RateLimiter,
     /// User searches per user.
-    pub search_limiter: RateLimiter,
+    pub search: RateLimiter,
     /// Sends per user (REST and WebSocket).
-    pub send_limiter: RateLimiter,
-    pub socket_slots: Arc<SocketSlots>,
-    pub cors: Cors,
-    connections: AtomicU64,
+    pub sends: RateLimiter,
+    /// `typing` events per (user, chat), across the user's sockets.
+    pub typing: RateLimiter,
+    /// Open sockets per user.
+    pub sockets: Arc<SocketSlots>,
 }
 
 impl AppState {
@@ -88,62 +111,22 @@ impl AppState {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let store = open_store(&config).await?;
         let metrics = Arc::new(Metrics::new());
-        let (rooms, bus) = start_delivery(&config, &metrics)?;
-        let auth = &config.auth;
-        let realtime = &config.realtime;
-        let limits = &config.limits;
-        let settings = WriterSettings {
-            lanes: realtime.writer_lanes,
-            batch_max: realtime.writer_batch_max,
-            linger: realtime.writer_linger,
-        };
-        let pipeline = MessagePipeline::start(
-            store.clone(),
-            rooms.clone(),
-            bus.clone(),
-            metrics.clone(),
-            settings,
-        );
-        let (lookups, histories) = start_reads(&store, realtime.writer_lanes);
+        let delivery = start_delivery(&config, &store, &metrics)?;
         let paging = config.paging;
+        let auth = &config.auth;
         Ok(AppState {
-            lookups,
-            histories,
-            members: Members::default(),
-            history_cache: HistoryCache::new(
-                paging.history_cache_bytes,
-                usize::try_from(paging.max_page_size).unwrap_or(0),
-            ),
-            tokens: TokenService::new(&auth.secret_key, auth.access_ttl, auth.refresh_ttl),
-            passwords: PasswordHasher::new(
-                auth.argon2_memory_kib,
-                auth.argon2_iterations,
-                auth.hash_concurrency,
-            )?,
-            pipeline,
-            read_markers: ReadMarkers::start(
-                store.clone(),
-                rooms.clone(),
-                realtime.read_marker_interval,
-            ),
-            typing_limiter: RateLimiter::new(
-                1.0 / realtime.typing_interval.as_secs_f64().max(0.001),
-                1.0,
-            ),
-            rooms,
-            bus,
+            auth: Auth {
+                tokens: TokenService::new(&auth.secret_key, auth.access_ttl, auth.refresh_ttl),
+                passwords: PasswordHasher::new(
+                    auth.argon2_memory_kib,
+                    auth.argon2_iterations,
+                    auth.hash_concurrency,
+                )?,
+            },
+            reads: start_reads(&store, config.realtime.writer_lanes, paging),
+            limiters: Limiters::new(&config),
+            delivery,
             metrics,
-            auth_limiter: RateLimiter::new(limits.auth_per_minute / 60.0, limits.auth_burst),
-            login_failures: RateLimiter::new(
-                limits.login_failures_per_email_per_minute / 60.0,
-                limits.login_failures_per_email_per_minute,
-            ),
-            send_limiter: RateLimiter::new(limits.sends_per_second, limits.sends_burst),
-            search_limiter: RateLimiter::new(
-                limits.searches_per_minute / 60.0,
-                limits.searches_burst,
-            ),
-            socket_slots: SocketSlots::new(limits.max_sockets_per_user),
             cors: Cors::new(&config.cors_allowed_origins),
             connections: AtomicU64::new(0),
             store,
@@ -152,9 +135,27 @@ impl AppState {
     }
 }
 
-/// The batched readers: `lanes` lanes each for membership lookups and for
-/// history pages.
-fn start_reads(store: &Arc<dyn Store>, lanes: usize) -> (Lookups, Histories) {
+impl Limiters {
+    fn new(config: &Config) -> Self {
+        let limits = &config.limits;
+        let typing_interval = config.realtime.typing_interval.as_secs_f64();
+        Limiters {
+            auth: RateLimiter::new(limits.auth_per_minute / 60.0, limits.auth_burst),
+            login_failures: RateLimiter::new(
+                limits.login_failures_per_email_per_minute / 60.0,
+                limits.login_failures_per_email_per_minute,
+            ),
+            search: RateLimiter::new(limits.searches_per_minute / 60.0, limits.searches_burst),
+            sends: RateLimiter::new(limits.sends_per_second, limits.sends_burst),
+            typing: RateLimiter::new(1.0 / typing_interval.max(0.001), 1.0),
+            sockets: SocketSlots::new(limits.max_sockets_per_user),
+        }
+    }
+}
+
+/// The batched readers (`lanes` lanes each for membership lookups and for
+/// history pages) and the node's caches.
+fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
     let for_lookups = store.clone();
     let lookups = Batched::start(lanes, move |pairs: Vec<(i64, i64)>| {
         let store = for_lookups.clone();
@@ -165,12 +166,53 @@ fn start_reads(store: &Arc<dyn Store>, lanes: usize) -> (Lookups, Histories) {
         let store = for_histories.clone();
         async move { store.histories(&reads).await }
     });
-    (lookups, histories)
+    Reads {
+        lookups,
+        histories,
+        history_cache: HistoryCache::new(
+            paging.history_cache_bytes,
+            usize::try_from(paging.max_page_size).unwrap_or(0),
+        ),
+        members: Members::default(),
+    }
 }
 
-/// The room map, and the bus that links it to other nodes (Redis when
-/// configured, in-process otherwise).
-fn start_delivery(config: &Config, metrics: &Arc<Metrics>) -> Result<(Rooms, Bus), StartError> {
+/// The writer, the room map, the bus that links it to other nodes (Redis
+/// when configured, in-process otherwise) and the read-marker coalescer.
+fn start_delivery(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    metrics: &Arc<Metrics>,
+) -> Result<Delivery, StartError> {
+    let (rooms, bus) = start_rooms_and_bus(config, metrics)?;
+    let realtime = &config.realtime;
+    let settings = WriterSettings {
+        lanes: realtime.writer_lanes,
+        batch_max: realtime.writer_batch_max,
+        linger: realtime.writer_linger,
+    };
+    let pipeline = MessagePipeline::start(
+        store.clone(),
+        rooms.clone(),
+        bus.clone(),
+        metrics.clone(),
+        settings,
+    );
+    let read_markers =
+        ReadMarkers::start(store.clone(), rooms.clone(), realtime.read_marker_interval);
+    Ok(Delivery {
+        pipeline,
+        rooms,
+        bus,
+        read_markers,
+    })
+}
+
+/// The room map, and the bus that links it to other nodes.
+fn start_rooms_and_bus(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<(Rooms, Bus), StartError> {
     let (interest_tx, interest_rx) = tokio::sync::mpsc::unbounded_channel();
     let shards = config.realtime.room_shards;
     let Some(url) = &config.redis_url else {

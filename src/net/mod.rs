@@ -75,7 +75,7 @@ impl Application {
 
     /// Which store and bus this server uses, for the start-up log.
     pub fn describe(&self) -> (String, &'static str) {
-        let bus = if self.state.bus.is_distributed() {
+        let bus = if self.state.delivery.bus.is_distributed() {
             "redis"
         } else {
             "in-process"
@@ -106,7 +106,7 @@ impl Application {
         let _ = accepting.await;
         let timeout = state.config.shutdown_timeout;
         tracing::info!(?timeout, "shutting down: draining connections");
-        state.rooms.go_away().await;
+        state.delivery.rooms.go_away().await;
         if !controller.drain(timeout).await {
             tracing::warn!("drain timed out; closing remaining connections");
         }

@@ -37,6 +37,7 @@ pub async fn handshake(
     let user_id = bearer.user_id;
     let membership = session::subscribe(state, user_id);
     let entry = state
+        .delivery
         .rooms
         .join(chat_id, membership.subscriber.clone())
         .await;
@@ -85,7 +86,8 @@ async fn admit(
 ) -> Result<Admission, ApiError> {
     let (user, access) = crate::app::access::member_of(state, user_id, chat_id).await?;
     let slot = state
-        .socket_slots
+        .limiters
+        .sockets
         .acquire(user.id)
         .ok_or(ApiError::TooManySockets)?;
     let resume_after = match query.get("after_seq") {

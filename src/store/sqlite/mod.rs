@@ -7,41 +7,31 @@
 //! hears "done" before that commit. One writer means `seq` assignment and
 //! duplicate checks need no locks.
 
+mod migrations;
+mod queries;
+mod thread;
+
 use super::{
-    all_answered, dedupe_batch, expand_repeats, Appended, Assigned, ChatAccess, Credentials,
-    History, NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError,
+    all_answered, dedupe_batch, expand_repeats, Appended, ChatAccess, Credentials, History,
+    NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError,
 };
-use crate::model::{metadata_from_text, pair_key, Chat, Message, Timestamp, User};
+use crate::model::{pair_key, Chat, Message, Timestamp, User};
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use queries::{
+    access_of, append_one, chat_by_id, chat_from_row, messages_in, micros, user_at, CHAT_SELECT,
+};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use thread::StoreThread;
 use time::OffsetDateTime;
-use tokio::sync::oneshot;
-
-/// Sends a job's answer once its transaction's fate is known.
-type Finish = Box<dyn FnOnce(bool) + Send>;
-
-/// Runs a job's SQL: whether it succeeded, and how to answer.
-type Work = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
-
-struct Job {
-    write: bool,
-    run: Work,
-}
-
-/// Writes committed together at most.
-const GROUP_MAX: usize = 1024;
-
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
+    thread: StoreThread,
     path: PathBuf,
 }
 
-fn failed(error: rusqlite::Error) -> StoreError {
+pub(crate) fn failed(error: rusqlite::Error) -> StoreError {
     StoreError::Failed(error.to_string())
 }
 
@@ -57,13 +47,9 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
         .map_err(failed)?;
-        migrate(&mut conn)?;
-        let (jobs, queue) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("chat-store".into())
-            .spawn(move || serve(conn, queue))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the store thread: {e}")))?;
-        Ok(SqliteStore { jobs, path })
+        migrations::migrate(&mut conn)?;
+        let thread = StoreThread::start(conn)?;
+        Ok(SqliteStore { thread, path })
     }
 
     /// Runs `work` on the store thread (in the group transaction when `write`).
@@ -72,293 +58,8 @@ impl SqliteStore {
         write: bool,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let run = Box::new(move |conn: &Connection| -> (bool, Finish) {
-            let result = work(conn);
-            let ok = result.is_ok();
-            let finish: Finish = Box::new(move |committed| {
-                let _ = tx.send(if committed {
-                    result
-                } else {
-                    Err(StoreError::Unavailable(
-                        "the transaction did not commit".into(),
-                    ))
-                });
-            });
-            (ok, finish)
-        });
-        let gone = || StoreError::Unavailable("the store thread has stopped".into());
-        self.jobs.send(Job { write, run }).map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        self.thread.call(write, work).await
     }
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)",
-    )
-    .map_err(failed)?;
-    for (version, sql) in MIGRATIONS {
-        let applied: bool = conn
-            .query_row(
-                "SELECT 1 FROM schema_migrations WHERE version = ?",
-                [version],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(failed)?
-            .is_some();
-        if applied {
-            continue;
-        }
-        let tx = conn.transaction().map_err(failed)?;
-        tx.execute_batch(sql).map_err(failed)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version) VALUES (?)",
-            [version],
-        )
-        .map_err(failed)?;
-        tx.commit().map_err(failed)?;
-        tracing::info!(version, "applied sqlite migration");
-    }
-    Ok(())
-}
-
-/// The store thread: reads one by one, queued writes in one transaction.
-fn serve(conn: Connection, queue: mpsc::Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
-        if !first.write {
-            let (_, finish) = (first.run)(&conn);
-            finish(true);
-            continue;
-        }
-        let (mut writes, mut reads) = (vec![first], Vec::new());
-        while writes.len() < GROUP_MAX {
-            match queue.try_recv() {
-                Ok(job) if job.write => writes.push(job),
-                Ok(job) => reads.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_group(&conn, writes);
-        for job in reads {
-            let (_, finish) = (job.run)(&conn);
-            finish(true);
-        }
-    }
-}
-
-/// Runs writes in one transaction, each in a savepoint (a failed one leaves no
-/// trace); answers them after the commit.
-fn commit_group(conn: &Connection, writes: Vec<Job>) {
-    let began = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
-    let mut finishes = Vec::with_capacity(writes.len());
-    for job in writes {
-        let _ = conn.execute_batch("SAVEPOINT job");
-        let (ok, finish) = (job.run)(conn);
-        if !ok {
-            let _ = conn.execute_batch("ROLLBACK TO job");
-        }
-        let _ = conn.execute_batch("RELEASE job");
-        finishes.push(finish);
-    }
-    let committed = began && conn.execute_batch("COMMIT").is_ok();
-    if !committed {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    for finish in finishes {
-        finish(committed);
-    }
-}
-
-fn micros(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1000) as i64
-}
-
-fn timestamp(micros: i64) -> Timestamp {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    Timestamp(t)
-}
-
-fn user_at(row: &Row<'_>, first: usize) -> rusqlite::Result<User> {
-    Ok(User {
-        id: row.get(first)?,
-        email: row.get(first + 1)?,
-        full_name: row.get(first + 2)?,
-        nickname: row.get(first + 3)?,
-    })
-}
-
-const CHAT_SELECT: &str =
-    "SELECT c.id, c.created_at, coalesce(m.created_at, c.created_at) AS updated_at,
-        ua.id, ua.email, ua.full_name, ua.nickname, ub.id, ub.email, ub.full_name, ub.nickname,
-        m.id, m.seq, m.content, m.metadata, m.client_msg_id, m.created_at, m.sender_id
-    FROM chats c
-    JOIN users ua ON ua.id = c.user_low
-    JOIN users ub ON ub.id = c.user_high
-    LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq";
-
-fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
-    let participants = [user_at(row, 3)?, user_at(row, 7)?];
-    let id: i64 = row.get(0)?;
-    let last_message = match row.get::<_, Option<i64>>(11)? {
-        None => None,
-        Some(message_id) => {
-            let sender_id: i64 = row.get(17)?;
-            let sender = participants
-                .iter()
-                .find(|u| u.id == sender_id)
-                .unwrap_or(&participants[0]);
-            Some(Message {
-                id: message_id,
-                chat: id,
-                seq: row.get(12)?,
-                sender: sender.clone(),
-                content: row.get(13)?,
-                metadata: metadata_from_text(row.get(14)?),
-                client_msg_id: row.get(15)?,
-                created_at: timestamp(row.get(16)?),
-            })
-        }
-    };
-    Ok(Chat {
-        id,
-        created_at: timestamp(row.get(1)?),
-        updated_at: timestamp(row.get(2)?),
-        participants,
-        last_message,
-    })
-}
-
-fn chat_by_id(conn: &Connection, chat_id: i64) -> Result<Chat, StoreError> {
-    let sql = format!("{CHAT_SELECT} WHERE c.id = ?");
-    conn.query_row(&sql, [chat_id], chat_from_row)
-        .map_err(failed)
-}
-
-/// A chat's participants and `last_seq`; `None` when there is no such chat.
-fn access_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatAccess>, StoreError> {
-    conn.query_row(
-        "SELECT user_low, user_high, last_seq FROM chats WHERE id = ?",
-        [chat_id],
-        |row| {
-            Ok(ChatAccess {
-                participants: [row.get(0)?, row.get(1)?],
-                last_seq: row.get(2)?,
-            })
-        },
-    )
-    .optional()
-    .map_err(failed)
-}
-
-/// A chat's messages with `from_seq <= seq <= to_seq`, ascending.
-/// See [`Store::messages_between`]: rows are read one at a time, so no more
-/// than `max_bytes` (plus one message) is ever held.
-fn messages_in(
-    conn: &Connection,
-    chat_id: i64,
-    (from_seq, to_seq): (i64, i64),
-    max_bytes: usize,
-) -> Result<Vec<Message>, StoreError> {
-    let mut statement = conn
-        .prepare_cached(
-            "SELECT m.id, m.seq, m.content, m.metadata, m.client_msg_id, m.created_at,
-                    u.id, u.email, u.full_name, u.nickname
-             FROM messages m JOIN users u ON u.id = m.sender_id
-             WHERE m.chat_id = ? AND m.seq BETWEEN ? AND ? ORDER BY m.seq",
-        )
-        .map_err(failed)?;
-    let rows = statement
-        .query_map(params![chat_id, from_seq, to_seq], |row| {
-            Ok(Message {
-                id: row.get(0)?,
-                chat: chat_id,
-                seq: row.get(1)?,
-                content: row.get(2)?,
-                metadata: metadata_from_text(row.get(3)?),
-                client_msg_id: row.get(4)?,
-                created_at: timestamp(row.get(5)?),
-                sender: user_at(row, 6)?,
-            })
-        })
-        .map_err(failed)?;
-    let (mut messages, mut bytes) = (Vec::new(), 0usize);
-    for row in rows {
-        let message = row.map_err(failed)?;
-        bytes += message.content.len() + message.metadata.get().len();
-        messages.push(message);
-        if bytes >= max_bytes {
-            break;
-        }
-    }
-    Ok(messages)
-}
-
-/// Appends one message whose client id is not repeated in its batch.
-fn append_one(conn: &Connection, message: &NewMessage, now: i64) -> Result<Appended, StoreError> {
-    if let Some(client_id) = &message.client_msg_id {
-        let existing = conn
-            .prepare_cached(
-                "SELECT id, chat_id, seq, content, metadata, created_at FROM messages
-                 WHERE sender_id = ? AND client_msg_id = ?",
-            )
-            .map_err(failed)?
-            .query_row(params![message.sender.id, client_id], |row| {
-                Ok((
-                    row.get::<_, i64>(1)?,
-                    Message {
-                        id: row.get(0)?,
-                        chat: row.get(1)?,
-                        seq: row.get(2)?,
-                        sender: message.sender.clone(),
-                        content: row.get(3)?,
-                        metadata: metadata_from_text(row.get(4)?),
-                        client_msg_id: Some(client_id.clone()),
-                        created_at: timestamp(row.get(5)?),
-                    },
-                ))
-            })
-            .optional()
-            .map_err(failed)?;
-        match existing {
-            Some((chat, original)) if chat == message.chat_id => {
-                return Ok(Appended::Duplicate(original))
-            }
-            Some(_) => return Ok(Appended::ClientIdConflict),
-            None => {}
-        }
-    }
-    let seq: i64 = conn
-        .prepare_cached("UPDATE chats SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq")
-        .map_err(failed)?
-        .query_row([message.chat_id], |row| row.get(0))
-        .map_err(failed)?;
-    let id: i64 = conn
-        .prepare_cached(
-            "INSERT INTO messages (chat_id, seq, sender_id, content, metadata, client_msg_id, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .map_err(failed)?
-        .query_row(
-            params![
-                message.chat_id,
-                seq,
-                message.sender.id,
-                message.content,
-                message.metadata,
-                message.client_msg_id,
-                now
-            ],
-            |row| row.get(0),
-        )
-        .map_err(failed)?;
-    Ok(Appended::Created(Assigned {
-        id,
-        seq,
-        created_at: timestamp(now),
-    }))
 }
 
 #[async_trait]

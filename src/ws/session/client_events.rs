@@ -39,7 +39,7 @@ impl EventHandler<'_> {
     /// Queues a message unless the user is over the send rate; a flood of
     /// throttled sends closes the socket.
     async fn send(&mut self, draft: crate::input::draft::Draft) -> Option<u16> {
-        if let Err(wait) = self.state.send_limiter.check(self.spec.user.id) {
+        if let Err(wait) = self.state.limiters.sends.check(self.spec.user.id) {
             self.state.metrics.rate_limited.inc();
             self.throttled_in_a_row += 1;
             if self.throttled_in_a_row > self.state.config.limits.flood_close_after {
@@ -60,6 +60,7 @@ impl EventHandler<'_> {
         let message = draft.into_message(self.spec.chat_id, self.spec.user.clone());
         let queued = match self
             .state
+            .delivery
             .pipeline
             .send_from_socket(message, self.me.clone())
         {
@@ -82,18 +83,22 @@ impl EventHandler<'_> {
             );
         }
         let (chat, user) = (self.spec.chat_id, self.spec.user.id);
-        self.state.read_markers.mark(chat, user, seq, self.me);
+        self.state
+            .delivery
+            .read_markers
+            .mark(chat, user, seq, self.me);
     }
 
     /// Forwards `typing` to the chat's other users, at most once per
     /// `WS_TYPING_INTERVAL_MS` per user and chat, whatever its sockets send.
     async fn typing(&mut self) {
         let (chat, user) = (self.spec.chat_id, self.spec.user.id);
-        if self.state.typing_limiter.check((user, chat)).is_err() {
+        if self.state.limiters.typing.check((user, chat)).is_err() {
             return;
         }
         let frame = typing_event(user);
         self.state
+            .delivery
             .rooms
             .broadcast(chat, frame, Except::User(user))
             .await;

@@ -115,7 +115,7 @@ pub async fn run(
     let (socket, read_ahead) = match transport::open(upgrade).await {
         Ok(opened) => opened,
         Err(error) => {
-            state.rooms.leave(spec.chat_id, conn).await;
+            state.delivery.rooms.leave(spec.chat_id, conn).await;
             return tracing::debug!(%error, "websocket upgrade failed");
         }
     };
@@ -147,7 +147,7 @@ pub async fn run(
         .serve(&spec, &mut reader, &outbox, &mut events)
         .await;
     outbox.close();
-    state.rooms.leave(spec.chat_id, conn).await;
+    state.delivery.rooms.leave(spec.chat_id, conn).await;
     state.metrics.connections_open.dec();
     if matches!(end, End::Closed(close::SLOW_CONSUMER)) {
         state.metrics.slow_consumer_closes.inc();

@@ -73,7 +73,12 @@ impl Session<'_> {
     /// message committed before the resync. `i64::MAX` when the chat is gone
     /// (the message read then tells).
     async fn stored_through(&self) -> Result<i64, End> {
-        let (_, access) = self.state.lookups.ask((self.user_id, self.chat_id)).await?;
+        let (_, access) = self
+            .state
+            .reads
+            .lookups
+            .ask((self.user_id, self.chat_id))
+            .await?;
         Ok(access.map_or(i64::MAX, |access| access.last_seq))
     }
 
