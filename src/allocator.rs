@@ -6,8 +6,8 @@
 //! `mi_malloc_aligned`, whatever its alignment. In mimalloc 3 that call's fast
 //! path covers only blocks of up to 1 KiB whose free block happens to be
 //! aligned; every larger block (read buffers, history pages, a batch's
-//! vectors) took the generic aligned path: about 4% of a chat message's and 5%
-//! of a REST request's server instructions (callgrind, BENCHMARKS.md). The
+//! vectors) took the generic aligned path, a measurable share of every message's
+//! and request's instructions (figures in BENCHMARKS.md). The
 //! crate has an open pull request to the same end (purpleprotocol/mimalloc_rust
 //! #170). Here a block whose alignment mimalloc's plain calls already give goes
 //! through them. Every block mimalloc hands out is word (8-byte) aligned, and

@@ -29,8 +29,7 @@ pub fn parse(bytes: &mut [u8]) -> Result<Value<'_>, ParseError> {
 /// A parser that keeps simd-json's working buffers from one document to the
 /// next, for a socket parsing event after event. A one-off parse allocates
 /// them every time, one of them 64-byte aligned, which is the allocator's slow
-/// path: keeping them saved 5% of a chat message's server instructions
-/// (callgrind). None are held until the first parse, nor after [`release`].
+/// path on every event. None are held until the first parse, nor after [`release`].
 ///
 /// [`release`]: Parser::release
 #[derive(Default)]
@@ -78,7 +77,7 @@ fn nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
 
 /// How many `[` and `{` there are, strings included. Counted in u8 lanes, 255
 /// bytes at a time (no lane can overflow): counted straight into a usize, the
-/// compiler had to widen every byte and the count took 3–4 instructions a byte.
+/// compiler has to widen every byte.
 fn opening_brackets(bytes: &[u8]) -> usize {
     bytes
         .chunks(255)
@@ -198,8 +197,8 @@ pub fn encode_with_capacity<T: serde::Serialize + ?Sized>(value: &T, capacity: u
 /// A string as a JSON string onto the end of `out`, exactly as `serde_json`
 /// writes it. Most strings need no escape: one pass over the bytes finds that
 /// out and they are copied whole; the rest go through `serde_json`. (The pass
-/// runs a byte at a time on the short strings a message has: a u8 flag that
-/// would let it take 16 bytes a step gained nothing, callgrind.)
+/// runs a byte at a time: on the short strings a message has, a vectorized
+/// pass gains nothing.)
 pub fn append_str(out: &mut Vec<u8>, text: &str) {
     let needs_escape = text.bytes().fold(false, |found, byte| {
         found | (byte < 0x20) | (byte == b'"') | (byte == b'\\')

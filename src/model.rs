@@ -69,8 +69,8 @@ impl Timestamp {
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` written digit by digit: every message and
-    /// page carries timestamps, and the general formatter was ~4% of a history
-    /// read's server CPU. `None` for years outside 0..=9999.
+    /// page carries timestamps, and the general formatter showed in every
+    /// history read's profile. `None` for years outside 0..=9999.
     fn rfc3339_micros(&self) -> Option<[u8; 27]> {
         let utc = self.0.to_offset(time::UtcOffset::UTC);
         let year = u32::try_from(utc.year()).ok().filter(|y| *y <= 9999)?;
@@ -109,8 +109,8 @@ impl Serialize for Timestamp {
 /// The hot path's encoders: the same bytes the `Serialize` derives write
 /// (tests hold them to it), field by field without serde's per-field calls and
 /// per-byte escaping of names that never need it. A message is encoded once for
-/// every event and every history page that carries it: through serde it was a
-/// fifth of a chat message's server instructions (callgrind).
+/// every event and every history page that carries it, so its encoding is on
+/// every hot path (serde's cost is in BENCHMARKS.md).
 impl Message {
     /// This message as JSON.
     pub fn to_json(&self) -> Vec<u8> {

@@ -247,8 +247,8 @@ fn realtime(env: &Env, workers: usize) -> Result<Realtime, ConfigError> {
         catch_up_bytes: env.number::<usize>("WS_CATCH_UP_BYTES", 256 * 1024)?.max(1),
         catch_up_timeout: secs("WS_CATCH_UP_TIMEOUT_SECS", 60)?,
         room_shards: env.number::<usize>("ROOM_SHARDS", workers)?.max(1),
-        // One lane per core: on 2 cores, 2 lanes held p99 at 10,000 msg/s to
-        // 5.1-9.2 ms where 4 lanes gave 7.0-12.2 ms, at the same throughput.
+        // One lane per core: more lanes than cores add latency for no
+        // throughput (BENCHMARKS.md).
         writer_lanes: env
             .number::<usize>("WRITER_LANES", workers.clamp(2, 8))?
             .max(1),

@@ -5,8 +5,8 @@
 
 /// Lets the kernel choose a socket's source port at `connect` (checking the
 /// whole 4-tuple) rather than at `bind`: binding port 0 walks every port already
-/// bound, which made opening tens of thousands of sockets quadratic (76% of all
-/// CPU in `inet_csk_get_port` at 19,000 sockets).
+/// bound, which makes opening tens of thousands of sockets quadratic (most
+/// of the CPU went to `inet_csk_get_port`; see BENCHMARKS.md).
 #[cfg(target_os = "linux")]
 pub fn defer_port_choice(socket: &tokio::net::TcpSocket) {
     if !set_int_option(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1) {
@@ -67,10 +67,9 @@ fn set_int_option(
 
 /// Asks the kernel not to back this process's memory with transparent huge
 /// pages. The allocator asks for them, and with them every idle socket's
-/// buffers were resident at their full capacity: 17.3 KB of RSS per idle
-/// WebSocket with huge pages, 13.4 KB without (and connects 1.2× faster, the
-/// kernel zeroing less memory). Call it first thing, before the allocator has
-/// mapped much.
+/// buffers are resident at their full capacity, and every connect costs the
+/// kernel more zeroing (figures in BENCHMARKS.md). Call it first thing,
+/// before the allocator has mapped much.
 #[cfg(target_os = "linux")]
 pub fn decline_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes an integer flag and no pointers; it only

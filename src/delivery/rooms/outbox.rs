@@ -1,7 +1,7 @@
 //! A socket's outbox: the bounded queue of frames waiting for one socket, which
 //! holds no memory while it is empty. tokio's `mpsc::channel` allocates a
-//! 32-slot block up front (about 1.6 KB per socket, and at high connection
-//! counts most sockets are idle); this queue grows only while frames wait and
+//! 32-slot block up front (and at high connection counts most sockets are
+//! idle); this queue grows only while frames wait and
 //! gives a burst's memory back once it is drained.
 //!
 //! Rooms offer without waiting. A full outbox marks the socket overflowed and

@@ -271,8 +271,8 @@ impl Store for PgStore {
         self.one_history(&read).await
     }
 
-    /// A lone read runs the one-read statement (planned for its parameters:
-    /// through the batch statement it took twice as long); more run the batch
+    /// A lone read runs the one-read statement (planned for its parameters,
+    /// where the batch statement's generic plan is slower for one read); more run the batch
     /// statement.
     async fn histories(&self, reads: &[HistoryRead]) -> Result<Vec<Option<History>>, StoreError> {
         if let [read] = reads {

@@ -148,7 +148,7 @@ const HISTORY: &str = concat!(
 
 /// `OFFSET 0` keeps the messages subquery a subquery: flattened into the join,
 /// its seq bounds became a filter over every message of the chat instead of
-/// index conditions (see BENCHMARKS.md).
+/// index conditions.
 const HISTORIES: &str = concat!(
     history_select!("q.ord::INT"),
     "FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[],

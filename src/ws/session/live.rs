@@ -72,7 +72,7 @@ impl Session<'_> {
         tokio::pin!(deadline);
         // Writing a burst, pinging and acting on a client event are boxed below:
         // each is one allocation per wake-up, where their futures held inline
-        // (1.3, 0.9 and 1.1 KB) would be part of every idle session's task.
+        // would be part of every idle session's task.
         loop {
             // A client that keeps sending keeps the read branch ready, which
             // the select below polls before the outbox: check here too, so such

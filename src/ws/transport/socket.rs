@@ -37,7 +37,7 @@ impl Socket {
     /// the socket's one read-readiness slot, the one the read handle uses too.
     /// Waiting there also drops the waker the HTTP layer's last read left in
     /// that slot: it pointed at the finished connection task, and kept that
-    /// task's memory (~1.2 KB) alive until the socket next became readable,
+    /// task's memory alive until the socket next became readable,
     /// which for an idle socket is its first pong.
     pub async fn readable(&self) -> io::Result<()> {
         std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await
