@@ -42,7 +42,7 @@ run() {
   local name=$1; shift
   echo "== $name: $*"
   if "$@" --json "$out/$name.json" > "$out/$name.log" 2>&1; then
-    grep -E '^(delivered|latency ms|errors|connect/s|RSS/conn|sends_per_s|reads_per_s) ' "$out/$name.log" || true
+    grep -E '^(delivered|latency ms|errors|connect_per_s|rss_per_connection_end_of_hold_bytes|sends_per_s|reads_per_s) ' "$out/$name.log" || true
   else
     echo "$name failed (exit $?); see $out/$name.log"
     failed+=("$name")

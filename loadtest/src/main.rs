@@ -37,9 +37,8 @@ fn main() -> std::process::ExitCode {
         .expect("tokio runtime");
     match runtime.block_on(scenarios::run(cli)) {
         Ok(None) => std::process::ExitCode::SUCCESS,
-        Ok(Some(report)) => {
-            report.print_summary();
-            if report.faults().any() {
+        Ok(Some(faults)) => {
+            if faults.any() {
                 std::process::ExitCode::from(1)
             } else {
                 std::process::ExitCode::SUCCESS

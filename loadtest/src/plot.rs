@@ -2,14 +2,14 @@
 //! time. Plain SVG written directly (a chart library would need system fonts to
 //! label its axes).
 
-use crate::report::Report;
+use crate::report::{Figures, Report};
 use std::fmt::Write;
 
 const WIDTH: f64 = 900.0;
 const HEIGHT: f64 = 320.0;
 const MARGIN: f64 = 60.0;
 
-pub fn write_svg(report: &Report, path: &std::path::Path) -> std::io::Result<()> {
+pub fn write_svg<F: Figures>(report: &Report<F>, path: &std::path::Path) -> std::io::Result<()> {
     let mut svg = String::new();
     let total_height = HEIGHT * 2.0 + 40.0;
     let _ = write!(
@@ -47,7 +47,7 @@ fn frame(svg: &mut String, top: f64, title: &str, y_max: f64, y_unit: &str) {
     }
 }
 
-fn percentiles(svg: &mut String, report: &Report, top: f64) {
+fn percentiles<F: Figures>(svg: &mut String, report: &Report<F>, top: f64) {
     let l = &report.latency_ms;
     let bars = [
         ("p50", l.p50),
@@ -74,7 +74,7 @@ fn percentiles(svg: &mut String, report: &Report, top: f64) {
     }
 }
 
-fn throughput(svg: &mut String, report: &Report, top: f64) {
+fn throughput<F: Figures>(svg: &mut String, report: &Report<F>, top: f64) {
     let y_max = report.timeline.iter().map(|(_, v)| *v).fold(1.0, f64::max);
     let x_max = report.timeline.last().map_or(1.0, |(t, _)| *t).max(1.0);
     frame(

@@ -1,11 +1,15 @@
-//! The report: stable top-level JSON keys, a readable summary, and the JSON file.
+//! The report: what every scenario measures ([`Report`]), with the figures
+//! of its own scenario as one typed struct ([`ChatFigures`], ...). The
+//! scenario writes it, `loadtest targets` reads it back as the same type, and
+//! the JSON keys are the field names.
 
 use crate::stats::{Recorder, BUCKET};
-use serde::Serialize;
-use std::collections::BTreeMap;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Latency percentiles in milliseconds.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,
@@ -54,9 +58,10 @@ impl Faults {
     }
 }
 
-/// Everything a scenario measured.
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
+/// What every scenario measured, and its own figures (`F`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Report<F> {
     pub scenario: String,
     pub duration_s: f64,
     pub delivered: u64,
@@ -64,22 +69,14 @@ pub struct Report {
     pub latency_ms: Latency,
     pub errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub connections_held: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub connect_per_s: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_rss_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rss_per_connection_bytes: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicated: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out_of_order: Option<u64>,
-    /// Scenario-specific figures (e.g. `sends_per_s`, `reads_per_s`, `stored`).
+    /// The scenario's own figures, as top-level keys.
     #[serde(flatten)]
-    pub extra: BTreeMap<String, serde_json::Value>,
+    pub figures: F,
     /// Throughput over time: (seconds since start, events/s).
     #[serde(skip)]
     pub timeline: Vec<(f64, f64)>,
@@ -88,7 +85,176 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
-impl Report {
+/// A scenario's own figures.
+pub trait Figures: Serialize + DeserializeOwned + Default {
+    /// Whether the store holds other than what the run saw acknowledged.
+    fn store_disagrees(&self) -> bool {
+        false
+    }
+}
+
+/// Where the cores' time went, per item (message, socket, row), when /proc
+/// could tell; shared by the scenarios that measure it.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Machine {
+    /// The servers' CPU time over the run, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cores: Option<u64>,
+    /// The share of the cores' time nobody used (0 to 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_share: Option<f64>,
+}
+
+/// `chat` (and `chat --rate`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChatFigures {
+    #[serde(flatten)]
+    pub machine: Machine,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_per_message_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_cpu_per_message_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_cpu_per_message_us: Option<f64>,
+    pub sent: u64,
+    pub acknowledged: u64,
+    /// What the chats hold after the run; `None` when the store was not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored: Option<u64>,
+    pub pairs: u64,
+    pub nodes: u64,
+    pub window: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_per_s: Option<u64>,
+}
+
+impl Figures for ChatFigures {
+    fn store_disagrees(&self) -> bool {
+        self.stored
+            .is_some_and(|stored| stored != self.acknowledged)
+    }
+}
+
+/// `connect` (and the connect ceiling).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectFigures {
+    pub connections_held: u64,
+    pub connect_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_rss_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_rss_before_bytes: Option<u64>,
+    /// Right after the storm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_per_connection_bytes: Option<f64>,
+    /// At the end of the hold, after a ping round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_per_connection_end_of_hold_bytes: Option<f64>,
+    pub held_for_s: u64,
+    #[serde(flatten)]
+    pub machine: Machine,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_per_connection_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_cpu_per_connection_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_cpu_per_connection_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bus_cpu_per_connection_us: Option<f64>,
+    /// Worker processes the sockets were spread over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u64>,
+}
+
+impl Figures for ConnectFigures {}
+
+/// `rest`: a send phase, then a history-read phase.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestFigures {
+    pub sends: u64,
+    pub sends_per_s: f64,
+    pub send_latency_ms: Latency,
+    pub reads: u64,
+    pub reads_per_s: f64,
+    pub read_latency_ms: Latency,
+    pub concurrency: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_per_send_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_per_read_us: Option<f64>,
+}
+
+impl Figures for RestFigures {}
+
+/// `echo`: the transport's ceiling, server and clients in this process.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EchoFigures {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_cpu_per_message_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cores: Option<u64>,
+    pub connections: u64,
+    pub window: u64,
+}
+
+impl Figures for EchoFigures {}
+
+/// `store-ceiling`: PostgreSQL's ceiling for batched inserts.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreFigures {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_cpu_per_row_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_cpu_per_row_us: Option<f64>,
+    pub batch: u64,
+    pub connections: u64,
+}
+
+impl Figures for StoreFigures {}
+
+/// `verify`: sends that ride out faults, checked against the store.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VerifyFigures {
+    pub acknowledged: u64,
+    pub stored: u64,
+    pub server_errors: u64,
+    pub unreachable: u64,
+    pub reconnects: u64,
+    pub nodes: u64,
+}
+
+impl Figures for VerifyFigures {
+    fn store_disagrees(&self) -> bool {
+        self.stored != self.acknowledged
+    }
+}
+
+/// `seconds` of CPU time divided over `count` events, in µs (one decimal);
+/// `None` when the time could not be read.
+pub fn cpu_per(seconds: Option<f64>, count: u64) -> Option<f64> {
+    seconds.map(|seconds| (seconds * 1e7 / count.max(1) as f64).round() / 10.0)
+}
+
+/// A share between 0 and 1, to three decimals.
+pub fn share(share: Option<f64>) -> Option<f64> {
+    share.map(|share| (share * 1000.0).round() / 1000.0)
+}
+
+/// Seconds to the millisecond.
+pub fn seconds(seconds: Option<f64>) -> Option<f64> {
+    seconds.map(|seconds| (seconds * 1000.0).round() / 1000.0)
+}
+
+impl<F: Figures> Report<F> {
     /// A report from a merged recorder over `duration_s` seconds.
     pub fn measured(scenario: &str, duration_s: f64, recorder: &Recorder) -> Self {
         let delivered = recorder.total();
@@ -109,25 +275,6 @@ impl Report {
         }
     }
 
-    pub fn set(&mut self, key: &str, value: impl Into<serde_json::Value>) {
-        self.extra.insert(key.to_owned(), value.into());
-    }
-
-    /// `seconds` of CPU time divided over `count` events, as `key` in µs (one
-    /// decimal); nothing when the time could not be read.
-    pub fn set_cpu_per(&mut self, key: &str, seconds: Option<f64>, count: u64) {
-        if let Some(seconds) = seconds {
-            self.set(key, (seconds * 1e7 / count.max(1) as f64).round() / 10.0);
-        }
-    }
-
-    /// A share between 0 and 1 as `key` (three decimals); nothing when unknown.
-    pub fn set_share(&mut self, key: &str, share: Option<f64>) {
-        if let Some(share) = share {
-            self.set(key, (share * 1000.0).round() / 1000.0);
-        }
-    }
-
     /// What this run counted against itself.
     pub fn faults(&self) -> Faults {
         Faults {
@@ -137,6 +284,12 @@ impl Report {
             out_of_order: self.out_of_order.unwrap_or(0),
             problems: self.problems.len(),
         }
+    }
+
+    /// A run that counts for nothing: its faults, or a store that disagrees
+    /// with the acks.
+    pub fn failed(&self) -> bool {
+        self.faults().any() || self.figures.store_disagrees()
     }
 
     pub fn print_summary(&self) {
@@ -153,28 +306,19 @@ impl Report {
         );
         println!("errors        {}", self.errors);
         let optional = [
-            ("connections", self.connections_held.map(|v| v.to_string())),
-            ("connect/s", self.connect_per_s.map(|v| format!("{v:.0}"))),
-            (
-                "server RSS",
-                self.server_rss_bytes.map(|v| format!("{} KiB", v / 1024)),
-            ),
-            (
-                "RSS/conn",
-                self.rss_per_connection_bytes
-                    .map(|v| format!("{v:.0} bytes")),
-            ),
-            ("lost", self.lost.map(|v| v.to_string())),
-            ("duplicated", self.duplicated.map(|v| v.to_string())),
-            ("out of order", self.out_of_order.map(|v| v.to_string())),
+            ("lost", self.lost),
+            ("duplicated", self.duplicated),
+            ("out of order", self.out_of_order),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
                 println!("{name:<13} {value}");
             }
         }
-        for (key, value) in &self.extra {
-            println!("{key:<13} {value}");
+        if let Ok(serde_json::Value::Object(figures)) = serde_json::to_value(&self.figures) {
+            for (key, value) in figures {
+                println!("{key:<13} {value}");
+            }
         }
         for problem in &self.problems {
             println!("PROBLEM       {problem}");
@@ -184,5 +328,17 @@ impl Report {
     pub fn write_json(&self, path: &std::path::Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(path, text + "\n")
+    }
+
+    /// A report written by [`write_json`](Self::write_json), or `None` when
+    /// there is no such file.
+    pub fn read_json(path: &std::path::Path) -> crate::Result<Option<Self>> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|error| format!("{}: {error}", path.display()).into()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(format!("{}: {error}", path.display()).into()),
+        }
     }
 }

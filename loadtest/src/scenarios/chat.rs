@@ -8,7 +8,7 @@ use crate::cli::{ChatArgs, Routes, Target};
 use crate::endpoint::Endpoint;
 use crate::procfs::{self, Consumer, CpuSnapshot};
 use crate::progress::Progress;
-use crate::report::Report;
+use crate::report::{self, ChatFigures, Machine, Report};
 use crate::setup::{self, Pair};
 use crate::stats::Recorder;
 use crate::ws;
@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub async fn run(args: ChatArgs) -> Result<Report> {
+pub async fn run(args: ChatArgs) -> Result<Report<ChatFigures>> {
     let nodes = Endpoint::resolve_all(&args.target.url).await?;
     let endpoint = nodes[0].clone();
     let pairs = setup::pairs(&args.target, &endpoint, args.pairs).await?;
@@ -73,32 +73,25 @@ pub async fn run(args: ChatArgs) -> Result<Report> {
     let mut report = Report::measured("chat", duration.as_secs_f64(), &merged);
     // Over the run and its drain: every message sent, acknowledged and delivered.
     let spent = |consumer| cpu_after.spent_since(&cpu_before, consumer);
-    if let Some(seconds) = spent(Consumer::Servers) {
-        report.set("server_cpu_s", (seconds * 1000.0).round() / 1000.0);
-    }
     let delivered = report.delivered;
-    report.set_cpu_per(
-        "server_cpu_per_message_us",
-        spent(Consumer::Servers),
-        delivered,
-    );
-    report.set_cpu_per(
-        "database_cpu_per_message_us",
-        spent(Consumer::Database),
-        delivered,
-    );
-    report.set_cpu_per("tool_cpu_per_message_us", spent(Consumer::Tool), delivered);
-    report.set("cores", procfs::cores());
-    report.set_share("idle_share", cpu_after.idle_share_since(&cpu_before));
+    report.figures = ChatFigures {
+        machine: Machine {
+            server_cpu_s: report::seconds(spent(Consumer::Servers)),
+            cores: Some(procfs::cores()),
+            idle_share: report::share(cpu_after.idle_share_since(&cpu_before)),
+        },
+        server_cpu_per_message_us: report::cpu_per(spent(Consumer::Servers), delivered),
+        database_cpu_per_message_us: report::cpu_per(spent(Consumer::Database), delivered),
+        tool_cpu_per_message_us: report::cpu_per(spent(Consumer::Tool), delivered),
+        sent: sent.sent,
+        acknowledged: sent.acked,
+        stored: None,
+        pairs: pairs.len() as u64,
+        nodes: nodes.len() as u64,
+        window: args.window as u64,
+        offered_per_s: args.rate,
+    };
     report.errors = sent.errors + out_of_order;
-    report.set("sent", sent.sent);
-    report.set("acknowledged", sent.acked);
-    report.set("pairs", pairs.len() as u64);
-    report.set("nodes", nodes.len() as u64);
-    report.set("window", args.window as u64);
-    if let Some(rate) = args.rate {
-        report.set("offered_per_s", rate);
-    }
     if report.delivered < sent.acked {
         report.problems.push(format!(
             "{} acknowledged messages never reached the peer",
@@ -167,11 +160,11 @@ async fn check_store(
     endpoint: &Endpoint,
     pairs: &[Pair],
     acked: &[u64],
-    report: &mut Report,
+    report: &mut Report<ChatFigures>,
 ) -> Result<()> {
     let stored = stored_counts(target, endpoint, pairs).await?;
     let total: u64 = stored.iter().sum();
-    report.set("stored", total);
+    report.figures.stored = Some(total);
     let mismatched = stored.iter().zip(acked).filter(|(s, a)| s != a).count();
     if mismatched > 0 {
         report.problems.push(format!(

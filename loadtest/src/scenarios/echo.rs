@@ -7,7 +7,7 @@ use crate::cli::EchoArgs;
 use crate::endpoint::Endpoint;
 use crate::procfs::{self, Consumer, CpuSnapshot};
 use crate::progress::Progress;
-use crate::report::Report;
+use crate::report::{self, EchoFigures, Report};
 use crate::stats::{self, Recorder};
 use crate::ws;
 use crate::Result;
@@ -20,7 +20,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub async fn run(args: EchoArgs) -> Result<Report> {
+pub async fn run(args: EchoArgs) -> Result<Report<EchoFigures>> {
     let endpoint = start_server().await?;
     let mut sockets = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
@@ -85,10 +85,12 @@ pub async fn run(args: EchoArgs) -> Result<Report> {
     report.errors = errors;
     // Server and clients both run here: the whole transport's CPU per message.
     let tool = cpu_after.spent_since(&cpu_before, Consumer::Tool);
-    report.set_cpu_per("tool_cpu_per_message_us", tool, report.delivered);
-    report.set("cores", procfs::cores());
-    report.set("connections", args.connections as u64);
-    report.set("window", args.window as u64);
+    report.figures = EchoFigures {
+        tool_cpu_per_message_us: report::cpu_per(tool, report.delivered),
+        cores: Some(procfs::cores()),
+        connections: args.connections as u64,
+        window: args.window as u64,
+    };
     Ok(report)
 }
 

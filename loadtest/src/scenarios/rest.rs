@@ -7,7 +7,7 @@ use crate::endpoint::Endpoint;
 use crate::http::HttpClient;
 use crate::procfs;
 use crate::progress::Progress;
-use crate::report::{Latency, Report};
+use crate::report::{self, Latency, Report, RestFigures};
 use crate::setup::{self, Pair};
 use crate::stats::Recorder;
 use crate::Result;
@@ -22,7 +22,7 @@ enum Phase {
     Read,
 }
 
-pub async fn run(args: RestArgs) -> Result<Report> {
+pub async fn run(args: RestArgs) -> Result<Report<RestFigures>> {
     let endpoint = Endpoint::resolve(&args.target.url).await?;
     let pairs = setup::pairs(&args.target, &endpoint, args.concurrency).await?;
     let chats = args.target.routes.paths().chats;
@@ -37,32 +37,26 @@ pub async fn run(args: RestArgs) -> Result<Report> {
     all.merge(&reads);
     let seconds = duration.as_secs_f64();
     let mut report = Report::measured("rest", seconds * 2.0, &all);
-    report.timeline = Report::measured("rest", seconds, &sends).timeline;
+    report.timeline = Report::<RestFigures>::measured("rest", seconds, &sends).timeline;
     report.errors = send_errors + read_errors;
-    report.set("sends", sends.total());
-    report.set("sends_per_s", sends.total() as f64 / seconds);
-    report.set(
-        "send_latency_ms",
-        serde_json::to_value(Latency::from_recorder(&sends))?,
-    );
-    report.set("reads", reads.total());
-    report.set("reads_per_s", reads.total() as f64 / seconds);
-    report.set(
-        "read_latency_ms",
-        serde_json::to_value(Latency::from_recorder(&reads))?,
-    );
-    report.set("concurrency", args.concurrency as u64);
     let spent = |from: Option<f64>, to: Option<f64>| Some(to? - from?);
-    report.set_cpu_per(
-        "server_cpu_per_send_us",
-        spent(cpu_at_start, cpu_after_sends),
-        sends.total(),
-    );
-    report.set_cpu_per(
-        "server_cpu_per_read_us",
-        spent(cpu_after_sends, cpu_after_reads),
-        reads.total(),
-    );
+    report.figures = RestFigures {
+        sends: sends.total(),
+        sends_per_s: sends.total() as f64 / seconds,
+        send_latency_ms: Latency::from_recorder(&sends),
+        reads: reads.total(),
+        reads_per_s: reads.total() as f64 / seconds,
+        read_latency_ms: Latency::from_recorder(&reads),
+        concurrency: args.concurrency as u64,
+        server_cpu_per_send_us: report::cpu_per(
+            spent(cpu_at_start, cpu_after_sends),
+            sends.total(),
+        ),
+        server_cpu_per_read_us: report::cpu_per(
+            spent(cpu_after_sends, cpu_after_reads),
+            reads.total(),
+        ),
+    };
     Ok(report)
 }
 

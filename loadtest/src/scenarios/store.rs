@@ -6,7 +6,7 @@
 use crate::cli::StoreArgs;
 use crate::procfs::{Consumer, CpuSnapshot};
 use crate::progress::Progress;
-use crate::report::Report;
+use crate::report::{self, Report, StoreFigures};
 use crate::stats::Recorder;
 use crate::Result;
 use std::sync::atomic::AtomicU64;
@@ -17,7 +17,7 @@ const TABLE: &str = "loadtest_store_ceiling";
 /// Creates `TABLE` afresh, shaped as `messages` is.
 const SCRATCH_TABLE: &str = include_str!("store_ceiling_table.sql");
 
-pub async fn run(args: StoreArgs) -> Result<Report> {
+pub async fn run(args: StoreArgs) -> Result<Report<StoreFigures>> {
     let admin = connect(&args.database_url).await?;
     admin.batch_execute(SCRATCH_TABLE).await?;
     let live = Arc::new(AtomicU64::new(0));
@@ -53,18 +53,12 @@ pub async fn run(args: StoreArgs) -> Result<Report> {
     let mut report = Report::measured("store-ceiling", duration.as_secs_f64(), &merged);
     report.errors = errors;
     let spent = |consumer| cpu_after.spent_since(&cpu_before, consumer);
-    report.set_cpu_per(
-        "database_cpu_per_row_us",
-        spent(Consumer::Database),
-        report.delivered,
-    );
-    report.set_cpu_per(
-        "tool_cpu_per_row_us",
-        spent(Consumer::Tool),
-        report.delivered,
-    );
-    report.set("batch", args.batch as u64);
-    report.set("connections", args.connections as u64);
+    report.figures = StoreFigures {
+        database_cpu_per_row_us: report::cpu_per(spent(Consumer::Database), report.delivered),
+        tool_cpu_per_row_us: report::cpu_per(spent(Consumer::Tool), report.delivered),
+        batch: args.batch as u64,
+        connections: args.connections as u64,
+    };
     Ok(report)
 }
 

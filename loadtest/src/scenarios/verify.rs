@@ -10,7 +10,7 @@ use crate::cli::VerifyArgs;
 use crate::endpoint::Endpoint;
 use crate::http::HttpClient;
 use crate::progress::Progress;
-use crate::report::Report;
+use crate::report::{Report, VerifyFigures};
 use crate::setup::{self, Account, Pair};
 use crate::stats::Recorder;
 use crate::ws::{self, Event};
@@ -31,7 +31,7 @@ struct Tally {
     reconnects: u64,
 }
 
-pub async fn run(args: VerifyArgs) -> Result<Report> {
+pub async fn run(args: VerifyArgs) -> Result<Report<VerifyFigures>> {
     let endpoints = Arc::new(Endpoint::resolve_all(&args.target.url).await?);
     let pairs = setup::pairs(&args.target, &endpoints[0], args.pairs).await?;
     let live = Arc::new(AtomicU64::new(0));
@@ -88,18 +88,20 @@ pub async fn run(args: VerifyArgs) -> Result<Report> {
     report.lost = Some(total.lost);
     report.duplicated = Some(total.duplicated);
     report.out_of_order = Some(total.out_of_order);
-    report.set("acknowledged", sent.acknowledged);
-    report.set("stored", sent.stored);
-    report.set("server_errors", sent.server_errors);
-    report.set("unreachable", sent.unreachable);
+    report.figures = VerifyFigures {
+        acknowledged: sent.acknowledged,
+        stored: sent.stored as u64,
+        server_errors: sent.server_errors,
+        unreachable: sent.unreachable,
+        reconnects: total.reconnects,
+        nodes: endpoints.len() as u64,
+    };
     if (sent.stored as u64) < sent.acknowledged {
         report.problems.push(format!(
             "{} messages acknowledged but the chats hold {}",
             sent.acknowledged, sent.stored
         ));
     }
-    report.set("reconnects", total.reconnects);
-    report.set("nodes", endpoints.len() as u64);
     Ok(report)
 }
 

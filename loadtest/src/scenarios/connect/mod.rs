@@ -20,7 +20,7 @@ use crate::cli::{self, ConnectArgs};
 use crate::endpoint::Endpoint;
 use crate::procfs::{self, rss_sum, Consumer, CpuSnapshot};
 use crate::progress::Progress;
-use crate::report::Report;
+use crate::report::{self, ConnectFigures, Machine, Report};
 use crate::setup;
 use crate::stats::Recorder;
 use crate::ws;
@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use storm::Storm;
 
-pub async fn run(args: ConnectArgs) -> Result<Report> {
+pub async fn run(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
     if args.processes > 1 {
         return spread::coordinate(args).await;
     }
@@ -106,52 +106,50 @@ struct Outcome<'a> {
 }
 
 impl Outcome<'_> {
-    fn report(&self, scenario: &str, usage: &ServerUsage, hold: Duration) -> Report {
+    fn report(
+        &self,
+        scenario: &str,
+        usage: &ServerUsage,
+        hold: Duration,
+    ) -> Report<ConnectFigures> {
         let connect_secs = self.took.as_secs_f64();
-        let mut report = Report::measured(scenario, connect_secs, self.opened);
+        let mut report = Report::<ConnectFigures>::measured(scenario, connect_secs, self.opened);
         report.errors = self.errors;
-        report.connections_held = Some(self.held);
-        report.connect_per_s = Some(self.opened.total() as f64 / connect_secs);
-        report.server_rss_bytes = usage.rss_all_open;
-        self.report_cpu(&mut report, usage);
+        let figures = &mut report.figures;
+        figures.connections_held = self.held;
+        figures.connect_per_s = self.opened.total() as f64 / connect_secs;
+        figures.server_rss_bytes = usage.rss_all_open;
+        self.report_cpu(figures, usage);
         if let (Some(before), Some(after)) = (usage.rss_before, usage.rss_all_open) {
             let per_connection =
                 |rss: u64| rss.saturating_sub(before) as f64 / self.held.max(1) as f64;
-            report.rss_per_connection_bytes = Some(per_connection(after));
-            report.set("server_rss_before_bytes", before);
+            figures.rss_per_connection_bytes = Some(per_connection(after));
+            figures.server_rss_before_bytes = Some(before);
             // After the hold the server has pinged every socket (with a ping
             // interval shorter than the hold) and read its pong.
-            if let Some(end) = usage.rss_end_of_hold {
-                report.set(
-                    "rss_per_connection_end_of_hold_bytes",
-                    per_connection(end).round(),
-                );
-            }
+            figures.rss_per_connection_end_of_hold_bytes =
+                usage.rss_end_of_hold.map(|end| per_connection(end).round());
         }
-        report.set("held_for_s", hold.as_secs());
+        figures.held_for_s = hold.as_secs();
         report
     }
 
     /// What opening the sockets cost each consumer of the cores, per socket.
-    fn report_cpu(&self, report: &mut Report, usage: &ServerUsage) {
+    fn report_cpu(&self, figures: &mut ConnectFigures, usage: &ServerUsage) {
         let Some(after) = &usage.cpu_all_open else {
             return;
         };
         let spent = |consumer| after.spent_since(&usage.cpu_before, consumer);
-        if let Some(seconds) = spent(Consumer::Servers) {
-            report.set("server_cpu_s", (seconds * 1000.0).round() / 1000.0);
-        }
         let opened = self.opened.total();
-        for (key, consumer) in [
-            ("server_cpu_per_connection_us", Consumer::Servers),
-            ("tool_cpu_per_connection_us", Consumer::Tool),
-            ("database_cpu_per_connection_us", Consumer::Database),
-            ("bus_cpu_per_connection_us", Consumer::Bus),
-        ] {
-            report.set_cpu_per(key, spent(consumer), opened);
-        }
-        report.set("cores", procfs::cores());
-        report.set_share("idle_share", after.idle_share_since(&usage.cpu_before));
+        figures.machine = Machine {
+            server_cpu_s: report::seconds(spent(Consumer::Servers)),
+            cores: Some(procfs::cores()),
+            idle_share: report::share(after.idle_share_since(&usage.cpu_before)),
+        };
+        figures.server_cpu_per_connection_us = report::cpu_per(spent(Consumer::Servers), opened);
+        figures.tool_cpu_per_connection_us = report::cpu_per(spent(Consumer::Tool), opened);
+        figures.database_cpu_per_connection_us = report::cpu_per(spent(Consumer::Database), opened);
+        figures.bus_cpu_per_connection_us = report::cpu_per(spent(Consumer::Bus), opened);
     }
 }
 

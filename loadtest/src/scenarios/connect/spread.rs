@@ -18,7 +18,7 @@ use super::storm::Storm;
 use super::{Outcome, ServerUsage};
 use crate::cli::{ConnectArgs, ConnectWorkerArgs};
 use crate::progress::Progress;
-use crate::report::Report;
+use crate::report::{ConnectFigures, Report};
 use crate::stats::Recorder;
 use crate::Result;
 use std::process::Stdio;
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-pub async fn coordinate(args: ConnectArgs) -> Result<Report> {
+pub async fn coordinate(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
     let processes = usize::from(args.processes);
     let mut workers = Vec::with_capacity(processes);
     for index in 0..processes {
@@ -80,7 +80,7 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report> {
         held,
     };
     let mut report = outcome.report(super::scenario_name(&args), &usage, hold);
-    report.set("processes", processes as u64);
+    report.figures.processes = Some(processes as u64);
     Ok(report)
 }
 

@@ -1,0 +1,139 @@
+//! How a run is judged against each target: the figure it reads from which
+//! reports, and when a target missed is out of this machine's reach.
+
+use super::floor::{idle_note, Floor};
+use super::verdict::{faulty, judged, whole, Status, Verdict};
+use super::{Run, Target};
+use crate::report::{Figures, Report, RestFigures};
+
+pub fn chat_rate(target: &Target, run: &Run<'_>) -> Verdict {
+    let Some(chat) = &run.reports.chat else {
+        return Verdict::not_run(target.text);
+    };
+    let rate = chat.delivered_per_s;
+    let stored = chat.figures.stored.map_or("?".into(), |n| whole(n as f64));
+    let acked = whole(chat.figures.acknowledged as f64);
+    let measured = format!(
+        "{} msg/s; stored {stored}, acknowledged {acked}",
+        whole(rate)
+    );
+    judged(target.text, &[faulty(chat)], measured, rate >= target.bound)
+}
+
+pub fn chat_latency(target: &Target, run: &Run<'_>) -> Verdict {
+    let Some(chat) = &run.reports.chat_rate else {
+        return Verdict::not_run(target.text);
+    };
+    let p99 = chat.latency_ms.p99;
+    let offered = chat.figures.offered_per_s.unwrap_or(0) as f64;
+    let measured = format!("p99 {p99:.2} ms at {} msg/s offered", whole(offered));
+    let met = offered >= target.at && p99 <= target.bound;
+    judged(target.text, &[faulty(chat)], measured, met)
+}
+
+pub fn chat_to_echo(target: &Target, run: &Run<'_>) -> Verdict {
+    ratio(target, run, run.reports.echo.as_ref(), "msg/s")
+}
+
+pub fn persisted_to_store(target: &Target, run: &Run<'_>) -> Verdict {
+    ratio(target, run, run.reports.store_ceiling.as_ref(), "rows/s")
+}
+
+/// Chat's `delivered_per_s` against `bound` × a ceiling's (`to`); with the
+/// run's [`Floor`], a target the floor puts above reach is out of reach.
+fn ratio<F: Figures>(
+    target: &Target,
+    run: &Run<'_>,
+    to: Option<&Report<F>>,
+    unit: &str,
+) -> Verdict {
+    let (Some(chat), Some(to)) = (run.reports.chat.as_ref(), to) else {
+        return Verdict::not_run(target.text);
+    };
+    let (a, b) = (chat.delivered_per_s, to.delivered_per_s);
+    let r = if b > 0.0 { a / b } else { 0.0 };
+    let mut measured = format!("{r:.2} ({} / {} {unit})", whole(a), whole(b));
+    let floor = Floor::chat(run.reports);
+    if let Some(floor) = &floor {
+        measured += &floor.describe(a, "message", " msg/s", "chat");
+        measured += &idle_note(chat.figures.machine.idle_share);
+    }
+    let failed = [faulty(chat), faulty(to)];
+    let mut verdict = judged(target.text, &failed, measured, r >= target.bound);
+    let out_of_reach = floor.is_some_and(|floor| floor.rate() < target.bound * b);
+    if verdict.status == Status::NotMet && out_of_reach {
+        verdict.status = Status::OutOfReach;
+    }
+    verdict
+}
+
+/// With the run's [`Floor`] for a socket, a rate the floor puts above reach
+/// (every socket held) is out of reach.
+pub fn connect_rate(target: &Target, run: &Run<'_>) -> Verdict {
+    let text = target.text_for(run);
+    let Some(connect) = &run.reports.connect else {
+        return Verdict::not_run(text);
+    };
+    let figures = &connect.figures;
+    let (rate, held) = (figures.connect_per_s, figures.connections_held);
+    let mut measured = format!("{}/s, {} held", whole(rate), whole(held as f64));
+    if let Some(ceiling) = run
+        .reports
+        .connect_ceiling
+        .as_ref()
+        .map(|c| c.figures.connect_per_s)
+        .filter(|c| *c > 0.0)
+    {
+        measured += &format!("; ceiling {}/s ({:.2}×)", whole(ceiling), rate / ceiling);
+    }
+    let floor = Floor::connect(run.reports);
+    if let Some(floor) = &floor {
+        measured += &floor.describe(rate, "socket", "/s", "connect");
+        measured += &idle_note(figures.machine.idle_share);
+    }
+    let all_held = held >= run.connections;
+    let met = all_held && rate >= target.bound;
+    let mut verdict = judged(&text, &[faulty(connect)], measured, met);
+    let out_of_reach = floor.is_some_and(|floor| floor.rate() < target.bound);
+    if verdict.status == Status::NotMet && all_held && out_of_reach {
+        verdict.status = Status::OutOfReach;
+    }
+    verdict
+}
+
+/// Judged on the memory of the sockets held idle (read at the end of the
+/// hold, after a ping round when the servers ping within it); the figure right
+/// after the storm, which still counts the finished handshakes' memory being
+/// given back, is shown beside it.
+pub fn connect_memory(target: &Target, run: &Run<'_>) -> Verdict {
+    let Some(connect) = &run.reports.connect else {
+        return Verdict::not_run(target.text);
+    };
+    let after_storm = connect.figures.rss_per_connection_bytes;
+    let end_of_hold = connect.figures.rss_per_connection_end_of_hold_bytes;
+    let measured = format!(
+        "{} B at the end of the hold ({} B right after the storm)",
+        end_of_hold.map_or("?".into(), whole),
+        after_storm.map_or("?".into(), whole)
+    );
+    let met = end_of_hold.is_some_and(|bytes| bytes <= target.bound);
+    judged(target.text, &[faulty(connect)], measured, met)
+}
+
+pub fn rest_sends(target: &Target, run: &Run<'_>) -> Verdict {
+    rest(target, run, |rest| rest.figures.sends_per_s)
+}
+
+pub fn rest_reads(target: &Target, run: &Run<'_>) -> Verdict {
+    rest(target, run, |rest| rest.figures.reads_per_s)
+}
+
+fn rest(target: &Target, run: &Run<'_>, rate_of: fn(&Report<RestFigures>) -> f64) -> Verdict {
+    let Some(rest) = &run.reports.rest else {
+        return Verdict::not_run(target.text);
+    };
+    let rate = rate_of(rest);
+    let clients = whole(rest.figures.concurrency as f64);
+    let measured = format!("{}/s ({clients} clients)", whole(rate));
+    judged(target.text, &[faulty(rest)], measured, rate >= target.bound)
+}
