@@ -93,18 +93,15 @@ pub trait Figures: Serialize + DeserializeOwned + Default {
     }
 }
 
-/// Where the cores' time went, per item (message, socket, row), when /proc
-/// could tell; shared by the scenarios that measure it.
+/// Where the cores' time went, when /proc could tell; shared by the
+/// scenarios that measure it. A figure that could not be measured is `null`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Machine {
     /// The servers' CPU time over the run, in seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_s: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cores: Option<u64>,
     /// The share of the cores' time nobody used (0 to 1).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_share: Option<f64>,
 }
 
@@ -114,21 +111,16 @@ pub struct Machine {
 pub struct ChatFigures {
     #[serde(flatten)]
     pub machine: Machine,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_per_message_us: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub database_cpu_per_message_us: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_cpu_per_message_us: Option<f64>,
     pub sent: u64,
     pub acknowledged: u64,
     /// What the chats hold after the run; `None` when the store was not read.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stored: Option<u64>,
     pub pairs: u64,
     pub nodes: u64,
     pub window: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub offered_per_s: Option<u64>,
 }
 
@@ -145,29 +137,20 @@ impl Figures for ChatFigures {
 pub struct ConnectFigures {
     pub connections_held: u64,
     pub connect_per_s: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_rss_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_rss_before_bytes: Option<u64>,
     /// Right after the storm.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_per_connection_bytes: Option<f64>,
     /// At the end of the hold, after a ping round.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_per_connection_end_of_hold_bytes: Option<f64>,
     pub held_for_s: u64,
     #[serde(flatten)]
     pub machine: Machine,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_per_connection_us: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_cpu_per_connection_us: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub database_cpu_per_connection_us: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bus_cpu_per_connection_us: Option<f64>,
     /// Worker processes the sockets were spread over.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub processes: Option<u64>,
 }
 
@@ -177,16 +160,17 @@ impl Figures for ConnectFigures {}
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RestFigures {
+    /// Messages sent (201) in the send phase.
     pub sends: u64,
     pub sends_per_s: f64,
     pub send_latency_ms: Latency,
+    /// History pages read (200) in the read phase.
     pub reads: u64,
     pub reads_per_s: f64,
     pub read_latency_ms: Latency,
+    /// Clients, each with one request in flight.
     pub concurrency: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_per_send_us: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_per_read_us: Option<f64>,
 }
 
@@ -196,9 +180,7 @@ impl Figures for RestFigures {}
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EchoFigures {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_cpu_per_message_us: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cores: Option<u64>,
     pub connections: u64,
     pub window: u64,
@@ -210,9 +192,7 @@ impl Figures for EchoFigures {}
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StoreFigures {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub database_cpu_per_row_us: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_cpu_per_row_us: Option<f64>,
     pub batch: u64,
     pub connections: u64,

@@ -180,11 +180,8 @@ pub async fn send(
     chat_id: i64,
 ) -> Result<Response<Body>, ApiError> {
     let me = access::authenticate(state, request.headers())?;
-    state
-        .limiters
-        .sends
-        .check(me)
-        .map_err(ApiError::Throttled)?;
+    let sends = &state.limiters.sends;
+    sends.check(me).map_err(ApiError::Throttled)?;
     let sender = confirmed_sender(state, me, chat_id).await?;
     let limits = &state.config.limits;
     let mut body = RawBody::read(request, limits).await?;

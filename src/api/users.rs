@@ -18,11 +18,8 @@ pub async fn search(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let me = access::authenticate(state, request.headers())?;
-    state
-        .limiters
-        .search
-        .check(me)
-        .map_err(ApiError::Throttled)?;
+    let searches = &state.limiters.search;
+    searches.check(me).map_err(ApiError::Throttled)?;
     let query = Query::parse(request.uri().query());
     let text = query.get("q").unwrap_or("").trim();
     if !crate::input::fields::is_storable(text) {
