@@ -3,8 +3,9 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-COPY sql ./sql
+COPY static ./static
 COPY benches ./benches
+COPY client ./client
 COPY loadtest ./loadtest
 RUN cargo build --release -p chat-server -p loadtest
 

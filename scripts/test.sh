@@ -219,6 +219,8 @@ SECRET_KEY=validation-only docker-compose config -q
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
+log "layers: each module uses only the layers below it, no circles (scripts/layers.py)"
+python3 scripts/layers.py > /dev/null
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test"
