@@ -26,7 +26,7 @@ LAYERS = [
     ("storage", ["store"]),
     ("auth", ["auth"]),
     ("foundation", ["config", "model", "json", "digest", "metrics", "ratelimit",
-                    "memo", "shutdown", "telemetry", "allocator"]),
+                    "remembered", "shutdown", "telemetry", "allocator"]),
 ]
 # Test-only modules, compiled into the test build alone.
 TEST_ONLY = {"fuzz_tests"}

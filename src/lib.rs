@@ -12,8 +12,8 @@
 //!    WebSocket [`ws::handshake`], which upgrades it into a [`ws::session`].
 //! 2. The edge asks [`app::access`] who the user is and whether they take part
 //!    in the chat, and reads the send with [`input`]'s rules into a
-//!    [`input::draft::Draft`].
-//! 3. The draft goes to [`delivery::pipeline`], the group-commit writer: one
+//!    [`input::message::MessageInput`].
+//! 3. The input goes to [`delivery::pipeline`], the group-commit writer: one
 //!    statement appends a whole batch to the [`store`] (PostgreSQL or the
 //!    embedded SQLite store), giving each message its chat's next `seq`.
 //! 4. Once the batch is committed, each message is encoded once
@@ -42,7 +42,7 @@
 //! | caches | [`cache`] | history JSON, confirmed memberships |
 //! | storage | [`store`] | the `Store` trait; `postgres/` and `sqlite/` |
 //! | auth | [`auth`] | JWTs and password hashes |
-//! | foundation | [`config`], [`model`], [`json`], [`digest`], [`metrics`], [`ratelimit`], [`memo`], [`shutdown`], [`telemetry`], [`allocator`] | used by all, using none of the above |
+//! | foundation | [`config`], [`model`], [`json`], [`digest`], [`metrics`], [`ratelimit`], [`remembered`], [`shutdown`], [`telemetry`], [`allocator`] | used by all, using none of the above |
 
 pub mod allocator;
 pub mod api;
@@ -55,11 +55,11 @@ pub mod digest;
 pub mod http;
 pub mod input;
 pub mod json;
-pub mod memo;
 pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod ratelimit;
+pub mod remembered;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -3,7 +3,7 @@
 //! REST and WebSocket). Buckets live in a few mutex-guarded shards; a full bucket
 //! is the same as no bucket, so idle ones are dropped when a shard grows.
 
-use crate::memo::lock;
+use crate::remembered::lock;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;

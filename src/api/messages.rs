@@ -8,8 +8,8 @@ use crate::http::body::RawBody;
 use crate::http::error::ApiError;
 use crate::http::query::Query;
 use crate::http::response::{json_bytes, Body};
-use crate::input::draft::Draft;
 use crate::input::fields::Fields;
+use crate::input::message::MessageInput;
 use crate::json;
 use crate::model::{Message, User};
 use crate::store::{AppendOutcome, HistoryRead, SeqRun};
@@ -187,13 +187,13 @@ pub async fn send(
     let mut body = RawBody::read(request, limits).await?;
     let value = body.object()?;
     let mut fields = Fields::new(&value);
-    let draft = Draft::read(&mut fields, limits);
+    let input = MessageInput::read(&mut fields, limits);
     fields.finish()?;
-    let draft = draft.ok_or(ApiError::Internal("validated fields missing".into()))?;
+    let input = input.ok_or(ApiError::Internal("validated fields missing".into()))?;
     let outcome = match state
         .delivery
         .pipeline
-        .send(draft.into_message(chat_id, sender))
+        .send(input.into_message(chat_id, sender))
         .await
     {
         Ok(outcome) => outcome,

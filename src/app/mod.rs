@@ -7,7 +7,7 @@ pub mod access;
 use crate::auth::jwt::TokenService;
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::cache::history::HistoryCache;
-use crate::cache::members::Members;
+use crate::cache::memberships::Memberships;
 use crate::config::{Config, Paging};
 use crate::delivery::bus::Bus;
 use crate::delivery::pipeline::{MessagePipeline, WriterSettings};
@@ -16,9 +16,9 @@ use crate::delivery::rooms::{ConnId, Rooms};
 use crate::http::cors::Cors;
 use crate::metrics::Metrics;
 use crate::ratelimit::{RateLimiter, SocketSlots};
-use crate::store::batched::Batched;
 use crate::store::patient::PatientStore;
 use crate::store::postgres::PgStore;
+use crate::store::read_batches::ReadBatcher;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{History, HistoryRead, Store, StoreError, UserAndChat};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,10 +42,10 @@ pub enum StartError {
     },
 }
 
-/// Batched `(user, chat)` membership lookups.
-pub type Lookups = Batched<(i64, i64), UserAndChat>;
-/// Batched history reads.
-pub type Histories = Batched<HistoryRead, Option<History>>;
+/// ReadBatcher `(user, chat)` membership lookups.
+pub type Lookups = ReadBatcher<(i64, i64), UserAndChat>;
+/// ReadBatcher history reads.
+pub type Histories = ReadBatcher<HistoryRead, Option<History>>;
 
 /// Everything a handler needs, in groups by job.
 pub struct AppState {
@@ -86,7 +86,7 @@ pub struct Reads {
     /// Stored messages' JSON, so history pages read only what this node lacks.
     pub history_cache: HistoryCache,
     /// Confirmed memberships, so a REST send needs no membership query.
-    pub members: Members,
+    pub members: Memberships,
 }
 
 /// The rate limits and caps on what one client may do.
@@ -157,12 +157,12 @@ impl Limiters {
 /// history pages) and the node's caches.
 fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
     let for_lookups = store.clone();
-    let lookups = Batched::start(lanes, move |pairs: Vec<(i64, i64)>| {
+    let lookups = ReadBatcher::start(lanes, move |pairs: Vec<(i64, i64)>| {
         let store = for_lookups.clone();
         async move { store.users_and_chats(&pairs).await }
     });
     let for_histories = store.clone();
-    let histories = Batched::start(lanes, move |reads: Vec<HistoryRead>| {
+    let histories = ReadBatcher::start(lanes, move |reads: Vec<HistoryRead>| {
         let store = for_histories.clone();
         async move { store.histories(&reads).await }
     });
@@ -173,7 +173,7 @@ fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
             paging.history_cache_bytes,
             usize::try_from(paging.max_page_size).unwrap_or(0),
         ),
-        members: Members::default(),
+        members: Memberships::default(),
     }
 }
 

@@ -3,12 +3,12 @@
 //! string), so tokens issued by either server are read by the other when they share
 //! `SECRET_KEY`. A refresh token is never accepted where an access token is needed.
 
-use crate::memo::Memo;
+use crate::remembered::Remembered;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Verified access tokens remembered before the memo starts over.
+/// Verified access tokens remembered before the map starts over.
 pub const VERIFIED_CAPACITY: usize = 65_536;
 
 /// Which kind of token, as SimpleJWT's `token_type` claim names it.
@@ -143,7 +143,7 @@ impl TokenService {
 /// whole ~250-byte token was most of a remembered lookup. A forged token that
 /// reuses a remembered signature finds that entry, fails the match and is
 /// verified in full.
-struct VerifiedTokens(Memo<TokenTail, (Box<str>, Bearer)>);
+struct VerifiedTokens(Remembered<TokenTail, (Box<str>, Bearer)>);
 
 /// A token's last 32 bytes (zero-padded in front when it is shorter).
 type TokenTail = [u8; 32];
@@ -158,7 +158,7 @@ fn token_tail(token: &str) -> TokenTail {
 
 impl Default for VerifiedTokens {
     fn default() -> Self {
-        VerifiedTokens(Memo::new(VERIFIED_CAPACITY))
+        VerifiedTokens(Remembered::new(VERIFIED_CAPACITY))
     }
 }
 

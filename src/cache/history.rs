@@ -9,7 +9,7 @@
 //! and drops whole chats, oldest cached first, when it is over. Shards are picked
 //! by chat id and locked only to copy a few `Bytes` handles in or out.
 
-use crate::memo::lock;
+use crate::remembered::lock;
 use crate::store::SeqRun;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};

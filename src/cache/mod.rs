@@ -1,7 +1,7 @@
 //! What a node remembers to skip repeated store work: stored messages' JSON
 //! for history pages ([`history`]) and confirmed memberships for sends
-//! ([`members`]). Both are bounded and only ever hold what the store already
+//! ([`memberships`]). Both are bounded and only ever hold what the store already
 //! said; losing either costs a query, never a wrong answer.
 
 pub mod history;
-pub mod members;
+pub mod memberships;

@@ -5,9 +5,9 @@
 //! group-commit writer can hand over many at once), and every history read is a
 //! `seq` range, which costs the same on page 1 and page 10,000.
 
-pub mod batched;
 pub mod patient;
 pub mod postgres;
+pub mod read_batches;
 pub mod sqlite;
 
 use crate::model::{Chat, Message, Timestamp, User};

@@ -4,8 +4,8 @@
 
 use crate::config::Limits;
 use crate::delivery::events::EventError;
-use crate::input::draft::Draft;
 use crate::input::fields::Fields;
+use crate::input::message::MessageInput;
 use crate::json::{self, Value};
 use crate::model::FieldErrors;
 
@@ -37,7 +37,7 @@ pub mod close {
 /// What a client can send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
-    Send(Draft),
+    Send(MessageInput),
     Read { seq: i64 },
     Typing,
 }
@@ -69,7 +69,7 @@ pub fn decode(
     };
     let mut fields = Fields::new(&value);
     let event = match kind {
-        "message.send" => Draft::read(&mut fields, limits).map(ClientEvent::Send),
+        "message.send" => MessageInput::read(&mut fields, limits).map(ClientEvent::Send),
         "read" => fields.integer("seq").map(|seq| ClientEvent::Read { seq }),
         "typing" => Some(ClientEvent::Typing),
         other => {
@@ -87,7 +87,7 @@ pub fn decode(
 /// The error for an event with invalid fields, carrying its client id back
 /// when it has a usable one (copied only here, off the common path).
 fn invalid_fields(fields: Fields<'_, '_>) -> EventError {
-    let client_msg_id = Draft::client_msg_id_of(&fields);
+    let client_msg_id = MessageInput::client_msg_id_of(&fields);
     match fields.finish() {
         Err(crate::http::error::ApiError::Validation(errors)) => EventError {
             code: "invalid_fields",
@@ -134,7 +134,7 @@ mod tests {
         );
         assert_eq!(
             send.unwrap(),
-            ClientEvent::Send(Draft {
+            ClientEvent::Send(MessageInput {
                 content: "hi".into(),
                 metadata: r#"{"a":1}"#.into(),
                 client_msg_id: Some("c1".into())

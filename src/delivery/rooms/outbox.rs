@@ -145,7 +145,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        crate::memo::lock(&self.state)
+        crate::remembered::lock(&self.state)
     }
 
     #[cfg(test)]

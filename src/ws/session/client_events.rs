@@ -26,7 +26,7 @@ impl EventHandler<'_> {
     /// Acts on one event; `Some(code)` when the socket must be closed.
     pub(super) async fn handle(&mut self, bytes: &mut [u8]) -> Option<u16> {
         match protocol::decode(&mut self.parser, bytes, &self.state.config.limits) {
-            Ok(ClientEvent::Send(draft)) => return self.send(draft).await,
+            Ok(ClientEvent::Send(input)) => return self.send(input).await,
             Ok(ClientEvent::Read { seq }) => self.read(seq),
             Ok(ClientEvent::Typing) => self.typing().await,
             Err(error) => {
@@ -38,7 +38,7 @@ impl EventHandler<'_> {
 
     /// Queues a message unless the user is over the send rate; a flood of
     /// throttled sends closes the socket.
-    async fn send(&mut self, draft: crate::input::draft::Draft) -> Option<u16> {
+    async fn send(&mut self, input: crate::input::message::MessageInput) -> Option<u16> {
         if let Err(wait) = self.state.limiters.sends.check(self.spec.user.id) {
             self.state.metrics.rate_limited.inc();
             self.throttled_in_a_row += 1;
@@ -50,14 +50,14 @@ impl EventHandler<'_> {
                 wait.as_millis().max(1)
             );
             let error = EventError {
-                client_msg_id: draft.client_msg_id,
+                client_msg_id: input.client_msg_id,
                 ..EventError::new("rate_limited", detail)
             };
             self.me.offer(Outgoing::Event(error_event(&error)));
             return None;
         }
         self.throttled_in_a_row = 0;
-        let message = draft.into_message(self.spec.chat_id, self.spec.user.clone());
+        let message = input.into_message(self.spec.chat_id, self.spec.user.clone());
         let queued = match self
             .state
             .delivery

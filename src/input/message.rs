@@ -12,17 +12,17 @@ pub const MAX_CLIENT_MSG_ID_CHARS: usize = 100;
 
 /// The validated parts of a message a client sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Draft {
+pub struct MessageInput {
     pub content: String,
     /// Compact JSON text.
     pub metadata: String,
     pub client_msg_id: Option<String>,
 }
 
-impl Draft {
-    /// Reads the draft's fields, recording problems in `fields`. `None` when any
+impl MessageInput {
+    /// Reads the message's fields, recording problems in `fields`. `None` when any
     /// of them is invalid (then `fields.finish()` reports why).
-    pub fn read(fields: &mut Fields<'_, '_>, limits: &Limits) -> Option<Draft> {
+    pub fn read(fields: &mut Fields<'_, '_>, limits: &Limits) -> Option<MessageInput> {
         let content = fields.text("content", Text::required(limits.max_content_chars));
         let metadata = fields.json(
             "metadata",
@@ -33,7 +33,7 @@ impl Draft {
         let client_msg_id = fields
             .text("client_msg_id", Text::optional(MAX_CLIENT_MSG_ID_CHARS))
             .filter(|id| !id.is_empty());
-        Some(Draft {
+        Some(MessageInput {
             content: content?,
             metadata: metadata?,
             client_msg_id,

@@ -27,13 +27,13 @@ struct Pending<Q, A> {
 }
 
 /// Handle to the lanes answering one kind of question; cheap to clone.
-pub struct Batched<Q, A> {
+pub struct ReadBatcher<Q, A> {
     queue: mpsc::Sender<Pending<Q, A>>,
 }
 
-impl<Q, A> Clone for Batched<Q, A> {
+impl<Q, A> Clone for ReadBatcher<Q, A> {
     fn clone(&self) -> Self {
-        Batched {
+        ReadBatcher {
             queue: self.queue.clone(),
         }
     }
@@ -41,7 +41,7 @@ impl<Q, A> Clone for Batched<Q, A> {
 
 type SharedQueue<Q, A> = Arc<Mutex<mpsc::Receiver<Pending<Q, A>>>>;
 
-impl<Q: Send + 'static, A: Send + 'static> Batched<Q, A> {
+impl<Q: Send + 'static, A: Send + 'static> ReadBatcher<Q, A> {
     /// Spawns `lanes` lanes on the current runtime; `answer` answers a batch,
     /// one answer per question, in order.
     pub fn start<F, Fut>(lanes: usize, answer: F) -> Self
@@ -54,7 +54,7 @@ impl<Q: Send + 'static, A: Send + 'static> Batched<Q, A> {
         for _ in 0..lanes.max(1) {
             tokio::spawn(run_lane(shared.clone(), answer.clone()));
         }
-        Batched { queue }
+        ReadBatcher { queue }
     }
 
     /// Queues a question and waits for its answer.
@@ -123,7 +123,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_question_gets_its_own_answer() {
-        let doubled = Batched::start(2, |xs: Vec<i64>| async move {
+        let doubled = ReadBatcher::start(2, |xs: Vec<i64>| async move {
             Ok(xs.into_iter().map(|x| x * 2).collect())
         });
         let asks: Vec<_> = (0..200)
@@ -140,11 +140,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_every_caller_and_keeps_unavailable() {
-        let down = Batched::start(1, |_: Vec<i64>| async {
+        let down = ReadBatcher::start(1, |_: Vec<i64>| async {
             Err::<Vec<i64>, _>(StoreError::Unavailable("down".into()))
         });
         assert!(matches!(down.ask(1).await, Err(StoreError::Unavailable(c)) if c == "down"));
-        let short = Batched::start(1, |_: Vec<i64>| async { Ok(Vec::<i64>::new()) });
+        let short = ReadBatcher::start(1, |_: Vec<i64>| async { Ok(Vec::<i64>::new()) });
         assert!(matches!(short.ask(1).await, Err(StoreError::Failed(_))));
     }
 }

@@ -1,7 +1,7 @@
 //! Small in-memory maps a node keeps to skip repeated work (confirmed
 //! memberships, verified tokens), and the one way this crate takes a std mutex.
 //!
-//! A [`Memo`] is bounded: when full it is emptied at once (one lock, no
+//! A [`Remembered`] is bounded: when full it is emptied at once (one lock, no
 //! per-entry bookkeeping; the next lookups do the work again).
 
 use std::borrow::Borrow;
@@ -18,15 +18,15 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A bounded key → value map behind one lock.
-pub struct Memo<K, V> {
+pub struct Remembered<K, V> {
     entries: Mutex<HashMap<K, V>>,
     capacity: usize,
 }
 
-impl<K: Hash + Eq, V: Clone> Memo<K, V> {
+impl<K: Hash + Eq, V: Clone> Remembered<K, V> {
     /// A memo that starts over once it holds `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        Memo {
+        Remembered {
             entries: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
         }
@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn a_full_memo_starts_over() {
-        let memo = Memo::new(3);
+        let memo = Remembered::new(3);
         for key in 0..3 {
             memo.insert(key, key * 10);
         }

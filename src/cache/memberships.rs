@@ -9,27 +9,27 @@
 //! Bounded ([`CAPACITY`]): when full, everything is forgotten at once and the
 //! next sends ask the store again.
 
-use crate::memo::Memo;
 use crate::model::User;
+use crate::remembered::Remembered;
 use std::sync::Arc;
 
 /// Memberships remembered before the map starts over.
 pub const CAPACITY: usize = 65_536;
 
 /// Confirmed `(user id, chat id)` memberships and the user.
-pub struct Members {
-    known: Memo<(i64, i64), Arc<User>>,
+pub struct Memberships {
+    known: Remembered<(i64, i64), Arc<User>>,
 }
 
-impl Default for Members {
+impl Default for Memberships {
     fn default() -> Self {
-        Members {
-            known: Memo::new(CAPACITY),
+        Memberships {
+            known: Remembered::new(CAPACITY),
         }
     }
 }
 
-impl Members {
+impl Memberships {
     /// The user, if their membership of the chat was confirmed before.
     pub fn get(&self, user_id: i64, chat_id: i64) -> Option<Arc<User>> {
         self.known.get(&(user_id, chat_id))
@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn a_membership_is_known_only_for_its_user_and_chat() {
-        let members = Members::default();
+        let members = Memberships::default();
         assert!(members.get(1, 10).is_none());
         members.remember(10, user(1));
         assert_eq!(members.get(1, 10).unwrap().email, "u1@example.com");
@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn a_full_map_starts_over() {
-        let members = Members::default();
+        let members = Memberships::default();
         for chat in 0..CAPACITY as i64 {
             members.remember(chat, user(1));
         }
