@@ -37,6 +37,16 @@ LAYER = {module: name for name, modules in LAYERS for module in modules}
 PATH = re.compile(r"\bcrate::([a-z_]+)")
 SUBPATH = re.compile(r"\bcrate::([a-z_]+)::([a-z_]+)")
 SUPER = re.compile(r"\bsuper::([a-z_]+)")
+GROUP = re.compile(r"\bcrate::\{([^}]*)\}")
+
+
+def crate_modules(code):
+    """Every top-level module a file names: `crate::a::...`, and each
+    `a` of `crate::{a::x, b}`."""
+    names = PATH.findall(code)
+    for group in GROUP.findall(code):
+        names += re.findall(r"(?:^|,)\s*([a-z_]+)", group)
+    return names
 
 
 def top_module(path):
@@ -59,7 +69,7 @@ def module_edges():
         source = top_module(path)
         if source in ("lib", "main") or source in TEST_ONLY:
             continue
-        for target in PATH.findall(code_of(path)):
+        for target in crate_modules(code_of(path)):
             if target != source and target not in TEST_ONLY:
                 edges.setdefault(source, set()).add(target)
     return edges
