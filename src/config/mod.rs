@@ -7,24 +7,17 @@
 //! tests can build many configurations in one process without touching the real
 //! environment.
 
+mod env;
+mod secret;
 pub mod trusted_proxies;
 
-use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use env::Env;
+use secret::resolve_secret;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 pub use trusted_proxies::TrustedProxies;
-
-/// Secrets that ship in examples and must never reach production.
-const KNOWN_DEFAULT_SECRETS: &[&str] = &[
-    "",
-    "changeme",
-    "change-me",
-    "secret",
-    "your-production-secret-key",
-    "django-insecure-change-me",
-];
 
 /// Why the environment could not be turned into a [`Config`].
 #[derive(Debug, thiserror::Error)]
@@ -354,123 +347,10 @@ fn redis_url(env: &Env) -> Option<String> {
     }
 }
 
-/// Production needs a real secret. In debug mode a missing one is generated once and
-/// kept in the data directory, so tokens survive restarts.
-fn resolve_secret(
-    given: Option<&str>,
-    debug: bool,
-    data_dir: &std::path::Path,
-) -> Result<String, ConfigError> {
-    match given {
-        Some(secret) if !debug => {
-            if KNOWN_DEFAULT_SECRETS.contains(&secret.trim().to_lowercase().as_str()) {
-                Err(ConfigError::DefaultSecret)
-            } else if secret.len() < 32 {
-                Err(ConfigError::ShortSecret(secret.len()))
-            } else {
-                Ok(secret.to_owned())
-            }
-        }
-        Some(secret) => Ok(secret.to_owned()),
-        None if !debug => Err(ConfigError::MissingSecret),
-        None => generated_secret(data_dir),
-    }
-}
-
-fn generated_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
-    let path = data_dir.join("secret_key");
-    let wrap = |source| ConfigError::SecretFile {
-        path: path.clone(),
-        source,
-    };
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        if !existing.trim().is_empty() {
-            return Ok(existing.trim().to_owned());
-        }
-    }
-    std::fs::create_dir_all(data_dir).map_err(wrap)?;
-    let secret = crate::digest::random_hex(32);
-    write_private(&path, &secret).map_err(wrap)?;
-    Ok(secret)
-}
-
-/// Writes a file only its owner can read or write (mode 0600 from its
-/// creation, so it is never readable by others, even for a moment).
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(text.as_bytes())
-}
-
-/// The variables, with typed accessors that name the variable in every error.
-struct Env {
-    vars: HashMap<String, String>,
-    /// Every name looked up, so a test can hold the documentation to it.
-    asked: RefCell<BTreeSet<&'static str>>,
-}
-
-impl Env {
-    fn new(vars: HashMap<String, String>) -> Env {
-        Env {
-            vars,
-            asked: RefCell::default(),
-        }
-    }
-
-    fn text(&self, name: &'static str) -> Option<&str> {
-        self.asked.borrow_mut().insert(name);
-        self.vars
-            .get(name)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn number<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.text(name) {
-            None => Ok(default),
-            Some(raw) => raw.parse().map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                value: raw.to_owned(),
-                reason: e.to_string(),
-            }),
-        }
-    }
-
-    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.text(name).map(str::to_lowercase).as_deref() {
-            None => Ok(default),
-            Some("1" | "true" | "yes" | "on") => Ok(true),
-            Some("0" | "false" | "no" | "off") => Ok(false),
-            Some(other) => Err(ConfigError::Invalid {
-                name,
-                value: other.to_owned(),
-                reason: "expected 1/0, true/false, yes/no or on/off".into(),
-            }),
-        }
-    }
-
-    fn list(&self, name: &'static str, default: &[&str]) -> Vec<String> {
-        match self.text(name) {
-            None => default.iter().map(|s| s.to_string()).collect(),
-            Some(raw) => raw
-                .split([',', ' '])
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn every_variable_the_server_reads_is_documented() {

@@ -1,18 +1,19 @@
-//! Storage: the [`Store`] interface every backend implements (PostgreSQL now, the
-//! embedded SQLite store later) and the values that cross it.
+//! Storage: the [`Store`] interface every backend implements (PostgreSQL, and the
+//! embedded SQLite store) and the values that cross it.
 //!
 //! The interface is shaped for the hot path: messages are appended in batches (so a
 //! group-commit writer can hand over many at once), and every history read is a
 //! `seq` range, which costs the same on page 1 and page 10,000.
 
+mod batch;
 pub mod patient;
 pub mod postgres;
 pub mod read_batches;
+mod search;
 pub mod sqlite;
 
 use crate::model::{Chat, Message, Timestamp, User};
 use async_trait::async_trait;
-use std::collections::hash_map::Entry;
 
 /// Why a store operation failed. Callers branch on the first variants; the rest
 /// are infrastructure failures that become a 503 or an opaque 500.
@@ -328,231 +329,5 @@ pub trait Store: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// Where each message of a batch gets its outcome: from its own append, or (for a
-/// repeat of an earlier `(sender, client_msg_id)` in the same batch) from the first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Slot {
-    First(usize),
-    Repeat(usize),
-    /// A repeat of an earlier `(sender, client_msg_id)` of the batch sent to
-    /// another chat: the id belongs to that chat's message, so this one is a
-    /// conflict, whatever becomes of the first.
-    OtherChat,
-}
-
-/// Splits a batch into messages to append (distinct client ids) and, for every
-/// input, the slot its outcome comes from.
-pub(crate) fn dedupe_batch(batch: &[NewMessage]) -> (Vec<&NewMessage>, Vec<Slot>) {
-    let mut unique: Vec<&NewMessage> = Vec::with_capacity(batch.len());
-    let mut seen: std::collections::HashMap<(i64, &str), usize> =
-        std::collections::HashMap::with_capacity(batch.len());
-    let slots = batch
-        .iter()
-        .map(|message| {
-            if let Some(id) = message.client_msg_id.as_deref() {
-                // One lookup per message: the entry is found or made at once.
-                match seen.entry((message.sender.id, id)) {
-                    Entry::Occupied(first) if unique[*first.get()].chat_id != message.chat_id => {
-                        return Slot::OtherChat
-                    }
-                    Entry::Occupied(first) => return Slot::Repeat(*first.get()),
-                    Entry::Vacant(slot) => {
-                        slot.insert(unique.len());
-                    }
-                }
-            }
-            unique.push(message);
-            Slot::First(unique.len() - 1)
-        })
-        .collect();
-    (unique, slots)
-}
-
-/// What the store says of the whole batch: a repeat of a message created in
-/// this batch is a duplicate of it (a copy of that message, built from `unique`,
-/// the messages appended); every other answer moves to its slot.
-pub(crate) fn expand_repeats(
-    stored: Vec<Appended>,
-    slots: &[Slot],
-    unique: &[&NewMessage],
-) -> Result<Vec<Appended>, StoreError> {
-    let repeats: Vec<Option<Appended>> = slots
-        .iter()
-        .map(|slot| match *slot {
-            Slot::First(_) => None,
-            Slot::OtherChat => Some(Appended::ClientIdConflict),
-            Slot::Repeat(i) => stored
-                .get(i)
-                .zip(unique.get(i))
-                .map(|(said, first)| match said {
-                    Appended::Created(assigned) => {
-                        Appended::Duplicate((*first).clone().stored(*assigned))
-                    }
-                    other => other.clone(),
-                }),
-        })
-        .collect();
-    let mut stored: Vec<Option<Appended>> = stored.into_iter().map(Some).collect();
-    // Sized up front: collected through `Option`, the vector grew by doubling.
-    let mut outcomes = Vec::with_capacity(slots.len());
-    for (slot, repeat) in slots.iter().zip(repeats) {
-        let outcome = match *slot {
-            Slot::First(i) => stored.get_mut(i).and_then(Option::take),
-            Slot::Repeat(_) | Slot::OtherChat => repeat,
-        };
-        outcomes.push(outcome.ok_or(StoreError::Inconsistent("a batch message got no outcome"))?);
-    }
-    Ok(outcomes)
-}
-
-/// Every appended message must have an answer; a missing one is reported, not hidden.
-pub(crate) fn all_answered(said: Vec<Option<Appended>>) -> Result<Vec<Appended>, StoreError> {
-    said.into_iter()
-        .map(|o| o.ok_or(StoreError::Inconsistent("a batch message got no outcome")))
-        .collect()
-}
-
-/// The LIKE pattern of a user search: a substring match, or for a query
-/// shorter than a trigram (which a trigram index cannot serve as a
-/// substring) a match at the start. Wildcards in the query are literal.
-pub(crate) fn search_pattern(query: &str) -> String {
-    let escaped = escape_like(query);
-    if query.chars().count() < 3 {
-        format!("{escaped}%")
-    } else {
-        format!("%{escaped}%")
-    }
-}
-
-/// Escapes LIKE wildcards so a search for `50%` finds the literal text.
-pub(crate) fn escape_like(query: &str) -> String {
-    let mut escaped = String::with_capacity(query.len());
-    for ch in query.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(ch);
-    }
-    escaped
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Timestamp, User};
-
-    fn new_message(sender: i64, client_msg_id: Option<&str>) -> NewMessage {
-        NewMessage {
-            chat_id: 1,
-            sender: User {
-                id: sender,
-                email: format!("{sender}@example.com"),
-                full_name: String::new(),
-                nickname: None,
-            },
-            content: format!("from {sender} as {client_msg_id:?}"),
-            metadata: "{}".into(),
-            client_msg_id: client_msg_id.map(str::to_owned),
-        }
-    }
-
-    fn stored(seq: i64) -> Appended {
-        Appended::Created(Assigned {
-            id: seq,
-            seq,
-            created_at: Timestamp::now(),
-        })
-    }
-
-    fn seq_and_kind(outcome: &AppendOutcome) -> (i64, &'static str) {
-        match outcome {
-            AppendOutcome::Created(m) => (m.seq, "created"),
-            AppendOutcome::Duplicate(m) => (m.seq, "duplicate"),
-            AppendOutcome::ClientIdConflict => (0, "conflict"),
-        }
-    }
-
-    #[test]
-    fn a_client_id_repeated_within_a_batch_is_stored_once_and_answered_as_a_duplicate() {
-        let batch = [
-            new_message(7, Some("a")),
-            new_message(8, Some("a")), // another sender's "a" is another message
-            new_message(7, Some("a")),
-            new_message(7, None),
-            new_message(7, None),
-        ];
-        let (unique, slots) = dedupe_batch(&batch);
-        assert_eq!(unique.len(), 4);
-        assert_eq!(
-            slots,
-            [
-                Slot::First(0),
-                Slot::First(1),
-                Slot::Repeat(0),
-                Slot::First(2),
-                Slot::First(3)
-            ]
-        );
-        let said: Vec<Appended> = (1..=unique.len() as i64).map(stored).collect();
-        let answered = outcomes(
-            expand_repeats(said, &slots, &unique).unwrap(),
-            batch.to_vec(),
-        );
-        let kinds: Vec<_> = answered.iter().map(seq_and_kind).collect();
-        assert_eq!(
-            kinds,
-            [
-                (1, "created"),
-                (2, "created"),
-                (1, "duplicate"),
-                (3, "created"),
-                (4, "created")
-            ]
-        );
-        let (AppendOutcome::Created(first), AppendOutcome::Duplicate(repeat)) =
-            (&answered[0], &answered[2])
-        else {
-            panic!("{answered:?}")
-        };
-        assert_eq!(
-            (&repeat.content, &repeat.client_msg_id, repeat.id),
-            (&first.content, &first.client_msg_id, first.id),
-            "the repeat is answered with the message its first was stored as"
-        );
-    }
-
-    #[test]
-    fn a_client_id_repeated_in_another_chat_within_a_batch_is_a_conflict() {
-        let mut elsewhere = new_message(7, Some("a"));
-        elsewhere.chat_id = 2;
-        let batch = [new_message(7, Some("a")), elsewhere];
-        let (unique, slots) = dedupe_batch(&batch);
-        assert_eq!(unique.len(), 1, "the other chat's message is not stored");
-        assert_eq!(slots, [Slot::First(0), Slot::OtherChat]);
-        let answered = outcomes(
-            expand_repeats(vec![stored(1)], &slots, &unique).unwrap(),
-            batch.to_vec(),
-        );
-        let kinds: Vec<_> = answered.iter().map(seq_and_kind).collect();
-        assert_eq!(kinds, [(1, "created"), (0, "conflict")]);
-    }
-
-    #[test]
-    fn short_searches_match_the_start_and_wildcards_are_literal() {
-        assert_eq!(search_pattern("al"), "al%");
-        assert_eq!(search_pattern("ali"), "%ali%");
-        assert_eq!(search_pattern("5%"), "5\\%%");
-        assert_eq!(search_pattern("é_x"), "%é\\_x%");
-    }
-
-    #[test]
-    fn a_missing_outcome_is_an_error_not_a_shorter_answer() {
-        let batch = [new_message(7, Some("a")), new_message(7, Some("b"))];
-        let (unique, slots) = dedupe_batch(&batch);
-        let only_first = vec![stored(1)];
-        assert!(matches!(
-            expand_repeats(only_first, &slots, &unique),
-            Err(StoreError::Inconsistent(_))
-        ));
-    }
-}
+pub(crate) use batch::{all_answered, dedupe_batch, expand_repeats};
+pub(crate) use search::search_pattern;
