@@ -170,6 +170,7 @@ pub struct RestFigures {
     pub read_latency_ms: Latency,
     /// Clients, each with one request in flight.
     pub concurrency: u64,
+    /// With `--server-pid`: the server's CPU time per send and per read.
     pub server_cpu_per_send_us: Option<f64>,
     pub server_cpu_per_read_us: Option<f64>,
 }
