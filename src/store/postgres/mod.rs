@@ -62,18 +62,13 @@ impl PgStore {
         conn.client.query(statement, params).await.map_err(classify)
     }
 
-    /// Runs one prepared statement on a pooled connection: at most one row.
+    /// Runs one prepared statement that reads by a unique key: its row, if any.
     async fn row(
         &self,
         statement: impl Fn(&Statements) -> &Statement,
         params: &Params<'_>,
     ) -> Result<Option<Row>, StoreError> {
-        let conn = self.conn().await?;
-        let statement = statement(&conn.statements);
-        conn.client
-            .query_opt(statement, params)
-            .await
-            .map_err(classify)
+        Ok(self.rows(statement, params).await?.into_iter().next())
     }
 
     /// One history read through the one-read statement.
