@@ -225,6 +225,9 @@ log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test"
 cargo test --workspace
+log "cargo doc: the layout doc's and every module header's links resolve"
+RUSTDOCFLAGS="-D warnings -A rustdoc::private-intra-doc-links" \
+  cargo doc --workspace --no-deps --document-private-items --quiet
 
 loadtest_smoke
 callgrind_smoke

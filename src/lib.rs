@@ -9,7 +9,7 @@
 //!
 //! 1. [`net`] accepted the TCP connection, serves it with hyper, and routes the
 //!    request ([`net::routes`]) to a REST handler in [`api`] or to the
-//!    WebSocket [`ws::handshake`], which upgrades it into a [`ws::session`].
+//!    WebSocket [`ws::handshake()`], which upgrades it into a [`ws::session`].
 //! 2. The edge asks [`app::access`] who the user is and whether they take part
 //!    in the chat, and reads the send with [`input`]'s rules into a
 //!    [`input::message::MessageInput`].

@@ -92,7 +92,7 @@ pub fn access_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatAccess>, 
 }
 
 /// A chat's messages with `from_seq <= seq <= to_seq`, ascending.
-/// See [`Store::messages_between`]: rows are read one at a time, so no more
+/// See [`crate::store::Store::messages_between`]: rows are read one at a time, so no more
 /// than `max_bytes` (plus one message) is ever held.
 pub fn messages_in(
     conn: &Connection,
