@@ -212,13 +212,13 @@ pub async fn send(
 /// The sender, once they are known to take part in the chat: from this node's
 /// memory of confirmed memberships, else from the store (and then remembered).
 async fn confirmed_sender(state: &AppState, me: i64, chat_id: i64) -> Result<User, ApiError> {
-    if let Some(user) = state.reads.members.get(me, chat_id) {
+    if let Some(user) = state.reads.memberships.get(me, chat_id) {
         return Ok(User::clone(&user));
     }
     let (user, _) = access::member_of(state, me, chat_id).await?;
     state
         .reads
-        .members
+        .memberships
         .remember(chat_id, Arc::new(user.clone()));
     Ok(user)
 }
@@ -228,7 +228,7 @@ async fn confirmed_sender(state: &AppState, me: i64, chat_id: i64) -> Result<Use
 /// deletes neither): forget it and ask the store, so the client gets 401/404
 /// rather than a server error, and later sends are checked again.
 async fn explain_failed_send(state: &AppState, me: i64, chat_id: i64, error: ApiError) -> ApiError {
-    if state.reads.members.forget(me, chat_id) {
+    if state.reads.memberships.forget(me, chat_id) {
         if let Err(refusal) = access::member_of(state, me, chat_id).await {
             return refusal;
         }

@@ -42,9 +42,9 @@ pub enum StartError {
     },
 }
 
-/// ReadBatcher `(user, chat)` membership lookups.
+/// Batched `(user, chat)` membership lookups.
 pub type Lookups = ReadBatcher<(i64, i64), UserAndChat>;
-/// ReadBatcher history reads.
+/// Batched history reads.
 pub type Histories = ReadBatcher<HistoryRead, Option<History>>;
 
 /// Everything a handler needs, in groups by job.
@@ -86,7 +86,7 @@ pub struct Reads {
     /// Stored messages' JSON, so history pages read only what this node lacks.
     pub history_cache: HistoryCache,
     /// Confirmed memberships, so a REST send needs no membership query.
-    pub members: Memberships,
+    pub memberships: Memberships,
 }
 
 /// The rate limits and caps on what one client may do.
@@ -173,7 +173,7 @@ fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
             paging.history_cache_bytes,
             usize::try_from(paging.max_page_size).unwrap_or(0),
         ),
-        members: Memberships::default(),
+        memberships: Memberships::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::store::StoreError;
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
-pub use crate::model::FieldErrors;
+use crate::model::FieldErrors;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,10 @@
 //! Reading fields out of a decoded JSON object with Django REST Framework's rules
 //! and messages: every problem is collected per field, so one 400 lists them all.
 
-use crate::http::error::{ApiError, FieldErrors};
+use crate::http::error::ApiError;
 pub use crate::json::is_storable;
 use crate::json::{self, StaticNode, Value};
+use crate::model::FieldErrors;
 
 /// Rules for a text field.
 #[derive(Debug, Clone, Copy)]

@@ -3,7 +3,7 @@
 //! these cores can go faster than `cores / (sum of the parts)` items per second.
 
 use super::reports::Reports;
-use super::verdict::{faulty, whole};
+use super::verdict::whole;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Floor {
@@ -33,7 +33,7 @@ impl Floor {
     /// failed: its CPU figure then bounds nothing.
     pub fn chat(reports: &Reports) -> Option<Self> {
         let (chat, echo) = (reports.chat.as_ref()?, reports.echo.as_ref()?);
-        if faulty(echo) {
+        if echo.failed() {
             return None;
         }
         Floor::new(
@@ -53,7 +53,7 @@ impl Floor {
     /// `None` without the figures, or when the ceiling run failed.
     pub fn connect(reports: &Reports) -> Option<Self> {
         let (connect, ceiling) = (reports.connect.as_ref()?, reports.connect_ceiling.as_ref()?);
-        if faulty(ceiling) {
+        if ceiling.failed() {
             return None;
         }
         let (connect, ceiling) = (&connect.figures, &ceiling.figures);

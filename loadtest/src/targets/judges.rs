@@ -2,7 +2,7 @@
 //! reports, and when a target missed is out of this machine's reach.
 
 use super::floor::{idle_note, Floor};
-use super::verdict::{faulty, judged, whole, Status, Verdict};
+use super::verdict::{judged, whole, Status, Verdict};
 use super::{Run, Target};
 use crate::report::{Figures, Report, RestFigures};
 
@@ -17,7 +17,12 @@ pub fn chat_rate(target: &Target, run: &Run<'_>) -> Verdict {
         "{} msg/s; stored {stored}, acknowledged {acked}",
         whole(rate)
     );
-    judged(target.text, &[faulty(chat)], measured, rate >= target.bound)
+    judged(
+        target.text,
+        &[chat.failed()],
+        measured,
+        rate >= target.bound,
+    )
 }
 
 pub fn chat_latency(target: &Target, run: &Run<'_>) -> Verdict {
@@ -28,7 +33,7 @@ pub fn chat_latency(target: &Target, run: &Run<'_>) -> Verdict {
     let offered = chat.figures.offered_per_s.unwrap_or(0) as f64;
     let measured = format!("p99 {p99:.2} ms at {} msg/s offered", whole(offered));
     let met = offered >= target.at && p99 <= target.bound;
-    judged(target.text, &[faulty(chat)], measured, met)
+    judged(target.text, &[chat.failed()], measured, met)
 }
 
 pub fn chat_to_echo(target: &Target, run: &Run<'_>) -> Verdict {
@@ -58,7 +63,7 @@ fn ratio<F: Figures>(
         measured += &floor.describe(a, "message", " msg/s", "chat");
         measured += &idle_note(chat.figures.machine.idle_share);
     }
-    let failed = [faulty(chat), faulty(to)];
+    let failed = [chat.failed(), to.failed()];
     let mut verdict = judged(target.text, &failed, measured, r >= target.bound);
     let out_of_reach = floor.is_some_and(|floor| floor.rate() < target.bound * b);
     if verdict.status == Status::NotMet && out_of_reach {
@@ -93,7 +98,7 @@ pub fn connect_rate(target: &Target, run: &Run<'_>) -> Verdict {
     }
     let all_held = held >= run.connections;
     let met = all_held && rate >= target.bound;
-    let mut verdict = judged(&text, &[faulty(connect)], measured, met);
+    let mut verdict = judged(&text, &[connect.failed()], measured, met);
     let out_of_reach = floor.is_some_and(|floor| floor.rate() < target.bound);
     if verdict.status == Status::NotMet && all_held && out_of_reach {
         verdict.status = Status::OutOfReach;
@@ -117,7 +122,7 @@ pub fn connect_memory(target: &Target, run: &Run<'_>) -> Verdict {
         after_storm.map_or("?".into(), whole)
     );
     let met = end_of_hold.is_some_and(|bytes| bytes <= target.bound);
-    judged(target.text, &[faulty(connect)], measured, met)
+    judged(target.text, &[connect.failed()], measured, met)
 }
 
 pub fn rest_sends(target: &Target, run: &Run<'_>) -> Verdict {
@@ -135,5 +140,10 @@ fn rest(target: &Target, run: &Run<'_>, rate_of: fn(&Report<RestFigures>) -> f64
     let rate = rate_of(rest);
     let clients = whole(rest.figures.concurrency as f64);
     let measured = format!("{}/s ({clients} clients)", whole(rate));
-    judged(target.text, &[faulty(rest)], measured, rate >= target.bound)
+    judged(
+        target.text,
+        &[rest.failed()],
+        measured,
+        rate >= target.bound,
+    )
 }

@@ -289,10 +289,10 @@ fn a_report_read_back_fails_by_the_rule_the_exit_status_follows() {
         serde_json::from_value(serde_json::to_value(report).unwrap()).unwrap()
     };
     let mut report = Report::<ChatFigures>::default();
-    assert!(!verdict::faulty(&read_back(&report)));
+    assert!(!read_back(&report).failed());
     report.duplicated = Some(1);
     assert!(report.faults().any());
-    assert!(verdict::faulty(&read_back(&report)));
+    assert!(read_back(&report).failed());
 }
 
 #[test]

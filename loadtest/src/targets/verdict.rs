@@ -1,7 +1,6 @@
 //! What a run made of a target: the figure measured and a [`Status`], and the
 //! Markdown table of them all.
 
-use crate::report::{Figures, Report};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,13 +57,6 @@ impl Verdict {
     pub fn not_run(target: impl Into<String>) -> Self {
         Verdict::new(target, "", Status::NotRun)
     }
-}
-
-/// A run whose figures stand for nothing: it counted faults against itself
-/// (the rule the tool's exit status follows), or its store disagrees with the
-/// acks.
-pub fn faulty<F: Figures>(report: &Report<F>) -> bool {
-    report.failed()
 }
 
 /// A figure checked against a bound, from reports any of which may be faulty.

@@ -31,7 +31,7 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
-pub(crate) fn failed(error: rusqlite::Error) -> StoreError {
+fn failed(error: rusqlite::Error) -> StoreError {
     StoreError::Failed(error.to_string())
 }
 
