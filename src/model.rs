@@ -21,7 +21,9 @@ pub struct User {
     pub nickname: Option<String>,
 }
 
-/// A one-to-one conversation. `participants` is ordered by user id.
+/// A one-to-one conversation as one of its participants (the reader) sees it.
+/// `participants` is ordered by user id; `read_seq` is the reader's read
+/// marker and `unread_count` is `last_seq - read_seq`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Chat {
     pub id: i64,
@@ -29,6 +31,16 @@ pub struct Chat {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_message: Option<Message>,
+    pub last_seq: i64,
+    pub read_seq: i64,
+    pub unread_count: i64,
+}
+
+impl Chat {
+    /// The unread count for a reader whose marker is at `read_seq`.
+    pub fn unread(last_seq: i64, read_seq: i64) -> i64 {
+        (last_seq - read_seq).max(0)
+    }
 }
 
 /// A stored message. `seq` is its gap-free position in its chat (1, 2, 3, ...).

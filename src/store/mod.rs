@@ -242,6 +242,22 @@ pub enum AppendOutcome {
     ClientIdConflict,
 }
 
+/// Where one of a user's chats stands: what a user socket starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatPosition {
+    pub chat: i64,
+    /// The other participant.
+    pub peer: i64,
+    pub last_seq: i64,
+}
+
+/// A user and where each of their chats stands, read in one statement.
+#[derive(Debug, Clone)]
+pub struct UserPositions {
+    pub user: User,
+    pub chats: Vec<ChatPosition>,
+}
+
 /// The result of starting a chat: the chat and whether it was created just now.
 #[derive(Debug, Clone)]
 pub struct StartedChat {
@@ -265,8 +281,16 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<User>, StoreError>;
 
-    /// Returns the chat of the two users, creating it when it does not exist.
+    /// Returns the chat of the two users, creating it when it does not exist,
+    /// as `a` (the starter) sees it.
     async fn start_chat(&self, a: &User, b: &User) -> Result<StartedChat, StoreError>;
+    /// One chat as `reader` sees it; `None` when it does not exist or the
+    /// reader takes no part in it.
+    async fn chat(&self, chat_id: i64, reader: i64) -> Result<Option<Chat>, StoreError>;
+    /// The user and every chat of theirs with its other participant and
+    /// `last_seq` (in no particular order), in one statement; `None` when
+    /// the user does not exist.
+    async fn positions(&self, user_id: i64) -> Result<Option<UserPositions>, StoreError>;
     /// The user and the chat in one round trip (for a send or a handshake).
     async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError>;
     /// [`Store::user_and_chat`] for many `(user, chat)` pairs at once, answered
@@ -279,7 +303,8 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(found)
     }
-    /// The user's chats, most recent activity first, each with its last message.
+    /// The user's chats, most recent activity first, each with its last
+    /// message and the user's read marker, in one statement.
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError>;
     /// Messages with `from_seq <= seq <= to_seq`, ascending, stopping after
     /// the one that brings their content and metadata to `max_bytes` (so at
@@ -317,7 +342,9 @@ pub trait Store: Send + Sync + 'static {
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError>;
 
     /// Moves the user's read marker in the chat forward to `seq` (never back, never
-    /// past the chat's last message); returns the marker after the move.
+    /// past the chat's last message); returns the marker after the move (0 when
+    /// the user takes no part in the chat). Appending also moves each sender's
+    /// marker to their newest message.
     async fn mark_read(&self, chat_id: i64, user_id: i64, seq: i64) -> Result<i64, StoreError>;
 
     /// Remembers a refresh token's id until it would have expired anyway.

@@ -13,7 +13,7 @@
 
 use super::{
     Appended, Credentials, History, HistoryRead, NewMessage, NewUser, SeqWindow, StartedChat,
-    Store, StoreError, UserAndChat,
+    Store, StoreError, UserAndChat, UserPositions,
 };
 use crate::model::{Chat, Message, User};
 use async_trait::async_trait;
@@ -132,6 +132,14 @@ impl Store for PatientStore {
 
     async fn users_and_chats(&self, pairs: &[(i64, i64)]) -> Result<Vec<UserAndChat>, StoreError> {
         self.again(|| self.inner.users_and_chats(pairs)).await
+    }
+
+    async fn chat(&self, chat_id: i64, reader: i64) -> Result<Option<Chat>, StoreError> {
+        self.again(|| self.inner.chat(chat_id, reader)).await
+    }
+
+    async fn positions(&self, user_id: i64) -> Result<Option<UserPositions>, StoreError> {
+        self.again(|| self.inner.positions(user_id)).await
     }
 
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {

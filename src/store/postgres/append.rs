@@ -17,10 +17,18 @@ use tokio_postgres::Row;
 /// A reused client id fails the statement on the unique index, so nothing is
 /// stored and the caller retries through `append_messages`, which answers it.
 /// A chat that does not exist gets a NULL seq, which fails the whole statement.
+/// The same UPDATE moves each sender's read marker to their newest message
+/// (`$9`..`$12`: per chat, up to two senders and the place of their last
+/// message), so sending costs no extra row write for it.
 pub(super) const APPEND_NEW_MESSAGES: &str = "
 WITH moved AS (
-    UPDATE chats c SET last_seq = c.last_seq + d.n
-    FROM unnest($6::BIGINT[], $7::BIGINT[]) AS d(chat, n)
+    UPDATE chats c SET last_seq = c.last_seq + d.n,
+        low_read_seq = GREATEST(c.low_read_seq, CASE c.user_low
+            WHEN d.sa THEN c.last_seq + d.na WHEN d.sb THEN c.last_seq + d.nb ELSE 0 END),
+        high_read_seq = GREATEST(c.high_read_seq, CASE c.user_high
+            WHEN d.sa THEN c.last_seq + d.na WHEN d.sb THEN c.last_seq + d.nb ELSE 0 END)
+    FROM unnest($6::BIGINT[], $7::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[],
+                $12::BIGINT[]) AS d(chat, n, sa, na, sb, nb)
     WHERE c.id = d.chat
     RETURNING c.id AS chat, c.last_seq - d.n AS base
 )
@@ -60,7 +68,7 @@ pub(super) async fn append_on(
     let statements = &conn.statements;
     match path {
         AppendPath::New => {
-            let runs = ChatRuns::of(&chats);
+            let runs = ChatRuns::of(&chats, &senders);
             let rows = conn
                 .client
                 .query(
@@ -74,6 +82,10 @@ pub(super) async fn append_on(
                         &runs.chats,
                         &runs.counts,
                         &runs.nth,
+                        &runs.senders.first,
+                        &runs.senders.first_last,
+                        &runs.senders.second,
+                        &runs.senders.second_last,
                     ],
                 )
                 .await?;
@@ -103,7 +115,7 @@ pub(super) async fn append_on(
 /// A batch seen chat by chat: each chat once (ascending) with its message
 /// count, each message's place among its chat's messages (from 1), and the
 /// batch indexes sorted by chat, then by place (chat slot `s` starts at
-/// `starts[s]`).
+/// `starts[s]`), and who sent in each chat.
 #[derive(Debug, PartialEq, Eq)]
 struct ChatRuns {
     chats: Vec<i64>,
@@ -111,10 +123,47 @@ struct ChatRuns {
     nth: Vec<i64>,
     by_chat: Vec<usize>,
     starts: Vec<usize>,
+    senders: ChatSenders,
+}
+
+/// Per chat slot, its (at most two) senders in the batch and the place of
+/// each one's last message (0 and 0 for a second sender that is not there).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ChatSenders {
+    first: Vec<i64>,
+    first_last: Vec<i64>,
+    second: Vec<i64>,
+    second_last: Vec<i64>,
+}
+
+impl ChatSenders {
+    fn of(runs: &ChatRuns, message_senders: &[i64]) -> Self {
+        let mut senders = ChatSenders::default();
+        for slot in 0..runs.chats.len() {
+            let (mut first, mut second) = ((0, 0), (0, 0));
+            for place in 0..runs.counts[slot] {
+                let Some(i) = runs.message_at(slot, place) else {
+                    continue;
+                };
+                let sender = message_senders[i];
+                if first.0 == 0 || first.0 == sender {
+                    first = (sender, place + 1);
+                } else {
+                    // A chat has two participants: any other sender is the second.
+                    second = (sender, place + 1);
+                }
+            }
+            senders.first.push(first.0);
+            senders.first_last.push(first.1);
+            senders.second.push(second.0);
+            senders.second_last.push(second.1);
+        }
+        senders
+    }
 }
 
 impl ChatRuns {
-    fn of(message_chats: &[i64]) -> Self {
+    fn of(message_chats: &[i64], message_senders: &[i64]) -> Self {
         let mut by_chat: Vec<usize> = (0..message_chats.len()).collect();
         by_chat.sort_unstable_by_key(|&i| (message_chats[i], i));
         let (mut chats, mut counts, mut starts) = (Vec::new(), Vec::new(), Vec::new());
@@ -129,13 +178,16 @@ impl ChatRuns {
             *count += 1;
             nth[i] = *count;
         }
-        ChatRuns {
+        let mut runs = ChatRuns {
             chats,
             counts,
             nth,
             by_chat,
             starts,
-        }
+            senders: ChatSenders::default(),
+        };
+        runs.senders = ChatSenders::of(&runs, message_senders);
+        runs
     }
 
     /// The batch index of the message at `place` (from 0) in chat slot `slot`.
@@ -175,11 +227,11 @@ fn created_outcomes(batch: &[&NewMessage], runs: &ChatRuns, rows: &[Row]) -> Vec
 
 #[cfg(test)]
 mod tests {
-    use super::ChatRuns;
+    use super::{ChatRuns, ChatSenders};
 
     #[test]
     fn chat_runs_count_each_chat_once_and_number_its_messages_in_order() {
-        let runs = ChatRuns::of(&[9, 4, 9, 9, 7, 4]);
+        let runs = ChatRuns::of(&[9, 4, 9, 9, 7, 4], &[1, 2, 3, 1, 5, 6]);
         assert_eq!(runs.chats, vec![4, 7, 9]);
         assert_eq!(runs.counts, vec![2, 1, 3]);
         assert_eq!(runs.nth, vec![1, 1, 2, 3, 1, 2]);
@@ -190,14 +242,23 @@ mod tests {
         assert_eq!(runs.message_at(0, 1), Some(5), "chat 4's second");
         assert_eq!(runs.message_at(1, 1), None, "chat 7 has one");
         assert_eq!(runs.message_at(1, -1), None);
+        assert_eq!(runs.senders.first, vec![2, 5, 1], "chat 4: 2 then 6");
         assert_eq!(
-            ChatRuns::of(&[]),
+            runs.senders.first_last,
+            vec![1, 1, 3],
+            "1 sent chat 9's 3rd"
+        );
+        assert_eq!(runs.senders.second, vec![6, 0, 3]);
+        assert_eq!(runs.senders.second_last, vec![2, 0, 2]);
+        assert_eq!(
+            ChatRuns::of(&[], &[]),
             ChatRuns {
                 chats: vec![],
                 counts: vec![],
                 nth: vec![],
                 by_chat: vec![],
-                starts: vec![]
+                starts: vec![],
+                senders: ChatSenders::default(),
             }
         );
     }

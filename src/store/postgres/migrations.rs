@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "user_search_trigrams",
         sql: include_str!("migrations/0006_user_search_trigrams.sql"),
     },
+    Migration {
+        version: 7,
+        name: "read_markers_in_chats",
+        sql: include_str!("migrations/0007_read_markers_in_chats.sql"),
+    },
 ];
 
 /// Arbitrary constant naming this server's migration lock.

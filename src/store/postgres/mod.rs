@@ -12,8 +12,9 @@ mod statements;
 pub use statements::SEARCH_USERS;
 
 use super::{
-    dedupe_batch, Appended, ChatAccess, Credentials, History, HistoryRead, NewMessage, NewUser,
-    SeqRun, SeqWindow, StartedChat, Store, StoreError, UserAndChat,
+    dedupe_batch, Appended, ChatAccess, ChatPosition, Credentials, History, HistoryRead,
+    NewMessage, NewUser, SeqRun, SeqWindow, StartedChat, Store, StoreError, UserAndChat,
+    UserPositions,
 };
 use crate::config::DatabaseConfig;
 use crate::model::{pair_key, Chat, Message, User};
@@ -95,11 +96,11 @@ impl PgStore {
         Ok(history_from_rows(&rows, read.chat_id))
     }
 
-    async fn chat_by_id(&self, chat_id: i64) -> Result<Chat, StoreError> {
+    async fn chat_by_id(&self, chat_id: i64, reader: i64) -> Result<Chat, StoreError> {
         let conn = self.conn().await?;
         let row = conn
             .client
-            .query_one(&conn.statements.chat_by_id, &[&chat_id])
+            .query_one(&conn.statements.chat_by_id, &[&chat_id, &reader])
             .await
             .map_err(classify)?;
         Ok(chat_from_row(&row))
@@ -200,7 +201,7 @@ impl Store for PgStore {
         let (low, high) = (a.id.min(b.id), a.id.max(b.id));
         let (chat_id, created) = self.chat_of_pair(&key, low, high).await?;
         Ok(StartedChat {
-            chat: self.chat_by_id(chat_id).await?,
+            chat: self.chat_by_id(chat_id, a.id).await?,
             created,
         })
     }
@@ -228,6 +229,33 @@ impl Store for PgStore {
             *slot = (user, access);
         }
         Ok(found)
+    }
+
+    async fn chat(&self, chat_id: i64, reader: i64) -> Result<Option<Chat>, StoreError> {
+        let row = self.row(|s| &s.chat_by_id, &[&chat_id, &reader]).await?;
+        Ok(row
+            .map(|row| chat_from_row(&row))
+            .filter(|chat| chat.participants.iter().any(|u| u.id == reader)))
+    }
+
+    async fn positions(&self, user_id: i64) -> Result<Option<UserPositions>, StoreError> {
+        let rows = self.rows(|s| &s.positions, &[&user_id]).await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let chats = rows
+            .iter()
+            .filter(|row| row.get::<_, Option<i64>>(4).is_some())
+            .map(|row| ChatPosition {
+                chat: row.get(4),
+                peer: row.get(5),
+                last_seq: row.get(6),
+            })
+            .collect();
+        Ok(Some(UserPositions {
+            user: user_at(first, 0),
+            chats,
+        }))
     }
 
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {

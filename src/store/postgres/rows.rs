@@ -51,12 +51,16 @@ pub fn chat_from_row(row: &Row) -> Chat {
         client_msg_id: row.get(15),
         created_at: timestamp(row, 16),
     });
+    let (last_seq, read_seq): (i64, i64) = (row.get(18), row.get(19));
     Chat {
         id,
         participants,
         created_at: timestamp(row, 1),
         updated_at: timestamp(row, 2),
         last_message,
+        last_seq,
+        read_seq,
+        unread_count: Chat::unread(last_seq, read_seq),
     }
 }
 

@@ -33,16 +33,20 @@ const USERS_AND_CHATS: &str = "SELECT q.ord::INT, u.id, u.email, u.full_name, u.
      LEFT JOIN users u ON u.id = q.user_id
      LEFT JOIN chats c ON c.id = q.chat_id";
 
-/// Columns of a chat row with both participants and its last message; see
-/// [`super::rows::chat_from_row`] for their positions.
+/// Columns of a chat row with both participants, its last message, and where
+/// the reader (`$reader`) stands in it; see [`super::rows::chat_from_row`] for
+/// their positions.
 macro_rules! chat_select {
-    ($where:literal) => {
+    (reader: $reader:literal, where: $where:literal) => {
         concat!(
             "SELECT c.id, c.created_at, coalesce(m.created_at, c.created_at) AS updated_at,
                 ua.id, ua.email, ua.full_name, ua.nickname,
                 ub.id, ub.email, ub.full_name, ub.nickname,
                 m.id, m.seq, m.content, m.metadata::text, m.client_msg_id, m.created_at,
-                m.sender_id
+                m.sender_id, c.last_seq,
+                CASE WHEN c.user_low = ",
+            $reader,
+            " THEN c.low_read_seq ELSE c.high_read_seq END
              FROM chats c
              JOIN users ua ON ua.id = c.user_low
              JOIN users ub ON ub.id = c.user_high
@@ -53,10 +57,24 @@ macro_rules! chat_select {
     };
 }
 
-const CHAT_BY_ID: &str = chat_select!("c.id = $1");
+const CHAT_BY_ID: &str = chat_select!(reader: "$2", where: "c.id = $1");
 
-const CHATS_OF: &str =
-    chat_select!("c.user_low = $1 OR c.user_high = $1 ORDER BY updated_at DESC, c.id DESC");
+const CHATS_OF: &str = chat_select!(
+    reader: "$1",
+    where: "c.user_low = $1 OR c.user_high = $1 ORDER BY updated_at DESC, c.id DESC"
+);
+
+/// A user and where each of their chats stands (a user socket's starting
+/// point): the user's columns, then per chat its id, the other participant
+/// and `last_seq` (NULLs for a user without chats).
+const POSITIONS: &str = "SELECT u.id, u.email, u.full_name, u.nickname, p.id, p.peer, p.last_seq
+     FROM users u
+     LEFT JOIN LATERAL (
+         SELECT id, user_high AS peer, last_seq FROM chats WHERE user_low = u.id
+         UNION ALL
+         SELECT id, user_low, last_seq FROM chats WHERE user_high = u.id
+     ) AS p ON true
+     WHERE u.id = $1";
 
 /// A row is sent while the messages before it hold fewer than $4 bytes of
 /// content and metadata.
@@ -168,11 +186,16 @@ const BLACKLIST_TOKEN: &str = "INSERT INTO token_blacklist (jti, expires_at)
 
 const IS_BLACKLISTED: &str = "SELECT 1 FROM token_blacklist WHERE jti = $1";
 
-const MARK_READ: &str = "INSERT INTO read_markers AS r (chat_id, user_id, seq)
-     SELECT c.id, $2, LEAST($3, c.last_seq) FROM chats c WHERE c.id = $1
-     ON CONFLICT (chat_id, user_id) DO UPDATE
-       SET seq = GREATEST(r.seq, EXCLUDED.seq), updated_at = now()
-     RETURNING seq";
+/// A participant's marker lives in the chat's row (migration 0007).
+const MARK_READ: &str = "UPDATE chats
+     SET low_read_seq = CASE WHEN user_low = $2
+                             THEN GREATEST(low_read_seq, LEAST($3, last_seq))
+                             ELSE low_read_seq END,
+         high_read_seq = CASE WHEN user_high = $2
+                              THEN GREATEST(high_read_seq, LEAST($3, last_seq))
+                              ELSE high_read_seq END
+     WHERE id = $1 AND $2 IN (user_low, user_high)
+     RETURNING CASE WHEN user_low = $2 THEN low_read_seq ELSE high_read_seq END";
 
 /// Every statement the store runs, prepared on each new connection.
 pub struct Statements {
@@ -184,6 +207,7 @@ pub struct Statements {
     pub users_and_chats: Statement,
     pub chat_by_id: Statement,
     pub chats_of: Statement,
+    pub positions: Statement,
     pub messages_between: Statement,
     pub history: Statement,
     pub histories: Statement,
@@ -205,6 +229,7 @@ impl Statements {
             users_and_chats: client.prepare(USERS_AND_CHATS).await?,
             chat_by_id: client.prepare(CHAT_BY_ID).await?,
             chats_of: client.prepare(CHATS_OF).await?,
+            positions: client.prepare(POSITIONS).await?,
             messages_between: client.prepare(MESSAGES_BETWEEN).await?,
             history: client.prepare(HISTORY).await?,
             histories: client.prepare(HISTORIES).await?,

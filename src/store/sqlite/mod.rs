@@ -12,8 +12,8 @@ mod queries;
 mod thread;
 
 use super::{
-    all_answered, dedupe_batch, expand_repeats, Appended, ChatAccess, Credentials, History,
-    NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError,
+    all_answered, dedupe_batch, expand_repeats, Appended, ChatAccess, ChatPosition, Credentials,
+    History, NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError, UserPositions,
 };
 use crate::model::{pair_key, Chat, Message, Timestamp, User};
 use async_trait::async_trait;
@@ -143,6 +143,7 @@ impl Store for SqliteStore {
     async fn start_chat(&self, a: &User, b: &User) -> Result<StartedChat, StoreError> {
         let key = pair_key(a.id, b.id);
         let (low, high) = (a.id.min(b.id), a.id.max(b.id));
+        let a_id = a.id;
         self.call(true, move |conn| {
             let created = conn
                 .execute(
@@ -155,7 +156,9 @@ impl Store for SqliteStore {
             let id: i64 = conn
                 .query_row("SELECT id FROM chats WHERE pair_key = ?", [&key], |row| row.get(0))
                 .map_err(failed)?;
-            Ok(StartedChat { chat: chat_by_id(conn, id)?, created })
+            let chat = chat_by_id(conn, id, a_id)?
+                .ok_or(StoreError::Inconsistent("a started chat is missing"))?;
+            Ok(StartedChat { chat, created })
         })
         .await
     }
@@ -188,6 +191,49 @@ impl Store for SqliteStore {
                 },
             )
             .map_err(failed)
+        })
+        .await
+    }
+
+    async fn chat(&self, chat_id: i64, reader: i64) -> Result<Option<Chat>, StoreError> {
+        self.call(false, move |conn| {
+            let chat = chat_by_id(conn, chat_id, reader)?;
+            Ok(chat.filter(|chat| chat.participants.iter().any(|u| u.id == reader)))
+        })
+        .await
+    }
+
+    async fn positions(&self, user_id: i64) -> Result<Option<UserPositions>, StoreError> {
+        self.call(false, move |conn| {
+            let user = conn
+                .query_row(
+                    "SELECT id, email, full_name, nickname FROM users WHERE id = ?",
+                    [user_id],
+                    |row| user_at(row, 0),
+                )
+                .optional()
+                .map_err(failed)?;
+            let Some(user) = user else {
+                return Ok(None);
+            };
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT id, user_high, last_seq FROM chats WHERE user_low = ?1
+                     UNION ALL
+                     SELECT id, user_low, last_seq FROM chats WHERE user_high = ?1",
+                )
+                .map_err(failed)?;
+            let rows = statement
+                .query_map([user_id], |row| {
+                    Ok(ChatPosition {
+                        chat: row.get(0)?,
+                        peer: row.get(1)?,
+                        last_seq: row.get(2)?,
+                    })
+                })
+                .map_err(failed)?;
+            let chats = rows.collect::<Result<_, _>>().map_err(failed)?;
+            Ok(Some(UserPositions { user, chats }))
         })
         .await
     }
@@ -256,7 +302,8 @@ impl Store for SqliteStore {
         self.call(true, move |conn| {
             conn.query_row(
                 "INSERT INTO read_markers (chat_id, user_id, seq)
-                 SELECT id, ?2, min(?3, last_seq) FROM chats WHERE id = ?1
+                 SELECT id, ?2, min(?3, last_seq) FROM chats
+                 WHERE id = ?1 AND ?2 IN (user_low, user_high)
                  ON CONFLICT (chat_id, user_id) DO UPDATE SET seq = max(seq, excluded.seq)
                  RETURNING seq",
                 params![chat_id, user_id, seq],

@@ -28,14 +28,18 @@ pub fn user_at(row: &Row<'_>, first: usize) -> rusqlite::Result<User> {
     })
 }
 
+/// A chat with both participants, its last message and where the reader
+/// (`?1`) stands in it.
 pub const CHAT_SELECT: &str =
     "SELECT c.id, c.created_at, coalesce(m.created_at, c.created_at) AS updated_at,
         ua.id, ua.email, ua.full_name, ua.nickname, ub.id, ub.email, ub.full_name, ub.nickname,
-        m.id, m.seq, m.content, m.metadata, m.client_msg_id, m.created_at, m.sender_id
+        m.id, m.seq, m.content, m.metadata, m.client_msg_id, m.created_at, m.sender_id,
+        c.last_seq, coalesce(r.seq, 0)
     FROM chats c
     JOIN users ua ON ua.id = c.user_low
     JOIN users ub ON ub.id = c.user_high
-    LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq";
+    LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
+    LEFT JOIN read_markers r ON r.chat_id = c.id AND r.user_id = ?1";
 
 pub fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
     let participants = [user_at(row, 3)?, user_at(row, 7)?];
@@ -60,18 +64,28 @@ pub fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
             })
         }
     };
+    let (last_seq, read_seq): (i64, i64) = (row.get(18)?, row.get(19)?);
     Ok(Chat {
         id,
         created_at: timestamp(row.get(1)?),
         updated_at: timestamp(row.get(2)?),
         participants,
         last_message,
+        last_seq,
+        read_seq,
+        unread_count: Chat::unread(last_seq, read_seq),
     })
 }
 
-pub fn chat_by_id(conn: &Connection, chat_id: i64) -> Result<Chat, StoreError> {
-    let sql = format!("{CHAT_SELECT} WHERE c.id = ?");
-    conn.query_row(&sql, [chat_id], chat_from_row)
+/// The chat as `reader` sees it; `None` when there is no such chat.
+pub fn chat_by_id(
+    conn: &Connection,
+    chat_id: i64,
+    reader: i64,
+) -> Result<Option<Chat>, StoreError> {
+    let sql = format!("{CHAT_SELECT} WHERE c.id = ?2");
+    conn.query_row(&sql, [reader, chat_id], chat_from_row)
+        .optional()
         .map_err(failed)
 }
 
@@ -177,6 +191,14 @@ pub fn append_one(
         .map_err(failed)?
         .query_row([message.chat_id], |row| row.get(0))
         .map_err(failed)?;
+    // What the sender sent, and what came before it, they have read.
+    conn.prepare_cached(
+        "INSERT INTO read_markers (chat_id, user_id, seq) VALUES (?1, ?2, ?3)
+         ON CONFLICT (chat_id, user_id) DO UPDATE SET seq = max(seq, excluded.seq)",
+    )
+    .map_err(failed)?
+    .execute(params![message.chat_id, message.sender.id, seq])
+    .map_err(failed)?;
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO messages (chat_id, seq, sender_id, content, metadata, client_msg_id, created_at)
