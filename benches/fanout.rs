@@ -1,10 +1,13 @@
 //! Fan-out: one committed message delivered through the room map to every local
-//! socket watching the chat (the same bytes queued on each outbox).
+//! socket of its chat's two participants (the same bytes queued on each
+//! outbox), the sockets split between the two users.
 //!
 //! Run: `cargo bench --bench fanout`
 
 use bytes::Bytes;
-use chat_server::delivery::rooms::{Outbox, Outgoing, Rooms, Subscriber, Taken};
+use chat_server::delivery::rooms::{
+    Outbox, Outgoing, Published, Rooms, Subscriber, Taken, Watching,
+};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,9 +31,10 @@ fn fanout(c: &mut Criterion) {
                 let subscriber = Subscriber {
                     conn,
                     user_id,
+                    watching: Watching::Chat(1),
                     outbox: outbox.clone(),
                 };
-                rooms.join(1, subscriber).await.keep();
+                rooms.join(subscriber).await.keep();
                 receivers.push(outbox);
             }
             (rooms, receivers)
@@ -44,7 +48,13 @@ fn fanout(c: &mut Criterion) {
                     let receivers = receivers.lock().await;
                     let started = Instant::now();
                     for _ in 0..iterations {
-                        rooms.publish(1, 1, frame.clone()).await;
+                        let message = Published {
+                            chat: 1,
+                            seq: 1,
+                            audience: [0, 1],
+                            frame: frame.clone(),
+                        };
+                        rooms.publish_all(&[message]).await;
                         for outbox in receivers.iter() {
                             let taken = outbox.take().await;
                             assert!(matches!(taken, Taken::Item(Outgoing::Message { .. })));

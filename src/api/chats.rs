@@ -33,11 +33,11 @@ pub async fn start(
         .await?
         .ok_or(ApiError::NotFound)?;
     let started = state.store.start_chat(&me, &other).await?;
-    Ok(if started.created {
-        created(&started.chat)
-    } else {
-        ok(&started.chat)
-    })
+    if !started.created {
+        return Ok(ok(&started.chat));
+    }
+    state.delivery.notices.new_chat(&started.chat).await;
+    Ok(created(&started.chat))
 }
 
 /// The caller's chats, most recent activity first, each with its last message.

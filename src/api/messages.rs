@@ -4,6 +4,7 @@ use super::pagination::{HistoryRequest, Plan};
 use crate::app::access;
 use crate::app::AppState;
 use crate::cache::history::HistoryCache;
+use crate::cache::memberships::Member;
 use crate::http::body::RawBody;
 use crate::http::error::ApiError;
 use crate::http::query::Query;
@@ -182,7 +183,7 @@ pub async fn send(
     let me = access::authenticate(state, request.headers())?;
     let sends = &state.limiters.sends;
     sends.check(me).map_err(ApiError::Throttled)?;
-    let sender = confirmed_sender(state, me, chat_id).await?;
+    let (sender, audience) = confirmed_sender(state, me, chat_id).await?;
     let limits = &state.config.limits;
     let mut body = RawBody::read(request, limits).await?;
     let value = body.object()?;
@@ -193,7 +194,7 @@ pub async fn send(
     let outcome = match state
         .delivery
         .pipeline
-        .send(input.into_message(chat_id, sender))
+        .send(input.into_message(chat_id, sender), audience)
         .await
     {
         Ok(outcome) => outcome,
@@ -209,18 +210,24 @@ pub async fn send(
     }
 }
 
-/// The sender, once they are known to take part in the chat: from this node's
-/// memory of confirmed memberships, else from the store (and then remembered).
-async fn confirmed_sender(state: &AppState, me: i64, chat_id: i64) -> Result<User, ApiError> {
-    if let Some(user) = state.reads.memberships.get(me, chat_id) {
-        return Ok(User::clone(&user));
+/// The sender and the chat's participants, once the sender is known to take
+/// part in the chat: from this node's memory of confirmed memberships, else
+/// from the store (and then remembered).
+async fn confirmed_sender(
+    state: &AppState,
+    me: i64,
+    chat_id: i64,
+) -> Result<(User, [i64; 2]), ApiError> {
+    if let Some(member) = state.reads.memberships.get(me, chat_id) {
+        return Ok((member.user.clone(), member.participants));
     }
-    let (user, _) = access::member_of(state, me, chat_id).await?;
-    state
-        .reads
-        .memberships
-        .remember(chat_id, Arc::new(user.clone()));
-    Ok(user)
+    let (user, access) = access::member_of(state, me, chat_id).await?;
+    let member = Member {
+        user: user.clone(),
+        participants: access.participants,
+    };
+    state.reads.memberships.remember(chat_id, Arc::new(member));
+    Ok((user, access.participants))
 }
 
 /// A send the store refused may have come through a remembered membership

@@ -10,6 +10,7 @@ use crate::cache::history::HistoryCache;
 use crate::cache::memberships::Memberships;
 use crate::config::{Config, Paging};
 use crate::delivery::bus::Bus;
+use crate::delivery::notices::Notices;
 use crate::delivery::pipeline::{MessagePipeline, WriterSettings};
 use crate::delivery::read_markers::ReadMarkers;
 use crate::delivery::rooms::{ConnId, Rooms};
@@ -74,6 +75,8 @@ pub struct Delivery {
     pub bus: Bus,
     /// Read markers, coalesced per (chat, user).
     pub read_markers: ReadMarkers,
+    /// New chats, read markers and typing, to this node's sockets and the bus.
+    pub notices: Notices,
 }
 
 /// How reads reach the store: batched, and skipped where this node already
@@ -198,13 +201,18 @@ fn start_delivery(
         metrics.clone(),
         settings,
     );
-    let read_markers =
-        ReadMarkers::start(store.clone(), rooms.clone(), realtime.read_marker_interval);
+    let notices = Notices::new(rooms.clone(), bus.clone());
+    let read_markers = ReadMarkers::start(
+        store.clone(),
+        notices.clone(),
+        realtime.read_marker_interval,
+    );
     Ok(Delivery {
         pipeline,
         rooms,
         bus,
         read_markers,
+        notices,
     })
 }
 

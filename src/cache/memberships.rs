@@ -1,5 +1,5 @@
 //! This node's memory of confirmed memberships, for REST sends: `(user, chat)`
-//! → the user, once the store has said the user takes part in the chat. A
+//! → the user and the chat's participants, once the store has said the user takes part in the chat. A
 //! chat's participants never change and the API changes no user, so a confirmed
 //! membership stays true; a send that finds one skips the membership query and
 //! goes straight to the writer. Outsiders and unknown chats are never
@@ -16,9 +16,16 @@ use std::sync::Arc;
 /// Memberships remembered before the map starts over.
 pub const CAPACITY: usize = 65_536;
 
-/// Confirmed `(user id, chat id)` memberships and the user.
+/// A confirmed membership: the user, and the participants of the chat.
+#[derive(Debug)]
+pub struct Member {
+    pub user: User,
+    pub participants: [i64; 2],
+}
+
+/// Confirmed `(user id, chat id)` memberships.
 pub struct Memberships {
-    known: Remembered<(i64, i64), Arc<User>>,
+    known: Remembered<(i64, i64), Arc<Member>>,
 }
 
 impl Default for Memberships {
@@ -30,14 +37,14 @@ impl Default for Memberships {
 }
 
 impl Memberships {
-    /// The user, if their membership of the chat was confirmed before.
-    pub fn get(&self, user_id: i64, chat_id: i64) -> Option<Arc<User>> {
+    /// The membership, if it was confirmed before.
+    pub fn get(&self, user_id: i64, chat_id: i64) -> Option<Arc<Member>> {
         self.known.get(&(user_id, chat_id))
     }
 
     /// Remembers a membership the store confirmed.
-    pub fn remember(&self, chat_id: i64, user: Arc<User>) {
-        self.known.insert((user.id, chat_id), user);
+    pub fn remember(&self, chat_id: i64, member: Arc<Member>) {
+        self.known.insert((member.user.id, chat_id), member);
     }
 
     /// Forgets a membership; whether it was remembered.
@@ -50,12 +57,16 @@ impl Memberships {
 mod tests {
     use super::*;
 
-    fn user(id: i64) -> Arc<User> {
-        Arc::new(User {
+    fn user(id: i64) -> Arc<Member> {
+        let user = User {
             id,
             email: format!("u{id}@example.com"),
             full_name: format!("U {id}"),
             nickname: None,
+        };
+        Arc::new(Member {
+            user,
+            participants: [id, id + 1],
         })
     }
 
@@ -64,7 +75,7 @@ mod tests {
         let members = Memberships::default();
         assert!(members.get(1, 10).is_none());
         members.remember(10, user(1));
-        assert_eq!(members.get(1, 10).unwrap().email, "u1@example.com");
+        assert_eq!(members.get(1, 10).unwrap().user.email, "u1@example.com");
         assert!(members.get(1, 11).is_none(), "another chat");
         assert!(members.get(2, 10).is_none(), "another user");
         assert!(members.forget(1, 10));

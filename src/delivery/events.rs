@@ -1,10 +1,10 @@
 //! The events the server sends, encoded once into frame payloads: a stored
 //! message (encoded by the writer, once for every recipient on every node),
-//! `read`, `typing` and `error`. Shared by the writer, the read-marker
+//! `chat`, `read`, `typing`, `ready` and `error`. Shared by the writer, the read-marker
 //! coalescer and the sessions, so each shape is written in one place.
 
 use crate::json;
-use crate::model::{FieldErrors, Message};
+use crate::model::{Chat, FieldErrors, Message};
 use bytes::Bytes;
 
 /// Why an event was refused; becomes an `error` event, the socket stays open.
@@ -14,6 +14,8 @@ pub struct EventError {
     pub detail: String,
     pub fields: Option<FieldErrors>,
     pub client_msg_id: Option<String>,
+    /// The chat the refused event named, when it named one.
+    pub chat: Option<i64>,
 }
 
 impl EventError {
@@ -23,6 +25,15 @@ impl EventError {
             detail: detail.into(),
             fields: None,
             client_msg_id: None,
+            chat: None,
+        }
+    }
+
+    /// The same error, naming the chat it is about.
+    pub fn in_chat(self, chat: i64) -> Self {
+        EventError {
+            chat: Some(chat),
+            ..self
         }
     }
 }
@@ -43,12 +54,14 @@ fn message_event_size_hint(message: &Message) -> usize {
     MESSAGE_EVENT_HEAD.len() + message.json_size_hint() + 1
 }
 
-/// `{"type":"error","code":...,"detail":...,"client_msg_id":...}` (+ `fields`).
+/// `{"type":"error","code":...,"detail":...,"chat":...,"client_msg_id":...}`
+/// (+ `fields`).
 pub fn error_event(error: &EventError) -> Bytes {
     let mut body = serde_json::json!({
         "type": "error",
         "code": error.code,
         "detail": error.detail,
+        "chat": error.chat,
         "client_msg_id": error.client_msg_id,
     });
     if let Some(fields) = &error.fields {
@@ -61,17 +74,31 @@ pub fn error_event(error: &EventError) -> Bytes {
     Bytes::from(json::encode(&body))
 }
 
-/// `{"type":"read","user_id":..,"seq":..}`.
-pub fn read_event(user_id: i64, seq: i64) -> Bytes {
+/// `{"type":"read","chat":..,"user_id":..,"seq":..}`.
+pub fn read_event(chat: i64, user_id: i64, seq: i64) -> Bytes {
+    Bytes::from(json::encode(&serde_json::json!(
+        {"type": "read", "chat": chat, "user_id": user_id, "seq": seq}
+    )))
+}
+
+/// `{"type":"typing","chat":..,"user_id":..}`.
+pub fn typing_event(chat: i64, user_id: i64) -> Bytes {
     Bytes::from(json::encode(
-        &serde_json::json!({"type": "read", "user_id": user_id, "seq": seq}),
+        &serde_json::json!({"type": "typing", "chat": chat, "user_id": user_id}),
     ))
 }
 
-/// `{"type":"typing","user_id":..}`.
-pub fn typing_event(user_id: i64) -> Bytes {
+/// `{"type":"chat","data":Chat}`.
+pub fn chat_event(chat: &Chat) -> Bytes {
     Bytes::from(json::encode(
-        &serde_json::json!({"type": "typing", "user_id": user_id}),
+        &serde_json::json!({"type": "chat", "data": chat}),
+    ))
+}
+
+/// `{"type":"ready","user_id":..}`: a user socket's first event.
+pub fn ready_event(user_id: i64) -> Bytes {
+    Bytes::from(json::encode(
+        &serde_json::json!({"type": "ready", "user_id": user_id}),
     ))
 }
 
@@ -81,15 +108,24 @@ mod tests {
 
     #[test]
     fn events_encode_to_the_documented_shapes() {
-        let read: serde_json::Value = serde_json::from_slice(&read_event(3, 9)).unwrap();
+        let read: serde_json::Value = serde_json::from_slice(&read_event(5, 3, 9)).unwrap();
         assert_eq!(
             read,
-            serde_json::json!({"type": "read", "user_id": 3, "seq": 9})
+            serde_json::json!({"type": "read", "chat": 5, "user_id": 3, "seq": 9})
         );
         let error = error_event(&EventError::new("invalid_json", "bad"));
         let error: serde_json::Value = serde_json::from_slice(&error).unwrap();
         assert_eq!(error["type"], "error");
         assert_eq!(error["client_msg_id"], serde_json::Value::Null);
+        assert_eq!(error["chat"], serde_json::Value::Null);
+        let named = error_event(&EventError::new("forbidden", "no").in_chat(4));
+        let named: serde_json::Value = serde_json::from_slice(&named).unwrap();
+        assert_eq!(named["chat"], 4);
+        let typing: serde_json::Value = serde_json::from_slice(&typing_event(5, 3)).unwrap();
+        assert_eq!(
+            typing,
+            serde_json::json!({"type": "typing", "chat": 5, "user_id": 3})
+        );
     }
 
     #[test]

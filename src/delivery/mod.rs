@@ -3,14 +3,17 @@
 //! one event encoding per message); [`rooms`] is this node's room map, which
 //! queues each message's bytes on every local socket watching its chat;
 //! [`bus`] carries committed messages to the other nodes' room maps;
-//! [`read_markers`] coalesces read markers the same way; [`events`] encodes
-//! what sockets receive.
+//! [`read_markers`] coalesces read markers; [`notices`] carries new chats,
+//! read markers and typing to the rooms and the bus; [`events`] encodes what
+//! sockets receive.
 //!
-//! Dependencies inside: the pipeline and read markers feed the rooms and the
-//! bus; the bus feeds the rooms; the rooms know neither.
+//! Dependencies inside: the pipeline feeds the rooms and the bus, read
+//! markers feed the notices, the notices feed the rooms and the bus; the bus
+//! feeds the rooms; the rooms know none of them.
 
 pub mod bus;
 pub mod events;
+pub mod notices;
 pub mod pipeline;
 pub mod read_markers;
 pub mod rooms;

@@ -16,8 +16,7 @@
 
 use crate::delivery::bus::Bus;
 use crate::delivery::events::{error_event, message_event, EventError};
-use crate::delivery::rooms::Published;
-use crate::delivery::rooms::{Outgoing, Rooms, Subscriber};
+use crate::delivery::rooms::{Audience, Outgoing, Published, Rooms, Subscriber};
 use crate::metrics::Metrics;
 use crate::store::{AppendOutcome, NewMessage, Store, StoreError};
 use std::sync::Arc;
@@ -41,6 +40,8 @@ pub enum Reply {
 
 struct Request {
     message: NewMessage,
+    /// The chat's participants, who get the message.
+    audience: Audience,
     reply: Reply,
 }
 
@@ -52,23 +53,28 @@ enum Settled {
     Failed {
         detail: String,
         client_msg_id: Option<String>,
+        chat: i64,
         /// The store was unreachable (worth retrying as is).
         unavailable: bool,
     },
 }
 
 impl Settled {
-    fn failed(error: &StoreError, client_msg_id: Option<String>) -> Self {
+    fn failed(error: &StoreError, message: NewMessage) -> Self {
         Settled::Failed {
             detail: error.to_string(),
-            client_msg_id,
+            client_msg_id: message.client_msg_id,
+            chat: message.chat_id,
             unavailable: error.is_unavailable(),
         }
     }
 }
 
+/// Who to answer for a message of a batch, and who gets it.
+type Recipients = (Reply, Audience);
+
 /// A batch's messages, settled or failed, in batch order, with who to answer.
-type SettledBatch = Vec<(Settled, Reply)>;
+type SettledBatch = Vec<(Settled, Recipients)>;
 
 /// Lane tuning.
 #[derive(Debug, Clone, Copy)]
@@ -115,20 +121,26 @@ impl MessagePipeline {
         MessagePipeline { lanes }
     }
 
-    async fn submit(&self, message: NewMessage, reply: Reply) -> Result<(), PipelineClosed> {
-        let lane = self.lane_of(message.chat_id);
-        lane.send(Request { message, reply })
-            .await
-            .map_err(|_| PipelineClosed)
+    async fn submit(&self, request: Request) -> Result<(), PipelineClosed> {
+        let lane = self.lane_of(request.message.chat_id);
+        lane.send(request).await.map_err(|_| PipelineClosed)
     }
 
-    /// Stores a message and returns once it is committed (and published).
-    pub async fn send(&self, message: NewMessage) -> Result<AppendOutcome, StoreError> {
+    /// Stores a message and returns once it is committed (and published to
+    /// the chat's participants, `audience`).
+    pub async fn send(
+        &self,
+        message: NewMessage,
+        audience: Audience,
+    ) -> Result<AppendOutcome, StoreError> {
         let (tx, rx) = oneshot::channel();
         let closed = || StoreError::Unavailable("the server is shutting down".into());
-        self.submit(message, Reply::Waiter(tx))
-            .await
-            .map_err(|_| closed())?;
+        let request = Request {
+            message,
+            audience,
+            reply: Reply::Waiter(tx),
+        };
+        self.submit(request).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 
@@ -136,10 +148,16 @@ impl MessagePipeline {
     /// the lane's queue is full is there anything to wait for: the returned
     /// future, boxed, so the common path adds nothing to the session's
     /// per-event future (which above 1 KiB took the allocator's slow path).
-    pub fn send_from_socket(&self, message: NewMessage, socket: Subscriber) -> Submitted {
+    pub fn send_from_socket(
+        &self,
+        message: NewMessage,
+        audience: Audience,
+        socket: Subscriber,
+    ) -> Submitted {
         let lane = self.lane_of(message.chat_id);
         let request = Request {
             message,
+            audience,
             reply: Reply::Socket(socket),
         };
         match lane.try_send(request) {
@@ -238,8 +256,10 @@ impl Lane {
 
     /// Appends a batch; says, message by message, what became of it.
     async fn commit(&self, batch: Vec<Request>) -> SettledBatch {
-        let (messages, replies): (Vec<NewMessage>, Vec<Reply>) =
-            batch.into_iter().map(|r| (r.message, r.reply)).unzip();
+        let (messages, replies): (Vec<NewMessage>, Vec<Recipients>) = batch
+            .into_iter()
+            .map(|r| (r.message, (r.reply, r.audience)))
+            .unzip();
         let started = std::time::Instant::now();
         let stored = self.store.append_messages(&messages).await;
         self.metrics
@@ -261,7 +281,7 @@ impl Lane {
                 tracing::warn!(%error, size = messages.len(), "batch failed; nothing was stored");
                 messages
                     .into_iter()
-                    .map(|message| Settled::failed(&error, message.client_msg_id))
+                    .map(|message| Settled::failed(&error, message))
                     .zip(replies)
                     .collect()
             }
@@ -274,7 +294,7 @@ impl Lane {
     async fn commit_one_by_one(
         &self,
         messages: Vec<NewMessage>,
-        replies: Vec<Reply>,
+        replies: Vec<Recipients>,
     ) -> SettledBatch {
         let mut settled = Vec::with_capacity(messages.len());
         for (message, reply) in messages.into_iter().zip(replies) {
@@ -287,9 +307,10 @@ impl Lane {
                 Ok(None) => Settled::Failed {
                     detail: "no outcome".into(),
                     client_msg_id: message.client_msg_id,
+                    chat: message.chat_id,
                     unavailable: false,
                 },
-                Err(error) => Settled::failed(&error, message.client_msg_id),
+                Err(error) => Settled::failed(&error, message),
             };
             settled.push((outcome, reply));
         }
@@ -302,7 +323,7 @@ impl Lane {
     async fn settle_batch(&self, batch: SettledBatch) {
         let mut published = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
-        for (settled, reply) in batch {
+        for (settled, (reply, audience)) in batch {
             match settled {
                 Settled::Stored(outcome) => {
                     // A duplicate is published again: its first send may
@@ -316,6 +337,7 @@ impl Lane {
                         published.push(Published {
                             chat: message.chat,
                             seq: message.seq,
+                            audience,
                             frame: message_event(message),
                         });
                     }
@@ -324,8 +346,9 @@ impl Lane {
                 Settled::Failed {
                     detail,
                     client_msg_id,
+                    chat,
                     unavailable,
-                } => fail(reply, &detail, client_msg_id, unavailable),
+                } => fail(reply, &detail, (chat, client_msg_id), unavailable),
             }
         }
         self.rooms.publish_all(&published).await;
@@ -359,7 +382,12 @@ fn answer_socket(outcome: AppendOutcome, socket: &Subscriber) {
     socket.offer(Outgoing::Event(frame));
 }
 
-fn fail(reply: Reply, detail: &str, client_msg_id: Option<String>, unavailable: bool) {
+fn fail(
+    reply: Reply,
+    detail: &str,
+    (chat, client_msg_id): (i64, Option<String>),
+    unavailable: bool,
+) {
     match reply {
         Reply::Waiter(tx) => {
             let error = if unavailable {
@@ -373,7 +401,7 @@ fn fail(reply: Reply, detail: &str, client_msg_id: Option<String>, unavailable: 
             let detail = "The message could not be stored; retry with the same client_msg_id.";
             let error = EventError {
                 client_msg_id,
-                ..EventError::new("unavailable", detail)
+                ..EventError::new("unavailable", detail).in_chat(chat)
             };
             socket.offer(Outgoing::Event(error_event(&error)));
         }

@@ -6,8 +6,9 @@
 //! spell is written at once; one that arrives during a round waits for the
 //! next, and only the highest of those survives: only the highest matters.
 
-use crate::delivery::events::{error_event, read_event, EventError};
-use crate::delivery::rooms::{Except, Outgoing, Rooms, Subscriber};
+use crate::delivery::events::{error_event, EventError};
+use crate::delivery::notices::Notices;
+use crate::delivery::rooms::{Audience, Outgoing, Subscriber};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::sync::mpsc;
 /// One socket's request to move its user's marker.
 struct Mark {
     chat: i64,
+    audience: Audience,
     user: i64,
     seq: i64,
     /// The socket it came from: told of a failure, skipped by the broadcast.
@@ -31,16 +33,18 @@ pub struct ReadMarkers {
 
 impl ReadMarkers {
     /// Spawns the task on the current runtime.
-    pub fn start(store: Arc<dyn Store>, rooms: Rooms, interval: Duration) -> Self {
+    pub fn start(store: Arc<dyn Store>, notices: Notices, interval: Duration) -> Self {
         let (marks, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(queue, store, rooms, interval));
+        tokio::spawn(run(queue, store, notices, interval));
         ReadMarkers { marks }
     }
 
-    /// Asks for `user`'s marker in `chat` to move to `seq` (never back).
-    pub fn mark(&self, chat: i64, user: i64, seq: i64, from: &Subscriber) {
+    /// Asks for `user`'s marker in `chat` (whose participants are
+    /// `audience`) to move to `seq` (never back).
+    pub fn mark(&self, (chat, audience): (i64, Audience), user: i64, seq: i64, from: &Subscriber) {
         let _ = self.marks.send(Mark {
             chat,
+            audience,
             user,
             seq,
             from: from.clone(),
@@ -51,7 +55,7 @@ impl ReadMarkers {
 async fn run(
     mut queue: mpsc::UnboundedReceiver<Mark>,
     store: Arc<dyn Store>,
-    rooms: Rooms,
+    notices: Notices,
     interval: Duration,
 ) {
     while let Some(first) = queue.recv().await {
@@ -71,24 +75,26 @@ async fn run(
         }
         let writes = highest
             .into_values()
-            .map(|mark| store_and_tell(store.clone(), rooms.clone(), mark));
+            .map(|mark| store_and_tell(store.clone(), &notices, mark));
         futures_util::future::join_all(writes).await;
         tokio::time::sleep(interval).await;
     }
 }
 
-/// Stores a marker and tells the chat's other sockets where it now stands.
-async fn store_and_tell(store: Arc<dyn Store>, rooms: Rooms, mark: Mark) {
+/// Stores a marker and tells the chat's other sockets, on every node, where
+/// it now stands.
+async fn store_and_tell(store: Arc<dyn Store>, notices: &Notices, mark: Mark) {
     match store.mark_read(mark.chat, mark.user, mark.seq).await {
         Ok(marker) => {
-            let frame = read_event(mark.user, marker);
-            rooms
-                .broadcast(mark.chat, frame, Except::Conn(mark.from.conn))
+            let (chat, audience) = (mark.chat, mark.audience);
+            notices
+                .read(chat, audience, (mark.user, marker), mark.from.conn)
                 .await;
         }
         Err(_) => {
             let error =
-                EventError::new("unavailable", "The read marker could not be stored; retry.");
+                EventError::new("unavailable", "The read marker could not be stored; retry.")
+                    .in_chat(mark.chat);
             mark.from.offer(Outgoing::Event(error_event(&error)));
         }
     }

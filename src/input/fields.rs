@@ -130,6 +130,15 @@ impl<'a, 'v> Fields<'a, 'v> {
         parsed
     }
 
+    /// An optional integer: absent or null is `None`, anything else is read
+    /// as [`Fields::integer`] reads it.
+    pub fn optional_integer(&mut self, name: &str) -> Option<i64> {
+        match self.get(name) {
+            None | Some(Value::Static(StaticNode::Null)) => None,
+            Some(_) => self.integer(name),
+        }
+    }
+
     /// Any JSON but null, returned as compact text, bounded in bytes and depth.
     /// Absent → `default`.
     pub fn json(

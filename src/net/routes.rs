@@ -25,6 +25,7 @@ pub enum Route {
     Chats,
     Messages(i64),
     ChatSocket(i64),
+    UserSocket,
     Health,
     Ready,
     Metrics,
@@ -53,6 +54,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/chats/chats/{chat_id}/messages/"),
     ("POST", "/api/chats/chats/{chat_id}/messages/"),
     ("GET", "/ws/chats/{chat_id}/"),
+    ("GET", "/ws/"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -82,6 +84,7 @@ impl Route {
             ["api", "chat" | "chats", "chats"] => Route::Chats,
             ["api", "chat" | "chats", "chats", id, "messages"] => Route::Messages(parse_id(id)?),
             ["ws", "chats", id] => Route::ChatSocket(parse_id(id)?),
+            ["ws"] => Route::UserSocket,
             ["healthz"] => Route::Health,
             ["readyz"] => Route::Ready,
             ["metrics"] => Route::Metrics,
@@ -104,6 +107,7 @@ impl Route {
             Route::Chats => "chats",
             Route::Messages(_) => "messages",
             Route::ChatSocket(_) => "websocket",
+            Route::UserSocket => "user_socket",
             Route::Health => "healthz",
             Route::Ready => "readyz",
             Route::Metrics => "metrics",
@@ -118,6 +122,7 @@ impl Route {
             Route::Users
             | Route::Chats
             | Route::ChatSocket(_)
+            | Route::UserSocket
             | Route::Health
             | Route::Ready
             | Route::Metrics
@@ -157,6 +162,7 @@ pub async fn dispatch(
         (Route::Messages(id), Method::GET) => api::messages::history(state, request, id).await,
         (Route::Messages(id), Method::POST) => api::messages::send(state, request, id).await,
         (Route::ChatSocket(id), Method::GET) => ws::handshake(state, request, id, shutdown).await,
+        (Route::UserSocket, Method::GET) => ws::user_handshake(state, request, shutdown).await,
         (Route::Health, Method::GET) => Ok(api::health::healthz()),
         (Route::Ready, Method::GET) => Ok(api::health::readyz(state).await),
         (Route::Metrics, Method::GET) => Ok(api::health::metrics(state)),

@@ -1,27 +1,33 @@
-//! The WebSocket handshake: `GET /ws/chats/{id}/?token=...[&after_seq=N]` is
-//! checked before the upgrade (401 bad token, 404 no chat, 403 not a
-//! participant, 400 bad `after_seq`), then the session runs on its own task.
+//! The WebSocket handshakes: `GET /ws/chats/{id}/?token=...[&after_seq=N]`
+//! (a per-chat socket) and `GET /ws/?token=...` (a user socket) are checked
+//! before the upgrade (401 bad token, 404 no chat, 403 not a participant, 400
+//! bad `after_seq`, 429 too many sockets), then the session runs on its own
+//! task.
 
-use super::session::{self, SessionSpec};
+use super::session::{self, Scope, SessionSpec};
 use super::transport;
 use crate::app::AppState;
+use crate::auth::jwt::Bearer;
+use crate::delivery::rooms::{RoomEntry, Watching};
 use crate::http::connection::ConnectionPermit;
 use crate::http::error::ApiError;
 use crate::http::query::Query;
 use crate::http::response::Body;
+use crate::model::User;
 use crate::shutdown::Shutdown;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use std::sync::Arc;
 
-/// Authenticates, authorizes and upgrades; the session starts once the 101 is sent.
+/// `GET /ws/chats/{id}/`: authenticates, authorizes and upgrades; the
+/// session starts once the 101 is sent.
 ///
-/// The socket joins its chat's room *before* the chat's `last_seq` is read: every
-/// message committed after that read is published to the room after the join,
-/// so it reaches the outbox. A client that wants nothing older than `last_seq`
-/// (a plain connect, or `after_seq` at or past it) therefore needs no catch-up
-/// query; if the bus might have missed something meanwhile (a new or renewed
-/// subscription), the room is told to resync anyway.
+/// The socket joins its user's room *before* the chat's `last_seq` is read:
+/// every message committed after that read is published to the room after the
+/// join, so it reaches the outbox. A client that wants nothing older than
+/// `last_seq` (a plain connect, or `after_seq` at or past it) therefore needs
+/// no catch-up query; if the bus might have missed something meanwhile (a new
+/// or renewed subscription), the room is told to resync anyway.
 pub async fn handshake(
     state: &Arc<AppState>,
     mut request: Request<Incoming>,
@@ -29,35 +35,95 @@ pub async fn handshake(
     shutdown: &Shutdown,
 ) -> Result<Response<Body>, ApiError> {
     let query = Query::parse(request.uri().query());
+    let bearer = bearer_of(state, &query)?;
+    let user_id = bearer.user_id;
+    let membership = session::subscribe(state, user_id, Watching::Chat(chat_id));
+    let entry = state
+        .delivery
+        .rooms
+        .join(membership.subscriber.clone())
+        .await;
+    let (user, access) = crate::app::access::member_of(state, user_id, chat_id).await?;
+    let resume_after = resume_after(&query, access.last_seq)?;
+    let scope = Scope::Chat {
+        chat_id,
+        audience: access.participants,
+        resume_after,
+        stored_through: access.last_seq,
+    };
+    let spec = (user, scope, bearer.expires_at);
+    // Dropping the entry on an error leaves the room.
+    let admission = admit(state, &mut request, spec)?;
+    start(state, admission, membership, entry, shutdown)
+}
+
+/// `GET /ws/`: the user socket. It joins its user's room *before* it reads
+/// where each of the user's chats stands (with the user, in one statement),
+/// so every message committed after that read reaches the outbox, in any
+/// chat, including chats created later.
+pub async fn user_handshake(
+    state: &Arc<AppState>,
+    mut request: Request<Incoming>,
+    shutdown: &Shutdown,
+) -> Result<Response<Body>, ApiError> {
+    let query = Query::parse(request.uri().query());
+    let bearer = bearer_of(state, &query)?;
+    let membership = session::subscribe(state, bearer.user_id, Watching::AllChats);
+    let entry = state
+        .delivery
+        .rooms
+        .join(membership.subscriber.clone())
+        .await;
+    let positions = state
+        .store
+        .positions(bearer.user_id)
+        .await?
+        .ok_or_else(ApiError::user_gone)?;
+    let scope = Scope::User {
+        chats: positions.chats,
+    };
+    let admission = admit(
+        state,
+        &mut request,
+        (positions.user, scope, bearer.expires_at),
+    )?;
+    start(state, admission, membership, entry, shutdown)
+}
+
+/// The access token of the query: 401 when missing or invalid.
+fn bearer_of(state: &AppState, query: &Query) -> Result<Bearer, ApiError> {
     let token = query
         .get("token")
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::NotAuthenticated)?;
-    let bearer = crate::app::access::bearer(state, token)?;
-    let user_id = bearer.user_id;
-    let membership = session::subscribe(state, user_id);
-    let entry = state
-        .delivery
-        .rooms
-        .join(chat_id, membership.subscriber.clone())
-        .await;
-    let admitted = admit(
-        state,
-        &mut request,
-        &query,
-        (user_id, bearer.expires_at),
-        chat_id,
-    )
-    .await;
+    crate::app::access::bearer(state, token)
+}
+
+/// Where a per-chat socket resumes: `after_seq`, or the chat's end.
+fn resume_after(query: &Query, last_seq: i64) -> Result<i64, ApiError> {
+    match query.get("after_seq") {
+        None => Ok(last_seq),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| ApiError::field("after_seq", "A valid integer >= 0 is required.")),
+    }
+}
+
+/// Spawns the session of an admitted socket and answers 101.
+fn start(
+    state: &Arc<AppState>,
+    admission: Admission,
+    membership: session::Membership,
+    entry: RoomEntry,
+    shutdown: &Shutdown,
+) -> Result<Response<Body>, ApiError> {
     let Admission {
         spec,
         response,
         upgrade,
-    } = match admitted {
-        Ok(admission) => admission,
-        // Dropping the entry leaves the room.
-        Err(error) => return Err(error),
-    };
+    } = admission;
     state.metrics.handshakes.inc();
     let session = session::run(state.clone(), upgrade, spec, membership, shutdown.clone());
     // From here the session leaves the room when it ends (nothing can cancel
@@ -74,30 +140,19 @@ struct Admission {
     upgrade: transport::UpgradeFut,
 }
 
-/// The checks after authentication, in the order their errors are reported:
-/// 404/403 membership, 429 sockets per user, 400 `after_seq`, 426 not an
-/// upgrade, 400 bad WebSocket handshake.
-async fn admit(
+/// The checks after authentication and membership, in the order their errors
+/// are reported: 429 sockets per user, 426 not an upgrade, 400 bad WebSocket
+/// handshake.
+fn admit(
     state: &AppState,
     request: &mut Request<Incoming>,
-    query: &Query,
-    (user_id, token_expires_at): (i64, i64),
-    chat_id: i64,
+    (user, scope, token_expires_at): (User, Scope, i64),
 ) -> Result<Admission, ApiError> {
-    let (user, access) = crate::app::access::member_of(state, user_id, chat_id).await?;
     let slot = state
         .limiters
         .sockets
         .acquire(user.id)
         .ok_or(ApiError::TooManySockets)?;
-    let resume_after = match query.get("after_seq") {
-        None => access.last_seq,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| ApiError::field("after_seq", "A valid integer >= 0 is required."))?,
-    };
     if !transport::is_upgrade_request(request) {
         return Err(ApiError::UpgradeRequired);
     }
@@ -106,10 +161,8 @@ async fn admit(
     ))?;
     let connection = request.extensions().get::<Arc<ConnectionPermit>>().cloned();
     let spec = SessionSpec {
-        chat_id,
         user,
-        resume_after,
-        stored_through: access.last_seq,
+        scope,
         token_expires_at,
         _slot: slot,
         _connection: connection,

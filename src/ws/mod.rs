@@ -10,4 +10,4 @@ pub mod protocol;
 pub mod session;
 pub mod transport;
 
-pub use handshake::handshake;
+pub use handshake::{handshake, user_handshake};

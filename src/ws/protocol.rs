@@ -34,13 +34,29 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4008;
 }
 
-/// What a client can send.
+/// What a client can send. `chat` names the chat on a user socket (a
+/// per-chat socket's events are about its chat, whatever they name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
-    Send(MessageInput),
-    Read { seq: i64 },
-    Typing,
+    Send {
+        chat: Option<i64>,
+        input: MessageInput,
+    },
+    Read {
+        chat: Option<i64>,
+        seq: i64,
+    },
+    Typing {
+        chat: Option<i64>,
+    },
+    /// Where each listed chat resumes: `(chat, after_seq)` (user sockets).
+    Sync {
+        chats: Vec<(i64, i64)>,
+    },
 }
+
+/// Chats one `sync` may name at most.
+pub const SYNC_MAX_CHATS: usize = 1_000;
 
 /// Decodes one text message (parsed in place, with the socket's parser).
 pub fn decode(
@@ -67,21 +83,72 @@ pub fn decode(
         }
         None => return Err(EventError::new("invalid_event", "\"type\" is required.")),
     };
+    if kind == "sync" {
+        return sync_of(&value);
+    }
     let mut fields = Fields::new(&value);
+    let chat = fields.optional_integer("chat");
     let event = match kind {
-        "message.send" => MessageInput::read(&mut fields, limits).map(ClientEvent::Send),
-        "read" => fields.integer("seq").map(|seq| ClientEvent::Read { seq }),
-        "typing" => Some(ClientEvent::Typing),
+        "message.send" => {
+            MessageInput::read(&mut fields, limits).map(|input| ClientEvent::Send { chat, input })
+        }
+        "read" => fields
+            .integer("seq")
+            .map(|seq| ClientEvent::Read { chat, seq }),
+        "typing" => Some(ClientEvent::Typing { chat }),
         other => {
-            let detail =
-                format!("Unknown event type {other:?}; expected message.send, read or typing.");
+            let detail = format!(
+                "Unknown event type {other:?}; expected message.send, read, typing or sync."
+            );
             return Err(EventError::new("unknown_type", detail));
         }
     };
     match event {
         Some(event) if fields.all_valid() => Ok(event),
-        _ => Err(invalid_fields(fields)),
+        _ => {
+            let error = invalid_fields(fields);
+            Err(match chat {
+                Some(chat) => error.in_chat(chat),
+                None => error,
+            })
+        }
     }
+}
+
+/// `{"type":"sync","chats":{"<chat id>":<after_seq>,...}}`: chat ids of 1 or
+/// more, `after_seq` of 0 or more, at most [`SYNC_MAX_CHATS`] of them.
+fn sync_of(value: &Value<'_>) -> Result<ClientEvent, EventError> {
+    let invalid = |detail: &str| EventError {
+        fields: Some(vec![("chats".to_string(), vec![detail.to_string()])]),
+        ..EventError::new("invalid_fields", format!("chats: {detail}"))
+    };
+    let Some(Value::Object(listed)) = json::get(value, "chats") else {
+        return Err(invalid(
+            "An object of chat ids to after_seq values is required.",
+        ));
+    };
+    if listed.len() > SYNC_MAX_CHATS {
+        let detail = format!("A sync may name at most {SYNC_MAX_CHATS} chats.");
+        return Err(EventError::new("too_many_chats", detail));
+    }
+    let mut chats = Vec::with_capacity(listed.len());
+    for (key, after) in listed.iter() {
+        let chat = key.parse::<i64>().ok().filter(|chat| *chat >= 1);
+        let after = match after {
+            Value::Static(simd_json::StaticNode::I64(n)) => Some(*n),
+            Value::Static(simd_json::StaticNode::U64(n)) => i64::try_from(*n).ok(),
+            _ => None,
+        };
+        match (chat, after) {
+            (Some(chat), Some(after)) if after >= 0 => chats.push((chat, after)),
+            _ => {
+                return Err(invalid(&format!(
+                    "{key:?}: keys must be chat ids and values integers >= 0."
+                )))
+            }
+        }
+    }
+    Ok(ClientEvent::Sync { chats })
 }
 
 /// The error for an event with invalid fields, carrying its client id back
@@ -94,6 +161,7 @@ fn invalid_fields(fields: Fields<'_, '_>) -> EventError {
             detail: describe(&errors),
             fields: Some(errors),
             client_msg_id,
+            chat: None,
         },
         _ => EventError::new("invalid_event", "The event could not be read."),
     }
@@ -134,20 +202,32 @@ mod tests {
         );
         assert_eq!(
             send.unwrap(),
-            ClientEvent::Send(MessageInput {
-                content: "hi".into(),
-                metadata: r#"{"a":1}"#.into(),
-                client_msg_id: Some("c1".into())
-            })
+            ClientEvent::Send {
+                chat: None,
+                input: MessageInput {
+                    content: "hi".into(),
+                    metadata: r#"{"a":1}"#.into(),
+                    client_msg_id: Some("c1".into())
+                }
+            }
         );
         assert_eq!(
-            decode_str(r#"{"type":"read","seq":4}"#).unwrap(),
-            ClientEvent::Read { seq: 4 }
+            decode_str(r#"{"type":"read","seq":4,"chat":7}"#).unwrap(),
+            ClientEvent::Read {
+                chat: Some(7),
+                seq: 4
+            }
         );
         assert_eq!(
-            decode_str(r#"{"type":"typing"}"#).unwrap(),
-            ClientEvent::Typing
+            decode_str(r#"{"type":"typing","chat":null}"#).unwrap(),
+            ClientEvent::Typing { chat: None }
         );
+        let sync = decode_str(r#"{"type":"sync","chats":{"3":0,"9":12}}"#).unwrap();
+        let ClientEvent::Sync { mut chats } = sync else {
+            panic!("{sync:?}")
+        };
+        chats.sort_unstable();
+        assert_eq!(chats, vec![(3, 0), (9, 12)]);
     }
 
     #[test]
@@ -159,6 +239,13 @@ mod tests {
             (r#"{"type":5}"#, "invalid_event"),
             (r#"{"type":"dance"}"#, "unknown_type"),
             (r#"{"type":"read","seq":"x"}"#, "invalid_fields"),
+            (r#"{"type":"typing","chat":"x"}"#, "invalid_fields"),
+            (r#"{"type":"sync"}"#, "invalid_fields"),
+            (r#"{"type":"sync","chats":[1]}"#, "invalid_fields"),
+            (r#"{"type":"sync","chats":{"x":1}}"#, "invalid_fields"),
+            (r#"{"type":"sync","chats":{"0":1}}"#, "invalid_fields"),
+            (r#"{"type":"sync","chats":{"5":-1}}"#, "invalid_fields"),
+            (r#"{"type":"sync","chats":{"5":"1"}}"#, "invalid_fields"),
             (
                 r#"{"type":"message.send","content":"  ","client_msg_id":"c9"}"#,
                 "invalid_fields",
@@ -171,5 +258,13 @@ mod tests {
             .unwrap_err();
         assert_eq!(blank.client_msg_id.as_deref(), Some("c9"));
         assert!(blank.detail.contains("content"));
+        let named = decode_str(r#"{"type":"read","chat":4,"seq":0.5}"#).unwrap_err();
+        assert_eq!(named.chat, Some(4), "the error names the chat");
+        let many: String = (1..=SYNC_MAX_CHATS + 1)
+            .map(|chat| format!("\"{chat}\":0"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let too_many = decode_str(&format!(r#"{{"type":"sync","chats":{{{many}}}}}"#));
+        assert_eq!(too_many.unwrap_err().code, "too_many_chats");
     }
 }

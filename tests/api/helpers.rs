@@ -369,7 +369,8 @@ impl TestApp {
         self.db()
             .await
             .query_one(
-                "SELECT seq FROM read_markers WHERE user_id = $1",
+                "SELECT CASE WHEN user_low = $1 THEN low_read_seq ELSE high_read_seq END
+                 FROM chats WHERE $1 IN (user_low, user_high)",
                 &[&user_id],
             )
             .await

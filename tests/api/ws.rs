@@ -419,7 +419,7 @@ async fn typing_and_read_markers_reach_the_peer() {
     a.send_json(&json!({"type": "typing"})).await;
     assert_eq!(
         b.event().await,
-        json!({"type": "typing", "user_id": ann.id})
+        json!({"type": "typing", "chat": chat, "user_id": ann.id})
     );
     assert!(
         b.recv_within(Duration::from_millis(300)).await.is_none(),
@@ -438,7 +438,7 @@ async fn typing_and_read_markers_reach_the_peer() {
     b.send_json(&json!({"type": "read", "seq": 2})).await;
     assert_eq!(
         a.event().await,
-        json!({"type": "read", "user_id": bob.id, "seq": 2})
+        json!({"type": "read", "chat": chat, "user_id": bob.id, "seq": 2})
     );
     b.send_json(&json!({"type": "read", "seq": 1})).await;
     assert_eq!(a.event().await["seq"], 2, "read markers never move back");

@@ -1,29 +1,110 @@
-//! The bus between nodes. After a batch commits, each new message is published
-//! (with this node's id) so other nodes deliver it to their local sockets; each
-//! node listens only to the chats that have local sockets.
+//! The bus between nodes. Every event a node's sockets could see on another
+//! node is published there: committed messages, new chats, read markers and
+//! typing. Channels are per user (`{prefix}:user:{id}`): an event goes to the
+//! channel of each user it is for (a message: both participants; typing: the
+//! other one), and each node listens only to the users that have sockets on
+//! it. So a node's subscriptions grow with its connected users, not with their
+//! chats, and a chat created later needs no new subscription. The event is
+//! encoded and signed once whatever the number of channels it goes to; a
+//! group chat would publish to each member's channel (or, for large groups,
+//! to a chat channel that nodes follow while a member is connected) with the
+//! same wire form.
 //!
 //! The bus is a wake-up path, never the source of truth: sessions order by `seq`
 //! and fill any gap from the store, and whenever the bus may have missed
 //! something (a new subscription, a reconnect) the watching sessions catch up
-//! from the store. So a lost, late or reordered bus message delays a delivery at
-//! worst; it never loses or duplicates one. With no `REDIS_URL` the bus is
-//! in-process only (one node).
+//! from the store (messages and chats). So a lost, late or reordered bus
+//! message delays a delivery at worst; it never loses or duplicates one. With
+//! no `REDIS_URL` the bus is in-process only (one node).
 
 mod redis;
 mod wire;
 
 pub use wire::{Received, Wire};
 
-use crate::delivery::rooms::{Interest, Published, Rooms};
+use crate::delivery::rooms::{peer_of, Audience, Interest, Published, Rooms, UserEvent};
 use crate::metrics::Metrics;
+use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// What kind of event crosses the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A committed message (`seq` set).
+    Message,
+    /// A new chat.
+    Chat,
+    /// A read marker moved.
+    Read,
+    /// Someone is typing.
+    Typing,
+}
+
+/// An event on its way to the other nodes: for `audience` (the chat's
+/// participants), published to the channels of `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub kind: Kind,
+    pub chat: i64,
+    /// The message's `seq`; 0 for other kinds.
+    pub seq: i64,
+    pub audience: Audience,
+    /// The one user it is for, when it is not for the whole audience.
+    pub only: Option<i64>,
+    pub frame: Bytes,
+}
+
+impl Envelope {
+    /// The users whose channels carry it.
+    pub fn recipients(&self) -> impl Iterator<Item = i64> + '_ {
+        self.audience
+            .iter()
+            .copied()
+            .filter(move |user| self.only.is_none_or(|only| only == *user))
+    }
+
+    /// What it is for one of its recipients' sockets on this node.
+    pub fn for_user(&self, user: i64) -> UserEvent {
+        let (chat, frame) = (self.chat, self.frame.clone());
+        match self.kind {
+            Kind::Message => UserEvent::Message {
+                chat,
+                seq: self.seq,
+                frame,
+            },
+            Kind::Chat => UserEvent::Chat {
+                chat,
+                peer: peer_of(self.audience, user),
+                frame,
+            },
+            Kind::Read | Kind::Typing => UserEvent::Ephemeral {
+                chat,
+                frame,
+                except: None,
+            },
+        }
+    }
+}
+
+impl From<Published> for Envelope {
+    fn from(message: Published) -> Self {
+        Envelope {
+            kind: Kind::Message,
+            chat: message.chat,
+            seq: message.seq,
+            audience: message.audience,
+            only: None,
+            frame: message.frame,
+        }
+    }
+}
+
 /// Publishing side of the bus; cheap to clone.
 #[derive(Clone)]
 pub struct Bus {
-    outgoing: Option<mpsc::Sender<Vec<Published>>>,
+    outgoing: Option<mpsc::Sender<Vec<Envelope>>>,
     healthy: Arc<AtomicBool>,
 }
 
@@ -40,7 +121,7 @@ impl Bus {
     }
 
     /// A Redis bus: spawns the publisher and the subscriber. `interest` carries the
-    /// room map's watch/unwatch notices.
+    /// room map's watch/unwatch notices (users).
     pub fn redis(
         url: &str,
         prefix: &str,
@@ -81,11 +162,22 @@ impl Bus {
     /// full the batch is dropped: other nodes fill the gap from the store on the
     /// chat's next message or their next catch-up.
     pub fn publish(&self, batch: Vec<Published>) {
-        if batch.is_empty() {
-            return;
+        if self.outgoing.is_some() && !batch.is_empty() {
+            self.send(batch.into_iter().map(Envelope::from).collect());
         }
+    }
+
+    /// Hands one event (a new chat, a read marker, typing) to the publisher
+    /// without waiting; dropped, like a batch, when the queue is full.
+    pub fn publish_event(&self, event: Envelope) {
+        if self.outgoing.is_some() {
+            self.send(vec![event]);
+        }
+    }
+
+    fn send(&self, events: Vec<Envelope>) {
         if let Some(tx) = &self.outgoing {
-            if tx.try_send(batch).is_err() {
+            if tx.try_send(events).is_err() {
                 tracing::warn!("bus publish queue full; other nodes will catch up from the store");
             }
         }
@@ -101,17 +193,17 @@ impl Bus {
     }
 }
 
-/// Channel name of a chat: `{prefix}:chat:{id}` (the prefix separates
+/// Channel name of a user: `{prefix}:user:{id}` (the prefix separates
 /// deployments sharing one Redis).
-pub fn channel(prefix: &str, chat: i64) -> String {
-    format!("{prefix}:chat:{chat}")
+pub fn channel(prefix: &str, user: i64) -> String {
+    format!("{prefix}:user:{user}")
 }
 
-/// The chat id of a channel name.
-pub fn chat_of(prefix: &str, channel: &str) -> Option<i64> {
+/// The user id of a channel name.
+pub fn user_of(prefix: &str, channel: &str) -> Option<i64> {
     channel
         .strip_prefix(prefix)?
-        .strip_prefix(":chat:")?
+        .strip_prefix(":user:")?
         .parse()
         .ok()
 }
@@ -122,8 +214,39 @@ mod tests {
 
     #[test]
     fn channel_names_round_trip() {
-        assert_eq!(chat_of("p", &channel("p", 7)), Some(7));
-        assert_eq!(chat_of("q", &channel("p", 7)), None);
-        assert_eq!(chat_of("p", "p:other:1"), None);
+        assert_eq!(user_of("p", &channel("p", 7)), Some(7));
+        assert_eq!(user_of("q", &channel("p", 7)), None);
+        assert_eq!(user_of("p", "p:chat:1"), None);
+    }
+
+    #[test]
+    fn an_event_goes_to_its_recipients_channels_as_what_each_one_gets() {
+        let message = Envelope::from(Published {
+            chat: 3,
+            seq: 9,
+            audience: [4, 5],
+            frame: Bytes::from_static(b"m"),
+        });
+        assert_eq!(message.recipients().collect::<Vec<_>>(), vec![4, 5]);
+        assert!(matches!(
+            message.for_user(5),
+            UserEvent::Message {
+                chat: 3,
+                seq: 9,
+                ..
+            }
+        ));
+        let typing = Envelope {
+            kind: Kind::Typing,
+            only: Some(5),
+            ..message.clone()
+        };
+        assert_eq!(typing.recipients().collect::<Vec<_>>(), vec![5]);
+        let chat = Envelope {
+            kind: Kind::Chat,
+            ..message
+        };
+        assert!(matches!(chat.for_user(5), UserEvent::Chat { peer: 4, .. }));
+        assert!(matches!(chat.for_user(4), UserEvent::Chat { peer: 5, .. }));
     }
 }

@@ -1,9 +1,10 @@
 //! Redis pub/sub, the only user of the `redis` crate: a publisher that pipelines
 //! each committed batch into one round trip, and a subscriber that follows the
-//! room map's interest, reconnects with backoff, re-subscribes, and asks every
-//! watched chat to catch up from the store after anything it may have missed.
+//! room map's interest (users), reconnects with backoff, re-subscribes, and
+//! asks every watched user's sockets to catch up from the store after anything
+//! it may have missed.
 
-use super::{chat_of, Interest, Published, Received, Wire};
+use super::{user_of, Envelope, Interest, Received, Wire};
 use crate::delivery::rooms::Rooms;
 use crate::metrics::Metrics;
 use futures_util::StreamExt;
@@ -15,7 +16,7 @@ use tokio::sync::mpsc;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Messages published in one pipeline at most.
+/// Events published in one pipeline at most.
 const PIPELINE_MAX: usize = 4096;
 /// Interest changes applied with one SUBSCRIBE/UNSUBSCRIBE at most.
 const FOLLOW_MAX: usize = 1024;
@@ -30,7 +31,7 @@ pub(super) async fn publish_loop(
     client: redis::Client,
     wire: Wire,
     prefix: String,
-    mut queue: mpsc::Receiver<Vec<Published>>,
+    mut queue: mpsc::Receiver<Vec<Envelope>>,
     metrics: Arc<Metrics>,
 ) {
     let mut connection = None;
@@ -48,9 +49,13 @@ pub(super) async fn publish_loop(
             }
             if let Some(conn) = connection.as_mut() {
                 let mut pipe = redis::pipe();
-                for message in &batch {
-                    pipe.publish(super::channel(&prefix, message.chat), wire.encode(message))
-                        .ignore();
+                for event in &batch {
+                    // Signed once, sent to each recipient's channel.
+                    let payload = wire.encode(event);
+                    for user in event.recipients() {
+                        pipe.publish(super::channel(&prefix, user), &payload[..])
+                            .ignore();
+                    }
                 }
                 if pipe.query_async::<()>(conn).await.is_ok() {
                     metrics.bus_published.inc_by(batch.len() as u64);
@@ -66,7 +71,7 @@ pub(super) async fn publish_loop(
     }
 }
 
-/// Subscribes to the watched chats and hands other nodes' messages to the rooms.
+/// Subscribes to the watched users and hands other nodes' events to the rooms.
 pub(super) async fn subscribe_loop(
     client: redis::Client,
     wire: Wire,
@@ -103,10 +108,10 @@ pub(super) async fn subscribe_loop(
         healthy.store(true, Ordering::Relaxed);
         metrics.bus_reconnects.inc();
         backoff = MIN_BACKOFF;
-        tracing::info!(chats = watched.len(), "redis subscription ready");
+        tracing::info!(users = watched.len(), "redis subscription ready");
         // Anything published while we were away is in the store: catch up.
-        for chat in &watched {
-            rooms.resync(*chat).await;
+        for user in &watched {
+            rooms.resync(*user).await;
         }
         loop {
             tokio::select! {
@@ -131,16 +136,16 @@ pub(super) async fn subscribe_loop(
 fn absorb(interest: &mut mpsc::UnboundedReceiver<Interest>, watched: &mut HashSet<i64>) {
     while let Ok(change) = interest.try_recv() {
         match change {
-            Interest::Watch(chat) => watched.insert(chat),
-            Interest::Unwatch(chat) => watched.remove(&chat),
+            Interest::Watch(user) => watched.insert(user),
+            Interest::Unwatch(user) => watched.remove(&user),
         };
     }
 }
 
 /// Applies an interest change and every other one already queued (up to
 /// `FOLLOW_MAX`) with one SUBSCRIBE and one UNSUBSCRIBE, so a connect storm
-/// costs a round trip per batch of new rooms, not per room; then asks each
-/// newly watched room to catch up. False when the connection failed.
+/// costs a round trip per batch of new users, not per user; then asks each
+/// newly watched user's sockets to catch up. False when the connection failed.
 async fn follow(
     first: Interest,
     interest: &mut mpsc::UnboundedReceiver<Interest>,
@@ -158,8 +163,8 @@ async fn follow(
         }
     }
     let net = NetInterest::of(changes, watched);
-    let channels = |chats: &[i64]| -> Vec<String> {
-        chats.iter().map(|c| super::channel(prefix, *c)).collect()
+    let channels = |users: &[i64]| -> Vec<String> {
+        users.iter().map(|u| super::channel(prefix, *u)).collect()
     };
     if !net.subscribe.is_empty() && sink.subscribe(channels(&net.subscribe)).await.is_err() {
         return false;
@@ -168,20 +173,20 @@ async fn follow(
         return false;
     }
     metrics.bus_subscriptions.set(watched.len() as i64);
-    // Messages published before the subscription took effect are in the store.
-    for chat in net.resync {
-        rooms.resync(chat).await;
+    // Events published before the subscription took effect are in the store.
+    for user in net.resync {
+        rooms.resync(user).await;
     }
     true
 }
 
-/// What a run of interest changes amounts to, each chat's last change winning.
+/// What a run of interest changes amounts to, each user's last change winning.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct NetInterest {
     subscribe: Vec<i64>,
     unsubscribe: Vec<i64>,
-    /// Every chat whose last change was a watch: its room is new, and may have
-    /// read `last_seq` before the subscription took effect.
+    /// Every user whose last change was a watch: their room is new, and may
+    /// have read where their chats stand before the subscription took effect.
     resync: Vec<i64>,
 }
 
@@ -191,31 +196,31 @@ impl NetInterest {
         let mut last: Vec<(i64, bool)> = Vec::with_capacity(changes.len());
         let mut seen = HashSet::with_capacity(changes.len());
         for change in changes.into_iter().rev() {
-            let (chat, watch) = match change {
-                Interest::Watch(chat) => (chat, true),
-                Interest::Unwatch(chat) => (chat, false),
+            let (user, watch) = match change {
+                Interest::Watch(user) => (user, true),
+                Interest::Unwatch(user) => (user, false),
             };
-            if seen.insert(chat) {
-                last.push((chat, watch));
+            if seen.insert(user) {
+                last.push((user, watch));
             }
         }
         let mut net = NetInterest::default();
-        for (chat, watch) in last.into_iter().rev() {
+        for (user, watch) in last.into_iter().rev() {
             if watch {
-                if watched.insert(chat) {
-                    net.subscribe.push(chat);
+                if watched.insert(user) {
+                    net.subscribe.push(user);
                 }
-                net.resync.push(chat);
-            } else if watched.remove(&chat) {
-                net.unsubscribe.push(chat);
+                net.resync.push(user);
+            } else if watched.remove(&user) {
+                net.unsubscribe.push(user);
             }
         }
         net
     }
 }
 
-/// Another node's message: deliver it to the local sockets of its chat, if a
-/// node of this deployment signed it for this chat.
+/// Another node's event: deliver it to the local sockets of the channel's
+/// user, if a node of this deployment signed it for that user.
 async fn deliver(
     wire: &Wire,
     prefix: &str,
@@ -223,13 +228,13 @@ async fn deliver(
     message: &redis::Msg,
     metrics: &Metrics,
 ) {
-    let Some(chat) = chat_of(prefix, message.get_channel_name()) else {
+    let Some(user) = user_of(prefix, message.get_channel_name()) else {
         return;
     };
-    match wire.decode(chat, message.get_payload_bytes()) {
-        Received::Message { seq, frame } => {
+    match wire.decode(user, message.get_payload_bytes()) {
+        Received::Event(event) => {
             metrics.bus_received.inc();
-            rooms.publish(chat, seq, frame).await
+            rooms.deliver([(user, event.for_user(user))]).await
         }
         Received::Own => {}
         refused => {
@@ -267,7 +272,7 @@ mod tests {
                 unsubscribe: vec![],
                 resync: vec![3, 5, 1],
             },
-            "1 was left and rejoined: still subscribed, but its room is new"
+            "1 left and rejoined: still subscribed, but their room is new"
         );
         assert_eq!(watched, [1, 2, 3, 5].into_iter().collect());
 

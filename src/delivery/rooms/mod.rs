@@ -1,9 +1,16 @@
-//! The room map: which local sockets watch which chat. Chats are split over N
-//! shards by id; each shard is one task owning its rooms, fed by its own channel,
-//! so there is no global lock. A message is encoded once and the same bytes are
-//! queued on every watching socket's outbox. A socket whose outbox is full is
-//! dropped from its room and told so (it then closes with a resumable code);
-//! the shard never waits on a slow consumer.
+//! The room map: which local sockets belong to which user. Every user with a
+//! socket on this node has a room here, holding all of that user's sockets:
+//! user sockets (every chat of the user) and per-chat sockets (one chat).
+//! Rooms are keyed by user, not by chat, so that a node follows users (one
+//! bus subscription per connected user, however many chats they have) and a
+//! chat created later reaches a user socket with nothing to join.
+//!
+//! Users are split over N shards by id; each shard is one task owning its
+//! rooms, fed by its own channel, so there is no global lock. An event is for
+//! an audience (a chat's participants); it is encoded once and the same bytes
+//! are queued on every socket of every member that watches its chat. A socket
+//! whose outbox is full is dropped from its room and told so (it then closes
+//! with a resumable code); the shard never waits on a slow consumer.
 
 mod outbox;
 mod shard;
@@ -15,33 +22,70 @@ use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// A committed message on its way to a room: from this node's writer, or from
-/// another node over the bus.
+/// Who an event of a chat is for: its participants. A one-to-one chat has two;
+/// a group chat would make this a list, and nothing that takes an audience
+/// would change but this type.
+pub type Audience = [i64; 2];
+
+/// The participant of `audience` other than `user` (for a one-to-one chat).
+pub fn peer_of(audience: Audience, user: i64) -> i64 {
+    if audience[0] == user {
+        audience[1]
+    } else {
+        audience[0]
+    }
+}
+
+/// A committed message on its way to its chat's participants: from this
+/// node's writer, or from another node over the bus.
 #[derive(Debug, Clone)]
 pub struct Published {
     pub chat: i64,
     pub seq: i64,
+    pub audience: Audience,
     pub frame: Bytes,
 }
 
-/// What the room map tells the bus about local interest in a chat (the bus
-/// subscribes to the chats this node watches).
+/// What the room map tells the bus about local interest in a user (the bus
+/// subscribes to the users this node has sockets of).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interest {
-    /// The chat's first local socket joined.
+    /// The user's first local socket joined.
     Watch(i64),
-    /// Its last local socket left.
+    /// Their last local socket left.
     Unwatch(i64),
 }
 
 /// Identifies one WebSocket connection on this node.
 pub type ConnId = u64;
 
+/// Which chats a socket receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watching {
+    /// A per-chat socket (`/ws/chats/{id}/`).
+    Chat(i64),
+    /// A user socket (`/ws/`): every chat of its user, and `chat` events.
+    AllChats,
+}
+
+impl Watching {
+    fn covers(self, chat: i64) -> bool {
+        match self {
+            Watching::Chat(watched) => watched == chat,
+            Watching::AllChats => true,
+        }
+    }
+}
+
 /// What a socket's writer receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
-    /// A stored message (`{"type":"message",...}`), delivered in `seq` order.
-    Message { seq: i64, frame: Bytes },
+    /// A stored message (`{"type":"message",...}`), delivered in `seq` order
+    /// per chat.
+    Message { chat: i64, seq: i64, frame: Bytes },
+    /// A chat the user is in was created (`{"type":"chat",...}`); user sockets
+    /// only, sent before the chat's first message on the socket.
+    Chat { chat: i64, peer: i64, frame: Bytes },
     /// Anything else (read markers, typing, errors, replies): sent as is.
     Event(Bytes),
     /// Messages may have been missed (the bus reconnected or just subscribed):
@@ -49,11 +93,56 @@ pub enum Outgoing {
     Resync,
 }
 
-/// A socket watching a chat.
+/// What reaches the sockets of one user.
+#[derive(Debug, Clone)]
+pub enum UserEvent {
+    /// A stored message: to the sockets watching its chat.
+    Message { chat: i64, seq: i64, frame: Bytes },
+    /// A new chat: to user sockets.
+    Chat { chat: i64, peer: i64, frame: Bytes },
+    /// A read marker or typing: to the sockets watching the chat, except the
+    /// one it came from.
+    Ephemeral {
+        chat: i64,
+        frame: Bytes,
+        except: Option<ConnId>,
+    },
+}
+
+impl UserEvent {
+    fn wanted_by(&self, socket: &Subscriber) -> bool {
+        match self {
+            UserEvent::Message { chat, .. } => socket.watching.covers(*chat),
+            UserEvent::Chat { .. } => socket.watching == Watching::AllChats,
+            UserEvent::Ephemeral { chat, except, .. } => {
+                socket.watching.covers(*chat) && Some(socket.conn) != *except
+            }
+        }
+    }
+
+    fn outgoing(&self) -> Outgoing {
+        match self {
+            UserEvent::Message { chat, seq, frame } => Outgoing::Message {
+                chat: *chat,
+                seq: *seq,
+                frame: frame.clone(),
+            },
+            UserEvent::Chat { chat, peer, frame } => Outgoing::Chat {
+                chat: *chat,
+                peer: *peer,
+                frame: frame.clone(),
+            },
+            UserEvent::Ephemeral { frame, .. } => Outgoing::Event(frame.clone()),
+        }
+    }
+}
+
+/// A socket of a user.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     pub conn: ConnId,
     pub user_id: i64,
+    pub watching: Watching,
     pub outbox: Arc<Outbox>,
 }
 
@@ -65,11 +154,12 @@ impl Subscriber {
     }
 }
 
-/// A socket's place in a room while its handshake runs: dropped, it leaves.
+/// A socket's place in its user's room while its handshake runs: dropped, it
+/// leaves.
 #[must_use = "dropping the entry leaves the room"]
 pub struct RoomEntry {
     rooms: Rooms,
-    chat: i64,
+    user: i64,
     conn: ConnId,
 }
 
@@ -83,42 +173,20 @@ impl RoomEntry {
 
 impl Drop for RoomEntry {
     fn drop(&mut self) {
-        self.rooms.leave_soon(self.chat, self.conn);
+        self.rooms.leave_soon(self.user, self.conn);
     }
 }
 
-/// Who of a room should not receive an ephemeral event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Except {
-    /// Skip the connection it came from.
-    Conn(ConnId),
-    /// Skip every socket of this user.
-    User(i64),
-}
-
 enum Command {
-    Join {
-        chat: i64,
-        subscriber: Subscriber,
-    },
+    Join(Subscriber),
     Leave {
-        chat: i64,
+        user: i64,
         conn: ConnId,
     },
-    Publish {
-        chat: i64,
-        seq: i64,
-        frame: Bytes,
-    },
-    /// A committed batch's messages for this shard's chats, in batch order.
-    PublishAll(Vec<Published>),
-    Broadcast {
-        chat: i64,
-        frame: Bytes,
-        except: Except,
-    },
+    /// Events for this shard's users, in order.
+    Deliver(Vec<(i64, UserEvent)>),
     Resync {
-        chat: i64,
+        user: i64,
     },
     /// The server is shutting down: every socket, and any that joins later,
     /// closes once it has sent what is queued.
@@ -136,7 +204,7 @@ const SHARD_QUEUE: usize = 8192;
 
 impl Rooms {
     /// Spawns `shards` shard tasks on the current runtime. With `interest`, the
-    /// bus hears when a chat gets its first local socket and loses its last.
+    /// bus hears when a user gets their first local socket and loses their last.
     pub fn start(
         shards: usize,
         interest: Option<mpsc::UnboundedSender<Interest>>,
@@ -152,31 +220,31 @@ impl Rooms {
         Rooms { shards }
     }
 
-    fn shard_index(&self, chat: i64) -> usize {
-        chat.unsigned_abs() as usize % self.shards.len()
+    fn shard_index(&self, user: i64) -> usize {
+        user.unsigned_abs() as usize % self.shards.len()
     }
 
-    fn shard(&self, chat: i64) -> &mpsc::Sender<Command> {
-        &self.shards[self.shard_index(chat)]
+    fn shard(&self, user: i64) -> &mpsc::Sender<Command> {
+        &self.shards[self.shard_index(user)]
     }
 
-    async fn send(&self, chat: i64, command: Command) {
+    async fn send(&self, user: i64, command: Command) {
         // A shard only stops when the runtime does; nothing to do then.
-        let _ = self.shard(chat).send(command).await;
+        let _ = self.shard(user).send(command).await;
     }
 
-    /// Adds a socket to its chat's room. The entry leaves the room when
+    /// Adds a socket to its user's room. The entry leaves the room when
     /// dropped, unless [`RoomEntry::keep`] hands that job to the session: a
     /// handshake abandoned at any await after this (the client gone while its
     /// lookup is in flight, which drops the handshake's future) leaves nothing
     /// behind.
-    pub async fn join(&self, chat: i64, subscriber: Subscriber) -> RoomEntry {
-        let conn = subscriber.conn;
-        self.send(chat, Command::Join { chat, subscriber }).await;
+    pub async fn join(&self, subscriber: Subscriber) -> RoomEntry {
+        let (user, conn) = (subscriber.user_id, subscriber.conn);
+        self.send(user, Command::Join(subscriber)).await;
         // No await between the join being queued and the entry existing.
         RoomEntry {
             rooms: self.clone(),
-            chat,
+            user,
             conn,
         }
     }
@@ -184,10 +252,10 @@ impl Rooms {
     /// Leaves without waiting (from a `Drop`): queued at once when the shard
     /// has room, else by a task of its own. Either way after the join, which
     /// is already queued on the same channel.
-    fn leave_soon(&self, chat: i64, conn: ConnId) {
-        let shard = self.shard(chat).clone();
+    fn leave_soon(&self, user: i64, conn: ConnId) {
+        let shard = self.shard(user).clone();
         if let Err(mpsc::error::TrySendError::Full(command)) =
-            shard.try_send(Command::Leave { chat, conn })
+            shard.try_send(Command::Leave { user, conn })
         {
             tokio::spawn(async move {
                 let _ = shard.send(command).await;
@@ -195,32 +263,67 @@ impl Rooms {
         }
     }
 
-    pub async fn leave(&self, chat: i64, conn: ConnId) {
-        self.send(chat, Command::Leave { chat, conn }).await;
+    pub async fn leave(&self, user: i64, conn: ConnId) {
+        self.send(user, Command::Leave { user, conn }).await;
     }
 
-    /// Delivers a committed message to every socket in the chat.
-    pub async fn publish(&self, chat: i64, seq: i64, frame: Bytes) {
-        self.send(chat, Command::Publish { chat, seq, frame }).await;
+    /// Delivers events to users' sockets: one command per shard that has any
+    /// of the users, each shard's events in the order given.
+    pub async fn deliver(&self, events: impl IntoIterator<Item = (i64, UserEvent)>) {
+        let per_shard = self.split_by_shard(events);
+        self.send_per_shard(per_shard).await;
     }
 
-    /// Delivers a committed batch: one command per shard that has any of its
-    /// chats, each shard's messages in batch order.
-    pub async fn publish_all(&self, batch: &[Published]) {
-        let mut per_shard: Vec<Vec<Published>> = vec![Vec::new(); self.shards.len()];
-        for message in batch {
-            per_shard[self.shard_index(message.chat)].push(message.clone());
+    /// Events grouped by the shard of their user, in the order given (done
+    /// before any await, so no iterator over borrowed data lives across one).
+    fn split_by_shard(
+        &self,
+        events: impl IntoIterator<Item = (i64, UserEvent)>,
+    ) -> Vec<Vec<(i64, UserEvent)>> {
+        let mut per_shard: Vec<Vec<(i64, UserEvent)>> = vec![Vec::new(); self.shards.len()];
+        for (user, event) in events {
+            per_shard[self.shard_index(user)].push((user, event));
         }
-        for (shard, messages) in self.shards.iter().zip(per_shard) {
-            if !messages.is_empty() {
-                let _ = shard.send(Command::PublishAll(messages)).await;
+        per_shard
+    }
+
+    async fn send_per_shard(&self, per_shard: Vec<Vec<(i64, UserEvent)>>) {
+        for (shard, events) in self.shards.iter().zip(per_shard) {
+            if !events.is_empty() {
+                let _ = shard.send(Command::Deliver(events)).await;
             }
         }
     }
 
-    /// Asks every socket of the chat to catch up from the store.
-    pub async fn resync(&self, chat: i64) {
-        self.send(chat, Command::Resync { chat }).await;
+    /// Delivers a committed batch to every participant of each message's chat,
+    /// each user's messages in batch order.
+    pub async fn publish_all(&self, batch: &[Published]) {
+        let per_shard = self.split_by_shard(batch.iter().flat_map(|message| {
+            message.audience.iter().map(|&user| {
+                let event = UserEvent::Message {
+                    chat: message.chat,
+                    seq: message.seq,
+                    frame: message.frame.clone(),
+                };
+                (user, event)
+            })
+        }));
+        self.send_per_shard(per_shard).await;
+    }
+
+    /// Tells both participants' user sockets of a new chat.
+    pub async fn announce_chat(&self, chat: i64, audience: Audience, frame: Bytes) {
+        let events = audience.map(|user| {
+            let peer = peer_of(audience, user);
+            let frame = frame.clone();
+            (user, UserEvent::Chat { chat, peer, frame })
+        });
+        self.deliver(events).await;
+    }
+
+    /// Asks every socket of the user to catch up from the store.
+    pub async fn resync(&self, user: i64) {
+        self.send(user, Command::Resync { user }).await;
     }
 
     /// Tells every socket of this node to close (1001) once it has sent what
@@ -230,30 +333,23 @@ impl Rooms {
             let _ = shard.send(Command::GoAway).await;
         }
     }
-
-    /// Delivers an ephemeral event to the chat's sockets, except some.
-    pub async fn broadcast(&self, chat: i64, frame: Bytes, except: Except) {
-        self.send(
-            chat,
-            Command::Broadcast {
-                chat,
-                frame,
-                except,
-            },
-        )
-        .await;
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn subscriber(conn: ConnId, user_id: i64, capacity: usize) -> (Subscriber, Arc<Outbox>) {
+    fn socket(
+        conn: ConnId,
+        user_id: i64,
+        watching: Watching,
+        capacity: usize,
+    ) -> (Subscriber, Arc<Outbox>) {
         let outbox = Outbox::new(capacity);
         let subscriber = Subscriber {
             conn,
             user_id,
+            watching,
             outbox: outbox.clone(),
         };
         (subscriber, outbox)
@@ -269,93 +365,147 @@ mod tests {
     fn seq_of(item: Outgoing) -> i64 {
         match item {
             Outgoing::Message { seq, .. } => seq,
-            Outgoing::Event(_) | Outgoing::Resync => -1,
+            _ => -1,
+        }
+    }
+
+    fn message(chat: i64, seq: i64, audience: Audience) -> Published {
+        Published {
+            chat,
+            seq,
+            audience,
+            frame: Bytes::from(format!("{chat}:{seq}")),
         }
     }
 
     #[tokio::test]
-    async fn publish_reaches_every_socket_of_the_chat_only() {
+    async fn a_message_reaches_every_socket_of_both_participants_that_watches_its_chat() {
         let rooms = Rooms::start(2, None, Default::default());
-        let (a, a_rx) = subscriber(1, 10, 8);
-        let (b, b_rx) = subscriber(2, 20, 8);
-        let (other, other_rx) = subscriber(3, 30, 8);
-        rooms.join(7, a).await.keep();
-        rooms.join(7, b).await.keep();
-        rooms.join(8, other).await.keep();
-        let frame = Bytes::from_static(b"{}");
-        rooms.publish(7, 1, frame.clone()).await;
-        assert_eq!(seq_of(next(&a_rx).await), 1);
-        let Outgoing::Message { frame: got, .. } = next(&b_rx).await else {
+        let (a_chat, a_chat_rx) = socket(1, 10, Watching::Chat(7), 8);
+        let (a_all, a_all_rx) = socket(2, 10, Watching::AllChats, 8);
+        let (b_other, b_other_rx) = socket(3, 20, Watching::Chat(8), 8);
+        let (b_all, b_all_rx) = socket(4, 20, Watching::AllChats, 8);
+        let (c_all, c_all_rx) = socket(5, 30, Watching::AllChats, 8);
+        for s in [a_chat, a_all, b_other, b_all, c_all] {
+            rooms.join(s).await.keep();
+        }
+        let sent = message(7, 1, [10, 20]);
+        rooms.publish_all(std::slice::from_ref(&sent)).await;
+        assert_eq!(seq_of(next(&a_chat_rx).await), 1);
+        assert_eq!(seq_of(next(&a_all_rx).await), 1);
+        let Outgoing::Message { chat, frame, .. } = next(&b_all_rx).await else {
             panic!()
         };
-        assert_eq!(got.as_ptr(), frame.as_ptr(), "the same bytes, not a copy");
-        rooms.leave(7, 1).await;
-        rooms.publish(7, 2, frame).await;
-        assert_eq!(seq_of(next(&b_rx).await), 2);
-        rooms.publish(8, 5, Bytes::new()).await;
-        assert_eq!(seq_of(next(&other_rx).await), 5);
-        assert!(a_rx.try_take().is_none(), "left sockets get nothing more");
+        assert_eq!(chat, 7);
+        assert_eq!(
+            frame.as_ptr(),
+            sent.frame.as_ptr(),
+            "the same bytes, not a copy"
+        );
+        rooms.leave(10, 1).await;
+        rooms.publish_all(&[message(7, 2, [10, 20])]).await;
+        assert_eq!(seq_of(next(&a_all_rx).await), 2);
+        assert_eq!(seq_of(next(&b_all_rx).await), 2);
+        assert!(
+            a_chat_rx.try_take().is_none(),
+            "left sockets get nothing more"
+        );
+        assert!(b_other_rx.try_take().is_none(), "another chat's socket");
+        assert!(c_all_rx.try_take().is_none(), "not a participant");
     }
 
     #[tokio::test]
-    async fn a_published_batch_reaches_each_chat_on_its_shard_in_batch_order() {
+    async fn a_published_batch_reaches_each_user_in_batch_order() {
         let rooms = Rooms::start(2, None, Default::default());
-        let (odd, odd_rx) = subscriber(1, 10, 8);
-        let (even, even_rx) = subscriber(2, 20, 8);
-        rooms.join(1, odd).await.keep();
-        rooms.join(2, even).await.keep();
-        let message = |chat, seq| Published {
-            chat,
-            seq,
-            frame: Bytes::from(format!("{chat}:{seq}")),
-        };
+        let (odd, odd_rx) = socket(1, 1, Watching::AllChats, 8);
+        let (even, even_rx) = socket(2, 2, Watching::AllChats, 8);
+        rooms.join(odd).await.keep();
+        rooms.join(even).await.keep();
         rooms
-            .publish_all(&[message(1, 1), message(2, 1), message(1, 2), message(3, 1)])
+            .publish_all(&[
+                message(5, 1, [1, 3]),
+                message(6, 1, [2, 3]),
+                message(5, 2, [1, 3]),
+                message(9, 1, [3, 4]),
+            ])
             .await;
         assert_eq!(seq_of(next(&odd_rx).await), 1);
         assert_eq!(seq_of(next(&odd_rx).await), 2);
-        let Outgoing::Message { seq, frame } = next(&even_rx).await else {
+        let Outgoing::Message { seq, frame, .. } = next(&even_rx).await else {
             panic!()
         };
-        assert_eq!((seq, &frame[..]), (1, &b"2:1"[..]));
+        assert_eq!((seq, &frame[..]), (1, &b"6:1"[..]));
         assert!(odd_rx.try_take().is_none() && even_rx.try_take().is_none());
     }
 
     #[tokio::test]
-    async fn broadcast_skips_the_excepted() {
+    async fn ephemeral_events_skip_the_excepted_socket_and_other_chats_sockets() {
         let rooms = Rooms::start(1, None, Default::default());
-        let (a, a_rx) = subscriber(1, 10, 8);
-        let (a2, a2_rx) = subscriber(2, 10, 8);
-        let (b, b_rx) = subscriber(3, 20, 8);
-        for s in [a, a2, b] {
-            rooms.join(1, s).await.keep();
+        let (a, a_rx) = socket(1, 10, Watching::Chat(1), 8);
+        let (a2, a2_rx) = socket(2, 10, Watching::AllChats, 8);
+        let (a3, a3_rx) = socket(3, 10, Watching::Chat(2), 8);
+        for s in [a, a2, a3] {
+            rooms.join(s).await.keep();
+        }
+        let read = UserEvent::Ephemeral {
+            chat: 1,
+            frame: Bytes::from_static(b"r"),
+            except: Some(1),
+        };
+        rooms.deliver([(10, read)]).await;
+        assert!(matches!(next(&a2_rx).await, Outgoing::Event(f) if f == "r"));
+        assert!(a_rx.try_take().is_none(), "the socket it came from");
+        assert!(a3_rx.try_take().is_none(), "a socket of another chat");
+    }
+
+    #[tokio::test]
+    async fn a_new_chat_is_announced_to_both_users_sockets_only() {
+        let rooms = Rooms::start(2, None, Default::default());
+        let (a, a_rx) = socket(1, 10, Watching::AllChats, 8);
+        let (b, b_rx) = socket(2, 20, Watching::AllChats, 8);
+        let (b_chat, b_chat_rx) = socket(3, 20, Watching::Chat(9), 8);
+        for s in [a, b, b_chat] {
+            rooms.join(s).await.keep();
         }
         rooms
-            .broadcast(1, Bytes::from_static(b"t"), Except::User(10))
+            .announce_chat(9, [10, 20], Bytes::from_static(b"c"))
             .await;
-        rooms
-            .broadcast(1, Bytes::from_static(b"r"), Except::Conn(1))
-            .await;
-        assert!(matches!(next(&b_rx).await, Outgoing::Event(f) if f == "t"));
-        assert!(matches!(next(&b_rx).await, Outgoing::Event(f) if f == "r"));
-        assert!(matches!(next(&a2_rx).await, Outgoing::Event(f) if f == "r"));
-        assert!(a_rx.try_take().is_none());
+        assert!(matches!(
+            next(&a_rx).await,
+            Outgoing::Chat {
+                chat: 9,
+                peer: 20,
+                ..
+            }
+        ));
+        assert!(matches!(
+            next(&b_rx).await,
+            Outgoing::Chat {
+                chat: 9,
+                peer: 10,
+                ..
+            }
+        ));
+        assert!(
+            b_chat_rx.try_take().is_none(),
+            "per-chat sockets get no chat events"
+        );
     }
 
     #[tokio::test]
     async fn going_away_reaches_every_socket_after_its_queue_and_any_later_one_at_once() {
         let rooms = Rooms::start(2, None, Default::default());
-        let (a, a_rx) = subscriber(1, 10, 8);
-        let (b, b_rx) = subscriber(2, 20, 8);
-        rooms.join(1, a).await.keep();
-        rooms.join(2, b).await.keep();
-        rooms.publish(1, 1, Bytes::new()).await;
+        let (a, a_rx) = socket(1, 10, Watching::Chat(1), 8);
+        let (b, b_rx) = socket(2, 20, Watching::AllChats, 8);
+        rooms.join(a).await.keep();
+        rooms.join(b).await.keep();
+        rooms.publish_all(&[message(1, 1, [10, 30])]).await;
         rooms.go_away().await;
         assert_eq!(seq_of(next(&a_rx).await), 1, "queued first");
         assert_eq!(a_rx.take().await, Taken::Alarm(Alarm::GoingAway));
         assert_eq!(b_rx.take().await, Taken::Alarm(Alarm::GoingAway));
-        let (late, late_rx) = subscriber(3, 30, 8);
-        rooms.join(1, late).await.keep();
+        let (late, late_rx) = socket(3, 30, Watching::AllChats, 8);
+        rooms.join(late).await.keep();
         let told = tokio::time::timeout(std::time::Duration::from_secs(1), late_rx.take()).await;
         assert_eq!(told.expect("told at once"), Taken::Alarm(Alarm::GoingAway));
     }
@@ -363,10 +513,10 @@ mod tests {
     #[tokio::test]
     async fn a_full_outbox_drops_the_socket_and_signals_overflow() {
         let rooms = Rooms::start(1, None, Default::default());
-        let (slow, slow_rx) = subscriber(1, 10, 2);
-        rooms.join(1, slow).await.keep();
+        let (slow, slow_rx) = socket(1, 10, Watching::Chat(1), 2);
+        rooms.join(slow).await.keep();
         for seq in 1..=5 {
-            rooms.publish(1, seq, Bytes::new()).await;
+            rooms.publish_all(&[message(1, seq, [10, 20])]).await;
         }
         let taken = tokio::time::timeout(std::time::Duration::from_secs(1), slow_rx.take())
             .await
@@ -384,17 +534,21 @@ mod tests {
 mod interest_tests {
     use super::*;
 
+    fn socket(conn: ConnId, user_id: i64, capacity: usize) -> Subscriber {
+        Subscriber {
+            conn,
+            user_id,
+            watching: Watching::AllChats,
+            outbox: Outbox::new(capacity),
+        }
+    }
+
     #[tokio::test]
-    async fn the_bus_hears_first_join_and_last_leave_only() {
+    async fn the_bus_hears_a_users_first_join_and_last_leave_only() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let rooms = Rooms::start(1, Some(tx), Default::default());
-        let socket = |conn| Subscriber {
-            conn,
-            user_id: 1,
-            outbox: Outbox::new(4),
-        };
-        rooms.join(5, socket(1)).await.keep();
-        rooms.join(5, socket(2)).await.keep();
+        rooms.join(socket(1, 5, 4)).await.keep();
+        rooms.join(socket(2, 5, 4)).await.keep();
         rooms.leave(5, 1).await;
         rooms.leave(5, 2).await;
         rooms.resync(5).await;
@@ -407,29 +561,19 @@ mod interest_tests {
     async fn a_room_emptied_by_dropping_its_slow_socket_is_unwatched() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let rooms = Rooms::start(1, Some(tx), Default::default());
-        let slow = Subscriber {
-            conn: 1,
-            user_id: 1,
-            outbox: Outbox::new(1),
+        rooms.join(socket(1, 6, 1)).await.keep();
+        let message = |seq| Published {
+            chat: 3,
+            seq,
+            audience: [6, 7],
+            frame: Bytes::new(),
         };
-        rooms.join(6, slow).await.keep();
-        rooms.publish(6, 1, Bytes::new()).await;
+        rooms.publish_all(&[message(1)]).await;
         assert_eq!(rx.recv().await, Some(Interest::Watch(6)));
         assert!(rx.try_recv().is_err(), "the first message fits");
-        rooms.publish(6, 2, Bytes::new()).await;
+        rooms.publish_all(&[message(2)]).await;
         assert_eq!(rx.recv().await, Some(Interest::Unwatch(6)), "dropped: full");
-        rooms.publish(6, 3, Bytes::new()).await;
-        rooms
-            .join(
-                6,
-                Subscriber {
-                    conn: 2,
-                    user_id: 1,
-                    outbox: Outbox::new(1),
-                },
-            )
-            .await
-            .keep();
+        rooms.join(socket(2, 6, 1)).await.keep();
         assert_eq!(rx.recv().await, Some(Interest::Watch(6)), "a new room");
     }
 
@@ -437,16 +581,11 @@ mod interest_tests {
     async fn an_entry_dropped_before_it_is_kept_leaves_its_room() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let rooms = Rooms::start(2, Some(tx), Arc::new(Metrics::new()));
-        let socket = |conn| Subscriber {
-            conn,
-            user_id: 1,
-            outbox: Outbox::new(4),
-        };
-        let entry = rooms.join(3, socket(1)).await;
+        let entry = rooms.join(socket(1, 3, 4)).await;
         assert_eq!(rx.recv().await, Some(Interest::Watch(3)));
         drop(entry);
         assert_eq!(rx.recv().await, Some(Interest::Unwatch(3)), "left on drop");
-        rooms.join(3, socket(2)).await.keep();
+        rooms.join(socket(2, 3, 4)).await.keep();
         assert_eq!(rx.recv().await, Some(Interest::Watch(3)));
         let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), rx.recv()).await;
         assert!(quiet.is_err(), "a kept entry stays: {quiet:?}");

@@ -117,6 +117,17 @@ impl Outbox {
         }
     }
 
+    /// Waits until the socket must close whatever is queued: for a session
+    /// that holds its frames (a user socket before its first `sync`).
+    pub async fn alarmed(&self) -> Alarm {
+        loop {
+            if let Some(alarm) = self.alarm() {
+                return alarm;
+            }
+            self.wake.notified().await;
+        }
+    }
+
     /// The session ended: drops what waits and refuses every later frame.
     pub fn close(&self) {
         let mut state = self.lock();
@@ -162,6 +173,7 @@ mod tests {
 
     fn message(seq: i64) -> Outgoing {
         Outgoing::Message {
+            chat: 1,
             seq,
             frame: Bytes::from(format!("m{seq}")),
         }

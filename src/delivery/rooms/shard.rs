@@ -1,7 +1,6 @@
-//! One shard of the room map: a task owning `chat id → sockets` for its chats.
+//! One shard of the room map: a task owning `user id → sockets` for its users.
 
-use super::{Command, ConnId, Except, Outgoing, Subscriber};
-use super::{Interest, Published};
+use super::{Command, ConnId, Interest, Outgoing, Subscriber, UserEvent};
 use crate::metrics::Metrics;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -9,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 type Interests = Option<mpsc::UnboundedSender<Interest>>;
+type RoomsOfUsers = HashMap<i64, Vec<Subscriber>>;
 
 /// Runs until every handle to the shard is gone.
 pub(super) async fn run(
@@ -16,7 +16,7 @@ pub(super) async fn run(
     interest: Interests,
     metrics: Arc<Metrics>,
 ) {
-    let mut rooms: HashMap<i64, Vec<Subscriber>> = HashMap::new();
+    let mut rooms: RoomsOfUsers = HashMap::new();
     let mut going_away = false;
     let tell = |change: Option<Interest>| {
         match change {
@@ -34,99 +34,83 @@ pub(super) async fn run(
                 going_away = true;
                 rooms.values().flatten().for_each(|s| s.outbox.go_away());
             }
-            Command::Join { subscriber, .. } if going_away => subscriber.outbox.go_away(),
-            Command::PublishAll(messages) => {
-                for Published { chat, seq, frame } in messages {
-                    let publish = Command::Publish { chat, seq, frame };
-                    tell(apply(&mut rooms, publish, &metrics));
+            Command::Join(subscriber) if going_away => subscriber.outbox.go_away(),
+            Command::Join(subscriber) => tell(join(&mut rooms, subscriber)),
+            Command::Leave { user, conn } => tell(leave(&mut rooms, user, conn)),
+            Command::Deliver(events) => {
+                for (user, event) in events {
+                    let (delivered, change) = deliver(&mut rooms, user, &event);
+                    if matches!(event, UserEvent::Message { .. }) {
+                        metrics.messages_delivered.inc_by(delivered);
+                    }
+                    tell(change);
                 }
             }
-            command => tell(apply(&mut rooms, command, &metrics)),
+            Command::Resync { user } => {
+                let resync = |_: &Subscriber| Some(Outgoing::Resync);
+                tell(offer_each(&mut rooms, user, resync).1);
+            }
         }
     }
 }
 
-/// Applies a command with one lookup of its room; says when the room was
-/// made (its first socket joined) or removed (its last one left or was dropped).
-fn apply(
-    rooms: &mut HashMap<i64, Vec<Subscriber>>,
-    command: Command,
-    metrics: &Metrics,
-) -> Option<Interest> {
-    match command {
-        Command::Join { chat, subscriber } => match rooms.entry(chat) {
-            Entry::Occupied(mut room) => {
-                room.get_mut().push(subscriber);
-                None
-            }
-            Entry::Vacant(room) => {
-                room.insert(vec![subscriber]);
-                Some(Interest::Watch(chat))
-            }
-        },
-        Command::Leave { chat, conn } => leave(rooms, chat, conn),
-        Command::Publish { chat, seq, frame } => {
-            let message = || Outgoing::Message {
-                seq,
-                frame: frame.clone(),
-            };
-            let (delivered, change) = deliver(rooms, chat, |_| true, message);
-            metrics.messages_delivered.inc_by(delivered);
-            change
+/// Adds a socket; `Watch` when it is its user's first here.
+fn join(rooms: &mut RoomsOfUsers, subscriber: Subscriber) -> Option<Interest> {
+    match rooms.entry(subscriber.user_id) {
+        Entry::Occupied(mut room) => {
+            room.get_mut().push(subscriber);
+            None
         }
-        Command::Resync { chat } => deliver(rooms, chat, |_| true, || Outgoing::Resync).1,
-        Command::Broadcast {
-            chat,
-            frame,
-            except,
-        } => {
-            let wanted = |s: &Subscriber| match except {
-                Except::Conn(conn) => s.conn != conn,
-                Except::User(user) => s.user_id != user,
-            };
-            deliver(rooms, chat, wanted, || Outgoing::Event(frame.clone())).1
+        Entry::Vacant(room) => {
+            let user = subscriber.user_id;
+            room.insert(vec![subscriber]);
+            Some(Interest::Watch(user))
         }
-        // Handled by `run`: it keeps whether the server is going away, and
-        // publishes a batch message by message.
-        Command::GoAway | Command::PublishAll(_) => None,
     }
 }
 
-fn leave(rooms: &mut HashMap<i64, Vec<Subscriber>>, chat: i64, conn: ConnId) -> Option<Interest> {
-    let Entry::Occupied(mut room) = rooms.entry(chat) else {
+/// Removes a socket; `Unwatch` when it was its user's last here.
+fn leave(rooms: &mut RoomsOfUsers, user: i64, conn: ConnId) -> Option<Interest> {
+    let Entry::Occupied(mut room) = rooms.entry(user) else {
         return None;
     };
     room.get_mut().retain(|s| s.conn != conn);
     room.get().is_empty().then(|| {
         room.remove();
-        Interest::Unwatch(chat)
+        Interest::Unwatch(user)
     })
 }
 
-/// Offers an item to the wanted sockets of a room, dropping those that cannot
-/// take it (full or gone); returns how many took it, and `Unwatch` when that
-/// left the room empty.
-fn deliver(
-    rooms: &mut HashMap<i64, Vec<Subscriber>>,
-    chat: i64,
-    wanted: impl Fn(&Subscriber) -> bool,
-    item: impl Fn() -> Outgoing,
+/// Offers an event to the user's sockets that want it.
+fn deliver(rooms: &mut RoomsOfUsers, user: i64, event: &UserEvent) -> (u64, Option<Interest>) {
+    offer_each(rooms, user, |socket| {
+        event.wanted_by(socket).then(|| event.outgoing())
+    })
+}
+
+/// Offers each of the user's sockets what `item_for` gives it, dropping those
+/// that cannot take it (full or gone); returns how many took one, and
+/// `Unwatch` when that left the room empty.
+fn offer_each(
+    rooms: &mut RoomsOfUsers,
+    user: i64,
+    item_for: impl Fn(&Subscriber) -> Option<Outgoing>,
 ) -> (u64, Option<Interest>) {
-    let Entry::Occupied(mut room) = rooms.entry(chat) else {
+    let Entry::Occupied(mut room) = rooms.entry(user) else {
         return (0, None);
     };
     let mut delivered = 0;
-    room.get_mut().retain(|s| {
-        if !wanted(s) {
+    room.get_mut().retain(|socket| {
+        let Some(item) = item_for(socket) else {
             return true;
-        }
-        let took = s.offer(item());
+        };
+        let took = socket.offer(item);
         delivered += u64::from(took);
         took
     });
     if room.get().is_empty() {
         room.remove();
-        return (delivered, Some(Interest::Unwatch(chat)));
+        return (delivered, Some(Interest::Unwatch(user)));
     }
     (delivered, None)
 }

@@ -1,116 +1,181 @@
 //! What the session does with each client event: a send goes to the writer
 //! (under the per-user send rate; a flood of throttled sends closes the
-//! socket), a read marker to the coalescer, `typing` to the chat's other users
-//! (throttled per user and chat), and a bad event gets an `error` event.
+//! socket), a read marker to the coalescer, `typing` to the chat's other user
+//! (throttled per user and chat), a `sync` back to the session, and a bad
+//! event gets an `error` event. On a user socket each event names its chat,
+//! which must be one of the user's; a per-chat socket's events are about its
+//! chat.
 
-use super::SessionSpec;
+use super::cursors::Cursors;
 use crate::app::AppState;
-use crate::delivery::events::{error_event, typing_event, EventError};
+use crate::delivery::events::{error_event, EventError};
 use crate::delivery::pipeline::Submitted;
-use crate::delivery::rooms::{Except, Outgoing, Subscriber};
+use crate::delivery::rooms::{peer_of, Audience, Outgoing, Subscriber};
+use crate::input::message::MessageInput;
 use crate::json;
+use crate::model::User;
 use crate::ws::protocol::{self, close, ClientEvent};
 
 /// Acts on decoded client events.
 pub(super) struct EventHandler<'a> {
     pub(super) state: &'a AppState,
     pub(super) me: &'a Subscriber,
-    /// The chat and user, borrowed from the session's spec.
-    pub(super) spec: &'a SessionSpec,
+    pub(super) user: &'a User,
     /// Keeps its buffers while the socket sends; freed at each ping.
     pub(super) parser: json::Parser,
     pub(super) throttled_in_a_row: u32,
 }
 
+/// What the session must do after an event.
+pub(super) enum Reaction {
+    Done,
+    /// Resume these chats: `(chat, after_seq)`.
+    Sync(Vec<(i64, i64)>),
+    Close(u16),
+}
+
 impl EventHandler<'_> {
-    /// Acts on one event; `Some(code)` when the socket must be closed.
-    pub(super) async fn handle(&mut self, bytes: &mut [u8]) -> Option<u16> {
-        match protocol::decode(&mut self.parser, bytes, &self.state.config.limits) {
-            Ok(ClientEvent::Send(input)) => return self.send(input).await,
-            Ok(ClientEvent::Read { seq }) => self.read(seq),
-            Ok(ClientEvent::Typing) => self.typing().await,
-            Err(error) => {
-                self.me.offer(Outgoing::Event(error_event(&error)));
-            }
+    /// Acts on one event.
+    pub(super) async fn handle(&mut self, bytes: &mut [u8], cursors: &Cursors) -> Reaction {
+        let event = protocol::decode(&mut self.parser, bytes, &self.state.config.limits);
+        let outcome = match event {
+            Ok(ClientEvent::Sync { chats }) => return Reaction::Sync(chats),
+            Ok(ClientEvent::Send { chat, input }) => match self.resolve(chat, cursors).await {
+                Ok(chat) => return self.send(chat, input).await,
+                Err(error) => Err(EventError {
+                    client_msg_id: input.client_msg_id,
+                    ..error
+                }),
+            },
+            Ok(ClientEvent::Read { chat, seq }) => match self.resolve(chat, cursors).await {
+                Ok(chat) => self.read(chat, seq),
+                Err(error) => Err(error),
+            },
+            Ok(ClientEvent::Typing { chat }) => match self.resolve(chat, cursors).await {
+                Ok(chat) => {
+                    self.typing(chat).await;
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        };
+        if let Err(error) = outcome {
+            self.refuse(error);
         }
-        None
+        Reaction::Done
+    }
+
+    /// The chat an event is about and its participants: a per-chat socket's
+    /// own, or the one a user socket's event names, if the user is in it.
+    async fn resolve(
+        &self,
+        named: Option<i64>,
+        cursors: &Cursors,
+    ) -> Result<(i64, Audience), EventError> {
+        let me = self.user.id;
+        if let Some(chat) = cursors.only_chat() {
+            let peer = cursors.get(chat).map_or(0, |c| c.peer);
+            return Ok((chat, [me, peer]));
+        }
+        let Some(chat) = named else {
+            return Err(EventError {
+                fields: Some(vec![(
+                    "chat".into(),
+                    vec!["This field is required.".into()],
+                )]),
+                ..EventError::new("invalid_fields", "chat: This field is required.")
+            });
+        };
+        match cursors.get(chat) {
+            Some(cursor) if cursor.peer != 0 => Ok((chat, [me, cursor.peer])),
+            // A chat created since `ready` whose event has not been sent yet.
+            _ => match self.state.reads.lookups.ask((me, chat)).await {
+                Ok((_, Some(access))) if access.includes(me) => Ok((chat, access.participants)),
+                Ok(_) => Err(self.outsider_error(chat).await),
+                Err(_) => Err(
+                    EventError::new("unavailable", "The chat could not be read; retry.")
+                        .in_chat(chat),
+                ),
+            },
+        }
+    }
+
+    /// The error for a chat the user is not in: `not_found` without the
+    /// chat, `forbidden` for someone else's.
+    pub(super) async fn outsider_error(&self, chat: i64) -> EventError {
+        let error = match self.state.reads.lookups.ask((self.user.id, chat)).await {
+            Ok((_, None)) => EventError::new("not_found", "No such chat."),
+            Ok((_, Some(_))) => {
+                EventError::new("forbidden", "You are not a participant of this chat.")
+            }
+            Err(_) => EventError::new("unavailable", "The chat could not be read; retry."),
+        };
+        error.in_chat(chat)
     }
 
     /// Queues a message unless the user is over the send rate; a flood of
     /// throttled sends closes the socket.
-    async fn send(&mut self, input: crate::input::message::MessageInput) -> Option<u16> {
-        if let Err(wait) = self.state.limiters.sends.check(self.spec.user.id) {
+    async fn send(&mut self, (chat, audience): (i64, Audience), input: MessageInput) -> Reaction {
+        if let Err(wait) = self.state.limiters.sends.check(self.user.id) {
             self.state.metrics.rate_limited.inc();
             self.throttled_in_a_row += 1;
             if self.throttled_in_a_row > self.state.config.limits.flood_close_after {
-                return Some(close::POLICY_VIOLATION);
+                return Reaction::Close(close::POLICY_VIOLATION);
             }
             let detail = format!(
                 "Too many messages; retry in {} ms.",
                 wait.as_millis().max(1)
             );
-            let error = EventError {
+            self.refuse(EventError {
                 client_msg_id: input.client_msg_id,
-                ..EventError::new("rate_limited", detail)
-            };
-            self.me.offer(Outgoing::Event(error_event(&error)));
-            return None;
+                ..EventError::new("rate_limited", detail).in_chat(chat)
+            });
+            return Reaction::Done;
         }
         self.throttled_in_a_row = 0;
-        let message = input.into_message(self.spec.chat_id, self.spec.user.clone());
-        let queued = match self
-            .state
-            .delivery
-            .pipeline
-            .send_from_socket(message, self.me.clone())
-        {
+        let message = input.into_message(chat, self.user.clone());
+        let pipeline = &self.state.delivery.pipeline;
+        let queued = match pipeline.send_from_socket(message, audience, self.me.clone()) {
             Submitted::Queued => true,
             Submitted::Closed => false,
             Submitted::Full(waiting) => waiting.await.is_ok(),
         };
         if !queued {
-            self.reply_error("unavailable", "The server is shutting down.");
+            self.refuse(
+                EventError::new("unavailable", "The server is shutting down.").in_chat(chat),
+            );
         }
-        None
+        Reaction::Done
     }
 
     /// Hands the marker to the coalescing task (see [`crate::delivery::read_markers`]).
-    fn read(&mut self, seq: i64) {
+    fn read(&self, chat: (i64, Audience), seq: i64) -> Result<(), EventError> {
         if seq < 1 {
-            return self.reply_error(
-                "invalid_fields",
-                "seq: Ensure this value is greater than or equal to 1.",
-            );
+            let detail = "seq: Ensure this value is greater than or equal to 1.";
+            return Err(EventError::new("invalid_fields", detail).in_chat(chat.0));
         }
-        let (chat, user) = (self.spec.chat_id, self.spec.user.id);
-        self.state
-            .delivery
-            .read_markers
-            .mark(chat, user, seq, self.me);
+        let markers = &self.state.delivery.read_markers;
+        markers.mark(chat, self.user.id, seq, self.me);
+        Ok(())
     }
 
-    /// Forwards `typing` to the chat's other users, at most once per
+    /// Forwards `typing` to the chat's other user, at most once per
     /// `WS_TYPING_INTERVAL_MS` per user and chat, whatever its sockets send.
-    async fn typing(&mut self) {
-        let (chat, user) = (self.spec.chat_id, self.spec.user.id);
+    async fn typing(&self, (chat, audience): (i64, Audience)) {
+        let user = self.user.id;
         if self.state.limiters.typing.check((user, chat)).is_err() {
             return;
         }
-        let frame = typing_event(user);
-        self.state
-            .delivery
-            .rooms
-            .broadcast(chat, frame, Except::User(user))
-            .await;
+        if peer_of(audience, user) == 0 {
+            return;
+        }
+        let notices = &self.state.delivery.notices;
+        notices.typing(chat, audience, user).await;
     }
 
-    fn reply_error(&self, code: &'static str, detail: &str) {
-        let error = EventError {
-            code,
-            detail: detail.into(),
-            fields: None,
-            client_msg_id: None,
-        };
+    /// Sends the client an `error` event; the socket stays open.
+    pub(super) fn refuse(&self, error: EventError) {
         self.me.offer(Outgoing::Event(error_event(&error)));
     }
 }

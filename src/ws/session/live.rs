@@ -2,10 +2,12 @@
 //! timer for both deadlines, and the close (with a linger, so the client reads
 //! the close code rather than a reset).
 
-use super::client_events::EventHandler;
+use super::client_events::{EventHandler, Reaction};
+use super::cursors::Cursors;
 use super::deadlines::{token_deadline, Deadlines};
-use super::{End, SessionSpec};
+use super::{End, Opening};
 use crate::app::AppState;
+use crate::delivery::events::ready_event;
 use crate::delivery::rooms::{Alarm, Outbox, Taken};
 use crate::ws::protocol::close;
 use crate::ws::transport::{FrameWriter, Inbound, MessageReader, ReadError};
@@ -19,25 +21,31 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 pub(super) struct Session<'a> {
     pub(super) state: &'a AppState,
     pub(super) writer: FrameWriter<'a>,
-    /// The next message this socket must get (see [`super::order`]).
-    pub(super) next_seq: i64,
-    pub(super) chat_id: i64,
     pub(super) user_id: i64,
+    /// Where the socket stands in each chat (see [`super::order`]).
+    pub(super) cursors: Cursors,
+    /// A user socket before its first `sync`: the outbox is not read.
+    pub(super) holding: bool,
 }
 
 impl Session<'_> {
     pub(super) async fn serve(
         &mut self,
-        spec: &SessionSpec,
+        opening: Opening,
         reader: &mut MessageReader<'_>,
         outbox: &Outbox,
         events: &mut EventHandler<'_>,
     ) -> End {
         let result = async {
-            if spec.resume_after < spec.stored_through {
-                Box::pin(self.replay_until(spec.stored_through)).await?;
+            if let Some((chat, last)) = opening.catch_up_to {
+                Box::pin(self.replay_until(chat, last)).await?;
             }
-            self.live(spec, reader, outbox, events).await
+            if self.cursors.all_chats() {
+                self.writer.text(&ready_event(self.user_id)).await?;
+                self.writer.flush().await?;
+            }
+            self.live(opening.token_expires_at, reader, outbox, events)
+                .await
         }
         .await;
         match result {
@@ -55,7 +63,7 @@ impl Session<'_> {
     /// out. A read in progress is never dropped half-way (see the module note).
     async fn live(
         &mut self,
-        spec: &SessionSpec,
+        token_expires_at: i64,
         reader: &mut MessageReader<'_>,
         outbox: &Outbox,
         events: &mut EventHandler<'_>,
@@ -66,7 +74,7 @@ impl Session<'_> {
         let mut limits = Deadlines {
             idle: realtime.idle_timeout,
             heard_at: tokio::time::Instant::now(),
-            token_expires: token_deadline(spec.token_expires_at),
+            token_expires: token_deadline(token_expires_at),
         };
         let deadline = tokio::time::sleep_until(limits.next());
         tokio::pin!(deadline);
@@ -91,10 +99,11 @@ impl Session<'_> {
                         None => deadline.as_mut().reset(limits.next()),
                     },
                     inbound = &mut read => break inbound,
-                    taken = outbox.take() => match taken {
+                    taken = outbox.take(), if !self.holding => match taken {
                         Taken::Item(item) => Box::pin(self.write_burst(item, outbox)).await?,
                         Taken::Alarm(alarm) => return Ok(close_code(alarm)),
                     },
+                    alarm = outbox.alarmed(), if self.holding => return Ok(close_code(alarm)),
                     _ = ping.tick() => {
                         events.parser.release();
                         Box::pin(self.writer.ping()).await?
@@ -115,9 +124,13 @@ impl Session<'_> {
         events: &mut EventHandler<'_>,
     ) -> Result<Option<u16>, End> {
         let code = match inbound {
-            Ok(Inbound::Text(mut bytes)) => match events.handle(&mut bytes).await {
-                None => return Ok(None),
-                Some(code) => code,
+            Ok(Inbound::Text(mut bytes)) => match events.handle(&mut bytes, &self.cursors).await {
+                Reaction::Done => return Ok(None),
+                Reaction::Sync(chats) => {
+                    Box::pin(self.sync(chats, events)).await?;
+                    return Ok(None);
+                }
+                Reaction::Close(code) => code,
             },
             Ok(Inbound::Ping(payload)) => {
                 self.writer.pong(payload).await?;

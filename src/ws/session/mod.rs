@@ -5,41 +5,71 @@
 //! outbox (see [`crate::delivery::rooms::Rooms::go_away`]): one fewer future to make and
 //! drop on every wake-up, and what is queued is sent before the 1001 close.
 //!
+//! Both kinds of socket run this session: a per-chat socket
+//! (`/ws/chats/{id}/`) delivers one chat, a user socket (`/ws/`) every chat
+//! of its user, starting with `ready` and holding everything until the
+//! client's first `sync`. The difference is in their [`cursors`].
+//!
 //! The session is split by job: [`live`] is the loop (client events in,
 //! outbox frames and pings out, the close), [`order`] keeps delivery in `seq`
-//! order (catch-up, gap filling, resync), [`deadlines`] watches the idle
-//! timeout and the token's expiry, and [`client_events`] acts on what the
-//! client sends.
+//! order per chat (catch-up, gap filling, resync, new chats), [`sync`] acts on
+//! a user socket's `sync`, [`cursors`] is where the socket stands in each
+//! chat, [`deadlines`] watches the idle timeout and the token's expiry, and
+//! [`client_events`] acts on what the client sends.
 
 mod client_events;
+mod cursors;
 mod deadlines;
 mod live;
 mod order;
+mod sync;
 
 use super::protocol::close;
 use super::transport::{self, FrameWriter, MessageReader, UpgradeFut};
 use crate::app::AppState;
-use crate::delivery::rooms::{Outbox, Subscriber};
+use crate::delivery::rooms::{peer_of, Audience, Outbox, Subscriber, Watching};
 use crate::json;
 use crate::model::User;
 use crate::shutdown::Shutdown;
-use crate::store::StoreError;
+use crate::store::{ChatPosition, StoreError};
 use client_events::EventHandler;
+use cursors::{Cursor, Cursors, ANNOUNCED, EXISTED_AT_READY};
 use fastwebsockets::WebSocketError;
 use live::Session;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Who is connected to which chat, and from where to resume.
+/// What a socket delivers.
+pub enum Scope {
+    /// `/ws/chats/{id}/`: one chat.
+    Chat {
+        chat_id: i64,
+        audience: Audience,
+        /// Deliver messages with `seq > resume_after`.
+        resume_after: i64,
+        /// The chat's `last_seq`, read after the socket joined its user's
+        /// room: every later message reaches the outbox, so only
+        /// `resume_after < stored_through` needs a catch-up from the store.
+        stored_through: i64,
+    },
+    /// `/ws/`: every chat of the user, each live from where it stood when
+    /// the socket joined its user's room (read after the join).
+    User { chats: Vec<ChatPosition> },
+}
+
+impl Scope {
+    pub fn watching(&self) -> Watching {
+        match self {
+            Scope::Chat { chat_id, .. } => Watching::Chat(*chat_id),
+            Scope::User { .. } => Watching::AllChats,
+        }
+    }
+}
+
+/// Who is connected to what, and from where to resume.
 pub struct SessionSpec {
-    pub chat_id: i64,
     pub user: User,
-    /// Deliver messages with `seq > resume_after`.
-    pub resume_after: i64,
-    /// The chat's `last_seq`, read after the socket joined its room: every later
-    /// message reaches the outbox, so only `resume_after < stored_through` needs
-    /// a catch-up from the store.
-    pub stored_through: i64,
+    pub scope: Scope,
     /// When the access token expires (Unix seconds).
     pub token_expires_at: i64,
     /// This user's socket slot, given back when the session ends.
@@ -57,11 +87,12 @@ pub struct Membership {
 }
 
 /// A new socket's room entry and its (empty) outbox.
-pub fn subscribe(state: &AppState, user_id: i64) -> Membership {
+pub fn subscribe(state: &AppState, user_id: i64, watching: Watching) -> Membership {
     let outbox = Outbox::new(state.config.realtime.outbox_capacity);
     let subscriber = Subscriber {
         conn: state.next_conn_id(),
         user_id,
+        watching,
         outbox: outbox.clone(),
     };
     Membership { subscriber, outbox }
@@ -112,25 +143,33 @@ pub async fn run(
     let realtime = &state.config.realtime;
     let Membership { subscriber, outbox } = membership;
     let conn = subscriber.conn;
+    let SessionSpec {
+        user,
+        scope,
+        token_expires_at,
+        // Held to the end: the socket slot and the connection's permit.
+        _slot,
+        _connection,
+    } = spec;
     let (socket, read_ahead) = match transport::open(upgrade).await {
         Ok(opened) => opened,
         Err(error) => {
-            state.delivery.rooms.leave(spec.chat_id, conn).await;
+            state.delivery.rooms.leave(user.id, conn).await;
             return tracing::debug!(%error, "websocket upgrade failed");
         }
     };
+    let (cursors, catch_up_to) = cursors_of(scope, user.id);
     tracing::info!(
         conn,
-        chat = spec.chat_id,
-        user = spec.user.id,
-        after_seq = spec.resume_after,
+        user = user.id,
+        ?catch_up_to,
         "websocket session opened"
     );
     state.metrics.connections_open.inc();
     let mut events = EventHandler {
         state: &state,
         me: &subscriber,
-        spec: &spec,
+        user: &user,
         parser: json::Parser::default(),
         throttled_in_a_row: 0,
     };
@@ -139,19 +178,54 @@ pub async fn run(
     let mut session = Session {
         state: &state,
         writer,
-        next_seq: spec.resume_after.saturating_add(1),
-        chat_id: spec.chat_id,
-        user_id: spec.user.id,
+        user_id: user.id,
+        holding: cursors.all_chats(),
+        cursors,
+    };
+    let opening = Opening {
+        catch_up_to,
+        token_expires_at,
     };
     let end = session
-        .serve(&spec, &mut reader, &outbox, &mut events)
+        .serve(opening, &mut reader, &outbox, &mut events)
         .await;
     outbox.close();
-    state.delivery.rooms.leave(spec.chat_id, conn).await;
+    state.delivery.rooms.leave(user.id, conn).await;
     state.metrics.connections_open.dec();
     if matches!(end, End::Closed(close::SLOW_CONSUMER)) {
         state.metrics.slow_consumer_closes.inc();
     }
-    tracing::info!(conn, chat = spec.chat_id, user = spec.user.id, %end,
+    tracing::info!(conn, user = user.id, %end,
         secs = started.elapsed().as_secs_f64(), "websocket session closed");
+}
+
+/// How a session opens: a per-chat socket's catch-up (its chat and the
+/// `last_seq` to replay through, when it resumes from before it), or a user
+/// socket's `ready`; and when its token expires.
+pub(super) struct Opening {
+    catch_up_to: Option<(i64, i64)>,
+    token_expires_at: i64,
+}
+
+/// The socket's cursors, and for a per-chat socket that resumes from before
+/// its chat's `last_seq`, what to catch up through first.
+fn cursors_of(scope: Scope, user_id: i64) -> (Cursors, Option<(i64, i64)>) {
+    match scope {
+        Scope::Chat {
+            chat_id,
+            audience,
+            resume_after,
+            stored_through,
+        } => {
+            let cursor = Cursor {
+                chat: chat_id,
+                next_seq: resume_after.saturating_add(1),
+                peer: peer_of(audience, user_id),
+                flags: EXISTED_AT_READY | ANNOUNCED,
+            };
+            let catch_up = (resume_after < stored_through).then_some((chat_id, stored_through));
+            (Cursors::One(cursor), catch_up)
+        }
+        Scope::User { chats } => (Cursors::at_ready(&chats), None),
+    }
 }

@@ -1,15 +1,21 @@
-//! Delivery order: the socket joins its chat's room before the chat's `last_seq`
-//! is read, so every message committed after that read queues in its outbox. The
-//! writer keeps `next_seq`, the next message this socket must get: when the
-//! client resumes from before `last_seq` it first replays the store from
-//! `after_seq + 1` to the end, then takes live messages from the outbox. One
-//! below `next_seq` was already sent (dropped); one above it means a gap, filled
-//! from the store first. So each message arrives once, in `seq` order, with no
-//! gap or duplicate at the seam between history and live delivery.
+//! Delivery order, per chat: the socket joins its user's room before it reads
+//! where its chats stand, so every message committed after that read queues
+//! in its outbox. Each chat's cursor keeps `next_seq`, the next message this
+//! socket must send: a resume from before `last_seq` first replays the store
+//! from `after_seq + 1` to the end, then takes live messages from the outbox.
+//! One below `next_seq` was already sent (dropped); one above it means a gap,
+//! filled from the store first. So each message arrives once, in `seq` order,
+//! with no gap or duplicate at the seam between history and live delivery.
+//!
+//! A user socket also learns of chats created after its `ready`: a `chat`
+//! event comes before the chat's first message, and when the bus lost that
+//! event (or the message overtook it) the chat is read from the store and
+//! announced first.
 
+use super::cursors::{Cursor, ANNOUNCED, DELIVERED, EXISTED_AT_READY};
 use super::live::Session;
 use super::End;
-use crate::delivery::events::message_event;
+use crate::delivery::events::{chat_event, message_event};
 use crate::delivery::rooms::{Outbox, Outgoing};
 use crate::store::StoreError;
 use crate::ws::protocol::close;
@@ -19,6 +25,7 @@ use std::time::Instant;
 const CATCH_UP_CHUNK: i64 = 500;
 /// Frames written before a flush while draining a busy outbox.
 const WRITE_BURST: usize = 256;
+
 impl Session<'_> {
     /// Writes one item and whatever else is already queued, then flushes once.
     pub(super) async fn write_burst(
@@ -41,27 +48,141 @@ impl Session<'_> {
         match item {
             Outgoing::Event(frame) => self.writer.text(&frame).await?,
             Outgoing::Resync => Box::pin(self.resync()).await?,
-            Outgoing::Message { seq, .. } if seq < self.next_seq => {}
-            Outgoing::Message { seq, frame } => {
-                if seq > self.next_seq {
-                    Box::pin(self.replay_until(seq - 1)).await?;
+            Outgoing::Chat { chat, peer, frame } => {
+                if self.learn_chat(chat, peer) {
+                    self.writer.text(&frame).await?;
+                }
+            }
+            Outgoing::Message { chat, seq, frame } => {
+                let Some(next_seq) = self.cursor_for_message(chat).await? else {
+                    return Ok(());
+                };
+                if seq < next_seq {
+                    return Ok(());
+                }
+                if seq > next_seq {
+                    Box::pin(self.replay_until(chat, seq - 1)).await?;
                 }
                 self.writer.text(&frame).await?;
-                self.next_seq = seq + 1;
+                self.moved(chat, seq);
             }
         }
         Ok(())
     }
 
-    /// After the bus may have missed messages: catches up when the store holds
-    /// any from `next_seq` on. (A session's first catch-up needs no such check:
-    /// its handshake has just read `last_seq`.)
+    /// A `chat` event: whether to send it (the client has not heard of the
+    /// chat on this socket yet).
+    fn learn_chat(&mut self, chat: i64, peer: i64) -> bool {
+        match self.cursors.get_mut(chat) {
+            Some(cursor) if cursor.has(ANNOUNCED) => false,
+            Some(cursor) => {
+                cursor.flags |= ANNOUNCED;
+                cursor.peer = peer;
+                true
+            }
+            None => self.cursors.add(Cursor {
+                chat,
+                next_seq: 1,
+                peer,
+                flags: ANNOUNCED,
+            }),
+        }
+    }
+
+    /// The chat's `next_seq` for a message about to be written: a user socket
+    /// meets a chat created after its `ready` here when the message overtook
+    /// the chat's event, and announces it first. `None` when the message is
+    /// not for this socket.
+    async fn cursor_for_message(&mut self, chat: i64) -> Result<Option<i64>, End> {
+        let known = self.cursors.get(chat).copied();
+        let cursor = match known {
+            Some(cursor) => cursor,
+            None => {
+                let new = Cursor {
+                    chat,
+                    next_seq: 1,
+                    peer: 0,
+                    flags: 0,
+                };
+                if !self.cursors.add(new) {
+                    return Ok(None);
+                }
+                new
+            }
+        };
+        if !cursor.has(EXISTED_AT_READY | ANNOUNCED) {
+            Box::pin(self.announce(chat)).await?;
+        }
+        Ok(Some(cursor.next_seq))
+    }
+
+    /// Reads a chat created after `ready` from the store and sends its `chat`
+    /// event (its own event was lost on the bus, or is still on its way and
+    /// will be dropped).
+    pub(super) async fn announce(&mut self, chat: i64) -> Result<(), End> {
+        let found = self.state.store.chat(chat, self.user_id).await?;
+        if let Some(found) = &found {
+            self.writer.text(&chat_event(found)).await?;
+        }
+        if let Some(cursor) = self.cursors.get_mut(chat) {
+            cursor.flags |= ANNOUNCED;
+            if let Some(found) = found {
+                let other = found.participants.iter().find(|u| u.id != self.user_id);
+                cursor.peer = other.map_or(0, |u| u.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// After sending message `seq` of `chat`.
+    fn moved(&mut self, chat: i64, seq: i64) {
+        if let Some(cursor) = self.cursors.get_mut(chat) {
+            cursor.next_seq = seq + 1;
+            cursor.flags |= DELIVERED;
+        }
+    }
+
+    fn next_seq(&self, chat: i64) -> i64 {
+        self.cursors.get(chat).map_or(i64::MAX, |c| c.next_seq)
+    }
+
+    /// After the bus may have missed events: catches up every chat whose store
+    /// holds messages from its `next_seq` on, and (user sockets) announces
+    /// chats created meanwhile.
     async fn resync(&mut self) -> Result<(), End> {
-        let stored_through = self.stored_through().await?;
-        if stored_through >= self.next_seq {
-            self.replay_until(stored_through).await?;
+        if self.cursors.all_chats() {
+            self.resync_all().await?;
+        } else if let Some(chat) = self.cursors.only_chat() {
+            let stored_through = self.stored_through(chat).await?;
+            if stored_through >= self.next_seq(chat) {
+                self.replay_until(chat, stored_through).await?;
+            }
         }
         self.state.metrics.ws_resyncs.inc();
+        Ok(())
+    }
+
+    /// A user socket's resync: where every chat of the user stands, in one
+    /// statement.
+    async fn resync_all(&mut self) -> Result<(), End> {
+        let Some(positions) = self.state.store.positions(self.user_id).await? else {
+            return Ok(());
+        };
+        for position in positions.chats {
+            let chat = position.chat;
+            let new = Cursor {
+                chat,
+                next_seq: 1,
+                peer: position.peer,
+                flags: 0,
+            };
+            if self.cursors.add(new) {
+                self.announce(chat).await?;
+            }
+            if position.last_seq >= self.next_seq(chat) {
+                self.replay_until(chat, position.last_seq).await?;
+            }
+        }
         Ok(())
     }
 
@@ -72,33 +193,29 @@ impl Session<'_> {
     /// answer's statement starts after the question was asked, so it sees every
     /// message committed before the resync. `i64::MAX` when the chat is gone
     /// (the message read then tells).
-    async fn stored_through(&self) -> Result<i64, End> {
-        let (_, access) = self
-            .state
-            .reads
-            .lookups
-            .ask((self.user_id, self.chat_id))
-            .await?;
+    async fn stored_through(&self, chat: i64) -> Result<i64, End> {
+        let (_, access) = self.state.reads.lookups.ask((self.user_id, chat)).await?;
         Ok(access.map_or(i64::MAX, |access| access.last_seq))
     }
 
-    /// Sends the stored messages from `next_seq` through `last` (a catch-up
-    /// after a resume or a resync, or a gap), in chunks of at most
-    /// `CATCH_UP_CHUNK` messages and about `WS_CATCH_UP_BYTES` bytes, all
-    /// within `WS_CATCH_UP_TIMEOUT_SECS`: a socket that cannot take them that
-    /// fast is closed with 4008 (resumable), so many slow resuming sockets
-    /// hold bounded memory each, for a bounded time. Later messages reach the
-    /// outbox (the socket joined its room before `last` was read).
+    /// Sends the stored messages of `chat` from its `next_seq` through `last`
+    /// (a catch-up after a resume, a sync or a resync, or a gap), in chunks of
+    /// at most `CATCH_UP_CHUNK` messages and about `WS_CATCH_UP_BYTES` bytes,
+    /// all within `WS_CATCH_UP_TIMEOUT_SECS`: a socket that cannot take them
+    /// that fast is closed with 4008 (resumable), so many slow resuming
+    /// sockets hold bounded memory each, for a bounded time. Later messages
+    /// reach the outbox (the socket joined its room before `last` was read).
     ///
     /// Catch-up and gap filling are the rare paths; callers box their futures,
     /// which would otherwise add their size to every idle session's task.
-    pub(super) async fn replay_until(&mut self, last: i64) -> Result<(), End> {
+    pub(super) async fn replay_until(&mut self, chat: i64, last: i64) -> Result<(), End> {
         // Checked between messages, never by cancelling a write: a frame cut
         // half-way would leave no way to send the close.
         let deadline = Instant::now() + self.state.config.realtime.catch_up_timeout;
-        while self.next_seq <= last {
-            let to = last.min(self.next_seq.saturating_add(CATCH_UP_CHUNK - 1));
-            if self.replay(to, deadline).await? == 0 {
+        while self.next_seq(chat) <= last {
+            let from = self.next_seq(chat);
+            let to = last.min(from.saturating_add(CATCH_UP_CHUNK - 1));
+            if self.replay(chat, (from, to), deadline).await? == 0 {
                 return Err(End::Store(StoreError::Inconsistent(
                     "a committed message is missing",
                 )));
@@ -108,19 +225,24 @@ impl Session<'_> {
         Ok(())
     }
 
-    async fn replay(&mut self, to: i64, deadline: Instant) -> Result<i64, End> {
+    async fn replay(
+        &mut self,
+        chat: i64,
+        (from, to): (i64, i64),
+        deadline: Instant,
+    ) -> Result<i64, End> {
         let max_bytes = self.state.config.realtime.catch_up_bytes;
         let messages = self
             .state
             .store
-            .messages_between(self.chat_id, self.next_seq, to, max_bytes)
+            .messages_between(chat, from, to, max_bytes)
             .await?;
         for message in &messages {
             if Instant::now() > deadline {
                 return Err(End::Closed(close::SLOW_CONSUMER));
             }
             self.writer.text(&message_event(message)).await?;
-            self.next_seq = message.seq + 1;
+            self.moved(chat, message.seq);
         }
         Ok(messages.len() as i64)
     }

@@ -1,14 +1,14 @@
 //! Forged or foreign bus events: a node delivers only events that a node of
-//! its own deployment signed, for the chat of the channel they arrive on.
-//! Anything else published on a chat's Redis channel (an unsigned payload in
-//! the old form, another deployment's event under the same prefix, a genuine
-//! event replayed onto another chat's channel) reaches no socket.
+//! its own deployment signed, for the user of the channel they arrive on.
+//! Anything else published on a user's Redis channel (an unsigned payload,
+//! another deployment's event under the same prefix, a genuine event of other
+//! users replayed onto this user's channel) reaches no socket.
 
 use super::metric;
 use crate::helpers::{fresh_database, spawn_app_on, SECRET};
 use crate::ws_client::WsClient;
 use bytes::Bytes;
-use chat_server::delivery::bus::{channel, Wire};
+use chat_server::delivery::bus::{channel, Envelope, Wire};
 use chat_server::delivery::rooms::Published;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ fn forged_frame(chat: i64, content: &str) -> Bytes {
 }
 
 #[tokio::test]
-async fn only_events_signed_by_this_deployment_for_this_chat_are_delivered() {
+async fn only_events_signed_by_this_deployment_for_this_user_are_delivered() {
     let prefix = format!("test-{}", chat_server::digest::random_hex(6));
     let redis = redis_url();
     let vars = [
@@ -44,28 +44,31 @@ async fn only_events_signed_by_this_deployment_for_this_chat_are_delivered() {
         ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
     ];
     let app = spawn_app_on(&fresh_database(), &vars).await;
-    let (ann, _bob, chat) = app.pair().await;
+    let (ann, bob, chat) = app.pair().await;
+    let audience = [ann.id, bob.id];
     let mut ws = WsClient::connect(&app, chat, &ann.access, None).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // the subscription is made
 
-    let on_this_chat = channel(&prefix, chat);
-    let unsigned = [b"n1 1 ".as_slice(), &forged_frame(chat, "unsigned")].concat();
+    let on_this_chat = channel(&prefix, ann.id);
+    let unsigned = [b"n1 m 1 1 1 2 ".as_slice(), &forged_frame(chat, "unsigned")].concat();
     publish(&on_this_chat, &unsigned).await;
 
     let foreign = Wire::new("another deployment's secret-0123456789", "f1".into());
-    let theirs = Published {
+    let theirs = Envelope::from(Published {
         chat,
         seq: 1,
+        audience,
         frame: forged_frame(chat, "foreign"),
-    };
+    });
     publish(&on_this_chat, &foreign.encode(&theirs)).await;
 
     let ours = Wire::new(SECRET, "n2".into());
-    let elsewhere = Published {
-        chat: chat + 100,
+    let elsewhere = Envelope::from(Published {
+        chat,
         seq: 1,
+        audience: [bob.id, bob.id + 100],
         frame: forged_frame(chat, "moved"),
-    };
+    });
     publish(&on_this_chat, &ours.encode(&elsewhere)).await;
 
     let mut refused = 0.0;
@@ -82,11 +85,12 @@ async fn only_events_signed_by_this_deployment_for_this_chat_are_delivered() {
         "nothing reached the socket"
     );
 
-    let genuine = Published {
+    let genuine = Envelope::from(Published {
         chat,
         seq: 1,
+        audience,
         frame: forged_frame(chat, "signed here"),
-    };
+    });
     publish(&on_this_chat, &ours.encode(&genuine)).await;
     let delivered = ws.message().await;
     assert_eq!(

@@ -61,7 +61,7 @@ async fn typing_is_limited_per_user_across_sockets() {
     let seen = drain(&mut watcher, Duration::from_millis(500)).await;
     assert_eq!(
         seen,
-        [json!({"type": "typing", "user_id": ann.id})],
+        [json!({"type": "typing", "chat": chat, "user_id": ann.id})],
         "one typing event per interval, however many sockets"
     );
 }

@@ -1,0 +1,79 @@
+//! A user socket's `sync`: for each chat it names, every stored message after
+//! the client's `after_seq`, then live ones (the outbox holds them meanwhile).
+//! Where the chats stand is read once for the whole `sync`, after the socket
+//! joined its user's room, so the replay and the outbox meet with no gap;
+//! the cursor then drops what the replay already sent. A chat the user is not
+//! in, or one this socket has already delivered, gets an `error` naming it;
+//! the rest proceed.
+
+use super::client_events::EventHandler;
+use super::cursors::{Cursor, ANNOUNCED, DELIVERED};
+use super::live::Session;
+use super::End;
+use crate::delivery::events::EventError;
+use crate::store::ChatPosition;
+
+impl Session<'_> {
+    /// Acts on a `sync`; the first one also starts delivery from the outbox.
+    pub(super) async fn sync(
+        &mut self,
+        chats: Vec<(i64, i64)>,
+        events: &EventHandler<'_>,
+    ) -> Result<(), End> {
+        if !self.cursors.all_chats() {
+            let error = EventError::new("unknown_type", "sync is for the user socket (/ws/).");
+            events.refuse(error);
+            return Ok(());
+        }
+        let mut positions = match self.state.store.positions(self.user_id).await? {
+            Some(positions) => positions.chats,
+            None => Vec::new(),
+        };
+        positions.sort_unstable_by_key(|position| position.chat);
+        for (chat, after_seq) in chats {
+            let found = positions.binary_search_by_key(&chat, |p| p.chat);
+            match found {
+                Ok(at) => self.resume(positions[at], after_seq, events).await?,
+                Err(_) => events.refuse(events.outsider_error(chat).await),
+            }
+        }
+        self.holding = false;
+        Ok(())
+    }
+
+    /// Resumes one of the user's chats after `after_seq`, unless this socket
+    /// already delivered some of it.
+    async fn resume(
+        &mut self,
+        position: ChatPosition,
+        after_seq: i64,
+        events: &EventHandler<'_>,
+    ) -> Result<(), End> {
+        let chat = position.chat;
+        let next_seq = after_seq.saturating_add(1);
+        match self.cursors.get_mut(chat) {
+            Some(cursor) if cursor.has(DELIVERED) => {
+                let detail = "This chat is already live on this socket; sync names only chats \
+                              of which it has delivered nothing.";
+                events.refuse(EventError::new("already_live", detail).in_chat(chat));
+                return Ok(());
+            }
+            Some(cursor) => {
+                cursor.next_seq = next_seq;
+                cursor.flags |= ANNOUNCED;
+            }
+            None => {
+                self.cursors.add(Cursor {
+                    chat,
+                    next_seq,
+                    peer: position.peer,
+                    flags: ANNOUNCED,
+                });
+            }
+        }
+        if after_seq < position.last_seq {
+            self.replay_until(chat, position.last_seq).await?;
+        }
+        Ok(())
+    }
+}
