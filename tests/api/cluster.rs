@@ -7,13 +7,13 @@ use crate::ws_client::{Received, WsClient};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
 /// `n` in-process nodes on one fresh database and one Redis, with a channel
 /// prefix of their own (other tests share the Redis).
-async fn cluster(n: usize, redis: &str) -> Vec<TestApp> {
+pub(crate) async fn cluster(n: usize, redis: &str) -> Vec<TestApp> {
     let database = fresh_database();
     let prefix = format!("test-{}", chat_server::digest::random_hex(6));
     let mut nodes = Vec::with_capacity(n);
@@ -28,7 +28,7 @@ async fn cluster(n: usize, redis: &str) -> Vec<TestApp> {
 }
 
 /// Waits until every node reports its bus connected.
-async fn bus_ready(nodes: &[&TestApp]) {
+pub(crate) async fn bus_ready(nodes: &[&TestApp]) {
     for node in nodes {
         let reply = bus_state(node, "ok").await;
         assert_eq!(reply.body["bus"], "ok", "{}", reply.text);
@@ -36,7 +36,7 @@ async fn bus_ready(nodes: &[&TestApp]) {
 }
 
 /// Polls `/readyz` until the bus reports `state` (or 5 s pass); the last reply.
-async fn bus_state(node: &TestApp, state: &str) -> crate::helpers::Reply {
+pub(crate) async fn bus_state(node: &TestApp, state: &str) -> crate::helpers::Reply {
     let mut reply = node.get("/readyz", None).await;
     for _ in 0..100 {
         if reply.body["bus"] == state {
@@ -53,7 +53,7 @@ fn send_event(content: &str) -> Value {
 }
 
 /// Reads `n` messages; returns their seqs.
-async fn seqs(socket: &mut WsClient, n: usize) -> Vec<i64> {
+pub(crate) async fn seqs(socket: &mut WsClient, n: usize) -> Vec<i64> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         out.push(socket.message().await["seq"].as_i64().unwrap());
@@ -119,14 +119,14 @@ async fn concurrent_senders_on_different_nodes_are_seen_once_and_in_order_everyw
 }
 
 /// A Redis of this test's own, so it can be stopped and started.
-struct OwnRedis {
+pub(crate) struct OwnRedis {
     port: u16,
     child: Option<std::process::Child>,
     extra: Vec<String>,
 }
 
 impl OwnRedis {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with(&[])
     }
 
@@ -145,11 +145,11 @@ impl OwnRedis {
         redis
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         let child = std::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -175,7 +175,7 @@ impl OwnRedis {
         panic!("redis-server did not start");
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

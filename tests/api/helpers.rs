@@ -58,6 +58,21 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 /// Starts a server on a given database (several servers can share one).
 pub async fn spawn_app_on(database: &str, overrides: &[(&str, &str)]) -> TestApp {
     let (database, vars) = test_vars(database, overrides);
+    start_in_process(vars, database).await
+}
+
+/// Starts a server on the embedded store (a fresh data directory) and the
+/// in-process bus: no DATABASE_URL, no REDIS_URL.
+pub async fn spawn_embedded(overrides: &[(&str, &str)]) -> TestApp {
+    let (_, mut vars) = test_vars("unused", overrides);
+    vars.remove("DATABASE_URL");
+    let dir = std::env::temp_dir().join(format!("chat-test-{}", random_suffix()));
+    vars.insert("DATA_DIR".into(), dir.display().to_string());
+    start_in_process(vars, String::new()).await
+}
+
+/// Runs a server in this process on `vars`.
+async fn start_in_process(vars: HashMap<String, String>, database: String) -> TestApp {
     let config = Config::from_vars(vars).expect("test configuration is valid");
     let app = Application::build(config).await.expect("server starts");
     let addr = app.local_addr();

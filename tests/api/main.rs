@@ -15,6 +15,7 @@ mod limits;
 mod messages;
 mod store_ceiling_table;
 mod store_conformance;
+mod user_socket;
 mod users;
 mod ws;
 mod ws_client;

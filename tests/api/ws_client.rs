@@ -40,6 +40,30 @@ impl WsClient {
         Self::open(app, chat, token, after_seq, true).await
     }
 
+    /// A user socket (`/ws/?token=...`), before its `ready` is read.
+    pub async fn user(app: &TestApp, token: &str) -> WsClient {
+        let authority = app.addr.to_string();
+        let path = format!("/ws/?token={token}");
+        let ws = chat_client::connect(app.addr, &authority, &path, None)
+            .await
+            .expect("websocket handshake succeeds");
+        WsClient {
+            ws: FragmentCollector::new(ws),
+        }
+    }
+
+    /// A user socket that has read its `ready` and sent `sync` with `chats`
+    /// (`{"<chat id>": after_seq}`).
+    pub async fn user_synced(app: &TestApp, token: &str, chats: Value) -> WsClient {
+        let mut socket = Self::user(app, token).await;
+        let ready = socket.event().await;
+        assert_eq!(ready["type"], "ready", "{ready}");
+        socket
+            .send_json(&serde_json::json!({"type": "sync", "chats": chats}))
+            .await;
+        socket
+    }
+
     /// A client that never answers pings (a half-dead peer).
     pub async fn silent(app: &TestApp, chat: i64, token: &str) -> WsClient {
         Self::open(app, chat, token, None, false).await
@@ -129,6 +153,16 @@ impl WsClient {
             "expected a message event, got {event}"
         );
         event["data"].clone()
+    }
+
+    /// The next event of `kind`, skipping others (failing after `WAIT`).
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let event = self.event().await;
+            if event["type"] == kind {
+                return event;
+            }
+        }
     }
 
     /// Reads until the server closes; returns the close code.
