@@ -381,3 +381,148 @@ async fn a_client_that_never_syncs_is_closed_once_its_held_events_fill_the_outbo
     app.say_many(&bob, chat, 20, "held", "held").await;
     assert_eq!(socket.closed().await, 4008);
 }
+
+/// Across nodes (Redis between them): every event of both kinds of socket.
+mod across_nodes {
+    use super::{quiet, send};
+    use crate::cluster::{bus_ready, bus_state, cluster, redis_url, OwnRedis};
+    use crate::helpers::{fresh_database, spawn_app_on, spawn_process_on};
+    use crate::ws_client::{Received, WsClient};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn read_markers_typing_and_chats_cross_nodes_for_both_kinds_of_socket() {
+        let nodes = cluster(2, &redis_url()).await;
+        bus_ready(&[&nodes[0], &nodes[1]]).await;
+        let (ann, bob, chat) = nodes[0].pair().await;
+        let mut ann_user = WsClient::user_synced(&nodes[0], &ann.access, json!({})).await;
+        let mut ann_chat = WsClient::connect(&nodes[0], chat, &ann.access, None).await;
+        let mut bob_user = WsClient::user_synced(&nodes[1], &bob.access, json!({})).await;
+        let mut bob_chat = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await; // subscribed
+        bob_user.send_json(&send(chat, "over")).await;
+        for socket in [&mut ann_user, &mut ann_chat, &mut bob_user, &mut bob_chat] {
+            assert_eq!(socket.message().await["content"], "over");
+        }
+        ann_chat.send_json(&json!({"type": "read", "seq": 1})).await;
+        let read = json!({"type": "read", "chat": chat, "user_id": ann.id, "seq": 1});
+        assert_eq!(
+            bob_user.event().await,
+            read,
+            "per-chat read → other node's user socket"
+        );
+        assert_eq!(bob_chat.event().await, read, "and its per-chat socket");
+        assert_eq!(
+            ann_user.event().await,
+            read,
+            "and the reader's other socket"
+        );
+        bob_chat.send_json(&json!({"type": "typing"})).await;
+        let typing = json!({"type": "typing", "chat": chat, "user_id": bob.id});
+        assert_eq!(ann_user.event().await, typing);
+        assert_eq!(ann_chat.event().await, typing);
+        quiet(
+            &mut bob_user,
+            "typing is not echoed to the typist's devices",
+        )
+        .await;
+        let carol = nodes[1].user("carol").await;
+        let started = nodes[1].chat(&carol, &ann).await;
+        let announced = ann_user.event().await;
+        assert_eq!(
+            (&announced["type"], &announced["data"]["id"]),
+            (&json!("chat"), &json!(started))
+        );
+        quiet(&mut ann_chat, "per-chat sockets get no chat events").await;
+    }
+
+    #[tokio::test]
+    async fn one_user_with_sockets_on_two_nodes_stays_in_step() {
+        let nodes = cluster(2, &redis_url()).await;
+        bus_ready(&[&nodes[0], &nodes[1]]).await;
+        let (ann, bob, chat) = nodes[0].pair().await;
+        let mut phone = WsClient::user_synced(&nodes[0], &ann.access, json!({})).await;
+        let mut laptop = WsClient::user_synced(&nodes[1], &ann.access, json!({})).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        phone.send_json(&send(chat, "from the phone")).await;
+        assert_eq!(phone.message().await["seq"], 1);
+        assert_eq!(laptop.message().await["content"], "from the phone");
+        nodes[0].say(&bob, chat, "to both").await;
+        assert_eq!(phone.message().await["seq"], 2);
+        assert_eq!(laptop.message().await["seq"], 2);
+        laptop
+            .send_json(&json!({"type": "read", "chat": chat, "seq": 2}))
+            .await;
+        assert_eq!(
+            phone.next_of("read").await["seq"],
+            2,
+            "devices stay in step"
+        );
+        quiet(&mut laptop, "once each, nothing back to the reader").await;
+    }
+
+    /// A user socket on a node that is killed, while Redis restarts under a
+    /// stream of messages: reconnected on the survivor, `sync` with the last
+    /// seq it saw brings everything, once, in order; a chat created meanwhile
+    /// is in the chat list.
+    #[tokio::test]
+    async fn after_a_redis_restart_and_a_node_kill_sync_finds_everything() {
+        let mut redis = OwnRedis::start();
+        let database = fresh_database();
+        let prefix = format!("test-{}", chat_server::digest::random_hex(6));
+        let url = redis.url();
+        let overrides = [
+            ("REDIS_URL", url.as_str()),
+            ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
+        ];
+        let mut doomed = spawn_process_on(&database, &overrides).await;
+        let survivor = spawn_app_on(&database, &overrides).await;
+        bus_ready(&[&survivor, &doomed]).await;
+        let (ann, bob, chat) = survivor.pair().await;
+        let mut socket = WsClient::user_synced(&doomed, &ann.access, json!({})).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut seen = Vec::new();
+        for i in 0..30 {
+            if i == 10 {
+                redis.kill();
+                bus_state(&doomed, "disconnected").await;
+            }
+            if i == 20 {
+                redis.restart();
+            }
+            survivor.say(&bob, chat, &format!("m{i}")).await;
+        }
+        bus_state(&doomed, "ok").await;
+        while seen.len() < 30 {
+            seen.push(socket.message().await["seq"].as_i64().unwrap());
+        }
+        assert_eq!(seen, (1..=30).collect::<Vec<_>>(), "through the restart");
+        doomed.process.as_mut().unwrap().start_kill().unwrap();
+        doomed.process.as_mut().unwrap().wait().await.unwrap();
+        assert!(matches!(socket.recv().await, Received::Close(_)));
+        for i in 30..40 {
+            survivor.say(&bob, chat, &format!("m{i}")).await;
+        }
+        let carol = survivor.user("carol").await;
+        let missed = survivor.chat(&carol, &ann).await;
+        survivor.say(&carol, missed, "while away").await;
+        let cursors = json!({chat.to_string(): 30});
+        let mut socket = WsClient::user_synced(&survivor, &ann.access, cursors).await;
+        let rest: Vec<i64> = {
+            let mut rest = Vec::new();
+            while rest.len() < 10 {
+                rest.push(socket.message().await["seq"].as_i64().unwrap());
+            }
+            rest
+        };
+        assert_eq!(rest, (31..=40).collect::<Vec<_>>());
+        quiet(&mut socket, "nothing twice").await;
+        let list = survivor.get("/api/chat/chats/", Some(&ann.access)).await;
+        let first = &list.expect(200)[0];
+        assert_eq!(
+            (&first["id"], &first["last_seq"], &first["unread_count"]),
+            (&json!(missed), &json!(1), &json!(1)),
+            "the chat created while away leads the list"
+        );
+    }
+}
