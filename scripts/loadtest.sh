@@ -9,7 +9,7 @@
 # commits); given both, nothing is built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: scripts/loadtest.sh <chat|connect|rest|verify> [flags]}; shift
+scenario=${1:?usage: scripts/loadtest.sh <chat|inbox|connect|rest|verify> [flags]}; shift
 
 [[ -n ${SERVER_BIN:-} && -n ${LOADTEST_BIN:-} ]] || cargo build -q --release -p chat-server -p loadtest
 PG=${PG:-"postgres://postgres@127.0.0.1:5432"}
@@ -40,6 +40,6 @@ for n in $(seq "$nodes"); do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
 done
 extra=()
-[[ $scenario == connect || $scenario == chat || $scenario == rest ]] && extra=(--server-pid "$(IFS=,; echo "${pids[*]}")")
+[[ $scenario == connect || $scenario == chat || $scenario == inbox || $scenario == rest ]] && extra=(--server-pid "$(IFS=,; echo "${pids[*]}")")
 url=$(IFS=,; echo "${urls[*]}")
 "${LOADTEST_BIN:-target/release/loadtest}" "$scenario" --url "$url" "${extra[@]}" "$@"

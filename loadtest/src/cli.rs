@@ -18,6 +18,9 @@ pub enum Scenario {
     /// N pairs chatting over WebSockets: delivered messages/s, end-to-end latency,
     /// and a check that the store holds exactly what was acknowledged.
     Chat(ChatArgs),
+    /// U users with C chats each, one user socket per user; senders write to
+    /// random chats of theirs: delivered msg/s, latency, stored = acknowledged.
+    Inbox(InboxArgs),
     /// Hold N idle authenticated sockets: connect rate, RSS per connection.
     Connect(ConnectArgs),
     /// REST sends and history reads: throughput and latency.
@@ -46,6 +49,7 @@ impl Scenario {
     pub fn output(&self) -> Option<&Output> {
         match self {
             Scenario::Chat(args) => Some(&args.output),
+            Scenario::Inbox(args) => Some(&args.output),
             Scenario::Connect(args) => Some(&args.output),
             Scenario::Rest(args) => Some(&args.output),
             Scenario::Verify(args) => Some(&args.output),
@@ -131,6 +135,32 @@ pub struct ChatArgs {
 }
 
 #[derive(Args)]
+pub struct InboxArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub output: Output,
+    /// Users, each with one user socket.
+    #[arg(long, default_value_t = 2_000)]
+    pub users: usize,
+    /// Chats per user (even: half started by the user, half by others).
+    #[arg(long, default_value_t = 20)]
+    pub chats_per_user: usize,
+    /// How many of the users send (to a random chat of theirs each time);
+    /// every user receives.
+    #[arg(long, default_value_t = 100)]
+    pub senders: usize,
+    /// Messages each sender keeps in flight (sent, not yet acknowledged).
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
+    /// Message content size in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    #[command(flatten)]
+    pub server: ServerProcesses,
+}
+
+#[derive(Args)]
 pub struct ConnectArgs {
     #[command(flatten)]
     pub target: Target,
@@ -153,6 +183,14 @@ pub struct ConnectArgs {
     /// share), for more sockets than one process may have files.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub processes: u16,
+    /// Open user sockets (`/ws/`, each sending an empty `sync` once open)
+    /// instead of per-chat sockets, for users with `--chats-per-user` chats
+    /// each (bulk setup only).
+    #[arg(long)]
+    pub user_sockets: bool,
+    /// With `--user-sockets`: each user's chats.
+    #[arg(long, default_value_t = 100)]
+    pub chats_per_user: usize,
 }
 
 #[derive(Args)]

@@ -132,6 +132,32 @@ impl Figures for ChatFigures {
 }
 
 /// `connect` (and the connect ceiling).
+/// `inbox`: user sockets, many chats per user.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InboxFigures {
+    #[serde(flatten)]
+    pub machine: Machine,
+    pub server_cpu_per_message_us: Option<f64>,
+    pub database_cpu_per_message_us: Option<f64>,
+    pub tool_cpu_per_message_us: Option<f64>,
+    pub sent: u64,
+    pub acknowledged: u64,
+    pub stored: Option<u64>,
+    pub users: u64,
+    pub chats_per_user: u64,
+    pub senders: u64,
+    pub window: u64,
+    pub nodes: u64,
+}
+
+impl Figures for InboxFigures {
+    fn store_disagrees(&self) -> bool {
+        self.stored
+            .is_some_and(|stored| stored != self.acknowledged)
+    }
+}
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConnectFigures {

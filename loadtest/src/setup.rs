@@ -70,28 +70,9 @@ pub async fn pairs(target: &Target, endpoint: &Endpoint, n: usize) -> Result<Vec
 async fn bulk_pairs(database_url: &str, secret: &str, run: &str, n: usize) -> Result<Vec<Pair>> {
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
-    let hasher = chat_server::auth::password::PasswordHasher::new(19 * 1024, 2, 1)?;
-    let hash = hasher.hash(PASSWORD.to_owned()).await?;
-    let rows = client
-        .query(
-            "INSERT INTO users (email, password_hash, full_name)
-             SELECT 'lt-' || $1 || '-' || g || '@load.test', $2, 'Load ' || g
-             FROM generate_series(1, $3::int) g RETURNING id",
-            &[&run, &hash, &((n * 2) as i32)],
-        )
-        .await?;
-    let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    ids.sort_unstable();
+    let ids = insert_users(&client, run, n * 2).await?;
     let (lows, highs): (Vec<i64>, Vec<i64>) = ids.chunks(2).map(|p| (p[0], p[1])).unzip();
-    let rows = client
-        .query(
-            "INSERT INTO chats (pair_key, user_low, user_high)
-             SELECT encode(sha256(convert_to('pair:' || l || ':' || h, 'UTF8')), 'hex'), l, h
-             FROM unnest($1::bigint[], $2::bigint[]) AS t(l, h)
-             RETURNING id, user_low",
-            &[&lows, &highs],
-        )
-        .await?;
+    let rows = insert_chats(&client, &lows, &highs).await?;
     let tokens = TokenService::new(
         secret,
         Duration::from_secs(86_400),
@@ -101,19 +82,106 @@ async fn bulk_pairs(database_url: &str, secret: &str, run: &str, n: usize) -> Re
         id,
         token: tokens.issue(id, TokenType::Access),
     };
-    let high_of: std::collections::HashMap<i64, i64> =
-        lows.iter().copied().zip(highs.iter().copied()).collect();
     Ok(rows
         .iter()
-        .map(|row| {
-            let low: i64 = row.get(1);
-            Pair {
-                chat: row.get(0),
-                a: account(low),
-                b: account(high_of[&low]),
-            }
+        .map(|row| Pair {
+            chat: row.get(0),
+            a: account(row.get(1)),
+            b: account(row.get(2)),
         })
         .collect())
+}
+
+/// A user with chats: its account and, per chat, the chat and the other user.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    pub account: Account,
+    pub chats: Vec<(i64, i64)>,
+}
+
+/// `users` fresh users, each in `chats_per_user` chats (rounded down to even):
+/// user `i` chats with users `i ± 1 ..= i ± chats_per_user / 2` (mod `users`).
+/// Bulk only (the server's DATABASE_URL and SECRET_KEY): two statements per
+/// 50,000 chats.
+pub async fn inboxes(target: &Target, users: usize, chats_per_user: usize) -> Result<Vec<Inbox>> {
+    let (Some(url), Some(secret), Routes::Ours) =
+        (&target.database_url, &target.secret_key, target.routes)
+    else {
+        return Err("inboxes need the server's DATABASE_URL and SECRET_KEY (bulk setup)".into());
+    };
+    let half = chats_per_user / 2;
+    if users < 2 * half + 1 {
+        return Err(format!("{users} users cannot each have {chats_per_user} chats").into());
+    }
+    let run = chat_server::digest::random_hex(4);
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let ids = insert_users(&client, &run, users).await?;
+    let pairs: Vec<(i64, i64)> = (0..users)
+        .flat_map(|i| (1..=half).map(move |k| (i, (i + k) % users)))
+        .map(|(i, j)| (ids[i].min(ids[j]), ids[i].max(ids[j])))
+        .collect();
+    let tokens = TokenService::new(
+        secret,
+        Duration::from_secs(86_400),
+        Duration::from_secs(86_400),
+    );
+    let mut inboxes: Vec<Inbox> = ids
+        .iter()
+        .map(|&id| Inbox {
+            account: Account {
+                id,
+                token: tokens.issue(id, TokenType::Access),
+            },
+            chats: Vec::with_capacity(2 * half),
+        })
+        .collect();
+    let index_of: std::collections::HashMap<i64, usize> =
+        ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    for chunk in pairs.chunks(50_000) {
+        let (lows, highs): (Vec<i64>, Vec<i64>) = chunk.iter().copied().unzip();
+        for row in insert_chats(&client, &lows, &highs).await? {
+            let (chat, low, high): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            inboxes[index_of[&low]].chats.push((chat, high));
+            inboxes[index_of[&high]].chats.push((chat, low));
+        }
+    }
+    Ok(inboxes)
+}
+
+/// `n` users sharing one password hash; their ids, ascending.
+async fn insert_users(client: &tokio_postgres::Client, run: &str, n: usize) -> Result<Vec<i64>> {
+    let hasher = chat_server::auth::password::PasswordHasher::new(19 * 1024, 2, 1)?;
+    let hash = hasher.hash(PASSWORD.to_owned()).await?;
+    let rows = client
+        .query(
+            "INSERT INTO users (email, password_hash, full_name)
+             SELECT 'lt-' || $1 || '-' || g || '@load.test', $2, 'Load ' || g
+             FROM generate_series(1, $3::int) g RETURNING id",
+            &[&run, &hash, &(n as i32)],
+        )
+        .await?;
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Chats of `lows[i]` and `highs[i]` with the server's pair keys; rows of
+/// (id, user_low, user_high).
+async fn insert_chats(
+    client: &tokio_postgres::Client,
+    lows: &[i64],
+    highs: &[i64],
+) -> Result<Vec<tokio_postgres::Row>> {
+    Ok(client
+        .query(
+            "INSERT INTO chats (pair_key, user_low, user_high)
+             SELECT encode(sha256(convert_to('pair:' || l || ':' || h, 'UTF8')), 'hex'), l, h
+             FROM unnest($1::bigint[], $2::bigint[]) AS t(l, h)
+             RETURNING id, user_low, user_high",
+            &[&lows, &highs],
+        )
+        .await?)
 }
 
 /// Registers, logs in and starts chats through the API (slow: one argon2 hash

@@ -44,6 +44,24 @@ impl IdleSocket {
     /// reader, with its buffer, exists only while a frame is being read and a
     /// writer only while a pong is sent.
     pub async fn hold(self) {
+        self.hold_from(false).await
+    }
+
+    /// [`IdleSocket::hold`] for a user socket: its empty `sync` goes first,
+    /// so the socket is live (not holding its events) while it idles.
+    pub async fn hold_synced(self) {
+        self.hold_from(true).await
+    }
+
+    async fn hold_from(self, sync_first: bool) {
+        if sync_first {
+            let mut writer = FrameWriter::client(&self.socket, 256, Duration::from_secs(5));
+            let sync = Bytes::from_static(br#"{"type":"sync","chats":{}}"#);
+            let synced = writer.text(&sync).await;
+            if synced.is_err() || writer.flush().await.is_err() {
+                return;
+            }
+        }
         let mut reader = MessageReader::client(&self.socket, self.read_ahead, 1 << 20);
         while let Ok(inbound) = reader.next().await {
             match inbound {
@@ -120,6 +138,33 @@ fn compact_message_fields(bytes: &[u8]) -> Option<(Option<i64>, Cow<'_, str>)> {
     Some((Some(seq), Cow::Borrowed(content)))
 }
 
+/// A message event's chat, read like its `seq` (the server's compact shape,
+/// else a full parse).
+pub fn message_chat(bytes: &[u8]) -> Option<i64> {
+    if let Some(data) = bytes.strip_prefix(br#"{"type":"message","data":{"#) {
+        if let Some(at) = find(data, br#""chat":"#) {
+            let digits = &data[at..];
+            let end = digits
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .unwrap_or(digits.len());
+            if let Some(chat) = std::str::from_utf8(&digits[..end])
+                .ok()
+                .and_then(|d| d.parse().ok())
+            {
+                return Some(chat);
+            }
+        }
+    }
+    let event: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    event["data"]["chat"].as_i64()
+}
+
+/// `/ws/?token=..`: a user socket.
+pub fn user_path(token: &str) -> String {
+    format!("/ws/?token={token}")
+}
+
 /// Where `needle` ends in `haystack`. (A byte-by-byte window search here was
 /// a tenth of the tool's CPU in `chat`.)
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -129,8 +174,19 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// A `message.send` event, written straight into its frame's buffer (the
 /// strings escaped as JSON requires) rather than through a `serde_json::Value`.
 pub fn send_frame(content: &str, client_msg_id: &str) -> Frame<'static> {
-    let mut body = Vec::with_capacity(content.len() + client_msg_id.len() + 56);
-    body.extend_from_slice(br#"{"type":"message.send","content":"#);
+    send_frame_in(None, content, client_msg_id)
+}
+
+/// A `message.send` event naming its chat (a user socket's), or not.
+pub fn send_frame_in(chat: Option<i64>, content: &str, client_msg_id: &str) -> Frame<'static> {
+    let mut body = Vec::with_capacity(content.len() + client_msg_id.len() + 80);
+    body.extend_from_slice(br#"{"type":"message.send","#);
+    if let Some(chat) = chat {
+        body.extend_from_slice(br#""chat":"#);
+        chat_server::json::append(&mut body, &chat);
+        body.push(b',');
+    }
+    body.extend_from_slice(br#""content":"#);
     chat_server::json::append(&mut body, content);
     body.extend_from_slice(br#","client_msg_id":"#);
     chat_server::json::append(&mut body, client_msg_id);
@@ -162,6 +218,20 @@ mod tests {
             event,
             serde_json::json!({"type": "message.send", "content": "say \"hi\"\n\\ é", "client_msg_id": "c-1"})
         );
+    }
+
+    #[test]
+    fn a_user_sockets_send_names_its_chat_and_a_message_events_chat_is_read() {
+        let frame = super::send_frame_in(Some(7), "x", "c");
+        let event: serde_json::Value = serde_json::from_slice(&frame.payload).unwrap();
+        assert_eq!(
+            event,
+            serde_json::json!({"type": "message.send", "chat": 7, "content": "x", "client_msg_id": "c"})
+        );
+        let compact = br#"{"type":"message","data":{"id":3,"chat":42,"seq":1,"content":"a"}}"#;
+        assert_eq!(super::message_chat(compact), Some(42));
+        let spaced = br#"{"type": "message", "data": {"seq": 1, "chat": 9}}"#;
+        assert_eq!(super::message_chat(spaced), Some(9));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod chat;
 mod client;
 mod connect;
 mod echo;
+mod inbox;
 mod rest;
 mod store;
 mod verify;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<Option<Faults>> {
             return Ok(None);
         }
         Scenario::Chat(args) => finish(chat::run(args).await?, output)?,
+        Scenario::Inbox(args) => finish(inbox::run(args).await?, output)?,
         Scenario::Connect(args) => finish(connect::run(args).await?, output)?,
         Scenario::Rest(args) => finish(rest::run(args).await?, output)?,
         Scenario::Verify(args) => finish(verify::run(args).await?, output)?,

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "read_markers_in_chats",
         sql: include_str!("migrations/0007_read_markers_in_chats.sql"),
     },
+    Migration {
+        version: 8,
+        name: "chats_fillfactor",
+        sql: include_str!("migrations/0008_chats_fillfactor.sql"),
+    },
 ];
 
 /// Arbitrary constant naming this server's migration lock.

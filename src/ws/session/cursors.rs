@@ -8,7 +8,8 @@
 use crate::store::ChatPosition;
 
 /// The chat existed when the socket's `ready` was sent: its messages up to
-/// then are history, and it gets no `chat` event unless one was in flight.
+/// then are history, and it gets no `chat` event (the chat list read after
+/// `ready` has it).
 pub(super) const EXISTED_AT_READY: u8 = 1;
 /// The client knows of the chat: a `chat` event was sent, or the client named
 /// it in a `sync`.

@@ -70,11 +70,13 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// A `chat` event: whether to send it (the client has not heard of the
-    /// chat on this socket yet).
+    /// A `chat` event: whether to send it (the chat was created after
+    /// `ready`, and the client has not heard of it on this socket yet). A chat
+    /// that existed at `ready` is in the chat list a client reads after it;
+    /// its creation's event may still reach the socket late from the bus.
     fn learn_chat(&mut self, chat: i64, peer: i64) -> bool {
         match self.cursors.get_mut(chat) {
-            Some(cursor) if cursor.has(ANNOUNCED) => false,
+            Some(cursor) if cursor.has(ANNOUNCED | EXISTED_AT_READY) => false,
             Some(cursor) => {
                 cursor.flags |= ANNOUNCED;
                 cursor.peer = peer;

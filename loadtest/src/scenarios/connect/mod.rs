@@ -8,7 +8,9 @@
 //! run as a process of its own, instead: the connect rate of this machine and
 //! client with a server that only upgrades (no token, no membership query, no
 //! room), and what such a server holds per socket. With `--processes K` the
-//! sockets are opened by K worker processes (see `spread`).
+//! sockets are opened by K worker processes (see `spread`). With
+//! `--user-sockets` they are user sockets (`/ws/`) of users with
+//! `--chats-per-user` chats each (`connect-user`).
 
 mod spread;
 mod storm;
@@ -56,6 +58,8 @@ pub async fn run(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
 fn scenario_name(args: &ConnectArgs) -> &'static str {
     if args.ceiling {
         "connect-ceiling"
+    } else if args.user_sockets {
+        "connect-user"
     } else {
         "connect"
     }
@@ -83,7 +87,11 @@ impl Target {
             });
         }
         let endpoints = Endpoint::resolve_all(&args.target.url).await?;
-        let paths = authenticated_paths(&args.target, &endpoints[0], connections).await?;
+        let paths = if args.user_sockets {
+            user_socket_paths(&args.target, connections, args.chats_per_user).await?
+        } else {
+            authenticated_paths(&args.target, &endpoints[0], connections).await?
+        };
         Ok(Target {
             endpoints,
             paths,
@@ -166,6 +174,20 @@ async fn authenticated_paths(
         ws::chat_path(pair.chat, &account.token, None)
     });
     Ok(paths.collect())
+}
+
+/// Each socket's path: a user socket per user, each user in `chats_per_user`
+/// chats.
+async fn user_socket_paths(
+    target: &cli::Target,
+    connections: usize,
+    chats_per_user: usize,
+) -> Result<Vec<String>> {
+    let inboxes = setup::inboxes(target, connections, chats_per_user).await?;
+    Ok(inboxes
+        .iter()
+        .map(|inbox| ws::user_path(&inbox.account.token))
+        .collect())
 }
 
 /// The servers' resident memory (summed over their processes) at three points,

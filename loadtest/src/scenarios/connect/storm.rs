@@ -62,7 +62,11 @@ impl Storm {
                         drop(permit);
                         held.fetch_add(1, Ordering::Relaxed);
                         let _ = opened.send(Some(started.elapsed()));
-                        socket.hold().await;
+                        if path.starts_with("/ws/?") {
+                            socket.hold_synced().await;
+                        } else {
+                            socket.hold().await;
+                        }
                         held.fetch_sub(1, Ordering::Relaxed);
                     }
                     Err(_) => {
