@@ -8,8 +8,10 @@
 #   scripts/targets.sh                   # release build, the targets' own sizes
 #   DURATION=5 scripts/targets.sh        # shorter runs
 # The reports stay in $TARGETS_OUT (default: a new /tmp/chat-targets.* directory).
-# Sizes: PAIRS (100), WINDOW (16), RATE (10000), CONCURRENCY (64),
-# CONNECTIONS (50000), DURATION (10 s per scenario; rest runs it per phase),
+# Sizes: PAIRS (100; also inbox's senders), WINDOW (16), RATE (10000), CONCURRENCY (64),
+# CONNECTIONS (50000; per-chat and user sockets alike), USERS (2000) and
+# CHATS_PER_USER (20) for inbox, USER_SOCKET_CHATS (100) for connect-user,
+# DURATION (10 s per scenario; rest runs it per phase),
 # HOLD (8 s: how long connect holds its sockets; the servers ping every PING_SECS,
 # default 3, so the memory read at the end of the hold is after a ping round).
 # STRICT=1 exits non-zero when a target is not met.
@@ -28,6 +30,7 @@ out=${TARGETS_OUT:-$(mktemp -d /tmp/chat-targets.XXXXXX)}
 mkdir -p "$out"
 duration=${DURATION:-10} pairs=${PAIRS:-100} window=${WINDOW:-16} rate=${RATE:-10000}
 concurrency=${CONCURRENCY:-64} connections=${CONNECTIONS:-50000} hold=${HOLD:-8} ping=${PING_SECS:-3}
+users=${USERS:-2000} chats=${CHATS_PER_USER:-20} user_chats=${USER_SOCKET_CHATS:-100}
 
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 limit=$(ulimit -n)
@@ -53,9 +56,12 @@ run echo "$LOADTEST_BIN" echo --connections "$pairs" --window "$window" --durati
 run store-ceiling "$LOADTEST_BIN" store-ceiling --database-url "$PG/postgres" --duration "$duration"
 run chat scripts/loadtest.sh chat --pairs "$pairs" --window "$window" --duration "$duration"
 run chat-rate scripts/loadtest.sh chat --pairs "$pairs" --window "$window" --rate "$rate" --duration "$duration"
+run inbox scripts/loadtest.sh inbox --users "$users" --chats-per-user "$chats" --senders "$pairs" --window "$window" --duration "$duration"
 run rest scripts/loadtest.sh rest --concurrency "$concurrency" --duration "$duration"
 run connect env NODES="$processes" WS_PING_INTERVAL_SECS="$ping" scripts/loadtest.sh connect --connections "$connections" \
   --processes "$processes" --duration "$hold"
+run connect-user env NODES="$processes" WS_PING_INTERVAL_SECS="$ping" scripts/loadtest.sh connect --user-sockets \
+  --chats-per-user "$user_chats" --connections "$connections" --processes "$processes" --duration "$hold"
 run connect-ceiling "$LOADTEST_BIN" connect --ceiling --connections "$connections" \
   --processes "$processes" --duration "$hold"
 

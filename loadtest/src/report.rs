@@ -178,6 +178,8 @@ pub struct ConnectFigures {
     pub bus_cpu_per_connection_us: Option<f64>,
     /// Worker processes the sockets were spread over.
     pub processes: Option<u64>,
+    /// User sockets: each user's chats.
+    pub chats_per_user: Option<u64>,
 }
 
 impl Figures for ConnectFigures {}

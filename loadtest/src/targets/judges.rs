@@ -147,3 +147,66 @@ fn rest(target: &Target, run: &Run<'_>, rate_of: fn(&Report<RestFigures>) -> f64
         rate >= target.bound,
     )
 }
+
+/// The inbox's delivered msg/s against the chat scenario's of the same run.
+pub fn inbox_to_chat(target: &Target, run: &Run<'_>) -> Verdict {
+    let (Some(inbox), Some(chat)) = (&run.reports.inbox, &run.reports.chat) else {
+        return Verdict::not_run(target.text);
+    };
+    let (a, b) = (inbox.delivered_per_s, chat.delivered_per_s);
+    let r = if b > 0.0 { a / b } else { 0.0 };
+    let figures = &inbox.figures;
+    let measured = format!(
+        "{r:.2} ({} / {} msg/s; {} users × {} chats; stored {}, acknowledged {})",
+        whole(a),
+        whole(b),
+        whole(figures.users as f64),
+        figures.chats_per_user,
+        figures.stored.map_or("?".into(), |n| whole(n as f64)),
+        whole(figures.acknowledged as f64)
+    );
+    let failed = [inbox.failed(), chat.failed()];
+    judged(target.text, &failed, measured, r >= target.bound)
+}
+
+/// The user-socket storm's rate against the per-chat one of the same run;
+/// every socket asked for must be held.
+pub fn user_connect_rate(target: &Target, run: &Run<'_>) -> Verdict {
+    let (Some(users), Some(chats)) = (&run.reports.connect_user, &run.reports.connect) else {
+        return Verdict::not_run(target.text);
+    };
+    let (a, b) = (users.figures.connect_per_s, chats.figures.connect_per_s);
+    let r = if b > 0.0 { a / b } else { 0.0 };
+    let held = users.figures.connections_held;
+    let measured = format!(
+        "{r:.2} ({}/s / {}/s; {} held)",
+        whole(a),
+        whole(b),
+        whole(held as f64)
+    );
+    let met = r >= target.bound && held >= run.connections;
+    judged(
+        target.text,
+        &[users.failed(), chats.failed()],
+        measured,
+        met,
+    )
+}
+
+/// A user socket's memory at the end of the hold against 4 KiB plus the
+/// allowance per chat of its user.
+pub fn user_connect_memory(target: &Target, run: &Run<'_>) -> Verdict {
+    let Some(users) = &run.reports.connect_user else {
+        return Verdict::not_run(target.text);
+    };
+    let chats = users.figures.chats_per_user.unwrap_or(0) as f64;
+    let bound = target.bound + target.at * chats;
+    let end_of_hold = users.figures.rss_per_connection_end_of_hold_bytes;
+    let measured = format!(
+        "{} B at the end of the hold, {chats} chats each (bound {} B)",
+        end_of_hold.map_or("?".into(), whole),
+        whole(bound)
+    );
+    let met = end_of_hold.is_some_and(|bytes| bytes <= bound);
+    judged(target.text, &[users.failed()], measured, met)
+}

@@ -27,7 +27,8 @@ pub struct Target {
     pub text: &'static str,
     /// The figure to reach (a rate, a ratio, milliseconds or bytes).
     pub bound: f64,
-    /// For a latency target, the load it is measured at (msg/s offered).
+    /// For a latency target, the load it is measured at (msg/s offered); for
+    /// a user socket's memory, the bytes allowed per chat of its user.
     pub at: f64,
     pub judge: fn(&Target, &Run<'_>) -> Verdict,
 }
@@ -47,7 +48,7 @@ impl Target {
 }
 
 /// The throughput targets, in the order the table lists them.
-pub const TARGETS: [Target; 8] = [
+pub const TARGETS: [Target; 11] = [
     Target {
         text: "chat ≥ 100,000 delivered msg/s, nothing lost",
         bound: 100_000.0,
@@ -83,6 +84,24 @@ pub const TARGETS: [Target; 8] = [
         bound: 4096.0,
         at: 0.0,
         judge: judges::connect_memory,
+    },
+    Target {
+        text: "inbox (user sockets) ≥ 0.9× chat's delivered msg/s (same run), nothing lost",
+        bound: 0.9,
+        at: 0.0,
+        judge: judges::inbox_to_chat,
+    },
+    Target {
+        text: "connect user sockets (100 chats each) ≥ 0.8× connect's rate (same run)",
+        bound: 0.8,
+        at: 0.0,
+        judge: judges::user_connect_rate,
+    },
+    Target {
+        text: "connect ≤ 4 KiB + 64 B per chat server RSS per idle user socket",
+        bound: 4096.0,
+        at: 64.0,
+        judge: judges::user_connect_memory,
     },
     Target {
         text: "rest sends ≥ 30,000/s",

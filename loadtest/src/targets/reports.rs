@@ -2,7 +2,8 @@
 //! is a scenario that did not run.
 
 use crate::report::{
-    ChatFigures, ConnectFigures, EchoFigures, Figures, Report, RestFigures, StoreFigures,
+    ChatFigures, ConnectFigures, EchoFigures, Figures, InboxFigures, Report, RestFigures,
+    StoreFigures,
 };
 use crate::Result;
 use std::path::Path;
@@ -17,6 +18,8 @@ pub struct Reports {
     pub rest: Option<Report<RestFigures>>,
     pub connect: Option<Report<ConnectFigures>>,
     pub connect_ceiling: Option<Report<ConnectFigures>>,
+    pub inbox: Option<Report<InboxFigures>>,
+    pub connect_user: Option<Report<ConnectFigures>>,
 }
 
 impl Reports {
@@ -30,6 +33,8 @@ impl Reports {
             rest: read(dir, "rest")?,
             connect: read(dir, "connect")?,
             connect_ceiling: read(dir, "connect-ceiling")?,
+            inbox: read(dir, "inbox")?,
+            connect_user: read(dir, "connect-user")?,
         })
     }
 }

@@ -4,7 +4,8 @@
 use super::verdict::{table, whole};
 use super::*;
 use crate::report::{
-    ChatFigures, ConnectFigures, EchoFigures, Figures, Report, RestFigures, StoreFigures,
+    ChatFigures, ConnectFigures, EchoFigures, Figures, InboxFigures, Report, RestFigures,
+    StoreFigures,
 };
 
 fn report<F: Figures>(delivered_per_s: f64, figures: F) -> Option<Report<F>> {
@@ -64,6 +65,26 @@ fn full_run() -> Reports {
                 ..ConnectFigures::default()
             },
         ),
+        inbox: report(
+            140_000.0,
+            InboxFigures {
+                stored: Some(1_400_000),
+                acknowledged: 1_400_000,
+                users: 2_000,
+                chats_per_user: 20,
+                ..InboxFigures::default()
+            },
+        ),
+        connect_user: report(
+            0.0,
+            ConnectFigures {
+                connect_per_s: 14_000.0,
+                connections_held: 50_000,
+                rss_per_connection_end_of_hold_bytes: Some(10_600.0),
+                chats_per_user: Some(100),
+                ..ConnectFigures::default()
+            },
+        ),
     }
 }
 
@@ -109,10 +130,21 @@ fn each_target_is_judged_against_its_bound() {
     let verdicts = evaluate(&full_run(), 50_000);
     assert_eq!(
         statuses(&verdicts),
-        [Met, Met, NotMet, Met, NotMet, Met, Met, NotMet],
+        [Met, Met, NotMet, Met, NotMet, Met, Met, NotMet, NotMet, Met, NotMet],
         "{verdicts:#?}"
     );
     assert_eq!(verdicts[2].measured, "0.38 (150,000 / 400,000 msg/s)");
+    assert!(verdicts[6]
+        .measured
+        .starts_with("0.93 (140,000 / 150,000 msg/s"));
+    assert_eq!(
+        verdicts[7].measured,
+        "0.78 (14,000/s / 18,000/s; 50,000 held)"
+    );
+    assert_eq!(
+        verdicts[8].measured,
+        "10,600 B at the end of the hold, 100 chats each (bound 10,496 B)"
+    );
     assert_eq!(
         verdicts[4].measured,
         "18,000/s, 50,000 held; ceiling 22,500/s (0.80×)"
@@ -264,8 +296,13 @@ fn a_run_with_errors_or_a_store_that_disagrees_fails_its_targets() {
         "the ratio uses that run"
     );
     assert_eq!(verdicts[3].status, Status::Failed);
-    assert_eq!(verdicts[6].status, Status::Failed);
-    assert_eq!(verdicts[7].status, Status::Failed);
+    assert_eq!(
+        verdicts[6].status,
+        Status::Failed,
+        "the inbox ratio uses it too"
+    );
+    assert_eq!(verdicts[9].status, Status::Failed);
+    assert_eq!(verdicts[10].status, Status::Failed);
     assert_eq!(verdicts[1].status, Status::Met, "the rate run was clean");
 
     type Fault = fn(&mut Report<ChatFigures>);
@@ -334,7 +371,7 @@ fn missing_reports_are_not_run_and_the_table_has_every_target() {
     let verdicts = evaluate(&Reports::default(), 50_000);
     assert!(verdicts.iter().all(|v| v.status == Status::NotRun));
     let table = table(&verdicts);
-    assert_eq!(table.lines().count(), 2 + 8);
+    assert_eq!(table.lines().count(), 2 + 11);
     assert!(table.contains("| connect 50,000 sockets at ≥ 20,000/s |  | not run |"));
 }
 

@@ -52,7 +52,7 @@ pub async fn run(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
         errors: storm.errors,
         held: storm.held_now(),
     };
-    Ok(outcome.report(scenario_name(&args), &usage, hold))
+    Ok(outcome.report(&args, &usage, hold))
 }
 
 fn scenario_name(args: &ConnectArgs) -> &'static str {
@@ -116,12 +116,14 @@ struct Outcome<'a> {
 impl Outcome<'_> {
     fn report(
         &self,
-        scenario: &str,
+        args: &ConnectArgs,
         usage: &ServerUsage,
         hold: Duration,
     ) -> Report<ConnectFigures> {
         let connect_secs = self.took.as_secs_f64();
+        let scenario = scenario_name(args);
         let mut report = Report::<ConnectFigures>::measured(scenario, connect_secs, self.opened);
+        report.figures.chats_per_user = args.user_sockets.then_some(args.chats_per_user as u64);
         report.errors = self.errors;
         let figures = &mut report.figures;
         figures.connections_held = self.held;

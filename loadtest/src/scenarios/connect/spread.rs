@@ -79,7 +79,7 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
         errors,
         held,
     };
-    let mut report = outcome.report(super::scenario_name(&args), &usage, hold);
+    let mut report = outcome.report(&args, &usage, hold);
     report.figures.processes = Some(processes as u64);
     Ok(report)
 }
