@@ -242,20 +242,14 @@ pub enum AppendOutcome {
     ClientIdConflict,
 }
 
-/// Where one of a user's chats stands: what a user socket starts from.
+/// Where one of a user's chats stands: where a user socket's `sync` resumes
+/// it from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChatPosition {
     pub chat: i64,
     /// The other participant.
     pub peer: i64,
     pub last_seq: i64,
-}
-
-/// A user and where each of their chats stands, read in one statement.
-#[derive(Debug, Clone)]
-pub struct UserPositions {
-    pub user: User,
-    pub chats: Vec<ChatPosition>,
 }
 
 /// The result of starting a chat: the chat and whether it was created just now.
@@ -287,10 +281,13 @@ pub trait Store: Send + Sync + 'static {
     /// One chat as `reader` sees it; `None` when it does not exist or the
     /// reader takes no part in it.
     async fn chat(&self, chat_id: i64, reader: i64) -> Result<Option<Chat>, StoreError>;
-    /// The user and every chat of theirs with its other participant and
-    /// `last_seq` (in no particular order), in one statement; `None` when
-    /// the user does not exist.
-    async fn positions(&self, user_id: i64) -> Result<Option<UserPositions>, StoreError>;
+    /// Of `chats`, those the user takes part in, each with its other
+    /// participant and `last_seq` (in no particular order).
+    async fn chat_positions(
+        &self,
+        user_id: i64,
+        chats: &[i64],
+    ) -> Result<Vec<ChatPosition>, StoreError>;
     /// The user and the chat in one round trip (for a send or a handshake).
     async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError>;
     /// [`Store::user_and_chat`] for many `(user, chat)` pairs at once, answered

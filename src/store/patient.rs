@@ -12,8 +12,8 @@
 //!   answered 503; the client retries, with a client id if it has one.
 
 use super::{
-    Appended, Credentials, History, HistoryRead, NewMessage, NewUser, SeqWindow, StartedChat,
-    Store, StoreError, UserAndChat, UserPositions,
+    Appended, ChatPosition, Credentials, History, HistoryRead, NewMessage, NewUser, SeqWindow,
+    StartedChat, Store, StoreError, UserAndChat,
 };
 use crate::model::{Chat, Message, User};
 use async_trait::async_trait;
@@ -138,8 +138,13 @@ impl Store for PatientStore {
         self.again(|| self.inner.chat(chat_id, reader)).await
     }
 
-    async fn positions(&self, user_id: i64) -> Result<Option<UserPositions>, StoreError> {
-        self.again(|| self.inner.positions(user_id)).await
+    async fn chat_positions(
+        &self,
+        user_id: i64,
+        chats: &[i64],
+    ) -> Result<Vec<ChatPosition>, StoreError> {
+        self.again(|| self.inner.chat_positions(user_id, chats))
+            .await
     }
 
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {

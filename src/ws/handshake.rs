@@ -57,10 +57,11 @@ pub async fn handshake(
     start(state, admission, membership, entry, shutdown)
 }
 
-/// `GET /ws/`: the user socket. It joins its user's room *before* it reads
-/// where each of the user's chats stands (with the user, in one statement),
-/// so every message committed after that read reaches the outbox, in any
-/// chat, including chats created later.
+/// `GET /ws/`: the user socket. It joins its user's room before the 101; the
+/// session sends `ready` once the bus follows the user (at once on one
+/// node), so every message stored after `ready`, in any chat of the user,
+/// including chats created later, reaches it. Nothing about the user's chats
+/// is read here: a connect costs the same however many chats the user has.
 pub async fn user_handshake(
     state: &Arc<AppState>,
     mut request: Request<Incoming>,
@@ -68,25 +69,15 @@ pub async fn user_handshake(
 ) -> Result<Response<Body>, ApiError> {
     let query = Query::parse(request.uri().query());
     let bearer = bearer_of(state, &query)?;
-    let membership = session::subscribe(state, bearer.user_id, Watching::AllChats);
+    let (user, _) = state.reads.lookups.ask((bearer.user_id, 0)).await?;
+    let user = user.ok_or_else(ApiError::user_gone)?;
+    let membership = session::subscribe(state, user.id, Watching::AllChats);
     let entry = state
         .delivery
         .rooms
         .join(membership.subscriber.clone())
         .await;
-    let positions = state
-        .store
-        .positions(bearer.user_id)
-        .await?
-        .ok_or_else(ApiError::user_gone)?;
-    let scope = Scope::User {
-        chats: positions.chats,
-    };
-    let admission = admit(
-        state,
-        &mut request,
-        (positions.user, scope, bearer.expires_at),
-    )?;
+    let admission = admit(state, &mut request, (user, Scope::User, bearer.expires_at))?;
     start(state, admission, membership, entry, shutdown)
 }
 

@@ -26,12 +26,18 @@ pub mod close {
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A message larger than `WS_MAX_MESSAGE_BYTES`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The server could not start the socket in time (a user socket whose
+    /// bus subscription was not confirmed); reconnect later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// Nothing received (not even a pong) for `WS_IDLE_TIMEOUT_SECS`.
     pub const IDLE_TIMEOUT: u16 = 4000;
     /// The access token expired; reconnect with a fresh one.
     pub const TOKEN_EXPIRED: u16 = 4001;
     /// The socket did not read fast enough and its outbox filled up.
     pub const SLOW_CONSUMER: u16 = 4008;
+    /// A user socket: the bus between nodes may have lost events (it
+    /// reconnected, or a node dropped some); reconnect and `sync`.
+    pub const RESYNC: u16 = 4009;
 }
 
 /// What a client can send. `chat` names the chat on a user socket (a

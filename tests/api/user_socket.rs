@@ -462,9 +462,11 @@ mod across_nodes {
     }
 
     /// A user socket on a node that is killed, while Redis restarts under a
-    /// stream of messages: reconnected on the survivor, `sync` with the last
-    /// seq it saw brings everything, once, in order; a chat created meanwhile
-    /// is in the chat list.
+    /// stream of messages: after the restart the socket closes with 4009
+    /// (the bus may have lost events) and its client resumes with `sync`;
+    /// reconnected on the survivor after the kill, `sync` with the last seq it
+    /// saw brings everything, once, in order; a chat created meanwhile is in
+    /// the chat list.
     #[tokio::test]
     async fn after_a_redis_restart_and_a_node_kill_sync_finds_everything() {
         let mut redis = OwnRedis::start();
@@ -480,8 +482,7 @@ mod across_nodes {
         bus_ready(&[&survivor, &doomed]).await;
         let (ann, bob, chat) = survivor.pair().await;
         let mut socket = WsClient::user_synced(&doomed, &ann.access, json!({})).await;
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let mut seen = Vec::new();
+        let mut seen: Vec<i64> = Vec::new();
         for i in 0..30 {
             if i == 10 {
                 redis.kill();
@@ -493,10 +494,24 @@ mod across_nodes {
             survivor.say(&bob, chat, &format!("m{i}")).await;
         }
         bus_state(&doomed, "ok").await;
+        let mut resumed = 0;
         while seen.len() < 30 {
-            seen.push(socket.message().await["seq"].as_i64().unwrap());
+            match socket.recv().await {
+                Received::Json(event) if event["type"] == "message" => {
+                    seen.push(event["data"]["seq"].as_i64().unwrap());
+                }
+                Received::Json(_) => {}
+                Received::Close(code) => {
+                    assert_eq!(code, 4009, "the bus may have lost events");
+                    resumed += 1;
+                    let last = seen.last().copied().unwrap_or(0);
+                    let cursors = json!({chat.to_string(): last});
+                    socket = WsClient::user_synced(&doomed, &ann.access, cursors).await;
+                }
+            }
         }
         assert_eq!(seen, (1..=30).collect::<Vec<_>>(), "through the restart");
+        assert_eq!(resumed, 1, "one resume after the reconnect");
         doomed.process.as_mut().unwrap().start_kill().unwrap();
         doomed.process.as_mut().unwrap().wait().await.unwrap();
         assert!(matches!(socket.recv().await, Received::Close(_)));
@@ -525,4 +540,40 @@ mod across_nodes {
             "the chat created while away leads the list"
         );
     }
+}
+
+/// A chat whose `chat` event never reached the socket (here: created in the
+/// database directly, so no event exists) is read from the store and
+/// announced before its first message.
+#[tokio::test]
+async fn a_chat_whose_event_was_lost_is_announced_before_its_first_message() {
+    let app = crate::helpers::spawn_app().await;
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let mut socket = WsClient::user_synced(&app, &ann.access, json!({})).await;
+    let (low, high) = (ann.id.min(bob.id), ann.id.max(bob.id));
+    let row = app
+        .db()
+        .await
+        .query_one(
+            "INSERT INTO chats (pair_key, user_low, user_high)
+             VALUES (encode(sha256(convert_to('pair:' || $1::BIGINT || ':' || $2::BIGINT, 'UTF8')), 'hex'),
+                     $1::BIGINT, $2::BIGINT)
+             RETURNING id",
+            &[&low, &high],
+        )
+        .await
+        .unwrap();
+    let chat: i64 = row.get(0);
+    quiet(
+        &mut socket,
+        "no event for a chat made behind the server's back",
+    )
+    .await;
+    app.say(&bob, chat, "first").await;
+    let announced = socket.event().await;
+    assert_eq!(
+        (&announced["type"], &announced["data"]["id"]),
+        (&json!("chat"), &json!(chat))
+    );
+    assert_eq!(socket.message().await["content"], "first");
 }

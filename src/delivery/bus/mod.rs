@@ -40,6 +40,9 @@ pub enum Kind {
     Read,
     /// Someone is typing.
     Typing,
+    /// A node dropped events (its publish queue was full): every node's
+    /// sockets catch up from the store, as after a reconnect.
+    Lost,
 }
 
 /// An event on its way to the other nodes: for `audience` (the chat's
@@ -57,6 +60,18 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// The notice of [`Kind::Lost`], for the deployment's lost channel.
+    pub fn lost() -> Self {
+        Envelope {
+            kind: Kind::Lost,
+            chat: 0,
+            seq: 0,
+            audience: [0, 0],
+            only: None,
+            frame: Bytes::new(),
+        }
+    }
+
     /// The users whose channels carry it.
     pub fn recipients(&self) -> impl Iterator<Item = i64> + '_ {
         self.audience
@@ -79,7 +94,7 @@ impl Envelope {
                 peer: peer_of(self.audience, user),
                 frame,
             },
-            Kind::Read | Kind::Typing => UserEvent::Ephemeral {
+            Kind::Read | Kind::Typing | Kind::Lost => UserEvent::Ephemeral {
                 chat,
                 frame,
                 except: None,
@@ -106,6 +121,8 @@ impl From<Published> for Envelope {
 pub struct Bus {
     outgoing: Option<mpsc::Sender<Vec<Envelope>>>,
     healthy: Arc<AtomicBool>,
+    /// Set when events were dropped for a full queue (see [`Kind::Lost`]).
+    dropped: Arc<AtomicBool>,
 }
 
 /// Batches of messages waiting to be published while Redis is slow or down.
@@ -117,6 +134,7 @@ impl Bus {
         Bus {
             outgoing: None,
             healthy: Arc::new(AtomicBool::new(true)),
+            dropped: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -134,11 +152,13 @@ impl Bus {
         let wire = Wire::new(secret, crate::digest::random_hex(8));
         let healthy = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
+        let dropped = Arc::new(AtomicBool::new(false));
         let publisher = redis::publish_loop(
             client.clone(),
             wire.clone(),
             prefix.to_owned(),
             rx,
+            dropped.clone(),
             metrics.clone(),
         );
         tokio::spawn(publisher);
@@ -155,6 +175,7 @@ impl Bus {
         Ok(Bus {
             outgoing: Some(tx),
             healthy,
+            dropped,
         })
     }
 
@@ -178,6 +199,8 @@ impl Bus {
     fn send(&self, events: Vec<Envelope>) {
         if let Some(tx) = &self.outgoing {
             if tx.try_send(events).is_err() {
+                self.dropped
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!("bus publish queue full; other nodes will catch up from the store");
             }
         }
@@ -197,6 +220,11 @@ impl Bus {
 /// deployments sharing one Redis).
 pub fn channel(prefix: &str, user: i64) -> String {
     format!("{prefix}:user:{user}")
+}
+
+/// The deployment's channel for [`Kind::Lost`] notices.
+pub fn lost_channel(prefix: &str) -> String {
+    format!("{prefix}:lost")
 }
 
 /// The user id of a channel name.

@@ -5,7 +5,7 @@
 //! it may have missed.
 
 use super::{user_of, Envelope, Interest, Received, Wire};
-use crate::delivery::rooms::Rooms;
+use crate::delivery::rooms::{ConnId, Rooms};
 use crate::metrics::Metrics;
 use futures_util::StreamExt;
 use std::collections::HashSet;
@@ -32,6 +32,7 @@ pub(super) async fn publish_loop(
     wire: Wire,
     prefix: String,
     mut queue: mpsc::Receiver<Vec<Envelope>>,
+    dropped: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 ) {
     let mut connection = None;
@@ -57,10 +58,20 @@ pub(super) async fn publish_loop(
                             .ignore();
                     }
                 }
+                // Events were dropped while the queue was full: every node
+                // hears so, and its sockets catch up (see `Kind::Lost`).
+                let lost = dropped.swap(false, Ordering::Relaxed);
+                if lost {
+                    let notice = wire.encode(&Envelope::lost());
+                    pipe.publish(super::lost_channel(&prefix), notice).ignore();
+                }
                 if pipe.query_async::<()>(conn).await.is_ok() {
                     metrics.bus_published.inc_by(batch.len() as u64);
                     backoff = MIN_BACKOFF;
                     break;
+                }
+                if lost {
+                    dropped.store(true, Ordering::Relaxed);
                 }
                 connection = None;
             }
@@ -88,7 +99,7 @@ pub(super) async fn subscribe_loop(
             Ok(pubsub) => pubsub,
             Err(error) => {
                 healthy.store(false, Ordering::Relaxed);
-                absorb(&mut interest, &mut watched);
+                confirm(&rooms, absorb(&mut interest, &mut watched)).await;
                 tracing::warn!(%error, ?backoff, "redis unavailable; local delivery continues");
                 tokio::time::sleep(backoff).await;
                 backoff = next_backoff(backoff);
@@ -96,12 +107,13 @@ pub(super) async fn subscribe_loop(
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        absorb(&mut interest, &mut watched);
-        let channels: Vec<String> = watched
+        confirm(&rooms, absorb(&mut interest, &mut watched)).await;
+        let mut channels: Vec<String> = watched
             .iter()
             .map(|c| super::channel(&prefix, *c))
             .collect();
-        if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+        channels.push(super::lost_channel(&prefix));
+        if sink.subscribe(&channels).await.is_err() {
             continue;
         }
         metrics.bus_subscriptions.set(watched.len() as i64);
@@ -110,12 +122,18 @@ pub(super) async fn subscribe_loop(
         backoff = MIN_BACKOFF;
         tracing::info!(users = watched.len(), "redis subscription ready");
         // Anything published while we were away is in the store: catch up.
-        for user in &watched {
-            rooms.resync(*user).await;
-        }
+        resync_all(&rooms, &watched).await;
         loop {
             tokio::select! {
                 message = stream.next() => match message {
+                    Some(message) if message.get_channel_name() == super::lost_channel(&prefix) => {
+                        if let Received::Event(notice) = wire.decode(0, message.get_payload_bytes()) {
+                            if notice.kind == super::Kind::Lost {
+                                tracing::warn!("another node dropped bus events; catching up");
+                                resync_all(&rooms, &watched).await;
+                            }
+                        }
+                    }
                     Some(message) => deliver(&wire, &prefix, &rooms, &message, &metrics).await,
                     None => break,
                 },
@@ -132,14 +150,40 @@ pub(super) async fn subscribe_loop(
     }
 }
 
-/// Applies queued interest changes without touching Redis (while disconnected).
-fn absorb(interest: &mut mpsc::UnboundedReceiver<Interest>, watched: &mut HashSet<i64>) {
+/// Asks every watched user's sockets to catch up from the store.
+async fn resync_all(rooms: &Rooms, watched: &HashSet<i64>) {
+    for user in watched {
+        rooms.resync(*user).await;
+    }
+}
+
+/// Tells user sockets that their user is followed.
+async fn confirm(rooms: &Rooms, confirms: Vec<(i64, ConnId)>) {
+    for (user, conn) in confirms {
+        rooms.confirm(user, conn).await;
+    }
+}
+
+/// Applies queued interest changes without touching Redis (while
+/// disconnected); returns the user sockets to confirm at once (the catch-up
+/// after the reconnect covers what they miss meanwhile).
+fn absorb(
+    interest: &mut mpsc::UnboundedReceiver<Interest>,
+    watched: &mut HashSet<i64>,
+) -> Vec<(i64, ConnId)> {
+    let mut confirms = Vec::new();
     while let Ok(change) = interest.try_recv() {
         match change {
-            Interest::Watch(user) => watched.insert(user),
-            Interest::Unwatch(user) => watched.remove(&user),
-        };
+            Interest::Watch(user) => {
+                watched.insert(user);
+            }
+            Interest::Unwatch(user) => {
+                watched.remove(&user);
+            }
+            Interest::Confirm { user, conn } => confirms.push((user, conn)),
+        }
     }
+    confirms
 }
 
 /// Applies an interest change and every other one already queued (up to
@@ -162,6 +206,13 @@ async fn follow(
             Err(_) => break,
         }
     }
+    let confirms: Vec<(i64, ConnId)> = changes
+        .iter()
+        .filter_map(|change| match change {
+            Interest::Confirm { user, conn } => Some((*user, *conn)),
+            _ => None,
+        })
+        .collect();
     let net = NetInterest::of(changes, watched);
     let channels = |users: &[i64]| -> Vec<String> {
         users.iter().map(|u| super::channel(prefix, *u)).collect()
@@ -177,6 +228,8 @@ async fn follow(
     for user in net.resync {
         rooms.resync(user).await;
     }
+    // User sockets send `ready` now: from here every event reaches them.
+    confirm(rooms, confirms).await;
     true
 }
 
@@ -199,6 +252,7 @@ impl NetInterest {
             let (user, watch) = match change {
                 Interest::Watch(user) => (user, true),
                 Interest::Unwatch(user) => (user, false),
+                Interest::Confirm { .. } => continue,
             };
             if seen.insert(user) {
                 last.push((user, watch));

@@ -1,7 +1,7 @@
 //! The wire form of an event between nodes, and who may have sent it:
 //! `MAC node kind chat seq low high frame`, the MAC (32 bytes, HMAC-SHA-256
 //! under a key derived from `SECRET_KEY`) over everything after it; `kind` is
-//! one letter (`m` message, `c` chat, `r` read, `t` typing) and `low high` the
+//! one letter (`m` message, `c` chat, `r` read, `t` typing, `l` lost) and `low high` the
 //! chat's participants. A node delivers only events a node of its own
 //! deployment signed, and only on the channel of a user they are for:
 //! anything else on a Redis channel (a forged payload, another deployment's
@@ -44,6 +44,7 @@ impl Kind {
             Kind::Chat => b'c',
             Kind::Read => b'r',
             Kind::Typing => b't',
+            Kind::Lost => b'l',
         }
     }
 
@@ -53,6 +54,7 @@ impl Kind {
             b"c" => Kind::Chat,
             b"r" => Kind::Read,
             b"t" => Kind::Typing,
+            b"l" => Kind::Lost,
             _ => return None,
         })
     }
@@ -162,7 +164,7 @@ mod tests {
             Received::Own,
             "dropped unread"
         );
-        for kind in [Kind::Chat, Kind::Read] {
+        for kind in [Kind::Chat, Kind::Read, Kind::Lost] {
             let event = Envelope {
                 kind,
                 seq: 0,

@@ -54,6 +54,9 @@ pub enum Interest {
     Watch(i64),
     /// Their last local socket left.
     Unwatch(i64),
+    /// A user socket joined: tell it (through [`Rooms::confirm`]) once the
+    /// user's subscription is in effect, which is when it sends `ready`.
+    Confirm { user: i64, conn: ConnId },
 }
 
 /// Identifies one WebSocket connection on this node.
@@ -187,6 +190,10 @@ enum Command {
     Deliver(Vec<(i64, UserEvent)>),
     Resync {
         user: i64,
+    },
+    Confirm {
+        user: i64,
+        conn: ConnId,
     },
     /// The server is shutting down: every socket, and any that joins later,
     /// closes once it has sent what is queued.
@@ -324,6 +331,12 @@ impl Rooms {
     /// Asks every socket of the user to catch up from the store.
     pub async fn resync(&self, user: i64) {
         self.send(user, Command::Resync { user }).await;
+    }
+
+    /// Tells a user socket that the bus follows its user (see
+    /// [`Interest::Confirm`]).
+    pub async fn confirm(&self, user: i64, conn: ConnId) {
+        self.send(user, Command::Confirm { user, conn }).await;
     }
 
     /// Tells every socket of this node to close (1001) once it has sent what
@@ -534,12 +547,20 @@ mod tests {
 mod interest_tests {
     use super::*;
 
+    /// A per-chat socket (a user socket also asks the bus to confirm it).
     fn socket(conn: ConnId, user_id: i64, capacity: usize) -> Subscriber {
         Subscriber {
             conn,
             user_id,
-            watching: Watching::AllChats,
+            watching: Watching::Chat(1),
             outbox: Outbox::new(capacity),
+        }
+    }
+
+    fn user_socket(conn: ConnId, user_id: i64) -> Subscriber {
+        Subscriber {
+            watching: Watching::AllChats,
+            ..socket(conn, user_id, 4)
         }
     }
 
@@ -563,7 +584,7 @@ mod interest_tests {
         let rooms = Rooms::start(1, Some(tx), Default::default());
         rooms.join(socket(1, 6, 1)).await.keep();
         let message = |seq| Published {
-            chat: 3,
+            chat: 1,
             seq,
             audience: [6, 7],
             frame: Bytes::new(),
@@ -575,6 +596,37 @@ mod interest_tests {
         assert_eq!(rx.recv().await, Some(Interest::Unwatch(6)), "dropped: full");
         rooms.join(socket(2, 6, 1)).await.keep();
         assert_eq!(rx.recv().await, Some(Interest::Watch(6)), "a new room");
+    }
+
+    #[tokio::test]
+    async fn a_user_socket_is_followed_at_once_without_a_bus_and_when_the_bus_confirms_with_one() {
+        let alone = Rooms::start(1, None, Default::default());
+        let socket = user_socket(1, 4);
+        let outbox = socket.outbox.clone();
+        alone.join(socket).await.keep();
+        let followed = tokio::time::timeout(std::time::Duration::from_secs(1), outbox.followed());
+        assert_eq!(followed.await.expect("at once"), Ok(()));
+
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let rooms = Rooms::start(1, Some(tx), Default::default());
+        let (first, second) = (user_socket(1, 4), user_socket(2, 4));
+        let waiting = second.outbox.clone();
+        rooms.join(first).await.keep();
+        rooms.join(second).await.keep();
+        assert_eq!(rx.recv().await, Some(Interest::Watch(4)));
+        assert_eq!(
+            rx.recv().await,
+            Some(Interest::Confirm { user: 4, conn: 1 })
+        );
+        assert_eq!(
+            rx.recv().await,
+            Some(Interest::Confirm { user: 4, conn: 2 })
+        );
+        let early = tokio::time::timeout(std::time::Duration::from_millis(50), waiting.followed());
+        assert!(early.await.is_err(), "not before the bus says so");
+        rooms.confirm(4, 2).await;
+        let followed = tokio::time::timeout(std::time::Duration::from_secs(1), waiting.followed());
+        assert_eq!(followed.await.expect("confirmed"), Ok(()));
     }
 
     #[tokio::test]

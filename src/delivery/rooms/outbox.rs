@@ -34,6 +34,9 @@ struct State {
     closed: bool,
     /// The server is shutting down: once the queue is empty, say so.
     going_away: bool,
+    /// The bus follows this socket's user (a user socket waits for it
+    /// before its `ready`).
+    followed: bool,
 }
 
 /// What a waiting session gets from its outbox.
@@ -123,6 +126,34 @@ impl Outbox {
         loop {
             if let Some(alarm) = self.alarm() {
                 return alarm;
+            }
+            self.wake.notified().await;
+        }
+    }
+
+    /// The bus now follows the socket's user: every event published from
+    /// here on reaches this outbox. A resync queued before (the new
+    /// subscription's) asks about what came before the socket's `ready`, so
+    /// it is dropped.
+    pub fn mark_followed(&self) {
+        let mut state = self.lock();
+        state.followed = true;
+        state.queue.retain(|item| !matches!(item, Outgoing::Resync));
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Waits until the bus follows the socket's user; an alarm ends the wait.
+    pub async fn followed(&self) -> Result<(), Alarm> {
+        loop {
+            {
+                let state = self.lock();
+                if state.followed {
+                    return Ok(());
+                }
+            }
+            if let Some(alarm) = self.alarm() {
+                return Err(alarm);
             }
             self.wake.notified().await;
         }
@@ -250,6 +281,26 @@ mod tests {
             assert_eq!(outbox.try_take(), Some(message(seq)));
         }
         assert_eq!(outbox.allocated_slots(), 0);
+    }
+
+    #[tokio::test]
+    async fn being_followed_wakes_the_wait_and_drops_an_earlier_resync() {
+        let outbox = Outbox::new(8);
+        assert!(outbox.offer(message(1)));
+        assert!(outbox.offer(Outgoing::Resync));
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.followed().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "offers do not end the wait");
+        outbox.mark_followed();
+        let woken = tokio::time::timeout(Duration::from_secs(1), waiting).await;
+        assert_eq!(woken.unwrap().unwrap(), Ok(()));
+        assert_eq!(outbox.try_take(), Some(message(1)));
+        assert_eq!(outbox.try_take(), None, "the resync before it is gone");
+        assert!(outbox.offer(Outgoing::Resync));
+        assert_eq!(outbox.try_take(), Some(Outgoing::Resync), "later ones stay");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! One shard of the room map: a task owning `user id → sockets` for its users.
 
-use super::{Command, ConnId, Interest, Outgoing, Subscriber, UserEvent};
+use super::{Command, ConnId, Interest, Outgoing, Subscriber, UserEvent, Watching};
 use crate::metrics::Metrics;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -20,13 +20,31 @@ pub(super) async fn run(
     let mut going_away = false;
     let tell = |change: Option<Interest>| {
         match change {
-            Some(Interest::Watch(_)) => metrics.rooms_open.inc(),
-            Some(Interest::Unwatch(_)) => metrics.rooms_open.dec(),
+            Some(Interest::Watch(_)) => {
+                metrics.rooms_open.inc();
+            }
+            Some(Interest::Unwatch(_)) => {
+                metrics.rooms_open.dec();
+            }
+            Some(Interest::Confirm { .. }) => {}
             None => return,
         };
         if let (Some(interest), Some(change)) = (interest.as_ref(), change) {
             let _ = interest.send(change);
         }
+    };
+    // A user socket learns when the bus follows its user: at once without a
+    // bus (this node is the deployment), else from the bus once subscribed.
+    let confirm = |subscriber: &Subscriber| {
+        if subscriber.watching != Watching::AllChats {
+            return None;
+        }
+        if interest.is_none() {
+            subscriber.outbox.mark_followed();
+            return None;
+        }
+        let (user, conn) = (subscriber.user_id, subscriber.conn);
+        Some(Interest::Confirm { user, conn })
     };
     while let Some(command) = commands.recv().await {
         match command {
@@ -35,7 +53,16 @@ pub(super) async fn run(
                 rooms.values().flatten().for_each(|s| s.outbox.go_away());
             }
             Command::Join(subscriber) if going_away => subscriber.outbox.go_away(),
-            Command::Join(subscriber) => tell(join(&mut rooms, subscriber)),
+            Command::Join(subscriber) => {
+                let confirmation = confirm(&subscriber);
+                tell(join(&mut rooms, subscriber));
+                tell(confirmation);
+            }
+            Command::Confirm { user, conn } => {
+                let room = rooms.get(&user).into_iter().flatten();
+                room.filter(|s| s.conn == conn)
+                    .for_each(|s| s.outbox.mark_followed());
+            }
             Command::Leave { user, conn } => tell(leave(&mut rooms, user, conn)),
             Command::Deliver(events) => {
                 for (user, event) in events {

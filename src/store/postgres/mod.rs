@@ -14,7 +14,6 @@ pub use statements::SEARCH_USERS;
 use super::{
     dedupe_batch, Appended, ChatAccess, ChatPosition, Credentials, History, HistoryRead,
     NewMessage, NewUser, SeqRun, SeqWindow, StartedChat, Store, StoreError, UserAndChat,
-    UserPositions,
 };
 use crate::config::DatabaseConfig;
 use crate::model::{pair_key, Chat, Message, User};
@@ -238,24 +237,22 @@ impl Store for PgStore {
             .filter(|chat| chat.participants.iter().any(|u| u.id == reader)))
     }
 
-    async fn positions(&self, user_id: i64) -> Result<Option<UserPositions>, StoreError> {
-        let rows = self.rows(|s| &s.positions, &[&user_id]).await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let chats = rows
+    async fn chat_positions(
+        &self,
+        user_id: i64,
+        chats: &[i64],
+    ) -> Result<Vec<ChatPosition>, StoreError> {
+        let rows = self
+            .rows(|s| &s.chat_positions, &[&user_id, &chats])
+            .await?;
+        Ok(rows
             .iter()
-            .filter(|row| row.get::<_, Option<i64>>(4).is_some())
             .map(|row| ChatPosition {
-                chat: row.get(4),
-                peer: row.get(5),
-                last_seq: row.get(6),
+                chat: row.get(0),
+                peer: row.get(1),
+                last_seq: row.get(2),
             })
-            .collect();
-        Ok(Some(UserPositions {
-            user: user_at(first, 0),
-            chats,
-        }))
+            .collect())
     }
 
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {

@@ -64,17 +64,11 @@ const CHATS_OF: &str = chat_select!(
     where: "c.user_low = $1 OR c.user_high = $1 ORDER BY updated_at DESC, c.id DESC"
 );
 
-/// A user and where each of their chats stands (a user socket's starting
-/// point): the user's columns, then per chat its id, the other participant
-/// and `last_seq` (NULLs for a user without chats).
-const POSITIONS: &str = "SELECT u.id, u.email, u.full_name, u.nickname, p.id, p.peer, p.last_seq
-     FROM users u
-     LEFT JOIN LATERAL (
-         SELECT id, user_high AS peer, last_seq FROM chats WHERE user_low = u.id
-         UNION ALL
-         SELECT id, user_low, last_seq FROM chats WHERE user_high = u.id
-     ) AS p ON true
-     WHERE u.id = $1";
+/// Of the chats `$2`, those user `$1` takes part in: id, the other
+/// participant, `last_seq`.
+const CHAT_POSITIONS: &str = "SELECT id, CASE WHEN user_low = $1 THEN user_high ELSE user_low END,
+            last_seq
+     FROM chats WHERE id = ANY($2) AND $1 IN (user_low, user_high)";
 
 /// A row is sent while the messages before it hold fewer than $4 bytes of
 /// content and metadata.
@@ -207,7 +201,7 @@ pub struct Statements {
     pub users_and_chats: Statement,
     pub chat_by_id: Statement,
     pub chats_of: Statement,
-    pub positions: Statement,
+    pub chat_positions: Statement,
     pub messages_between: Statement,
     pub history: Statement,
     pub histories: Statement,
@@ -229,7 +223,7 @@ impl Statements {
             users_and_chats: client.prepare(USERS_AND_CHATS).await?,
             chat_by_id: client.prepare(CHAT_BY_ID).await?,
             chats_of: client.prepare(CHATS_OF).await?,
-            positions: client.prepare(POSITIONS).await?,
+            chat_positions: client.prepare(CHAT_POSITIONS).await?,
             messages_between: client.prepare(MESSAGES_BETWEEN).await?,
             history: client.prepare(HISTORY).await?,
             histories: client.prepare(HISTORIES).await?,

@@ -13,7 +13,7 @@ mod thread;
 
 use super::{
     all_answered, dedupe_batch, expand_repeats, Appended, ChatAccess, ChatPosition, Credentials,
-    History, NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError, UserPositions,
+    History, NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError,
 };
 use crate::model::{pair_key, Chat, Message, Timestamp, User};
 use async_trait::async_trait;
@@ -203,37 +203,34 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn positions(&self, user_id: i64) -> Result<Option<UserPositions>, StoreError> {
+    async fn chat_positions(
+        &self,
+        user_id: i64,
+        chats: &[i64],
+    ) -> Result<Vec<ChatPosition>, StoreError> {
+        let chats = chats.to_vec();
         self.call(false, move |conn| {
-            let user = conn
-                .query_row(
-                    "SELECT id, email, full_name, nickname FROM users WHERE id = ?",
-                    [user_id],
-                    |row| user_at(row, 0),
-                )
-                .optional()
-                .map_err(failed)?;
-            let Some(user) = user else {
-                return Ok(None);
-            };
             let mut statement = conn
                 .prepare_cached(
-                    "SELECT id, user_high, last_seq FROM chats WHERE user_low = ?1
-                     UNION ALL
-                     SELECT id, user_low, last_seq FROM chats WHERE user_high = ?1",
+                    "SELECT id, CASE WHEN user_low = ?1 THEN user_high ELSE user_low END, last_seq
+                     FROM chats WHERE id = ?2 AND ?1 IN (user_low, user_high)",
                 )
                 .map_err(failed)?;
-            let rows = statement
-                .query_map([user_id], |row| {
-                    Ok(ChatPosition {
-                        chat: row.get(0)?,
-                        peer: row.get(1)?,
-                        last_seq: row.get(2)?,
+            let mut found = Vec::with_capacity(chats.len());
+            for chat in chats {
+                let position = statement
+                    .query_row(params![user_id, chat], |row| {
+                        Ok(ChatPosition {
+                            chat: row.get(0)?,
+                            peer: row.get(1)?,
+                            last_seq: row.get(2)?,
+                        })
                     })
-                })
-                .map_err(failed)?;
-            let chats = rows.collect::<Result<_, _>>().map_err(failed)?;
-            Ok(Some(UserPositions { user, chats }))
+                    .optional()
+                    .map_err(failed)?;
+                found.extend(position);
+            }
+            Ok(found)
         })
         .await
     }

@@ -6,7 +6,7 @@
 //! which must be one of the user's; a per-chat socket's events are about its
 //! chat.
 
-use super::cursors::Cursors;
+use super::cursors::{Cursor, Cursors};
 use crate::app::AppState;
 use crate::delivery::events::{error_event, EventError};
 use crate::delivery::pipeline::Submitted;
@@ -36,7 +36,7 @@ pub(super) enum Reaction {
 
 impl EventHandler<'_> {
     /// Acts on one event.
-    pub(super) async fn handle(&mut self, bytes: &mut [u8], cursors: &Cursors) -> Reaction {
+    pub(super) async fn handle(&mut self, bytes: &mut [u8], cursors: &mut Cursors) -> Reaction {
         let event = protocol::decode(&mut self.parser, bytes, &self.state.config.limits);
         let outcome = match event {
             Ok(ClientEvent::Sync { chats }) => return Reaction::Sync(chats),
@@ -67,11 +67,12 @@ impl EventHandler<'_> {
     }
 
     /// The chat an event is about and its participants: a per-chat socket's
-    /// own, or the one a user socket's event names, if the user is in it.
+    /// own, or the one a user socket's event names, if the user is in it (the
+    /// other participant is then kept in the chat's cursor).
     async fn resolve(
         &self,
         named: Option<i64>,
-        cursors: &Cursors,
+        cursors: &mut Cursors,
     ) -> Result<(i64, Audience), EventError> {
         let me = self.user.id;
         if let Some(chat) = cursors.only_chat() {
@@ -87,17 +88,18 @@ impl EventHandler<'_> {
                 ..EventError::new("invalid_fields", "chat: This field is required.")
             });
         };
-        match cursors.get(chat) {
-            Some(cursor) if cursor.peer != 0 => Ok((chat, [me, cursor.peer])),
-            // A chat created since `ready` whose event has not been sent yet.
-            _ => match self.state.reads.lookups.ask((me, chat)).await {
-                Ok((_, Some(access))) if access.includes(me) => Ok((chat, access.participants)),
-                Ok(_) => Err(self.outsider_error(chat).await),
-                Err(_) => Err(
-                    EventError::new("unavailable", "The chat could not be read; retry.")
-                        .in_chat(chat),
-                ),
-            },
+        if let Some(cursor) = cursors.get(chat).filter(|c| c.peer != 0) {
+            return Ok((chat, [me, cursor.peer]));
+        }
+        match self.state.reads.lookups.ask((me, chat)).await {
+            Ok((_, Some(access))) if access.includes(me) => {
+                remember_peer(cursors, chat, peer_of(access.participants, me));
+                Ok((chat, access.participants))
+            }
+            Ok(_) => Err(self.outsider_error(chat).await),
+            Err(_) => Err(
+                EventError::new("unavailable", "The chat could not be read; retry.").in_chat(chat),
+            ),
         }
     }
 
@@ -177,5 +179,21 @@ impl EventHandler<'_> {
     /// Sends the client an `error` event; the socket stays open.
     pub(super) fn refuse(&self, error: EventError) {
         self.me.offer(Outgoing::Event(error_event(&error)));
+    }
+}
+
+/// Keeps a user socket's chat's other participant in its cursor (a cursor
+/// that places nothing yet: its first message will).
+fn remember_peer(cursors: &mut Cursors, chat: i64, peer: i64) {
+    match cursors.get_mut(chat) {
+        Some(cursor) => cursor.peer = peer,
+        None => {
+            cursors.add(Cursor {
+                chat,
+                next_seq: 1,
+                peer,
+                flags: 0,
+            });
+        }
     }
 }

@@ -1,16 +1,16 @@
 //! Where a socket stands in each chat it delivers: the next `seq` it must
 //! send, the chat's other participant (who its sends, read markers and typing
 //! go to), and what it has told the client. A per-chat socket has one cursor,
-//! held inline; a user socket has one per chat of its user, in a vector sorted
-//! by chat id: 32 bytes a chat, with none of a hash map's spare slots (the
-//! idle user socket's memory budget is 64 bytes a chat).
+//! held inline. A user socket starts with none: a chat gets a cursor when the
+//! socket first meets it (its first message, its `chat` event, a `sync` that
+//! names it, a send to it), in a vector sorted by chat id, 32 bytes a chat.
+//! So a connect costs nothing per chat of the user, and an idle user socket
+//! holds no more than a per-chat one.
 
-use crate::store::ChatPosition;
-
-/// The chat existed when the socket's `ready` was sent: its messages up to
-/// then are history, and it gets no `chat` event (the chat list read after
-/// `ready` has it).
-pub(super) const EXISTED_AT_READY: u8 = 1;
+/// `next_seq` is known: the socket has sent from it, or a `sync` set it. A
+/// chat's first message after `ready` sets it (everything stored after
+/// `ready` reaches the socket, in order per chat).
+pub(super) const PLACED: u8 = 1;
 /// The client knows of the chat: a `chat` event was sent, or the client named
 /// it in a `sync`.
 pub(super) const ANNOUNCED: u8 = 2;
@@ -45,22 +45,6 @@ pub(super) enum Cursors {
 }
 
 impl Cursors {
-    /// A user socket's cursors at `ready`: each chat live from its `last_seq`.
-    pub(super) fn at_ready(positions: &[ChatPosition]) -> Self {
-        let mut cursors: Vec<Cursor> = positions
-            .iter()
-            .map(|position| Cursor {
-                chat: position.chat,
-                next_seq: position.last_seq.saturating_add(1),
-                peer: position.peer,
-                flags: EXISTED_AT_READY,
-            })
-            .collect();
-        cursors.sort_unstable_by_key(|cursor| cursor.chat);
-        cursors.shrink_to_fit();
-        Cursors::Many(cursors)
-    }
-
     pub(super) fn get(&self, chat: i64) -> Option<&Cursor> {
         match self {
             Cursors::One(cursor) => (cursor.chat == chat).then_some(cursor),
@@ -115,37 +99,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_user_sockets_cursors_start_after_each_chats_last_message_and_stay_sorted() {
-        let positions = [
-            ChatPosition {
-                chat: 9,
-                peer: 2,
-                last_seq: 4,
-            },
-            ChatPosition {
-                chat: 3,
-                peer: 5,
-                last_seq: 0,
-            },
-        ];
-        let mut cursors = Cursors::at_ready(&positions);
-        assert_eq!(cursors.get(9).map(|c| c.next_seq), Some(5));
-        assert_eq!(cursors.get(3).map(|c| (c.next_seq, c.peer)), Some((1, 5)));
+    fn a_user_sockets_cursors_are_added_as_it_meets_chats_and_stay_sorted() {
+        let mut cursors = Cursors::Many(Vec::new());
         assert!(cursors.get(4).is_none());
-        let new = Cursor {
-            chat: 4,
-            next_seq: 1,
-            peer: 7,
-            flags: 0,
-        };
-        assert!(cursors.add(new));
-        assert!(!cursors.add(new), "already there");
+        for chat in [9, 3, 4] {
+            let cursor = Cursor {
+                chat,
+                next_seq: 1,
+                peer: 7,
+                flags: 0,
+            };
+            assert!(cursors.add(cursor));
+            assert!(!cursors.add(cursor), "already there");
+        }
         let Cursors::Many(list) = &cursors else {
             panic!()
         };
         assert_eq!(list.iter().map(|c| c.chat).collect::<Vec<_>>(), [3, 4, 9]);
         cursors.get_mut(4).unwrap().flags |= DELIVERED;
         assert!(cursors.get(4).unwrap().has(DELIVERED));
+        assert!(!cursors.get(9).unwrap().has(DELIVERED | PLACED));
         assert!(cursors.all_chats());
     }
 
@@ -155,7 +128,7 @@ mod tests {
             chat: 5,
             next_seq: 3,
             peer: 8,
-            flags: EXISTED_AT_READY | ANNOUNCED,
+            flags: PLACED | ANNOUNCED,
         };
         let mut cursors = Cursors::One(one);
         assert_eq!(cursors.get(5), Some(&one));

@@ -9,6 +9,7 @@ use super::{End, Opening};
 use crate::app::AppState;
 use crate::delivery::events::ready_event;
 use crate::delivery::rooms::{Alarm, Outbox, Taken};
+use crate::model::Timestamp;
 use crate::ws::protocol::close;
 use crate::ws::transport::{FrameWriter, Inbound, MessageReader, ReadError};
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub(super) struct Session<'a> {
     pub(super) cursors: Cursors,
     /// A user socket before its first `sync`: the outbox is not read.
     pub(super) holding: bool,
+    /// When a user socket sent `ready`.
+    pub(super) ready_at: Timestamp,
 }
 
 impl Session<'_> {
@@ -41,8 +44,7 @@ impl Session<'_> {
                 Box::pin(self.replay_until(chat, last)).await?;
             }
             if self.cursors.all_chats() {
-                self.writer.text(&ready_event(self.user_id)).await?;
-                self.writer.flush().await?;
+                self.ready(outbox).await?;
             }
             self.live(opening.token_expires_at, reader, outbox, events)
                 .await
@@ -57,6 +59,23 @@ impl Session<'_> {
             }
             Err(other) => other,
         }
+    }
+
+    /// A user socket's `ready`, once the bus follows its user (at once on
+    /// one node): from then on every event reaches the outbox. A bus that
+    /// does not confirm within the idle timeout closes the socket (1013, try
+    /// again later).
+    async fn ready(&mut self, outbox: &Outbox) -> Result<(), End> {
+        let idle = self.state.config.realtime.idle_timeout;
+        match tokio::time::timeout(idle, outbox.followed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(alarm)) => return Err(End::Closed(close_code(alarm))),
+            Err(_) => return Err(End::Closed(close::TRY_AGAIN_LATER)),
+        }
+        self.ready_at = Timestamp::now();
+        self.writer.text(&ready_event(self.user_id)).await?;
+        self.writer.flush().await?;
+        Ok(())
     }
 
     /// Until the session must close: client events in, outbox frames and pings
@@ -124,14 +143,16 @@ impl Session<'_> {
         events: &mut EventHandler<'_>,
     ) -> Result<Option<u16>, End> {
         let code = match inbound {
-            Ok(Inbound::Text(mut bytes)) => match events.handle(&mut bytes, &self.cursors).await {
-                Reaction::Done => return Ok(None),
-                Reaction::Sync(chats) => {
-                    Box::pin(self.sync(chats, events)).await?;
-                    return Ok(None);
+            Ok(Inbound::Text(mut bytes)) => {
+                match events.handle(&mut bytes, &mut self.cursors).await {
+                    Reaction::Done => return Ok(None),
+                    Reaction::Sync(chats) => {
+                        Box::pin(self.sync(chats, events)).await?;
+                        return Ok(None);
+                    }
+                    Reaction::Close(code) => code,
                 }
-                Reaction::Close(code) => code,
-            },
+            }
             Ok(Inbound::Ping(payload)) => {
                 self.writer.pong(payload).await?;
                 self.writer.flush().await?;
@@ -177,8 +198,10 @@ fn reason(code: u16) -> &'static str {
     match code {
         close::GOING_AWAY => "server shutting down; reconnect with after_seq",
         close::SLOW_CONSUMER => "too slow to keep up; reconnect with after_seq",
+        close::RESYNC => "events may have been missed; reconnect and sync",
         close::TOKEN_EXPIRED => "token expired; reconnect with a fresh token and after_seq",
         close::IDLE_TIMEOUT => "idle timeout",
+        close::TRY_AGAIN_LATER => "the server is not ready; try again later",
         close::MESSAGE_TOO_BIG => "message too big",
         close::UNSUPPORTED_DATA => "binary frames are not supported",
         close::INVALID_PAYLOAD => "text frames must be UTF-8",

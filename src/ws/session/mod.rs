@@ -7,8 +7,9 @@
 //!
 //! Both kinds of socket run this session: a per-chat socket
 //! (`/ws/chats/{id}/`) delivers one chat, a user socket (`/ws/`) every chat
-//! of its user, starting with `ready` and holding everything until the
-//! client's first `sync`. The difference is in their [`cursors`].
+//! of its user, starting with `ready` (once the bus follows the user) and
+//! holding everything until the client's first `sync`. The difference is in
+//! their [`cursors`].
 //!
 //! The session is split by job: [`live`] is the loop (client events in,
 //! outbox frames and pings out, the close), [`order`] keeps delivery in `seq`
@@ -31,9 +32,9 @@ use crate::delivery::rooms::{peer_of, Audience, Outbox, Subscriber, Watching};
 use crate::json;
 use crate::model::User;
 use crate::shutdown::Shutdown;
-use crate::store::{ChatPosition, StoreError};
+use crate::store::StoreError;
 use client_events::EventHandler;
-use cursors::{Cursor, Cursors, ANNOUNCED, EXISTED_AT_READY};
+use cursors::{Cursor, Cursors, ANNOUNCED, PLACED};
 use fastwebsockets::WebSocketError;
 use live::Session;
 use std::sync::Arc;
@@ -52,16 +53,15 @@ pub enum Scope {
         /// `resume_after < stored_through` needs a catch-up from the store.
         stored_through: i64,
     },
-    /// `/ws/`: every chat of the user, each live from where it stood when
-    /// the socket joined its user's room (read after the join).
-    User { chats: Vec<ChatPosition> },
+    /// `/ws/`: every chat of the user.
+    User,
 }
 
 impl Scope {
     pub fn watching(&self) -> Watching {
         match self {
             Scope::Chat { chat_id, .. } => Watching::Chat(*chat_id),
-            Scope::User { .. } => Watching::AllChats,
+            Scope::User => Watching::AllChats,
         }
     }
 }
@@ -181,6 +181,7 @@ pub async fn run(
         user_id: user.id,
         holding: cursors.all_chats(),
         cursors,
+        ready_at: crate::model::Timestamp::now(),
     };
     let opening = Opening {
         catch_up_to,
@@ -221,11 +222,11 @@ fn cursors_of(scope: Scope, user_id: i64) -> (Cursors, Option<(i64, i64)>) {
                 chat: chat_id,
                 next_seq: resume_after.saturating_add(1),
                 peer: peer_of(audience, user_id),
-                flags: EXISTED_AT_READY | ANNOUNCED,
+                flags: PLACED | ANNOUNCED,
             };
             let catch_up = (resume_after < stored_through).then_some((chat_id, stored_through));
             (Cursors::One(cursor), catch_up)
         }
-        Scope::User { chats } => (Cursors::at_ready(&chats), None),
+        Scope::User => (Cursors::Many(Vec::new()), None),
     }
 }

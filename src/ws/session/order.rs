@@ -1,18 +1,24 @@
-//! Delivery order, per chat: the socket joins its user's room before it reads
-//! where its chats stand, so every message committed after that read queues
-//! in its outbox. Each chat's cursor keeps `next_seq`, the next message this
-//! socket must send: a resume from before `last_seq` first replays the store
-//! from `after_seq + 1` to the end, then takes live messages from the outbox.
+//! Delivery order, per chat: the socket joins its user's room before it
+//! reads where its chat stands (a per-chat socket's `last_seq`, a `sync`'s
+//! positions), so every message committed after that read queues in its
+//! outbox. Each chat's cursor keeps `next_seq`, the next message this socket
+//! must send: a resume from before `last_seq` first replays the store from
+//! `after_seq + 1` to the end, then takes live messages from the outbox.
 //! One below `next_seq` was already sent (dropped); one above it means a gap,
 //! filled from the store first. So each message arrives once, in `seq` order,
 //! with no gap or duplicate at the seam between history and live delivery.
 //!
-//! A user socket also learns of chats created after its `ready`: a `chat`
-//! event comes before the chat's first message, and when the bus lost that
-//! event (or the message overtook it) the chat is read from the store and
-//! announced first.
+//! A user socket meets most chats by their first message after its `ready`:
+//! the bus follows the user from `ready` on, so that message is the chat's
+//! first since `ready`, and it places the cursor. A chat's first message ever
+//! (`seq` 1) comes after its `chat` event; when the bus lost that event (or
+//! the message overtook it) the chat is read from the store and announced
+//! first. When the bus may have lost messages (it reconnected, or a node
+//! dropped events), a per-chat socket catches up from the store; a user
+//! socket, which has no position for the chats it has not met, closes with
+//! 4009 so its client resumes with `sync`.
 
-use super::cursors::{Cursor, ANNOUNCED, DELIVERED, EXISTED_AT_READY};
+use super::cursors::{Cursor, ANNOUNCED, DELIVERED, PLACED};
 use super::live::Session;
 use super::End;
 use crate::delivery::events::{chat_event, message_event};
@@ -54,7 +60,7 @@ impl Session<'_> {
                 }
             }
             Outgoing::Message { chat, seq, frame } => {
-                let Some(next_seq) = self.cursor_for_message(chat).await? else {
+                let Some(next_seq) = self.place(chat, seq).await? else {
                     return Ok(());
                 };
                 if seq < next_seq {
@@ -70,13 +76,11 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// A `chat` event: whether to send it (the chat was created after
-    /// `ready`, and the client has not heard of it on this socket yet). A chat
-    /// that existed at `ready` is in the chat list a client reads after it;
-    /// its creation's event may still reach the socket late from the bus.
+    /// A `chat` event: whether to send it (the client has not heard of the
+    /// chat, or seen a message of it, on this socket).
     fn learn_chat(&mut self, chat: i64, peer: i64) -> bool {
         match self.cursors.get_mut(chat) {
-            Some(cursor) if cursor.has(ANNOUNCED | EXISTED_AT_READY) => false,
+            Some(cursor) if cursor.has(ANNOUNCED | DELIVERED) => false,
             Some(cursor) => {
                 cursor.flags |= ANNOUNCED;
                 cursor.peer = peer;
@@ -91,20 +95,24 @@ impl Session<'_> {
         }
     }
 
-    /// The chat's `next_seq` for a message about to be written: a user socket
-    /// meets a chat created after its `ready` here when the message overtook
-    /// the chat's event, and announces it first. `None` when the message is
-    /// not for this socket.
-    async fn cursor_for_message(&mut self, chat: i64) -> Result<Option<i64>, End> {
-        let known = self.cursors.get(chat).copied();
-        let cursor = match known {
-            Some(cursor) => cursor,
+    /// The chat's `next_seq` for message `seq` about to be written: a user
+    /// socket's first message of a chat places its cursor there (after
+    /// announcing the chat when this is its first message ever and no `chat`
+    /// event was sent). `None` when the message is not for this socket.
+    async fn place(&mut self, chat: i64, seq: i64) -> Result<Option<i64>, End> {
+        let cursor = match self.cursors.get_mut(chat) {
+            Some(cursor) if cursor.has(PLACED) => return Ok(Some(cursor.next_seq)),
+            Some(cursor) => {
+                cursor.next_seq = seq;
+                cursor.flags |= PLACED;
+                *cursor
+            }
             None => {
                 let new = Cursor {
                     chat,
-                    next_seq: 1,
+                    next_seq: seq,
                     peer: 0,
-                    flags: 0,
+                    flags: PLACED,
                 };
                 if !self.cursors.add(new) {
                     return Ok(None);
@@ -112,18 +120,21 @@ impl Session<'_> {
                 new
             }
         };
-        if !cursor.has(EXISTED_AT_READY | ANNOUNCED) {
+        if seq == 1 && !cursor.has(ANNOUNCED) {
             Box::pin(self.announce(chat)).await?;
         }
-        Ok(Some(cursor.next_seq))
+        Ok(Some(seq))
     }
 
-    /// Reads a chat created after `ready` from the store and sends its `chat`
-    /// event (its own event was lost on the bus, or is still on its way and
-    /// will be dropped).
-    pub(super) async fn announce(&mut self, chat: i64) -> Result<(), End> {
+    /// Reads the chat of a first message ever from the store and, when it
+    /// was created after `ready`, sends its `chat` event (its own event was
+    /// lost on the bus, or is still on its way and will be dropped). A chat
+    /// created before `ready` is in the chat list the client reads after it.
+    /// (Clocks of the node and the database that disagree by a little either
+    /// send an event the client did not need or leave one to that list.)
+    async fn announce(&mut self, chat: i64) -> Result<(), End> {
         let found = self.state.store.chat(chat, self.user_id).await?;
-        if let Some(found) = &found {
+        if let Some(found) = found.as_ref().filter(|c| c.created_at >= self.ready_at) {
             self.writer.text(&chat_event(found)).await?;
         }
         if let Some(cursor) = self.cursors.get_mut(chat) {
@@ -137,7 +148,7 @@ impl Session<'_> {
     }
 
     /// After sending message `seq` of `chat`.
-    fn moved(&mut self, chat: i64, seq: i64) {
+    pub(super) fn moved(&mut self, chat: i64, seq: i64) {
         if let Some(cursor) = self.cursors.get_mut(chat) {
             cursor.next_seq = seq + 1;
             cursor.flags |= DELIVERED;
@@ -148,43 +159,18 @@ impl Session<'_> {
         self.cursors.get(chat).map_or(i64::MAX, |c| c.next_seq)
     }
 
-    /// After the bus may have missed events: catches up every chat whose store
-    /// holds messages from its `next_seq` on, and (user sockets) announces
-    /// chats created meanwhile.
+    /// After the bus may have missed messages: a per-chat socket catches up
+    /// when the store holds any from its `next_seq` on; a user socket closes
+    /// with 4009 (see the module note).
     async fn resync(&mut self) -> Result<(), End> {
-        if self.cursors.all_chats() {
-            self.resync_all().await?;
-        } else if let Some(chat) = self.cursors.only_chat() {
-            let stored_through = self.stored_through(chat).await?;
-            if stored_through >= self.next_seq(chat) {
-                self.replay_until(chat, stored_through).await?;
-            }
+        let Some(chat) = self.cursors.only_chat() else {
+            return Err(End::Closed(close::RESYNC));
+        };
+        let stored_through = self.stored_through(chat).await?;
+        if stored_through >= self.next_seq(chat) {
+            self.replay_until(chat, stored_through).await?;
         }
         self.state.metrics.ws_resyncs.inc();
-        Ok(())
-    }
-
-    /// A user socket's resync: where every chat of the user stands, in one
-    /// statement.
-    async fn resync_all(&mut self) -> Result<(), End> {
-        let Some(positions) = self.state.store.positions(self.user_id).await? else {
-            return Ok(());
-        };
-        for position in positions.chats {
-            let chat = position.chat;
-            let new = Cursor {
-                chat,
-                next_seq: 1,
-                peer: position.peer,
-                flags: 0,
-            };
-            if self.cursors.add(new) {
-                self.announce(chat).await?;
-            }
-            if position.last_seq >= self.next_seq(chat) {
-                self.replay_until(chat, position.last_seq).await?;
-            }
-        }
         Ok(())
     }
 

@@ -1,13 +1,13 @@
 //! A user socket's `sync`: for each chat it names, every stored message after
 //! the client's `after_seq`, then live ones (the outbox holds them meanwhile).
-//! Where the chats stand is read once for the whole `sync`, after the socket
+//! Where the named chats stand is read in one statement, after the socket
 //! joined its user's room, so the replay and the outbox meet with no gap;
 //! the cursor then drops what the replay already sent. A chat the user is not
 //! in, or one this socket has already delivered, gets an `error` naming it;
 //! the rest proceed.
 
 use super::client_events::EventHandler;
-use super::cursors::{Cursor, ANNOUNCED, DELIVERED};
+use super::cursors::{Cursor, ANNOUNCED, DELIVERED, PLACED};
 use super::live::Session;
 use super::End;
 use crate::delivery::events::EventError;
@@ -25,10 +25,9 @@ impl Session<'_> {
             events.refuse(error);
             return Ok(());
         }
-        let mut positions = match self.state.store.positions(self.user_id).await? {
-            Some(positions) => positions.chats,
-            None => Vec::new(),
-        };
+        let named: Vec<i64> = chats.iter().map(|(chat, _)| *chat).collect();
+        let store = &self.state.store;
+        let mut positions = store.chat_positions(self.user_id, &named).await?;
         positions.sort_unstable_by_key(|position| position.chat);
         for (chat, after_seq) in chats {
             let found = positions.binary_search_by_key(&chat, |p| p.chat);
@@ -60,14 +59,15 @@ impl Session<'_> {
             }
             Some(cursor) => {
                 cursor.next_seq = next_seq;
-                cursor.flags |= ANNOUNCED;
+                cursor.peer = position.peer;
+                cursor.flags |= PLACED | ANNOUNCED;
             }
             None => {
                 self.cursors.add(Cursor {
                     chat,
                     next_seq,
                     peer: position.peer,
-                    flags: ANNOUNCED,
+                    flags: PLACED | ANNOUNCED,
                 });
             }
         }
