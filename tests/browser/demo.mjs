@@ -1,6 +1,8 @@
-// Two browser contexts chat through the demo page served at `/`:
-// Ann registers, finds Bob, starts a chat and writes; Bob sees it live and answers;
-// Ann's connection is dropped and resumes with after_seq, missing nothing.
+// Two browser contexts chat through the demo page served at `/`, each on one
+// user socket: Bob starts a chat with Ann and it appears in Ann's list without
+// a reload; his message shows an unread badge there; Ann opens it (Bob's
+// message turns "seen"), types (Bob sees it) and answers; Ann's connection is
+// dropped and resumes with `sync`, missing nothing.
 // Usage: node demo.mjs http://127.0.0.1:PORT screenshot.png
 import { chromium } from "playwright-core";
 
@@ -40,29 +42,37 @@ async function expectMessage(page, seq, text) {
 try {
   const ann = await person("ann");
   const bob = await person("bob");
-
-  await ann.fill("#search", "bob");
-  await ann.click("#search-results li");
   await ann.waitForSelector("#status:has-text('Live')");
-  await say(ann, "Hello Bob!");
-  await expectMessage(ann, 1, "Hello Bob!");
 
-  await bob.click("#chats li");
-  await bob.waitForSelector("#status:has-text('Live')");
-  await expectMessage(bob, 1, "Hello Bob!");
-  await say(bob, "Hi Ann, live from Bob");
-  await expectMessage(ann, 2, "Hi Ann, live from Bob");
+  await bob.fill("#search", "ann");
+  await bob.click("#search-results li");
+  await ann.waitForSelector("#chats li:has-text('bob')"); // live, no reload, no polling
+  await say(bob, "Hello Ann!");
+  await expectMessage(bob, 1, "Hello Ann!");
+  const badge = ann.locator("#chats li .badge");
+  await badge.waitFor();
+  if ((await badge.textContent()) !== "1") throw new Error(`unread badge: ${await badge.textContent()}`);
+  if (screenshot) await ann.screenshot({ path: screenshot });
 
-  // Drop Ann's socket; while she is away Bob writes; she resumes after #2.
+  await ann.click("#chats li");
+  await expectMessage(ann, 1, "Hello Ann!");
+  await bob.waitForSelector("#messages li.mine .seen"); // Ann's read marker
+  await ann.waitForSelector("#chats li:not(:has(.badge))");
+  await ann.type("#text", "Hi");
+  await bob.waitForSelector("#status:has-text('typing')");
+  await ann.fill("#text", "Hi Bob, live from Ann");
+  await ann.click("#send");
+  await expectMessage(bob, 2, "Hi Bob, live from Ann");
+
+  // Drop Ann's socket; while she is away Bob writes; she resumes with sync.
   await ann.evaluate(() => state.socket.close());
   await say(bob, "sent while Ann was away");
-  await ann.waitForSelector("#status:has-text('resumed after #2')");
+  await ann.waitForSelector("#status:has-text('synced')");
   await expectMessage(ann, 3, "sent while Ann was away");
   const seqs = await ann.$$eval("#messages li", (items) => items.map((li) => Number(li.dataset.seq)));
   if (seqs.join(",") !== "1,2,3") throw new Error(`Ann's messages: ${seqs}`);
 
-  if (screenshot) await ann.screenshot({ path: screenshot });
-  console.log("browser test passed: two users chatted live; a dropped socket resumed with after_seq");
+  console.log("browser test passed: a chat started by the other user appeared live with an unread badge; seen, typing; a dropped user socket resumed with sync");
 } catch (error) {
   console.error("browser test failed:", error.message);
   process.exitCode = 1;

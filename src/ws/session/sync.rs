@@ -25,6 +25,10 @@ impl Session<'_> {
             events.refuse(error);
             return Ok(());
         }
+        self.holding = false;
+        if chats.is_empty() {
+            return Ok(());
+        }
         let named: Vec<i64> = chats.iter().map(|(chat, _)| *chat).collect();
         let store = &self.state.store;
         let mut positions = store.chat_positions(self.user_id, &named).await?;
@@ -36,7 +40,6 @@ impl Session<'_> {
                 Err(_) => events.refuse(events.outsider_error(chat).await),
             }
         }
-        self.holding = false;
         Ok(())
     }
 
