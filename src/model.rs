@@ -67,6 +67,11 @@ impl Timestamp {
         Timestamp(now.replace_microsecond(micros).unwrap_or(now))
     }
 
+    /// Microseconds since the Unix epoch.
+    pub fn unix_micros(&self) -> i64 {
+        (self.0.unix_timestamp_nanos() / 1000) as i64
+    }
+
     pub fn render(&self) -> String {
         self.with_text(str::to_owned)
     }

@@ -152,7 +152,7 @@ fn admit(
     ))?;
     let connection = request.extensions().get::<Arc<ConnectionPermit>>().cloned();
     let spec = SessionSpec {
-        user,
+        user: Arc::new(user),
         scope,
         token_expires_at,
         _slot: slot,

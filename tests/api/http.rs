@@ -247,9 +247,10 @@ async fn the_demo_page_is_served_at_the_root() {
         .unwrap()
         .starts_with("text/html"));
     assert!(
-        page.text.contains("/ws/chats/"),
-        "the page speaks the WebSocket API"
+        page.text.contains("\"/ws/?token=\""),
+        "the page speaks the user socket"
     );
+    assert!(!page.text.contains("setInterval"), "nothing polls");
     assert!(!page.text.contains("src=\"http"), "no external assets");
 }
 

@@ -461,6 +461,91 @@ mod across_nodes {
         quiet(&mut laptop, "once each, nothing back to the reader").await;
     }
 
+    /// Waits (up to 5 s) until the node's `chat_bus_subscriptions` is `n`.
+    async fn subscriptions_reach(node: &crate::helpers::TestApp, n: f64) -> f64 {
+        let mut seen = 0.0;
+        for _ in 0..100 {
+            seen = crate::hostile::metric(node, "chat_bus_subscriptions").await;
+            if seen == n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        seen
+    }
+
+    /// A node's Redis subscriptions follow its connected users, not their
+    /// chats: a user in 1,000 chats costs one, as does a user in one, and a
+    /// per-chat socket of a user already followed costs nothing more.
+    #[tokio::test]
+    async fn a_nodes_subscriptions_grow_with_its_users_not_their_chats() {
+        let nodes = cluster(2, &redis_url()).await;
+        bus_ready(&[&nodes[0], &nodes[1]]).await;
+        let (ann, bob, chat) = nodes[0].pair().await;
+        let others: Vec<i64> = nodes[0]
+            .db()
+            .await
+            .query(
+                "INSERT INTO users (email, password_hash, full_name)
+                 SELECT 'u' || g || '@example.com', 'x', 'U ' || g FROM generate_series(1, 999) g
+                 RETURNING id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        nodes[0]
+            .db()
+            .await
+            .execute(
+                "INSERT INTO chats (pair_key, user_low, user_high)
+                 SELECT encode(sha256(convert_to('pair:' || least($1, o) || ':' || greatest($1, o),
+                                                 'UTF8')), 'hex'),
+                        least($1, o), greatest($1, o)
+                 FROM unnest($2::BIGINT[]) AS o",
+                &[&ann.id, &others],
+            )
+            .await
+            .unwrap();
+        let listed = nodes[0].get("/api/chat/chats/", Some(&ann.access)).await;
+        assert_eq!(listed.expect(200).as_array().unwrap().len(), 1000);
+        assert_eq!(subscriptions_reach(&nodes[0], 0.0).await, 0.0);
+        let mut ann_user = WsClient::user_synced(&nodes[0], &ann.access, json!({})).await;
+        assert_eq!(
+            subscriptions_reach(&nodes[0], 1.0).await,
+            1.0,
+            "1,000 chats, 1 subscription"
+        );
+        let _ann_chat = WsClient::connect(&nodes[0], chat, &ann.access, None).await;
+        let _bob_user = WsClient::user_synced(&nodes[0], &bob.access, json!({})).await;
+        assert_eq!(
+            subscriptions_reach(&nodes[0], 2.0).await,
+            2.0,
+            "1 chat, 1 subscription"
+        );
+        let far = others[500];
+        nodes[1].say(&ann, chat, "to bob from the other node").await;
+        assert_eq!(ann_user.message().await["seq"], 1);
+        let far_chat: i64 = nodes[0]
+            .db()
+            .await
+            .query_one(
+                "SELECT id FROM chats WHERE $1 IN (user_low, user_high) AND $2 IN (user_low, user_high)",
+                &[&ann.id, &far],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        nodes[1].say(&ann, far_chat, "to one of 1,000").await;
+        let far_message = ann_user.next_of("message").await;
+        assert_eq!(
+            far_message["data"]["chat"], far_chat,
+            "any chat of the user, one subscription"
+        );
+    }
+
     /// A user socket on a node that is killed, while Redis restarts under a
     /// stream of messages: after the restart the socket closes with 4009
     /// (the bus may have lost events) and its client resumes with `sync`;

@@ -93,8 +93,20 @@ impl Outbox {
     /// The next frame, waiting for one; `Overflowed` as soon as the outbox
     /// overflowed. Cancel-safe: a frame is taken only when this returns.
     pub async fn take(&self) -> Taken {
+        self.take_unless_holding(false).await
+    }
+
+    /// [`Outbox::take`], or, while `holding` (a user socket before its first
+    /// `sync`), only an alarm: its frames wait. One future for both, so a
+    /// session's loop waits on the outbox with one branch whatever it holds.
+    pub async fn take_unless_holding(&self, holding: bool) -> Taken {
         loop {
-            match self.try_take_or_overflow() {
+            let next = if holding {
+                self.alarm().map(Taken::Alarm)
+            } else {
+                self.try_take_or_overflow()
+            };
+            match next {
                 Some(taken) => return taken,
                 None => self.wake.notified().await,
             }
@@ -117,17 +129,6 @@ impl Outbox {
             Some(Alarm::Overflowed)
         } else {
             state.going_away.then_some(Alarm::GoingAway)
-        }
-    }
-
-    /// Waits until the socket must close whatever is queued: for a session
-    /// that holds its frames (a user socket before its first `sync`).
-    pub async fn alarmed(&self) -> Alarm {
-        loop {
-            if let Some(alarm) = self.alarm() {
-                return alarm;
-            }
-            self.wake.notified().await;
         }
     }
 

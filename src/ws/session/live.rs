@@ -27,8 +27,8 @@ pub(super) struct Session<'a> {
     pub(super) cursors: Cursors,
     /// A user socket before its first `sync`: the outbox is not read.
     pub(super) holding: bool,
-    /// When a user socket sent `ready`.
-    pub(super) ready_at: Timestamp,
+    /// When a user socket sent `ready`, in microseconds since the Unix epoch.
+    pub(super) ready_at: i64,
 }
 
 impl Session<'_> {
@@ -40,11 +40,13 @@ impl Session<'_> {
         events: &mut EventHandler<'_>,
     ) -> End {
         let result = async {
-            if let Some((chat, last)) = opening.catch_up_to {
-                Box::pin(self.replay_until(chat, last)).await?;
+            // A per-chat socket resuming from before its chat's `last_seq`.
+            let behind = |chat: &i64| self.next_seq(*chat) <= opening.stored_through;
+            if let Some(chat) = self.cursors.only_chat().filter(behind) {
+                Box::pin(self.replay_until(chat, opening.stored_through)).await?;
             }
             if self.cursors.all_chats() {
-                self.ready(outbox).await?;
+                Box::pin(self.ready(outbox)).await?;
             }
             self.live(opening.token_expires_at, reader, outbox, events)
                 .await
@@ -72,7 +74,7 @@ impl Session<'_> {
             Ok(Err(alarm)) => return Err(End::Closed(close_code(alarm))),
             Err(_) => return Err(End::Closed(close::TRY_AGAIN_LATER)),
         }
-        self.ready_at = Timestamp::now();
+        self.ready_at = Timestamp::now().unix_micros();
         self.writer.text(&ready_event(self.user_id)).await?;
         self.writer.flush().await?;
         Ok(())
@@ -118,11 +120,10 @@ impl Session<'_> {
                         None => deadline.as_mut().reset(limits.next()),
                     },
                     inbound = &mut read => break inbound,
-                    taken = outbox.take(), if !self.holding => match taken {
+                    taken = outbox.take_unless_holding(self.holding) => match taken {
                         Taken::Item(item) => Box::pin(self.write_burst(item, outbox)).await?,
                         Taken::Alarm(alarm) => return Ok(close_code(alarm)),
                     },
-                    alarm = outbox.alarmed(), if self.holding => return Ok(close_code(alarm)),
                     _ = ping.tick() => {
                         events.parser.release();
                         Box::pin(self.writer.ping()).await?

@@ -134,7 +134,10 @@ impl Session<'_> {
     /// send an event the client did not need or leave one to that list.)
     async fn announce(&mut self, chat: i64) -> Result<(), End> {
         let found = self.state.store.chat(chat, self.user_id).await?;
-        if let Some(found) = found.as_ref().filter(|c| c.created_at >= self.ready_at) {
+        if let Some(found) = found
+            .as_ref()
+            .filter(|c| c.created_at.unix_micros() >= self.ready_at)
+        {
             self.writer.text(&chat_event(found)).await?;
         }
         if let Some(cursor) = self.cursors.get_mut(chat) {
@@ -155,7 +158,7 @@ impl Session<'_> {
         }
     }
 
-    fn next_seq(&self, chat: i64) -> i64 {
+    pub(super) fn next_seq(&self, chat: i64) -> i64 {
         self.cursors.get(chat).map_or(i64::MAX, |c| c.next_seq)
     }
 
