@@ -18,9 +18,11 @@
 //!    embedded SQLite store), giving each message its chat's next `seq`.
 //! 4. Once the batch is committed, each message is encoded once
 //!    ([`delivery::events`]) and handed to [`delivery::rooms`], which queues the
-//!    same bytes on every local socket in the chat, and to [`delivery::bus`],
-//!    which publishes it (signed) to the other nodes' rooms over Redis.
-//! 5. Each session writes its queue to its socket in `seq` order
+//!    same bytes on every local socket of both participants that watches the
+//!    chat (user sockets watch all of their user's chats), and to
+//!    [`delivery::bus`], which publishes it (signed) on each participant's
+//!    channel to the other nodes' rooms over Redis.
+//! 5. Each session writes its queue to its socket in `seq` order per chat
 //!    ([`ws::transport`]), filling any gap from the store; the sender gets its
 //!    echo or its `201`.
 //!
