@@ -33,12 +33,21 @@ impl Session<'_> {
         let store = &self.state.store;
         let mut positions = store.chat_positions(self.user_id, &named).await?;
         positions.sort_unstable_by_key(|position| position.chat);
+        let mut outsiders = Vec::new();
         for (chat, after_seq) in chats {
             let found = positions.binary_search_by_key(&chat, |p| p.chat);
             match found {
                 Ok(at) => self.resume(positions[at], after_seq, events).await?,
-                Err(_) => events.refuse(events.outsider_error(chat).await),
+                Err(_) => outsiders.push(chat),
             }
+        }
+        // Asked together, so the batched lookups answer them in one statement
+        // or a few, however many a sync names.
+        let refusals = outsiders
+            .into_iter()
+            .map(|chat| events.outsider_error(chat));
+        for refusal in futures_util::future::join_all(refusals).await {
+            events.refuse(refusal);
         }
         Ok(())
     }
