@@ -23,9 +23,9 @@ fuzz_target!(|data: &[u8]| {
         alone.is_ok(),
         "a reused parser decodes as a fresh one"
     );
-    if let Ok(ClientEvent::Send(draft)) = again {
-        assert!(!draft.content.contains('\0'));
-        assert!(!draft.metadata.contains("\\u0000"));
-        assert!(draft.client_msg_id.map_or(true, |id| !id.contains('\0')));
+    if let Ok(ClientEvent::Send { input, .. }) = again {
+        assert!(!input.content.contains('\0'));
+        assert!(!input.metadata.contains("\\u0000"));
+        assert!(input.client_msg_id.map_or(true, |id| !id.contains('\0')));
     }
 });
