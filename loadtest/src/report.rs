@@ -3,6 +3,7 @@
 //! scenario writes it, `loadtest targets` reads it back as the same type, and
 //! the JSON keys are the field names.
 
+use crate::procfs::{Consumer, CpuSnapshot};
 use crate::stats::{Recorder, BUCKET};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,23 @@ pub struct Machine {
     pub idle_share: Option<f64>,
 }
 
+impl Machine {
+    /// The servers' CPU time, the cores and their idle share between two
+    /// snapshots of a run.
+    pub fn between(before: &CpuSnapshot, after: &CpuSnapshot) -> Self {
+        Machine {
+            server_cpu_s: seconds(after.spent_since(before, Consumer::Servers)),
+            cores: Some(crate::procfs::cores()),
+            idle_share: share(after.idle_share_since(before)),
+        }
+    }
+}
+
+/// Whether a store count is known and differs from what was acknowledged.
+fn stored_differs(stored: Option<u64>, acknowledged: u64) -> bool {
+    stored.is_some_and(|stored| stored != acknowledged)
+}
+
 /// `chat` (and `chat --rate`).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -126,8 +144,7 @@ pub struct ChatFigures {
 
 impl Figures for ChatFigures {
     fn store_disagrees(&self) -> bool {
-        self.stored
-            .is_some_and(|stored| stored != self.acknowledged)
+        stored_differs(self.stored, self.acknowledged)
     }
 }
 
@@ -153,8 +170,7 @@ pub struct InboxFigures {
 
 impl Figures for InboxFigures {
     fn store_disagrees(&self) -> bool {
-        self.stored
-            .is_some_and(|stored| stored != self.acknowledged)
+        stored_differs(self.stored, self.acknowledged)
     }
 }
 

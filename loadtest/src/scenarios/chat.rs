@@ -6,7 +6,7 @@
 use super::client::{self, Pace, Sent};
 use crate::cli::{ChatArgs, Routes, Target};
 use crate::endpoint::Endpoint;
-use crate::procfs::{self, Consumer, CpuSnapshot};
+use crate::procfs::{Consumer, CpuSnapshot};
 use crate::progress::Progress;
 use crate::report::{self, ChatFigures, Machine, Report};
 use crate::setup::{self, Pair};
@@ -75,11 +75,7 @@ pub async fn run(args: ChatArgs) -> Result<Report<ChatFigures>> {
     let spent = |consumer| cpu_after.spent_since(&cpu_before, consumer);
     let delivered = report.delivered;
     report.figures = ChatFigures {
-        machine: Machine {
-            server_cpu_s: report::seconds(spent(Consumer::Servers)),
-            cores: Some(procfs::cores()),
-            idle_share: report::share(cpu_after.idle_share_since(&cpu_before)),
-        },
+        machine: Machine::between(&cpu_before, &cpu_after),
         server_cpu_per_message_us: report::cpu_per(spent(Consumer::Servers), delivered),
         database_cpu_per_message_us: report::cpu_per(spent(Consumer::Database), delivered),
         tool_cpu_per_message_us: report::cpu_per(spent(Consumer::Tool), delivered),

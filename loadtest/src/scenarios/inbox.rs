@@ -9,7 +9,7 @@
 use super::client::{self, Sent};
 use crate::cli::InboxArgs;
 use crate::endpoint::Endpoint;
-use crate::procfs::{self, Consumer, CpuSnapshot};
+use crate::procfs::{Consumer, CpuSnapshot};
 use crate::progress::Progress;
 use crate::report::{self, InboxFigures, Machine, Report};
 use crate::setup::{self, Inbox};
@@ -85,11 +85,7 @@ pub async fn run(args: InboxArgs) -> Result<Report<InboxFigures>> {
     let mut report = Report::measured("inbox", duration.as_secs_f64(), &merged);
     let delivered = report.delivered;
     report.figures = InboxFigures {
-        machine: Machine {
-            server_cpu_s: report::seconds(spent(Consumer::Servers)),
-            cores: Some(procfs::cores()),
-            idle_share: report::share(cpu_after.idle_share_since(&cpu_before)),
-        },
+        machine: Machine::between(&cpu_before, &cpu_after),
         server_cpu_per_message_us: report::cpu_per(spent(Consumer::Servers), delivered),
         database_cpu_per_message_us: report::cpu_per(spent(Consumer::Database), delivered),
         tool_cpu_per_message_us: report::cpu_per(spent(Consumer::Tool), delivered),

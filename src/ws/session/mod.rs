@@ -57,15 +57,6 @@ pub enum Scope {
     User,
 }
 
-impl Scope {
-    pub fn watching(&self) -> Watching {
-        match self {
-            Scope::Chat { chat_id, .. } => Watching::Chat(*chat_id),
-            Scope::User => Watching::AllChats,
-        }
-    }
-}
-
 /// Who is connected to what, and from where to resume.
 pub struct SessionSpec {
     /// The user, held once on the heap: 8 bytes of every session's task

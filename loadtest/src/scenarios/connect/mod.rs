@@ -20,7 +20,7 @@ pub use spread::work;
 use super::echo::EchoProcess;
 use crate::cli::{self, ConnectArgs};
 use crate::endpoint::Endpoint;
-use crate::procfs::{self, rss_sum, Consumer, CpuSnapshot};
+use crate::procfs::{rss_sum, Consumer, CpuSnapshot};
 use crate::progress::Progress;
 use crate::report::{self, ConnectFigures, Machine, Report};
 use crate::setup;
@@ -151,11 +151,7 @@ impl Outcome<'_> {
         };
         let spent = |consumer| after.spent_since(&usage.cpu_before, consumer);
         let opened = self.opened.total();
-        figures.machine = Machine {
-            server_cpu_s: report::seconds(spent(Consumer::Servers)),
-            cores: Some(procfs::cores()),
-            idle_share: report::share(after.idle_share_since(&usage.cpu_before)),
-        };
+        figures.machine = Machine::between(&usage.cpu_before, after);
         figures.server_cpu_per_connection_us = report::cpu_per(spent(Consumer::Servers), opened);
         figures.tool_cpu_per_connection_us = report::cpu_per(spent(Consumer::Tool), opened);
         figures.database_cpu_per_connection_us = report::cpu_per(spent(Consumer::Database), opened);
