@@ -1,7 +1,8 @@
-//! SHA-256, HMAC-SHA-256 and lowercase hex, the one owner of `sha2` and
-//! `hmac`: a chat's pair key is the hex digest of its two users' ids, random
-//! ids are hex, and events between nodes carry a MAC under a key derived from
-//! `SECRET_KEY`.
+//! SHA-256, HMAC-SHA-256, PBKDF2 and lowercase hex, the one owner of `sha2`,
+//! `hmac`, `pbkdf2` and `subtle`: a chat's pair key is the hex digest of its
+//! two users' ids, random ids are hex, events between nodes carry a MAC under a
+//! key derived from `SECRET_KEY`, and passwords imported from the Django
+//! backend are PBKDF2-HMAC-SHA-256 hashes.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -54,6 +55,22 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// Whether PBKDF2-HMAC-SHA-256 of `password` with `salt` over `rounds`
+/// rounds gives `expected` (compared in constant time; `expected` of any
+/// length up to 64 bytes is derived to that length).
+pub fn pbkdf2_sha256_matches(password: &[u8], salt: &[u8], rounds: u32, expected: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let mut derived = [0u8; 64];
+    let Some(derived) = derived.get_mut(..expected.len()) else {
+        return false;
+    };
+    if expected.is_empty() || rounds == 0 {
+        return false;
+    }
+    pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, rounds, derived);
+    derived.ct_eq(expected).into()
+}
+
 /// `bytes` as lowercase hex, two digits per byte.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -75,6 +92,21 @@ pub fn random_hex(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pbkdf2_matches_the_rfc_7914_vector_and_nothing_else() {
+        // RFC 7914 section 11: PBKDF2-HMAC-SHA256, P="passwd", S="salt", c=1.
+        let expected = [
+            0x55, 0xac, 0x04, 0x6e, 0x56, 0xe3, 0x08, 0x9f, 0xec, 0x16, 0x91, 0xc2, 0x25, 0x44,
+            0xb6, 0x05, 0xf9, 0x41, 0x85, 0x21, 0x6d, 0xde, 0x04, 0x65, 0xe6, 0x8b, 0x9d, 0x57,
+            0xc2, 0x0d, 0xac, 0xbc,
+        ];
+        assert!(pbkdf2_sha256_matches(b"passwd", b"salt", 1, &expected));
+        assert!(!pbkdf2_sha256_matches(b"passwd", b"salt", 2, &expected));
+        assert!(!pbkdf2_sha256_matches(b"passwe", b"salt", 1, &expected));
+        assert!(!pbkdf2_sha256_matches(b"passwd", b"salt", 1, &[]));
+        assert!(!pbkdf2_sha256_matches(b"passwd", b"salt", 0, &expected));
+    }
 
     #[test]
     fn digests_and_hex_match_sha256sum() {

@@ -3,11 +3,12 @@
 
 use crate::app::AppState;
 use crate::auth::jwt::{TokenError, TokenType};
+use crate::auth::password::Verdict;
 use crate::http::body::RawBody;
 use crate::http::error::ApiError;
 use crate::http::response::{created, ok, Body};
 use crate::input::fields::{is_valid_email, Fields, Text};
-use crate::store::NewUser;
+use crate::store::{Credentials, NewUser};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::json;
@@ -103,16 +104,44 @@ pub async fn login(
         .map_err(ApiError::Throttled)?;
     let credentials = state.store.credentials(&email).await?;
     let stored_hash = credentials.as_ref().map(|c| c.password_hash.clone());
-    let matches = state.auth.passwords.verify(password, stored_hash).await?;
+    let verdict = state
+        .auth
+        .passwords
+        .verify(password.clone(), stored_hash)
+        .await?;
     match credentials {
-        Some(c) if matches && c.is_active => Ok(ok(&json!({
-            "refresh": state.auth.tokens.issue(c.user.id, TokenType::Refresh),
-            "access": state.auth.tokens.issue(c.user.id, TokenType::Access),
-        }))),
+        Some(c) if verdict.matches() && c.is_active => {
+            if verdict == Verdict::MatchesRehash {
+                rehash(state, &c, password).await;
+            }
+            Ok(ok(&json!({
+                "refresh": state.auth.tokens.issue(c.user.id, TokenType::Refresh),
+                "access": state.auth.tokens.issue(c.user.id, TokenType::Access),
+            })))
+        }
         _ => {
             let _ = state.limiters.login_failures.check(&account);
             Err(ApiError::InvalidCredentials)
         }
+    }
+}
+
+/// Replaces a hash of the Django backend's (just matched) with an argon2id
+/// one, as Django does at login. The login succeeds even when this fails:
+/// the old hash still verifies, and the next login tries again.
+async fn rehash(state: &AppState, credentials: &Credentials, password: String) {
+    let user_id = credentials.user.id;
+    let rehashed = match state.auth.passwords.hash(password).await {
+        Ok(hash) => hash,
+        Err(error) => return tracing::warn!(%error, user_id, "rehashing a password failed"),
+    };
+    let replaced = &credentials.password_hash;
+    if let Err(error) = state
+        .store
+        .replace_password_hash(user_id, replaced, &rehashed)
+        .await
+    {
+        tracing::warn!(%error, user_id, "storing a rehashed password failed");
     }
 }
 

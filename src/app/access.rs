@@ -10,13 +10,24 @@ use crate::store::ChatAccess;
 use hyper::header::AUTHORIZATION;
 use hyper::HeaderMap;
 
-/// The user and expiry of a valid access token.
+/// The user and expiry of a valid access token of a user not known to be
+/// inactive.
 pub fn bearer(state: &AppState, token: &str) -> Result<Bearer, ApiError> {
-    state
+    let bearer = state
         .auth
         .tokens
         .verify_access(token)
-        .map_err(ApiError::InvalidAccessToken)
+        .map_err(ApiError::InvalidAccessToken)?;
+    refuse_inactive(state, bearer.user_id)?;
+    Ok(bearer)
+}
+
+/// 401 for a user the last poll found inactive (SimpleJWT's answer).
+pub fn refuse_inactive(state: &AppState, user_id: i64) -> Result<(), ApiError> {
+    if state.auth.inactive.contains(user_id) {
+        return Err(ApiError::UserInactive);
+    }
+    Ok(())
 }
 
 /// The id of the user whose access token the request carries.

@@ -3,6 +3,7 @@
 //! Nothing lives in globals, so tests run many servers in one process.
 
 pub mod access;
+pub mod inactive;
 
 use crate::auth::jwt::TokenService;
 use crate::auth::password::{HashError, PasswordHasher};
@@ -22,6 +23,7 @@ use crate::store::postgres::PgStore;
 use crate::store::read_batches::ReadBatcher;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{History, HistoryRead, Store, StoreError, UserAndChat};
+use inactive::InactiveUsers;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -61,10 +63,12 @@ pub struct AppState {
     connections: AtomicU64,
 }
 
-/// Tokens and passwords.
+/// Tokens, passwords, and who may no longer use either.
 pub struct Auth {
     pub tokens: TokenService,
     pub passwords: PasswordHasher,
+    /// Users deactivated in the store, refused on every path.
+    pub inactive: Arc<InactiveUsers>,
 }
 
 /// The path of a message after it is accepted: the group-commit writer, the
@@ -117,8 +121,15 @@ impl AppState {
         let delivery = start_delivery(&config, &store, &metrics)?;
         let paging = config.paging;
         let auth = &config.auth;
+        let inactive = InactiveUsers::start(
+            store.clone(),
+            delivery.rooms.clone(),
+            auth.inactive_users_poll,
+        )
+        .await;
         Ok(AppState {
             auth: Auth {
+                inactive,
                 tokens: TokenService::new(&auth.secret_key, auth.access_ttl, auth.refresh_ttl),
                 passwords: PasswordHasher::new(
                     auth.argon2_memory_kib,

@@ -132,6 +132,9 @@ pub struct AuthConfig {
     pub hash_concurrency: usize,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
+    /// How often each node reads which users are inactive; a user deactivated
+    /// in the database is refused everywhere within this (1 s at least).
+    pub inactive_users_poll: Duration,
 }
 
 /// Everything the server needs to know, built once at start-up.
@@ -178,6 +181,9 @@ impl Config {
             hash_concurrency: env.number("HASH_CONCURRENCY", workers)?,
             argon2_memory_kib: env.number("ARGON2_MEMORY_KIB", 19 * 1024)?,
             argon2_iterations: env.number("ARGON2_ITERATIONS", 2)?,
+            inactive_users_poll: Duration::from_secs(
+                env.number::<u64>("INACTIVE_USERS_POLL_SECS", 10)?.max(1),
+            ),
         };
         Ok(Config {
             debug,

@@ -25,6 +25,8 @@ pub enum ApiError {
     InvalidRefreshToken,
     #[error("Token is blacklisted")]
     BlacklistedToken,
+    #[error("User is inactive")]
+    UserInactive,
     #[error("No active account found with the given credentials")]
     InvalidCredentials,
     #[error("You do not have permission to perform this action.")]
@@ -82,6 +84,7 @@ impl ApiError {
             | InvalidAccessToken(_)
             | InvalidRefreshToken
             | BlacklistedToken
+            | UserInactive
             | InvalidCredentials => StatusCode::UNAUTHORIZED,
             PermissionDenied => StatusCode::FORBIDDEN,
             NotFound | InvalidPage => StatusCode::NOT_FOUND,
@@ -119,6 +122,7 @@ impl ApiError {
             ApiError::InvalidRefreshToken | ApiError::BlacklistedToken => {
                 json!({"detail": self.to_string(), "code": "token_not_valid"})
             }
+            ApiError::UserInactive => json!({"detail": self.to_string(), "code": "user_inactive"}),
             _ => json!({ "detail": self.to_string() }),
         }
     }
@@ -156,7 +160,10 @@ impl ApiError {
                 hyper::header::HeaderValue::from_static("close"),
             );
         }
-        if let ApiError::NotAuthenticated | ApiError::InvalidAccessToken(_) = self {
+        if let ApiError::NotAuthenticated
+        | ApiError::InvalidAccessToken(_)
+        | ApiError::UserInactive = self
+        {
             response.headers_mut().insert(
                 hyper::header::WWW_AUTHENTICATE,
                 hyper::header::HeaderValue::from_static("Bearer realm=\"api\""),

@@ -264,9 +264,21 @@ pub struct StartedChat {
 pub trait Store: Send + Sync + 'static {
     /// Creates a user; `EmailTaken` when the email (case-insensitively) exists.
     async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
-    /// Looks a user up by email, case-insensitively, for login.
+    /// Looks a user up by email, case-insensitively, for login (active or not).
     async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError>;
+    /// Replaces the user's password hash when it still is `replaced` (a login
+    /// rehashing a Django hash); whether it did.
+    async fn replace_password_hash(
+        &self,
+        user_id: i64,
+        replaced: &str,
+        hash: &str,
+    ) -> Result<bool, StoreError>;
+    /// An active user; an inactive one (`is_active` false, as SimpleJWT
+    /// refuses them) is not found, here and in every lookup of a requester.
     async fn user(&self, id: i64) -> Result<Option<User>, StoreError>;
+    /// The ids of every inactive user.
+    async fn inactive_users(&self) -> Result<Vec<i64>, StoreError>;
     /// Users other than `exclude` whose email, full name or nickname contain `query`.
     async fn search_users(
         &self,
@@ -288,7 +300,8 @@ pub trait Store: Send + Sync + 'static {
         user_id: i64,
         chats: &[i64],
     ) -> Result<Vec<ChatPosition>, StoreError>;
-    /// The user and the chat in one round trip (for a send or a handshake).
+    /// The user (when active) and the chat in one round trip (for a send or a
+    /// handshake).
     async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError>;
     /// [`Store::user_and_chat`] for many `(user, chat)` pairs at once, answered
     /// in order. A store with per-statement overhead answers them in one

@@ -106,8 +106,23 @@ impl Store for PatientStore {
         self.again(|| self.inner.credentials(email)).await
     }
 
+    /// Compare-and-set: a repeat finds the hash it set and changes nothing.
+    async fn replace_password_hash(
+        &self,
+        user_id: i64,
+        replaced: &str,
+        hash: &str,
+    ) -> Result<bool, StoreError> {
+        self.again(|| self.inner.replace_password_hash(user_id, replaced, hash))
+            .await
+    }
+
     async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
         self.again(|| self.inner.user(id)).await
+    }
+
+    async fn inactive_users(&self) -> Result<Vec<i64>, StoreError> {
+        self.again(|| self.inner.inactive_users()).await
     }
 
     async fn search_users(

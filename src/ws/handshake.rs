@@ -115,6 +115,9 @@ fn start(
         response,
         upgrade,
     } = admission;
+    // After the join: a poll that finds the user inactive from here on
+    // reaches the room; one that found it before is seen here.
+    crate::app::access::refuse_inactive(state, spec.user.id)?;
     state.metrics.handshakes.inc();
     let session = session::run(state.clone(), upgrade, spec, membership, shutdown.clone());
     // From here the session leaves the room when it ends (nothing can cancel

@@ -9,8 +9,9 @@ use crate::input::message::MessageInput;
 use crate::json::{self, Value};
 use crate::model::FieldErrors;
 
-/// Close codes. Every close is resumable: reconnect with `after_seq` = the last
-/// `seq` received and nothing is missed.
+/// Close codes. Every close but [`close::USER_INACTIVE`] is resumable:
+/// reconnect with `after_seq` = the last `seq` received (or `sync`) and
+/// nothing is missed.
 pub mod close {
     /// The client closed, or a normal end.
     pub const NORMAL: u16 = 1000;
@@ -33,6 +34,8 @@ pub mod close {
     pub const IDLE_TIMEOUT: u16 = 4000;
     /// The access token expired; reconnect with a fresh one.
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The user was deactivated (`is_active` false): do not reconnect.
+    pub const USER_INACTIVE: u16 = 4003;
     /// The socket did not read fast enough and its outbox filled up.
     pub const SLOW_CONSUMER: u16 = 4008;
     /// A user socket: the bus between nodes may have lost events (it

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, a fresh PostgreSQL database per
 //! test, a real HTTP client. One test binary so it links once.
 
+mod accounts;
 mod attacks;
 mod auth;
 mod bad_input;

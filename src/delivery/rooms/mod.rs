@@ -195,6 +195,10 @@ enum Command {
         user: i64,
         conn: ConnId,
     },
+    /// The user was deactivated: their sockets close at once.
+    SignOut {
+        user: i64,
+    },
     /// The server is shutting down: every socket, and any that joins later,
     /// closes once it has sent what is queued.
     GoAway,
@@ -337,6 +341,12 @@ impl Rooms {
     /// [`Interest::Confirm`]).
     pub async fn confirm(&self, user: i64, conn: ConnId) {
         self.send(user, Command::Confirm { user, conn }).await;
+    }
+
+    /// Closes every socket of the user on this node at once (the user was
+    /// deactivated); they leave the room.
+    pub async fn sign_out(&self, user: i64) {
+        self.send(user, Command::SignOut { user }).await;
     }
 
     /// Tells every socket of this node to close (1001) once it has sent what
@@ -521,6 +531,31 @@ mod tests {
         rooms.join(late).await.keep();
         let told = tokio::time::timeout(std::time::Duration::from_secs(1), late_rx.take()).await;
         assert_eq!(told.expect("told at once"), Taken::Alarm(Alarm::GoingAway));
+    }
+
+    #[tokio::test]
+    async fn signing_a_user_out_closes_their_sockets_before_anything_queued_and_no_one_elses() {
+        let (interest_tx, mut interest) = mpsc::unbounded_channel();
+        let rooms = Rooms::start(2, Some(interest_tx), Default::default());
+        let (a_chat, a_chat_rx) = socket(1, 10, Watching::Chat(1), 8);
+        let (a_all, a_all_rx) = socket(2, 10, Watching::AllChats, 8);
+        let (b, b_rx) = socket(3, 20, Watching::Chat(1), 8);
+        for s in [a_chat, a_all, b] {
+            rooms.join(s).await.keep();
+        }
+        rooms.publish_all(&[message(1, 1, [10, 20])]).await;
+        rooms.sign_out(10).await;
+        rooms.publish_all(&[message(1, 2, [10, 20])]).await;
+        assert_eq!(a_chat_rx.take().await, Taken::Alarm(Alarm::SignedOut));
+        assert_eq!(a_all_rx.take().await, Taken::Alarm(Alarm::SignedOut));
+        assert_eq!(seq_of(next(&b_rx).await), 1);
+        assert_eq!(seq_of(next(&b_rx).await), 2, "the peer keeps receiving");
+        let mut told = Vec::new();
+        while let Ok(change) = interest.try_recv() {
+            told.push(change);
+        }
+        assert!(told.contains(&Interest::Unwatch(10)), "{told:?}");
+        assert!(!told.contains(&Interest::Unwatch(20)), "{told:?}");
     }
 
     #[tokio::test]

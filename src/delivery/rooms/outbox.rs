@@ -37,6 +37,19 @@ struct State {
     /// The bus follows this socket's user (a user socket waits for it
     /// before its `ready`).
     followed: bool,
+    /// The socket's user was deactivated: close now, whatever is queued.
+    signed_out: bool,
+}
+
+impl State {
+    /// An alarm that closes the socket before anything queued is sent.
+    fn urgent_alarm(&self) -> Option<Alarm> {
+        if self.signed_out {
+            Some(Alarm::SignedOut)
+        } else {
+            self.overflowed.then_some(Alarm::Overflowed)
+        }
+    }
 }
 
 /// What a waiting session gets from its outbox.
@@ -55,6 +68,8 @@ pub enum Alarm {
     /// The server is shutting down (from [`Outbox::take`]: once the queue is
     /// empty).
     GoingAway,
+    /// The socket's user was deactivated.
+    SignedOut,
 }
 
 impl Outbox {
@@ -72,7 +87,7 @@ impl Outbox {
     /// and its session woken) or closed.
     pub fn offer(&self, item: Outgoing) -> bool {
         let mut state = self.lock();
-        if state.closed || state.overflowed {
+        if state.closed || state.overflowed || state.signed_out {
             return false;
         }
         if state.queue.len() >= self.capacity {
@@ -125,11 +140,9 @@ impl Outbox {
     /// frame was refused) or `GoingAway` (the server is shutting down).
     pub fn alarm(&self) -> Option<Alarm> {
         let state = self.lock();
-        if state.overflowed {
-            Some(Alarm::Overflowed)
-        } else {
-            state.going_away.then_some(Alarm::GoingAway)
-        }
+        state
+            .urgent_alarm()
+            .or(state.going_away.then_some(Alarm::GoingAway))
     }
 
     /// The bus now follows the socket's user: every event published from
@@ -167,6 +180,16 @@ impl Outbox {
         state.queue = VecDeque::new();
     }
 
+    /// Tells the session to close at once: its user was deactivated. Nothing
+    /// queued is sent, and nothing more is taken.
+    pub fn sign_out(&self) {
+        let mut state = self.lock();
+        state.signed_out = true;
+        state.queue = VecDeque::new();
+        drop(state);
+        self.wake.notify_one();
+    }
+
     /// Tells the session to close once it has sent what is queued.
     pub fn go_away(&self) {
         self.lock().going_away = true;
@@ -175,8 +198,8 @@ impl Outbox {
 
     fn try_take_or_overflow(&self) -> Option<Taken> {
         let mut state = self.lock();
-        if state.overflowed {
-            return Some(Taken::Alarm(Alarm::Overflowed));
+        if let Some(alarm) = state.urgent_alarm() {
+            return Some(Taken::Alarm(alarm));
         }
         let Some(item) = state.queue.pop_front() else {
             return state.going_away.then_some(Taken::Alarm(Alarm::GoingAway));

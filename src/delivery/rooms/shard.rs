@@ -73,6 +73,13 @@ pub(super) async fn run(
                     tell(change);
                 }
             }
+            Command::SignOut { user } => {
+                let room = rooms.remove(&user);
+                let signed_out = room.into_iter().flatten().map(|s| s.outbox.sign_out());
+                if signed_out.count() > 0 {
+                    tell(Some(Interest::Unwatch(user)));
+                }
+            }
             Command::Resync { user } => {
                 let resync = |_: &Subscriber| Some(Outgoing::Resync);
                 tell(offer_each(&mut rooms, user, resync).1);

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "chats_fillfactor",
         sql: include_str!("migrations/0008_chats_fillfactor.sql"),
     },
+    Migration {
+        version: 9,
+        name: "inactive_users",
+        sql: include_str!("migrations/0009_inactive_users.sql"),
+    },
 ];
 
 /// Arbitrary constant naming this server's migration lock.

@@ -10,6 +10,7 @@ mod rows;
 mod statements;
 
 pub use statements::SEARCH_USERS;
+use statements::{INACTIVE_USERS, REPLACE_PASSWORD_HASH};
 
 use super::{
     dedupe_batch, Appended, ChatAccess, ChatPosition, Credentials, History, HistoryRead,
@@ -170,6 +171,32 @@ impl Store for PgStore {
     async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
         let row = self.row(|s| &s.user, &[&id]).await?;
         Ok(row.map(|row| user_at(&row, 0)))
+    }
+
+    async fn replace_password_hash(
+        &self,
+        user_id: i64,
+        replaced: &str,
+        hash: &str,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn().await?;
+        let params: [(&(dyn ToSql + Sync), Type); 3] = [
+            (&user_id, Type::INT8),
+            (&replaced, Type::TEXT),
+            (&hash, Type::TEXT),
+        ];
+        let rows = conn.client.query_typed(REPLACE_PASSWORD_HASH, &params);
+        Ok(!rows.await.map_err(classify)?.is_empty())
+    }
+
+    async fn inactive_users(&self) -> Result<Vec<i64>, StoreError> {
+        let conn = self.conn().await?;
+        let rows = conn.client.query_typed(INACTIVE_USERS, &[]).await;
+        Ok(rows
+            .map_err(classify)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
     }
 
     async fn search_users(

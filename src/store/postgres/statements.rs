@@ -20,7 +20,15 @@ const INSERT_USER: &str =
 const CREDENTIALS: &str = "SELECT id, email, full_name, nickname, password_hash, is_active
      FROM users WHERE lower(email) = lower($1)";
 
-const USER: &str = "SELECT id, email, full_name, nickname FROM users WHERE id = $1";
+const USER: &str = "SELECT id, email, full_name, nickname FROM users WHERE id = $1 AND is_active";
+
+/// Run one-shot (rare: a login rehashing a Django hash).
+pub const REPLACE_PASSWORD_HASH: &str =
+    "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2 RETURNING 1";
+
+/// Run one-shot, every `INACTIVE_USERS_POLL_SECS`; served by the partial
+/// index of migration 0009.
+pub const INACTIVE_USERS: &str = "SELECT id FROM users WHERE NOT is_active";
 
 const INSERT_CHAT: &str = "INSERT INTO chats (pair_key, user_low, user_high) VALUES ($1, $2, $3)
      ON CONFLICT (pair_key) DO NOTHING RETURNING id";
@@ -30,7 +38,7 @@ const CHAT_ID_BY_PAIR: &str = "SELECT id FROM chats WHERE pair_key = $1";
 const USERS_AND_CHATS: &str = "SELECT q.ord::INT, u.id, u.email, u.full_name, u.nickname,
             c.user_low, c.user_high, c.last_seq
      FROM unnest($1::BIGINT[], $2::BIGINT[]) WITH ORDINALITY AS q(user_id, chat_id, ord)
-     LEFT JOIN users u ON u.id = q.user_id
+     LEFT JOIN users u ON u.id = q.user_id AND u.is_active
      LEFT JOIN chats c ON c.id = q.chat_id";
 
 /// Columns of a chat row with both participants, its last message, and where

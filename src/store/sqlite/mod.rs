@@ -108,12 +108,41 @@ impl Store for SqliteStore {
     async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
         self.call(false, move |conn| {
             conn.query_row(
-                "SELECT id, email, full_name, nickname FROM users WHERE id = ?",
+                "SELECT id, email, full_name, nickname FROM users WHERE id = ? AND is_active",
                 [id],
                 |row| user_at(row, 0),
             )
             .optional()
             .map_err(failed)
+        })
+        .await
+    }
+
+    async fn replace_password_hash(
+        &self,
+        user_id: i64,
+        replaced: &str,
+        hash: &str,
+    ) -> Result<bool, StoreError> {
+        let (replaced, hash) = (replaced.to_owned(), hash.to_owned());
+        self.call(true, move |conn| {
+            conn.execute(
+                "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+                params![user_id, replaced, hash],
+            )
+            .map(|changed| changed > 0)
+            .map_err(failed)
+        })
+        .await
+    }
+
+    async fn inactive_users(&self) -> Result<Vec<i64>, StoreError> {
+        self.call(false, move |conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT id FROM users WHERE NOT is_active")
+                .map_err(failed)?;
+            let ids = statement.query_map([], |row| row.get(0)).map_err(failed)?;
+            ids.collect::<Result<Vec<i64>, _>>().map_err(failed)
         })
         .await
     }
@@ -172,7 +201,7 @@ impl Store for SqliteStore {
             conn.query_row(
                 "SELECT u.id, u.email, u.full_name, u.nickname, c.user_low, c.user_high, c.last_seq
                  FROM (SELECT 1) AS one
-                 LEFT JOIN users u ON u.id = ?1
+                 LEFT JOIN users u ON u.id = ?1 AND u.is_active
                  LEFT JOIN chats c ON c.id = ?2",
                 params![user_id, chat_id],
                 |row| {

@@ -171,11 +171,13 @@ impl Session<'_> {
     }
 }
 
-/// The close code for an outbox's alarm: overflowed, or the server going away.
+/// The close code for an outbox's alarm: overflowed, the server going away,
+/// or the user deactivated.
 fn close_code(alarm: Alarm) -> u16 {
     match alarm {
         Alarm::Overflowed => close::SLOW_CONSUMER,
         Alarm::GoingAway => close::GOING_AWAY,
+        Alarm::SignedOut => close::USER_INACTIVE,
     }
 }
 
@@ -202,6 +204,7 @@ fn reason(code: u16) -> &'static str {
         close::RESYNC => "events may have been missed; reconnect and sync",
         close::TOKEN_EXPIRED => "token expired; reconnect with a fresh token and after_seq",
         close::IDLE_TIMEOUT => "idle timeout",
+        close::USER_INACTIVE => "User is inactive",
         close::TRY_AGAIN_LATER => "the server is not ready; try again later",
         close::MESSAGE_TOO_BIG => "message too big",
         close::UNSUPPORTED_DATA => "binary frames are not supported",
