@@ -16,6 +16,7 @@ import re
 import sys
 
 LAYERS = [
+    ("commands", ["django"]),
     ("network", ["net"]),
     ("edges", ["api", "ws"]),
     ("node", ["app"]),

@@ -35,6 +35,7 @@
 //!
 //! | layer | modules | job |
 //! |---|---|---|
+//! | commands | [`django`] | `import-django`: the Django backend's data moved in |
 //! | network | [`net`] | listen, accept, serve connections, route requests |
 //! | edges | [`api`], [`ws`] | the REST API; WebSocket handshake, sessions, transport |
 //! | node | [`app`] | the node's parts, built once, and the access checks |
@@ -54,6 +55,7 @@ pub mod cache;
 pub mod config;
 pub mod delivery;
 pub mod digest;
+pub mod django;
 pub mod http;
 pub mod input;
 pub mod json;

@@ -35,6 +35,16 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Import a Django backend's database into the configured store (again to
+    /// bring in what is new), print a summary and exit.
+    ImportDjango {
+        /// PostgreSQL URL of the Django database.
+        #[arg(long)]
+        source: String,
+        /// Report what would be imported and what cannot be, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Create a user (for example an operator account) and exit.
     CreateUser {
         #[arg(long)]
@@ -73,6 +83,9 @@ fn main() -> std::process::ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
+            Command::ImportDjango { source, dry_run } => {
+                import_django(config, source, dry_run).await
+            }
             Command::CreateUser {
                 email,
                 password,
@@ -104,6 +117,21 @@ async fn migrate(config: Config) -> Result<(), StartError> {
     let store = open_store(&config).await?;
     tracing::info!(store = %store.describe(), "migrations are up to date");
     Ok(())
+}
+
+async fn import_django(config: Config, source: String, dry_run: bool) -> Result<(), StartError> {
+    match chat_server::django::run(&config, &source, dry_run).await {
+        Ok(outcome) => {
+            print!("{}", chat_server::django::summary(&outcome));
+            Ok(())
+        }
+        Err((error, problems)) => {
+            if let Some(problems) = problems {
+                print!("{}", chat_server::django::problems_report(&problems));
+            }
+            Err(StartError::Invalid(error.to_string()))
+        }
+    }
 }
 
 async fn create_user(

@@ -6,6 +6,7 @@
 //! `seq` range, which costs the same on page 1 and page 10,000.
 
 mod batch;
+pub mod import;
 pub mod patient;
 pub mod postgres;
 pub mod read_batches;

@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "inactive_users",
         sql: include_str!("migrations/0009_inactive_users.sql"),
     },
+    Migration {
+        version: 10,
+        name: "django_import",
+        sql: include_str!("migrations/0010_django_import.sql"),
+    },
 ];
 
 /// Arbitrary constant naming this server's migration lock.

@@ -4,11 +4,14 @@
 //! values), [`append`] (the group-commit append) and [`migrations`].
 
 mod append;
+pub mod django;
+mod import;
 pub mod migrations;
 mod pool;
 mod rows;
 mod statements;
 
+pub use import::PgImport;
 pub use statements::SEARCH_USERS;
 use statements::{INACTIVE_USERS, REPLACE_PASSWORD_HASH};
 
@@ -46,6 +49,12 @@ impl PgStore {
         Ok(PgStore {
             pool: pool::open(config).await?,
         })
+    }
+
+    /// A connection of its own for `import-django`, on a database created
+    /// and migrated when needed.
+    pub async fn open_import(config: &DatabaseConfig) -> Result<PgImport, StoreError> {
+        Ok(PgImport::new(pool::migrated_client(config).await?))
     }
 
     async fn conn(&self) -> Result<Conn<'_>, StoreError> {

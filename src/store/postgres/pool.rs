@@ -65,6 +65,20 @@ pub async fn open(config: &DatabaseConfig) -> Result<Pool, StoreError> {
         .build_unchecked(manager))
 }
 
+/// One connection, not pooled, on a database created and migrated when needed.
+pub async fn migrated_client(
+    config: &DatabaseConfig,
+) -> Result<tokio_postgres::Client, StoreError> {
+    let pg_config: tokio_postgres::Config = config
+        .url
+        .parse()
+        .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+    create_database_if_missing(&pg_config).await?;
+    let mut client = connect_once(&pg_config).await?;
+    super::migrations::run(&mut client).await?;
+    Ok(client)
+}
+
 /// A pooled connection that is still open. After the database restarted,
 /// the pool holds connections it closed: one of them would fail its
 /// statement before sending it, so it is passed over here (dropped, and so

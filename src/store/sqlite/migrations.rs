@@ -6,7 +6,10 @@ use super::failed;
 use crate::store::StoreError;
 use rusqlite::{Connection, OptionalExtension};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_django_import.sql")),
+];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(

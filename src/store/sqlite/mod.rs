@@ -7,9 +7,12 @@
 //! hears "done" before that commit. One writer means `seq` assignment and
 //! duplicate checks need no locks.
 
+mod import;
 mod migrations;
 mod queries;
 mod thread;
+
+pub use import::SqliteImport;
 
 use super::{
     all_answered, dedupe_batch, expand_repeats, Appended, ChatAccess, ChatPosition, Credentials,
