@@ -71,6 +71,14 @@ pub async fn spawn_embedded(overrides: &[(&str, &str)]) -> TestApp {
     start_in_process(vars, String::new()).await
 }
 
+/// Starts a server on the embedded store in `dir` (which may hold data).
+pub async fn spawn_embedded_in(dir: &std::path::Path, overrides: &[(&str, &str)]) -> TestApp {
+    let (_, mut vars) = test_vars("unused", overrides);
+    vars.remove("DATABASE_URL");
+    vars.insert("DATA_DIR".into(), dir.display().to_string());
+    start_in_process(vars, String::new()).await
+}
+
 /// Runs a server in this process on `vars`.
 async fn start_in_process(vars: HashMap<String, String>, database: String) -> TestApp {
     let config = Config::from_vars(vars).expect("test configuration is valid");

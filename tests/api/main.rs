@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod chats;
 mod cluster;
+mod django_cutover;
 mod faults;
 mod helpers;
 mod history_cache;

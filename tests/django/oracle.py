@@ -152,7 +152,7 @@ def expect():
         messages = chat.messages.filter(sender_id__in=ids).order_by("created_at", "id")
         chats[chat.id] = [
             {"id": m.id, "content": m.content, "metadata": m.metadata, "sender": m.sender_id,
-             "created_at": m.created_at.isoformat()}
+             "created_at": m.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
             for m in messages
         ]
         activity = messages.last().created_at if messages else chat.created_at

@@ -89,6 +89,24 @@ const RECORD_RUN: &str = "INSERT INTO django_import_runs
          (users_added, users_updated, chats_added, messages_added, tokens_added)
      VALUES ($1, $2, $3, $4, $5)";
 
+/// Bytes of COPY data sent on at once.
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// Sends what is pending to the target's COPY and counts its rows (COPY's
+/// text form escapes newlines inside values: one per row).
+async fn pass_on(
+    sink: &mut std::pin::Pin<&mut tokio_postgres::CopyInSink<bytes::Bytes>>,
+    pending: &mut bytes::BytesMut,
+    progress: &dyn ImportProgress,
+) -> Result<(), StoreError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    progress.advance(pending.iter().filter(|&&b| b == b'\n').count() as u64);
+    let chunk = pending.split().freeze();
+    sink.send(chunk).await.map_err(classify)
+}
+
 /// A connection for one import.
 pub struct PgImport {
     client: Client,
@@ -168,12 +186,16 @@ impl PgImport {
             .await
             .map_err(classify)?;
         futures_util::pin_mut!(copied, sink);
-        while let Some(chunk) = copied.next().await {
-            let chunk = chunk?;
-            // COPY's text form escapes newlines inside values: one per row.
-            progress.advance(chunk.iter().filter(|&&b| b == b'\n').count() as u64);
-            sink.send(chunk).await.map_err(classify)?;
+        // The source sends a row at a time: sent on in large chunks, each
+        // one write (a send flushes).
+        let mut pending = bytes::BytesMut::with_capacity(COPY_CHUNK + 4096);
+        while let Some(row) = copied.next().await {
+            pending.extend_from_slice(&row?);
+            if pending.len() >= COPY_CHUNK {
+                pass_on(&mut sink, &mut pending, progress).await?;
+            }
         }
+        pass_on(&mut sink, &mut pending, progress).await?;
         sink.as_mut().finish().await.map_err(classify)?;
         progress.phase("numbering and storing messages", None);
         self.client
