@@ -153,6 +153,18 @@ browser_test() {
   if [[ $status -ne 0 ]]; then cat "$SCRATCH/demo.log"; exit "$status"; fi
 }
 
+# The cut-over from the Django backend, with Django as the oracle: Django 5.2,
+# DRF and SimpleJWT from PyPI in a throwaway virtual environment
+# (scripts/django-env.sh), the project in tests/django, the tests in
+# tests/api/django_cutover.rs (ignored by a plain `cargo test`: they need it).
+django_tests() {
+  log "Django cut-over: import-django against Django 5.2 + DRF + SimpleJWT (tests/django)"
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+  local python
+  python=$(scripts/django-env.sh)
+  DJANGO_PYTHON=$python cargo test --test api django_cutover -- --ignored
+}
+
 # Property-based API tests against the OpenAPI document (scripts/schemathesis.sh:
 # a fixed seed so CI is reproducible; SCHEMATHESIS_SEED=<other> explores new inputs).
 schemathesis_run() {
@@ -230,6 +242,7 @@ log "cargo doc: the layout doc's and every module header's links resolve"
 RUSTDOCFLAGS="-D warnings -A rustdoc::private-intra-doc-links" \
   cargo doc --workspace --no-deps --document-private-items --quiet
 
+django_tests
 loadtest_smoke
 callgrind_smoke
 targets_smoke

@@ -13,14 +13,20 @@ use std::time::{Duration, Instant};
 const DJANGO_HASH: &str =
     "pbkdf2_sha256$1000$Wq8vN3kLp0aZ$1J7SgbuYzrsmuxqAUvhMEyz2J1ikG+jVeGW8ZGLEKCk=";
 
-async fn set_hash(app: &TestApp, user: &TestUser, hash: &str) {
+/// Sets one column of the user's row, as an admin would in the database.
+async fn set_column<T: tokio_postgres::types::ToSql + Sync>(
+    app: &TestApp,
+    user: &TestUser,
+    column: &str,
+    value: T,
+) {
     let db = app.db().await;
-    db.execute(
-        "UPDATE users SET password_hash = $2 WHERE id = $1",
-        &[&user.id, &hash],
-    )
-    .await
-    .unwrap();
+    let sql = format!("UPDATE users SET {column} = $2 WHERE id = $1");
+    db.execute(&sql, &[&user.id, &value]).await.unwrap();
+}
+
+async fn set_hash(app: &TestApp, user: &TestUser, hash: &str) {
+    set_column(app, user, "password_hash", hash).await;
 }
 
 async fn stored_hash(app: &TestApp, user: &TestUser) -> String {
@@ -77,13 +83,7 @@ async fn unusable_and_unknown_hashes_fail_like_a_wrong_password() {
 }
 
 async fn set_active(app: &TestApp, user: &TestUser, active: bool) {
-    let db = app.db().await;
-    db.execute(
-        "UPDATE users SET is_active = $2 WHERE id = $1",
-        &[&user.id, &active],
-    )
-    .await
-    .unwrap();
+    set_column(app, user, "is_active", active).await;
 }
 
 /// Every authenticated REST route and both handshakes, as `user`: their statuses.

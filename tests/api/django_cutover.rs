@@ -212,6 +212,12 @@ async fn target_db(target: &Target) -> tokio_postgres::Client {
     client
 }
 
+/// The summary's line for `kind` says `what`.
+fn says(summary: &str, kind: &str, what: &str) {
+    let line = line_with(summary, kind);
+    assert!(line.contains(what), "{kind}: {what:?} in\n{summary}");
+}
+
 fn line_with<'a>(summary: &'a str, start: &str) -> &'a str {
     summary
         .lines()
@@ -297,10 +303,7 @@ async fn a_django_deployment_moves_over_to_postgres_and_again_after_more_writes(
 
     let (ok, dry) = target.import(&django, &["--dry-run"]).await;
     assert!(ok && dry.contains("dry run"), "{dry}");
-    assert!(
-        line_with(&dry, "messages").contains("would add 34"),
-        "{dry}"
-    );
+    says(&dry, "messages", "would add 34");
     let db = target_db(&target).await;
     assert_eq!(
         count(&db, "SELECT count(*) FROM users").await,
@@ -310,22 +313,10 @@ async fn a_django_deployment_moves_over_to_postgres_and_again_after_more_writes(
 
     let (ok, summary) = target.import(&django, &[]).await;
     assert!(ok, "{summary}");
-    assert!(
-        line_with(&summary, "users").contains("added 7, updated 0"),
-        "{summary}"
-    );
-    assert!(
-        line_with(&summary, "chats").contains("added 5"),
-        "{summary}"
-    );
-    assert!(
-        line_with(&summary, "messages").contains("added 34"),
-        "{summary}"
-    );
-    assert!(
-        line_with(&summary, "blacklisted").contains("added 1"),
-        "{summary}"
-    );
+    says(&summary, "users", "added 7, updated 0");
+    says(&summary, "chats", "added 5");
+    says(&summary, "messages", "added 34");
+    says(&summary, "blacklisted", "added 1");
     for reported in [
         format!("chat {}: 3 participants", fill["chats"]["crowd"]),
         format!("chat {}: 1", fill["chats"]["ann_gina"]),
@@ -457,18 +448,9 @@ async fn a_django_deployment_moves_over_to_postgres_and_again_after_more_writes(
     let more = django.oracle(&["more"]).await;
     let (ok, summary) = target.import(&django, &[]).await;
     assert!(ok, "{summary}");
-    assert!(
-        line_with(&summary, "users").contains("added 1, updated 1"),
-        "{summary}"
-    );
-    assert!(
-        line_with(&summary, "chats").contains("added 1"),
-        "{summary}"
-    );
-    assert!(
-        line_with(&summary, "messages").contains("added 6"),
-        "{summary}"
-    );
+    says(&summary, "users", "added 1, updated 1");
+    says(&summary, "chats", "added 1");
+    says(&summary, "messages", "added 6");
     let expected = django.oracle(&["expect"]).await;
     histories_match(&app, &expected, &readers).await;
     let list = chat_list(&app, &ann.1).await;
@@ -520,10 +502,7 @@ async fn a_django_deployment_moves_over_to_the_embedded_store() {
     let target = Target::Embedded(dir);
     let (ok, summary) = target.import(&django, &[]).await;
     assert!(ok, "{summary}");
-    assert!(
-        line_with(&summary, "messages").contains("added 34"),
-        "{summary}"
-    );
+    says(&summary, "messages", "added 34");
     django.oracle(&["more"]).await;
     let (ok, summary) = target.import(&django, &[]).await;
     assert!(

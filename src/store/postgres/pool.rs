@@ -46,13 +46,8 @@ pub type Conn<'a> = bb8::PooledConnection<'a, PreparedManager>;
 /// Connects (creating the database when it does not exist yet), applies
 /// pending migrations and builds the pool.
 pub async fn open(config: &DatabaseConfig) -> Result<Pool, StoreError> {
-    let pg_config: tokio_postgres::Config = config
-        .url
-        .parse()
-        .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
-    create_database_if_missing(&pg_config).await?;
-    let mut client = connect_once(&pg_config).await?;
-    super::migrations::run(&mut client).await?;
+    let pg_config = parse(config)?;
+    drop(migrated_client(config).await?);
     let manager = PreparedManager {
         inner: PostgresConnectionManager::new(pg_config, NoTls),
     };
@@ -69,14 +64,18 @@ pub async fn open(config: &DatabaseConfig) -> Result<Pool, StoreError> {
 pub async fn migrated_client(
     config: &DatabaseConfig,
 ) -> Result<tokio_postgres::Client, StoreError> {
-    let pg_config: tokio_postgres::Config = config
-        .url
-        .parse()
-        .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+    let pg_config = parse(config)?;
     create_database_if_missing(&pg_config).await?;
     let mut client = connect_once(&pg_config).await?;
     super::migrations::run(&mut client).await?;
     Ok(client)
+}
+
+fn parse(config: &DatabaseConfig) -> Result<tokio_postgres::Config, StoreError> {
+    config
+        .url
+        .parse()
+        .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))
 }
 
 /// A pooled connection that is still open. After the database restarted,
