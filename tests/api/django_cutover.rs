@@ -9,7 +9,7 @@
 //! django_cutover -- --ignored`).
 
 use crate::helpers::{pg_base, spawn_app_on, spawn_embedded_in, TestApp};
-use crate::ws_client::socket_path;
+use crate::ws_client::{socket_path, WsClient};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -438,11 +438,17 @@ async fn a_django_deployment_moves_over_to_postgres_and_again_after_more_writes(
         chat_list(&app, &ann.1).await,
         expected_list(&expected, ann.0)
     );
+    // A socket resuming from seq 0 replays the imported history in order.
     let ann_bob = fill["chats"]["ann_bob"].as_i64().unwrap();
-    let socket = app
-        .upgrade_request(&socket_path(ann_bob, &ann.1, Some(31)))
-        .await;
-    assert_eq!(socket.status, 101);
+    let mut socket = WsClient::connect(&app, ann_bob, &ann.1, Some(0)).await;
+    let history = expected["chats"][ann_bob.to_string()].as_array().unwrap();
+    for (n, theirs) in history.iter().enumerate() {
+        let ours = socket.message().await;
+        assert_eq!(ours["seq"], json!(n + 1));
+        assert_eq!(ours["id"], theirs["id"]);
+        assert_eq!(ours["content"], theirs["content"]);
+    }
+    socket.close().await;
 
     // Django keeps serving; a second import brings only what is new.
     let more = django.oracle(&["more"]).await;
