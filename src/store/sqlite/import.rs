@@ -82,12 +82,15 @@ impl ImportTarget for SqliteImport {
         plan: &ImportPlan,
         progress: &dyn ImportProgress,
     ) -> Result<ImportCounts, StoreError> {
-        let (batches, received) = mpsc::channel::<Vec<SourceMessage>>(4);
+        let (batches, received) = mpsc::channel::<Fed>(4);
         let (path, owned) = (self.path.clone(), plan.clone());
         let writer = tokio::task::spawn_blocking(move || write_all(&path, &owned, received));
         progress.phase("reading and storing messages", Some(plan.messages_to_read));
-        // A failed read drops the sender: the writer then rolls back.
+        // Without `Fed::End` (a failed read) the writer rolls back.
         let fed = feed(source, plan, &batches, progress).await;
+        if fed.is_ok() {
+            let _ = batches.send(Fed::End).await;
+        }
         drop(batches);
         let written = writer
             .await
@@ -97,11 +100,18 @@ impl ImportTarget for SqliteImport {
     }
 }
 
+/// What the reading side hands the writer.
+enum Fed {
+    Batch(Vec<SourceMessage>),
+    /// Every message was read.
+    End,
+}
+
 /// Streams the plan's messages to the writer in batches.
 async fn feed(
     source: &dyn MessageSource,
     plan: &ImportPlan,
-    batches: &mpsc::Sender<Vec<SourceMessage>>,
+    batches: &mpsc::Sender<Fed>,
     progress: &dyn ImportProgress,
 ) -> Result<(), StoreError> {
     let chats: Vec<i64> = plan.message_chats.iter().map(|&(chat, _)| chat).collect();
@@ -113,7 +123,7 @@ async fn feed(
     while let Some(chunk) = chunks.next().await {
         let batch = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
         progress.advance(batch.len() as u64);
-        if batches.send(batch).await.is_err() {
+        if batches.send(Fed::Batch(batch)).await.is_err() {
             break; // the writer failed; its error is the one reported
         }
     }
@@ -125,7 +135,7 @@ async fn feed(
 fn write_all(
     path: &Path,
     plan: &ImportPlan,
-    messages: mpsc::Receiver<Vec<SourceMessage>>,
+    messages: mpsc::Receiver<Fed>,
 ) -> Result<ImportCounts, StoreError> {
     let mut conn = connect(path)?;
     let tx = conn
@@ -285,14 +295,16 @@ struct ChatInProgress {
 }
 
 /// Stores the messages not stored yet, each chat numbered on from its
-/// `last_seq`; returns how many.
-fn store_messages(
-    conn: &Connection,
-    mut batches: mpsc::Receiver<Vec<SourceMessage>>,
-) -> Result<u64, StoreError> {
+/// `last_seq`; returns how many. Fails when the feed stops before its end.
+fn store_messages(conn: &Connection, mut fed: mpsc::Receiver<Fed>) -> Result<u64, StoreError> {
     let mut current: Option<ChatInProgress> = None;
     let mut added = 0u64;
-    while let Some(batch) = batches.blocking_recv() {
+    loop {
+        let batch = match fed.blocking_recv() {
+            Some(Fed::Batch(batch)) => batch,
+            Some(Fed::End) => break,
+            None => return Err(StoreError::Failed("reading the messages failed".into())),
+        };
         for message in batch {
             if current.as_ref().is_none_or(|c| c.id != message.chat_id) {
                 if let Some(done) = current.take() {
