@@ -187,10 +187,15 @@ impl Target {
         (output.status.success(), stdout)
     }
 
+    /// The server on this store, reading the inactive users every second.
     async fn serve(&self) -> TestApp {
+        let overrides = [
+            ("SECRET_KEY", DJANGO_SECRET),
+            ("INACTIVE_USERS_POLL_SECS", "1"),
+        ];
         match self {
-            Target::Postgres(db) => spawn_app_on(db, &[("SECRET_KEY", DJANGO_SECRET)]).await,
-            Target::Embedded(dir) => spawn_embedded_in(dir, &[("SECRET_KEY", DJANGO_SECRET)]).await,
+            Target::Postgres(db) => spawn_app_on(db, &overrides).await,
+            Target::Embedded(dir) => spawn_embedded_in(dir, &overrides).await,
         }
     }
 }
@@ -509,14 +514,27 @@ async fn a_django_deployment_moves_over_to_the_embedded_store() {
     let (ok, summary) = target.import(&django, &[]).await;
     assert!(ok, "{summary}");
     says(&summary, "messages", "added 34");
+
+    // The server runs on the store while the second import writes to it.
+    let app = target.serve().await;
+    let gina = login(&app, "gina@example.com", "gina-password-7")
+        .await
+        .expect("gina logs in");
+    let gina = gina["access"].as_str().unwrap().to_owned();
+    let mut gina_socket = WsClient::user_synced(&app, &gina, json!({})).await;
+    // Django deactivates gina, and writes more; the second import brings it.
     django.oracle(&["more"]).await;
     let (ok, summary) = target.import(&django, &[]).await;
-    assert!(
-        ok && line_with(&summary, "messages").contains("added 6"),
-        "{summary}"
+    assert!(ok, "{summary}");
+    says(&summary, "users", "added 1, updated 1");
+    says(&summary, "messages", "added 6");
+    assert_eq!(
+        gina_socket.closed().await,
+        4003,
+        "deactivated by the import"
     );
+    assert_eq!(status(&app, "/api/chat/chats/", &gina).await, 401);
 
-    let app = target.serve().await;
     let ann = login(&app, "ann@example.com", "ann-password-1")
         .await
         .expect("ann logs in");

@@ -134,7 +134,7 @@ def more():
         say(ann_bob, ann, f"ann-bob {n}", BASE + timedelta(hours=1, seconds=n))
     ann_ivan = chat_of([ann, ivan])
     say(ann_ivan, ivan, "ivan arrives", BASE + timedelta(hours=2))
-    User.objects.filter(email="gina@example.com").update(full_name="Gina Renamed")
+    User.objects.filter(email="gina@example.com").update(full_name="Gina Renamed", is_active=False)
     return {"ivan": {"id": ivan.id, "email": ivan.email}, "ann_ivan": ann_ivan.id}
 
 
