@@ -153,16 +153,14 @@ browser_test() {
   if [[ $status -ne 0 ]]; then cat "$SCRATCH/demo.log"; exit "$status"; fi
 }
 
-# The cut-over from the Django backend, with Django as the oracle: Django 5.2,
+# The cut-over from the Django backend has Django as its oracle: Django 5.2,
 # DRF and SimpleJWT from PyPI in a throwaway virtual environment
 # (scripts/django-env.sh), the project in tests/django, the tests in
-# tests/api/django_cutover.rs (ignored by a plain `cargo test`: they need it).
-django_tests() {
-  log "Django cut-over: import-django against Django 5.2 + DRF + SimpleJWT (tests/django)"
-  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-  local python
-  python=$(scripts/django-env.sh)
-  DJANGO_PYTHON=$python cargo test --test api django_cutover -- --ignored
+# tests/api/django_cutover.rs. A plain `cargo test` ignores them (they need
+# DJANGO_PYTHON); the test command runs them with everything else.
+django_python() {
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv >&2
+  scripts/django-env.sh
 }
 
 # Property-based API tests against the OpenAPI document (scripts/schemathesis.sh:
@@ -236,13 +234,14 @@ log "layers: each module uses only the layers below it, no circles (scripts/laye
 python3 scripts/layers.py > /dev/null
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
-log "cargo test"
-cargo test --workspace
+log "cargo test (with the Django cut-over tests: Django 5.2 + DRF + SimpleJWT as the oracle)"
+DJANGO_PYTHON=$(django_python)
+export DJANGO_PYTHON
+cargo test --workspace -- --include-ignored
 log "cargo doc: the layout doc's and every module header's links resolve"
 RUSTDOCFLAGS="-D warnings -A rustdoc::private-intra-doc-links" \
   cargo doc --workspace --no-deps --document-private-items --quiet
 
-django_tests
 loadtest_smoke
 callgrind_smoke
 targets_smoke
