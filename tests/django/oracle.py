@@ -24,6 +24,7 @@ django.setup()
 import jwt  # noqa: E402  (PyJWT, SimpleJWT's dependency)
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password  # noqa: E402
 from rest_framework_simplejwt.authentication import JWTAuthentication  # noqa: E402
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken  # noqa: E402
 
@@ -53,22 +54,35 @@ def say(chat, sender, content, at, metadata=None):
     return message
 
 
-def user(email, password, name, **fields):
-    return User.objects.create_user(email=email, password=password, full_name=name, **fields)
+class Django32Hasher(PBKDF2PasswordHasher):
+    """Django's own PBKDF2 hasher at Django 3.2's 260,000 rounds: the hash of an
+    account that has not logged in since (its rounds are read from the hash)."""
+
+    iterations = 260_000
+
+
+def user(email, password, name, old_hash=False, **fields):
+    made = User.objects.create_user(email=email, password=None, full_name=name, **fields)
+    if password is not None:
+        hasher = Django32Hasher() if old_hash else "default"
+        User.objects.filter(pk=made.pk).update(password=make_password(password, hasher=hasher))
+        made.refresh_from_db()
+    return made
 
 
 def fill():
     ann = user("ann@example.com", "ann-password-1", "Ann Archer", nickname="annie",
                other_info={"team": "blue", "tags": [1, 2]})
-    bob = user("Bob@EXAMPLE.com", "bob-password-2", "Bob Baker")
-    carol = user("carol@example.com", "carol-password-3", "Carol Cole", nickname="")
-    dave = user("dave@example.com", "dave-password-4", "Dave Dunn")
+    bob = user("Bob@EXAMPLE.com", "bob-password-2", "Bob Baker", old_hash=True)
+    carol = user("carol@example.com", "carol-password-3", "Carol Cole", nickname="",
+                 old_hash=True)
+    dave = user("dave@example.com", "dave-password-4", "Dave Dunn", old_hash=True)
     erin = user("erin@example.com", None, "Erin Unusable")
     frank = user("frank@example.com", "frank-password-6", "Frank Format")
     User.objects.filter(pk=frank.pk).update(
         password="bcrypt_sha256$$2b$12$0123456789012345678901uQfBdqe5yJXl1UOBqIVN0eQ5lNAXH/y"
     )
-    gina = user("gina@example.com", "gina-password-7", "Gina Green")
+    gina = user("gina@example.com", "gina-password-7", "Gina Green", old_hash=True)
 
     ann_bob = chat_of([ann, bob])
     for n in range(1, 31):
@@ -128,7 +142,7 @@ def fill():
 def more():
     ann = User.objects.get(email="ann@example.com")
     bob = User.objects.get(email="Bob@example.com")
-    ivan = user("ivan@example.com", "ivan-password-9", "Ivan New")
+    ivan = user("ivan@example.com", "ivan-password-9", "Ivan New", old_hash=True)
     ann_bob = Chat.objects.get(pair_key=pair_key(ann.id, bob.id))
     for n in range(31, 36):
         say(ann_bob, ann, f"ann-bob {n}", BASE + timedelta(hours=1, seconds=n))
