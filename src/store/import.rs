@@ -104,10 +104,18 @@ pub struct ImportPlan {
     /// messages the target has not counted), each with that source count.
     pub message_chats: Vec<(i64, i64)>,
     pub tokens: Vec<ImportToken>,
-    /// Importable messages in `message_chats` (for the progress bar).
-    pub messages_to_read: u64,
     /// Roll back instead of committing.
     pub dry_run: bool,
+}
+
+impl ImportPlan {
+    /// Importable messages in `message_chats` (for the progress bar).
+    pub fn messages_to_read(&self) -> u64 {
+        self.message_chats
+            .iter()
+            .map(|&(_, n)| n.max(0) as u64)
+            .sum()
+    }
 }
 
 /// What a run changed (or, dry, would have changed).

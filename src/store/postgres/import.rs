@@ -8,7 +8,8 @@
 
 use super::pool::classify;
 use crate::store::import::{
-    ImportCounts, ImportPlan, ImportProgress, ImportTarget, ImportedBefore, MessageSource,
+    ImportCounts, ImportPlan, ImportProgress, ImportTarget, ImportUser, ImportedBefore,
+    MessageSource,
 };
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -127,15 +128,14 @@ impl PgImport {
 
     async fn users(&self, plan: &ImportPlan, counts: &mut ImportCounts) -> Result<(), StoreError> {
         let users = &plan.users;
-        let column = |get: fn(&crate::store::import::ImportUser) -> String| -> Vec<String> {
-            users.iter().map(get).collect()
-        };
+        let column =
+            |get: fn(&ImportUser) -> &str| -> Vec<&str> { users.iter().map(get).collect() };
         let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
-        let emails = column(|u| u.email.clone());
-        let hashes = column(|u| u.password_hash.clone());
-        let names = column(|u| u.full_name.clone());
+        let emails = column(|u| &u.email);
+        let hashes = column(|u| &u.password_hash);
+        let names = column(|u| &u.full_name);
         let nicknames: Vec<Option<&str>> = users.iter().map(|u| u.nickname.as_deref()).collect();
-        let infos = column(|u| u.other_info.clone());
+        let infos = column(|u| &u.other_info);
         let active: Vec<bool> = users.iter().map(|u| u.is_active).collect();
         let joined: Vec<OffsetDateTime> = users.iter().map(|u| u.date_joined).collect();
         let params: [&(dyn ToSql + Sync); 8] = [
@@ -178,7 +178,7 @@ impl PgImport {
             .batch_execute(STAGE_MESSAGES)
             .await
             .map_err(classify)?;
-        progress.phase("reading messages", Some(plan.messages_to_read));
+        progress.phase("reading messages", Some(plan.messages_to_read()));
         let copied = source.copy_messages(&chats).await?;
         let sink = self
             .client

@@ -85,7 +85,10 @@ impl ImportTarget for SqliteImport {
         let (batches, received) = mpsc::channel::<Fed>(4);
         let (path, owned) = (self.path.clone(), plan.clone());
         let writer = tokio::task::spawn_blocking(move || write_all(&path, &owned, received));
-        progress.phase("reading and storing messages", Some(plan.messages_to_read));
+        progress.phase(
+            "reading and storing messages",
+            Some(plan.messages_to_read()),
+        );
         // Without `Fed::End` (a failed read) the writer rolls back.
         let fed = feed(source, plan, &batches, progress).await;
         if fed.is_ok() {
