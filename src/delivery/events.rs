@@ -1,6 +1,6 @@
 //! The events the server sends, encoded once into frame payloads: a stored
 //! message (encoded by the writer, once for every recipient on every node),
-//! `chat`, `read`, `typing`, `ready` and `error`. Shared by the writer, the read-marker
+//! `chat`, `read`, `typing`, `ready`, `pong` and `error`. Shared by the writer, the read-marker
 //! coalescer and the sessions, so each shape is written in one place.
 
 use crate::json;
@@ -93,6 +93,11 @@ pub fn chat_event(chat: &Chat) -> Bytes {
     Bytes::from(json::encode(
         &serde_json::json!({"type": "chat", "data": chat}),
     ))
+}
+
+/// `{"type":"pong"}`: the answer to a client's `ping`, on its socket only.
+pub fn pong_event() -> Bytes {
+    Bytes::from_static(br#"{"type":"pong"}"#)
 }
 
 /// `{"type":"ready","user_id":..}`: a user socket's first event.

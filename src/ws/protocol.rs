@@ -62,6 +62,9 @@ pub enum ClientEvent {
     Sync {
         chats: Vec<(i64, i64)>,
     },
+    /// Asks for a `pong` on this socket: a browser cannot see WebSocket
+    /// pings, so this is how its client tells a live connection from a dead one.
+    Ping,
 }
 
 /// Chats one `sync` may name at most.
@@ -92,8 +95,10 @@ pub fn decode(
         }
         None => return Err(EventError::new("invalid_event", "\"type\" is required.")),
     };
-    if kind == "sync" {
-        return sync_of(&value);
+    match kind {
+        "sync" => return sync_of(&value),
+        "ping" => return Ok(ClientEvent::Ping),
+        _ => {}
     }
     let mut fields = Fields::new(&value);
     let chat = fields.optional_integer("chat");
@@ -107,7 +112,7 @@ pub fn decode(
         "typing" => Some(ClientEvent::Typing { chat }),
         other => {
             let detail = format!(
-                "Unknown event type {other:?}; expected message.send, read, typing or sync."
+                "Unknown event type {other:?}; expected message.send, read, typing, sync or ping."
             );
             return Err(EventError::new("unknown_type", detail));
         }
@@ -237,6 +242,10 @@ mod tests {
         };
         chats.sort_unstable();
         assert_eq!(chats, vec![(3, 0), (9, 12)]);
+        assert_eq!(
+            decode_str(r#"{"type":"ping","chat":"ignored"}"#).unwrap(),
+            ClientEvent::Ping
+        );
     }
 
     #[test]

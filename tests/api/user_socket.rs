@@ -63,7 +63,23 @@ on_both_stores!(
     read_markers_reach_the_peer_and_the_readers_other_devices_typing_the_peer,
     unread_counts_follow_sends_reads_and_a_second_device,
     order_and_exactly_once_per_chat_across_syncs_under_a_send_storm_in_three_chats,
+    a_ping_gets_a_pong_on_that_socket_only,
 );
+
+async fn a_ping_gets_a_pong_on_that_socket_only(app: TestApp) {
+    let (ann, bob, chat) = app.pair().await;
+    let mut asked = WsClient::user_synced(&app, &ann.access, json!({})).await;
+    let mut other_device = WsClient::user_synced(&app, &ann.access, json!({})).await;
+    let mut per_chat = WsClient::connect(&app, chat, &ann.access, None).await;
+    let mut peer = WsClient::user_synced(&app, &bob.access, json!({})).await;
+    asked.send_json(&json!({"type": "ping"})).await;
+    assert_eq!(asked.event().await, json!({"type": "pong"}));
+    per_chat.send_json(&json!({"type": "ping"})).await;
+    assert_eq!(per_chat.event().await, json!({"type": "pong"}));
+    for socket in [&mut asked, &mut other_device, &mut per_chat, &mut peer] {
+        quiet(socket, "one pong, to the socket that asked").await;
+    }
+}
 
 async fn ready_comes_first_then_nothing_until_sync_then_the_replay_then_live(app: TestApp) {
     let (ann, bob, chat) = app.pair().await;

@@ -1,14 +1,14 @@
 //! What the session does with each client event: a send goes to the writer
 //! (under the per-user send rate; a flood of throttled sends closes the
 //! socket), a read marker to the coalescer, `typing` to the chat's other user
-//! (throttled per user and chat), a `sync` back to the session, and a bad
-//! event gets an `error` event. On a user socket each event names its chat,
-//! which must be one of the user's; a per-chat socket's events are about its
-//! chat.
+//! (throttled per user and chat), a `sync` back to the session, a `ping` a
+//! `pong`, and a bad event gets an `error` event. On a user socket each event
+//! names its chat, which must be one of the user's; a per-chat socket's events
+//! are about its chat.
 
 use super::cursors::{Cursor, Cursors};
 use crate::app::AppState;
-use crate::delivery::events::{error_event, EventError};
+use crate::delivery::events::{error_event, pong_event, EventError};
 use crate::delivery::pipeline::Submitted;
 use crate::delivery::rooms::{peer_of, Audience, Outgoing, Subscriber};
 use crate::input::message::MessageInput;
@@ -40,6 +40,10 @@ impl EventHandler<'_> {
         let event = protocol::decode(&mut self.parser, bytes, &self.state.config.limits);
         let outcome = match event {
             Ok(ClientEvent::Sync { chats }) => return Reaction::Sync(chats),
+            Ok(ClientEvent::Ping) => {
+                self.me.offer(Outgoing::Event(pong_event()));
+                return Reaction::Done;
+            }
             Ok(ClientEvent::Send { chat, input }) => match self.resolve(chat, cursors).await {
                 Ok(chat) => return self.send(chat, input).await,
                 Err(error) => Err(EventError {
