@@ -1,6 +1,8 @@
-//! Static documents: the demo web client at `/` (one page, no build step, no
-//! external assets: register, find someone, chat live, see each `seq`, resume
-//! with `after_seq`) and the OpenAPI 3.1 description at `/api/schema/`.
+//! Static documents: the demo web client at `/` (one page, no external assets:
+//! register, find someone, chat live on the user socket), the TypeScript
+//! client it runs on at `/chat-client.js` (bundled from `clients/js` by its
+//! `npm run build`, kept in `static/` so building the server needs no Node),
+//! and the OpenAPI 3.1 description at `/api/schema/`.
 
 use crate::http::response::Body;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
@@ -8,6 +10,7 @@ use hyper::Response;
 
 const PAGE: &str = include_str!("../../static/index.html");
 const SCHEMA: &str = include_str!("../../static/openapi.json");
+const CLIENT_SCRIPT: &str = include_str!("../../static/chat-client.js");
 
 pub fn page() -> Response<Body> {
     let mut response = Response::new(Body::from(PAGE));
@@ -15,6 +18,18 @@ pub fn page() -> Response<Body> {
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The client package as one ES module, for the demo page (and anyone's).
+pub fn client_script() -> Response<Body> {
+    let mut response = Response::new(Body::from(CLIENT_SCRIPT));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response

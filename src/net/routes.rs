@@ -30,6 +30,7 @@ pub enum Route {
     Ready,
     Metrics,
     Demo,
+    ClientScript,
     Schema,
 }
 
@@ -59,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/"),
+    ("GET", "/chat-client.js"),
     ("GET", "/api/schema/"),
 ];
 
@@ -89,6 +91,7 @@ impl Route {
             ["readyz"] => Route::Ready,
             ["metrics"] => Route::Metrics,
             [""] | ["index.html"] => Route::Demo,
+            ["chat-client.js"] => Route::ClientScript,
             ["api", "schema"] => Route::Schema,
             _ => return None,
         };
@@ -112,6 +115,7 @@ impl Route {
             Route::Ready => "readyz",
             Route::Metrics => "metrics",
             Route::Demo => "demo",
+            Route::ClientScript => "client_script",
             Route::Schema => "schema",
         }
     }
@@ -127,6 +131,7 @@ impl Route {
             | Route::Ready
             | Route::Metrics
             | Route::Demo
+            | Route::ClientScript
             | Route::Schema => "GET, OPTIONS",
             Route::Messages(_) => "GET, POST, OPTIONS",
             _ => "POST, OPTIONS",
@@ -167,6 +172,7 @@ pub async fn dispatch(
         (Route::Ready, Method::GET) => Ok(api::health::readyz(state).await),
         (Route::Metrics, Method::GET) => Ok(api::health::metrics(state)),
         (Route::Demo, Method::GET) => Ok(api::demo::page()),
+        (Route::ClientScript, Method::GET) => Ok(api::demo::client_script()),
         (Route::Schema, Method::GET) => Ok(api::demo::schema()),
         (route, Method::OPTIONS) => Ok(options(route)),
         (route, method) => Err(ApiError::MethodNotAllowed(method, route.allowed())),
@@ -202,6 +208,7 @@ mod tests {
         );
         assert_eq!(Route::resolve("/"), Some(Route::Demo));
         assert_eq!(Route::resolve("/index.html"), Some(Route::Demo));
+        assert_eq!(Route::resolve("/chat-client.js"), Some(Route::ClientScript));
     }
 
     #[test]

@@ -1,0 +1,600 @@
+// ChatClient: one user socket for all of a user's chats, kept alive and
+// resumed so the app sees every message once, in order, per chat.
+//
+// - Connection: `connecting` → `live` (after `ready`, the chat list and
+//   `sync`) → `offline` on a drop, then a new attempt after an exponential
+//   backoff with full jitter. A connection that stops answering `ping` is
+//   abandoned and replaced.
+// - Resume: a cursor per chat (the last seq the app was given), persisted.
+//   On `ready` the client reads the chat list, reads any gap longer than a page
+//   through REST history, then sends `sync` with its cursors: the server
+//   replays the rest and goes live with no gap and no duplicate at the seam.
+//   Messages are passed on only in seq order and once (`seq <= cursor` is a
+//   duplicate; a gap is held back and filled from REST).
+// - Outbox: see outbox.ts. Sends go out when the socket is live, again after
+//   every reconnect until acknowledged; the client_msg_id makes that safe.
+// - Tokens: see tokens.ts. Close 4001 refreshes and reconnects at once;
+//   close 4003 or a refused refresh signs out.
+import { backoffDelay, DEFAULT_BACKOFF, type Backoff } from "./backoff.js";
+import { Emitter } from "./emitter.js";
+import { Outbox, type OutboxEntry } from "./outbox.js";
+import { Rest } from "./rest.js";
+import { memoryStore, Persisted, type KeyValueStore } from "./storage.js";
+import { SignedOut, TokenKeeper } from "./tokens.js";
+import type { Chat, LoginRequest, Message, ReadEvent, ServerError, ServerEvent, Tokens, TypingEvent } from "./types.js";
+
+export type ConnectionState = "connecting" | "live" | "offline";
+
+/** What the client tells the app. */
+export interface ClientEvents {
+  /** The connection's state changed. */
+  state: ConnectionState;
+  /** A message, in seq order and exactly once per chat. */
+  message: Message;
+  /** A chat was learned of or changed (last message, unread count, read marker). */
+  chat: Chat;
+  /** A participant moved a read marker (the user's own from another device included). */
+  read: ReadEvent;
+  /** The other participant is typing. */
+  typing: TypingEvent;
+  /** A send changed state: `pending`, then `sent` or `failed`, in the order sent. */
+  outbox: OutboxEntry;
+  /** The session is over (refresh refused, or the user deactivated); nothing is retried. */
+  signedOut: { reason: string };
+  /** New tokens (after a refresh), for the app to keep if it keeps them itself. */
+  tokens: Tokens;
+  /** A refused event not tied to a send, or a failed background request. */
+  error: ServerError | Error;
+}
+
+/** The part of the WebSocket API the client uses (the browser's, or `ws` in Node). */
+export interface SocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+
+export type SocketFactory = new (url: string) => SocketLike;
+
+export interface ChatClientOptions {
+  /** The server: `https://chat.example.com`. */
+  url: string;
+  /** The WebSocket constructor: the global one in browsers; pass `ws`'s in Node. */
+  WebSocket?: SocketFactory;
+  /** `fetch`; the global one by default. */
+  fetch?: typeof fetch;
+  /** Where cursors, the outbox and the tokens live: `localStorage`, or `memoryStore()` (default). */
+  storage?: KeyValueStore;
+  /** The prefix of every storage key (default `chat-server`). */
+  storageKey?: string;
+  /** Reconnect waits (default 500 ms doubling up to 30 s, full jitter). */
+  backoff?: Backoff;
+  /** Ping a silent live connection after this long; abandon it after twice this (default 15 s). */
+  heartbeatMs?: number;
+  /** A connection not live within this long is abandoned (default 15 s). */
+  connectTimeoutMs?: number;
+  /** A gap longer than this many messages is read through REST before `sync` (default 100). */
+  pageSize?: number;
+  /** At most one `typing` per chat this often (default 3 s). */
+  typingIntervalMs?: number;
+}
+
+const OPEN = 1;
+const SYNC_MAX_CHATS = 1000;
+const RETRYABLE = new Set(["rate_limited", "unavailable"]);
+
+interface Saved {
+  cursors: Record<string, number>;
+}
+
+export class ChatClient extends Emitter<ClientEvents> {
+  readonly rest: Rest;
+  readonly userId: number;
+  readonly #options: Required<Omit<ChatClientOptions, "fetch">>;
+  readonly #tokens: TokenKeeper;
+  readonly #outbox: Outbox;
+  readonly #saved: Persisted<Saved | null>;
+  readonly #savedTokens: Persisted<Tokens | null>;
+  /** The last seq passed to the app, per chat. */
+  readonly #cursors = new Map<number, number>();
+  /** Synced before: a chat it has no cursor for is new, and starts at 0. */
+  #resumed: boolean;
+  readonly #chats = new Map<number, Chat>();
+  /** Messages past a gap, per chat, by seq, until the gap is filled. */
+  readonly #heldBack = new Map<number, Map<number, Message>>();
+  readonly #filling = new Set<number>();
+  readonly #inFlight = new Set<string>();
+  readonly #readsToSend = new Map<number, number>();
+  readonly #typedAt = new Map<number, number>();
+  #socket: SocketLike | null = null;
+  #state: ConnectionState | null = null;
+  #live = false;
+  #closed = false;
+  #attempt = 0;
+  #heardAt = 0;
+  #pinged = false;
+  #timers = new Set<ReturnType<typeof setTimeout>>();
+  #heartbeat: ReturnType<typeof setInterval> | null = null;
+  #listing: Promise<void> | null = null;
+
+  /** Logs in and returns a client (not yet connected: call `connect()`). */
+  static async login(options: ChatClientOptions, credentials: LoginRequest): Promise<ChatClient> {
+    const rest = new Rest({ baseUrl: options.url, fetch: options.fetch });
+    return new ChatClient(options, await rest.login(credentials));
+  }
+
+  /** The client of the tokens kept in `options.storage` by an earlier page, or null. */
+  static restore(options: ChatClientOptions): ChatClient | null {
+    const storage = options.storage ?? memoryStore();
+    const tokens = new Persisted<Tokens | null>(storage, `${options.storageKey ?? "chat-server"}:tokens`).load(null);
+    return tokens ? new ChatClient({ ...options, storage }, tokens) : null;
+  }
+
+  constructor(options: ChatClientOptions, tokens: Tokens) {
+    super();
+    const WebSocket = options.WebSocket ?? (globalThis as { WebSocket?: SocketFactory }).WebSocket;
+    if (!WebSocket) throw new TypeError("No WebSocket: pass options.WebSocket (in Node, `ws`'s WebSocket).");
+    this.#options = {
+      url: options.url,
+      WebSocket,
+      storage: options.storage ?? memoryStore(),
+      storageKey: options.storageKey ?? "chat-server",
+      backoff: options.backoff ?? DEFAULT_BACKOFF,
+      heartbeatMs: options.heartbeatMs ?? 15_000,
+      connectTimeoutMs: options.connectTimeoutMs ?? 15_000,
+      pageSize: options.pageSize ?? 100,
+      typingIntervalMs: options.typingIntervalMs ?? 3_000,
+    };
+    this.rest = new Rest({ baseUrl: options.url, fetch: options.fetch });
+    const { storage, storageKey } = this.#options;
+    this.#savedTokens = new Persisted(storage, `${storageKey}:tokens`);
+    this.#savedTokens.save(tokens);
+    this.#tokens = new TokenKeeper(tokens, {
+      refresh: (refresh) => this.rest.refresh(refresh),
+      changed: (fresh) => {
+        this.#savedTokens.save(fresh);
+        this.emit("tokens", fresh);
+      },
+      signedOut: (reason) => this.#signedOut(reason),
+    });
+    this.rest.auth = { access: () => this.#tokens.access(), refreshed: () => this.#tokens.refreshed() };
+    this.userId = this.#tokens.userId;
+    this.#outbox = new Outbox(storage, `${storageKey}:${this.userId}:outbox`);
+    this.#saved = new Persisted(storage, `${storageKey}:${this.userId}:cursors`);
+    const saved = this.#saved.load(null);
+    this.#resumed = saved !== null;
+    for (const [chat, seq] of Object.entries(saved?.cursors ?? {})) this.#cursors.set(Number(chat), seq);
+  }
+
+  /** The connection's state (null before `connect()`). */
+  get state(): ConnectionState | null {
+    return this.#state;
+  }
+
+  get tokens(): Tokens {
+    return this.#tokens.tokens;
+  }
+
+  /** The chats learned so far, most recent activity first. */
+  chats(): Chat[] {
+    return [...this.#chats.values()].sort((a, b) => (a.updated_at < b.updated_at ? 1 : a.updated_at > b.updated_at ? -1 : b.id - a.id));
+  }
+
+  chat(id: number): Chat | undefined {
+    return this.#chats.get(id);
+  }
+
+  /** The last seq of `chat` the app was given (0: none). */
+  cursor(chat: number): number {
+    return this.#cursors.get(chat) ?? 0;
+  }
+
+  /** Sends not yet acknowledged, oldest first (after a reload too). */
+  pending(): OutboxEntry[] {
+    return this.#outbox.pending().map((entry) => ({ ...entry }));
+  }
+
+  /** Opens the user socket, and keeps one open until `close()`. */
+  connect(): void {
+    if (this.#closed || this.#socket || this.#state === "connecting") return;
+    void this.#open();
+  }
+
+  /** Closes the socket for good; the outbox and cursors stay in storage. */
+  close(): void {
+    this.#closed = true;
+    this.#tokens.stop();
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    this.#abandon(1000);
+  }
+
+  /** Revokes the refresh token, closes, and forgets this user's stored state. */
+  async logout(): Promise<void> {
+    const { refresh } = this.#tokens.tokens;
+    this.close();
+    this.#saved.clear();
+    this.#savedTokens.clear();
+    new Persisted(this.#options.storage, `${this.#options.storageKey}:${this.userId}:outbox`).clear();
+    await this.rest.logout(refresh);
+  }
+
+  /**
+   * Queues a message: `pending` at once, then `sent` with the stored message
+   * (or `failed` with the server's error), announced through `outbox`.
+   */
+  send(chat: number, content: string, metadata: unknown = {}): OutboxEntry {
+    const entry = this.#outbox.add(chat, content, metadata, newClientMsgId());
+    this.emit("outbox", { ...entry });
+    this.#flushOutbox();
+    return { ...entry };
+  }
+
+  /** Moves the user's read marker in `chat` to `seq` (default: its last message). */
+  markRead(chat: number, seq?: number): void {
+    const known = this.#chats.get(chat);
+    const target = seq ?? known?.last_seq ?? 0;
+    if (target < 1 || (known && target <= known.read_seq)) return;
+    if (known) {
+      known.read_seq = target;
+      known.unread_count = Math.max(0, known.last_seq - target);
+      this.emit("chat", { ...known });
+    }
+    this.#readsToSend.set(chat, Math.max(target, this.#readsToSend.get(chat) ?? 0));
+    this.#flushReads();
+  }
+
+  /** Tells the other participant the user is typing (at most once per interval). */
+  typing(chat: number): void {
+    const now = Date.now();
+    if (!this.#live || now - (this.#typedAt.get(chat) ?? -Infinity) < this.#options.typingIntervalMs) return;
+    this.#typedAt.set(chat, now);
+    this.#write({ type: "typing", chat });
+  }
+
+  // ---- the connection ----
+
+  async #open(): Promise<void> {
+    this.#setState("connecting");
+    let access: string;
+    try {
+      access = await this.#tokens.access();
+    } catch (error) {
+      if (!(error instanceof SignedOut)) this.#retryLater();
+      return;
+    }
+    if (this.#closed) return;
+    const url = new URL(`ws/?token=${encodeURIComponent(access)}`, this.rest.baseUrl.replace(/^http/, "ws") + "/");
+    const socket = new this.#options.WebSocket(url.toString());
+    this.#socket = socket;
+    this.#heardAt = Date.now();
+    this.#pinged = false;
+    const tooLate = this.#after(this.#options.connectTimeoutMs, () => {
+      if (this.#socket === socket && !this.#live) this.#abandon(4000);
+    });
+    socket.onmessage = (event) => {
+      if (this.#socket !== socket) return;
+      this.#heardAt = Date.now();
+      this.#pinged = false;
+      let parsed: ServerEvent;
+      try {
+        parsed = JSON.parse(String(event.data)) as ServerEvent;
+      } catch {
+        return;
+      }
+      this.#onEvent(socket, parsed);
+    };
+    socket.onclose = (event) => {
+      clearTimeout(tooLate);
+      this.#timers.delete(tooLate);
+      if (this.#socket === socket) this.#dropped(event.code);
+    };
+    socket.onerror = () => {
+      // the close event follows and decides
+    };
+  }
+
+  #onEvent(socket: SocketLike, event: ServerEvent): void {
+    switch (event.type) {
+      case "ready":
+        this.#resume(socket).catch((error: unknown) => {
+          if (this.#socket !== socket) return;
+          this.emit("error", error instanceof Error ? error : new Error(String(error)));
+          this.#abandon(4000);
+        });
+        break;
+      case "message":
+        this.#accept(event.data);
+        break;
+      case "chat":
+        this.#learn(event.data, 0);
+        break;
+      case "read":
+        this.#onRead(event);
+        break;
+      case "typing":
+        this.emit("typing", event);
+        break;
+      case "error":
+        this.#onRefused(event);
+        break;
+      case "pong":
+        break;
+    }
+  }
+
+  /** After `ready`: the list, long gaps through REST, then `sync`; then live. */
+  async #resume(socket: SocketLike): Promise<void> {
+    const list = await this.rest.chats();
+    if (this.#socket !== socket) return;
+    for (const chat of list) this.#learn(chat, this.#resumed ? 0 : chat.last_seq);
+    for (const chat of list) {
+      if (chat.last_seq - this.cursor(chat.id) > this.#options.pageSize) await this.#readThrough(chat.id, chat.last_seq);
+      if (this.#socket !== socket) return;
+    }
+    const cursors: Record<string, number> = {};
+    for (const chat of list.slice(0, SYNC_MAX_CHATS)) cursors[chat.id] = this.cursor(chat.id);
+    socket.send(JSON.stringify({ type: "sync", chats: cursors }));
+    this.#resumed = true;
+    this.#saveCursors();
+    this.#live = true;
+    this.#attempt = 0;
+    this.#setState("live");
+    this.#startHeartbeat(socket);
+    this.#flushOutbox();
+    this.#flushReads();
+  }
+
+  #dropped(code: number): void {
+    this.#socket = null;
+    this.#goneQuiet();
+    if (this.#closed) {
+      this.#setState("offline");
+      return;
+    }
+    if (code === 4003) {
+      this.#tokens.signOut("the user was deactivated (close 4003)");
+      return;
+    }
+    if (code === 4001 && this.#attempt === 0) {
+      // The access token expired: a new one and straight back, no backoff.
+      this.#attempt = 1;
+      this.#tokens.refreshed().then(
+        () => void this.#open(),
+        (error: unknown) => {
+          if (!(error instanceof SignedOut)) this.#retryLater();
+        },
+      );
+      return;
+    }
+    this.#setState("offline");
+    this.#retryLater();
+  }
+
+  /** Gives up on the current socket (closed, or silent) and starts again. */
+  #abandon(code: number): void {
+    const socket = this.#socket;
+    if (!socket) return;
+    this.#socket = null;
+    try {
+      socket.close(code === 1000 ? 1000 : 4000);
+    } catch {
+      // already closing
+    }
+    this.#dropped(code);
+  }
+
+  #goneQuiet(): void {
+    this.#live = false;
+    this.#inFlight.clear();
+    if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+    this.#heartbeat = null;
+  }
+
+  #retryLater(): void {
+    if (this.#closed || this.#tokens.isSignedOut) return;
+    this.#after(backoffDelay(this.#attempt++, this.#options.backoff), () => void this.#open());
+  }
+
+  #startHeartbeat(socket: SocketLike): void {
+    this.#heartbeat = setInterval(() => {
+      if (this.#socket !== socket) return;
+      if (Date.now() - this.#heardAt < this.#options.heartbeatMs) return;
+      if (this.#pinged) {
+        this.#abandon(4000); // asked a whole interval ago, and not a frame since
+        return;
+      }
+      this.#pinged = true;
+      this.#write({ type: "ping" });
+    }, this.#options.heartbeatMs);
+  }
+
+  #setState(state: ConnectionState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.emit("state", state);
+  }
+
+  #signedOut(reason: string): void {
+    this.close();
+    this.#savedTokens.clear();
+    this.emit("signedOut", { reason });
+  }
+
+  #after(ms: number, run: () => void): ReturnType<typeof setTimeout> {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      run();
+    }, ms);
+    this.#timers.add(timer);
+    return timer;
+  }
+
+  #write(event: object): boolean {
+    const socket = this.#socket;
+    if (!this.#live || !socket || socket.readyState !== OPEN) return false;
+    socket.send(JSON.stringify(event));
+    return true;
+  }
+
+  // ---- chats and messages ----
+
+  /** A chat from the list or a `chat` event; a chat without a cursor starts at `startAt`. */
+  #learn(chat: Chat, startAt: number): void {
+    const known = this.#chats.get(chat.id);
+    const merged = known ? { ...chat, last_seq: Math.max(chat.last_seq, known.last_seq) } : { ...chat };
+    if (known && known.last_seq > chat.last_seq) {
+      merged.last_message = known.last_message;
+      merged.updated_at = known.updated_at;
+    }
+    merged.unread_count = Math.max(0, merged.last_seq - merged.read_seq);
+    this.#chats.set(chat.id, merged);
+    if (!this.#cursors.has(chat.id)) this.#cursors.set(chat.id, startAt);
+    this.emit("chat", { ...merged });
+  }
+
+  /** One message from the socket or REST: passed on in seq order, once. */
+  #accept(message: Message): void {
+    if (message.sender.id === this.userId) this.#announce(this.#outbox.acknowledge(message));
+    const chat = message.chat;
+    if (!this.#chats.has(chat)) this.#relist();
+    const cursor = this.cursor(chat);
+    if (message.seq <= cursor) return;
+    if (message.seq > cursor + 1) {
+      let held = this.#heldBack.get(chat);
+      if (!held) this.#heldBack.set(chat, (held = new Map()));
+      held.set(message.seq, message);
+      void this.#fillGap(chat);
+      return;
+    }
+    this.#deliver(message);
+    const held = this.#heldBack.get(chat);
+    let next: Message | undefined;
+    while (held && (next = held.get(this.cursor(chat) + 1))) {
+      held.delete(next.seq);
+      this.#deliver(next);
+    }
+    if (held?.size === 0) this.#heldBack.delete(chat);
+  }
+
+  #deliver(message: Message): void {
+    this.#cursors.set(message.chat, message.seq);
+    this.#saveCursors();
+    const chat = this.#chats.get(message.chat);
+    if (chat) {
+      if (message.seq >= chat.last_seq) {
+        chat.last_seq = message.seq;
+        chat.last_message = message;
+        chat.updated_at = message.created_at;
+      }
+      if (message.sender.id === this.userId) chat.read_seq = Math.max(chat.read_seq, message.seq);
+      chat.unread_count = Math.max(0, chat.last_seq - chat.read_seq);
+    }
+    this.emit("message", message);
+    if (chat) this.emit("chat", { ...chat });
+  }
+
+  /** Reads `chat` through REST from its cursor up to `upTo`. */
+  async #readThrough(chat: number, upTo: number): Promise<void> {
+    while (this.cursor(chat) < upTo) {
+      const page = await this.rest.after(chat, this.cursor(chat), this.#options.pageSize);
+      if (page.length === 0) return;
+      for (const message of page) this.#accept(message);
+    }
+  }
+
+  /** Messages arrived past a gap: read the gap through REST. */
+  async #fillGap(chat: number): Promise<void> {
+    if (this.#filling.has(chat)) return;
+    this.#filling.add(chat);
+    try {
+      for (;;) {
+        const held = this.#heldBack.get(chat);
+        if (!held || held.size === 0) return;
+        const before = this.cursor(chat);
+        await this.#readThrough(chat, Math.min(...held.keys()) - 1);
+        if (this.cursor(chat) === before) return; // REST had nothing: leave it to sync
+      }
+    } catch (error) {
+      this.emit("error", error instanceof Error ? error : new Error(String(error)));
+    } finally {
+      this.#filling.delete(chat);
+    }
+  }
+
+  /** A message of a chat not in the list: read the list again (once at a time). */
+  #relist(): void {
+    this.#listing ??= this.rest
+      .chats()
+      .then((list) => {
+        for (const chat of list) if (!this.#chats.has(chat.id)) this.#learn(chat, 0);
+      })
+      .catch((error: unknown) => this.emit("error", error instanceof Error ? error : new Error(String(error))))
+      .finally(() => (this.#listing = null));
+  }
+
+  #onRead(event: ReadEvent): void {
+    const chat = this.#chats.get(event.chat);
+    if (chat && event.user_id === this.userId && event.seq > chat.read_seq) {
+      chat.read_seq = event.seq;
+      chat.unread_count = Math.max(0, chat.last_seq - chat.read_seq);
+      this.emit("chat", { ...chat });
+    }
+    this.emit("read", event);
+  }
+
+  #saveCursors(): void {
+    this.#saved.save({ cursors: Object.fromEntries(this.#cursors) });
+  }
+
+  // ---- the outbox ----
+
+  #flushOutbox(): void {
+    for (const entry of this.#outbox.pending()) {
+      if (this.#inFlight.has(entry.client_msg_id)) continue;
+      const { chat, content, metadata, client_msg_id } = entry;
+      if (!this.#write({ type: "message.send", chat, content, metadata, client_msg_id })) return;
+      this.#inFlight.add(client_msg_id);
+    }
+  }
+
+  #flushReads(): void {
+    for (const [chat, seq] of this.#readsToSend) {
+      if (!this.#write({ type: "read", chat, seq })) return;
+      this.#readsToSend.delete(chat);
+    }
+  }
+
+  #onRefused(error: ServerError): void {
+    if (!this.#outbox.has(error.client_msg_id)) {
+      this.emit("error", error);
+      return;
+    }
+    if (RETRYABLE.has(error.code)) {
+      this.#inFlight.delete(error.client_msg_id!);
+      const wait = Number(/retry in (\d+) ms/.exec(error.detail)?.[1] ?? 1000);
+      this.#after(wait, () => this.#flushOutbox());
+      return;
+    }
+    this.#announce(this.#outbox.fail(error));
+  }
+
+  #announce(settled: OutboxEntry[]): void {
+    for (const entry of settled) {
+      this.#inFlight.delete(entry.client_msg_id);
+      this.emit("outbox", { ...entry });
+    }
+  }
+}
+
+/** A random UUID (v4); `crypto.randomUUID` needs a secure context, this does not. */
+export function newClientMsgId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6]! & 0x0f) | 0x40;
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
+  const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}

@@ -1,0 +1,47 @@
+// Where the client keeps what must outlive a connection or a page: each
+// chat's cursor (the last seq the app was given) and the outbox of sends not
+// yet acknowledged. Any object with localStorage's three methods will do:
+// `localStorage` itself, `memoryStore()`, or the caller's own.
+
+/** The part of the Web Storage API the client uses. */
+export interface KeyValueStore {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+/** A store that lives as long as the process (or page). */
+export function memoryStore(): KeyValueStore {
+  const items = new Map<string, string>();
+  return {
+    getItem: (key) => items.get(key) ?? null,
+    setItem: (key, value) => void items.set(key, value),
+    removeItem: (key) => void items.delete(key),
+  };
+}
+
+/** One JSON value under one key of a store. */
+export class Persisted<T> {
+  constructor(
+    private readonly store: KeyValueStore,
+    private readonly key: string,
+  ) {}
+
+  load(fallback: T): T {
+    const text = this.store.getItem(this.key);
+    if (text === null) return fallback;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      return fallback;
+    }
+  }
+
+  save(value: T): void {
+    this.store.setItem(this.key, JSON.stringify(value));
+  }
+
+  clear(): void {
+    this.store.removeItem(this.key);
+  }
+}

@@ -1,0 +1,255 @@
+// The ChatClient against the real server binary: live delivery and the chat
+// list, a server killed mid-stream, sends while offline and across a reload,
+// long gaps read through REST, token expiry, a refused refresh, and a dead
+// connection replaced.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { backoffDelay, memoryStore, Rest } from "../src/index.js";
+import { clientOf, oneTo, Recorder, register, until } from "./helpers.js";
+import { FreezingProxy } from "./proxy.js";
+import { TestServer } from "./server.js";
+
+test("full jitter: every wait lies between 0 and min(cap, base * 2^attempt)", () => {
+  const backoff = { baseMs: 100, capMs: 1_000 };
+  assert.equal(backoffDelay(0, backoff, () => 0.999), 99);
+  assert.equal(backoffDelay(3, backoff, () => 0.5), 400);
+  assert.equal(backoffDelay(40, backoff, () => 0.999), 999);
+  assert.equal(backoffDelay(5, backoff, () => 0), 0);
+});
+
+test("live: a chat started by the peer, messages in order, unread counts, read markers, typing", async () => {
+  const server = await TestServer.start();
+  try {
+    const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+    const [a, b] = [new Recorder(clientOf(server, ann)), new Recorder(clientOf(server, bob))];
+    a.client.connect();
+    b.client.connect();
+    await until("both live", () => a.client.state === "live" && b.client.state === "live");
+
+    const chat = await b.client.rest.startChat(ann.id);
+    await until("the chat reaches Ann", () => a.client.chat(chat.id));
+    for (const text of ["one", "two", "three"]) b.client.send(chat.id, text);
+    await until("three messages at Ann", () => a.seqs(chat.id).length === 3);
+    assert.deepEqual(a.contents(chat.id), ["one", "two", "three"]);
+    assert.equal(a.events.chat.findIndex((c) => c.id === chat.id) < a.events.message.length, true);
+    assert.equal(a.client.chat(chat.id)!.unread_count, 3);
+    await until("Bob's sends sent, in order", () => b.events.outbox.filter((e) => e.status === "sent").length === 3);
+    assert.deepEqual(
+      b.events.outbox.map((e) => `${e.content}:${e.status}`),
+      ["one:pending", "two:pending", "three:pending", "one:sent", "two:sent", "three:sent"],
+    );
+
+    a.client.markRead(chat.id);
+    assert.equal(a.client.chat(chat.id)!.unread_count, 0);
+    const read = await until("Bob hears Ann read", () => b.events.read.find((r) => r.user_id === ann.id));
+    assert.deepEqual([read.chat, read.seq], [chat.id, 3]);
+    const [listed] = await a.client.rest.chats();
+    assert.deepEqual([listed!.read_seq, listed!.unread_count], [3, 0]);
+
+    a.client.typing(chat.id);
+    a.client.typing(chat.id); // throttled
+    await until("Bob sees Ann typing", () => b.events.typing.length === 1);
+    await sleep(300);
+    assert.equal(b.events.typing.length, 1, "one typing per interval");
+
+    const refused = a.client.send(chat.id, "   ");
+    const failed = await until("a blank send fails", () => a.events.outbox.find((e) => e.client_msg_id === refused.client_msg_id && e.status === "failed"));
+    assert.equal(failed.error!.code, "invalid_fields");
+    a.client.close();
+    b.client.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("the server killed with -9 and restarted mid-stream: every `sent` stored once, all delivered in order once", async () => {
+  const server = await TestServer.start();
+  try {
+    const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+    const chat = await new Rest({ baseUrl: server.url, auth: fixed(ann.tokens.access) }).startChat(bob.id);
+    const [a, b] = [new Recorder(clientOf(server, ann)), new Recorder(clientOf(server, bob))];
+    a.client.connect();
+    b.client.connect();
+    await until("both live", () => a.client.state === "live" && b.client.state === "live");
+
+    const total = 300;
+    for (let i = 1; i <= total; i++) {
+      a.client.send(chat.id, `m${i}`);
+      if (i === 100) {
+        await until("some sent", () => a.events.outbox.some((e) => e.status === "sent"));
+        await server.kill();
+        await until("Ann offline", () => a.client.state === "offline");
+      }
+      if (i === 200) await server.restart();
+      if (i % 10 === 0) await sleep(5);
+    }
+    await until("every send settled", () => a.events.outbox.filter((e) => e.status !== "pending").length === total, 30_000);
+    assert.deepEqual(a.events.outbox.filter((e) => e.status === "failed"), []);
+    await until("Bob has all", () => b.seqs(chat.id).length === total, 30_000);
+
+    const sent = a.events.outbox.filter((e) => e.status === "sent");
+    assert.deepEqual(sent.map((e) => e.content), oneTo(total).map((i) => `m${i}`), "sent, in the order sent");
+    assert.deepEqual(b.seqs(chat.id), oneTo(total), "in order, exactly once");
+    assert.deepEqual(b.contents(chat.id), oneTo(total).map((i) => `m${i}`));
+    assert.deepEqual(a.seqs(chat.id), oneTo(total), "the sender's own echoes too");
+    const stored = await b.client.rest.after(chat.id, 0, 100);
+    for (let after = 100; after < total; after += 100) stored.push(...(await b.client.rest.after(chat.id, after, 100)));
+    assert.deepEqual(stored.map((m) => m.client_msg_id), sent.map((e) => e.client_msg_id), "each stored once");
+    a.client.close();
+    b.client.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a send while offline goes out after reconnect, and the outbox survives a reload", async () => {
+  const server = await TestServer.start();
+  try {
+    const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+    const chat = await new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) }).startChat(ann.id);
+    const storage = memoryStore();
+    const a = new Recorder(clientOf(server, ann, { storage }));
+    const b = new Recorder(clientOf(server, bob));
+    a.client.connect();
+    b.client.connect();
+    await until("both live", () => a.client.state === "live" && b.client.state === "live");
+
+    await server.kill();
+    await until("Ann offline", () => a.client.state === "offline");
+    a.client.send(chat.id, "written offline");
+    assert.equal(a.client.pending().length, 1);
+    await server.restart();
+    await until("delivered after reconnect", () => b.contents(chat.id).includes("written offline"));
+    await until("sent", () => a.events.outbox.some((e) => e.status === "sent"));
+
+    // A reload: the page goes away with a send pending; a new client on the
+    // same storage sends it.
+    await server.kill();
+    await until("Ann offline again", () => a.client.state === "offline");
+    a.client.send(chat.id, "written before the reload");
+    a.client.close();
+    await server.restart();
+    const reloaded = new Recorder(clientOf(server, ann, { storage }));
+    assert.deepEqual(reloaded.client.pending().map((e) => e.content), ["written before the reload"]);
+    reloaded.client.connect();
+    await until("delivered after the reload", () => b.contents(chat.id).includes("written before the reload"));
+    await until("sent after the reload", () => reloaded.events.outbox.some((e) => e.status === "sent"));
+    assert.deepEqual(b.seqs(chat.id), [1, 2]);
+    assert.deepEqual(reloaded.seqs(chat.id), [2], "the reloaded page resumes after what it had");
+    reloaded.client.close();
+    b.client.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a gap longer than a page is read through REST before sync", async () => {
+  const server = await TestServer.start();
+  try {
+    const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+    const bobRest = new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) });
+    const chat = await bobRest.startChat(ann.id);
+    const storage = memoryStore();
+    const first = new Recorder(clientOf(server, ann, { storage }));
+    first.client.connect();
+    await until("live", () => first.client.state === "live");
+    await bobRest.send(chat.id, { content: "before" });
+    await until("the first message", () => first.seqs(chat.id).length === 1);
+    first.client.close();
+    for (let i = 2; i <= 251; i++) await bobRest.send(chat.id, { content: `m${i}` });
+
+    const reads: string[] = [];
+    const counting: typeof fetch = (input, init) => {
+      reads.push(String(input));
+      return fetch(input, init);
+    };
+    const again = new Recorder(clientOf(server, ann, { storage, fetch: counting, pageSize: 100 }));
+    again.client.connect();
+    await until("all 251", () => again.seqs(chat.id).length === 250);
+    assert.deepEqual(again.seqs(chat.id), oneTo(251).slice(1));
+    assert.ok(reads.filter((url) => url.includes("after_seq=")).length >= 2, reads.join("\n"));
+    again.client.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("an access token expiring during a session: refreshed, reconnected, nothing visible lost", async () => {
+  const server = await TestServer.start({ ACCESS_TOKEN_TTL_SECS: "3" });
+  try {
+    const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+    const chat = await new Rest({ baseUrl: server.url, auth: fixed(ann.tokens.access) }).startChat(bob.id);
+    const [a, b] = [new Recorder(clientOf(server, ann)), new Recorder(clientOf(server, bob))];
+    a.client.connect();
+    b.client.connect();
+    await until("both live", () => a.client.state === "live" && b.client.state === "live");
+    const total = 40;
+    for (let i = 1; i <= total; i++) {
+      a.client.send(chat.id, `m${i}`);
+      await sleep(200);
+    }
+    await until("Bob has all", () => b.seqs(chat.id).length === total, 20_000);
+    assert.deepEqual(b.contents(chat.id), oneTo(total).map((i) => `m${i}`));
+    assert.ok(a.events.tokens.length >= 2, `refreshed ${a.events.tokens.length} times`);
+    assert.ok(a.events.state.filter((s) => s === "live").length >= 3, `reconnected: ${a.events.state}`);
+    assert.deepEqual([...a.events.state, ...b.events.state].filter((s) => s === "offline"), [], "never offline");
+    assert.deepEqual([a.events.signedOut, a.events.outbox.filter((e) => e.status === "failed")], [[], []]);
+    a.client.close();
+    b.client.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a refused refresh signs out once, and nothing is retried after", async () => {
+  const server = await TestServer.start({ ACCESS_TOKEN_TTL_SECS: "2" });
+  try {
+    const ann = await register(server, "ann");
+    const calls: string[] = [];
+    const counting: typeof fetch = (input, init) => {
+      calls.push(String(input));
+      return fetch(input, init);
+    };
+    const a = new Recorder(clientOf(server, ann, { fetch: counting }));
+    a.client.connect();
+    await until("live", () => a.client.state === "live");
+    await new Rest({ baseUrl: server.url }).logout(ann.tokens.refresh);
+    await until("signed out", () => a.events.signedOut.length === 1, 10_000);
+    const seen = [calls.length, a.events.state.length];
+    await sleep(2_500);
+    assert.deepEqual([calls.length, a.events.state.length], seen, "no request and no reconnect after signing out");
+    assert.equal(calls.filter((url) => url.endsWith("/auth/refresh/")).length, 1);
+    assert.equal(a.events.signedOut.length, 1);
+    assert.equal(a.client.state, "offline");
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a connection that stops answering is detected and replaced", async () => {
+  const server = await TestServer.start();
+  const proxy = await FreezingProxy.start(server.port);
+  try {
+    const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+    const chat = await new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) }).startChat(ann.id);
+    // Its REST calls go through the proxy too, and a pooled connection may be
+    // frozen: a resume that hangs on it is cut off after connectTimeoutMs.
+    const a = new Recorder(clientOf(server, ann, { url: proxy.url, heartbeatMs: 300, connectTimeoutMs: 2_000 }));
+    a.client.connect();
+    await until("live", () => a.client.state === "live");
+    proxy.freeze(); // the open connection goes silent; new ones get through
+    await new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) }).send(chat.id, { content: "while frozen" });
+    await until("live again on a new connection", () => a.events.state.filter((s) => s === "live").length === 2, 10_000);
+    await until("the message", () => a.contents(chat.id).includes("while frozen"));
+    assert.ok(proxy.connections >= 2, `${proxy.connections} connections`);
+    a.client.close();
+  } finally {
+    proxy.close();
+    await server.stop();
+  }
+});
+
+function fixed(access: string) {
+  return { access: async () => access, refreshed: async () => access };
+}

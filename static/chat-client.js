@@ -1,0 +1,795 @@
+// @chat-server/client, bundled from clients/js by `npm run build`: do not edit.
+// The demo page (static/index.html) imports it; a test fails when it is out of date.
+
+// src/backoff.ts
+var DEFAULT_BACKOFF = { baseMs: 500, capMs: 3e4 };
+function backoffDelay(attempt, backoff, random = Math.random) {
+  const ceiling = Math.min(backoff.capMs, backoff.baseMs * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * ceiling);
+}
+
+// src/emitter.ts
+var Emitter = class {
+  #listeners = /* @__PURE__ */ new Map();
+  /** Calls `listener` on every `event`; returns a function that stops it. */
+  on(event, listener) {
+    let set = this.#listeners.get(event);
+    if (!set) this.#listeners.set(event, set = /* @__PURE__ */ new Set());
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+  emit(event, value) {
+    for (const listener of this.#listeners.get(event) ?? []) {
+      try {
+        listener(value);
+      } catch (error) {
+        console.error(`chat-server client: a "${String(event)}" listener threw`, error);
+      }
+    }
+  }
+};
+
+// src/storage.ts
+function memoryStore() {
+  const items = /* @__PURE__ */ new Map();
+  return {
+    getItem: (key) => items.get(key) ?? null,
+    setItem: (key, value) => void items.set(key, value),
+    removeItem: (key) => void items.delete(key)
+  };
+}
+var Persisted = class {
+  constructor(store, key) {
+    this.store = store;
+    this.key = key;
+  }
+  load(fallback) {
+    const text = this.store.getItem(this.key);
+    if (text === null) return fallback;
+    try {
+      return JSON.parse(text);
+    } catch {
+      return fallback;
+    }
+  }
+  save(value) {
+    this.store.setItem(this.key, JSON.stringify(value));
+  }
+  clear() {
+    this.store.removeItem(this.key);
+  }
+};
+
+// src/outbox.ts
+var Outbox = class {
+  #persisted;
+  /** In the order the user sent them; settled ones leave from the front. */
+  #entries;
+  constructor(store, key) {
+    this.#persisted = new Persisted(store, key);
+    this.#entries = this.#persisted.load([]).map((stored) => ({ ...stored, status: "pending" }));
+  }
+  /** Sends still waiting, oldest first. */
+  pending() {
+    return this.#entries.filter((entry) => entry.status === "pending");
+  }
+  add(chat, content, metadata, clientMsgId) {
+    const entry = { client_msg_id: clientMsgId, chat, content, metadata, status: "pending" };
+    this.#entries.push(entry);
+    this.#save();
+    return entry;
+  }
+  has(clientMsgId) {
+    return clientMsgId != null && this.#find(clientMsgId)?.status === "pending";
+  }
+  /** The echo arrived: returns the entries now announceable, in order. */
+  acknowledge(message) {
+    const entry = message.client_msg_id == null ? void 0 : this.#find(message.client_msg_id);
+    if (!entry || entry.status !== "pending") return [];
+    entry.status = "sent";
+    entry.message = message;
+    return this.#settle();
+  }
+  /** A final refusal: returns the entries now announceable, in order. */
+  fail(error) {
+    const entry = error.client_msg_id == null ? void 0 : this.#find(error.client_msg_id);
+    if (!entry || entry.status !== "pending") return [];
+    entry.status = "failed";
+    entry.error = { code: error.code, detail: error.detail };
+    return this.#settle();
+  }
+  #find(clientMsgId) {
+    return this.#entries.find((entry) => entry.client_msg_id === clientMsgId);
+  }
+  #settle() {
+    const settled = [];
+    while (this.#entries.length > 0 && this.#entries[0].status !== "pending") {
+      settled.push(this.#entries.shift());
+    }
+    this.#save();
+    return settled;
+  }
+  #save() {
+    const left = this.#entries.filter((entry) => entry.status === "pending");
+    this.#persisted.save(
+      left.map(({ client_msg_id, chat, content, metadata }) => ({ client_msg_id, chat, content, metadata }))
+    );
+  }
+};
+
+// src/rest.ts
+var ApiError = class extends Error {
+  constructor(status, body, retryAfterMs) {
+    super(`${status}: ${describe(body)}`);
+    this.status = status;
+    this.body = body;
+    this.retryAfterMs = retryAfterMs;
+    this.name = "ApiError";
+  }
+  /** The server's `code` (`token_not_valid`, `user_inactive`, ...), when it gave one. */
+  get code() {
+    const code = this.body?.code;
+    return typeof code === "string" ? code : void 0;
+  }
+};
+function describe(body) {
+  if (body && typeof body === "object") {
+    const { detail } = body;
+    if (typeof detail === "string") return detail;
+    return Object.entries(body).map(([field, messages]) => `${field}: ${[].concat(messages).join(" ")}`).join("; ");
+  }
+  return String(body);
+}
+var Rest = class {
+  baseUrl;
+  #fetch;
+  auth;
+  constructor(options) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.#fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
+    this.auth = options.auth;
+  }
+  /** `POST /auth/register/` → 201 User. */
+  register(body) {
+    return this.#call("POST", "/auth/register/", body, false);
+  }
+  /** `POST /auth/login/` → `{access, refresh}`. */
+  login(body) {
+    return this.#call("POST", "/auth/login/", body, false);
+  }
+  /** `POST /auth/refresh/` → a new access token. */
+  async refresh(refresh) {
+    const body = await this.#call("POST", "/auth/refresh/", { refresh }, false);
+    return body.access;
+  }
+  /** `POST /auth/logout/`: the refresh token stops working. */
+  async logout(refresh) {
+    await this.#call("POST", "/auth/logout/", { refresh }, false);
+  }
+  /** `GET /api/users/?q=`: users whose email, full name or nickname contain `q`. */
+  searchUsers(q) {
+    return this.#call("GET", `/api/users/?q=${encodeURIComponent(q)}`);
+  }
+  /** `POST /api/chat/start/`: the chat with `userId`, created (201) or existing (200). */
+  startChat(userId) {
+    return this.#call("POST", "/api/chat/start/", { user_id: userId });
+  }
+  /** `GET /api/chat/chats/`: my chats, most recent activity first. */
+  chats() {
+    return this.#call("GET", "/api/chat/chats/");
+  }
+  /** `GET /api/chat/chats/{id}/messages/`: a history page, or a cursor read. */
+  history(chat, query = {}) {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) {
+      if (value !== void 0 && value !== null) params.set(key, String(value));
+    }
+    const search = params.toString() ? `?${params}` : "";
+    return this.#call("GET", `/api/chat/chats/${chat}/messages/${search}`);
+  }
+  /** Up to `limit` (at most 100) messages after `afterSeq`, oldest first. */
+  async after(chat, afterSeq, limit = 100) {
+    return (await this.history(chat, { after_seq: afterSeq, limit })).results;
+  }
+  /** Up to `limit` (at most 100) messages before `beforeSeq`, oldest first. */
+  async before(chat, beforeSeq, limit = 100) {
+    return (await this.history(chat, { before_seq: beforeSeq, limit })).results;
+  }
+  /** `POST /api/chat/chats/{id}/messages/` → 201 Message (200: a retry of `client_msg_id`). */
+  send(chat, body) {
+    return this.#call("POST", `/api/chat/chats/${chat}/messages/`, body);
+  }
+  async #call(method, path, body, authorized = true) {
+    const auth = authorized ? this.auth : void 0;
+    let response = await this.#request(method, path, body, auth && await auth.access());
+    if (response.status === 401 && auth) {
+      response = await this.#request(method, path, body, await auth.refreshed());
+    }
+    const text = await response.text();
+    let parsed = text;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+    }
+    if (!response.ok) throw new ApiError(response.status, parsed, retryAfter(response));
+    return parsed;
+  }
+  #request(method, path, body, access) {
+    const headers = {};
+    if (body !== void 0) headers["Content-Type"] = "application/json";
+    if (access) headers.Authorization = `Bearer ${access}`;
+    return this.#fetch(this.baseUrl + path, {
+      method,
+      headers,
+      body: body === void 0 ? void 0 : JSON.stringify(body)
+    });
+  }
+};
+function retryAfter(response) {
+  const seconds = Number(response.headers.get("Retry-After"));
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1e3 : null;
+}
+
+// src/tokens.ts
+var SignedOut = class extends Error {
+  constructor(reason) {
+    super(`signed out: ${reason}`);
+    this.reason = reason;
+    this.name = "SignedOut";
+  }
+};
+function claimsOf(token) {
+  const part = token.split(".")[1] ?? "";
+  const base64 = part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "=");
+  const claims = JSON.parse(atob(base64));
+  return { user_id: Number(claims.user_id), exp: claims.exp, iat: claims.iat };
+}
+var TokenKeeper = class {
+  constructor(tokens, options) {
+    this.options = options;
+    this.#tokens = { ...tokens };
+    this.#schedule();
+  }
+  #tokens;
+  #refreshing = null;
+  #timer = null;
+  #signedOut = null;
+  get tokens() {
+    return { ...this.#tokens };
+  }
+  get userId() {
+    return claimsOf(this.#tokens.access).user_id;
+  }
+  get isSignedOut() {
+    return this.#signedOut !== null;
+  }
+  /** An access token valid for at least the margin, refreshed first if needed. */
+  async access() {
+    if (this.#signedOut) throw this.#signedOut;
+    return this.#msLeft() > this.#margin() ? this.#tokens.access : this.refreshed();
+  }
+  /** A new access token (one refresh in flight however many callers ask). */
+  refreshed() {
+    if (this.#signedOut) return Promise.reject(this.#signedOut);
+    this.#refreshing ??= this.#refresh().finally(() => this.#refreshing = null);
+    return this.#refreshing;
+  }
+  /** Stops the refresh timer (the client is closing). */
+  stop() {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+  async #refresh() {
+    try {
+      const access = await this.options.refresh(this.#tokens.refresh);
+      this.#tokens = { ...this.#tokens, access };
+      this.options.changed(this.tokens);
+      this.#schedule();
+      return access;
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 401 || error.status === 400)) {
+        this.signOut(`refresh refused (${error.status}: ${error.code ?? "no code"})`);
+        throw this.#signedOut;
+      }
+      throw error;
+    }
+  }
+  /** Ends the session for good (also on close 4003, the user deactivated). */
+  signOut(reason) {
+    if (this.#signedOut) return;
+    this.#signedOut = new SignedOut(reason);
+    this.stop();
+    this.options.signedOut(reason);
+  }
+  #schedule() {
+    this.stop();
+    const wait = Math.max(0, this.#msLeft() - this.#margin());
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.refreshed().catch(() => {
+      });
+    }, wait);
+    this.#timer.unref?.();
+  }
+  #msLeft() {
+    return claimsOf(this.#tokens.access).exp * 1e3 - Date.now();
+  }
+  #margin() {
+    if (this.options.marginMs !== void 0) return this.options.marginMs;
+    const { exp, iat } = claimsOf(this.#tokens.access);
+    return Math.min(6e4, (exp - iat) * 1e3 / 10);
+  }
+};
+
+// src/client.ts
+var OPEN = 1;
+var SYNC_MAX_CHATS = 1e3;
+var RETRYABLE = /* @__PURE__ */ new Set(["rate_limited", "unavailable"]);
+var ChatClient = class _ChatClient extends Emitter {
+  rest;
+  userId;
+  #options;
+  #tokens;
+  #outbox;
+  #saved;
+  #savedTokens;
+  /** The last seq passed to the app, per chat. */
+  #cursors = /* @__PURE__ */ new Map();
+  /** Synced before: a chat it has no cursor for is new, and starts at 0. */
+  #resumed;
+  #chats = /* @__PURE__ */ new Map();
+  /** Messages past a gap, per chat, by seq, until the gap is filled. */
+  #heldBack = /* @__PURE__ */ new Map();
+  #filling = /* @__PURE__ */ new Set();
+  #inFlight = /* @__PURE__ */ new Set();
+  #readsToSend = /* @__PURE__ */ new Map();
+  #typedAt = /* @__PURE__ */ new Map();
+  #socket = null;
+  #state = null;
+  #live = false;
+  #closed = false;
+  #attempt = 0;
+  #heardAt = 0;
+  #pinged = false;
+  #timers = /* @__PURE__ */ new Set();
+  #heartbeat = null;
+  #listing = null;
+  /** Logs in and returns a client (not yet connected: call `connect()`). */
+  static async login(options, credentials) {
+    const rest = new Rest({ baseUrl: options.url, fetch: options.fetch });
+    return new _ChatClient(options, await rest.login(credentials));
+  }
+  /** The client of the tokens kept in `options.storage` by an earlier page, or null. */
+  static restore(options) {
+    const storage = options.storage ?? memoryStore();
+    const tokens = new Persisted(storage, `${options.storageKey ?? "chat-server"}:tokens`).load(null);
+    return tokens ? new _ChatClient({ ...options, storage }, tokens) : null;
+  }
+  constructor(options, tokens) {
+    super();
+    const WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (!WebSocket) throw new TypeError("No WebSocket: pass options.WebSocket (in Node, `ws`'s WebSocket).");
+    this.#options = {
+      url: options.url,
+      WebSocket,
+      storage: options.storage ?? memoryStore(),
+      storageKey: options.storageKey ?? "chat-server",
+      backoff: options.backoff ?? DEFAULT_BACKOFF,
+      heartbeatMs: options.heartbeatMs ?? 15e3,
+      connectTimeoutMs: options.connectTimeoutMs ?? 15e3,
+      pageSize: options.pageSize ?? 100,
+      typingIntervalMs: options.typingIntervalMs ?? 3e3
+    };
+    this.rest = new Rest({ baseUrl: options.url, fetch: options.fetch });
+    const { storage, storageKey } = this.#options;
+    this.#savedTokens = new Persisted(storage, `${storageKey}:tokens`);
+    this.#savedTokens.save(tokens);
+    this.#tokens = new TokenKeeper(tokens, {
+      refresh: (refresh) => this.rest.refresh(refresh),
+      changed: (fresh) => {
+        this.#savedTokens.save(fresh);
+        this.emit("tokens", fresh);
+      },
+      signedOut: (reason) => this.#signedOut(reason)
+    });
+    this.rest.auth = { access: () => this.#tokens.access(), refreshed: () => this.#tokens.refreshed() };
+    this.userId = this.#tokens.userId;
+    this.#outbox = new Outbox(storage, `${storageKey}:${this.userId}:outbox`);
+    this.#saved = new Persisted(storage, `${storageKey}:${this.userId}:cursors`);
+    const saved = this.#saved.load(null);
+    this.#resumed = saved !== null;
+    for (const [chat, seq] of Object.entries(saved?.cursors ?? {})) this.#cursors.set(Number(chat), seq);
+  }
+  /** The connection's state (null before `connect()`). */
+  get state() {
+    return this.#state;
+  }
+  get tokens() {
+    return this.#tokens.tokens;
+  }
+  /** The chats learned so far, most recent activity first. */
+  chats() {
+    return [...this.#chats.values()].sort((a, b) => a.updated_at < b.updated_at ? 1 : a.updated_at > b.updated_at ? -1 : b.id - a.id);
+  }
+  chat(id) {
+    return this.#chats.get(id);
+  }
+  /** The last seq of `chat` the app was given (0: none). */
+  cursor(chat) {
+    return this.#cursors.get(chat) ?? 0;
+  }
+  /** Sends not yet acknowledged, oldest first (after a reload too). */
+  pending() {
+    return this.#outbox.pending().map((entry) => ({ ...entry }));
+  }
+  /** Opens the user socket, and keeps one open until `close()`. */
+  connect() {
+    if (this.#closed || this.#socket || this.#state === "connecting") return;
+    void this.#open();
+  }
+  /** Closes the socket for good; the outbox and cursors stay in storage. */
+  close() {
+    this.#closed = true;
+    this.#tokens.stop();
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    this.#abandon(1e3);
+  }
+  /** Revokes the refresh token, closes, and forgets this user's stored state. */
+  async logout() {
+    const { refresh } = this.#tokens.tokens;
+    this.close();
+    this.#saved.clear();
+    this.#savedTokens.clear();
+    new Persisted(this.#options.storage, `${this.#options.storageKey}:${this.userId}:outbox`).clear();
+    await this.rest.logout(refresh);
+  }
+  /**
+   * Queues a message: `pending` at once, then `sent` with the stored message
+   * (or `failed` with the server's error), announced through `outbox`.
+   */
+  send(chat, content, metadata = {}) {
+    const entry = this.#outbox.add(chat, content, metadata, newClientMsgId());
+    this.emit("outbox", { ...entry });
+    this.#flushOutbox();
+    return { ...entry };
+  }
+  /** Moves the user's read marker in `chat` to `seq` (default: its last message). */
+  markRead(chat, seq) {
+    const known = this.#chats.get(chat);
+    const target = seq ?? known?.last_seq ?? 0;
+    if (target < 1 || known && target <= known.read_seq) return;
+    if (known) {
+      known.read_seq = target;
+      known.unread_count = Math.max(0, known.last_seq - target);
+      this.emit("chat", { ...known });
+    }
+    this.#readsToSend.set(chat, Math.max(target, this.#readsToSend.get(chat) ?? 0));
+    this.#flushReads();
+  }
+  /** Tells the other participant the user is typing (at most once per interval). */
+  typing(chat) {
+    const now = Date.now();
+    if (!this.#live || now - (this.#typedAt.get(chat) ?? -Infinity) < this.#options.typingIntervalMs) return;
+    this.#typedAt.set(chat, now);
+    this.#write({ type: "typing", chat });
+  }
+  // ---- the connection ----
+  async #open() {
+    this.#setState("connecting");
+    let access;
+    try {
+      access = await this.#tokens.access();
+    } catch (error) {
+      if (!(error instanceof SignedOut)) this.#retryLater();
+      return;
+    }
+    if (this.#closed) return;
+    const url = new URL(`ws/?token=${encodeURIComponent(access)}`, this.rest.baseUrl.replace(/^http/, "ws") + "/");
+    const socket = new this.#options.WebSocket(url.toString());
+    this.#socket = socket;
+    this.#heardAt = Date.now();
+    this.#pinged = false;
+    const tooLate = this.#after(this.#options.connectTimeoutMs, () => {
+      if (this.#socket === socket && !this.#live) this.#abandon(4e3);
+    });
+    socket.onmessage = (event) => {
+      if (this.#socket !== socket) return;
+      this.#heardAt = Date.now();
+      this.#pinged = false;
+      let parsed;
+      try {
+        parsed = JSON.parse(String(event.data));
+      } catch {
+        return;
+      }
+      this.#onEvent(socket, parsed);
+    };
+    socket.onclose = (event) => {
+      clearTimeout(tooLate);
+      this.#timers.delete(tooLate);
+      if (this.#socket === socket) this.#dropped(event.code);
+    };
+    socket.onerror = () => {
+    };
+  }
+  #onEvent(socket, event) {
+    switch (event.type) {
+      case "ready":
+        this.#resume(socket).catch((error) => {
+          if (this.#socket !== socket) return;
+          this.emit("error", error instanceof Error ? error : new Error(String(error)));
+          this.#abandon(4e3);
+        });
+        break;
+      case "message":
+        this.#accept(event.data);
+        break;
+      case "chat":
+        this.#learn(event.data, 0);
+        break;
+      case "read":
+        this.#onRead(event);
+        break;
+      case "typing":
+        this.emit("typing", event);
+        break;
+      case "error":
+        this.#onRefused(event);
+        break;
+      case "pong":
+        break;
+    }
+  }
+  /** After `ready`: the list, long gaps through REST, then `sync`; then live. */
+  async #resume(socket) {
+    const list = await this.rest.chats();
+    if (this.#socket !== socket) return;
+    for (const chat of list) this.#learn(chat, this.#resumed ? 0 : chat.last_seq);
+    for (const chat of list) {
+      if (chat.last_seq - this.cursor(chat.id) > this.#options.pageSize) await this.#readThrough(chat.id, chat.last_seq);
+      if (this.#socket !== socket) return;
+    }
+    const cursors = {};
+    for (const chat of list.slice(0, SYNC_MAX_CHATS)) cursors[chat.id] = this.cursor(chat.id);
+    socket.send(JSON.stringify({ type: "sync", chats: cursors }));
+    this.#resumed = true;
+    this.#saveCursors();
+    this.#live = true;
+    this.#attempt = 0;
+    this.#setState("live");
+    this.#startHeartbeat(socket);
+    this.#flushOutbox();
+    this.#flushReads();
+  }
+  #dropped(code) {
+    this.#socket = null;
+    this.#goneQuiet();
+    if (this.#closed) {
+      this.#setState("offline");
+      return;
+    }
+    if (code === 4003) {
+      this.#tokens.signOut("the user was deactivated (close 4003)");
+      return;
+    }
+    if (code === 4001 && this.#attempt === 0) {
+      this.#attempt = 1;
+      this.#tokens.refreshed().then(
+        () => void this.#open(),
+        (error) => {
+          if (!(error instanceof SignedOut)) this.#retryLater();
+        }
+      );
+      return;
+    }
+    this.#setState("offline");
+    this.#retryLater();
+  }
+  /** Gives up on the current socket (closed, or silent) and starts again. */
+  #abandon(code) {
+    const socket = this.#socket;
+    if (!socket) return;
+    this.#socket = null;
+    try {
+      socket.close(code === 1e3 ? 1e3 : 4e3);
+    } catch {
+    }
+    this.#dropped(code);
+  }
+  #goneQuiet() {
+    this.#live = false;
+    this.#inFlight.clear();
+    if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+    this.#heartbeat = null;
+  }
+  #retryLater() {
+    if (this.#closed || this.#tokens.isSignedOut) return;
+    this.#after(backoffDelay(this.#attempt++, this.#options.backoff), () => void this.#open());
+  }
+  #startHeartbeat(socket) {
+    this.#heartbeat = setInterval(() => {
+      if (this.#socket !== socket) return;
+      if (Date.now() - this.#heardAt < this.#options.heartbeatMs) return;
+      if (this.#pinged) {
+        this.#abandon(4e3);
+        return;
+      }
+      this.#pinged = true;
+      this.#write({ type: "ping" });
+    }, this.#options.heartbeatMs);
+  }
+  #setState(state) {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.emit("state", state);
+  }
+  #signedOut(reason) {
+    this.close();
+    this.#savedTokens.clear();
+    this.emit("signedOut", { reason });
+  }
+  #after(ms, run) {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      run();
+    }, ms);
+    this.#timers.add(timer);
+    return timer;
+  }
+  #write(event) {
+    const socket = this.#socket;
+    if (!this.#live || !socket || socket.readyState !== OPEN) return false;
+    socket.send(JSON.stringify(event));
+    return true;
+  }
+  // ---- chats and messages ----
+  /** A chat from the list or a `chat` event; a chat without a cursor starts at `startAt`. */
+  #learn(chat, startAt) {
+    const known = this.#chats.get(chat.id);
+    const merged = known ? { ...chat, last_seq: Math.max(chat.last_seq, known.last_seq) } : { ...chat };
+    if (known && known.last_seq > chat.last_seq) {
+      merged.last_message = known.last_message;
+      merged.updated_at = known.updated_at;
+    }
+    merged.unread_count = Math.max(0, merged.last_seq - merged.read_seq);
+    this.#chats.set(chat.id, merged);
+    if (!this.#cursors.has(chat.id)) this.#cursors.set(chat.id, startAt);
+    this.emit("chat", { ...merged });
+  }
+  /** One message from the socket or REST: passed on in seq order, once. */
+  #accept(message) {
+    if (message.sender.id === this.userId) this.#announce(this.#outbox.acknowledge(message));
+    const chat = message.chat;
+    if (!this.#chats.has(chat)) this.#relist();
+    const cursor = this.cursor(chat);
+    if (message.seq <= cursor) return;
+    if (message.seq > cursor + 1) {
+      let held2 = this.#heldBack.get(chat);
+      if (!held2) this.#heldBack.set(chat, held2 = /* @__PURE__ */ new Map());
+      held2.set(message.seq, message);
+      void this.#fillGap(chat);
+      return;
+    }
+    this.#deliver(message);
+    const held = this.#heldBack.get(chat);
+    let next;
+    while (held && (next = held.get(this.cursor(chat) + 1))) {
+      held.delete(next.seq);
+      this.#deliver(next);
+    }
+    if (held?.size === 0) this.#heldBack.delete(chat);
+  }
+  #deliver(message) {
+    this.#cursors.set(message.chat, message.seq);
+    this.#saveCursors();
+    const chat = this.#chats.get(message.chat);
+    if (chat) {
+      if (message.seq >= chat.last_seq) {
+        chat.last_seq = message.seq;
+        chat.last_message = message;
+        chat.updated_at = message.created_at;
+      }
+      if (message.sender.id === this.userId) chat.read_seq = Math.max(chat.read_seq, message.seq);
+      chat.unread_count = Math.max(0, chat.last_seq - chat.read_seq);
+    }
+    this.emit("message", message);
+    if (chat) this.emit("chat", { ...chat });
+  }
+  /** Reads `chat` through REST from its cursor up to `upTo`. */
+  async #readThrough(chat, upTo) {
+    while (this.cursor(chat) < upTo) {
+      const page = await this.rest.after(chat, this.cursor(chat), this.#options.pageSize);
+      if (page.length === 0) return;
+      for (const message of page) this.#accept(message);
+    }
+  }
+  /** Messages arrived past a gap: read the gap through REST. */
+  async #fillGap(chat) {
+    if (this.#filling.has(chat)) return;
+    this.#filling.add(chat);
+    try {
+      for (; ; ) {
+        const held = this.#heldBack.get(chat);
+        if (!held || held.size === 0) return;
+        const before = this.cursor(chat);
+        await this.#readThrough(chat, Math.min(...held.keys()) - 1);
+        if (this.cursor(chat) === before) return;
+      }
+    } catch (error) {
+      this.emit("error", error instanceof Error ? error : new Error(String(error)));
+    } finally {
+      this.#filling.delete(chat);
+    }
+  }
+  /** A message of a chat not in the list: read the list again (once at a time). */
+  #relist() {
+    this.#listing ??= this.rest.chats().then((list) => {
+      for (const chat of list) if (!this.#chats.has(chat.id)) this.#learn(chat, 0);
+    }).catch((error) => this.emit("error", error instanceof Error ? error : new Error(String(error)))).finally(() => this.#listing = null);
+  }
+  #onRead(event) {
+    const chat = this.#chats.get(event.chat);
+    if (chat && event.user_id === this.userId && event.seq > chat.read_seq) {
+      chat.read_seq = event.seq;
+      chat.unread_count = Math.max(0, chat.last_seq - chat.read_seq);
+      this.emit("chat", { ...chat });
+    }
+    this.emit("read", event);
+  }
+  #saveCursors() {
+    this.#saved.save({ cursors: Object.fromEntries(this.#cursors) });
+  }
+  // ---- the outbox ----
+  #flushOutbox() {
+    for (const entry of this.#outbox.pending()) {
+      if (this.#inFlight.has(entry.client_msg_id)) continue;
+      const { chat, content, metadata, client_msg_id } = entry;
+      if (!this.#write({ type: "message.send", chat, content, metadata, client_msg_id })) return;
+      this.#inFlight.add(client_msg_id);
+    }
+  }
+  #flushReads() {
+    for (const [chat, seq] of this.#readsToSend) {
+      if (!this.#write({ type: "read", chat, seq })) return;
+      this.#readsToSend.delete(chat);
+    }
+  }
+  #onRefused(error) {
+    if (!this.#outbox.has(error.client_msg_id)) {
+      this.emit("error", error);
+      return;
+    }
+    if (RETRYABLE.has(error.code)) {
+      this.#inFlight.delete(error.client_msg_id);
+      const wait = Number(/retry in (\d+) ms/.exec(error.detail)?.[1] ?? 1e3);
+      this.#after(wait, () => this.#flushOutbox());
+      return;
+    }
+    this.#announce(this.#outbox.fail(error));
+  }
+  #announce(settled) {
+    for (const entry of settled) {
+      this.#inFlight.delete(entry.client_msg_id);
+      this.emit("outbox", { ...entry });
+    }
+  }
+};
+function newClientMsgId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = bytes[6] & 15 | 64;
+  bytes[8] = bytes[8] & 63 | 128;
+  const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+export {
+  ApiError,
+  ChatClient,
+  DEFAULT_BACKOFF,
+  Rest,
+  SignedOut,
+  backoffDelay,
+  claimsOf,
+  memoryStore,
+  newClientMsgId
+};
