@@ -135,7 +135,8 @@ targets_smoke() {
 }
 
 # The demo page in headless Chromium: two browser contexts chat through it
-# (tests/browser/demo.mjs), against the binary started with zero configuration.
+# (tests/browser/demo.mjs), against the binary started with zero configuration;
+# the page runs on the client package, and one user goes offline and back.
 browser_test() {
   log "browser test (headless Chromium, playwright-core)"
   command -v chromium >/dev/null || apt_install chromium
@@ -161,6 +162,19 @@ browser_test() {
 django_python() {
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv >&2
   scripts/django-env.sh
+}
+
+# The TypeScript client (clients/js): type-checked, then its Node tests against
+# the debug binary, each on a fresh PostgreSQL database: every REST call, the
+# server killed mid-stream, sends while offline and across a reload, token
+# expiry, a refused refresh, a dead connection, the README's example, and the
+# generated types and the served bundle against the server's own.
+client_test() {
+  log "TypeScript client (clients/js): Node tests against the real binary"
+  command -v node >/dev/null || apt_install nodejs npm
+  (cd clients/js && npm ci --no-audit --no-fund --silent &&
+    TEST_PG_URL="postgres://postgres@$PG_HOST:$PG_PORT" CHAT_SERVER_BIN="$PWD/../../target/debug/chat-server" \
+      npm test --silent)
 }
 
 # Property-based API tests against the OpenAPI document (scripts/schemathesis.sh:
@@ -246,6 +260,7 @@ loadtest_smoke
 callgrind_smoke
 targets_smoke
 browser_test
+client_test
 proxy_test
 schemathesis_run
 fuzz_run

@@ -353,6 +353,8 @@ var ChatClient = class _ChatClient extends Emitter {
   #pinged = false;
   #timers = /* @__PURE__ */ new Set();
   #heartbeat = null;
+  /** The backoff wait before the next attempt, while there is one. */
+  #retry = null;
   #listing = null;
   /** Logs in and returns a client (not yet connected: call `connect()`). */
   static async login(options, credentials) {
@@ -425,6 +427,17 @@ var ChatClient = class _ChatClient extends Emitter {
   /** Opens the user socket, and keeps one open until `close()`. */
   connect() {
     if (this.#closed || this.#socket || this.#state === "connecting") return;
+    void this.#open();
+  }
+  /**
+   * Tries to connect now rather than at the end of the backoff wait: for when
+   * the app knows the network is back (a browser's `online` event).
+   */
+  retryNow() {
+    if (this.#closed || this.#socket || this.#retry === null) return;
+    clearTimeout(this.#retry);
+    this.#timers.delete(this.#retry);
+    this.#retry = null;
     void this.#open();
   }
   /** Closes the socket for good; the outbox and cursors stay in storage. */
@@ -605,7 +618,10 @@ var ChatClient = class _ChatClient extends Emitter {
   }
   #retryLater() {
     if (this.#closed || this.#tokens.isSignedOut) return;
-    this.#after(backoffDelay(this.#attempt++, this.#options.backoff), () => void this.#open());
+    this.#retry = this.#after(backoffDelay(this.#attempt++, this.#options.backoff), () => {
+      this.#retry = null;
+      void this.#open();
+    });
   }
   #startHeartbeat(socket) {
     this.#heartbeat = setInterval(() => {
@@ -693,8 +709,8 @@ var ChatClient = class _ChatClient extends Emitter {
       if (message.sender.id === this.userId) chat.read_seq = Math.max(chat.read_seq, message.seq);
       chat.unread_count = Math.max(0, chat.last_seq - chat.read_seq);
     }
-    this.emit("message", message);
     if (chat) this.emit("chat", { ...chat });
+    this.emit("message", message);
   }
   /** Reads `chat` through REST from its cursor up to `upTo`. */
   async #readThrough(chat, upTo) {

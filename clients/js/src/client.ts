@@ -118,6 +118,8 @@ export class ChatClient extends Emitter<ClientEvents> {
   #pinged = false;
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #heartbeat: ReturnType<typeof setInterval> | null = null;
+  /** The backoff wait before the next attempt, while there is one. */
+  #retry: ReturnType<typeof setTimeout> | null = null;
   #listing: Promise<void> | null = null;
 
   /** Logs in and returns a client (not yet connected: call `connect()`). */
@@ -200,6 +202,18 @@ export class ChatClient extends Emitter<ClientEvents> {
   /** Opens the user socket, and keeps one open until `close()`. */
   connect(): void {
     if (this.#closed || this.#socket || this.#state === "connecting") return;
+    void this.#open();
+  }
+
+  /**
+   * Tries to connect now rather than at the end of the backoff wait: for when
+   * the app knows the network is back (a browser's `online` event).
+   */
+  retryNow(): void {
+    if (this.#closed || this.#socket || this.#retry === null) return;
+    clearTimeout(this.#retry);
+    this.#timers.delete(this.#retry);
+    this.#retry = null;
     void this.#open();
   }
 
@@ -396,7 +410,10 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   #retryLater(): void {
     if (this.#closed || this.#tokens.isSignedOut) return;
-    this.#after(backoffDelay(this.#attempt++, this.#options.backoff), () => void this.#open());
+    this.#retry = this.#after(backoffDelay(this.#attempt++, this.#options.backoff), () => {
+      this.#retry = null;
+      void this.#open();
+    });
   }
 
   #startHeartbeat(socket: SocketLike): void {
@@ -493,8 +510,9 @@ export class ChatClient extends Emitter<ClientEvents> {
       if (message.sender.id === this.userId) chat.read_seq = Math.max(chat.read_seq, message.seq);
       chat.unread_count = Math.max(0, chat.last_seq - chat.read_seq);
     }
-    this.emit("message", message);
+    // The chat first: a listener that marks the message read sees the count it clears.
     if (chat) this.emit("chat", { ...chat });
+    this.emit("message", message);
   }
 
   /** Reads `chat` through REST from its cursor up to `upTo`. */

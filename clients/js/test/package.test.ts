@@ -3,7 +3,7 @@
 // serves to the demo page checked against these sources.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -86,6 +86,25 @@ test("the server serves the package bundled from these sources at /chat-client.j
     const served = await fetch(`${server.url}/chat-client.js`);
     assert.equal(served.headers.get("content-type"), "text/javascript; charset=utf-8");
     assert.equal(await served.text(), await bundle(), "static/chat-client.js is out of date: run `npm run build` in clients/js, then rebuild the server");
+  } finally {
+    await server.stop();
+  }
+});
+
+test("the README's Node example works when pasted, and prints what the README says", async () => {
+  const server = await TestServer.start();
+  try {
+    const root = resolve(import.meta.dirname, "../..");
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    const [, example, printed] = /## Example \(Node\)[\s\S]*?```js\n([\s\S]*?)```[\s\S]*?```\n([\s\S]*?)```/.exec(readme)!;
+    const dir = mkdtempSync(join(tmpdir(), "chat-client-example-"));
+    mkdirSync(join(dir, "node_modules/@chat-server"), { recursive: true });
+    symlinkSync(root, join(dir, "node_modules/@chat-server/client"));
+    symlinkSync(join(root, "node_modules/ws"), join(dir, "node_modules/ws"));
+    writeFileSync(join(dir, "example.mjs"), example!.replace("http://127.0.0.1:8000", server.url));
+    const output = execFileSync(process.execPath, ["example.mjs"], { cwd: dir, timeout: 20_000, encoding: "utf8" });
+    const lines = (text: string) => text.trim().split("\n").sort();
+    assert.deepEqual(lines(output), lines(printed!));
   } finally {
     await server.stop();
   }
