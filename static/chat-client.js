@@ -349,6 +349,8 @@ var ChatClient = class _ChatClient extends Emitter {
   #live = false;
   #closed = false;
   #attempt = 0;
+  /** Sockets in a row that closed before `ready` (a refused handshake looks like that). */
+  #unready = 0;
   #heardAt = 0;
   #pinged = false;
   #timers = /* @__PURE__ */ new Set();
@@ -492,7 +494,7 @@ var ChatClient = class _ChatClient extends Emitter {
     this.#setState("connecting");
     let access;
     try {
-      access = await this.#tokens.access();
+      access = this.#unready >= 2 ? await this.#tokens.refreshed() : await this.#tokens.access();
     } catch (error) {
       if (!(error instanceof SignedOut)) this.#retryLater();
       return;
@@ -510,6 +512,7 @@ var ChatClient = class _ChatClient extends Emitter {
       if (this.#socket !== socket) return;
       this.#heardAt = Date.now();
       this.#pinged = false;
+      ready = true;
       let parsed;
       try {
         parsed = JSON.parse(String(event.data));
@@ -518,9 +521,11 @@ var ChatClient = class _ChatClient extends Emitter {
       }
       this.#onEvent(socket, parsed);
     };
+    let ready = false;
     socket.onclose = (event) => {
       clearTimeout(tooLate);
       this.#timers.delete(tooLate);
+      if (!ready) this.#unready++;
       if (this.#socket === socket) this.#dropped(event.code);
     };
     socket.onerror = () => {
@@ -529,6 +534,7 @@ var ChatClient = class _ChatClient extends Emitter {
   #onEvent(socket, event) {
     switch (event.type) {
       case "ready":
+        this.#unready = 0;
         this.#resume(socket).catch((error) => {
           if (this.#socket !== socket) return;
           this.emit("error", error instanceof Error ? error : new Error(String(error)));

@@ -114,6 +114,8 @@ export class ChatClient extends Emitter<ClientEvents> {
   #live = false;
   #closed = false;
   #attempt = 0;
+  /** Sockets in a row that closed before `ready` (a refused handshake looks like that). */
+  #unready = 0;
   #heardAt = 0;
   #pinged = false;
   #timers = new Set<ReturnType<typeof setTimeout>>();
@@ -275,7 +277,10 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.#setState("connecting");
     let access: string;
     try {
-      access = await this.#tokens.access();
+      // A browser cannot see why a handshake failed. After two sockets in a
+      // row closed before `ready`, the token may be what the server refuses:
+      // a refresh tells (a refused one signs out instead of looping).
+      access = this.#unready >= 2 ? await this.#tokens.refreshed() : await this.#tokens.access();
     } catch (error) {
       if (!(error instanceof SignedOut)) this.#retryLater();
       return;
@@ -293,6 +298,7 @@ export class ChatClient extends Emitter<ClientEvents> {
       if (this.#socket !== socket) return;
       this.#heardAt = Date.now();
       this.#pinged = false;
+      ready = true;
       let parsed: ServerEvent;
       try {
         parsed = JSON.parse(String(event.data)) as ServerEvent;
@@ -301,9 +307,11 @@ export class ChatClient extends Emitter<ClientEvents> {
       }
       this.#onEvent(socket, parsed);
     };
+    let ready = false;
     socket.onclose = (event) => {
       clearTimeout(tooLate);
       this.#timers.delete(tooLate);
+      if (!ready) this.#unready++;
       if (this.#socket === socket) this.#dropped(event.code);
     };
     socket.onerror = () => {
@@ -314,6 +322,7 @@ export class ChatClient extends Emitter<ClientEvents> {
   #onEvent(socket: SocketLike, event: ServerEvent): void {
     switch (event.type) {
       case "ready":
+        this.#unready = 0;
         this.#resume(socket).catch((error: unknown) => {
           if (this.#socket !== socket) return;
           this.emit("error", error instanceof Error ? error : new Error(String(error)));

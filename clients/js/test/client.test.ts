@@ -227,6 +227,31 @@ test("a refused refresh signs out once, and nothing is retried after", async () 
   }
 });
 
+test("a server that no longer takes the tokens: one refresh, refused, signs out; no loop", async () => {
+  const server = await TestServer.start();
+  try {
+    const ann = await register(server, "ann");
+    const calls: string[] = [];
+    const counting: typeof fetch = (input, init) => {
+      calls.push(String(input));
+      return fetch(input, init);
+    };
+    const a = new Recorder(clientOf(server, ann, { fetch: counting }));
+    a.client.connect();
+    await until("live", () => a.client.state === "live");
+    await server.kill();
+    server.env.SECRET_KEY = "another-secret-0123456789abcdef-rotated";
+    await server.restart();
+    await until("signed out", () => a.events.signedOut.length === 1, 15_000);
+    const seen = calls.length;
+    await sleep(1_500);
+    assert.equal(calls.length, seen, "nothing after signing out");
+    assert.equal(calls.filter((url) => url.endsWith("/auth/refresh/")).length, 1);
+  } finally {
+    await server.stop();
+  }
+});
+
 test("a connection that stops answering is detected and replaced", async () => {
   const server = await TestServer.start();
   const proxy = await FreezingProxy.start(server.port);
