@@ -449,6 +449,7 @@ var ChatClient = class _ChatClient extends Emitter {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     this.#abandon(1e3);
+    if (this.#state !== null) this.#setState("offline");
   }
   /** Revokes the refresh token, closes, and forgets this user's stored state. */
   async logout() {

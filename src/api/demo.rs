@@ -12,27 +12,14 @@ const PAGE: &str = include_str!("../../static/index.html");
 const SCHEMA: &str = include_str!("../../static/openapi.json");
 const CLIENT_SCRIPT: &str = include_str!("../../static/chat-client.js");
 
+/// The demo page.
 pub fn page() -> Response<Body> {
-    let mut response = Response::new(Body::from(PAGE));
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    revalidated(PAGE, "text/html; charset=utf-8")
 }
 
 /// The client package as one ES module, for the demo page (and anyone's).
 pub fn client_script() -> Response<Body> {
-    let mut response = Response::new(Body::from(CLIENT_SCRIPT));
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    revalidated(CLIENT_SCRIPT, "text/javascript; charset=utf-8")
 }
 
 /// The OpenAPI 3.1 document of the REST API.
@@ -41,5 +28,15 @@ pub fn schema() -> Response<Body> {
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A document a browser must check again before reusing (`no-cache`): the
+/// page and its script change together when the server is upgraded.
+fn revalidated(body: &'static str, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }

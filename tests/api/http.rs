@@ -238,7 +238,7 @@ async fn requests_carry_an_id() {
 }
 
 #[tokio::test]
-async fn the_demo_page_is_served_at_the_root() {
+async fn the_demo_page_and_its_client_package_are_served() {
     let app = spawn_app().await;
     let page = app.get("/", None).await;
     assert_eq!(page.status, 200);
@@ -247,11 +247,21 @@ async fn the_demo_page_is_served_at_the_root() {
         .unwrap()
         .starts_with("text/html"));
     assert!(
-        page.text.contains("\"/ws/?token=\""),
-        "the page speaks the user socket"
+        page.text.contains("from \"/chat-client.js\""),
+        "the page runs on the client package"
     );
     assert!(!page.text.contains("setInterval"), "nothing polls");
     assert!(!page.text.contains("src=\"http"), "no external assets");
+    let client = app.get("/chat-client.js", None).await;
+    assert_eq!(client.status, 200);
+    assert_eq!(
+        client.headers["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(
+        client.text.contains("ws/?token=") && client.text.contains("type: \"sync\""),
+        "the package speaks the user socket"
+    );
 }
 
 #[tokio::test]

@@ -226,6 +226,7 @@ export class ChatClient extends Emitter<ClientEvents> {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     this.#abandon(1000);
+    if (this.#state !== null) this.#setState("offline");
   }
 
   /** Revokes the refresh token, closes, and forgets this user's stored state. */

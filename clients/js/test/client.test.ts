@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { backoffDelay, memoryStore, Rest } from "../src/index.js";
-import { clientOf, oneTo, Recorder, register, until } from "./helpers.js";
+import { clientOf, countingFetch, live, oneTo, Recorder, register, signedOutForGood, until, withServer } from "./helpers.js";
 import { FreezingProxy } from "./proxy.js";
 import { TestServer } from "./server.js";
 
@@ -18,14 +18,10 @@ test("full jitter: every wait lies between 0 and min(cap, base * 2^attempt)", ()
   assert.equal(backoffDelay(5, backoff, () => 0), 0);
 });
 
-test("live: a chat started by the peer, messages in order, unread counts, read markers, typing", async () => {
-  const server = await TestServer.start();
-  try {
+test("live: a chat started by the peer, messages in order, unread counts, read markers, typing", async () =>
+  withServer(async (server) => {
     const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
-    const [a, b] = [new Recorder(clientOf(server, ann)), new Recorder(clientOf(server, bob))];
-    a.client.connect();
-    b.client.connect();
-    await until("both live", () => a.client.state === "live" && b.client.state === "live");
+    const [a, b] = await live(clientOf(server, ann), clientOf(server, bob));
 
     const chat = await b.client.rest.startChat(ann.id);
     await until("the chat reaches Ann", () => a.client.chat(chat.id));
@@ -58,20 +54,13 @@ test("live: a chat started by the peer, messages in order, unread counts, read m
     assert.equal(failed.error!.code, "invalid_fields");
     a.client.close();
     b.client.close();
-  } finally {
-    await server.stop();
-  }
-});
+  }));
 
-test("the server killed with -9 and restarted mid-stream: every `sent` stored once, all delivered in order once", async () => {
-  const server = await TestServer.start();
-  try {
+test("the server killed with -9 and restarted mid-stream: every `sent` stored once, all delivered in order once", async () =>
+  withServer(async (server) => {
     const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
     const chat = await new Rest({ baseUrl: server.url, auth: fixed(ann.tokens.access) }).startChat(bob.id);
-    const [a, b] = [new Recorder(clientOf(server, ann)), new Recorder(clientOf(server, bob))];
-    a.client.connect();
-    b.client.connect();
-    await until("both live", () => a.client.state === "live" && b.client.state === "live");
+    const [a, b] = await live(clientOf(server, ann), clientOf(server, bob));
 
     const total = 300;
     for (let i = 1; i <= total; i++) {
@@ -98,14 +87,10 @@ test("the server killed with -9 and restarted mid-stream: every `sent` stored on
     assert.deepEqual(stored.map((m) => m.client_msg_id), sent.map((e) => e.client_msg_id), "each stored once");
     a.client.close();
     b.client.close();
-  } finally {
-    await server.stop();
-  }
-});
+  }));
 
-test("a send while offline goes out after reconnect, and the outbox survives a reload", async () => {
-  const server = await TestServer.start();
-  try {
+test("a send while offline goes out after reconnect, and the outbox survives a reload", async () =>
+  withServer(async (server) => {
     const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
     const chat = await new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) }).startChat(ann.id);
     const storage = memoryStore();
@@ -139,14 +124,10 @@ test("a send while offline goes out after reconnect, and the outbox survives a r
     assert.deepEqual(reloaded.seqs(chat.id), [2], "the reloaded page resumes after what it had");
     reloaded.client.close();
     b.client.close();
-  } finally {
-    await server.stop();
-  }
-});
+  }));
 
-test("a gap longer than a page is read through REST before sync", async () => {
-  const server = await TestServer.start();
-  try {
+test("a gap longer than a page is read through REST before sync", async () =>
+  withServer(async (server) => {
     const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
     const bobRest = new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) });
     const chat = await bobRest.startChat(ann.id);
@@ -159,31 +140,20 @@ test("a gap longer than a page is read through REST before sync", async () => {
     first.client.close();
     for (let i = 2; i <= 251; i++) await bobRest.send(chat.id, { content: `m${i}` });
 
-    const reads: string[] = [];
-    const counting: typeof fetch = (input, init) => {
-      reads.push(String(input));
-      return fetch(input, init);
-    };
-    const again = new Recorder(clientOf(server, ann, { storage, fetch: counting, pageSize: 100 }));
+    const counting = countingFetch();
+    const again = new Recorder(clientOf(server, ann, { storage, fetch: counting.fetch, pageSize: 100 }));
     again.client.connect();
     await until("all 251", () => again.seqs(chat.id).length === 250);
     assert.deepEqual(again.seqs(chat.id), oneTo(251).slice(1));
-    assert.ok(reads.filter((url) => url.includes("after_seq=")).length >= 2, reads.join("\n"));
+    assert.ok(counting.urls.filter((url) => url.includes("after_seq=")).length >= 2, counting.urls.join("\n"));
     again.client.close();
-  } finally {
-    await server.stop();
-  }
-});
+  }));
 
-test("an access token expiring during a session: refreshed, reconnected, nothing visible lost", async () => {
-  const server = await TestServer.start({ ACCESS_TOKEN_TTL_SECS: "3" });
-  try {
+test("an access token expiring during a session: refreshed, reconnected, nothing visible lost", async () =>
+  withServer(async (server) => {
     const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
     const chat = await new Rest({ baseUrl: server.url, auth: fixed(ann.tokens.access) }).startChat(bob.id);
-    const [a, b] = [new Recorder(clientOf(server, ann)), new Recorder(clientOf(server, bob))];
-    a.client.connect();
-    b.client.connect();
-    await until("both live", () => a.client.state === "live" && b.client.state === "live");
+    const [a, b] = await live(clientOf(server, ann), clientOf(server, bob));
     const total = 40;
     for (let i = 1; i <= total; i++) {
       a.client.send(chat.id, `m${i}`);
@@ -197,60 +167,27 @@ test("an access token expiring during a session: refreshed, reconnected, nothing
     assert.deepEqual([a.events.signedOut, a.events.outbox.filter((e) => e.status === "failed")], [[], []]);
     a.client.close();
     b.client.close();
-  } finally {
-    await server.stop();
-  }
-});
+  }, { ACCESS_TOKEN_TTL_SECS: "3" }));
 
-test("a refused refresh signs out once, and nothing is retried after", async () => {
-  const server = await TestServer.start({ ACCESS_TOKEN_TTL_SECS: "2" });
-  try {
+test("a refused refresh signs out once, and nothing is retried after", async () =>
+  withServer(async (server) => {
     const ann = await register(server, "ann");
-    const calls: string[] = [];
-    const counting: typeof fetch = (input, init) => {
-      calls.push(String(input));
-      return fetch(input, init);
-    };
-    const a = new Recorder(clientOf(server, ann, { fetch: counting }));
-    a.client.connect();
-    await until("live", () => a.client.state === "live");
+    const counting = countingFetch();
+    const [a] = await live(clientOf(server, ann, { fetch: counting.fetch }));
     await new Rest({ baseUrl: server.url }).logout(ann.tokens.refresh);
-    await until("signed out", () => a.events.signedOut.length === 1, 10_000);
-    const seen = [calls.length, a.events.state.length];
-    await sleep(2_500);
-    assert.deepEqual([calls.length, a.events.state.length], seen, "no request and no reconnect after signing out");
-    assert.equal(calls.filter((url) => url.endsWith("/auth/refresh/")).length, 1);
-    assert.equal(a.events.signedOut.length, 1);
-    assert.equal(a.client.state, "offline");
-  } finally {
-    await server.stop();
-  }
-});
+    await signedOutForGood(a!, counting.urls, 10_000);
+  }, { ACCESS_TOKEN_TTL_SECS: "2" }));
 
-test("a server that no longer takes the tokens: one refresh, refused, signs out; no loop", async () => {
-  const server = await TestServer.start();
-  try {
+test("a server that no longer takes the tokens: one refresh, refused, signs out; no loop", async () =>
+  withServer(async (server) => {
     const ann = await register(server, "ann");
-    const calls: string[] = [];
-    const counting: typeof fetch = (input, init) => {
-      calls.push(String(input));
-      return fetch(input, init);
-    };
-    const a = new Recorder(clientOf(server, ann, { fetch: counting }));
-    a.client.connect();
-    await until("live", () => a.client.state === "live");
+    const counting = countingFetch();
+    const [a] = await live(clientOf(server, ann, { fetch: counting.fetch }));
     await server.kill();
     server.env.SECRET_KEY = "another-secret-0123456789abcdef-rotated";
     await server.restart();
-    await until("signed out", () => a.events.signedOut.length === 1, 15_000);
-    const seen = calls.length;
-    await sleep(1_500);
-    assert.equal(calls.length, seen, "nothing after signing out");
-    assert.equal(calls.filter((url) => url.endsWith("/auth/refresh/")).length, 1);
-  } finally {
-    await server.stop();
-  }
-});
+    await signedOutForGood(a!, counting.urls, 15_000);
+  }));
 
 test("a connection that stops answering is detected and replaced", async () => {
   const server = await TestServer.start();

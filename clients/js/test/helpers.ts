@@ -1,10 +1,11 @@
 // What the client tests share: users registered through the real API,
 // clients on `ws` (Node's WebSocket for the package), a recorder of what a
 // client told its app, and waiting for a condition with a deadline.
+import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ChatClient, Rest, type ChatClientOptions, type ClientEvents, type SocketFactory, type Tokens } from "../src/index.js";
-import type { TestServer } from "./server.js";
+import { TestServer } from "./server.js";
 
 export const NodeWebSocket = WebSocket as unknown as SocketFactory;
 
@@ -66,4 +67,45 @@ export async function until<T>(what: string, check: () => T | undefined | null |
 /** 1, 2, ..., n */
 export function oneTo(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i + 1);
+}
+
+/** Runs `body` against a fresh server (and database), stopped afterwards. */
+export async function withServer(body: (server: TestServer) => Promise<void>, env: Record<string, string> = {}): Promise<void> {
+  const server = await TestServer.start(env);
+  try {
+    await body(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Connects each client and waits until all are live; returns their recorders. */
+export async function live(...clients: ChatClient[]): Promise<Recorder[]> {
+  const recorders = clients.map((client) => new Recorder(client));
+  for (const client of clients) client.connect();
+  await until("every client live", () => clients.every((client) => client.state === "live"));
+  return recorders;
+}
+
+/** A fetch that notes every URL it is asked for. */
+export function countingFetch(): { fetch: typeof fetch; urls: string[] } {
+  const urls: string[] = [];
+  return {
+    urls,
+    fetch: (input, init) => {
+      urls.push(String(input));
+      return fetch(input, init);
+    },
+  };
+}
+
+/** One `signedOut`, after one refresh; then no request, no reconnect, for a while. */
+export async function signedOutForGood(recorder: Recorder, urls: string[], within: number): Promise<void> {
+  await until("signed out", () => recorder.events.signedOut.length === 1, within);
+  const seen = [urls.length, recorder.events.state.length];
+  await sleep(2_000);
+  assert.deepEqual([urls.length, recorder.events.state.length], seen, "no request and no reconnect after signing out");
+  assert.equal(urls.filter((url) => url.endsWith("/auth/refresh/")).length, 1, "one refresh asked");
+  assert.equal(recorder.events.signedOut.length, 1);
+  assert.equal(recorder.client.state, "offline");
 }

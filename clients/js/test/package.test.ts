@@ -9,12 +9,10 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { test } from "node:test";
 import { ApiError, Rest } from "../src/index.js";
-import { register } from "./helpers.js";
-import { TestServer } from "./server.js";
+import { register, withServer } from "./helpers.js";
 
-test("every REST call: auth, users, chats, history pages and cursors, sends", async () => {
-  const server = await TestServer.start();
-  try {
+test("every REST call: auth, users, chats, history pages and cursors, sends", async () =>
+  withServer(async (server) => {
     const rest = new Rest({ baseUrl: server.url });
     const ann = await rest.register({ email: "ann@example.com", password: "correct horse", full_name: "Ann", nickname: "annie" });
     assert.deepEqual(Object.keys(ann).sort(), ["email", "full_name", "id", "nickname"]);
@@ -53,14 +51,10 @@ test("every REST call: auth, users, chats, history pages and cursors, sends", as
     await rest.logout(tokens.refresh);
     const afterLogout = await rest.refresh(tokens.refresh).catch((error: unknown) => error);
     assert.ok(afterLogout instanceof ApiError && afterLogout.status === 401, String(afterLogout));
-  } finally {
-    await server.stop();
-  }
-});
+  }));
 
-test("the generated types are those of the schema the server serves", async () => {
-  const server = await TestServer.start();
-  try {
+test("the generated types are those of the schema the server serves", async () =>
+  withServer(async (server) => {
     const dir = mkdtempSync(join(tmpdir(), "chat-client-schema-"));
     const served = join(dir, "openapi.json");
     writeFileSync(served, await (await fetch(`${server.url}/api/schema/`)).text());
@@ -73,27 +67,19 @@ test("the generated types are those of the schema the server serves", async () =
       readFileSync(generated, "utf8"),
       "src/schema.ts is out of date: run `npm run schema` in clients/js",
     );
-  } finally {
-    await server.stop();
-  }
-});
+  }));
 
-test("the server serves the package bundled from these sources at /chat-client.js", async () => {
-  const server = await TestServer.start();
-  try {
+test("the server serves the package bundled from these sources at /chat-client.js", async () =>
+  withServer(async (server) => {
     const script = resolve(import.meta.dirname, "../../scripts/bundle.mjs");
     const { bundle } = (await import(pathToFileURL(script).href)) as { bundle: () => Promise<string> };
     const served = await fetch(`${server.url}/chat-client.js`);
     assert.equal(served.headers.get("content-type"), "text/javascript; charset=utf-8");
     assert.equal(await served.text(), await bundle(), "static/chat-client.js is out of date: run `npm run build` in clients/js, then rebuild the server");
-  } finally {
-    await server.stop();
-  }
-});
+  }));
 
-test("the README's Node example works when pasted, and prints what the README says", async () => {
-  const server = await TestServer.start();
-  try {
+test("the README's Node example works when pasted, and prints what the README says", async () =>
+  withServer(async (server) => {
     const root = resolve(import.meta.dirname, "../..");
     const readme = readFileSync(join(root, "README.md"), "utf8");
     const [, example, printed] = /## Example \(Node\)[\s\S]*?```js\n([\s\S]*?)```[\s\S]*?```\n([\s\S]*?)```/.exec(readme)!;
@@ -105,7 +91,4 @@ test("the README's Node example works when pasted, and prints what the README sa
     const output = execFileSync(process.execPath, ["example.mjs"], { cwd: dir, timeout: 20_000, encoding: "utf8" });
     const lines = (text: string) => text.trim().split("\n").sort();
     assert.deepEqual(lines(output), lines(printed!));
-  } finally {
-    await server.stop();
-  }
-});
+  }));
