@@ -335,6 +335,7 @@ var ChatClient = class _ChatClient extends Emitter {
   #savedTokens;
   /** The last seq passed to the app, per chat. */
   #cursors = /* @__PURE__ */ new Map();
+  #cursorsDirty = false;
   /** Synced before: a chat it has no cursor for is new, and starts at 0. */
   #resumed;
   #chats = /* @__PURE__ */ new Map();
@@ -492,6 +493,7 @@ var ChatClient = class _ChatClient extends Emitter {
   }
   // ---- the connection ----
   async #open() {
+    if (this.#closed) return;
     this.#setState("connecting");
     let access;
     try {
@@ -705,7 +707,7 @@ var ChatClient = class _ChatClient extends Emitter {
   }
   #deliver(message) {
     this.#cursors.set(message.chat, message.seq);
-    this.#saveCursors();
+    this.#saveCursorsSoon();
     const chat = this.#chats.get(message.chat);
     if (chat) {
       if (message.seq >= chat.last_seq) {
@@ -761,7 +763,21 @@ var ChatClient = class _ChatClient extends Emitter {
     this.emit("read", event);
   }
   #saveCursors() {
+    this.#cursorsDirty = false;
     this.#saved.save({ cursors: Object.fromEntries(this.#cursors) });
+  }
+  /**
+   * Saves the cursors once per burst rather than once per message (the whole
+   * map is written each time). The microtask runs before the event loop moves
+   * on, so a reload cannot fall between a message handed to the app and its
+   * cursor being saved.
+   */
+  #saveCursorsSoon() {
+    if (this.#cursorsDirty) return;
+    this.#cursorsDirty = true;
+    queueMicrotask(() => {
+      if (this.#cursorsDirty) this.#saveCursors();
+    });
   }
   // ---- the outbox ----
   #flushOutbox() {

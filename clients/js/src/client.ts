@@ -100,6 +100,7 @@ export class ChatClient extends Emitter<ClientEvents> {
   readonly #savedTokens: Persisted<Tokens | null>;
   /** The last seq passed to the app, per chat. */
   readonly #cursors = new Map<number, number>();
+  #cursorsDirty = false;
   /** Synced before: a chat it has no cursor for is new, and starts at 0. */
   #resumed: boolean;
   readonly #chats = new Map<number, Chat>();
@@ -275,6 +276,7 @@ export class ChatClient extends Emitter<ClientEvents> {
   // ---- the connection ----
 
   async #open(): Promise<void> {
+    if (this.#closed) return;
     this.#setState("connecting");
     let access: string;
     try {
@@ -509,7 +511,7 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   #deliver(message: Message): void {
     this.#cursors.set(message.chat, message.seq);
-    this.#saveCursors();
+    this.#saveCursorsSoon();
     const chat = this.#chats.get(message.chat);
     if (chat) {
       if (message.seq >= chat.last_seq) {
@@ -575,7 +577,22 @@ export class ChatClient extends Emitter<ClientEvents> {
   }
 
   #saveCursors(): void {
+    this.#cursorsDirty = false;
     this.#saved.save({ cursors: Object.fromEntries(this.#cursors) });
+  }
+
+  /**
+   * Saves the cursors once per burst rather than once per message (the whole
+   * map is written each time). The microtask runs before the event loop moves
+   * on, so a reload cannot fall between a message handed to the app and its
+   * cursor being saved.
+   */
+  #saveCursorsSoon(): void {
+    if (this.#cursorsDirty) return;
+    this.#cursorsDirty = true;
+    queueMicrotask(() => {
+      if (this.#cursorsDirty) this.#saveCursors();
+    });
   }
 
   // ---- the outbox ----
