@@ -234,14 +234,14 @@ fn start_rooms_and_bus(
 ) -> Result<(Rooms, Bus), StartError> {
     let (interest_tx, interest_rx) = tokio::sync::mpsc::unbounded_channel();
     let shards = config.realtime.room_shards;
-    let Some(url) = &config.redis_url else {
+    let Some(target) = &config.redis else {
         return Ok((Rooms::start(shards, None, metrics.clone()), Bus::local()));
     };
     let rooms = Rooms::start(shards, Some(interest_tx), metrics.clone());
     let prefix = &config.redis_channel_prefix;
     let secret = &config.auth.secret_key;
     let bus = Bus::redis(
-        url,
+        target,
         prefix,
         secret,
         rooms.clone(),

@@ -148,7 +148,8 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` names the client (none by default).
     pub trusted_proxies: TrustedProxies,
     pub database: Option<DatabaseConfig>,
-    pub redis_url: Option<String>,
+    /// The bus between nodes: none (one node), one Redis, or a Redis Cluster.
+    pub redis: Option<RedisBus>,
     /// Prefix of this deployment's Redis channels (several can share one Redis).
     pub redis_channel_prefix: String,
     pub auth: AuthConfig,
@@ -192,7 +193,7 @@ impl Config {
             cors_allowed_origins: env.list("CORS_ALLOWED_ORIGINS", &[]),
             trusted_proxies: trusted_proxies(env)?,
             database: database_config(env)?,
-            redis_url: redis_url(env),
+            redis: redis_bus(env)?,
             redis_channel_prefix: env
                 .text("REDIS_CHANNEL_PREFIX")
                 .map_or_else(|| default_channel_prefix(&auth.secret_key), str::to_owned),
@@ -341,15 +342,46 @@ fn trusted_proxies(env: &Env) -> Result<TrustedProxies, ConfigError> {
     })
 }
 
-/// `REDIS_URL`, with `REDIS_PASSWORD` folded in when the URL carries none.
-fn redis_url(env: &Env) -> Option<String> {
-    let url = env.text("REDIS_URL")?;
-    match env.text("REDIS_PASSWORD") {
+/// Where the bus runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisBus {
+    /// One Redis (`REDIS_URL`): classic pub/sub.
+    Single(String),
+    /// A Redis Cluster (`REDIS_CLUSTER_URLS`, some of its nodes): sharded
+    /// pub/sub, each channel on the shard that owns its slot.
+    Cluster(Vec<String>),
+}
+
+/// `REDIS_URL` or `REDIS_CLUSTER_URLS` (not both), with `REDIS_PASSWORD`
+/// folded into every URL that carries none.
+fn redis_bus(env: &Env) -> Result<Option<RedisBus>, ConfigError> {
+    let password = env.text("REDIS_PASSWORD");
+    let cluster = env.list("REDIS_CLUSTER_URLS", &[]);
+    match (env.text("REDIS_URL"), cluster.is_empty()) {
+        (Some(url), true) => Ok(Some(RedisBus::Single(with_password(url, password)))),
+        (None, false) => Ok(Some(RedisBus::Cluster(
+            cluster
+                .iter()
+                .map(|url| with_password(url, password))
+                .collect(),
+        ))),
+        (None, true) => Ok(None),
+        (Some(_), false) => Err(ConfigError::Invalid {
+            name: "REDIS_CLUSTER_URLS",
+            value: cluster.join(","),
+            reason: "set either REDIS_URL (one Redis) or REDIS_CLUSTER_URLS (a cluster), not both"
+                .into(),
+        }),
+    }
+}
+
+fn with_password(url: &str, password: Option<&str>) -> String {
+    match password {
         Some(password) if !url.contains('@') => {
             let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
-            Some(format!("{scheme}://:{password}@{rest}"))
+            format!("{scheme}://:{password}@{rest}")
         }
-        _ => Some(url.to_owned()),
+        _ => url.to_owned(),
     }
 }
 
@@ -371,6 +403,7 @@ mod tests {
             ("DATABASE_URL", "postgres://db/chat"),
             ("POSTGRES_HOST", "db"),
             ("REDIS_URL", "redis://cache:6379/"),
+            ("REDIS_CLUSTER_URLS", "redis://a:7000,redis://b:7000"),
         ] {
             let env = Env::new(vars(&[secret, extra]));
             Config::read(&env).expect("a valid configuration");
@@ -479,6 +512,38 @@ mod tests {
             ("REDIS_PASSWORD", "pw"),
         ]))
         .unwrap();
-        assert_eq!(cfg.redis_url.as_deref(), Some("redis://:pw@redis:6379/1"));
+        assert_eq!(
+            cfg.redis,
+            Some(RedisBus::Single("redis://:pw@redis:6379/1".into()))
+        );
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_some_of_its_nodes_and_excludes_a_single_redis() {
+        let cfg = Config::from_vars(vars(&[
+            ("SECRET_KEY", "k"),
+            ("REDIS_CLUSTER_URLS", "redis://a:7000, redis://b:7001"),
+            ("REDIS_PASSWORD", "pw"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            cfg.redis,
+            Some(RedisBus::Cluster(vec![
+                "redis://:pw@a:7000".into(),
+                "redis://:pw@b:7001".into()
+            ]))
+        );
+        let both = Config::from_vars(vars(&[
+            ("SECRET_KEY", "k"),
+            ("REDIS_URL", "redis://a:6379"),
+            ("REDIS_CLUSTER_URLS", "redis://a:7000"),
+        ]));
+        assert!(matches!(
+            both,
+            Err(ConfigError::Invalid {
+                name: "REDIS_CLUSTER_URLS",
+                ..
+            })
+        ));
     }
 }

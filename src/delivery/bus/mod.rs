@@ -22,6 +22,7 @@ mod wire;
 
 pub use wire::{Received, Wire};
 
+use crate::config::RedisBus;
 use crate::delivery::rooms::{peer_of, Audience, Interest, Published, Rooms, UserEvent};
 use crate::metrics::Metrics;
 use bytes::Bytes;
@@ -138,40 +139,62 @@ impl Bus {
         }
     }
 
-    /// A Redis bus: spawns the publisher and the subscriber. `interest` carries the
-    /// room map's watch/unwatch notices (users).
+    /// A bus over one Redis or a Redis Cluster: spawns the publisher and the
+    /// subscriber. `interest` carries the room map's watch/unwatch notices
+    /// (users).
     pub fn redis(
-        url: &str,
+        target: &RedisBus,
         prefix: &str,
         secret: &str,
         rooms: Rooms,
         interest: mpsc::UnboundedReceiver<Interest>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let client = ::redis::Client::open(url).map_err(|e| format!("invalid REDIS_URL: {e}"))?;
         let wire = Wire::new(secret, crate::digest::random_hex(8));
         let healthy = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
         let dropped = Arc::new(AtomicBool::new(false));
-        let publisher = redis::publish_loop(
-            client.clone(),
-            wire.clone(),
-            prefix.to_owned(),
-            rx,
-            dropped.clone(),
-            metrics.clone(),
-        );
-        tokio::spawn(publisher);
-        let subscriber = redis::subscribe_loop(
-            client,
-            wire,
-            prefix.to_owned(),
+        let listener = redis::Listener {
+            wire: wire.clone(),
+            prefix: prefix.to_owned(),
             rooms,
-            interest,
-            healthy.clone(),
-            metrics,
-        );
-        tokio::spawn(subscriber);
+            metrics: metrics.clone(),
+        };
+        let prefix = prefix.to_owned();
+        match target {
+            RedisBus::Single(url) => {
+                let client = ::redis::Client::open(url.as_str())
+                    .map_err(|e| format!("invalid REDIS_URL: {e}"))?;
+                let publisher =
+                    redis::publish_loop(client.clone(), wire, prefix, rx, dropped.clone(), metrics);
+                tokio::spawn(publisher);
+                tokio::spawn(redis::subscribe_loop(
+                    client,
+                    listener,
+                    interest,
+                    healthy.clone(),
+                ));
+            }
+            RedisBus::Cluster(urls) => {
+                let publisher = redis::sharded::publisher(urls)?;
+                let publish = redis::sharded::publish_loop(
+                    publisher,
+                    wire,
+                    prefix,
+                    rx,
+                    dropped.clone(),
+                    metrics,
+                );
+                tokio::spawn(publish);
+                let subscribe = redis::sharded::subscribe_loop(
+                    urls.clone(),
+                    listener,
+                    interest,
+                    healthy.clone(),
+                );
+                tokio::spawn(subscribe);
+            }
+        }
         Ok(Bus {
             outgoing: Some(tx),
             healthy,

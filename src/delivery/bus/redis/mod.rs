@@ -2,7 +2,10 @@
 //! each committed batch into one round trip, and a subscriber that follows the
 //! room map's interest (users), reconnects with backoff, re-subscribes, and
 //! asks every watched user's sockets to catch up from the store after anything
-//! it may have missed.
+//! it may have missed. This file is one Redis; [`sharded`] is a Redis Cluster,
+//! with the same interest handling and delivery.
+
+pub(super) mod sharded;
 
 use super::{user_of, Envelope, Interest, Received, Wire};
 use crate::delivery::rooms::{ConnId, Rooms};
@@ -82,24 +85,94 @@ pub(super) async fn publish_loop(
     }
 }
 
+/// What a subscriber hands heard events to, and how it reads them.
+pub(super) struct Listener {
+    pub wire: Wire,
+    pub prefix: String,
+    pub rooms: Rooms,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Listener {
+    /// A payload heard on `channel`: another node's event for one of this
+    /// node's users, or a notice that events were dropped (every watched
+    /// user catches up).
+    async fn heard(&self, watched: &HashSet<i64>, channel: &str, payload: &[u8]) {
+        if channel == super::lost_channel(&self.prefix) {
+            if let Received::Event(notice) = self.wire.decode(0, payload) {
+                if notice.kind == super::Kind::Lost {
+                    tracing::warn!("another node dropped bus events; catching up");
+                    resync_all(&self.rooms, watched).await;
+                }
+            }
+            return;
+        }
+        deliver(self, channel, payload).await
+    }
+
+    fn channels(&self, users: &[i64]) -> Vec<String> {
+        users
+            .iter()
+            .map(|u| super::channel(&self.prefix, *u))
+            .collect()
+    }
+
+    /// Whether this node still follows `channel` (a watched user's, or the
+    /// lost channel).
+    fn still_wanted(&self, watched: &HashSet<i64>, channel: &str) -> bool {
+        channel == super::lost_channel(&self.prefix)
+            || user_of(&self.prefix, channel).is_some_and(|user| watched.contains(&user))
+    }
+
+    /// Every watched user's channel and the lost channel.
+    fn all_channels(&self, watched: &HashSet<i64>) -> Vec<String> {
+        let mut channels: Vec<String> = watched
+            .iter()
+            .map(|user| super::channel(&self.prefix, *user))
+            .collect();
+        channels.push(super::lost_channel(&self.prefix));
+        channels
+    }
+}
+
+/// How a subscriber tells Redis which channels it follows: classic
+/// SUBSCRIBE on one Redis, SSUBSCRIBE per slot on a cluster. False when the
+/// connection failed.
+trait Subscriptions {
+    async fn subscribe(&mut self, channels: Vec<String>) -> bool;
+    async fn unsubscribe(&mut self, channels: Vec<String>) -> bool;
+}
+
+impl Subscriptions for redis::aio::PubSubSink {
+    async fn subscribe(&mut self, channels: Vec<String>) -> bool {
+        redis::aio::PubSubSink::subscribe(self, channels)
+            .await
+            .is_ok()
+    }
+
+    async fn unsubscribe(&mut self, channels: Vec<String>) -> bool {
+        redis::aio::PubSubSink::unsubscribe(self, channels)
+            .await
+            .is_ok()
+    }
+}
+
 /// Subscribes to the watched users and hands other nodes' events to the rooms.
 pub(super) async fn subscribe_loop(
     client: redis::Client,
-    wire: Wire,
-    prefix: String,
-    rooms: Rooms,
+    listener: Listener,
     mut interest: mpsc::UnboundedReceiver<Interest>,
     healthy: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
 ) {
     let mut watched: HashSet<i64> = HashSet::new();
     let mut backoff = MIN_BACKOFF;
+    let rooms = &listener.rooms;
     loop {
         let pubsub = match client.get_async_pubsub().await {
             Ok(pubsub) => pubsub,
             Err(error) => {
                 healthy.store(false, Ordering::Relaxed);
-                confirm(&rooms, absorb(&mut interest, &mut watched)).await;
+                confirm(rooms, absorb(&mut interest, &mut watched)).await;
                 tracing::warn!(%error, ?backoff, "redis unavailable; local delivery continues");
                 tokio::time::sleep(backoff).await;
                 backoff = next_backoff(backoff);
@@ -107,39 +180,24 @@ pub(super) async fn subscribe_loop(
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        confirm(&rooms, absorb(&mut interest, &mut watched)).await;
-        let mut channels: Vec<String> = watched
-            .iter()
-            .map(|c| super::channel(&prefix, *c))
-            .collect();
-        channels.push(super::lost_channel(&prefix));
-        if sink.subscribe(&channels).await.is_err() {
+        confirm(rooms, absorb(&mut interest, &mut watched)).await;
+        if !Subscriptions::subscribe(&mut sink, listener.all_channels(&watched)).await {
             continue;
         }
-        metrics.bus_subscriptions.set(watched.len() as i64);
-        healthy.store(true, Ordering::Relaxed);
-        metrics.bus_reconnects.inc();
         backoff = MIN_BACKOFF;
-        tracing::info!(users = watched.len(), "redis subscription ready");
-        // Anything published while we were away is in the store: catch up.
-        resync_all(&rooms, &watched).await;
+        subscribed(&listener, &watched, &healthy).await;
         loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    Some(message) if message.get_channel_name() == super::lost_channel(&prefix) => {
-                        if let Received::Event(notice) = wire.decode(0, message.get_payload_bytes()) {
-                            if notice.kind == super::Kind::Lost {
-                                tracing::warn!("another node dropped bus events; catching up");
-                                resync_all(&rooms, &watched).await;
-                            }
-                        }
+                    Some(message) => {
+                        let channel = message.get_channel_name();
+                        listener.heard(&watched, channel, message.get_payload_bytes()).await
                     }
-                    Some(message) => deliver(&wire, &prefix, &rooms, &message, &metrics).await,
                     None => break,
                 },
                 change = interest.recv() => {
                     let Some(change) = change else { return };
-                    if !follow(change, &mut interest, &mut watched, &mut sink, &prefix, &rooms, &metrics).await {
+                    if !follow(change, &mut interest, &mut watched, &mut sink, &listener).await {
                         break;
                     }
                 }
@@ -148,6 +206,16 @@ pub(super) async fn subscribe_loop(
         healthy.store(false, Ordering::Relaxed);
         tracing::warn!("redis subscription lost; reconnecting");
     }
+}
+
+/// Every channel is followed again: the bus is healthy, and the watched users
+/// catch up from the store with anything published while it was not.
+async fn subscribed(listener: &Listener, watched: &HashSet<i64>, healthy: &AtomicBool) {
+    listener.metrics.bus_subscriptions.set(watched.len() as i64);
+    healthy.store(true, Ordering::Relaxed);
+    listener.metrics.bus_reconnects.inc();
+    tracing::info!(users = watched.len(), "redis subscription ready");
+    resync_all(&listener.rooms, watched).await;
 }
 
 /// Asks every watched user's sockets to catch up from the store.
@@ -194,10 +262,8 @@ async fn follow(
     first: Interest,
     interest: &mut mpsc::UnboundedReceiver<Interest>,
     watched: &mut HashSet<i64>,
-    sink: &mut redis::aio::PubSubSink,
-    prefix: &str,
-    rooms: &Rooms,
-    metrics: &Metrics,
+    subscriptions: &mut impl Subscriptions,
+    listener: &Listener,
 ) -> bool {
     let mut changes = vec![first];
     while changes.len() < FOLLOW_MAX {
@@ -214,22 +280,27 @@ async fn follow(
         })
         .collect();
     let net = NetInterest::of(changes, watched);
-    let channels = |users: &[i64]| -> Vec<String> {
-        users.iter().map(|u| super::channel(prefix, *u)).collect()
-    };
-    if !net.subscribe.is_empty() && sink.subscribe(channels(&net.subscribe)).await.is_err() {
+    if !net.subscribe.is_empty()
+        && !subscriptions
+            .subscribe(listener.channels(&net.subscribe))
+            .await
+    {
         return false;
     }
-    if !net.unsubscribe.is_empty() && sink.unsubscribe(channels(&net.unsubscribe)).await.is_err() {
+    if !net.unsubscribe.is_empty()
+        && !subscriptions
+            .unsubscribe(listener.channels(&net.unsubscribe))
+            .await
+    {
         return false;
     }
-    metrics.bus_subscriptions.set(watched.len() as i64);
+    listener.metrics.bus_subscriptions.set(watched.len() as i64);
     // Events published before the subscription took effect are in the store.
     for user in net.resync {
-        rooms.resync(user).await;
+        listener.rooms.resync(user).await;
     }
     // User sockets send `ready` now: from here every event reaches them.
-    confirm(rooms, confirms).await;
+    confirm(&listener.rooms, confirms).await;
     true
 }
 
@@ -275,29 +346,19 @@ impl NetInterest {
 
 /// Another node's event: deliver it to the local sockets of the channel's
 /// user, if a node of this deployment signed it for that user.
-async fn deliver(
-    wire: &Wire,
-    prefix: &str,
-    rooms: &Rooms,
-    message: &redis::Msg,
-    metrics: &Metrics,
-) {
-    let Some(user) = user_of(prefix, message.get_channel_name()) else {
+async fn deliver(listener: &Listener, channel: &str, payload: &[u8]) {
+    let Some(user) = user_of(&listener.prefix, channel) else {
         return;
     };
-    match wire.decode(user, message.get_payload_bytes()) {
+    match listener.wire.decode(user, payload) {
         Received::Event(event) => {
-            metrics.bus_received.inc();
-            rooms.deliver([(user, event.for_user(user))]).await
+            listener.metrics.bus_received.inc();
+            listener.rooms.deliver([(user, event.for_user(user))]).await
         }
         Received::Own => {}
         refused => {
-            metrics.bus_refused.inc();
-            tracing::warn!(
-                channel = message.get_channel_name(),
-                ?refused,
-                "bus event refused"
-            );
+            listener.metrics.bus_refused.inc();
+            tracing::warn!(channel, ?refused, "bus event refused");
         }
     }
 }

@@ -1,0 +1,433 @@
+//! A Redis Cluster: sharded pub/sub. A channel lives on the shard that owns
+//! its slot (CRC16 of the whole name, so users' channels spread evenly over
+//! the 16,384 slots), and `SPUBLISH` reaches only that shard, where classic
+//! `PUBLISH` copies every event to every node of the cluster. A command may
+//! not span slots, so publishes and subscriptions are batched per slot, and
+//! the batches of one round go out together.
+//!
+//! redis-rs routes each command to its slot's primary and follows the
+//! cluster's topology. This subscriber does not trust a subscription to
+//! survive a topology change (redis-rs resubscribes on its own, but a
+//! subscription made during a failover was seen to vanish when the promoted
+//! replica's connection was replaced). On a disconnection (a shard's primary
+//! died) or a shard taking its channels away (`SUNSUBSCRIBE` from the
+//! server), it waits until the cluster has settled (every slot's primary
+//! answers), opens a fresh connection, subscribes to every channel again,
+//! and every watched user catches up from the store, as after a single
+//! Redis's reconnect.
+
+use super::{absorb, confirm, follow, next_backoff, subscribed, Listener, Subscriptions};
+use super::{MIN_BACKOFF, PIPELINE_MAX};
+use crate::delivery::bus::{Envelope, Interest, Wire};
+use crate::metrics::Metrics;
+use futures_util::future::join_all;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, PushInfo, PushKind, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The publisher's client.
+pub(in crate::delivery::bus) fn publisher(urls: &[String]) -> Result<ClusterClient, String> {
+    ClusterClientBuilder::new(urls.to_vec())
+        .build()
+        .map_err(|e| format!("invalid REDIS_CLUSTER_URLS: {e}"))
+}
+
+/// A subscriber's client, with the channel its pushes (messages,
+/// subscription changes, disconnections) arrive on.
+fn subscriber(
+    urls: &[String],
+) -> redis::RedisResult<(ClusterClient, mpsc::UnboundedReceiver<PushInfo>)> {
+    let (pushes, received) = mpsc::unbounded_channel();
+    let client = ClusterClientBuilder::new(urls.to_vec())
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .build()?;
+    Ok((client, received))
+}
+
+/// Groups channels by the slot that owns them.
+fn by_slot<T>(items: impl IntoIterator<Item = (String, T)>) -> HashMap<Slot, Vec<(String, T)>> {
+    let mut groups: HashMap<Slot, Vec<(String, T)>> = HashMap::new();
+    for (channel, item) in items {
+        groups
+            .entry(Slot::for_key(channel.as_bytes()))
+            .or_default()
+            .push((channel, item));
+    }
+    groups
+}
+
+/// A connection, retried with backoff until the cluster answers.
+async fn connect(client: &ClusterClient) -> ClusterConnection {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match client.get_async_connection().await {
+            Ok(connection) => return connection,
+            Err(error) => {
+                tracing::warn!(%error, ?backoff, "redis cluster unavailable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = next_backoff(backoff);
+            }
+        }
+    }
+}
+
+/// Publishes batches in order. Each batch goes out as one pipeline per slot,
+/// all at once; the slots that failed are retried with backoff (later
+/// batches wait), so a channel's events keep their order.
+pub(in crate::delivery::bus) async fn publish_loop(
+    client: ClusterClient,
+    wire: Wire,
+    prefix: String,
+    mut queue: mpsc::Receiver<Vec<Envelope>>,
+    dropped: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) {
+    let connection = connect(&client).await;
+    while let Some(mut batch) = queue.recv().await {
+        while batch.len() < PIPELINE_MAX {
+            match queue.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        let mut pending = by_slot(spublishes(&wire, &prefix, &batch, &dropped));
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            pending = publish_round(&connection, pending).await;
+            if pending.is_empty() {
+                break;
+            }
+            tracing::warn!(
+                slots = pending.len(),
+                ?backoff,
+                "redis cluster publish failed; retrying"
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = next_backoff(backoff);
+        }
+        metrics.bus_published.inc_by(batch.len() as u64);
+    }
+}
+
+/// The `(channel, payload)` pairs of a batch: each event signed once and sent
+/// to each recipient's channel, and the lost notice when events were dropped.
+fn spublishes(
+    wire: &Wire,
+    prefix: &str,
+    batch: &[Envelope],
+    dropped: &AtomicBool,
+) -> Vec<(String, Arc<Vec<u8>>)> {
+    let mut out = Vec::with_capacity(batch.len() * 2 + 1);
+    for event in batch {
+        let payload = Arc::new(wire.encode(event));
+        for user in event.recipients() {
+            out.push((crate::delivery::bus::channel(prefix, user), payload.clone()));
+        }
+    }
+    if dropped.swap(false, Ordering::Relaxed) {
+        let notice = Arc::new(wire.encode(&Envelope::lost()));
+        out.push((crate::delivery::bus::lost_channel(prefix), notice));
+    }
+    out
+}
+
+/// `(channel, payload)` pairs to publish, by slot.
+type PerSlot = HashMap<Slot, Vec<(String, Arc<Vec<u8>>)>>;
+
+/// One pipeline per slot, all at once; returns the slots whose pipeline failed.
+async fn publish_round(connection: &ClusterConnection, slots: PerSlot) -> PerSlot {
+    let rounds = slots.into_iter().map(|(slot, publishes)| {
+        let mut connection = connection.clone();
+        async move {
+            let mut pipe = redis::pipe();
+            for (channel, payload) in &publishes {
+                pipe.cmd("SPUBLISH").arg(channel).arg(&payload[..]).ignore();
+            }
+            let sent = pipe.query_async::<()>(&mut connection).await.is_ok();
+            (slot, publishes, sent)
+        }
+    });
+    join_all(rounds)
+        .await
+        .into_iter()
+        .filter(|(_, _, sent)| !sent)
+        .map(|(slot, publishes, _)| (slot, publishes))
+        .collect()
+}
+
+/// SSUBSCRIBE and SUNSUBSCRIBE, one command per slot, all at once.
+struct ShardedSubscriptions(ClusterConnection);
+
+impl ShardedSubscriptions {
+    async fn per_slot(&self, command: &str, channels: Vec<String>) -> bool {
+        let groups = by_slot(channels.into_iter().map(|channel| (channel, ())));
+        let commands = groups.into_values().map(|group| {
+            let mut connection = self.0.clone();
+            let mut command = redis::cmd(command);
+            for (channel, ()) in group {
+                command.arg(channel);
+            }
+            async move { command.exec_async(&mut connection).await.is_ok() }
+        });
+        join_all(commands).await.into_iter().all(|ok| ok)
+    }
+}
+
+impl Subscriptions for ShardedSubscriptions {
+    async fn subscribe(&mut self, channels: Vec<String>) -> bool {
+        self.per_slot("SSUBSCRIBE", channels).await
+    }
+
+    async fn unsubscribe(&mut self, channels: Vec<String>) -> bool {
+        self.per_slot("SUNSUBSCRIBE", channels).await
+    }
+}
+
+/// What a push from the cluster means to the subscriber.
+enum Pushed {
+    /// An event on a channel.
+    Message { channel: String, payload: Vec<u8> },
+    /// A connection closed: subscribe again.
+    Lost,
+    /// A channel is no longer followed: our own SUNSUBSCRIBE, or its shard
+    /// dropped it (its slot moved, or its primary became a replica).
+    Unsubscribed(String),
+    /// Anything else (subscription confirmations).
+    Other,
+}
+
+fn sort(push: PushInfo) -> Pushed {
+    let mut data = push.data.into_iter();
+    let text = |value: Option<Value>| match value {
+        Some(Value::BulkString(bytes)) => Some(bytes),
+        _ => None,
+    };
+    let channel = text(data.next()).map(|name| String::from_utf8_lossy(&name).into_owned());
+    match (push.kind, channel) {
+        (PushKind::SMessage, Some(channel)) => match text(data.next()) {
+            Some(payload) => Pushed::Message { channel, payload },
+            None => Pushed::Other,
+        },
+        (PushKind::SUnsubscribe, Some(channel)) => Pushed::Unsubscribed(channel),
+        (PushKind::Disconnection, _) => Pushed::Lost,
+        _ => Pushed::Other,
+    }
+}
+
+/// Follows the watched users' channels on their shards and hands other
+/// nodes' events to the rooms. Every (re)subscription of all channels is
+/// followed by a catch-up from the store.
+pub(in crate::delivery::bus) async fn subscribe_loop(
+    urls: Vec<String>,
+    listener: Listener,
+    mut interest: mpsc::UnboundedReceiver<Interest>,
+    healthy: Arc<AtomicBool>,
+) {
+    let mut watched: HashSet<i64> = HashSet::new();
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        confirm(&listener.rooms, absorb(&mut interest, &mut watched)).await;
+        let Some((mut subscriptions, mut pushes)) = follow_all(&urls, &listener, &watched).await
+        else {
+            healthy.store(false, Ordering::Relaxed);
+            tracing::warn!(
+                ?backoff,
+                "redis cluster not settled or not answering; retrying"
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = next_backoff(backoff);
+            continue;
+        };
+        backoff = MIN_BACKOFF;
+        subscribed(&listener, &watched, &healthy).await;
+        loop {
+            tokio::select! {
+                push = pushes.recv() => match push.map(sort) {
+                    Some(Pushed::Message { channel, payload }) => {
+                        listener.heard(&watched, &channel, &payload).await
+                    }
+                    Some(Pushed::Unsubscribed(channel)) => {
+                        if listener.still_wanted(&watched, &channel) {
+                            break;
+                        }
+                    }
+                    Some(Pushed::Lost) | None => break,
+                    Some(Pushed::Other) => {}
+                },
+                change = interest.recv() => {
+                    let Some(change) = change else { return };
+                    if !follow(change, &mut interest, &mut watched, &mut subscriptions, &listener).await {
+                        break;
+                    }
+                }
+            }
+        }
+        healthy.store(false, Ordering::Relaxed);
+        tracing::warn!("redis cluster subscription lost; subscribing again");
+    }
+}
+
+/// A fresh connection to a settled cluster, following every channel; none
+/// while the cluster is not settled or a subscription failed.
+async fn follow_all(
+    urls: &[String],
+    listener: &Listener,
+    watched: &HashSet<i64>,
+) -> Option<(ShardedSubscriptions, mpsc::UnboundedReceiver<PushInfo>)> {
+    if !settled(urls).await {
+        return None;
+    }
+    let (client, pushes) = subscriber(urls).ok()?;
+    let connection = client.get_async_connection().await.ok()?;
+    let mut subscriptions = ShardedSubscriptions(connection);
+    let channels = listener.all_channels(watched);
+    Subscriptions::subscribe(&mut subscriptions, channels)
+        .await
+        .then_some((subscriptions, pushes))
+}
+
+/// How long a node may take to answer while the topology is checked.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether the cluster has settled: a node (a configured one, the first
+/// that answers) maps every slot, and every primary it names answers. While
+/// a dead primary's replica is not yet promoted, the map still names the
+/// dead primary, so this is false.
+async fn settled(urls: &[String]) -> bool {
+    for url in urls {
+        let Ok(seed) = url.as_str().into_connection_info() else {
+            continue;
+        };
+        let Some(slots) = ask(&seed, redis::cmd("CLUSTER").arg("SLOTS")).await else {
+            continue;
+        };
+        let Some((covered, primaries)) = slot_owners(&slots) else {
+            return false;
+        };
+        if covered != SLOTS {
+            return false;
+        }
+        for (host, port) in primaries {
+            let host = if host.is_empty() {
+                seed_host(&seed)
+            } else {
+                host
+            };
+            let node = seed.clone().set_addr(ConnectionAddr::Tcp(host, port));
+            if ask(&node, &redis::cmd("PING")).await.is_none() {
+                return false;
+            }
+        }
+        return true;
+    }
+    false
+}
+
+const SLOTS: i64 = 16_384;
+
+/// One command on a connection of its own, within [`SETTLE_TIMEOUT`].
+async fn ask(node: &ConnectionInfo, command: &redis::Cmd) -> Option<Value> {
+    let client = redis::Client::open(node.clone()).ok()?;
+    let asked = async {
+        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+        command.query_async::<Value>(&mut connection).await.ok()
+    };
+    tokio::time::timeout(SETTLE_TIMEOUT, asked).await.ok()?
+}
+
+fn seed_host(seed: &ConnectionInfo) -> String {
+    match seed.addr() {
+        ConnectionAddr::Tcp(host, _) => host.clone(),
+        ConnectionAddr::TcpTls { host, .. } => host.clone(),
+        _ => "127.0.0.1".into(),
+    }
+}
+
+/// From a `CLUSTER SLOTS` answer: how many slots it maps, and the distinct
+/// primaries (`host`, `port`) that own them.
+fn slot_owners(answer: &Value) -> Option<(i64, Vec<(String, u16)>)> {
+    let Value::Array(ranges) = answer else {
+        return None;
+    };
+    let (mut covered, mut primaries) = (0, Vec::new());
+    for range in ranges {
+        let Value::Array(fields) = range else {
+            return None;
+        };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(primary))) =
+            (fields.first(), fields.get(1), fields.get(2))
+        else {
+            return None;
+        };
+        covered += end - start + 1;
+        let host = match primary.first() {
+            Some(Value::BulkString(host)) => String::from_utf8_lossy(host).into_owned(),
+            _ => String::new(),
+        };
+        let Some(Value::Int(port)) = primary.get(1) else {
+            return None;
+        };
+        let owner = (host, u16::try_from(*port).ok()?);
+        if !primaries.contains(&owner) {
+            primaries.push(owner);
+        }
+    }
+    Some((covered, primaries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_channels_spread_evenly_over_the_slots_and_batch_per_slot() {
+        let channels =
+            (0..30_000).map(|user| (crate::delivery::bus::channel("chat-1a2b", user), ()));
+        let groups = by_slot(channels);
+        // 30,000 users over 16,384 slots: most slots hold one or two.
+        let largest = groups.values().map(Vec::len).max().unwrap();
+        assert!(groups.len() > 13_000, "{} slots used", groups.len());
+        assert!(largest <= 10, "a slot holds {largest} users");
+        for (slot, group) in &groups {
+            for (channel, ()) in group {
+                assert_eq!(Slot::for_key(channel.as_bytes()), *slot);
+            }
+        }
+        // The three shards of a cluster of three primaries carry a third each.
+        let mut thirds = [0usize; 3];
+        for user in 0..30_000 {
+            let key = crate::delivery::bus::channel("chat-1a2b", user);
+            let slot = slot_number(&key);
+            thirds[(slot as usize * 3) / 16_384] += 1;
+        }
+        for share in thirds {
+            assert!((9_000..11_000).contains(&share), "{thirds:?}");
+        }
+    }
+
+    /// The slot number, as Redis computes it (CRC16/XMODEM of the name, mod 16,384),
+    /// checked against redis-rs's own grouping.
+    fn slot_number(key: &str) -> u16 {
+        let mut crc: u16 = 0;
+        for byte in key.bytes() {
+            crc ^= (byte as u16) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        let slot = crc % 16_384;
+        assert_eq!(Slot::for_key(key.as_bytes()), Slot::new(slot).unwrap());
+        slot
+    }
+}

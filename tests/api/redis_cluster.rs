@@ -1,0 +1,364 @@
+//! Nodes on a real Redis Cluster (three primaries, each with a replica,
+//! started here from the installed `redis-server` and `redis-cli`): events
+//! cross nodes by sharded pub/sub, each channel is followed on the one shard
+//! that owns its slot, and a primary killed mid-stream (its replica promoted)
+//! loses, duplicates and reorders nothing.
+
+use crate::cluster::{bus_ready, seqs};
+use crate::helpers::{fresh_database, spawn_app_on, TestApp};
+use crate::ws_client::{Received, WsClient};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Six `redis-server --cluster-enabled yes` processes made into a cluster by
+/// `redis-cli --cluster create --cluster-replicas 1`, on free ports, with a
+/// short node timeout so a failover takes seconds.
+pub(crate) struct OwnRedisCluster {
+    dir: std::path::PathBuf,
+    nodes: Vec<(u16, Option<Child>)>,
+}
+
+impl OwnRedisCluster {
+    pub(crate) fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "chat-redis-cluster-{}",
+            chat_server::digest::random_hex(6)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports = free_cluster_ports(6);
+        let nodes = ports
+            .iter()
+            .map(|port| (*port, Some(start_node(&dir, *port))))
+            .collect();
+        let cluster = OwnRedisCluster { dir, nodes };
+        for port in &ports {
+            wait_for(|| cli(*port, &["ping"]).is_some_and(|out| out.trim() == "PONG"));
+        }
+        let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut create = Command::new("redis-cli");
+        create.args(["--cluster", "create"]).args(&addresses).args([
+            "--cluster-replicas",
+            "1",
+            "--cluster-yes",
+        ]);
+        let output = create.output().expect("redis-cli is installed");
+        assert!(output.status.success(), "{output:?}");
+        for port in &ports {
+            wait_for(|| {
+                cli(*port, &["cluster", "info"])
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+                    && cli(*port, &["info", "replication"]).is_some_and(|info| {
+                        info.contains("role:master") || info.contains("master_link_status:up")
+                    })
+            });
+        }
+        cluster
+    }
+
+    /// `REDIS_CLUSTER_URLS`: every node.
+    pub(crate) fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|(port, _)| format!("redis://127.0.0.1:{port}/"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The ports of the primaries that answer.
+    pub(crate) fn primaries(&self) -> Vec<u16> {
+        self.live_ports()
+            .filter(|port| cli(*port, &["role"]).is_some_and(|role| role.starts_with("master")))
+            .collect()
+    }
+
+    fn live_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.nodes
+            .iter()
+            .filter(|(_, child)| child.is_some())
+            .map(|(port, _)| *port)
+    }
+
+    /// The port of the primary that owns `channel`'s slot.
+    pub(crate) fn owner_of(&self, channel: &str) -> u16 {
+        let port = self.live_ports().next().unwrap();
+        let slot: u16 = cli(port, &["cluster", "keyslot", channel])
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        self.primaries()
+            .into_iter()
+            .find(|primary| owns_slot(*primary, slot))
+            .expect("a primary owns every slot")
+    }
+
+    /// The shard channels each primary has subscribers for.
+    pub(crate) fn shard_channels(&self, primary: u16) -> Vec<String> {
+        cli(primary, &["pubsub", "shardchannels"])
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .filter(|line| !line.is_empty())
+            .collect()
+    }
+
+    /// `SPUBLISH` calls a node has executed.
+    pub(crate) fn spublish_calls(&self, port: u16) -> u64 {
+        let stats = cli(port, &["info", "commandstats"]).unwrap_or_default();
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_spublish:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|calls| calls.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Kills the node on `port` with -9.
+    pub(crate) fn kill(&mut self, port: u16) {
+        let node = self.nodes.iter_mut().find(|(p, _)| *p == port).unwrap();
+        let mut child = node.1.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Waits (without blocking the runtime) until a replica took over from
+    /// every dead primary and every survivor sees the cluster whole.
+    pub(crate) async fn whole(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let whole = self.primaries().len() == 3
+                && self.live_ports().all(|port| {
+                    cli(port, &["cluster", "info"])
+                        .is_some_and(|info| info.contains("cluster_state:ok"))
+                });
+            if whole {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no replica took over");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for OwnRedisCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            if let Some(mut child) = child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn owns_slot(primary: u16, slot: u16) -> bool {
+    let nodes = cli(primary, &["cluster", "nodes"]).unwrap_or_default();
+    nodes
+        .lines()
+        .find(|line| line.contains("myself"))
+        .is_some_and(|line| {
+            line.split_whitespace().skip(8).any(|range| {
+                let (low, high) = range.split_once('-').unwrap_or((range, range));
+                match (low.parse::<u16>(), high.parse::<u16>()) {
+                    (Ok(low), Ok(high)) => (low..=high).contains(&slot),
+                    _ => false,
+                }
+            })
+        })
+}
+
+fn start_node(dir: &std::path::Path, port: u16) -> Child {
+    let node_dir = dir.join(port.to_string());
+    std::fs::create_dir_all(&node_dir).unwrap();
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+        // A replica syncs at once, and may take over however long it lost
+        // its primary for (the test kills primaries seconds after start).
+        .args(["--repl-diskless-sync-delay", "0"])
+        .args(["--cluster-replica-validity-factor", "0"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&node_dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed")
+}
+
+/// Free ports whose cluster bus port (+10,000) is free too.
+fn free_cluster_ports(n: usize) -> Vec<u16> {
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port() % 40_000 + 10_000;
+        drop(listener);
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if !ports.contains(&port) && free(port) && free(port + 10_000) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+fn cli(port: u16, args: &[&str]) -> Option<String> {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn wait_for(mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "the Redis cluster did not get ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `n` nodes on one fresh database and the cluster, with a prefix of their own.
+async fn nodes_on(cluster: &OwnRedisCluster, n: usize) -> (Vec<TestApp>, String) {
+    let database = fresh_database();
+    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
+    let urls = cluster.urls();
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let overrides = [
+            ("REDIS_CLUSTER_URLS", urls.as_str()),
+            ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
+        ];
+        nodes.push(spawn_app_on(&database, &overrides).await);
+    }
+    (nodes, prefix)
+}
+
+#[tokio::test]
+async fn two_nodes_deliver_across_the_cluster_each_channel_on_its_own_shard() {
+    let cluster = OwnRedisCluster::start();
+    let (nodes, prefix) = nodes_on(&cluster, 2).await;
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    let (ann, bob) = (nodes[0].user("ann").await, nodes[0].user("bob").await);
+    let mut bob_user = WsClient::user_synced(&nodes[1], &bob.access, json!({})).await;
+    // Started on node 0: node 1 hears of it on bob's channel.
+    let chat = nodes[0].chat(&ann, &bob).await;
+    let mut bob_chat = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    let mut ann_chat = WsClient::connect(&nodes[0], chat, &ann.access, None).await;
+    for i in 0..30 {
+        nodes[0].say(&ann, chat, &format!("a{i}")).await;
+    }
+    let expected: Vec<i64> = (1..=30).collect();
+    assert_eq!(seqs(&mut bob_chat, 30).await, expected);
+    assert_eq!(seqs(&mut ann_chat, 30).await, expected);
+    let chat_event = bob_user.next_of("chat").await;
+    assert_eq!(chat_event["data"]["id"], chat, "{chat_event}");
+    let mut on_user_socket = Vec::new();
+    while on_user_socket.len() < 30 {
+        let event = bob_user.next_of("message").await;
+        on_user_socket.push(event["data"]["seq"].as_i64().unwrap());
+    }
+    assert_eq!(on_user_socket, expected);
+    // Back the other way: bob on node 1 to ann on node 0.
+    bob_chat
+        .send_json(&json!({"type": "message.send", "content": "b", "client_msg_id": "b"}))
+        .await;
+    assert_eq!(ann_chat.message().await["seq"], 31);
+
+    // Each user's channel is followed on exactly the primary that owns its
+    // slot, and on no other; and only those primaries carried the events.
+    let primaries = cluster.primaries();
+    let mut owners = Vec::new();
+    for user in [ann.id, bob.id] {
+        let channel = format!("{prefix}:user:{user}");
+        let owner = cluster.owner_of(&channel);
+        owners.push(owner);
+        for primary in &primaries {
+            let followed = cluster.shard_channels(*primary).contains(&channel);
+            assert_eq!(followed, *primary == owner, "{channel} on {primary}");
+        }
+    }
+    for primary in &primaries {
+        let calls = cluster.spublish_calls(*primary);
+        if owners.contains(primary) {
+            assert!(calls >= 31, "{primary} carried {calls} events");
+        } else {
+            assert_eq!(calls, 0, "{primary} owns neither user's channel");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_primary_killed_mid_stream_loses_duplicates_and_reorders_nothing() {
+    let mut cluster = OwnRedisCluster::start();
+    let (nodes, prefix) = nodes_on(&cluster, 2).await;
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    let (ann, bob, chat) = nodes[0].pair().await;
+    let mut bob_chat = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    let mut bob_user = WsClient::user_synced(&nodes[1], &bob.access, json!({})).await;
+    // Sends go on while the shard is down and after its replica took over.
+    const TOTAL: usize = 150;
+    let killed_at = 40;
+    let sender = async {
+        let mut failover = None;
+        for i in 0..TOTAL {
+            if i == killed_at {
+                // The shard that carries bob's channel: node 1 hears
+                // nothing for bob until it follows the channel again.
+                let owner = cluster.owner_of(&format!("{prefix}:user:{}", bob.id));
+                cluster.kill(owner);
+                failover = Some(Instant::now());
+            }
+            nodes[0].say(&ann, chat, &format!("m{i}")).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cluster.whole().await;
+        failover.unwrap().elapsed()
+    };
+    let per_chat = seqs(&mut bob_chat, TOTAL);
+    // A user socket closes with 4009 when the bus may have lost events, and
+    // its client resumes with `sync` from the last seq it saw.
+    let on_user_socket = async {
+        let (mut seen, mut resumed) = (Vec::new(), 0);
+        while seen.len() < TOTAL {
+            match bob_user.recv().await {
+                Received::Json(event) if event["type"] == "message" => {
+                    seen.push(event["data"]["seq"].as_i64().unwrap());
+                }
+                Received::Json(_) => {}
+                Received::Close(code) => {
+                    assert_eq!(code, 4009, "the bus may have lost events");
+                    resumed += 1;
+                    let last = seen.last().copied().unwrap_or(0);
+                    let cursors = json!({chat.to_string(): last});
+                    bob_user = WsClient::user_synced(&nodes[1], &bob.access, cursors).await;
+                }
+            }
+        }
+        (seen, resumed)
+    };
+    let (failover, per_chat, (on_user_socket, resumed)) =
+        tokio::join!(sender, per_chat, on_user_socket);
+    let expected: Vec<i64> = (1..=TOTAL as i64).collect();
+    assert_eq!(per_chat, expected, "per-chat socket: once each, in order");
+    assert_eq!(on_user_socket, expected, "user socket: once each, in order");
+    assert!(resumed >= 1, "the user socket was told to resume");
+    println!(
+        "kill to a whole cluster: at most {failover:?}; the user socket resumed {resumed} times"
+    );
+    for socket in [&mut bob_chat, &mut bob_user] {
+        let extra = socket.recv_within(Duration::from_millis(300)).await;
+        assert!(extra.is_none(), "nothing more: {extra:?}");
+    }
+    // The bus is healthy again on both nodes, and messages still cross.
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    nodes[0].say(&ann, chat, "after").await;
+    assert_eq!(bob_chat.message().await["seq"], TOTAL as i64 + 1);
+}
