@@ -167,7 +167,7 @@ impl Drop for OwnPostgres {
 }
 
 /// Runs a command as the `postgres` user when we are root (initdb refuses root).
-fn run_as_postgres(args: &[&str], as_root: bool) {
+pub(crate) fn run_as_postgres(args: &[&str], as_root: bool) {
     let is_root = std::process::Command::new("id")
         .arg("-u")
         .output()

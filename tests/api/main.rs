@@ -15,6 +15,7 @@ mod hostile;
 mod http;
 mod limits;
 mod messages;
+mod postgres_replication;
 mod redis_cluster;
 mod store_ceiling_table;
 mod store_conformance;

@@ -1,0 +1,361 @@
+//! A PostgreSQL primary with a streaming standby, started here from the
+//! installed binaries (`initdb`, `pg_basebackup -R`): the primary killed
+//! with -9 under a send storm and the standby promoted loses no acknowledged
+//! message, and standby reads never show less than the primary had
+//! committed when the read began.
+
+use crate::faults::run_as_postgres;
+use crate::helpers::{spawn_app_with, TestApp, TestUser};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A primary and a standby streaming from it (synchronous: a commit returns
+/// once the standby has flushed it), on free ports, in a scratch directory.
+pub(crate) struct PgPair {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    pub primary: u16,
+    pub standby: u16,
+}
+
+impl PgPair {
+    pub(crate) fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries are installed")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .max()
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "chat-pg-pair-{}",
+            chat_server::digest::random_hex(6)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let [primary, standby] = [free_port(), free_port()];
+        let pair = PgPair {
+            dir,
+            bin,
+            primary,
+            standby,
+        };
+        run_as_postgres(&["chown", "-R", "postgres", pair.path("").as_str()], true);
+        pair.run(
+            "initdb",
+            &[
+                "-D",
+                &pair.path("primary"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+            ],
+        );
+        let settings = "wal_level = replica\nmax_wal_senders = 4\nhot_standby = on\n\
+                        synchronous_standby_names = '*'\nsynchronous_commit = on\n";
+        let conf = pair.dir.join("primary/postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str(settings);
+        std::fs::write(&conf, text).unwrap();
+        pair.pg_ctl("primary", primary, "start");
+        let port = primary.to_string();
+        pair.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                &pair.path("standby"),
+                "-R",
+                "-X",
+                "stream",
+            ],
+        );
+        pair.pg_ctl("standby", standby, "start");
+        pair.wait_until(
+            primary,
+            "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+            "1",
+        );
+        pair
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_owned()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let mut all = vec![program.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run_as_postgres(&all, false);
+    }
+
+    /// The standby runs with no synchronous standby of its own: promoted, it
+    /// is a primary with none, and would otherwise wait forever on every commit.
+    fn pg_ctl(&self, data: &str, port: u16, action: &str) {
+        let mut options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.path("")
+        );
+        if data == "standby" {
+            options.push_str(" -c synchronous_standby_names=");
+        }
+        let log = self.path(&format!("{data}.log"));
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.path(data),
+                "-w",
+                "-l",
+                &log,
+                "-o",
+                &options,
+                action,
+            ],
+        );
+    }
+
+    /// The multi-host URL a node is given: the primary first, then the
+    /// standby, and only a read-write server will do.
+    pub(crate) fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=chat \
+             target_session_attrs=read-write",
+            self.primary, self.standby
+        )
+    }
+
+    pub(crate) fn standby_url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=chat",
+            self.standby
+        )
+    }
+
+    /// One value from `psql` on `port`.
+    pub(crate) fn query(&self, port: u16, sql: &str) -> String {
+        let output = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+            .args(["-d", "chat", "-Atqc", sql])
+            .output()
+            .expect("psql is installed");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    fn wait_until(&self, port: u16, sql: &str, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let output = Command::new("psql")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+                .args(["-d", "postgres", "-Atqc", sql])
+                .output()
+                .expect("psql is installed");
+            if String::from_utf8_lossy(&output.stdout).trim() == expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{sql} never gave {expected}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The primary's postmaster and every process it started, killed with -9,
+    /// as when its machine dies.
+    pub(crate) fn kill_primary(&self) {
+        let pid_file = std::fs::read_to_string(self.dir.join("primary/postmaster.pid")).unwrap();
+        let pid = pid_file.lines().next().unwrap().trim().to_owned();
+        let _ = Command::new("pkill").args(["-9", "-P", &pid]).status();
+        let _ = Command::new("kill").args(["-9", &pid]).status();
+    }
+
+    /// `pg_ctl promote` on the standby; waits (without blocking the
+    /// runtime) until it takes writes.
+    pub(crate) async fn promote(&self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let status = tokio::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", pg_ctl.to_str().unwrap()])
+            .args(["-D", &self.path("standby"), "-w", "promote"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "the standby was promoted");
+    }
+
+    /// Stops (`true`) or resumes (`false`) the standby's replay of the WAL
+    /// it receives, so that it lags the primary.
+    pub(crate) fn pause_replay(&self, paused: bool) {
+        let call = if paused {
+            "pg_wal_replay_pause"
+        } else {
+            "pg_wal_replay_resume"
+        };
+        self.query(self.standby, &format!("SELECT {call}()"));
+    }
+}
+
+impl Drop for PgPair {
+    fn drop(&mut self) {
+        for data in ["primary", "standby"] {
+            let pg_ctl = self.bin.join("pg_ctl");
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--", pg_ctl.to_str().unwrap()])
+                .args(["-D", &self.path(data), "-m", "immediate", "stop"])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// What one sender saw: its client ids acknowledged in order, and the 503s
+/// (how many, when the first and the last came).
+#[derive(Default)]
+struct Sent {
+    acknowledged: Vec<String>,
+    unavailable: usize,
+    without_retry_after: usize,
+    first_unavailable: Option<Instant>,
+    /// The longest time between two acknowledgements.
+    longest_gap: Duration,
+}
+
+/// Sends `count` messages, each retried under its client id until it is
+/// acknowledged; every request must be answered within 15 s.
+async fn send_until_acknowledged(
+    app: &TestApp,
+    user: &TestUser,
+    chat: i64,
+    name: &str,
+    count: usize,
+) -> Sent {
+    let path = format!("/api/chat/chats/{chat}/messages/");
+    let mut sent = Sent::default();
+    let mut previous = Instant::now();
+    for i in 0..count {
+        let client_id = format!("{name}-{i}");
+        let body = json!({"content": client_id, "client_msg_id": client_id});
+        loop {
+            let reply = tokio::time::timeout(
+                Duration::from_secs(15),
+                app.post(&path, Some(&user.access), &body),
+            )
+            .await
+            .expect("a request never hangs");
+            match reply.status.as_u16() {
+                200 | 201 => break,
+                503 => {
+                    sent.unavailable += 1;
+                    sent.first_unavailable.get_or_insert_with(Instant::now);
+                    if reply.headers.get("retry-after").is_none() {
+                        sent.without_retry_after += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => panic!("unexpected {other}: {}", reply.text),
+            }
+        }
+        sent.acknowledged.push(client_id);
+        sent.longest_gap = sent.longest_gap.max(previous.elapsed());
+        previous = Instant::now();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sent
+}
+
+#[tokio::test]
+async fn the_primary_killed_under_a_send_storm_and_the_standby_promoted_loses_nothing() {
+    let pair = PgPair::start();
+    let url = pair.url();
+    let app = spawn_app_with(&[("DATABASE_URL", url.as_str()), ("DB_RETRY_SECS", "1")]).await;
+    let (ann, bob, chat) = app.pair().await;
+    const EACH: usize = 250;
+    let failover = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        pair.kill_primary();
+        let killed = Instant::now();
+        // No primary for a while: requests are answered 503, never hang.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        pair.promote().await;
+        killed
+    };
+    let (killed, a, b) = tokio::join!(
+        failover,
+        send_until_acknowledged(&app, &ann, chat, "ann", EACH),
+        send_until_acknowledged(&app, &bob, chat, "bob", EACH),
+    );
+    let first = [a.first_unavailable, b.first_unavailable]
+        .into_iter()
+        .flatten()
+        .min();
+    assert!(
+        a.unavailable + b.unavailable > 0,
+        "the sends met the failover"
+    );
+    assert_eq!(
+        a.without_retry_after + b.without_retry_after,
+        0,
+        "every 503 says when to retry"
+    );
+
+    // On the promoted standby: every acknowledged message once, in one gap-free run.
+    let stored: Vec<Value> = serde_json::from_str(&pair.query(
+        pair.standby,
+        &format!(
+            "SELECT coalesce(json_agg(json_build_array(seq, client_msg_id) ORDER BY seq), '[]')
+             FROM messages WHERE chat_id = {chat}"
+        ),
+    ))
+    .unwrap();
+    let seqs: Vec<i64> = stored.iter().map(|row| row[0].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=2 * EACH as i64).collect::<Vec<_>>(),
+        "gap-free, no duplicate"
+    );
+    let mut stored_ids: Vec<&str> = stored.iter().map(|row| row[1].as_str().unwrap()).collect();
+    stored_ids.sort_unstable();
+    let mut acknowledged: Vec<&str> = a
+        .acknowledged
+        .iter()
+        .chain(&b.acknowledged)
+        .map(String::as_str)
+        .collect();
+    acknowledged.sort_unstable();
+    assert_eq!(stored_ids, acknowledged, "every acknowledged message, once");
+    // Each sender's messages keep their order.
+    for name in ["ann", "bob"] {
+        let mine: Vec<&str> = stored
+            .iter()
+            .map(|row| row[1].as_str().unwrap())
+            .filter(|id| id.starts_with(name))
+            .collect();
+        let expected: Vec<String> = (0..EACH).map(|i| format!("{name}-{i}")).collect();
+        assert_eq!(mine, expected);
+    }
+    // The node serves from the new primary: reads and writes.
+    let page = app
+        .get(
+            &format!("/api/chat/chats/{chat}/messages/?page_size=1"),
+            Some(&ann.access),
+        )
+        .await;
+    assert_eq!(page.expect(200)["results"][0]["seq"], 2 * EACH as i64);
+    println!(
+        "failover: acknowledged {}, stored {}, lost 0; {} requests answered 503 (Retry-After), \
+         the first {:?} after the kill; longest wait for an acknowledgement {:?}",
+        acknowledged.len(),
+        stored_ids.len(),
+        a.unavailable + b.unavailable,
+        first.map(|first| first - killed),
+        a.longest_gap.max(b.longest_gap),
+    );
+}
