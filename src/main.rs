@@ -2,9 +2,11 @@
 
 use chat_server::app::{open_store, StartError};
 use chat_server::auth::password::PasswordHasher;
+use chat_server::metrics::Metrics;
 use chat_server::store::NewUser;
 use chat_server::{telemetry, Application, Config};
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
 
 #[global_allocator]
 static ALLOCATOR: chat_server::allocator::Mimalloc = chat_server::allocator::Mimalloc;
@@ -114,7 +116,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
 }
 
 async fn migrate(config: Config) -> Result<(), StartError> {
-    let store = open_store(&config).await?;
+    let store = open_store(&config, &Arc::new(Metrics::new())).await?;
     tracing::info!(store = %store.describe(), "migrations are up to date");
     Ok(())
 }
@@ -152,7 +154,7 @@ async fn create_user(
             "the password needs at least {min} characters"
         )));
     }
-    let store = open_store(&config).await?;
+    let store = open_store(&config, &Arc::new(Metrics::new())).await?;
     let auth = &config.auth;
     let hasher = PasswordHasher::new(auth.argon2_memory_kib, auth.argon2_iterations, 1)?;
     let user = store

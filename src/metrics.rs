@@ -44,6 +44,10 @@ pub struct Metrics {
     pub rate_limited: Counter,
     pub history_messages_cached: Counter,
     pub history_messages_stored: Counter,
+    /// Reads a standby served (`DATABASE_READ_URLS`).
+    pub standby_reads: Counter,
+    /// Reads that went to the primary: no standby had replayed far enough.
+    pub standby_misses: Counter,
 }
 
 impl Metrics {
@@ -69,6 +73,8 @@ impl Metrics {
             rate_limited: Counter::default(),
             history_messages_cached: Counter::default(),
             history_messages_stored: Counter::default(),
+            standby_reads: Counter::default(),
+            standby_misses: Counter::default(),
         };
         metrics.register_all();
         metrics
@@ -80,6 +86,16 @@ impl Metrics {
             "websocket_connections_open",
             "WebSocket sessions open",
             self.connections_open.clone(),
+        );
+        r.register(
+            "db_standby_reads",
+            "Reads served by a standby (DATABASE_READ_URLS)",
+            self.standby_reads.clone(),
+        );
+        r.register(
+            "db_standby_misses",
+            "Reads sent to the primary because no standby had replayed far enough",
+            self.standby_misses.clone(),
         );
         r.register(
             "rooms_open",

@@ -116,8 +116,8 @@ pub struct Limiters {
 impl AppState {
     /// Connects the store (applying migrations) and builds the services.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store = open_store(&config).await?;
         let metrics = Arc::new(Metrics::new());
+        let store = open_store(&config, &metrics).await?;
         let delivery = start_delivery(&config, &store, &metrics)?;
         let paging = config.paging;
         let auth = &config.auth;
@@ -260,10 +260,14 @@ impl AppState {
 }
 
 /// PostgreSQL when configured, else the embedded SQLite store in `DATA_DIR`.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open_store(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &config.database {
         Some(database) => {
-            let store: Arc<dyn Store> = Arc::new(PgStore::connect(database).await?);
+            let store: Arc<dyn Store> =
+                Arc::new(PgStore::connect(database, metrics.clone()).await?);
             Arc::new(PatientStore::new(store, database.retry_for))
         }
         None => Arc::new(SqliteStore::open(&config.data_dir)?),

@@ -49,6 +49,8 @@ pub struct DatabaseConfig {
     /// How long an operation that is safe to repeat waits for an unavailable
     /// database (a restart, a failover) before it is answered 503.
     pub retry_for: Duration,
+    /// Standbys that serve reads (`DATABASE_READ_URLS`), one URL each.
+    pub read_urls: Vec<String>,
 }
 
 /// Limits on what one request may carry.
@@ -291,11 +293,14 @@ fn paging(env: &Env) -> Result<Paging, ConfigError> {
 fn database_config(env: &Env) -> Result<Option<DatabaseConfig>, ConfigError> {
     let pool_size = env.number("DB_POOL_SIZE", 16)?;
     let retry_for = Duration::from_secs(env.number("DB_RETRY_SECS", 10)?);
+    // `postgres://` URLs: a key/value string would split on its spaces.
+    let read_urls = env.list("DATABASE_READ_URLS", &[]);
     if let Some(url) = env.text("DATABASE_URL") {
         return Ok(Some(DatabaseConfig {
             url: url.to_owned(),
             pool_size,
             retry_for,
+            read_urls,
         }));
     }
     let keys = [
@@ -321,6 +326,7 @@ fn database_config(env: &Env) -> Result<Option<DatabaseConfig>, ConfigError> {
         url,
         pool_size,
         retry_for,
+        read_urls,
     }))
 }
 

@@ -130,11 +130,9 @@ impl PgPair {
         )
     }
 
+    /// `DATABASE_READ_URLS`: the standby, as a URL.
     pub(crate) fn standby_url(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=postgres dbname=chat",
-            self.standby
-        )
+        format!("postgres://postgres@127.0.0.1:{}/chat", self.standby)
     }
 
     /// One value from `psql` on `port`.
@@ -358,4 +356,94 @@ async fn the_primary_killed_under_a_send_storm_and_the_standby_promoted_loses_no
         first.map(|first| first - killed),
         a.longest_gap.max(b.longest_gap),
     );
+}
+
+/// A counter from the node's `/metrics`.
+async fn counter(app: &TestApp, name: &str) -> u64 {
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
+/// Reads from a standby: with its replay paused and resumed under a stream
+/// of sends, every history page, `after_seq` read and chat list holds the
+/// message acknowledged just before it, a user registered just before is
+/// found; a caught-up standby serves reads, a lagging one leaves them to the
+/// primary.
+#[tokio::test]
+async fn standby_reads_never_go_backwards() {
+    let pair = PgPair::start();
+    let (url, standby) = (pair.url(), pair.standby_url());
+    let app = spawn_app_with(&[
+        ("DATABASE_URL", url.as_str()),
+        ("DATABASE_READ_URLS", standby.as_str()),
+    ])
+    .await;
+    let (ann, bob, chat) = app.pair().await;
+    let history = format!("/api/chat/chats/{chat}/messages/");
+    let (mut paused, mut missed_while_paused) = (false, 0);
+    for i in 1..=60i64 {
+        if i % 15 == 0 {
+            paused = !paused;
+            pair.pause_replay(paused);
+        }
+        let misses = counter(&app, "chat_db_standby_misses_total").await;
+        let sent = app.say(&ann, chat, &format!("m{i}")).await;
+        assert_eq!(sent["seq"], i);
+        let page = app
+            .get(&format!("{history}?page_size=5"), Some(&bob.access))
+            .await;
+        let newest = page.expect(200)["results"]
+            .as_array()
+            .and_then(|page| page.last())
+            .map(|newest| newest["seq"].clone());
+        assert_eq!(newest, Some(json!(i)), "the newest page ends with m{i}");
+        let after = app
+            .get(
+                &format!("{history}?after_seq={}&limit=10", i - 1),
+                Some(&bob.access),
+            )
+            .await;
+        assert_eq!(
+            after.expect(200)["results"][0]["seq"],
+            i,
+            "a cursor at m{i}"
+        );
+        let list = app.get("/api/chat/chats/", Some(&bob.access)).await;
+        assert_eq!(
+            list.expect(200)[0]["last_seq"],
+            i,
+            "the chat list knows m{i}"
+        );
+        if paused {
+            missed_while_paused += counter(&app, "chat_db_standby_misses_total").await - misses;
+        }
+    }
+    assert!(
+        missed_while_paused >= 3 * 15,
+        "a lagging standby answers nothing"
+    );
+    pair.pause_replay(false);
+    let carol = app.user("carol").await;
+    let found = app.get("/api/users/?q=carol", Some(&ann.access)).await;
+    assert_eq!(
+        found.expect(200)[0]["id"],
+        carol.id,
+        "a user registered just before"
+    );
+    // Caught up, the standby serves the reads.
+    let served = counter(&app, "chat_db_standby_reads_total").await;
+    for _ in 0..10 {
+        app.get(&format!("{history}?page_size=5"), Some(&bob.access))
+            .await
+            .expect(200);
+    }
+    assert!(counter(&app, "chat_db_standby_reads_total").await >= served + 10);
 }

@@ -16,10 +16,14 @@ async fn the_store_ceilings_scratch_table_is_shaped_as_messages_is() {
         url: url.clone(),
         pool_size: 1,
         retry_for: std::time::Duration::ZERO,
+        read_urls: Vec::new(),
     };
-    PgStore::connect(&config)
-        .await
-        .expect("a migrated database");
+    PgStore::connect(
+        &config,
+        std::sync::Arc::new(chat_server::metrics::Metrics::new()),
+    )
+    .await
+    .expect("a migrated database");
     let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
     tokio::spawn(connection);
     client.batch_execute(SCRATCH_TABLE).await.unwrap();

@@ -18,8 +18,16 @@ async fn postgres() -> Arc<dyn Store> {
         url: format!("{} dbname={}", pg_base(), fresh_database()),
         pool_size: 8,
         retry_for: std::time::Duration::ZERO,
+        read_urls: Vec::new(),
     };
-    Arc::new(PgStore::connect(&config).await.expect("postgres store"))
+    Arc::new(
+        PgStore::connect(
+            &config,
+            std::sync::Arc::new(chat_server::metrics::Metrics::new()),
+        )
+        .await
+        .expect("postgres store"),
+    )
 }
 
 async fn sqlite() -> Arc<dyn Store> {

@@ -1,7 +1,8 @@
 //! The PostgreSQL store: the only module that speaks SQL to PostgreSQL. Its
 //! parts: [`pool`] (connections, each with every statement prepared once, and
 //! driver errors sorted), [`statements`] (the SQL), [`rows`] (rows read into
-//! values), [`append`] (the group-commit append) and [`migrations`].
+//! values), [`append`] (the group-commit append), [`standbys`] (reads from
+//! standbys that have caught up) and [`migrations`].
 
 mod append;
 pub mod django;
@@ -9,6 +10,7 @@ mod import;
 pub mod migrations;
 mod pool;
 mod rows;
+mod standbys;
 mod statements;
 
 pub use import::PgImport;
@@ -20,12 +22,15 @@ use super::{
     NewMessage, NewUser, SeqRun, SeqWindow, StartedChat, Store, StoreError, UserAndChat,
 };
 use crate::config::DatabaseConfig;
+use crate::metrics::Metrics;
 use crate::model::{pair_key, Chat, Message, User};
 use append::{append_on, AppendPath};
 use async_trait::async_trait;
 use pool::{checkout, classify, is_retryable_race, Conn, Pool};
 use rows::{chat_from_row, history_from_rows, message_from_row, ord_index, user_at};
+use standbys::Standbys;
 use statements::Statements;
+use std::sync::Arc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
@@ -40,14 +45,19 @@ type Params<'a> = [&'a (dyn ToSql + Sync)];
 /// The PostgreSQL implementation of [`Store`].
 pub struct PgStore {
     pool: Pool,
+    standbys: Option<Standbys>,
 }
 
 impl PgStore {
     /// Connects (creating the database when it does not exist yet), applies pending
-    /// migrations and builds the pool.
-    pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
+    /// migrations and builds the pool, and the standbys' pools when configured.
+    pub async fn connect(
+        config: &DatabaseConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
         Ok(PgStore {
             pool: pool::open(config).await?,
+            standbys: Standbys::open(&config.read_urls, config.pool_size, metrics)?,
         })
     }
 
@@ -59,6 +69,37 @@ impl PgStore {
 
     async fn conn(&self) -> Result<Conn<'_>, StoreError> {
         checkout(&self.pool).await
+    }
+
+    /// A connection for a read that must see every transaction committed
+    /// before it began: a standby that has replayed that far, else the primary.
+    async fn read_conn(&self) -> Result<Conn<'_>, StoreError> {
+        if let Some(standbys) = &self.standbys {
+            let position: String = {
+                let conn = self.conn().await?;
+                let row = conn
+                    .client
+                    .query_one(&conn.statements.wal_position, &[])
+                    .await
+                    .map_err(classify)?;
+                row.get(0)
+            };
+            if let Some(conn) = standbys.caught_up(&position).await {
+                return Ok(conn);
+            }
+        }
+        self.conn().await
+    }
+
+    /// Runs one prepared read, on a standby when one has caught up: every row.
+    async fn read_rows(
+        &self,
+        statement: impl Fn(&Statements) -> &Statement,
+        params: &Params<'_>,
+    ) -> Result<Vec<Row>, StoreError> {
+        let conn = self.read_conn().await?;
+        let statement = statement(&conn.statements);
+        conn.client.query(statement, params).await.map_err(classify)
     }
 
     /// Runs one prepared statement on a pooled connection: every row.
@@ -101,7 +142,7 @@ impl PgStore {
             &read.held.first,
             &read.held.last,
         ];
-        let rows = self.rows(|s| &s.history, &params).await?;
+        let rows = self.read_rows(|s| &s.history, &params).await?;
         Ok(history_from_rows(&rows, read.chat_id))
     }
 
@@ -215,7 +256,7 @@ impl Store for PgStore {
         limit: i64,
     ) -> Result<Vec<User>, StoreError> {
         let pattern = super::search_pattern(query);
-        let conn = self.conn().await?;
+        let conn = self.read_conn().await?;
         let rows = conn
             .client
             .query_typed(
@@ -292,7 +333,7 @@ impl Store for PgStore {
     }
 
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {
-        let rows = self.rows(|s| &s.chats_of, &[&user_id]).await?;
+        let rows = self.read_rows(|s| &s.chats_of, &[&user_id]).await?;
         Ok(rows.iter().map(chat_from_row).collect())
     }
 
@@ -305,7 +346,7 @@ impl Store for PgStore {
     ) -> Result<Vec<Message>, StoreError> {
         let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         let params: [&(dyn ToSql + Sync); 4] = [&chat_id, &from_seq, &to_seq, &max_bytes];
-        let rows = self.rows(|s| &s.messages_between, &params).await?;
+        let rows = self.read_rows(|s| &s.messages_between, &params).await?;
         Ok(rows
             .iter()
             .map(|row| message_from_row(row, chat_id))
@@ -355,7 +396,7 @@ impl Store for PgStore {
             &held_firsts,
             &held_lasts,
         ];
-        let rows = self.rows(|s| &s.histories, &params).await?;
+        let rows = self.read_rows(|s| &s.histories, &params).await?;
         let mut per_read: Vec<Vec<Row>> = (0..reads.len()).map(|_| Vec::new()).collect();
         for row in rows {
             let rows_of_read = ord_index(&row, reads.len())
@@ -418,6 +459,9 @@ impl Store for PgStore {
     }
 
     fn describe(&self) -> String {
-        "postgres".into()
+        match &self.standbys {
+            Some(standbys) => format!("postgres, reads from {} standbys", standbys.count()),
+            None => "postgres".into(),
+        }
     }
 }

@@ -60,6 +60,22 @@ pub async fn open(config: &DatabaseConfig) -> Result<Pool, StoreError> {
         .build_unchecked(manager))
 }
 
+/// A pool on a standby: nothing is created or migrated there (the primary's
+/// schema arrives by replication), and it is not reached until first used.
+pub fn open_standby(url: &str, size: u32) -> Result<Pool, StoreError> {
+    let pg_config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Unavailable(format!("bad DATABASE_READ_URLS entry: {e}")))?;
+    let manager = PreparedManager {
+        inner: PostgresConnectionManager::new(pg_config, NoTls),
+    };
+    Ok(bb8::Pool::builder()
+        .max_size(size.max(1))
+        .connection_timeout(Duration::from_secs(1))
+        .test_on_check_out(false)
+        .build_unchecked(manager))
+}
+
 /// One connection, not pooled, on a database created and migrated when needed.
 pub async fn migrated_client(
     config: &DatabaseConfig,

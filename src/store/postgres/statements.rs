@@ -199,6 +199,15 @@ const MARK_READ: &str = "UPDATE chats
      WHERE id = $1 AND $2 IN (user_low, user_high)
      RETURNING CASE WHEN user_low = $2 THEN low_read_seq ELSE high_read_seq END";
 
+/// Where the primary's WAL ends now: every transaction committed before this
+/// statement has its commit record before this position.
+const WAL_POSITION: &str = "SELECT pg_current_wal_lsn()::text";
+
+/// Whether this standby has replayed the WAL up to `$1` (false on a primary,
+/// which replays nothing).
+const REPLAYED_THROUGH: &str =
+    "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)";
+
 /// Every statement the store runs, prepared on each new connection.
 pub struct Statements {
     pub insert_user: Statement,
@@ -218,6 +227,8 @@ pub struct Statements {
     pub blacklist_token: Statement,
     pub is_blacklisted: Statement,
     pub mark_read: Statement,
+    pub wal_position: Statement,
+    pub replayed_through: Statement,
 }
 
 impl Statements {
@@ -240,6 +251,8 @@ impl Statements {
             blacklist_token: client.prepare(BLACKLIST_TOKEN).await?,
             is_blacklisted: client.prepare(IS_BLACKLISTED).await?,
             mark_read: client.prepare(MARK_READ).await?,
+            wal_position: client.prepare(WAL_POSITION).await?,
+            replayed_through: client.prepare(REPLAYED_THROUGH).await?,
         })
     }
 }
