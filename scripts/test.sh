@@ -66,6 +66,13 @@ ensure_redis() {
   echo "Redis did not start" >&2; exit 1
 }
 
+# Some tests start their own PostgreSQL primary and standby (initdb,
+# pg_basebackup) and their own Redis Cluster (redis-server, redis-cli).
+ensure_server_binaries() {
+  ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 || apt_install postgresql
+  command -v redis-cli >/dev/null || apt_install redis-tools
+}
+
 drop_test_databases() {
   psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc \
     "select datname from pg_database where datname like 'chat_test_%'" |
@@ -234,13 +241,15 @@ fuzz_run() {
 
 ensure_postgres
 ensure_redis
+ensure_server_binaries
 export TEST_PG="host=$PG_HOST port=$PG_PORT user=postgres"
 export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
 drop_test_databases
 
-log "docker-compose config (validates docker-compose.yml; no Docker engine needed)"
+log "docker-compose config (validates both compose files; no Docker engine needed)"
 command -v docker-compose >/dev/null || apt_install docker-compose
 SECRET_KEY=validation-only docker-compose config -q
+SECRET_KEY=validation-only docker-compose -f docker-compose.cluster.yml config -q
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

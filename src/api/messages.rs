@@ -203,10 +203,6 @@ pub async fn send(
     match outcome {
         AppendOutcome::Created(message) => Ok(json_bytes(StatusCode::CREATED, message.to_json())),
         AppendOutcome::Duplicate(message) => Ok(json_bytes(StatusCode::OK, message.to_json())),
-        AppendOutcome::ClientIdConflict => Err(ApiError::field(
-            "client_msg_id",
-            "This client_msg_id was already used for a message in another chat.",
-        )),
     }
 }
 

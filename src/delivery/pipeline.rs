@@ -331,16 +331,14 @@ impl Lane {
                     // it (the client retried elsewhere), or by an attempt
                     // whose connection died (the batch was repeated). A
                     // socket drops a message it already has (by `seq`).
-                    if let AppendOutcome::Created(message) | AppendOutcome::Duplicate(message) =
-                        &outcome
-                    {
-                        published.push(Published {
-                            chat: message.chat,
-                            seq: message.seq,
-                            audience,
-                            frame: message_event(message),
-                        });
-                    }
+                    let (AppendOutcome::Created(message) | AppendOutcome::Duplicate(message)) =
+                        &outcome;
+                    published.push(Published {
+                        chat: message.chat,
+                        seq: message.seq,
+                        audience,
+                        frame: message_event(message),
+                    });
                     answers.push((outcome, reply));
                 }
                 Settled::Failed {
@@ -369,15 +367,11 @@ fn answer(outcome: AppendOutcome, reply: Reply) {
     }
 }
 
-/// A socket learns of retries (the original again) and refusals directly.
+/// A socket learns of retries (the original again) directly.
 fn answer_socket(outcome: AppendOutcome, socket: &Subscriber) {
     let frame = match outcome {
         AppendOutcome::Created(_) => return,
         AppendOutcome::Duplicate(original) => message_event(&original),
-        AppendOutcome::ClientIdConflict => error_event(&EventError::new(
-            "client_msg_id_conflict",
-            "This client_msg_id was already used for a message in another chat.",
-        )),
     };
     socket.offer(Outgoing::Event(frame));
 }

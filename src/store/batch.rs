@@ -1,37 +1,32 @@
 //! What every backend does around an append: a batch may repeat a
-//! `(sender, client_msg_id)`, which is stored once and answered for every
-//! repeat, and every message of a batch gets an answer or the batch fails.
+//! `(chat, sender, client_msg_id)`, which is stored once and answered for
+//! every repeat, and every message of a batch gets an answer or the batch
+//! fails.
 
 use super::{Appended, NewMessage, StoreError};
 use std::collections::hash_map::Entry;
 
 /// Where each message of a batch gets its outcome: from its own append, or (for a
-/// repeat of an earlier `(sender, client_msg_id)` in the same batch) from the first.
+/// repeat of an earlier `(chat, sender, client_msg_id)` in the same batch) from
+/// the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
     First(usize),
     Repeat(usize),
-    /// A repeat of an earlier `(sender, client_msg_id)` of the batch sent to
-    /// another chat: the id belongs to that chat's message, so this one is a
-    /// conflict, whatever becomes of the first.
-    OtherChat,
 }
 
 /// Splits a batch into messages to append (distinct client ids) and, for every
 /// input, the slot its outcome comes from.
 pub(crate) fn dedupe_batch(batch: &[NewMessage]) -> (Vec<&NewMessage>, Vec<Slot>) {
     let mut unique: Vec<&NewMessage> = Vec::with_capacity(batch.len());
-    let mut seen: std::collections::HashMap<(i64, &str), usize> =
+    let mut seen: std::collections::HashMap<(i64, i64, &str), usize> =
         std::collections::HashMap::with_capacity(batch.len());
     let slots = batch
         .iter()
         .map(|message| {
             if let Some(id) = message.client_msg_id.as_deref() {
                 // One lookup per message: the entry is found or made at once.
-                match seen.entry((message.sender.id, id)) {
-                    Entry::Occupied(first) if unique[*first.get()].chat_id != message.chat_id => {
-                        return Slot::OtherChat
-                    }
+                match seen.entry((message.chat_id, message.sender.id, id)) {
                     Entry::Occupied(first) => return Slot::Repeat(*first.get()),
                     Entry::Vacant(slot) => {
                         slot.insert(unique.len());
@@ -57,7 +52,6 @@ pub(crate) fn expand_repeats(
         .iter()
         .map(|slot| match *slot {
             Slot::First(_) => None,
-            Slot::OtherChat => Some(Appended::ClientIdConflict),
             Slot::Repeat(i) => stored
                 .get(i)
                 .zip(unique.get(i))
@@ -75,7 +69,7 @@ pub(crate) fn expand_repeats(
     for (slot, repeat) in slots.iter().zip(repeats) {
         let outcome = match *slot {
             Slot::First(i) => stored.get_mut(i).and_then(Option::take),
-            Slot::Repeat(_) | Slot::OtherChat => repeat,
+            Slot::Repeat(_) => repeat,
         };
         outcomes.push(outcome.ok_or(StoreError::Inconsistent("a batch message got no outcome"))?);
     }
@@ -122,7 +116,6 @@ mod tests {
         match outcome {
             AppendOutcome::Created(m) => (m.seq, "created"),
             AppendOutcome::Duplicate(m) => (m.seq, "duplicate"),
-            AppendOutcome::ClientIdConflict => (0, "conflict"),
         }
     }
 
@@ -176,19 +169,19 @@ mod tests {
     }
 
     #[test]
-    fn a_client_id_repeated_in_another_chat_within_a_batch_is_a_conflict() {
+    fn the_same_client_id_in_another_chat_within_a_batch_is_another_message() {
         let mut elsewhere = new_message(7, Some("a"));
         elsewhere.chat_id = 2;
         let batch = [new_message(7, Some("a")), elsewhere];
         let (unique, slots) = dedupe_batch(&batch);
-        assert_eq!(unique.len(), 1, "the other chat's message is not stored");
-        assert_eq!(slots, [Slot::First(0), Slot::OtherChat]);
+        assert_eq!(unique.len(), 2, "client ids are per chat");
+        assert_eq!(slots, [Slot::First(0), Slot::First(1)]);
         let answered = outcomes(
-            expand_repeats(vec![stored(1)], &slots, &unique).unwrap(),
+            expand_repeats(vec![stored(1), stored(1)], &slots, &unique).unwrap(),
             batch.to_vec(),
         );
         let kinds: Vec<_> = answered.iter().map(seq_and_kind).collect();
-        assert_eq!(kinds, [(1, "created"), (0, "conflict")]);
+        assert_eq!(kinds, [(1, "created"), (1, "created")]);
     }
 
     #[test]

@@ -208,8 +208,6 @@ pub enum Appended {
     Created(Assigned),
     /// `(sender, client_msg_id)` was already stored in this chat: the original.
     Duplicate(Message),
-    /// `(sender, client_msg_id)` was already used for a message in another chat.
-    ClientIdConflict,
 }
 
 impl Appended {
@@ -218,7 +216,6 @@ impl Appended {
         match self {
             Appended::Created(assigned) => AppendOutcome::Created(message.stored(assigned)),
             Appended::Duplicate(original) => AppendOutcome::Duplicate(original),
-            Appended::ClientIdConflict => AppendOutcome::ClientIdConflict,
         }
     }
 }
@@ -239,8 +236,6 @@ pub enum AppendOutcome {
     Created(Message),
     /// `(sender, client_msg_id)` was already stored in this chat: the original.
     Duplicate(Message),
-    /// `(sender, client_msg_id)` was already used for a message in another chat.
-    ClientIdConflict,
 }
 
 /// Where one of a user's chats stands: where a user socket's `sync` resumes

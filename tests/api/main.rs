@@ -17,6 +17,7 @@ mod limits;
 mod messages;
 mod postgres_replication;
 mod redis_cluster;
+mod schema;
 mod store_ceiling_table;
 mod store_conformance;
 mod user_socket;

@@ -334,10 +334,18 @@ async fn retried_client_ids_store_nothing(store: Arc<dyn Store>) {
     );
     let c = user(&store, "cat").await;
     let other_chat = store.start_chat(&a, &c).await.unwrap().chat.id;
+    // Client ids are per chat: the same id in another chat is another
+    // message, and a retry there is answered from there.
     let elsewhere = append(&store, &[message(other_chat, &a, "x", Some("c1"))]).await;
-    assert!(matches!(elsewhere[0], AppendOutcome::ClientIdConflict));
+    let AppendOutcome::Created(there) = &elsewhere[0] else {
+        panic!("created: {elsewhere:?}")
+    };
+    let retried = append(&store, &[message(other_chat, &a, "x again", Some("c1"))]).await;
+    assert!(
+        matches!(&retried[0], AppendOutcome::Duplicate(m) if m.id == there.id && m.content == "x")
+    );
     assert_eq!(access_of(&store, chat).await.unwrap().last_seq, 3);
-    assert_eq!(access_of(&store, other_chat).await.unwrap().last_seq, 0);
+    assert_eq!(access_of(&store, other_chat).await.unwrap().last_seq, 1);
 }
 
 async fn ranges_serve_pages_and_cursors(store: Arc<dyn Store>) {

@@ -13,5 +13,5 @@ CREATE TABLE loadtest_store_ceiling (
     client_msg_id TEXT COLLATE "C",
     created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (chat_id, seq),
-    UNIQUE (sender_id, client_msg_id)
+    UNIQUE (chat_id, sender_id, client_msg_id)
 );

@@ -40,10 +40,15 @@ const UPSERT_USERS: &str = "INSERT INTO users (id, email, password_hash, full_na
             AND users.password_hash NOT LIKE '$argon2id$%')
      RETURNING xmax = 0";
 
-const INSERT_CHATS: &str = "INSERT INTO chats (id, pair_key, user_low, user_high, created_at)
-     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[],
-                          $5::timestamptz[])
-     ON CONFLICT (id) DO NOTHING RETURNING id";
+/// New chats, each with its pair claimed in `chat_pairs` (a pair that
+/// already has another chat fails the import, as its unique key says).
+const INSERT_CHATS: &str = "WITH fresh AS (
+         INSERT INTO chats (id, pair_key, user_low, user_high, created_at)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[],
+                              $5::timestamptz[])
+         ON CONFLICT (id) DO NOTHING RETURNING id, pair_key)
+     INSERT INTO chat_pairs (pair_key, chat_id) SELECT pair_key, id FROM fresh
+     RETURNING chat_id";
 
 const STAGE_MESSAGES: &str = "CREATE TEMPORARY TABLE django_messages (
          id bigint, chat_id bigint, sender_id bigint, content text, metadata jsonb,

@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "django_import",
         sql: include_str!("migrations/0010_django_import.sql"),
     },
+    Migration {
+        version: 11,
+        name: "keys_lead_with_the_chat",
+        sql: include_str!("migrations/0011_keys_lead_with_the_chat.sql"),
+    },
 ];
 
 /// Arbitrary constant naming this server's migration lock.

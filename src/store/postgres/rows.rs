@@ -115,18 +115,15 @@ pub fn outcome_from_row(row: &Row, request: &NewMessage) -> Appended {
         seq: row.get(3),
         created_at: timestamp(row, 6),
     };
-    match row.get::<_, i16>(1) {
-        0 => Appended::Created(assigned),
-        1 => {
-            let mut original = request.clone();
-            if let Some(content) = row.get::<_, Option<String>>(4) {
-                original.content = content;
-            }
-            if let Some(metadata) = row.get::<_, Option<String>>(5) {
-                original.metadata = metadata;
-            }
-            Appended::Duplicate(original.stored(assigned))
-        }
-        _ => Appended::ClientIdConflict,
+    if row.get::<_, i16>(1) == 0 {
+        return Appended::Created(assigned);
     }
+    let mut original = request.clone();
+    if let Some(content) = row.get::<_, Option<String>>(4) {
+        original.content = content;
+    }
+    if let Some(metadata) = row.get::<_, Option<String>>(5) {
+        original.metadata = metadata;
+    }
+    Appended::Duplicate(original.stored(assigned))
 }

@@ -30,10 +30,17 @@ pub const REPLACE_PASSWORD_HASH: &str =
 /// index of migration 0009.
 pub const INACTIVE_USERS: &str = "SELECT id FROM users WHERE NOT is_active";
 
-const INSERT_CHAT: &str = "INSERT INTO chats (pair_key, user_low, user_high) VALUES ($1, $2, $3)
-     ON CONFLICT (pair_key) DO NOTHING RETURNING id";
+/// A chat for a pair that has none: the pair is claimed in `chat_pairs`
+/// (one chat per pair; a concurrent start of the same pair waits for this one
+/// and claims nothing), and the chat row gets the claimed id. No row when the
+/// pair already has a chat.
+const INSERT_CHAT: &str = "WITH claimed AS (
+         INSERT INTO chat_pairs (pair_key, chat_id) VALUES ($1, nextval('chats_id_seq'))
+         ON CONFLICT (pair_key) DO NOTHING RETURNING chat_id)
+     INSERT INTO chats (id, pair_key, user_low, user_high)
+     SELECT chat_id, $1, $2, $3 FROM claimed RETURNING id";
 
-const CHAT_ID_BY_PAIR: &str = "SELECT id FROM chats WHERE pair_key = $1";
+const CHAT_ID_BY_PAIR: &str = "SELECT chat_id FROM chat_pairs WHERE pair_key = $1";
 
 const USERS_AND_CHATS: &str = "SELECT q.ord::INT, u.id, u.email, u.full_name, u.nickname,
             c.user_low, c.user_high, c.last_seq

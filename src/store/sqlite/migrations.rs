@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_django_import.sql")),
+    (3, include_str!("migrations/0003_client_ids_per_chat.sql")),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

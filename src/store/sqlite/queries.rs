@@ -158,32 +158,31 @@ pub fn append_one(
         let existing = conn
             .prepare_cached(
                 "SELECT id, chat_id, seq, content, metadata, created_at FROM messages
-                 WHERE sender_id = ? AND client_msg_id = ?",
+                 WHERE chat_id = ? AND sender_id = ? AND client_msg_id = ?",
             )
             .map_err(failed)?
-            .query_row(params![message.sender.id, client_id], |row| {
-                Ok((
-                    row.get::<_, i64>(1)?,
-                    Message {
-                        id: row.get(0)?,
-                        chat: row.get(1)?,
-                        seq: row.get(2)?,
-                        sender: message.sender.clone(),
-                        content: row.get(3)?,
-                        metadata: metadata_from_text(row.get(4)?),
-                        client_msg_id: Some(client_id.clone()),
-                        created_at: timestamp(row.get(5)?),
-                    },
-                ))
-            })
+            .query_row(
+                params![message.chat_id, message.sender.id, client_id],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(1)?,
+                        Message {
+                            id: row.get(0)?,
+                            chat: row.get(1)?,
+                            seq: row.get(2)?,
+                            sender: message.sender.clone(),
+                            content: row.get(3)?,
+                            metadata: metadata_from_text(row.get(4)?),
+                            client_msg_id: Some(client_id.clone()),
+                            created_at: timestamp(row.get(5)?),
+                        },
+                    ))
+                },
+            )
             .optional()
             .map_err(failed)?;
-        match existing {
-            Some((chat, original)) if chat == message.chat_id => {
-                return Ok(Appended::Duplicate(original))
-            }
-            Some(_) => return Ok(Appended::ClientIdConflict),
-            None => {}
+        if let Some((_, original)) = existing {
+            return Ok(Appended::Duplicate(original));
         }
     }
     let seq: i64 = conn
