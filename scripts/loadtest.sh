@@ -28,9 +28,12 @@ else
 fi
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # NODES=2 (or more) starts that many nodes sharing the database and Redis
-# (REDIS_URL, default redis://127.0.0.1:6379/); the tool gets every node's URL.
+# (REDIS_URL, default redis://127.0.0.1:6379/, or a Redis Cluster given as
+# REDIS_CLUSTER_URLS); the tool gets every node's URL.
 nodes=${NODES:-1}
-if (( nodes > 1 )); then export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/}; fi
+if (( nodes > 1 )) && [[ -z ${REDIS_CLUSTER_URLS:-} ]]; then
+  export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/}
+fi
 pids=() urls=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true' EXIT
 for n in $(seq "$nodes"); do

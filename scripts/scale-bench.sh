@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Scaling out on existing engines, measured side by side (BENCHMARKS.md):
+#   1. `loadtest chat` across three nodes on a Redis Cluster (three primaries,
+#      a replica each: sharded pub/sub) against the same three nodes on one
+#      Redis, interleaved ROUNDS times; after each cluster run, how many
+#      SPUBLISH each primary executed (its own channels' events only).
+#   2. `loadtest rest` on one node reading from two streaming standbys
+#      (DATABASE_READ_URLS) against the same node with none, interleaved.
+# Everything runs from the installed binaries on free ports in a scratch
+# directory and is torn down at the end. Example:
+#   scripts/scale-bench.sh                      # release build, 10 s runs, 2 rounds
+#   ROUNDS=1 DURATION=3 scripts/scale-bench.sh
+# Sizes: PAIRS (100), WINDOW (16), CONCURRENCY (64), DURATION (10), ROUNDS (2).
+# SERVER_BIN / LOADTEST_BIN run other builds (nothing is built when both are given).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ -z ${SERVER_BIN:-} || -z ${LOADTEST_BIN:-} ]]; then
+  cargo build -q --release -p chat-server -p loadtest
+fi
+export SERVER_BIN=${SERVER_BIN:-target/release/chat-server} LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
+duration=${DURATION:-10} pairs=${PAIRS:-100} window=${WINDOW:-16} concurrency=${CONCURRENCY:-64}
+rounds=${ROUNDS:-2}
+scratch=$(mktemp -d /tmp/chat-scale.XXXXXX)
+out=${SCALE_OUT:-$scratch/reports}
+mkdir -p "$out"
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+redis_ports=(7101 7102 7103 7104 7105 7106) single_redis=7100
+pg_ports=(54401 54402 54403)
+
+as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+cleanup() {
+  for port in "$single_redis" "${redis_ports[@]}"; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
+  for n in 0 1 2; do as_postgres "$pg_bin/pg_ctl" -D "$scratch/pg$n" -m immediate stop >/dev/null 2>&1 || true; done
+  rm -rf "$scratch/pg0" "$scratch/pg1" "$scratch/pg2" "$scratch"/redis-*
+}
+trap cleanup EXIT
+
+start_redis() { # port, extra args...
+  local port=$1; shift
+  mkdir -p "$scratch/redis-$port"
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+    --dir "$scratch/redis-$port" --logfile "$scratch/redis-$port/log" "$@"
+  until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+}
+
+start_redis_cluster() {
+  for port in "${redis_ports[@]}"; do
+    start_redis "$port" --cluster-enabled yes --cluster-node-timeout 5000 --repl-diskless-sync-delay 0
+  done
+  redis-cli --cluster create $(printf '127.0.0.1:%s ' "${redis_ports[@]}") --cluster-replicas 1 \
+    --cluster-yes >/dev/null
+  for port in "${redis_ports[@]}"; do
+    until redis-cli -p "$port" cluster info | grep -q cluster_state:ok; do sleep 0.2; done
+  done
+}
+
+primaries() {
+  for port in "${redis_ports[@]}"; do
+    redis-cli -p "$port" role | head -n1 | grep -q master && echo "$port"
+  done
+}
+
+spublish_calls() { # port
+  redis-cli -p "$1" info commandstats | sed -n 's/^cmdstat_spublish:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
+}
+
+# A primary and two asynchronous streaming standbys.
+start_postgres() {
+  mkdir -p "$scratch"
+  [[ $(id -u) -eq 0 ]] && chown postgres "$scratch"
+  as_postgres "$pg_bin/initdb" -D "$scratch/pg0" -U postgres --auth=trust >/dev/null
+  printf "wal_level = replica\nmax_wal_senders = 8\nhot_standby = on\n" >> "$scratch/pg0/postgresql.conf"
+  pg_start 0
+  for n in 1 2; do
+    as_postgres "$pg_bin/pg_basebackup" -h 127.0.0.1 -p "${pg_ports[0]}" -U postgres -D "$scratch/pg$n" -R -X stream
+    pg_start "$n"
+  done
+}
+
+pg_start() { # n
+  as_postgres "$pg_bin/pg_ctl" -D "$scratch/pg$1" -l "$scratch/pg$1.log" -w \
+    -o "-p ${pg_ports[$1]} -k $scratch -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+}
+
+figure() { # report, field
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
+}
+
+echo "== Redis: one against a cluster of three primaries, three nodes, $pairs pairs, ${duration} s"
+start_redis "$single_redis"
+start_redis_cluster
+cluster_urls=$(printf 'redis://127.0.0.1:%s,' "${redis_ports[@]}"); cluster_urls=${cluster_urls%,}
+for round in $(seq "$rounds"); do
+  NODES=3 REDIS_URL="redis://127.0.0.1:$single_redis/" scripts/loadtest.sh chat --pairs "$pairs" \
+    --window "$window" --duration "$duration" --json "$out/single-$round.json" > "$out/single-$round.log"
+  declare -A before=()
+  for port in $(primaries); do before[$port]=$(spublish_calls "$port"); done
+  NODES=3 REDIS_CLUSTER_URLS="$cluster_urls" scripts/loadtest.sh chat --pairs "$pairs" \
+    --window "$window" --duration "$duration" --json "$out/cluster-$round.json" > "$out/cluster-$round.log"
+  shards=""
+  for port in $(primaries); do
+    shards+=" $port: $(( $(spublish_calls "$port") - ${before[$port]:-0} )) SPUBLISH;"
+  done
+  echo "round $round: one Redis $(figure "$out/single-$round.json" delivered_per_s) msg/s;" \
+    "cluster $(figure "$out/cluster-$round.json" delivered_per_s) msg/s; per primary:${shards%;}"
+done
+
+echo "== PostgreSQL: REST on one node, reads from two standbys against none, $concurrency clients, ${duration} s a phase"
+start_postgres
+primary="postgres://postgres@127.0.0.1:${pg_ports[0]}"
+standbys="postgres://postgres@127.0.0.1:${pg_ports[1]}/chat_loadtest,postgres://postgres@127.0.0.1:${pg_ports[2]}/chat_loadtest"
+for round in $(seq "$rounds"); do
+  PG=$primary scripts/loadtest.sh rest --concurrency "$concurrency" --duration "$duration" \
+    --json "$out/primary-$round.json" > "$out/primary-$round.log"
+  PG=$primary DATABASE_READ_URLS=$standbys scripts/loadtest.sh rest --concurrency "$concurrency" \
+    --duration "$duration" --json "$out/standbys-$round.json" > "$out/standbys-$round.log"
+  echo "round $round: reads/s primary only $(figure "$out/primary-$round.json" reads_per_s)," \
+    "two standbys $(figure "$out/standbys-$round.json" reads_per_s);" \
+    "sends/s $(figure "$out/primary-$round.json" sends_per_s) / $(figure "$out/standbys-$round.json" sends_per_s)"
+done
+echo "Reports in $out"
