@@ -176,9 +176,10 @@ impl Bus {
                 ));
             }
             RedisBus::Cluster(urls) => {
-                let publisher = redis::sharded::publisher(urls)?;
+                let (publisher, seed_host) = redis::sharded::publisher(urls)?;
                 let publish = redis::sharded::publish_loop(
                     publisher,
+                    seed_host,
                     wire,
                     prefix,
                     rx,

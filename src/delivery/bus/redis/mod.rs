@@ -6,6 +6,7 @@
 //! with the same interest handling and delivery.
 
 pub(super) mod sharded;
+mod slots;
 
 use super::{user_of, Envelope, Interest, Received, Wire};
 use crate::delivery::rooms::{ConnId, Rooms};

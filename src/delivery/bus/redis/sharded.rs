@@ -1,9 +1,11 @@
 //! A Redis Cluster: sharded pub/sub. A channel lives on the shard that owns
 //! its slot (CRC16 of the whole name, so users' channels spread evenly over
 //! the 16,384 slots), and `SPUBLISH` reaches only that shard, where classic
-//! `PUBLISH` copies every event to every node of the cluster. A command may
-//! not span slots, so publishes and subscriptions are batched per slot, and
-//! the batches of one round go out together.
+//! `PUBLISH` copies every event to every node of the cluster. A batch of
+//! publishes goes out as one pipeline per primary (each command checked on
+//! its own: a slot that moved is answered `MOVED` and retried after the slot
+//! map is read again); subscriptions are batched per slot (a command may not
+//! span slots), and the batches of one round go out together.
 //!
 //! redis-rs routes each command to its slot's primary and follows the
 //! cluster's topology. This subscriber does not trust a subscription to
@@ -16,6 +18,7 @@
 //! and every watched user catches up from the store, as after a single
 //! Redis's reconnect.
 
+use super::slots::{self, SlotMap};
 use super::{absorb, confirm, follow, next_backoff, subscribed, Listener, Subscriptions};
 use super::{MIN_BACKOFF, PIPELINE_MAX};
 use crate::delivery::bus::{Envelope, Interest, Wire};
@@ -23,19 +26,26 @@ use crate::metrics::Metrics;
 use futures_util::future::join_all;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::Slot;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, PushInfo, PushKind, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// The publisher's client.
-pub(in crate::delivery::bus) fn publisher(urls: &[String]) -> Result<ClusterClient, String> {
-    ClusterClientBuilder::new(urls.to_vec())
+/// The publisher's client, and the host of the first configured node (where
+/// a primary the cluster announces without a host lives).
+pub(in crate::delivery::bus) fn publisher(
+    urls: &[String],
+) -> Result<(ClusterClient, String), String> {
+    let invalid = |e: redis::RedisError| format!("invalid REDIS_CLUSTER_URLS: {e}");
+    let client = ClusterClientBuilder::new(urls.to_vec())
         .build()
-        .map_err(|e| format!("invalid REDIS_CLUSTER_URLS: {e}"))
+        .map_err(invalid)?;
+    let first = urls.first().ok_or("REDIS_CLUSTER_URLS names no node")?;
+    let seed = first.as_str().into_connection_info().map_err(invalid)?;
+    Ok((client, seed_host(&seed)))
 }
 
 /// A subscriber's client, with the channel its pushes (messages,
@@ -49,18 +59,6 @@ fn subscriber(
         .push_sender(pushes)
         .build()?;
     Ok((client, received))
-}
-
-/// Groups channels by the slot that owns them.
-fn by_slot<T>(items: impl IntoIterator<Item = (String, T)>) -> HashMap<Slot, Vec<(String, T)>> {
-    let mut groups: HashMap<Slot, Vec<(String, T)>> = HashMap::new();
-    for (channel, item) in items {
-        groups
-            .entry(Slot::for_key(channel.as_bytes()))
-            .or_default()
-            .push((channel, item));
-    }
-    groups
 }
 
 /// A connection, retried with backoff until the cluster answers.
@@ -83,13 +81,15 @@ async fn connect(client: &ClusterClient) -> ClusterConnection {
 /// batches wait), so a channel's events keep their order.
 pub(in crate::delivery::bus) async fn publish_loop(
     client: ClusterClient,
+    seed_host: String,
     wire: Wire,
     prefix: String,
     mut queue: mpsc::Receiver<Vec<Envelope>>,
     dropped: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 ) {
-    let connection = connect(&client).await;
+    let mut connection = connect(&client).await;
+    let mut map: Option<SlotMap> = None;
     while let Some(mut batch) = queue.recv().await {
         while batch.len() < PIPELINE_MAX {
             match queue.try_recv() {
@@ -97,15 +97,22 @@ pub(in crate::delivery::bus) async fn publish_loop(
                 Err(_) => break,
             }
         }
-        let mut pending = by_slot(spublishes(&wire, &prefix, &batch, &dropped));
+        let mut pending = spublishes(&wire, &prefix, &batch, &dropped);
         let mut backoff = MIN_BACKOFF;
         loop {
-            pending = publish_round(&connection, pending).await;
+            if map.is_none() {
+                map = read_slot_map(&mut connection, &seed_host).await;
+            }
+            if let Some(owners) = &map {
+                pending = publish_round(&connection, owners, pending).await;
+            }
             if pending.is_empty() {
                 break;
             }
+            // Something failed or moved: read the slot map again first.
+            map = None;
             tracing::warn!(
-                slots = pending.len(),
+                events = pending.len(),
                 ?backoff,
                 "redis cluster publish failed; retrying"
             );
@@ -114,6 +121,16 @@ pub(in crate::delivery::bus) async fn publish_loop(
         }
         metrics.bus_published.inc_by(batch.len() as u64);
     }
+}
+
+/// Which primary owns each slot, asked of any node; `None` while the
+/// cluster does not answer or some slot has no owner.
+async fn read_slot_map(connection: &mut ClusterConnection, default_host: &str) -> Option<SlotMap> {
+    let mut command = redis::cmd("CLUSTER");
+    command.arg("SLOTS");
+    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+    let answer = connection.route_command(command, routing).await.ok()?;
+    SlotMap::parse(&answer, default_host).filter(SlotMap::is_complete)
 }
 
 /// The `(channel, payload)` pairs of a batch: each event signed once and sent
@@ -138,28 +155,57 @@ fn spublishes(
     out
 }
 
-/// `(channel, payload)` pairs to publish, by slot.
-type PerSlot = HashMap<Slot, Vec<(String, Arc<Vec<u8>>)>>;
+/// A `(channel, payload)` pair to publish.
+type Publish = (String, Arc<Vec<u8>>);
 
-/// One pipeline per slot, all at once; returns the slots whose pipeline failed.
-async fn publish_round(connection: &ClusterConnection, slots: PerSlot) -> PerSlot {
-    let rounds = slots.into_iter().map(|(slot, publishes)| {
-        let mut connection = connection.clone();
-        async move {
-            let mut pipe = redis::pipe();
-            for (channel, payload) in &publishes {
-                pipe.cmd("SPUBLISH").arg(channel).arg(&payload[..]).ignore();
-            }
-            let sent = pipe.query_async::<()>(&mut connection).await.is_ok();
-            (slot, publishes, sent)
+/// One pipeline per primary, all at once; returns the publishes that failed
+/// (their primary did not answer, or their slot is no longer its).
+async fn publish_round(
+    connection: &ClusterConnection,
+    map: &SlotMap,
+    publishes: Vec<Publish>,
+) -> Vec<Publish> {
+    let mut failed = Vec::new();
+    let mut per_primary: Vec<Vec<Publish>> = vec![Vec::new(); map.primaries.len()];
+    for publish in publishes {
+        match map.owner_of(publish.0.as_bytes()) {
+            Some(owner) => per_primary[owner].push(publish),
+            None => failed.push(publish),
         }
-    });
-    join_all(rounds)
-        .await
+    }
+    let rounds = per_primary
         .into_iter()
-        .filter(|(_, _, sent)| !sent)
-        .map(|(slot, publishes, _)| (slot, publishes))
-        .collect()
+        .zip(&map.primaries)
+        .filter(|(group, _)| !group.is_empty())
+        .map(|(group, (host, port))| {
+            let mut connection = connection.clone();
+            let address = SingleNodeRoutingInfo::ByAddress {
+                host: host.clone(),
+                port: *port,
+            };
+            async move {
+                let mut pipe = redis::pipe();
+                for (channel, payload) in &group {
+                    pipe.cmd("SPUBLISH").arg(channel).arg(&payload[..]);
+                }
+                let answers = connection
+                    .route_pipeline(pipe, 0, group.len(), address)
+                    .await;
+                match answers {
+                    Ok(answers) if answers.len() == group.len() => group
+                        .into_iter()
+                        .zip(answers)
+                        .filter(|(_, answer)| matches!(answer, Value::ServerError(_)))
+                        .map(|(publish, _)| publish)
+                        .collect(),
+                    _ => group,
+                }
+            }
+        });
+    for refused in join_all(rounds).await {
+        failed.extend(refused);
+    }
+    failed
 }
 
 /// SSUBSCRIBE and SUNSUBSCRIBE, one command per slot, all at once.
@@ -167,7 +213,7 @@ struct ShardedSubscriptions(ClusterConnection);
 
 impl ShardedSubscriptions {
     async fn per_slot(&self, command: &str, channels: Vec<String>) -> bool {
-        let groups = by_slot(channels.into_iter().map(|channel| (channel, ())));
+        let groups = slots::by_slot(channels.into_iter().map(|channel| (channel, ())));
         let commands = groups.into_values().map(|group| {
             let mut connection = self.0.clone();
             let mut command = redis::cmd(command);
@@ -305,22 +351,19 @@ async fn settled(urls: &[String]) -> bool {
         let Ok(seed) = url.as_str().into_connection_info() else {
             continue;
         };
-        let Some(slots) = ask(&seed, redis::cmd("CLUSTER").arg("SLOTS")).await else {
+        let Some(answer) = ask(&seed, redis::cmd("CLUSTER").arg("SLOTS")).await else {
             continue;
         };
-        let Some((covered, primaries)) = slot_owners(&slots) else {
+        let Some(map) = SlotMap::parse(&answer, &seed_host(&seed)) else {
             return false;
         };
-        if covered != SLOTS {
+        if !map.is_complete() {
             return false;
         }
-        for (host, port) in primaries {
-            let host = if host.is_empty() {
-                seed_host(&seed)
-            } else {
-                host
-            };
-            let node = seed.clone().set_addr(ConnectionAddr::Tcp(host, port));
+        for (host, port) in &map.primaries {
+            let node = seed
+                .clone()
+                .set_addr(ConnectionAddr::Tcp(host.clone(), *port));
             if ask(&node, &redis::cmd("PING")).await.is_none() {
                 return false;
             }
@@ -329,8 +372,6 @@ async fn settled(urls: &[String]) -> bool {
     }
     false
 }
-
-const SLOTS: i64 = 16_384;
 
 /// One command on a connection of its own, within [`SETTLE_TIMEOUT`].
 async fn ask(node: &ConnectionInfo, command: &redis::Cmd) -> Option<Value> {
@@ -347,87 +388,5 @@ fn seed_host(seed: &ConnectionInfo) -> String {
         ConnectionAddr::Tcp(host, _) => host.clone(),
         ConnectionAddr::TcpTls { host, .. } => host.clone(),
         _ => "127.0.0.1".into(),
-    }
-}
-
-/// From a `CLUSTER SLOTS` answer: how many slots it maps, and the distinct
-/// primaries (`host`, `port`) that own them.
-fn slot_owners(answer: &Value) -> Option<(i64, Vec<(String, u16)>)> {
-    let Value::Array(ranges) = answer else {
-        return None;
-    };
-    let (mut covered, mut primaries) = (0, Vec::new());
-    for range in ranges {
-        let Value::Array(fields) = range else {
-            return None;
-        };
-        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(primary))) =
-            (fields.first(), fields.get(1), fields.get(2))
-        else {
-            return None;
-        };
-        covered += end - start + 1;
-        let host = match primary.first() {
-            Some(Value::BulkString(host)) => String::from_utf8_lossy(host).into_owned(),
-            _ => String::new(),
-        };
-        let Some(Value::Int(port)) = primary.get(1) else {
-            return None;
-        };
-        let owner = (host, u16::try_from(*port).ok()?);
-        if !primaries.contains(&owner) {
-            primaries.push(owner);
-        }
-    }
-    Some((covered, primaries))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn users_channels_spread_evenly_over_the_slots_and_batch_per_slot() {
-        let channels =
-            (0..30_000).map(|user| (crate::delivery::bus::channel("chat-1a2b", user), ()));
-        let groups = by_slot(channels);
-        // 30,000 users over 16,384 slots: most slots hold one or two.
-        let largest = groups.values().map(Vec::len).max().unwrap();
-        assert!(groups.len() > 13_000, "{} slots used", groups.len());
-        assert!(largest <= 10, "a slot holds {largest} users");
-        for (slot, group) in &groups {
-            for (channel, ()) in group {
-                assert_eq!(Slot::for_key(channel.as_bytes()), *slot);
-            }
-        }
-        // The three shards of a cluster of three primaries carry a third each.
-        let mut thirds = [0usize; 3];
-        for user in 0..30_000 {
-            let key = crate::delivery::bus::channel("chat-1a2b", user);
-            let slot = slot_number(&key);
-            thirds[(slot as usize * 3) / 16_384] += 1;
-        }
-        for share in thirds {
-            assert!((9_000..11_000).contains(&share), "{thirds:?}");
-        }
-    }
-
-    /// The slot number, as Redis computes it (CRC16/XMODEM of the name, mod 16,384),
-    /// checked against redis-rs's own grouping.
-    fn slot_number(key: &str) -> u16 {
-        let mut crc: u16 = 0;
-        for byte in key.bytes() {
-            crc ^= (byte as u16) << 8;
-            for _ in 0..8 {
-                crc = if crc & 0x8000 != 0 {
-                    (crc << 1) ^ 0x1021
-                } else {
-                    crc << 1
-                };
-            }
-        }
-        let slot = crc % 16_384;
-        assert_eq!(Slot::for_key(key.as_bytes()), Slot::new(slot).unwrap());
-        slot
     }
 }
