@@ -11,6 +11,7 @@
 #   scripts/scale-bench.sh                      # release build, 10 s runs, 2 rounds
 #   ROUNDS=1 DURATION=3 scripts/scale-bench.sh
 # Sizes: PAIRS (100), WINDOW (16), CONCURRENCY (64), DURATION (10), ROUNDS (2).
+# ONLY=redis or ONLY=postgres runs one of the two.
 # SERVER_BIN / LOADTEST_BIN run other builds (nothing is built when both are given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +62,24 @@ primaries() {
   done
 }
 
+# CPU seconds a Redis process has used (user + system).
+redis_cpu() { # port
+  local pid
+  pid=$(redis-cli -p "$1" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$pid/stat"
+}
+
+cpu_sum() { # ports...
+  local total=0 port
+  for port in "$@"; do total=$(python3 -c "print($total + $(redis_cpu "$port"))"); done
+  echo "$total"
+}
+
+# Microseconds of CPU per delivered message: cpu_us DELTA_S REPORT
+cpu_us() {
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[2])); print(round(float(sys.argv[1]) * 1e6 / max(r["delivered"], 1), 1))' "$1" "$2"
+}
+
 spublish_calls() { # port
   redis-cli -p "$1" info commandstats | sed -n 's/^cmdstat_spublish:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
 }
@@ -87,25 +106,41 @@ figure() { # report, field
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
 }
 
+if [[ ${ONLY:-redis} == redis ]]; then
 echo "== Redis: one against a cluster of three primaries, three nodes, $pairs pairs, ${duration} s"
 start_redis "$single_redis"
 start_redis_cluster
 cluster_urls=$(printf 'redis://127.0.0.1:%s,' "${redis_ports[@]}"); cluster_urls=${cluster_urls%,}
 for round in $(seq "$rounds"); do
+  single_before=$(redis_cpu "$single_redis")
   NODES=3 REDIS_URL="redis://127.0.0.1:$single_redis/" scripts/loadtest.sh chat --pairs "$pairs" \
     --window "$window" --duration "$duration" --json "$out/single-$round.json" > "$out/single-$round.log"
+  single_cpu=$(python3 -c "print($(redis_cpu "$single_redis") - $single_before)")
+  mapfile -t primary_ports < <(primaries)
+  replica_ports=()
+  for port in "${redis_ports[@]}"; do
+    [[ " ${primary_ports[*]} " == *" $port "* ]] || replica_ports+=("$port")
+  done
   declare -A before=()
-  for port in $(primaries); do before[$port]=$(spublish_calls "$port"); done
+  for port in "${primary_ports[@]}"; do before[$port]=$(spublish_calls "$port"); done
+  primaries_before=$(cpu_sum "${primary_ports[@]}") replicas_before=$(cpu_sum "${replica_ports[@]}")
   NODES=3 REDIS_CLUSTER_URLS="$cluster_urls" scripts/loadtest.sh chat --pairs "$pairs" \
     --window "$window" --duration "$duration" --json "$out/cluster-$round.json" > "$out/cluster-$round.log"
+  primaries_cpu=$(python3 -c "print($(cpu_sum "${primary_ports[@]}") - $primaries_before)")
+  replicas_cpu=$(python3 -c "print($(cpu_sum "${replica_ports[@]}") - $replicas_before)")
   shards=""
-  for port in $(primaries); do
+  for port in "${primary_ports[@]}"; do
     shards+=" $port: $(( $(spublish_calls "$port") - ${before[$port]:-0} )) SPUBLISH;"
   done
-  echo "round $round: one Redis $(figure "$out/single-$round.json" delivered_per_s) msg/s;" \
-    "cluster $(figure "$out/cluster-$round.json" delivered_per_s) msg/s; per primary:${shards%;}"
+  echo "round $round: one Redis $(figure "$out/single-$round.json" delivered_per_s) msg/s" \
+    "(Redis $(cpu_us "$single_cpu" "$out/single-$round.json") us/msg);" \
+    "cluster $(figure "$out/cluster-$round.json" delivered_per_s) msg/s" \
+    "(primaries $(cpu_us "$primaries_cpu" "$out/cluster-$round.json")," \
+    "replicas $(cpu_us "$replicas_cpu" "$out/cluster-$round.json") us/msg); per primary:${shards%;}"
 done
+fi
 
+if [[ ${ONLY:-postgres} == postgres ]]; then
 echo "== PostgreSQL: REST on one node, reads from two standbys against none, $concurrency clients, ${duration} s a phase"
 start_postgres
 primary="postgres://postgres@127.0.0.1:${pg_ports[0]}"
@@ -119,4 +154,5 @@ for round in $(seq "$rounds"); do
     "two standbys $(figure "$out/standbys-$round.json" reads_per_s);" \
     "sends/s $(figure "$out/primary-$round.json" sends_per_s) / $(figure "$out/standbys-$round.json" sends_per_s)"
 done
+fi
 echo "Reports in $out"

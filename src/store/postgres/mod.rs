@@ -40,7 +40,7 @@ use tokio_postgres::{Row, Statement};
 const APPEND_ATTEMPTS: usize = 4;
 
 /// A statement's parameters.
-type Params<'a> = [&'a (dyn ToSql + Sync)];
+pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
 
 /// The PostgreSQL implementation of [`Store`].
 pub struct PgStore {
@@ -71,19 +71,22 @@ impl PgStore {
         checkout(&self.pool).await
     }
 
+    /// Where the primary's WAL ends now.
+    async fn wal_position(&self) -> Result<String, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .client
+            .query_one(&conn.statements.wal_position, &[])
+            .await
+            .map_err(classify)?;
+        Ok(row.get(0))
+    }
+
     /// A connection for a read that must see every transaction committed
     /// before it began: a standby that has replayed that far, else the primary.
     async fn read_conn(&self) -> Result<Conn<'_>, StoreError> {
         if let Some(standbys) = &self.standbys {
-            let position: String = {
-                let conn = self.conn().await?;
-                let row = conn
-                    .client
-                    .query_one(&conn.statements.wal_position, &[])
-                    .await
-                    .map_err(classify)?;
-                row.get(0)
-            };
+            let position = self.wal_position().await?;
             if let Some(conn) = standbys.caught_up(&position).await {
                 return Ok(conn);
             }
@@ -91,15 +94,21 @@ impl PgStore {
         self.conn().await
     }
 
-    /// Runs one prepared read, on a standby when one has caught up: every row.
+    /// Runs one prepared read that must see every transaction committed
+    /// before it began: on a standby that has replayed that far, else on the
+    /// primary. Every row.
     async fn read_rows(
         &self,
-        statement: impl Fn(&Statements) -> &Statement,
+        statement: impl Fn(&Statements) -> &Statement + Copy,
         params: &Params<'_>,
     ) -> Result<Vec<Row>, StoreError> {
-        let conn = self.read_conn().await?;
-        let statement = statement(&conn.statements);
-        conn.client.query(statement, params).await.map_err(classify)
+        if let Some(standbys) = &self.standbys {
+            let position = self.wal_position().await?;
+            if let Some(rows) = standbys.read(&position, statement, params).await {
+                return Ok(rows);
+            }
+        }
+        self.rows(statement, params).await
     }
 
     /// Runs one prepared statement on a pooled connection: every row.

@@ -7,13 +7,18 @@
 //! and no reader sees less than it was already sent. A standby that lags,
 //! or does not answer, leaves the read to the primary (counted as a miss).
 //! The cost is one position read on the primary per read (or per batch of
-//! reads), far cheaper than the read itself.
+//! reads), far cheaper than the read itself; on the standby, the check and
+//! the read go out together (one round trip), the read after the check, so
+//! its snapshot is at least as new as the position checked.
 
 use super::pool::{checkout, open_standby, Conn, Pool};
+use super::statements::Statements;
+use super::Params;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio_postgres::{Row, Statement};
 
 /// The standbys' pools, tried round robin.
 pub struct Standbys {
@@ -61,6 +66,39 @@ impl Standbys {
             if replayed {
                 self.metrics.standby_reads.inc();
                 return Some(conn);
+            }
+        }
+        self.metrics.standby_misses.inc();
+        None
+    }
+
+    /// One prepared read on a standby that has replayed the WAL through
+    /// `position`: its rows; `None` when no standby had (the rows a lagging
+    /// one read are dropped) or none answers.
+    pub async fn read(
+        &self,
+        position: &str,
+        statement: impl Fn(&Statements) -> &Statement,
+        params: &Params<'_>,
+    ) -> Option<Vec<Row>> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for offset in 0..self.pools.len() {
+            let pool = &self.pools[(start + offset) % self.pools.len()];
+            let Ok(conn) = checkout(pool).await else {
+                continue;
+            };
+            // Sent in this order on one connection: the check runs first.
+            let check_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&position];
+            let check = conn
+                .client
+                .query_one(&conn.statements.replayed_through, &check_params);
+            let read = conn.client.query(statement(&conn.statements), params);
+            let (replayed, rows) = tokio::join!(check, read);
+            if replayed.is_ok_and(|row| row.get::<_, bool>(0)) {
+                if let Ok(rows) = rows {
+                    self.metrics.standby_reads.inc();
+                    return Some(rows);
+                }
             }
         }
         self.metrics.standby_misses.inc();
