@@ -1,0 +1,149 @@
+//! The cluster publisher: each batch as one pipeline of `SPUBLISH` per
+//! primary, the owners read from `CLUSTER SLOTS`; what failed or moved is
+//! retried after the map is read again, before later batches.
+
+use super::super::slots::SlotMap;
+use super::super::PIPELINE_MAX;
+use super::{connect, next_backoff, MIN_BACKOFF};
+use crate::delivery::bus::{Envelope, Wire};
+use crate::metrics::Metrics;
+use futures_util::future::join_all;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Publishes batches in order. Each batch goes out as one pipeline per primary,
+/// all at once; the publishes that failed are retried with backoff (later
+/// batches wait), so a channel's events keep their order.
+pub(in crate::delivery::bus) async fn publish_loop(
+    client: ClusterClient,
+    seed_host: String,
+    wire: Wire,
+    prefix: String,
+    mut queue: mpsc::Receiver<Vec<Envelope>>,
+    dropped: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) {
+    let mut connection = connect(&client).await;
+    let mut map: Option<SlotMap> = None;
+    while let Some(mut batch) = queue.recv().await {
+        while batch.len() < PIPELINE_MAX {
+            match queue.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        let mut pending = spublishes(&wire, &prefix, &batch, &dropped);
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            if map.is_none() {
+                map = read_slot_map(&mut connection, &seed_host).await;
+            }
+            if let Some(owners) = &map {
+                pending = publish_round(&connection, owners, pending).await;
+            }
+            if pending.is_empty() {
+                break;
+            }
+            // Something failed or moved: read the slot map again first.
+            map = None;
+            tracing::warn!(
+                events = pending.len(),
+                ?backoff,
+                "redis cluster publish failed; retrying"
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = next_backoff(backoff);
+        }
+        metrics.bus_published.inc_by(batch.len() as u64);
+    }
+}
+
+/// Which primary owns each slot, asked of any node; `None` while the
+/// cluster does not answer or some slot has no owner.
+async fn read_slot_map(connection: &mut ClusterConnection, default_host: &str) -> Option<SlotMap> {
+    let mut command = redis::cmd("CLUSTER");
+    command.arg("SLOTS");
+    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+    let answer = connection.route_command(command, routing).await.ok()?;
+    SlotMap::parse(&answer, default_host).filter(SlotMap::is_complete)
+}
+
+/// The `(channel, payload)` pairs of a batch: each event signed once and sent
+/// to each recipient's channel, and the lost notice when events were dropped.
+fn spublishes(
+    wire: &Wire,
+    prefix: &str,
+    batch: &[Envelope],
+    dropped: &AtomicBool,
+) -> Vec<(String, Arc<Vec<u8>>)> {
+    let mut out = Vec::with_capacity(batch.len() * 2 + 1);
+    for event in batch {
+        let payload = Arc::new(wire.encode(event));
+        for user in event.recipients() {
+            out.push((crate::delivery::bus::channel(prefix, user), payload.clone()));
+        }
+    }
+    if dropped.swap(false, Ordering::Relaxed) {
+        let notice = Arc::new(wire.encode(&Envelope::lost()));
+        out.push((crate::delivery::bus::lost_channel(prefix), notice));
+    }
+    out
+}
+
+/// A `(channel, payload)` pair to publish.
+type Publish = (String, Arc<Vec<u8>>);
+
+/// One pipeline per primary, all at once; returns the publishes that failed
+/// (their primary did not answer, or their slot is no longer its).
+async fn publish_round(
+    connection: &ClusterConnection,
+    map: &SlotMap,
+    publishes: Vec<Publish>,
+) -> Vec<Publish> {
+    let mut failed = Vec::new();
+    let mut per_primary: Vec<Vec<Publish>> = vec![Vec::new(); map.primaries.len()];
+    for publish in publishes {
+        match map.owner_of(publish.0.as_bytes()) {
+            Some(owner) => per_primary[owner].push(publish),
+            None => failed.push(publish),
+        }
+    }
+    let rounds = per_primary
+        .into_iter()
+        .zip(&map.primaries)
+        .filter(|(group, _)| !group.is_empty())
+        .map(|(group, (host, port))| {
+            let mut connection = connection.clone();
+            let address = SingleNodeRoutingInfo::ByAddress {
+                host: host.clone(),
+                port: *port,
+            };
+            async move {
+                let mut pipe = redis::pipe();
+                for (channel, payload) in &group {
+                    pipe.cmd("SPUBLISH").arg(channel).arg(&payload[..]);
+                }
+                let answers = connection
+                    .route_pipeline(pipe, 0, group.len(), address)
+                    .await;
+                match answers {
+                    Ok(answers) if answers.len() == group.len() => group
+                        .into_iter()
+                        .zip(answers)
+                        .filter(|(_, answer)| matches!(answer, Value::ServerError(_)))
+                        .map(|(publish, _)| publish)
+                        .collect(),
+                    _ => group,
+                }
+            }
+        });
+    for refused in join_all(rounds).await {
+        failed.extend(refused);
+    }
+    failed
+}
