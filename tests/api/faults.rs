@@ -96,12 +96,7 @@ struct OwnPostgres {
 
 impl OwnPostgres {
     fn start() -> Self {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL server binaries are installed")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .max()
-            .unwrap();
+        let bin = pg_bin();
         let dir =
             std::env::temp_dir().join(format!("chat-pg-{}", chat_server::digest::random_hex(6)));
         std::fs::create_dir_all(&dir).unwrap();
@@ -164,6 +159,16 @@ impl Drop for OwnPostgres {
         self.pg_ctl("stop");
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The newest installed PostgreSQL's server binaries.
+pub(crate) fn pg_bin() -> std::path::PathBuf {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries are installed")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"))
+        .max()
+        .unwrap()
 }
 
 /// Runs a command as the `postgres` user when we are root (initdb refuses root).

@@ -6,7 +6,7 @@
 
 use crate::cluster::{bus_ready, seqs};
 use crate::helpers::{fresh_database, spawn_app_on, TestApp};
-use crate::ws_client::{Received, WsClient};
+use crate::ws_client::{seqs_resuming, WsClient};
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -325,25 +325,7 @@ async fn a_primary_killed_mid_stream_loses_duplicates_and_reorders_nothing() {
     let per_chat = seqs(&mut bob_chat, TOTAL);
     // A user socket closes with 4009 when the bus may have lost events, and
     // its client resumes with `sync` from the last seq it saw.
-    let on_user_socket = async {
-        let (mut seen, mut resumed) = (Vec::new(), 0);
-        while seen.len() < TOTAL {
-            match bob_user.recv().await {
-                Received::Json(event) if event["type"] == "message" => {
-                    seen.push(event["data"]["seq"].as_i64().unwrap());
-                }
-                Received::Json(_) => {}
-                Received::Close(code) => {
-                    assert_eq!(code, 4009, "the bus may have lost events");
-                    resumed += 1;
-                    let last = seen.last().copied().unwrap_or(0);
-                    let cursors = json!({chat.to_string(): last});
-                    bob_user = WsClient::user_synced(&nodes[1], &bob.access, cursors).await;
-                }
-            }
-        }
-        (seen, resumed)
-    };
+    let on_user_socket = seqs_resuming(&mut bob_user, &nodes[1], &bob.access, chat, TOTAL);
     let (failover, per_chat, (on_user_socket, resumed)) =
         tokio::join!(sender, per_chat, on_user_socket);
     let expected: Vec<i64> = (1..=TOTAL as i64).collect();

@@ -403,7 +403,7 @@ mod across_nodes {
     use super::{quiet, send};
     use crate::cluster::{bus_ready, bus_state, cluster, redis_url, OwnRedis};
     use crate::helpers::{fresh_database, spawn_app_on, spawn_process_on};
-    use crate::ws_client::{Received, WsClient};
+    use crate::ws_client::{seqs_resuming, Received, WsClient};
     use serde_json::json;
 
     #[tokio::test]
@@ -583,7 +583,6 @@ mod across_nodes {
         bus_ready(&[&survivor, &doomed]).await;
         let (ann, bob, chat) = survivor.pair().await;
         let mut socket = WsClient::user_synced(&doomed, &ann.access, json!({})).await;
-        let mut seen: Vec<i64> = Vec::new();
         for i in 0..30 {
             if i == 10 {
                 redis.kill();
@@ -595,22 +594,7 @@ mod across_nodes {
             survivor.say(&bob, chat, &format!("m{i}")).await;
         }
         bus_state(&doomed, "ok").await;
-        let mut resumed = 0;
-        while seen.len() < 30 {
-            match socket.recv().await {
-                Received::Json(event) if event["type"] == "message" => {
-                    seen.push(event["data"]["seq"].as_i64().unwrap());
-                }
-                Received::Json(_) => {}
-                Received::Close(code) => {
-                    assert_eq!(code, 4009, "the bus may have lost events");
-                    resumed += 1;
-                    let last = seen.last().copied().unwrap_or(0);
-                    let cursors = json!({chat.to_string(): last});
-                    socket = WsClient::user_synced(&doomed, &ann.access, cursors).await;
-                }
-            }
-        }
+        let (seen, resumed) = seqs_resuming(&mut socket, &doomed, &ann.access, chat, 30).await;
         assert_eq!(seen, (1..=30).collect::<Vec<_>>(), "through the restart");
         assert_eq!(resumed, 1, "one resume after the reconnect");
         doomed.process.as_mut().unwrap().start_kill().unwrap();

@@ -178,3 +178,33 @@ impl WsClient {
         let _ = self.ws.write_frame(Frame::close(1000, b"")).await;
     }
 }
+
+/// Reads `n` message seqs from a user socket of `token` on `app`; when it
+/// closes with 4009 (the bus may have lost events) it resumes, as a client
+/// does, with `sync` from the last seq it saw in `chat`. The seqs, and how
+/// many times it resumed.
+pub async fn seqs_resuming(
+    socket: &mut WsClient,
+    app: &TestApp,
+    token: &str,
+    chat: i64,
+    n: usize,
+) -> (Vec<i64>, usize) {
+    let (mut seen, mut resumed) = (Vec::with_capacity(n), 0);
+    while seen.len() < n {
+        match socket.recv().await {
+            Received::Json(event) if event["type"] == "message" => {
+                seen.push(event["data"]["seq"].as_i64().unwrap());
+            }
+            Received::Json(_) => {}
+            Received::Close(code) => {
+                assert_eq!(code, 4009, "the bus may have lost events");
+                resumed += 1;
+                let last = seen.last().copied().unwrap_or(0);
+                let cursors = serde_json::json!({chat.to_string(): last});
+                *socket = WsClient::user_synced(app, token, cursors).await;
+            }
+        }
+    }
+    (seen, resumed)
+}
