@@ -10,6 +10,7 @@
 #
 #   scripts/fuzz.sh                    every target, 20 s each
 #   FUZZ_SECONDS=300 scripts/fuzz.sh ws_frames
+#   scripts/fuzz.sh --build-only       install cargo-fuzz and build the targets
 #
 # Installs cargo-fuzz from crates.io when it is missing. It runs on the stable
 # toolchain (RUSTC_BOOTSTRAP lets cargo fuzz pass its unstable flags), without
@@ -17,6 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-20}
+build_only=""
+if [[ ${1:-} == --build-only ]]; then build_only=1; shift; fi
 targets=("$@")
 (( ${#targets[@]} )) || targets=(ws_frames ws_events json_body query_string router)
 
@@ -24,6 +27,7 @@ command -v cargo-fuzz >/dev/null || cargo install -q cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 fuzz() { (cd fuzz && cargo fuzz "$1" --sanitizer none -O "${@:2}"); }
 fuzz build
+[[ -z $build_only ]] || exit 0
 
 inputs() { find "fuzz/corpus/$1" "fuzz/target/corpus/$1" -type f | wc -l; }
 for target in "${targets[@]}"; do

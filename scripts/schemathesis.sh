@@ -4,6 +4,8 @@
 #
 #   scripts/schemathesis.sh                  one run: the fixed seed and the five
 #                                            checks of the test command (CI)
+#   scripts/schemathesis.sh --install-only
+#                                            installs schemathesis and stops
 #   SCHEMATHESIS_MINUTES=10 scripts/schemathesis.sh
 #                                            runs with random seeds, every check,
 #                                            every operation, until
@@ -16,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v schemathesis >/dev/null || python3 -m pip install -q "schemathesis==4.32.5"
+[[ ${1:-} != --install-only ]] || exit 0
 server=${SERVER_BIN:-target/debug/chat-server}
 [[ -x $server ]] || cargo build -q -p chat-server
 server=$(realpath "$server") config=$(realpath tests/schemathesis/schemathesis.toml)

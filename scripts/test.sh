@@ -12,10 +12,13 @@ REDIS_PORT=${REDIS_PORT:-6379}
 SCRATCH=$(mktemp -d /tmp/chat-server-test.XXXXXX)
 STARTED_PG=""
 STARTED_REDIS=""
+PREFETCH=""
+FUZZ_BUILD=""
 
 log() { printf '\n==> %s\n' "$*"; }
 
 cleanup() {
+  for job in $PREFETCH $FUZZ_BUILD; do kill "$job" 2>/dev/null || true; done
   if [[ -n $STARTED_PG ]]; then as_postgres "$PG_BIN/pg_ctl" -D "$SCRATCH/pg" -m fast stop >/dev/null 2>&1 || true; fi
   if [[ -n $STARTED_REDIS ]]; then redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; fi
   rm -rf "$SCRATCH"
@@ -71,6 +74,30 @@ ensure_redis() {
 ensure_server_binaries() {
   ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 || apt_install postgresql
   command -v redis-cli >/dev/null || apt_install redis-tools
+}
+
+# What later steps install, fetched in the background (at the lowest
+# priority) while the workspace is formatted, linted and checked (network and
+# disk more than CPU): Debian
+# packages, the Django environment, schemathesis and the npm modules. Each
+# step still checks for what it needs; none installs before wait_prefetch.
+prefetch() {
+  local packages=()
+  command -v docker-compose >/dev/null || packages+=(docker-compose)
+  command -v chromium >/dev/null || packages+=(chromium)
+  command -v nginx >/dev/null || packages+=(nginx-light)
+  command -v valgrind >/dev/null || packages+=(valgrind)
+  command -v node >/dev/null || packages+=(nodejs npm)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
+  if (( ${#packages[@]} )); then apt_install "${packages[@]}"; fi
+  scripts/django-env.sh >/dev/null
+  scripts/schemathesis.sh --install-only
+  (cd tests/browser && npm install --no-audit --no-fund --silent)
+  (cd clients/js && npm ci --no-audit --no-fund --silent)
+}
+
+wait_prefetch() {
+  wait "$PREFETCH" || { cat "$SCRATCH/prefetch.log"; echo "fetching what the tests need failed" >&2; exit 1; }
 }
 
 drop_test_databases() {
@@ -246,10 +273,10 @@ export TEST_PG="host=$PG_HOST port=$PG_PORT user=postgres"
 export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
 drop_test_databases
 
-log "docker-compose config (validates both compose files; no Docker engine needed)"
-command -v docker-compose >/dev/null || apt_install docker-compose
-SECRET_KEY=validation-only docker-compose config -q
-SECRET_KEY=validation-only docker-compose -f docker-compose.cluster.yml config -q
+log "fetching what later steps install, in the background ($SCRATCH/prefetch.log)"
+prefetch > "$SCRATCH/prefetch.log" 2>&1 &
+PREFETCH=$!
+renice -n 19 -p "$PREFETCH" > /dev/null
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -257,6 +284,13 @@ log "layers: each module uses only the layers below it, no circles (scripts/laye
 python3 scripts/layers.py > /dev/null
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+wait_prefetch
+
+log "docker-compose config (validates both compose files; no Docker engine needed)"
+command -v docker-compose >/dev/null || apt_install docker-compose
+SECRET_KEY=validation-only docker-compose config -q
+SECRET_KEY=validation-only docker-compose -f docker-compose.cluster.yml config -q
+
 log "cargo test (with the Django cut-over tests: Django 5.2 + DRF + SimpleJWT as the oracle)"
 DJANGO_PYTHON=$(django_python)
 export DJANGO_PYTHON
@@ -265,6 +299,13 @@ log "cargo doc: the layout doc's and every module header's links resolve"
 RUSTDOCFLAGS="-D warnings -A rustdoc::private-intra-doc-links" \
   cargo doc --workspace --no-deps --document-private-items --quiet
 
+# The fuzz targets build (a release build of their own) while the end-to-end
+# steps below run, at the lowest priority so that it takes only the CPU they
+# leave; fuzz_run then only runs them.
+log "building the fuzz targets in the background ($SCRATCH/fuzz-build.log)"
+nice -n 19 scripts/fuzz.sh --build-only > "$SCRATCH/fuzz-build.log" 2>&1 &
+FUZZ_BUILD=$!
+
 loadtest_smoke
 callgrind_smoke
 targets_smoke
@@ -272,6 +313,7 @@ browser_test
 client_test
 proxy_test
 schemathesis_run
+wait "$FUZZ_BUILD" || { tail -n 40 "$SCRATCH/fuzz-build.log"; echo "building the fuzz targets failed" >&2; exit 1; }
 fuzz_run
 drop_test_databases
 log "all checks passed"
