@@ -11,7 +11,8 @@
 #   scripts/scale-bench.sh                      # release build, 10 s runs, 2 rounds
 #   ROUNDS=1 DURATION=3 scripts/scale-bench.sh
 # Sizes: PAIRS (100), WINDOW (16), CONCURRENCY (64), DURATION (10), ROUNDS (2).
-# ONLY=redis or ONLY=postgres runs one of the two.
+# ONLY=redis or ONLY=postgres runs one of the two. REPLICAS=0 makes the cluster
+# three primaries alone (what the replicas cost, on shared cores).
 # SERVER_BIN / LOADTEST_BIN run other builds (nothing is built when both are given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,8 @@ out=${SCALE_OUT:-$scratch/reports}
 mkdir -p "$out"
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
 redis_ports=(7101 7102 7103 7104 7105 7106) single_redis=7100
+replicas=${REPLICAS:-1}
+(( replicas > 0 )) || redis_ports=(7101 7102 7103)
 pg_ports=(54401 54402 54403)
 
 as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -49,7 +52,7 @@ start_redis_cluster() {
   for port in "${redis_ports[@]}"; do
     start_redis "$port" --cluster-enabled yes --cluster-node-timeout 5000 --repl-diskless-sync-delay 0
   done
-  redis-cli --cluster create $(printf '127.0.0.1:%s ' "${redis_ports[@]}") --cluster-replicas 1 \
+  redis-cli --cluster create $(printf '127.0.0.1:%s ' "${redis_ports[@]}") --cluster-replicas "$replicas" \
     --cluster-yes >/dev/null
   for port in "${redis_ports[@]}"; do
     until redis-cli -p "$port" cluster info | grep -q cluster_state:ok; do sleep 0.2; done
@@ -107,7 +110,7 @@ figure() { # report, field
 }
 
 if [[ ${ONLY:-redis} == redis ]]; then
-echo "== Redis: one against a cluster of three primaries, three nodes, $pairs pairs, ${duration} s"
+echo "== Redis: one against a cluster of three primaries ($replicas replica each), three nodes, $pairs pairs, ${duration} s"
 start_redis "$single_redis"
 start_redis_cluster
 cluster_urls=$(printf 'redis://127.0.0.1:%s,' "${redis_ports[@]}"); cluster_urls=${cluster_urls%,}
