@@ -105,6 +105,8 @@ pub struct Limiters {
     pub login_failures: RateLimiter,
     /// User searches per user.
     pub search: RateLimiter,
+    /// `sync` events per user, across the user's sockets.
+    pub syncs: RateLimiter,
     /// Sends per user (REST and WebSocket).
     pub sends: RateLimiter,
     /// `typing` events per (user, chat), across the user's sockets.
@@ -160,6 +162,7 @@ impl Limiters {
                 limits.login_failures_per_email_per_minute,
             ),
             search: RateLimiter::new(limits.searches_per_minute / 60.0, limits.searches_burst),
+            syncs: RateLimiter::new(limits.syncs_per_minute / 60.0, limits.syncs_burst),
             sends: RateLimiter::new(limits.sends_per_second, limits.sends_burst),
             typing: RateLimiter::new(1.0 / typing_interval.max(0.001), 1.0),
             sockets: SocketSlots::new(limits.max_sockets_per_user),

@@ -74,6 +74,9 @@ pub struct Limits {
     /// User searches per user per minute (0 = no limit), and at once.
     pub searches_per_minute: f64,
     pub searches_burst: f64,
+    /// `sync` events per user: each reads where up to 1,000 chats stand.
+    pub syncs_per_minute: f64,
+    pub syncs_burst: f64,
     /// Failed logins per email per minute (0 = no limit); the burst is the same.
     pub login_failures_per_email_per_minute: f64,
     /// Messages per user per second, REST and WebSocket together (0 = no limit).
@@ -226,6 +229,8 @@ fn limits(env: &Env) -> Result<Limits, ConfigError> {
         auth_burst: env.number("RATE_LIMIT_AUTH_BURST", 20.0)?,
         searches_per_minute: env.number("RATE_LIMIT_SEARCH_PER_MIN", 60.0)?,
         searches_burst: env.number("RATE_LIMIT_SEARCH_BURST", 20.0)?,
+        syncs_per_minute: env.number("RATE_LIMIT_SYNC_PER_MIN", 60.0)?,
+        syncs_burst: env.number("RATE_LIMIT_SYNC_BURST", 20.0)?,
         login_failures_per_email_per_minute: env
             .number("RATE_LIMIT_LOGIN_FAILURES_PER_EMAIL_PER_MIN", 10.0)?,
         sends_per_second: env.number("RATE_LIMIT_SENDS_PER_SEC", 50.0)?,

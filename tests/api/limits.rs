@@ -91,6 +91,52 @@ async fn websocket_floods_get_errors_then_a_close() {
     assert_eq!(app.stored_message_count().await, 1);
 }
 
+/// Each `sync` reads where up to 1,000 chats stand: a socket's first sync
+/// is always served, and a later one over the per-user limit gets
+/// `rate_limited` and changes nothing; the socket stays open and live, and a
+/// sync after the wait is served.
+#[tokio::test]
+async fn syncs_beyond_the_limit_get_rate_limited_and_the_socket_stays_live() {
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_SYNC_PER_MIN", "600"),
+        ("RATE_LIMIT_SYNC_BURST", "1"),
+    ])
+    .await;
+    let (ann, bob, chat) = app.pair().await;
+    app.say(&bob, chat, "before").await;
+    let cursors = json!({chat.to_string(): 0});
+    let mut a = WsClient::user_synced(&app, &ann.access, cursors.clone()).await;
+    assert_eq!(
+        a.message().await["content"],
+        "before",
+        "the first sync replays"
+    );
+    a.send_json(&json!({"type": "sync", "chats": {}})).await;
+    a.send_json(&json!({"type": "sync", "chats": cursors}))
+        .await;
+    let error = a.event().await;
+    assert_eq!(error["code"], "rate_limited", "{error}");
+    assert!(
+        error["detail"].as_str().unwrap().contains("retry in"),
+        "{error}"
+    );
+    app.say(&bob, chat, "live").await;
+    assert_eq!(
+        a.message().await["content"],
+        "live",
+        "still live, nothing replayed again"
+    );
+    // 600 a minute: a token is back within 100 ms.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let other = app.user("cat").await;
+    let second = app.chat(&other, &ann).await;
+    app.say(&other, second, "elsewhere").await;
+    a.send_json(&json!({"type": "sync", "chats": {second.to_string(): 0}}))
+        .await;
+    let replayed = a.next_of("message").await;
+    assert_eq!(replayed["data"]["content"], "elsewhere", "{replayed}");
+}
+
 #[tokio::test]
 async fn sockets_per_user_are_capped() {
     let app = spawn_app_with(&[("WS_MAX_SOCKETS_PER_USER", "2")]).await;

@@ -4,7 +4,9 @@
 //! joined its user's room, so the replay and the outbox meet with no gap;
 //! the cursor then drops what the replay already sent. A chat the user is not
 //! in, or one this socket has already delivered, gets an `error` naming it;
-//! the rest proceed.
+//! the rest proceed. A socket's later syncs are rate limited per user (each
+//! reads where up to 1,000 chats stand): one over the limit gets
+//! `rate_limited` and changes nothing, so its client retries it later.
 
 use super::client_events::EventHandler;
 use super::cursors::{Cursor, ANNOUNCED, DELIVERED, PLACED};
@@ -24,6 +26,16 @@ impl Session<'_> {
             let error = EventError::new("unknown_type", "sync is for the user socket (/ws/).");
             events.refuse(error);
             return Ok(());
+        }
+        // A socket's first sync, which starts its delivery, is always served:
+        // a client that reconnects often is never left silent.
+        if !self.holding {
+            if let Err(wait) = self.state.limiters.syncs.check(self.user_id) {
+                self.state.metrics.rate_limited.inc();
+                let detail = format!("Too many syncs; retry in {} ms.", wait.as_millis().max(1));
+                events.refuse(EventError::new("rate_limited", detail));
+                return Ok(());
+            }
         }
         self.holding = false;
         if chats.is_empty() {
