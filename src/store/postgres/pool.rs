@@ -48,16 +48,7 @@ pub type Conn<'a> = bb8::PooledConnection<'a, PreparedManager>;
 pub async fn open(config: &DatabaseConfig) -> Result<Pool, StoreError> {
     let pg_config = parse(config)?;
     drop(migrated_client(config).await?);
-    let manager = PreparedManager {
-        inner: PostgresConnectionManager::new(pg_config, NoTls),
-    };
-    Ok(bb8::Pool::builder()
-        .max_size(config.pool_size.max(1))
-        // Short: a request that waits longer for the database does so in
-        // `PatientStore`, which asks the pool again (up to `DB_RETRY_SECS`).
-        .connection_timeout(Duration::from_secs(1))
-        .test_on_check_out(false)
-        .build_unchecked(manager))
+    Ok(pool_of(pg_config, config.pool_size))
 }
 
 /// A pool on a standby: nothing is created or migrated there (the primary's
@@ -66,14 +57,21 @@ pub fn open_standby(url: &str, size: u32) -> Result<Pool, StoreError> {
     let pg_config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Unavailable(format!("bad DATABASE_READ_URLS entry: {e}")))?;
+    Ok(pool_of(pg_config, size))
+}
+
+/// A pool of up to `size` prepared connections, made as they are needed.
+fn pool_of(pg_config: tokio_postgres::Config, size: u32) -> Pool {
     let manager = PreparedManager {
         inner: PostgresConnectionManager::new(pg_config, NoTls),
     };
-    Ok(bb8::Pool::builder()
+    bb8::Pool::builder()
         .max_size(size.max(1))
+        // Short: a request that waits longer for the database does so in
+        // `PatientStore`, which asks the pool again (up to `DB_RETRY_SECS`).
         .connection_timeout(Duration::from_secs(1))
         .test_on_check_out(false)
-        .build_unchecked(manager))
+        .build_unchecked(manager)
 }
 
 /// One connection, not pooled, on a database created and migrated when needed.

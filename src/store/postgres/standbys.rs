@@ -52,9 +52,7 @@ impl Standbys {
     /// `position` (the primary's, read after the request arrived); `None`
     /// when none has, or none answers.
     pub async fn caught_up(&self, position: &str) -> Option<Conn<'_>> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for offset in 0..self.pools.len() {
-            let pool = &self.pools[(start + offset) % self.pools.len()];
+        for pool in self.in_turn() {
             let Ok(conn) = checkout(pool).await else {
                 continue;
             };
@@ -81,9 +79,7 @@ impl Standbys {
         statement: impl Fn(&Statements) -> &Statement,
         params: &Params<'_>,
     ) -> Option<Vec<Row>> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for offset in 0..self.pools.len() {
-            let pool = &self.pools[(start + offset) % self.pools.len()];
+        for pool in self.in_turn() {
             let Ok(conn) = checkout(pool).await else {
                 continue;
             };
@@ -103,6 +99,13 @@ impl Standbys {
         }
         self.metrics.standby_misses.inc();
         None
+    }
+
+    /// Every standby once, starting with the next in turn (round robin).
+    fn in_turn(&self) -> impl Iterator<Item = &Pool> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let (before, after) = self.pools.split_at(start % self.pools.len());
+        after.iter().chain(before)
     }
 
     pub fn count(&self) -> usize {

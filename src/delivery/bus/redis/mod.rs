@@ -29,6 +29,18 @@ fn next_backoff(backoff: Duration) -> Duration {
     (backoff * 2).min(MAX_BACKOFF)
 }
 
+/// `first` and whatever else is queued already, up to [`PIPELINE_MAX`] events:
+/// one pipeline's worth.
+fn gathered(mut batch: Vec<Envelope>, queue: &mut mpsc::Receiver<Vec<Envelope>>) -> Vec<Envelope> {
+    while batch.len() < PIPELINE_MAX {
+        match queue.try_recv() {
+            Ok(more) => batch.extend(more),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 /// Publishes batches in order; while Redis is down the current batch is retried
 /// with backoff and later ones wait in the queue.
 pub(super) async fn publish_loop(
@@ -41,13 +53,8 @@ pub(super) async fn publish_loop(
 ) {
     let mut connection = None;
     let mut backoff = MIN_BACKOFF;
-    while let Some(mut batch) = queue.recv().await {
-        while batch.len() < PIPELINE_MAX {
-            match queue.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
-            }
-        }
+    while let Some(first) = queue.recv().await {
+        let batch = gathered(first, &mut queue);
         loop {
             if connection.is_none() {
                 connection = client.get_multiplexed_async_connection().await.ok();

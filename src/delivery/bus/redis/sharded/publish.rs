@@ -2,8 +2,8 @@
 //! primary, the owners read from `CLUSTER SLOTS`; what failed or moved is
 //! retried after the map is read again, before later batches.
 
+use super::super::gathered;
 use super::super::slots::SlotMap;
-use super::super::PIPELINE_MAX;
 use super::{connect, next_backoff, MIN_BACKOFF};
 use crate::delivery::bus::{Envelope, Wire};
 use crate::metrics::Metrics;
@@ -30,13 +30,8 @@ pub(in crate::delivery::bus) async fn publish_loop(
 ) {
     let mut connection = connect(&client).await;
     let mut map: Option<SlotMap> = None;
-    while let Some(mut batch) = queue.recv().await {
-        while batch.len() < PIPELINE_MAX {
-            match queue.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
-            }
-        }
+    while let Some(first) = queue.recv().await {
+        let batch = gathered(first, &mut queue);
         let mut pending = spublishes(&wire, &prefix, &batch, &dropped);
         let mut backoff = MIN_BACKOFF;
         loop {
