@@ -2,7 +2,8 @@
 //! its own deployment signed, for the user of the channel they arrive on.
 //! Anything else published on a user's Redis channel (an unsigned payload,
 //! another deployment's event under the same prefix, a genuine event of other
-//! users replayed onto this user's channel) reaches no socket.
+//! users replayed onto this user's channel) reaches no socket, even beside a
+//! genuine event in one payload.
 
 use super::metric;
 use crate::helpers::{fresh_database, spawn_app_on, SECRET};
@@ -97,4 +98,24 @@ async fn only_events_signed_by_this_deployment_for_this_user_are_delivered() {
         delivered["content"], "signed here",
         "a genuine event still is"
     );
+
+    // A payload carries a user's events as records, each checked on its own.
+    let next = Envelope::from(Published {
+        chat,
+        seq: 2,
+        audience,
+        frame: forged_frame(chat, "second, signed here"),
+    });
+    let mixed = [ours.encode(&next), foreign.encode(&theirs)].concat();
+    publish(&on_this_chat, &mixed).await;
+    assert_eq!(ws.message().await["content"], "second, signed here");
+    let mut refused = 0.0;
+    for _ in 0..50 {
+        refused = metric(&app, "chat_bus_refused_total").await;
+        if refused >= 4.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused, 4.0, "the foreign record beside it was refused");
 }

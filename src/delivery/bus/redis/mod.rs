@@ -1,5 +1,5 @@
 //! Redis pub/sub, the only user of the `redis` crate: a publisher that pipelines
-//! each committed batch into one round trip, and a subscriber that follows the
+//! each committed batch into one round trip (a payload per recipient), and a subscriber that follows the
 //! room map's interest (users), reconnects with backoff, re-subscribes, and
 //! asks every watched user's sockets to catch up from the store after anything
 //! it may have missed. This file is one Redis; [`sharded`] is a Redis Cluster,
@@ -55,19 +55,16 @@ pub(super) async fn publish_loop(
     let mut backoff = MIN_BACKOFF;
     while let Some(first) = queue.recv().await {
         let batch = gathered(first, &mut queue);
+        let payloads = wire.payloads(&batch);
         loop {
             if connection.is_none() {
                 connection = client.get_multiplexed_async_connection().await.ok();
             }
             if let Some(conn) = connection.as_mut() {
                 let mut pipe = redis::pipe();
-                for event in &batch {
-                    // Signed once, sent to each recipient's channel.
-                    let payload = wire.encode(event);
-                    for user in event.recipients() {
-                        pipe.publish(super::channel(&prefix, user), &payload[..])
-                            .ignore();
-                    }
+                for (user, payload) in &payloads {
+                    pipe.publish(super::channel(&prefix, *user), &payload[..])
+                        .ignore();
                 }
                 // Events were dropped while the queue was full: every node
                 // hears so, and its sockets catch up (see `Kind::Lost`).
@@ -107,11 +104,13 @@ impl Listener {
     /// user catches up).
     async fn heard(&self, watched: &HashSet<i64>, channel: &str, payload: &[u8]) {
         if channel == super::lost_channel(&self.prefix) {
-            if let Received::Event(notice) = self.wire.decode(0, payload) {
-                if notice.kind == super::Kind::Lost {
-                    tracing::warn!("another node dropped bus events; catching up");
-                    resync_all(&self.rooms, watched).await;
-                }
+            let notices = self.wire.decode(0, payload);
+            if notices
+                .iter()
+                .any(|notice| matches!(notice, Received::Event(e) if e.kind == super::Kind::Lost))
+            {
+                tracing::warn!("another node dropped bus events; catching up");
+                resync_all(&self.rooms, watched).await;
             }
             return;
         }
@@ -352,22 +351,26 @@ impl NetInterest {
     }
 }
 
-/// Another node's event: deliver it to the local sockets of the channel's
-/// user, if a node of this deployment signed it for that user.
+/// Another node's events: deliver them, in order, to the local sockets of the
+/// channel's user, each one a node of this deployment signed for that user.
 async fn deliver(listener: &Listener, channel: &str, payload: &[u8]) {
     let Some(user) = user_of(&listener.prefix, channel) else {
         return;
     };
-    match listener.wire.decode(user, payload) {
-        Received::Event(event) => {
-            listener.metrics.bus_received.inc();
-            listener.rooms.deliver([(user, event.for_user(user))]).await
+    let mut events = Vec::new();
+    for received in listener.wire.decode(user, payload) {
+        match received {
+            Received::Event(event) => events.push((user, event.for_user(user))),
+            Received::Own => {}
+            refused => {
+                listener.metrics.bus_refused.inc();
+                tracing::warn!(channel, ?refused, "bus event refused");
+            }
         }
-        Received::Own => {}
-        refused => {
-            listener.metrics.bus_refused.inc();
-            tracing::warn!(channel, ?refused, "bus event refused");
-        }
+    }
+    if !events.is_empty() {
+        listener.metrics.bus_received.inc_by(events.len() as u64);
+        listener.rooms.deliver(events).await
     }
 }
 

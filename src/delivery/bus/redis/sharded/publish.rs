@@ -68,30 +68,24 @@ async fn read_slot_map(connection: &mut ClusterConnection, default_host: &str) -
     SlotMap::parse(&answer, default_host).filter(SlotMap::is_complete)
 }
 
-/// The `(channel, payload)` pairs of a batch: each event signed once and sent
-/// to each recipient's channel, and the lost notice when events were dropped.
-fn spublishes(
-    wire: &Wire,
-    prefix: &str,
-    batch: &[Envelope],
-    dropped: &AtomicBool,
-) -> Vec<(String, Arc<Vec<u8>>)> {
-    let mut out = Vec::with_capacity(batch.len() * 2 + 1);
-    for event in batch {
-        let payload = Arc::new(wire.encode(event));
-        for user in event.recipients() {
-            out.push((crate::delivery::bus::channel(prefix, user), payload.clone()));
-        }
-    }
+/// The `(channel, payload)` pairs of a batch: each event signed once, a
+/// payload per recipient (see [`Wire::payloads`]), and the lost notice when
+/// events were dropped.
+fn spublishes(wire: &Wire, prefix: &str, batch: &[Envelope], dropped: &AtomicBool) -> Vec<Publish> {
+    let mut out: Vec<Publish> = wire
+        .payloads(batch)
+        .into_iter()
+        .map(|(user, payload)| (crate::delivery::bus::channel(prefix, user), payload))
+        .collect();
     if dropped.swap(false, Ordering::Relaxed) {
-        let notice = Arc::new(wire.encode(&Envelope::lost()));
+        let notice = wire.encode(&Envelope::lost());
         out.push((crate::delivery::bus::lost_channel(prefix), notice));
     }
     out
 }
 
 /// A `(channel, payload)` pair to publish.
-type Publish = (String, Arc<Vec<u8>>);
+type Publish = (String, Vec<u8>);
 
 /// One pipeline per primary, all at once; returns the publishes that failed
 /// (their primary did not answer, or their slot is no longer its).
