@@ -2,8 +2,9 @@
 # Scaling out on existing engines, measured side by side (BENCHMARKS.md):
 #   1. `loadtest chat` across three nodes on a Redis Cluster (three primaries,
 #      a replica each: sharded pub/sub) against the same three nodes on one
-#      Redis, interleaved ROUNDS times; after each cluster run, how many
-#      SPUBLISH each primary executed (its own channels' events only).
+#      Redis with a replica (the same durability: each side replicates every
+#      publish once), interleaved ROUNDS times; after each cluster run, how
+#      many SPUBLISH each primary executed (its own channels' events only).
 #   2. `loadtest rest` on one node reading from two streaming standbys
 #      (DATABASE_READ_URLS) against the same node with none, interleaved.
 # Everything runs from the installed binaries on free ports in a scratch
@@ -12,7 +13,9 @@
 #   ROUNDS=1 DURATION=3 scripts/scale-bench.sh
 # Sizes: PAIRS (100), WINDOW (16), CONCURRENCY (64), DURATION (10), ROUNDS (2).
 # ONLY=redis or ONLY=postgres runs one of the two. REPLICAS=0 makes the cluster
-# three primaries alone (what the replicas cost, on shared cores).
+# three primaries alone and the one Redis alone (what the replicas cost, on
+# shared cores); SINGLE_REPLICA=0 leaves the one Redis alone against a
+# cluster with replicas.
 # SERVER_BIN / LOADTEST_BIN run other builds (nothing is built when both are given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,15 +29,16 @@ scratch=$(mktemp -d /tmp/chat-scale.XXXXXX)
 out=${SCALE_OUT:-$scratch/reports}
 mkdir -p "$out"
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-redis_ports=(7101 7102 7103 7104 7105 7106) single_redis=7100
+redis_ports=(7101 7102 7103 7104 7105 7106) single_redis=7100 single_replica=7107
 replicas=${REPLICAS:-1}
 (( replicas > 0 )) || redis_ports=(7101 7102 7103)
+single_replicas=${SINGLE_REPLICA:-$replicas}
 pg_ports=(54401 54402 54403)
 
 as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 cleanup() {
-  for port in "$single_redis" "${redis_ports[@]}"; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
+  for port in "$single_redis" "$single_replica" "${redis_ports[@]}"; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
   for n in 0 1 2; do as_postgres "$pg_bin/pg_ctl" -D "$scratch/pg$n" -m immediate stop >/dev/null 2>&1 || true; done
   rm -rf "$scratch/pg0" "$scratch/pg1" "$scratch/pg2" "$scratch"/redis-*
 }
@@ -110,15 +114,22 @@ figure() { # report, field
 }
 
 if [[ ${ONLY:-redis} == redis ]]; then
-echo "== Redis: one against a cluster of three primaries ($replicas replica each), three nodes, $pairs pairs, ${duration} s"
+echo "== Redis: one ($single_replicas replica) against a cluster of three primaries ($replicas replica each), three nodes, $pairs pairs, ${duration} s"
 start_redis "$single_redis"
+single_ports=("$single_redis")
+if (( single_replicas > 0 )); then
+  start_redis "$single_replica" --replicaof 127.0.0.1 "$single_redis"
+  until redis-cli -p "$single_replica" info replication | grep -q master_link_status:up; do sleep 0.2; done
+  single_ports+=("$single_replica")
+fi
 start_redis_cluster
 cluster_urls=$(printf 'redis://127.0.0.1:%s,' "${redis_ports[@]}"); cluster_urls=${cluster_urls%,}
 for round in $(seq "$rounds"); do
-  single_before=$(redis_cpu "$single_redis")
+  single_before=$(redis_cpu "$single_redis") single_replica_before=$(cpu_sum "${single_ports[@]:1}")
   NODES=3 REDIS_URL="redis://127.0.0.1:$single_redis/" scripts/loadtest.sh chat --pairs "$pairs" \
     --window "$window" --duration "$duration" --json "$out/single-$round.json" > "$out/single-$round.log"
   single_cpu=$(python3 -c "print($(redis_cpu "$single_redis") - $single_before)")
+  single_replica_cpu=$(python3 -c "print($(cpu_sum "${single_ports[@]:1}") - $single_replica_before)")
   mapfile -t primary_ports < <(primaries)
   replica_ports=()
   for port in "${redis_ports[@]}"; do
@@ -136,10 +147,12 @@ for round in $(seq "$rounds"); do
     shards+=" $port: $(( $(spublish_calls "$port") - ${before[$port]:-0} )) SPUBLISH;"
   done
   echo "round $round: one Redis $(figure "$out/single-$round.json" delivered_per_s) msg/s" \
-    "(Redis $(cpu_us "$single_cpu" "$out/single-$round.json") us/msg);" \
+    "(Redis $(cpu_us "$single_cpu" "$out/single-$round.json"), replica $(cpu_us "$single_replica_cpu" "$out/single-$round.json") us/msg);" \
     "cluster $(figure "$out/cluster-$round.json" delivered_per_s) msg/s" \
     "(primaries $(cpu_us "$primaries_cpu" "$out/cluster-$round.json")," \
-    "replicas $(cpu_us "$replicas_cpu" "$out/cluster-$round.json") us/msg); per primary:${shards%;}"
+    "replicas $(cpu_us "$replicas_cpu" "$out/cluster-$round.json") us/msg);" \
+    "cluster/one $(python3 -c "print(round($(figure "$out/cluster-$round.json" delivered_per_s) / $(figure "$out/single-$round.json" delivered_per_s), 2))");" \
+    "per primary:${shards%;}"
 done
 fi
 
