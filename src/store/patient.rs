@@ -10,6 +10,11 @@
 //!   carry a `client_msg_id` (the repeat answers each with the message already
 //!   stored). A new user, or a batch with a message without a client id, is
 //!   answered 503; the client retries, with a client id if it has one.
+//! - An operation that gets no answer within the patience left (at least
+//!   [`SHORTEST_BOUND`]) is given up as `Interrupted`, as if its connection
+//!   died: a primary can take a statement and never answer it (a commit
+//!   waiting for a synchronous standby that is gone), and a request must get
+//!   its 503 rather than hang.
 
 use super::{
     Appended, ChatPosition, Credentials, History, HistoryRead, NewMessage, NewUser, SeqWindow,
@@ -24,6 +29,8 @@ use tokio::time::Instant;
 
 const FIRST_WAIT: Duration = Duration::from_millis(50);
 const LONGEST_WAIT: Duration = Duration::from_secs(1);
+/// The least time an attempt is given, however little patience is left.
+const SHORTEST_BOUND: Duration = Duration::from_secs(1);
 
 /// Wraps a store whose database may go away for a while.
 pub struct PatientStore {
@@ -65,7 +72,13 @@ impl PatientStore {
         let deadline = Instant::now() + self.patience;
         let mut wait = FIRST_WAIT;
         loop {
-            let error = match attempt().await {
+            let bound = deadline
+                .saturating_duration_since(Instant::now())
+                .max(SHORTEST_BOUND);
+            let outcome = tokio::time::timeout(bound, attempt())
+                .await
+                .unwrap_or_else(|_| Err(no_answer(bound)));
+            let error = match outcome {
                 Err(error) if repeat.allows(&error) && Instant::now() + wait < deadline => error,
                 other => return other,
             };
@@ -74,6 +87,11 @@ impl PatientStore {
             wait = (wait * 2).min(LONGEST_WAIT);
         }
     }
+}
+
+/// An attempt the database did not answer in time: what it did is unknown.
+fn no_answer(bound: Duration) -> StoreError {
+    StoreError::Interrupted(format!("no answer from the database within {bound:?}"))
 }
 
 /// Which failures an operation may be repeated after.

@@ -92,6 +92,7 @@ impl PgPair {
 
     /// The standby runs with no synchronous standby of its own: promoted, it
     /// is a primary with none, and would otherwise wait forever on every commit.
+    /// `action` is pg_ctl's action and its own options (`stop -m fast`).
     fn pg_ctl(&self, data: &str, port: u16, action: &str) {
         let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
@@ -100,20 +101,10 @@ impl PgPair {
         if data == "standby" {
             options.push_str(" -c synchronous_standby_names=");
         }
-        let log = self.path(&format!("{data}.log"));
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.path(data),
-                "-w",
-                "-l",
-                &log,
-                "-o",
-                &options,
-                action,
-            ],
-        );
+        let (log, data) = (self.path(&format!("{data}.log")), self.path(data));
+        let mut args = vec!["-D", &data, "-w", "-l", &log, "-o", &options];
+        args.extend(action.split(' '));
+        self.run("pg_ctl", &args);
     }
 
     /// The multi-host URL a node is given: the primary first, then the
@@ -178,6 +169,23 @@ impl PgPair {
             .await
             .unwrap();
         assert!(status.success(), "the standby was promoted");
+    }
+
+    /// The standby stopped at once (`pg_ctl stop -m immediate`): the
+    /// primary's commits then wait for it.
+    pub(crate) fn stop_standby(&self) {
+        self.pg_ctl("standby", self.standby, "stop -m immediate");
+    }
+
+    /// The standby started again; returns once it is the primary's
+    /// synchronous standby again.
+    pub(crate) fn restart_standby(&self) {
+        self.pg_ctl("standby", self.standby, "start");
+        self.wait_until(
+            self.primary,
+            "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+            "1",
+        );
     }
 
     /// Stops (`true`) or resumes (`false`) the standby's replay of the WAL
@@ -428,4 +436,67 @@ async fn standby_reads_never_go_backwards() {
             .expect(200);
     }
     assert!(metric(&app, "chat_db_standby_reads_total").await >= served + 10.0);
+}
+
+/// A synchronous primary whose standby is gone takes a commit and never
+/// answers it. A send is answered 503 (with `Retry-After`) once
+/// `DB_RETRY_SECS` have passed, never left hanging; when the standby is back
+/// the send, retried under its client id, is the one message it stored.
+#[tokio::test]
+async fn a_commit_the_primary_never_answers_is_a_503_and_the_retry_finds_it() {
+    let pair = PgPair::start();
+    let url = pair.url();
+    let app = spawn_app_with(&[("DATABASE_URL", url.as_str()), ("DB_RETRY_SECS", "2")]).await;
+    let (ann, _bob, chat) = app.pair().await;
+    let path = format!("/api/chat/chats/{chat}/messages/");
+    let send = |id: &str| json!({"content": id, "client_msg_id": id});
+    assert_eq!(
+        app.post(&path, Some(&ann.access), &send("before"))
+            .await
+            .status,
+        201
+    );
+
+    pair.stop_standby();
+    let asked = Instant::now();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.post(&path, Some(&ann.access), &send("waiting")),
+    )
+    .await
+    .expect("the send is answered, not left hanging");
+    let answered_after = asked.elapsed();
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert!(
+        reply.headers.get("retry-after").is_some(),
+        "it says when to retry"
+    );
+    assert!(
+        answered_after >= Duration::from_secs(2) && answered_after < Duration::from_secs(6),
+        "answered after DB_RETRY_SECS, not before and not much later: {answered_after:?}"
+    );
+
+    pair.restart_standby();
+    let again = loop {
+        let reply = app.post(&path, Some(&ann.access), &send("waiting")).await;
+        if reply.status != 503 {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(matches!(again.status.as_u16(), 200 | 201), "{}", again.text);
+    assert_eq!(
+        app.post(&path, Some(&ann.access), &send("after"))
+            .await
+            .status,
+        201
+    );
+    let stored = pair.query(
+        pair.primary,
+        &format!("SELECT string_agg(client_msg_id || ':' || seq, ',' ORDER BY seq) FROM messages WHERE chat_id = {chat}"),
+    );
+    assert_eq!(
+        stored, "before:1,waiting:2,after:3",
+        "the unanswered send was stored once, and nothing else was lost"
+    );
 }
