@@ -6,7 +6,7 @@
 //! genuine event in one payload.
 
 use super::metric;
-use crate::helpers::{fresh_database, spawn_app_on, SECRET};
+use crate::helpers::{fresh_database, spawn_app_on, TestApp, SECRET};
 use crate::ws_client::WsClient;
 use bytes::Bytes;
 use chat_server::delivery::bus::{channel, Envelope, Wire};
@@ -26,6 +26,19 @@ async fn publish(channel: &str, payload: &[u8]) {
         .query_async(&mut conn)
         .await
         .unwrap();
+}
+
+/// `chat_bus_refused_total` once it reaches `count` (or after 5 s).
+async fn refused_reaching(app: &TestApp, count: f64) -> f64 {
+    let mut refused = 0.0;
+    for _ in 0..50 {
+        refused = metric(app, "chat_bus_refused_total").await;
+        if refused >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    refused
 }
 
 fn forged_frame(chat: i64, content: &str) -> Bytes {
@@ -72,14 +85,7 @@ async fn only_events_signed_by_this_deployment_for_this_user_are_delivered() {
     });
     publish(&on_this_chat, &ours.encode(&elsewhere)).await;
 
-    let mut refused = 0.0;
-    for _ in 0..50 {
-        refused = metric(&app, "chat_bus_refused_total").await;
-        if refused >= 3.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let refused = refused_reaching(&app, 3.0).await;
     assert_eq!(refused, 3.0, "each event was refused");
     assert!(
         ws.recv_within(Duration::from_millis(300)).await.is_none(),
@@ -109,13 +115,6 @@ async fn only_events_signed_by_this_deployment_for_this_user_are_delivered() {
     let mixed = [ours.encode(&next), foreign.encode(&theirs)].concat();
     publish(&on_this_chat, &mixed).await;
     assert_eq!(ws.message().await["content"], "second, signed here");
-    let mut refused = 0.0;
-    for _ in 0..50 {
-        refused = metric(&app, "chat_bus_refused_total").await;
-        if refused >= 4.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let refused = refused_reaching(&app, 4.0).await;
     assert_eq!(refused, 4.0, "the foreign record beside it was refused");
 }
