@@ -358,6 +358,9 @@ pub trait Store: Send + Sync + 'static {
     async fn is_token_blacklisted(&self, jti: &str) -> Result<bool, StoreError>;
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// An operation was given up unanswered: its connection may still be
+    /// waiting, so no connection open now is used again.
+    fn retire_connections(&self) {}
     /// Which store this is, for the start-up log.
     fn describe(&self) -> String;
 }

@@ -14,7 +14,8 @@
 //!   [`SHORTEST_BOUND`]) is given up as `Interrupted`, as if its connection
 //!   died: a primary can take a statement and never answer it (a commit
 //!   waiting for a synchronous standby that is gone), and a request must get
-//!   its 503 rather than hang.
+//!   its 503 rather than hang. The connections open then are retired, so no
+//!   later statement queues behind the unanswered one.
 
 use super::{
     Appended, ChatPosition, Credentials, History, HistoryRead, NewMessage, NewUser, SeqWindow,
@@ -75,9 +76,13 @@ impl PatientStore {
             let bound = deadline
                 .saturating_duration_since(Instant::now())
                 .max(SHORTEST_BOUND);
-            let outcome = tokio::time::timeout(bound, attempt())
-                .await
-                .unwrap_or_else(|_| Err(no_answer(bound)));
+            let outcome = match tokio::time::timeout(bound, attempt()).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    self.inner.retire_connections();
+                    Err(no_answer(bound))
+                }
+            };
             let error = match outcome {
                 Err(error) if repeat.allows(&error) && Instant::now() + wait < deadline => error,
                 other => return other,
@@ -240,6 +245,10 @@ impl Store for PatientStore {
     /// Readiness says how the database is now: never waits for it.
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+
+    fn retire_connections(&self) {
+        self.inner.retire_connections()
     }
 
     fn describe(&self) -> String {

@@ -440,7 +440,8 @@ async fn standby_reads_never_go_backwards() {
 
 /// A synchronous primary whose standby is gone takes a commit and never
 /// answers it. A send is answered 503 (with `Retry-After`) once
-/// `DB_RETRY_SECS` have passed, never left hanging; when the standby is back
+/// `DB_RETRY_SECS` have passed, never left hanging, and reads go on being
+/// served meanwhile; when the standby is back
 /// the send, retried under its client id, is the one message it stored.
 #[tokio::test]
 async fn a_commit_the_primary_never_answers_is_a_503_and_the_retry_finds_it() {
@@ -475,6 +476,14 @@ async fn a_commit_the_primary_never_answers_is_a_503_and_the_retry_finds_it() {
         answered_after >= Duration::from_secs(2) && answered_after < Duration::from_secs(6),
         "answered after DB_RETRY_SECS, not before and not much later: {answered_after:?}"
     );
+
+    // Reads need no standby: they are served on fresh connections, not
+    // queued behind the unanswered commit.
+    let read = tokio::time::timeout(Duration::from_secs(5), app.get(&path, Some(&ann.access)))
+        .await
+        .expect("a read is answered while the commit waits");
+    let page = read.expect(200)["results"].as_array().unwrap().clone();
+    assert!(page.iter().any(|message| message["content"] == "before"));
 
     pair.restart_standby();
     let again = loop {

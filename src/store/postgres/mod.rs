@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::model::{pair_key, Chat, Message, User};
 use append::{append_on, AppendPath};
 use async_trait::async_trait;
-use pool::{checkout, classify, is_retryable_race, Conn, Pool};
+use pool::{checkout, classify, is_retryable_race, Conn, Pool, Retirements};
 use rows::{chat_from_row, history_from_rows, message_from_row, ord_index, user_at};
 use standbys::Standbys;
 use statements::Statements;
@@ -46,6 +46,7 @@ pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
 pub struct PgStore {
     pool: Pool,
     standbys: Option<Standbys>,
+    retirements: Retirements,
 }
 
 impl PgStore {
@@ -55,9 +56,11 @@ impl PgStore {
         config: &DatabaseConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
+        let retirements = Retirements::default();
         Ok(PgStore {
-            pool: pool::open(config).await?,
-            standbys: Standbys::open(&config.read_urls, config.pool_size, metrics)?,
+            pool: pool::open(config, retirements.clone()).await?,
+            standbys: Standbys::open(&config.read_urls, config.pool_size, metrics, &retirements)?,
+            retirements,
         })
     }
 
@@ -465,6 +468,10 @@ impl Store for PgStore {
         let conn = self.conn().await?;
         conn.client.simple_query("").await.map_err(classify)?;
         Ok(())
+    }
+
+    fn retire_connections(&self) {
+        self.retirements.retire_all();
     }
 
     fn describe(&self) -> String {

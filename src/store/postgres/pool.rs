@@ -6,6 +6,8 @@ use super::statements::Statements;
 use crate::config::DatabaseConfig;
 use crate::store::StoreError;
 use bb8_postgres::PostgresConnectionManager;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
@@ -14,11 +16,33 @@ use tokio_postgres::NoTls;
 pub struct PreparedConnection {
     pub client: tokio_postgres::Client,
     pub statements: Statements,
+    /// [`Retirements`] when it was made.
+    made_after: u64,
+}
+
+/// How many times every connection open so far was retired: after an
+/// operation was given up unanswered (see `PatientStore`), the connection
+/// it ran on may still wait for the answer, and any statement sent on it
+/// would queue behind. Which one it was is not known, so every connection
+/// made before is closed as it is next checked out or returned, and new
+/// ones are made. Shared by a store's pools.
+#[derive(Clone, Default)]
+pub struct Retirements(Arc<AtomicU64>);
+
+impl Retirements {
+    pub fn retire_all(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn current(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// bb8 manager: bb8-postgres connects, then every statement is prepared once.
 pub struct PreparedManager {
     inner: PostgresConnectionManager<NoTls>,
+    retirements: Retirements,
 }
 
 impl bb8::ManageConnection for PreparedManager {
@@ -26,9 +50,14 @@ impl bb8::ManageConnection for PreparedManager {
     type Error = tokio_postgres::Error;
 
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        let made_after = self.retirements.current();
         let client = self.inner.connect().await?;
         let statements = Statements::prepare(&client).await?;
-        Ok(PreparedConnection { client, statements })
+        Ok(PreparedConnection {
+            client,
+            statements,
+            made_after,
+        })
     }
 
     async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
@@ -36,42 +65,51 @@ impl bb8::ManageConnection for PreparedManager {
     }
 
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
-        conn.client.is_closed()
+        conn.client.is_closed() || conn.made_after != self.retirements.current()
     }
 }
 
-pub type Pool = bb8::Pool<PreparedManager>;
+/// A pool of prepared connections, and when they were last all retired.
+pub struct Pool {
+    connections: bb8::Pool<PreparedManager>,
+    retirements: Retirements,
+}
 pub type Conn<'a> = bb8::PooledConnection<'a, PreparedManager>;
 
 /// Connects (creating the database when it does not exist yet), applies
 /// pending migrations and builds the pool.
-pub async fn open(config: &DatabaseConfig) -> Result<Pool, StoreError> {
+pub async fn open(config: &DatabaseConfig, retirements: Retirements) -> Result<Pool, StoreError> {
     let pg_config = parse(config)?;
     drop(migrated_client(config).await?);
-    Ok(pool_of(pg_config, config.pool_size))
+    Ok(pool_of(pg_config, config.pool_size, retirements))
 }
 
 /// A pool on a standby: nothing is created or migrated there (the primary's
 /// schema arrives by replication), and it is not reached until first used.
-pub fn open_standby(url: &str, size: u32) -> Result<Pool, StoreError> {
+pub fn open_standby(url: &str, size: u32, retirements: Retirements) -> Result<Pool, StoreError> {
     let pg_config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Unavailable(format!("bad DATABASE_READ_URLS entry: {e}")))?;
-    Ok(pool_of(pg_config, size))
+    Ok(pool_of(pg_config, size, retirements))
 }
 
 /// A pool of up to `size` prepared connections, made as they are needed.
-fn pool_of(pg_config: tokio_postgres::Config, size: u32) -> Pool {
+fn pool_of(pg_config: tokio_postgres::Config, size: u32, retirements: Retirements) -> Pool {
     let manager = PreparedManager {
         inner: PostgresConnectionManager::new(pg_config, NoTls),
+        retirements: retirements.clone(),
     };
-    bb8::Pool::builder()
+    let connections = bb8::Pool::builder()
         .max_size(size.max(1))
         // Short: a request that waits longer for the database does so in
         // `PatientStore`, which asks the pool again (up to `DB_RETRY_SECS`).
         .connection_timeout(Duration::from_secs(1))
         .test_on_check_out(false)
-        .build_unchecked(manager)
+        .build_unchecked(manager);
+    Pool {
+        connections,
+        retirements,
+    }
 }
 
 /// One connection, not pooled, on a database created and migrated when needed.
@@ -92,21 +130,22 @@ fn parse(config: &DatabaseConfig) -> Result<tokio_postgres::Config, StoreError> 
         .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))
 }
 
-/// A pooled connection that is still open. After the database restarted,
-/// the pool holds connections it closed: one of them would fail its
-/// statement before sending it, so it is passed over here (dropped, and so
-/// discarded by the pool, see `has_broken`), which keeps "a statement
-/// failed on a dead connection" meaning "its outcome is unknown".
+/// A pooled connection that is still open and not retired. After the
+/// database restarted, the pool holds connections it closed: one of them
+/// would fail its statement before sending it, so it is passed over here
+/// (dropped, and so discarded by the pool, see `has_broken`), which keeps "a
+/// statement failed on a dead connection" meaning "its outcome is unknown".
+/// A retired one (see [`Retirements`]) is passed over the same way.
 pub async fn checkout(pool: &Pool) -> Result<Conn<'_>, StoreError> {
     loop {
-        let conn = pool.get().await.map_err(|e| match e {
+        let conn = pool.connections.get().await.map_err(|e| match e {
             // No statement of ours was sent: nothing happened.
             bb8::RunError::User(e) => StoreError::Unavailable(e.to_string()),
             bb8::RunError::TimedOut => {
                 StoreError::Unavailable("timed out waiting for a database connection".into())
             }
         })?;
-        if !conn.client.is_closed() {
+        if !conn.client.is_closed() && conn.made_after == pool.retirements.current() {
             return Ok(conn);
         }
     }

@@ -11,7 +11,7 @@
 //! the read go out together (one round trip), the read after the check, so
 //! its snapshot is at least as new as the position checked.
 
-use super::pool::{checkout, open_standby, Conn, Pool};
+use super::pool::{checkout, open_standby, Conn, Pool, Retirements};
 use super::statements::Statements;
 use super::Params;
 use crate::metrics::Metrics;
@@ -33,13 +33,14 @@ impl Standbys {
         urls: &[String],
         pool_size: u32,
         metrics: Arc<Metrics>,
+        retirements: &Retirements,
     ) -> Result<Option<Self>, StoreError> {
         if urls.is_empty() {
             return Ok(None);
         }
         let pools = urls
             .iter()
-            .map(|url| open_standby(url, pool_size))
+            .map(|url| open_standby(url, pool_size, retirements.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(Standbys {
             pools,
