@@ -15,7 +15,7 @@ STARTED_REDIS=""
 PREFETCH=""
 FUZZ_BUILD=""
 
-log() { printf '\n==> %s\n' "$*"; }
+log() { printf '\n==> [%s s] %s\n' "$SECONDS" "$*"; }
 
 cleanup() {
   for job in $PREFETCH $FUZZ_BUILD; do kill "$job" 2>/dev/null || true; done
