@@ -343,6 +343,13 @@ var ChatClient = class _ChatClient extends Emitter {
   #heldBack = /* @__PURE__ */ new Map();
   #filling = /* @__PURE__ */ new Set();
   #inFlight = /* @__PURE__ */ new Set();
+  /**
+   * A send was refused for now (`rate_limited`, `unavailable`): nothing more
+   * is sent until its wait has passed, then the outbox goes out in order. The
+   * server refuses later sends on the socket meanwhile too, so none is
+   * stored ahead of the refused one.
+   */
+  #sendsHeld = false;
   #readsToSend = /* @__PURE__ */ new Map();
   #typedAt = /* @__PURE__ */ new Map();
   #socket = null;
@@ -578,6 +585,7 @@ var ChatClient = class _ChatClient extends Emitter {
     this.#resumed = true;
     this.#saveCursors();
     this.#live = true;
+    this.#sendsHeld = false;
     this.#attempt = 0;
     this.#setState("live");
     this.#startHeartbeat(socket);
@@ -781,6 +789,7 @@ var ChatClient = class _ChatClient extends Emitter {
   }
   // ---- the outbox ----
   #flushOutbox() {
+    if (this.#sendsHeld) return;
     for (const entry of this.#outbox.pending()) {
       if (this.#inFlight.has(entry.client_msg_id)) continue;
       const { chat, content, metadata, client_msg_id } = entry;
@@ -801,8 +810,13 @@ var ChatClient = class _ChatClient extends Emitter {
     }
     if (RETRYABLE.has(error.code)) {
       this.#inFlight.delete(error.client_msg_id);
+      if (this.#sendsHeld) return;
+      this.#sendsHeld = true;
       const wait = Number(/retry in (\d+) ms/.exec(error.detail)?.[1] ?? 1e3);
-      this.#after(wait, () => this.#flushOutbox());
+      this.#after(wait, () => {
+        this.#sendsHeld = false;
+        this.#flushOutbox();
+      });
       return;
     }
     this.#announce(this.#outbox.fail(error));

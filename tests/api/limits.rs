@@ -1,5 +1,6 @@
 //! Abuse limits: per-address register/login, per-user sends (REST and
-//! WebSocket, with a close for persistent floods), sockets per user.
+//! WebSocket, with a close for persistent floods, and later sends held back
+//! behind a refused one), sockets per user.
 
 use crate::helpers::{spawn_app_with, TestApp, PASSWORD};
 use crate::ws_client::{socket_path, WsClient};
@@ -89,6 +90,52 @@ async fn websocket_floods_get_errors_then_a_close() {
     a.send_json(&send("f4")).await;
     assert_eq!(a.closed().await, 1008, "a persistent flood is closed");
     assert_eq!(app.stored_message_count().await, 1);
+}
+
+/// A send refused for the rate holds back every later send on its socket
+/// until it comes back (its client id), so a client that resends in order
+/// never has a later message stored ahead of it, even once tokens are there.
+#[tokio::test]
+async fn after_a_send_refused_for_the_rate_later_ones_wait_for_its_return() {
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_SENDS_PER_SEC", "5"),
+        ("RATE_LIMIT_SENDS_BURST", "1"),
+    ])
+    .await;
+    let (ann, _bob, chat) = app.pair().await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let send = |id: &str| json!({"type": "message.send", "content": id, "client_msg_id": id});
+    let refused = |event: serde_json::Value, id: &str| {
+        assert_eq!(event["code"], "rate_limited", "{event}");
+        assert_eq!(event["client_msg_id"], id, "{event}");
+    };
+    a.send_json(&send("a")).await;
+    assert_eq!(a.message().await["client_msg_id"], "a");
+    a.send_json(&send("b")).await;
+    refused(a.event().await, "b");
+    a.send_json(&send("c")).await;
+    refused(a.event().await, "c");
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    a.send_json(&send("c")).await;
+    refused(a.event().await, "c"); // a token is there, but "b" has not come back
+    a.send_json(&send("b")).await;
+    assert_eq!(a.message().await["client_msg_id"], "b");
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    a.send_json(&send("c")).await;
+    assert_eq!(a.message().await["client_msg_id"], "c");
+    let seqs = app
+        .get(
+            &format!("/api/chat/chats/{chat}/messages/?after_seq=0"),
+            Some(&ann.access),
+        )
+        .await;
+    let stored: Vec<String> = seqs.expect(200)["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stored, ["a", "b", "c"]);
 }
 
 /// Each `sync` reads where up to 1,000 chats stand: a socket's first sync

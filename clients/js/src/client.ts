@@ -108,6 +108,13 @@ export class ChatClient extends Emitter<ClientEvents> {
   readonly #heldBack = new Map<number, Map<number, Message>>();
   readonly #filling = new Set<number>();
   readonly #inFlight = new Set<string>();
+  /**
+   * A send was refused for now (`rate_limited`, `unavailable`): nothing more
+   * is sent until its wait has passed, then the outbox goes out in order. The
+   * server refuses later sends on the socket meanwhile too, so none is
+   * stored ahead of the refused one.
+   */
+  #sendsHeld = false;
   readonly #readsToSend = new Map<number, number>();
   readonly #typedAt = new Map<number, number>();
   #socket: SocketLike | null = null;
@@ -367,6 +374,7 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.#resumed = true;
     this.#saveCursors();
     this.#live = true;
+    this.#sendsHeld = false;
     this.#attempt = 0;
     this.#setState("live");
     this.#startHeartbeat(socket);
@@ -598,6 +606,7 @@ export class ChatClient extends Emitter<ClientEvents> {
   // ---- the outbox ----
 
   #flushOutbox(): void {
+    if (this.#sendsHeld) return;
     for (const entry of this.#outbox.pending()) {
       if (this.#inFlight.has(entry.client_msg_id)) continue;
       const { chat, content, metadata, client_msg_id } = entry;
@@ -620,8 +629,13 @@ export class ChatClient extends Emitter<ClientEvents> {
     }
     if (RETRYABLE.has(error.code)) {
       this.#inFlight.delete(error.client_msg_id!);
+      if (this.#sendsHeld) return;
+      this.#sendsHeld = true;
       const wait = Number(/retry in (\d+) ms/.exec(error.detail)?.[1] ?? 1000);
-      this.#after(wait, () => this.#flushOutbox());
+      this.#after(wait, () => {
+        this.#sendsHeld = false;
+        this.#flushOutbox();
+      });
       return;
     }
     this.#announce(this.#outbox.fail(error));

@@ -1,6 +1,6 @@
 // The ChatClient against the real server binary: live delivery and the chat
 // list, a server killed mid-stream, sends while offline and across a reload,
-// long gaps read through REST, token expiry, a refused refresh, and a dead
+// sends refused for the rate, long gaps read through REST, token expiry, a refused refresh, and a dead
 // connection replaced.
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -88,6 +88,38 @@ test("the server killed with -9 and restarted mid-stream: every `sent` stored on
     a.client.close();
     b.client.close();
   }));
+
+test("sends refused for the send rate go out again in the order sent", async () =>
+  withServer(
+    async (server) => {
+      const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+      const chat = await new Rest({ baseUrl: server.url, auth: fixed(ann.tokens.access) }).startChat(bob.id);
+      const [a, b] = await live(clientOf(server, ann), clientOf(server, bob));
+      try {
+        const total = 80;
+        for (let i = 1; i <= total; i++) {
+          a.client.send(chat.id, `m${i}`);
+          if (i % 20 === 0) await sleep(15);
+        }
+        await until("every send settled", () => a.events.outbox.filter((e) => e.status !== "pending").length === total, 30_000);
+        assert.deepEqual(a.events.outbox.filter((e) => e.status === "failed"), [], "none failed");
+        const sent = a.events.outbox.filter((e) => e.status === "sent");
+        const order = oneTo(total).map((i) => `m${i}`);
+        assert.deepEqual(sent.map((e) => e.content), order, "announced in the order sent");
+        await until("Bob has all", () => b.seqs(chat.id).length === total, 30_000);
+        assert.deepEqual(b.contents(chat.id), order, "stored and delivered in the order sent");
+        assert.deepEqual(
+          a.events.state.filter((state) => state === "offline"),
+          [],
+          "the socket was never closed for flooding",
+        );
+      } finally {
+        a.client.close();
+        b.client.close();
+      }
+    },
+    { RATE_LIMIT_SENDS_PER_SEC: "100", RATE_LIMIT_SENDS_BURST: "10" },
+  ));
 
 test("a send while offline goes out after reconnect, and the outbox survives a reload", async () =>
   withServer(async (server) => {

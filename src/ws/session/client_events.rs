@@ -15,6 +15,7 @@ use crate::input::message::MessageInput;
 use crate::json;
 use crate::model::User;
 use crate::ws::protocol::{self, close, ClientEvent};
+use std::time::{Duration, Instant};
 
 /// Acts on decoded client events.
 pub(super) struct EventHandler<'a> {
@@ -24,7 +25,26 @@ pub(super) struct EventHandler<'a> {
     /// Keeps its buffers while the socket sends; freed at each ping.
     pub(super) parser: json::Parser,
     pub(super) throttled_in_a_row: u32,
+    /// Set when a send is refused for the rate (boxed: a socket that is never
+    /// throttled pays one word for it).
+    pub(super) held_sends: Option<Box<HeldSends>>,
 }
+
+/// After a send is refused for the rate, every later send on the socket is
+/// refused too, until the refused one comes back (its client id) or, for a
+/// client that does not resend, until [`HOLD_GRACE`] after its wait. So no
+/// send is stored ahead of a refused one that its client resends in order,
+/// even when the client learns of the refusal late.
+pub(super) struct HeldSends {
+    /// When the refused send may be retried (the wait each refusal states).
+    retry_at: Instant,
+    /// The refused send's client id, if it had one.
+    awaiting: Option<String>,
+}
+
+/// How long past a refused send's retry time later sends stay refused when
+/// it does not come back.
+const HOLD_GRACE: Duration = Duration::from_secs(2);
 
 /// What the session must do after an event.
 pub(super) enum Reaction {
@@ -120,10 +140,11 @@ impl EventHandler<'_> {
         error.in_chat(chat)
     }
 
-    /// Queues a message unless the user is over the send rate; a flood of
-    /// throttled sends closes the socket.
+    /// Queues a message unless the user is over the send rate or an earlier
+    /// send on this socket is held back for it; a flood of throttled sends
+    /// closes the socket.
     async fn send(&mut self, (chat, audience): (i64, Audience), input: MessageInput) -> Reaction {
-        if let Err(wait) = self.state.limiters.sends.check(self.user.id) {
+        if let Err(wait) = self.send_allowed(input.client_msg_id.as_deref()) {
             self.state.metrics.rate_limited.inc();
             self.throttled_in_a_row += 1;
             if self.throttled_in_a_row > self.state.config.limits.flood_close_after {
@@ -153,6 +174,29 @@ impl EventHandler<'_> {
             );
         }
         Reaction::Done
+    }
+
+    /// Whether a send (with `client_id`) may go now: no earlier send on this
+    /// socket is held back (see [`HeldSends`]), and the user is within the rate.
+    fn send_allowed(&mut self, client_id: Option<&str>) -> Result<(), Duration> {
+        if let Some(held) = &self.held_sends {
+            let now = Instant::now();
+            let came_back = held.awaiting.is_some() && held.awaiting.as_deref() == client_id;
+            if !came_back && now < held.retry_at + HOLD_GRACE {
+                return Err(held.retry_at.saturating_duration_since(now));
+            }
+            self.held_sends = None;
+        }
+        self.state
+            .limiters
+            .sends
+            .check(self.user.id)
+            .inspect_err(|wait| {
+                self.held_sends = Some(Box::new(HeldSends {
+                    retry_at: Instant::now() + *wait,
+                    awaiting: client_id.map(str::to_owned),
+                }))
+            })
     }
 
     /// Hands the marker to the coalescing task (see [`crate::delivery::read_markers`]).
