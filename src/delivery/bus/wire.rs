@@ -134,20 +134,14 @@ impl Wire {
     pub fn decode(&self, channel_user: i64, payload: &[u8]) -> Vec<Received> {
         let mut records = Vec::with_capacity(1);
         let mut rest = payload;
-        loop {
-            match next_record(rest) {
-                Some((record, after)) => {
-                    records.push(self.decode_record(channel_user, record));
-                    rest = after;
-                }
-                None => {
-                    if !rest.is_empty() || records.is_empty() {
-                        records.push(Received::Unsigned);
-                    }
-                    return records;
-                }
-            }
+        while let Some((record, after)) = next_record(rest) {
+            records.push(self.decode_record(channel_user, record));
+            rest = after;
         }
+        if !rest.is_empty() || records.is_empty() {
+            records.push(Received::Unsigned);
+        }
+        records
     }
 
     /// One record (its length taken off).

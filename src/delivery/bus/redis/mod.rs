@@ -1,9 +1,9 @@
 //! Redis pub/sub, the only user of the `redis` crate: a publisher that pipelines
-//! each committed batch into one round trip (a payload per recipient), and a subscriber that follows the
-//! room map's interest (users), reconnects with backoff, re-subscribes, and
-//! asks every watched user's sockets to catch up from the store after anything
-//! it may have missed. This file is one Redis; [`sharded`] is a Redis Cluster,
-//! with the same interest handling and delivery.
+//! each committed batch into one round trip (a payload per recipient), and a
+//! subscriber that follows the room map's interest (users), reconnects with
+//! backoff, re-subscribes, and asks every watched user's sockets to catch up
+//! from the store after anything it may have missed. This file is one Redis;
+//! [`sharded`] is a Redis Cluster, with the same interest handling and delivery.
 
 pub(super) mod sharded;
 mod slots;
