@@ -65,9 +65,12 @@ var Outbox = class {
   #persisted;
   /** In the order the user sent them; settled ones leave from the front. */
   #entries;
+  /** Every client id this page has held, settled ones included. */
+  #known = /* @__PURE__ */ new Set();
   constructor(store, key) {
     this.#persisted = new Persisted(store, key);
-    this.#entries = this.#persisted.load([]).map((stored) => ({ ...stored, status: "pending" }));
+    this.#entries = this.#stored().map((stored) => ({ ...stored, status: "pending" }));
+    for (const entry of this.#entries) this.#known.add(entry.client_msg_id);
   }
   /** Sends still waiting, oldest first. */
   pending() {
@@ -76,7 +79,8 @@ var Outbox = class {
   add(chat, content, metadata, clientMsgId) {
     const entry = { client_msg_id: clientMsgId, chat, content, metadata, status: "pending" };
     this.#entries.push(entry);
-    this.#save();
+    this.#known.add(clientMsgId);
+    this.#save(entry);
     return entry;
   }
   has(clientMsgId) {
@@ -109,11 +113,27 @@ var Outbox = class {
     this.#save();
     return settled;
   }
-  #save() {
-    const left = this.#entries.filter((entry) => entry.status === "pending");
-    this.#persisted.save(
-      left.map(({ client_msg_id, chat, content, metadata }) => ({ client_msg_id, chat, content, metadata }))
+  /**
+   * Writes the stored list back with this page's changes: its settled sends
+   * leave, `added` joins at the end, and every send this page never held
+   * stays. A send this page holds but the store no longer does was settled
+   * by another page, and is not written again.
+   */
+  #save(added) {
+    const pending = new Set(this.pending().map((entry) => entry.client_msg_id));
+    const kept = this.#stored().filter(
+      ({ client_msg_id }) => !this.#known.has(client_msg_id) || pending.has(client_msg_id)
     );
+    if (added) {
+      const { client_msg_id, chat, content, metadata } = added;
+      kept.push({ client_msg_id, chat, content, metadata });
+    }
+    this.#persisted.save(kept);
+  }
+  /** The stored list; nothing when the store holds something else. */
+  #stored() {
+    const stored = this.#persisted.load([]);
+    return Array.isArray(stored) ? stored : [];
   }
 };
 

@@ -4,6 +4,13 @@
 // never stores it twice. The app hears of each send's outcome in the order
 // the user sent them: a settled send is announced only once every earlier
 // one has been.
+//
+// Several pages (browser tabs) of one user may share the store. Each writes
+// the stored list back as it read it, changing only the sends it knows: one
+// it settled leaves, one it added joins, and one another page added (or
+// settled) is left as that page wrote it. So a send written in one tab is
+// never lost because another tab saved after it, and one that a tab settled
+// does not come back from a tab that still holds it.
 import { Persisted, type KeyValueStore } from "./storage.js";
 import type { Message, ServerError } from "./types.js";
 
@@ -28,12 +35,13 @@ export class Outbox {
   readonly #persisted: Persisted<Stored[]>;
   /** In the order the user sent them; settled ones leave from the front. */
   readonly #entries: OutboxEntry[];
+  /** Every client id this page has held, settled ones included. */
+  readonly #known = new Set<string>();
 
   constructor(store: KeyValueStore, key: string) {
     this.#persisted = new Persisted(store, key);
-    this.#entries = this.#persisted
-      .load([])
-      .map((stored) => ({ ...stored, status: "pending" as const }));
+    this.#entries = this.#stored().map((stored) => ({ ...stored, status: "pending" as const }));
+    for (const entry of this.#entries) this.#known.add(entry.client_msg_id);
   }
 
   /** Sends still waiting, oldest first. */
@@ -44,7 +52,8 @@ export class Outbox {
   add(chat: number, content: string, metadata: unknown, clientMsgId: string): OutboxEntry {
     const entry: OutboxEntry = { client_msg_id: clientMsgId, chat, content, metadata, status: "pending" };
     this.#entries.push(entry);
-    this.#save();
+    this.#known.add(clientMsgId);
+    this.#save(entry);
     return entry;
   }
 
@@ -83,10 +92,27 @@ export class Outbox {
     return settled;
   }
 
-  #save(): void {
-    const left = this.#entries.filter((entry) => entry.status === "pending");
-    this.#persisted.save(
-      left.map(({ client_msg_id, chat, content, metadata }) => ({ client_msg_id, chat, content, metadata })),
+  /**
+   * Writes the stored list back with this page's changes: its settled sends
+   * leave, `added` joins at the end, and every send this page never held
+   * stays. A send this page holds but the store no longer does was settled
+   * by another page, and is not written again.
+   */
+  #save(added?: OutboxEntry): void {
+    const pending = new Set(this.pending().map((entry) => entry.client_msg_id));
+    const kept = this.#stored().filter(
+      ({ client_msg_id }) => !this.#known.has(client_msg_id) || pending.has(client_msg_id),
     );
+    if (added) {
+      const { client_msg_id, chat, content, metadata } = added;
+      kept.push({ client_msg_id, chat, content, metadata });
+    }
+    this.#persisted.save(kept);
+  }
+
+  /** The stored list; nothing when the store holds something else. */
+  #stored(): Stored[] {
+    const stored = this.#persisted.load([]);
+    return Array.isArray(stored) ? stored : [];
   }
 }

@@ -1,7 +1,7 @@
 // The ChatClient against the real server binary: live delivery and the chat
 // list, a server killed mid-stream, sends while offline and across a reload,
-// sends refused for the rate, long gaps read through REST, token expiry, a refused refresh, and a dead
-// connection replaced.
+// two pages sharing one storage, sends refused for the rate, long gaps read
+// through REST, token expiry, a refused refresh, and a dead connection replaced.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -156,6 +156,47 @@ test("a send while offline goes out after reconnect, and the outbox survives a r
     assert.deepEqual(reloaded.seqs(chat.id), [2], "the reloaded page resumes after what it had");
     reloaded.client.close();
     b.client.close();
+  }));
+
+test("two pages of one user on one storage: no send is lost or brought back by the other's saves", async () =>
+  withServer(async (server) => {
+    const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+    const chat = await new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) }).startChat(ann.id);
+    const storage = memoryStore();
+    const b = new Recorder(clientOf(server, bob));
+    b.client.connect();
+    // What a page opened now would find in the outbox.
+    const stored = () => {
+      const page = clientOf(server, ann, { storage });
+      page.close();
+      return page.pending().map((e) => e.content);
+    };
+
+    // Two pages open, neither connected: each writes a send.
+    const first = clientOf(server, ann, { storage });
+    const second = clientOf(server, ann, { storage });
+    first.send(chat.id, "from the first page");
+    second.send(chat.id, "from the second page");
+    assert.deepEqual(stored(), ["from the first page", "from the second page"]);
+
+    // A third page takes both, sends them and settles them, while the first
+    // page (still offline) holds its own send and writes another.
+    const third = new Recorder(clientOf(server, ann, { storage }));
+    third.client.connect();
+    await until("both sent by the third page", () => third.events.outbox.filter((e) => e.status === "sent").length === 2);
+    assert.deepEqual(stored(), []);
+    first.send(chat.id, "later, from the first page");
+    assert.deepEqual(stored(), ["later, from the first page"], "a settled send does not come back");
+    first.close();
+    second.close();
+
+    const reloaded = new Recorder(clientOf(server, ann, { storage }));
+    reloaded.client.connect();
+    await until("the later send delivered", () => b.contents(chat.id).includes("later, from the first page"));
+    await until("sent after the reload", () => reloaded.events.outbox.some((e) => e.status === "sent"));
+    assert.deepEqual(b.contents(chat.id), ["from the first page", "from the second page", "later, from the first page"]);
+    assert.deepEqual(b.seqs(chat.id), [1, 2, 3], "each send stored once");
+    for (const client of [third.client, reloaded.client, b.client]) client.close();
   }));
 
 test("a gap longer than a page is read through REST before sync", async () =>
