@@ -15,14 +15,16 @@ cd "$(dirname "$0")/.."
 db=${DATABASE:-postgres://postgres@127.0.0.1:5432/chat_loadtest}
 messages=${MESSAGES:-330} dense=${CHATS_DENSE:-22} rounds=${ROUNDS:-7}
 statement=$(python3 -c '
-import re, sys
+import re
 source = open("src/store/postgres/append.rs").read()
 print(re.search(r"APPEND_NEW_MESSAGES: &str = \"(.*?)\";", source, re.S).group(1))')
 update=${statement%%RETURNING c.id AS chat*}
 update="${update#*moved AS (} RETURNING c.id"
 
 # batch K: psql variables for a batch of $messages messages over K chats, each
-# message sent by its chat's lower user, fresh client ids.
+# message sent by its chat's lower user (one sender per chat: `lows` are the
+# senders in chat order and `counts` the place of each one's last message).
+# Client ids are drawn afresh for each execution.
 batch() {
   local k=$1 per=$(( messages / $1 ))
   cat <<SQL
@@ -30,13 +32,10 @@ SELECT array_agg(id ORDER BY id)::text AS ids, array_agg(user_low ORDER BY id)::
 FROM (SELECT id, user_low FROM chats ORDER BY random() LIMIT $k) x \gset
 SELECT array_agg(c ORDER BY o, g)::text AS chats, array_agg(u ORDER BY o, g)::text AS senders,
        array_agg(g ORDER BY o, g)::text AS nth,
-       array_agg(md5(random()::text) ORDER BY o, g)::text AS cmids,
        array_agg('load test message'::text)::text AS contents, array_agg('{}'::text)::text AS metas
 FROM unnest(:'ids'::bigint[], :'lows'::bigint[]) WITH ORDINALITY AS x(c, u, o),
      generate_series(1, $per) g \gset
-SELECT array_fill($per::bigint, ARRAY[$k])::text AS counts, array_fill(0::bigint, ARRAY[$k])::text AS zeros,
-       (SELECT array_agg(u ORDER BY o) FROM unnest(:'lows'::bigint[]) WITH ORDINALITY AS x(u, o))::text AS firsts,
-       array_fill($per::bigint, ARRAY[$k])::text AS lasts \gset
+SELECT array_fill($per::bigint, ARRAY[$k])::text AS counts, array_fill(0::bigint, ARRAY[$k])::text AS zeros \gset
 SQL
 }
 
@@ -45,17 +44,13 @@ timed() {
   local label=$1 k=$2
   batch "$k"
   echo "\\o /dev/null"
-  for kind in append update; do
+  for kind in app up; do
     for _ in $(seq $(( 5 + rounds ))); do
       echo "SELECT md5(random()::text) AS r \\gset"
       echo "SELECT (SELECT array_agg(:'r' || g) FROM generate_series(1, $messages) g)::text AS cmids \\gset"
       echo "BEGIN;"
       echo "\\timing on"
-      if [[ $kind == append ]]; then
-        echo "EXECUTE app(:'chats', :'senders', :'contents', :'metas', :'cmids', :'ids', :'counts', :'nth', :'firsts', :'lasts', :'zeros', :'zeros');"
-      else
-        echo "EXECUTE up(:'chats', :'senders', :'contents', :'metas', :'cmids', :'ids', :'counts', :'nth', :'firsts', :'lasts', :'zeros', :'zeros');"
-      fi
+      echo "EXECUTE $kind(:'chats', :'senders', :'contents', :'metas', :'cmids', :'ids', :'counts', :'nth', :'lows', :'counts', :'zeros', :'zeros');"
       echo "\\timing off"
       echo "ROLLBACK;"
       echo "\\echo $label $kind"
@@ -73,20 +68,21 @@ timed() {
   timed dense "$dense"
 } | psql "$db" -q -v ON_ERROR_STOP=1 -f - 2>&1 | python3 -c '
 import re, statistics, sys
-rounds, messages = int(sys.argv[1]), int(sys.argv[2])
-times, label = {}, None
-pending = None
+messages = int(sys.argv[1])
+times, pending = {}, None
 for line in sys.stdin:
     m = re.match(r"Time: ([0-9.]+) ms", line)
     if m:
         pending = float(m.group(1))
-    elif pending is not None and re.match(r"^(spread|dense) (append|update)$", line.strip()):
+    elif pending is not None and re.match(r"^(spread|dense) (app|up)$", line.strip()):
         times.setdefault(line.strip(), []).append(pending)
         pending = None
     elif line.startswith("psql") or "ERROR" in line:
         sys.exit(line.strip())
+names = {"app": "append", "up": "update"}
 for key, values in times.items():
     kept = values[5:]
     median = statistics.median(kept)
-    print(f"{key:16} median {median:6.2f} ms  ({median * 1000 / messages:5.1f} us per message; {len(kept)} runs)")
-' "$rounds" "$messages"
+    batch, kind = key.split()
+    print(f"{batch:6} {names[kind]:6} median {median:6.2f} ms  ({median * 1000 / messages:5.1f} us per message; {len(kept)} runs)")
+' "$messages"
