@@ -5,7 +5,8 @@
 //! [`bus`] carries committed messages to the other nodes' room maps;
 //! [`read_markers`] coalesces read markers; [`notices`] carries new chats,
 //! read markers and typing to the rooms and the bus; [`events`] encodes what
-//! sockets receive.
+//! sockets receive; [`send_holds`] keeps a socket's sends in order behind one
+//! the pipeline could not store.
 //!
 //! Dependencies inside: the pipeline feeds the rooms and the bus, read
 //! markers feed the notices, the notices feed the rooms and the bus; the bus
@@ -17,3 +18,4 @@ pub mod notices;
 pub mod pipeline;
 pub mod read_markers;
 pub mod rooms;
+mod send_holds;

@@ -12,11 +12,15 @@
 //! are settled in that order, so a sender's messages get ascending `seq`s and
 //! reach the rooms in `seq` order.
 //!
-//! Nothing is acknowledged or delivered before its batch commits.
+//! Nothing is acknowledged or delivered before its batch commits. A socket's
+//! send that is not stored holds back that socket's later sends to the chat
+//! until it comes back (see [`crate::delivery::send_holds`]), so its client's
+//! resend is never stored behind them.
 
 use crate::delivery::bus::Bus;
 use crate::delivery::events::{error_event, message_event, EventError};
 use crate::delivery::rooms::{Audience, Outgoing, Published, Rooms, Subscriber};
+use crate::delivery::send_holds::SendHolds;
 use crate::metrics::Metrics;
 use crate::store::{AppendOutcome, NewMessage, Store, StoreError};
 use std::sync::Arc;
@@ -202,17 +206,22 @@ impl Lane {
     /// one is settled, both on this task; a smaller one waits for the settling,
     /// which keeps light load's latency as it is. Either way the next batch is
     /// sent only after the last one committed.
+    ///
+    /// A batch is screened against the lane's holds just before it is
+    /// appended, and its failures are noted as soon as it committed, so the
+    /// next batch is screened against them.
     async fn run(self, mut queue: mpsc::Receiver<Request>) {
         let mut batch = Vec::with_capacity(self.settings.batch_max);
         let mut committed: Option<SettledBatch> = None;
+        let mut holds = SendHolds::default();
         loop {
             if let Some(last) = committed.take() {
                 self.fill_ready(&mut queue, &mut batch);
                 if batch.len() >= OVERLAP_MIN.min(self.settings.batch_max) {
                     self.metrics.overlapped_batches.inc();
-                    let next = self.commit(std::mem::take(&mut batch));
+                    let next = self.commit(screen(&mut holds, std::mem::take(&mut batch)));
                     let (next, ()) = tokio::join!(next, self.settle_batch(last));
-                    committed = Some(next);
+                    committed = Some(note_failures(&mut holds, next));
                     continue;
                 }
                 self.settle_batch(last).await;
@@ -224,7 +233,8 @@ impl Lane {
                 batch.push(first);
             }
             self.fill(&mut queue, &mut batch).await;
-            committed = Some(self.commit(std::mem::take(&mut batch)).await);
+            let next = self.commit(screen(&mut holds, std::mem::take(&mut batch)));
+            committed = Some(note_failures(&mut holds, next.await));
         }
     }
 
@@ -256,6 +266,9 @@ impl Lane {
 
     /// Appends a batch; says, message by message, what became of it.
     async fn commit(&self, batch: Vec<Request>) -> SettledBatch {
+        if batch.is_empty() {
+            return SettledBatch::new(); // every send in it was held back
+        }
         let (messages, replies): (Vec<NewMessage>, Vec<Recipients>) = batch
             .into_iter()
             .map(|r| (r.message, (r.reply, r.audience)))
@@ -357,6 +370,47 @@ impl Lane {
     }
 }
 
+/// Refuses, now, the sends in `batch` that are held behind a failed one (see
+/// [`SendHolds`]); returns the others, in order.
+fn screen(holds: &mut SendHolds, batch: Vec<Request>) -> Vec<Request> {
+    if holds.is_empty() {
+        return batch;
+    }
+    let mut kept = Vec::with_capacity(batch.len());
+    for request in batch {
+        let message = &request.message;
+        let client_id = message.client_msg_id.as_deref();
+        match &request.reply {
+            Reply::Socket(socket) if holds.holds_back(socket.conn, message.chat_id, client_id) => {
+                let detail =
+                    "An earlier message to this chat could not be stored; send it again first.";
+                let refused = (message.chat_id, request.message.client_msg_id);
+                refuse_on_socket(socket, detail, refused);
+            }
+            _ => kept.push(request),
+        }
+    }
+    kept
+}
+
+/// Notes each socket's send that a committed batch did not store.
+fn note_failures(holds: &mut SendHolds, batch: SettledBatch) -> SettledBatch {
+    for (settled, (reply, _)) in &batch {
+        if let (
+            Settled::Failed {
+                client_msg_id,
+                chat,
+                ..
+            },
+            Reply::Socket(socket),
+        ) = (settled, reply)
+        {
+            holds.failed(socket.conn, *chat, client_msg_id.as_deref());
+        }
+    }
+    batch
+}
+
 /// Tells a sender what became of its message.
 fn answer(outcome: AppendOutcome, reply: Reply) {
     match reply {
@@ -393,11 +447,21 @@ fn fail(
         }
         Reply::Socket(socket) => {
             let detail = "The message could not be stored; retry with the same client_msg_id.";
-            let error = EventError {
-                client_msg_id,
-                ..EventError::new("unavailable", detail).in_chat(chat)
-            };
-            socket.offer(Outgoing::Event(error_event(&error)));
+            refuse_on_socket(&socket, detail, (chat, client_msg_id));
         }
     }
+}
+
+/// An `unavailable` error event for a send that was not stored: its client
+/// sends it again (the same client id), in order with what followed it.
+fn refuse_on_socket(
+    socket: &Subscriber,
+    detail: &str,
+    (chat, client_msg_id): (i64, Option<String>),
+) {
+    let error = EventError {
+        client_msg_id,
+        ..EventError::new("unavailable", detail).in_chat(chat)
+    };
+    socket.offer(Outgoing::Event(error_event(&error)));
 }

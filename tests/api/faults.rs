@@ -286,3 +286,137 @@ async fn requests_that_are_safe_to_repeat_ride_out_a_database_restart() {
     let history = app.get(&path, Some(&ann.access)).await;
     assert_eq!(history.expect(200)["count"], 3);
 }
+
+/// A send the database did not take holds back its socket's later sends to
+/// the chat, even those queued behind it that reach a database which is back:
+/// they are refused too, the client resends in order, and the chat keeps it.
+#[tokio::test]
+async fn sends_queued_behind_one_the_database_did_not_take_wait_for_its_resend() {
+    let relay = Relay::start().await;
+    let database = crate::helpers::fresh_database();
+    let url = relay.database_url(&database);
+    let app =
+        crate::helpers::spawn_app_with(&[("DATABASE_URL", url.as_str()), ("DB_RETRY_SECS", "2")])
+            .await;
+    let (ann, _bob, chat) = app.pair().await;
+    let mut socket = WsClient::connect(&app, chat, &ann.access, None).await;
+    let send = |id: &str| json!({"type": "message.send", "content": id, "client_msg_id": id});
+    socket.send_json(&send("first")).await;
+    assert_eq!(socket.message().await["client_msg_id"], "first");
+
+    relay.cut();
+    socket.send_json(&send("a")).await;
+    // "a" is in a batch of its own that waits for the database; "b" and "c"
+    // queue behind it.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    socket.send_json(&send("b")).await;
+    socket.send_json(&send("c")).await;
+    let refused = socket.event().await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["client_msg_id"], "a", "{refused}");
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    relay.restore();
+    for id in ["b", "c"] {
+        let event = socket.event().await;
+        assert_eq!(
+            event["type"], "error",
+            "{id} must not be stored ahead of a: {event}"
+        );
+        assert_eq!(event["client_msg_id"], id, "{event}");
+        assert_eq!(event["chat"], chat, "{event}");
+    }
+    for id in ["a", "b", "c"] {
+        socket.send_json(&send(id)).await;
+    }
+    for id in ["a", "b", "c"] {
+        assert_eq!(socket.message().await["client_msg_id"], id);
+    }
+    let history = app
+        .get(
+            &format!("/api/chat/chats/{chat}/messages/?after_seq=0"),
+            Some(&ann.access),
+        )
+        .await;
+    let stored: Vec<String> = history.expect(200)["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stored, ["first", "a", "b", "c"]);
+}
+
+/// A TCP relay to the test PostgreSQL that a test can cut (its connections
+/// dropped, new ones closed at once) and restore: the database goes away for
+/// one server only, while the others' tests go on.
+struct Relay {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+}
+
+impl Relay {
+    async fn start() -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cuts, _) = tokio::sync::watch::channel(0);
+        let (accepting, cut) = (open.clone(), cuts.clone());
+        let upstream = postgres_address();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let mut cut = cut.subscribe();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { port, open, cuts }
+    }
+
+    /// The test PostgreSQL's connection string for `database`, through the relay.
+    fn database_url(&self, database: &str) -> String {
+        let base = crate::helpers::pg_base();
+        let kept: Vec<&str> = base
+            .split_whitespace()
+            .filter(|pair| !pair.starts_with("host=") && !pair.starts_with("port="))
+            .collect();
+        format!(
+            "{} host=127.0.0.1 port={} dbname={database}",
+            kept.join(" "),
+            self.port
+        )
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Where the test PostgreSQL listens (`TEST_PG`'s host and port).
+fn postgres_address() -> String {
+    let base = crate::helpers::pg_base();
+    let value = |key: &str| {
+        base.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(key))
+            .map(str::to_owned)
+    };
+    let host = value("host=").unwrap_or_else(|| "127.0.0.1".into());
+    let port = value("port=").unwrap_or_else(|| "5432".into());
+    format!("{host}:{port}")
+}
