@@ -71,7 +71,7 @@ async fn rest_sends_are_limited_per_user() {
 #[tokio::test]
 async fn websocket_floods_get_errors_then_a_close() {
     let app = spawn_app_with(&[
-        ("RATE_LIMIT_SENDS_PER_SEC", "1"),
+        ("RATE_LIMIT_SENDS_PER_SEC", "20"),
         ("RATE_LIMIT_SENDS_BURST", "1"),
         ("WS_FLOOD_CLOSE_AFTER", "3"),
     ])
@@ -86,6 +86,11 @@ async fn websocket_floods_get_errors_then_a_close() {
         let error = a.event().await;
         assert_eq!(error["code"], "rate_limited", "{error}");
         assert_eq!(error["client_msg_id"], format!("f{i}"));
+        if i == 1 {
+            // A second past the stated wait (50 ms), and "f1" is never sent
+            // again: what follows was not on its way when the refusal went out.
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        }
     }
     a.send_json(&send("f4")).await;
     assert_eq!(a.closed().await, 1008, "a persistent flood is closed");
@@ -136,6 +141,69 @@ async fn after_a_send_refused_for_the_rate_later_ones_wait_for_its_return() {
         .map(|m| m["content"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(stored, ["a", "b", "c"]);
+}
+
+/// A client that sends far past its burst at once (an outbox flushed after a
+/// reconnect) is refused, not closed as a flood: the sends already on their
+/// way when the first was refused are held back, and it gets everything
+/// stored, in order, by resending what was refused after the stated wait.
+#[tokio::test]
+async fn a_burst_sent_at_once_past_the_limit_is_held_back_not_closed() {
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_SENDS_PER_SEC", "20"),
+        ("RATE_LIMIT_SENDS_BURST", "5"),
+        ("WS_FLOOD_CLOSE_AFTER", "3"),
+    ])
+    .await;
+    let (ann, _bob, chat) = app.pair().await;
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let ids: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
+    let mut pending: Vec<String> = ids.clone();
+    let mut rounds = 0;
+    while !pending.is_empty() {
+        rounds += 1;
+        assert!(rounds <= 40, "no progress: {pending:?} left");
+        for id in &pending {
+            let send = json!({"type": "message.send", "content": id, "client_msg_id": id});
+            a.send_json(&send).await;
+        }
+        let mut refused = Vec::new();
+        let mut wait_ms = 0;
+        for _ in 0..pending.len() {
+            let event = a.event().await;
+            match event["type"].as_str() {
+                Some("message") => {}
+                Some("error") => {
+                    assert_eq!(event["code"], "rate_limited", "{event}");
+                    let detail = event["detail"].as_str().unwrap();
+                    let ms = detail.split("retry in ").nth(1).unwrap();
+                    wait_ms = wait_ms.max(ms.trim_end_matches(" ms.").parse::<u64>().unwrap());
+                    refused.push(event["client_msg_id"].as_str().unwrap().to_owned());
+                }
+                _ => panic!("unexpected {event}"),
+            }
+        }
+        assert!(
+            refused.len() < pending.len(),
+            "round {rounds} stored nothing"
+        );
+        pending = refused;
+        tokio::time::sleep(std::time::Duration::from_millis(wait_ms + 10)).await;
+    }
+    assert!(rounds >= 2, "the burst of 5 was not enforced");
+    let history = app
+        .get(
+            &format!("/api/chat/chats/{chat}/messages/?after_seq=0&limit=100"),
+            Some(&ann.access),
+        )
+        .await;
+    let stored: Vec<String> = history.expect(200)["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stored, ids, "each once, in the order sent");
 }
 
 /// Each `sync` reads where up to 1,000 chats stand: a socket's first sync

@@ -42,6 +42,21 @@ pub(super) struct HeldSends {
     awaiting: Option<String>,
 }
 
+/// A send refused for the rate, or held behind one that was.
+struct Throttled {
+    /// Until the refused send may be retried.
+    wait: Duration,
+    /// Whether it counts towards the flood close: a refusal by the limiter,
+    /// or a held send that came [`FLOOD_SLACK`] past the refused one's retry
+    /// time without it. Held sends before that may have left a pipelining
+    /// client (an outbox flushed at once) before the refusal reached it.
+    flooding: bool,
+}
+
+/// How long past a refused send's retry time held sends are still taken for
+/// a burst that was on its way: far longer than a burst takes to arrive.
+const FLOOD_SLACK: Duration = Duration::from_secs(1);
+
 /// How long past a refused send's retry time later sends stay refused when
 /// it does not come back.
 const HOLD_GRACE: Duration = Duration::from_secs(2);
@@ -144,15 +159,17 @@ impl EventHandler<'_> {
     /// send on this socket is held back for it; a flood of throttled sends
     /// closes the socket.
     async fn send(&mut self, (chat, audience): (i64, Audience), input: MessageInput) -> Reaction {
-        if let Err(wait) = self.send_allowed(input.client_msg_id.as_deref()) {
+        if let Err(throttled) = self.send_allowed(input.client_msg_id.as_deref()) {
             self.state.metrics.rate_limited.inc();
-            self.throttled_in_a_row += 1;
-            if self.throttled_in_a_row > self.state.config.limits.flood_close_after {
-                return Reaction::Close(close::POLICY_VIOLATION);
+            if throttled.flooding {
+                self.throttled_in_a_row += 1;
+                if self.throttled_in_a_row > self.state.config.limits.flood_close_after {
+                    return Reaction::Close(close::POLICY_VIOLATION);
+                }
             }
             let detail = format!(
                 "Too many messages; retry in {} ms.",
-                wait.as_millis().max(1)
+                throttled.wait.as_millis().max(1)
             );
             self.refuse(EventError {
                 client_msg_id: input.client_msg_id,
@@ -178,25 +195,29 @@ impl EventHandler<'_> {
 
     /// Whether a send (with `client_id`) may go now: no earlier send on this
     /// socket is held back (see [`HeldSends`]), and the user is within the rate.
-    fn send_allowed(&mut self, client_id: Option<&str>) -> Result<(), Duration> {
+    fn send_allowed(&mut self, client_id: Option<&str>) -> Result<(), Throttled> {
         if let Some(held) = &self.held_sends {
             let now = Instant::now();
             let came_back = held.awaiting.is_some() && held.awaiting.as_deref() == client_id;
             if !came_back && now < held.retry_at + HOLD_GRACE {
-                return Err(held.retry_at.saturating_duration_since(now));
+                return Err(Throttled {
+                    wait: held.retry_at.saturating_duration_since(now),
+                    flooding: now >= held.retry_at + FLOOD_SLACK,
+                });
             }
             self.held_sends = None;
         }
-        self.state
-            .limiters
-            .sends
-            .check(self.user.id)
-            .inspect_err(|wait| {
-                self.held_sends = Some(Box::new(HeldSends {
-                    retry_at: Instant::now() + *wait,
-                    awaiting: client_id.map(str::to_owned),
-                }))
-            })
+        let limiter = &self.state.limiters.sends;
+        limiter.check(self.user.id).map_err(|wait| {
+            self.held_sends = Some(Box::new(HeldSends {
+                retry_at: Instant::now() + wait,
+                awaiting: client_id.map(str::to_owned),
+            }));
+            Throttled {
+                wait,
+                flooding: true,
+            }
+        })
     }
 
     /// Hands the marker to the coalescing task (see [`crate::delivery::read_markers`]).
