@@ -219,9 +219,9 @@ impl Lane {
                 self.fill_ready(&mut queue, &mut batch);
                 if batch.len() >= OVERLAP_MIN.min(self.settings.batch_max) {
                     self.metrics.overlapped_batches.inc();
-                    let next = self.commit(screen(&mut holds, std::mem::take(&mut batch)));
+                    let next = self.commit(std::mem::take(&mut batch), &mut holds);
                     let (next, ()) = tokio::join!(next, self.settle_batch(last));
-                    committed = Some(note_failures(&mut holds, next));
+                    committed = Some(next);
                     continue;
                 }
                 self.settle_batch(last).await;
@@ -233,8 +233,8 @@ impl Lane {
                 batch.push(first);
             }
             self.fill(&mut queue, &mut batch).await;
-            let next = self.commit(screen(&mut holds, std::mem::take(&mut batch)));
-            committed = Some(note_failures(&mut holds, next.await));
+            let next = self.commit(std::mem::take(&mut batch), &mut holds);
+            committed = Some(next.await);
         }
     }
 
@@ -264,11 +264,20 @@ impl Lane {
         }
     }
 
-    /// Appends a batch; says, message by message, what became of it.
-    async fn commit(&self, batch: Vec<Request>) -> SettledBatch {
+    /// Appends a batch, less the sends held behind failed ones (refused at
+    /// once); says, message by message, what became of it, and notes its
+    /// failed socket sends in `holds`.
+    async fn commit(&self, batch: Vec<Request>, holds: &mut SendHolds) -> SettledBatch {
+        let batch = screen(holds, batch);
         if batch.is_empty() {
             return SettledBatch::new(); // every send in it was held back
         }
+        let settled = self.append(batch, holds).await;
+        note_failures(holds, &settled);
+        settled
+    }
+
+    async fn append(&self, batch: Vec<Request>, holds: &mut SendHolds) -> SettledBatch {
         let (messages, replies): (Vec<NewMessage>, Vec<Recipients>) = batch
             .into_iter()
             .map(|r| (r.message, (r.reply, r.audience)))
@@ -288,7 +297,7 @@ impl Lane {
                 .collect(),
             Err(error) if messages.len() > 1 && !error.is_unavailable() => {
                 tracing::warn!(%error, size = messages.len(), "batch failed; storing its messages one by one");
-                self.commit_one_by_one(messages, replies).await
+                self.commit_one_by_one(messages, replies, holds).await
             }
             Err(error) => {
                 tracing::warn!(%error, size = messages.len(), "batch failed; nothing was stored");
@@ -303,14 +312,21 @@ impl Lane {
 
     /// After a batch was refused as a whole because of one of its messages (a
     /// chat or user deleted directly in the database), stores the messages one
-    /// at a time, in batch order, so only the refused one fails.
+    /// at a time, in batch order, so only the refused one fails (and what its
+    /// socket sent after it to the same chat, held behind it).
     async fn commit_one_by_one(
         &self,
         messages: Vec<NewMessage>,
         replies: Vec<Recipients>,
+        holds: &mut SendHolds,
     ) -> SettledBatch {
         let mut settled = Vec::with_capacity(messages.len());
         for (message, reply) in messages.into_iter().zip(replies) {
+            if held_back(holds, &message, &reply.0) {
+                let held = StoreError::Failed("held behind an earlier send".into());
+                settled.push((Settled::failed(&held, message), reply));
+                continue;
+            }
             let stored = self
                 .store
                 .append_messages(std::slice::from_ref(&message))
@@ -325,6 +341,7 @@ impl Lane {
                 },
                 Err(error) => Settled::failed(&error, message),
             };
+            note_failure(holds, &outcome, &reply.0);
             settled.push((outcome, reply));
         }
         settled
@@ -376,39 +393,51 @@ fn screen(holds: &mut SendHolds, batch: Vec<Request>) -> Vec<Request> {
     if holds.is_empty() {
         return batch;
     }
+    holds.forget_expired();
     let mut kept = Vec::with_capacity(batch.len());
     for request in batch {
-        let message = &request.message;
-        let client_id = message.client_msg_id.as_deref();
-        match &request.reply {
-            Reply::Socket(socket) if holds.holds_back(socket.conn, message.chat_id, client_id) => {
-                let detail =
-                    "An earlier message to this chat could not be stored; send it again first.";
-                let refused = (message.chat_id, request.message.client_msg_id);
-                refuse_on_socket(socket, detail, refused);
-            }
-            _ => kept.push(request),
+        if !held_back(holds, &request.message, &request.reply) {
+            kept.push(request);
+            continue;
+        }
+        if let Reply::Socket(socket) = &request.reply {
+            let detail =
+                "An earlier message to this chat could not be stored; send it again first.";
+            let message = request.message;
+            refuse_on_socket(socket, detail, (message.chat_id, message.client_msg_id));
         }
     }
     kept
 }
 
 /// Notes each socket's send that a committed batch did not store.
-fn note_failures(holds: &mut SendHolds, batch: SettledBatch) -> SettledBatch {
-    for (settled, (reply, _)) in &batch {
-        if let (
-            Settled::Failed {
-                client_msg_id,
-                chat,
-                ..
-            },
-            Reply::Socket(socket),
-        ) = (settled, reply)
-        {
-            holds.failed(socket.conn, *chat, client_msg_id.as_deref());
-        }
+fn note_failures(holds: &mut SendHolds, batch: &SettledBatch) {
+    for (settled, (reply, _)) in batch {
+        note_failure(holds, settled, reply);
     }
-    batch
+}
+
+fn note_failure(holds: &mut SendHolds, settled: &Settled, reply: &Reply) {
+    if let (
+        Settled::Failed {
+            client_msg_id,
+            chat,
+            ..
+        },
+        Reply::Socket(socket),
+    ) = (settled, reply)
+    {
+        holds.failed(socket.conn, *chat, client_msg_id.as_deref());
+    }
+}
+
+/// Whether a socket's send must wait behind an earlier one that failed.
+fn held_back(holds: &mut SendHolds, message: &NewMessage, reply: &Reply) -> bool {
+    let client_id = message.client_msg_id.as_deref();
+    match reply {
+        Reply::Socket(socket) => holds.holds_back(socket.conn, message.chat_id, client_id),
+        Reply::Waiter(_) => false,
+    }
 }
 
 /// Tells a sender what became of its message.

@@ -40,12 +40,18 @@ impl SendHolds {
         self.held.is_empty()
     }
 
+    /// Drops the holds that ran out (a socket that went away leaves its own
+    /// behind), so the map empties within [`HOLD_FOR`] of the last failure.
+    pub(super) fn forget_expired(&mut self) {
+        let now = Instant::now();
+        self.held.retain(|_, hold| hold.until > now);
+    }
+
     /// Notes a send from socket `conn` to `chat` that was not stored. A hold
     /// already there keeps waiting for its own send (the earliest failed one),
     /// and lasts from now.
     pub(super) fn failed(&mut self, conn: ConnId, chat: i64, client_id: Option<&str>) {
         let now = Instant::now();
-        self.held.retain(|_, hold| hold.until > now);
         let hold = self.held.entry((conn, chat)).or_insert_with(|| Hold {
             awaiting: client_id.map(str::to_owned),
             until: now,
