@@ -331,18 +331,7 @@ async fn sends_queued_behind_one_the_database_did_not_take_wait_for_its_resend()
     for id in ["a", "b", "c"] {
         assert_eq!(socket.message().await["client_msg_id"], id);
     }
-    let history = app
-        .get(
-            &format!("/api/chat/chats/{chat}/messages/?after_seq=0"),
-            Some(&ann.access),
-        )
-        .await;
-    let stored: Vec<String> = history.expect(200)["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap().to_owned())
-        .collect();
+    let stored = app.stored_contents(&ann, chat).await;
     assert_eq!(stored, ["first", "a", "b", "c"]);
 }
 

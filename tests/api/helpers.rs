@@ -368,6 +368,19 @@ impl TestApp {
         }
     }
 
+    /// A chat's stored messages' contents in `seq` order (up to 100), read by
+    /// `user` through the API.
+    pub async fn stored_contents(&self, user: &TestUser, chat: i64) -> Vec<String> {
+        let path = format!("/api/chat/chats/{chat}/messages/?after_seq=0&limit=100");
+        let page = self.get(&path, Some(&user.access)).await;
+        page.expect(200)["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// How many messages the database holds.
     pub async fn stored_message_count(&self) -> i64 {
         let db = self.db().await;

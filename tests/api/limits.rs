@@ -128,18 +128,7 @@ async fn after_a_send_refused_for_the_rate_later_ones_wait_for_its_return() {
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     a.send_json(&send("c")).await;
     assert_eq!(a.message().await["client_msg_id"], "c");
-    let seqs = app
-        .get(
-            &format!("/api/chat/chats/{chat}/messages/?after_seq=0"),
-            Some(&ann.access),
-        )
-        .await;
-    let stored: Vec<String> = seqs.expect(200)["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap().to_owned())
-        .collect();
+    let stored = app.stored_contents(&ann, chat).await;
     assert_eq!(stored, ["a", "b", "c"]);
 }
 
@@ -191,18 +180,7 @@ async fn a_burst_sent_at_once_past_the_limit_is_held_back_not_closed() {
         tokio::time::sleep(std::time::Duration::from_millis(wait_ms + 10)).await;
     }
     assert!(rounds >= 2, "the burst of 5 was not enforced");
-    let history = app
-        .get(
-            &format!("/api/chat/chats/{chat}/messages/?after_seq=0&limit=100"),
-            Some(&ann.access),
-        )
-        .await;
-    let stored: Vec<String> = history.expect(200)["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap().to_owned())
-        .collect();
+    let stored = app.stored_contents(&ann, chat).await;
     assert_eq!(stored, ids, "each once, in the order sent");
 }
 
