@@ -94,10 +94,11 @@ pub struct MessagePipeline {
     lanes: Arc<[mpsc::Sender<Request>]>,
 }
 
-/// The pipeline stopped (the server is shutting down).
-#[derive(Debug, Clone, Copy, thiserror::Error)]
+/// The pipeline stopped (the server is shutting down); the refused send's
+/// client id, if it had one.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("the message pipeline has stopped")]
-pub struct PipelineClosed;
+pub struct PipelineClosed(pub Option<String>);
 
 impl MessagePipeline {
     /// Spawns the lanes on the current runtime.
@@ -127,7 +128,7 @@ impl MessagePipeline {
 
     async fn submit(&self, request: Request) -> Result<(), PipelineClosed> {
         let lane = self.lane_of(request.message.chat_id);
-        lane.send(request).await.map_err(|_| PipelineClosed)
+        lane.send(request).await.map_err(closed_with)
     }
 
     /// Stores a message and returns once it is committed (and published to
@@ -166,12 +167,14 @@ impl MessagePipeline {
         };
         match lane.try_send(request) {
             Ok(()) => Submitted::Queued,
-            Err(mpsc::error::TrySendError::Closed(_)) => Submitted::Closed,
+            Err(mpsc::error::TrySendError::Closed(request)) => {
+                Submitted::Closed(request.message.client_msg_id)
+            }
             Err(mpsc::error::TrySendError::Full(request)) => {
                 // Only a waiting send holds a sender of its own.
                 let lane = lane.clone();
                 Submitted::Full(Box::pin(async move {
-                    lane.send(request).await.map_err(|_| PipelineClosed)
+                    lane.send(request).await.map_err(closed_with)
                 }))
             }
         }
@@ -182,11 +185,17 @@ impl MessagePipeline {
     }
 }
 
+/// The refusal of a request a stopped lane did not take.
+fn closed_with(refused: mpsc::error::SendError<Request>) -> PipelineClosed {
+    PipelineClosed(refused.0.message.client_msg_id)
+}
+
 /// What became of a socket's message handed to the pipeline.
 pub enum Submitted {
     Queued,
-    /// The pipeline stopped (the server is shutting down).
-    Closed,
+    /// The pipeline stopped (the server is shutting down); the send's client
+    /// id, if it had one.
+    Closed(Option<String>),
     /// The lane's queue is full: queued once this completes (backpressure).
     Full(std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PipelineClosed>> + Send>>),
 }

@@ -335,6 +335,53 @@ async fn sends_queued_behind_one_the_database_did_not_take_wait_for_its_resend()
     assert_eq!(stored, ["first", "a", "b", "c"]);
 }
 
+/// A user socket's send refused as `unavailable` before it reached the
+/// writer (its chat could not be read: the database was away) holds back the
+/// socket's later sends, which would otherwise find the database back and be
+/// stored ahead of it.
+#[tokio::test]
+async fn a_user_socket_send_whose_chat_could_not_be_read_holds_back_later_ones() {
+    let relay = Relay::start().await;
+    let url = relay.database_url(&crate::helpers::fresh_database());
+    let app =
+        crate::helpers::spawn_app_with(&[("DATABASE_URL", url.as_str()), ("DB_RETRY_SECS", "3")])
+            .await;
+    let (ann, _bob, chat) = app.pair().await;
+    app.say(&ann, chat, "first").await;
+    // Synced on no chat: delivery starts, and the socket has not met this one.
+    let mut socket = WsClient::user_synced(&app, &ann.access, json!({})).await;
+    let send = |id: &str| json!({"type": "message.send", "chat": chat, "content": id, "client_msg_id": id});
+
+    relay.cut();
+    let cut_at = tokio::time::Instant::now();
+    // "a" needs the chat's membership read: it is asked for 3 s, then refused
+    // (about 3.2 s in). "b" waits behind it in the socket, and without a hold
+    // its own read would start then and find the database back at 4.5 s.
+    socket.send_json(&send("a")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    socket.send_json(&send("b")).await;
+    tokio::time::sleep_until(cut_at + std::time::Duration::from_millis(4500)).await;
+    relay.restore();
+    let refused = socket.event().await;
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    assert_eq!(refused["client_msg_id"], "a", "{refused}");
+    let held = socket.event().await;
+    assert_eq!(
+        held["type"], "error",
+        "b must not be stored ahead of a: {held}"
+    );
+    assert_eq!(held["code"], "unavailable", "{held}");
+    assert_eq!(held["client_msg_id"], "b", "{held}");
+    for id in ["a", "b"] {
+        socket.send_json(&send(id)).await;
+    }
+    for id in ["a", "b"] {
+        let message = socket.next_of("message").await;
+        assert_eq!(message["data"]["client_msg_id"], id, "{message}");
+    }
+    assert_eq!(app.stored_contents(&ann, chat).await, ["first", "a", "b"]);
+}
+
 /// A TCP relay to the test PostgreSQL that a test can cut (its connections
 /// dropped, new ones closed at once) and restore: the database goes away for
 /// one server only, while the others' tests go on.

@@ -9,7 +9,7 @@
 use super::cursors::{Cursor, Cursors};
 use crate::app::AppState;
 use crate::delivery::events::{error_event, pong_event, EventError};
-use crate::delivery::pipeline::Submitted;
+use crate::delivery::pipeline::{PipelineClosed, Submitted};
 use crate::delivery::rooms::{peer_of, Audience, Outgoing, Subscriber};
 use crate::input::message::MessageInput;
 use crate::json;
@@ -25,27 +25,41 @@ pub(super) struct EventHandler<'a> {
     /// Keeps its buffers while the socket sends; freed at each ping.
     pub(super) parser: json::Parser,
     pub(super) throttled_in_a_row: u32,
-    /// Set when a send is refused for the rate (boxed: a socket that is never
-    /// throttled pays one word for it).
+    /// Set when a send is refused for the rate or as `unavailable` (boxed: a
+    /// socket that is never refused pays one word for it).
     pub(super) held_sends: Option<Box<HeldSends>>,
 }
 
-/// After a send is refused for the rate, every later send on the socket is
-/// refused too, until the refused one comes back (its client id) or, for a
-/// client that does not resend, until [`HOLD_GRACE`] after its wait. So no
-/// send is stored ahead of a refused one that its client resends in order,
-/// even when the client learns of the refusal late.
+/// After a send is refused for the rate, or as `unavailable` before it
+/// reached the writer (its chat could not be read), every later send on the
+/// socket is refused too, the same way, until the refused one comes back (its
+/// client id) or, for a client that does not resend, until [`HOLD_GRACE`]
+/// after its wait. So no send is stored ahead of a refused one that its
+/// client resends in order, even when the client learns of the refusal late.
+/// (Sends the writer could not store are held by the writer's lane: see
+/// [`crate::delivery::pipeline`].)
 pub(super) struct HeldSends {
     /// When the refused send may be retried (the wait each refusal states).
     retry_at: Instant,
     /// The refused send's client id, if it had one.
     awaiting: Option<String>,
+    /// Why it was refused: [`RATE_LIMITED`] or [`UNAVAILABLE`].
+    code: &'static str,
 }
 
-/// A send refused for the rate, or held behind one that was.
+const RATE_LIMITED: &str = "rate_limited";
+const UNAVAILABLE: &str = "unavailable";
+
+/// The wait before retrying a send refused as `unavailable`, which states
+/// none: what a client takes by default (the TypeScript client's 1 s).
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
+
+/// A send refused for the rate, or held behind a refused one.
 struct Throttled {
     /// Until the refused send may be retried.
     wait: Duration,
+    /// The refusal's code, held sends' too.
+    code: &'static str,
     /// Whether it counts towards the flood close: a refusal by the limiter,
     /// or a held send that came [`FLOOD_SLACK`] past the refused one's retry
     /// time without it. Held sends before that may have left a pipelining
@@ -79,13 +93,7 @@ impl EventHandler<'_> {
                 self.me.offer(Outgoing::Event(pong_event()));
                 return Reaction::Done;
             }
-            Ok(ClientEvent::Send { chat, input }) => match self.resolve(chat, cursors).await {
-                Ok(chat) => return self.send(chat, input).await,
-                Err(error) => Err(EventError {
-                    client_msg_id: input.client_msg_id,
-                    ..error
-                }),
-            },
+            Ok(ClientEvent::Send { chat, input }) => return self.send(chat, input, cursors).await,
             Ok(ClientEvent::Read { chat, seq }) => match self.resolve(chat, cursors).await {
                 Ok(chat) => self.read(chat, seq),
                 Err(error) => Err(error),
@@ -155,69 +163,131 @@ impl EventHandler<'_> {
         error.in_chat(chat)
     }
 
-    /// Queues a message unless the user is over the send rate or an earlier
-    /// send on this socket is held back for it; a flood of throttled sends
-    /// closes the socket.
-    async fn send(&mut self, (chat, audience): (i64, Audience), input: MessageInput) -> Reaction {
-        if let Err(throttled) = self.send_allowed(input.client_msg_id.as_deref()) {
-            self.state.metrics.rate_limited.inc();
-            if throttled.flooding {
-                self.throttled_in_a_row += 1;
-                if self.throttled_in_a_row > self.state.config.limits.flood_close_after {
-                    return Reaction::Close(close::POLICY_VIOLATION);
+    /// Queues a message unless an earlier send on this socket is held back
+    /// (see [`HeldSends`]; checked first, so a held send costs no lookup), its
+    /// chat cannot be resolved, or the user is over the send rate; a flood of
+    /// throttled sends closes the socket.
+    async fn send(
+        &mut self,
+        named: Option<i64>,
+        input: MessageInput,
+        cursors: &mut Cursors,
+    ) -> Reaction {
+        let client_id = input.client_msg_id.as_deref();
+        let (throttled, chat) = match self.held_back(client_id) {
+            Some(throttled) => (throttled, named.or(cursors.only_chat())),
+            None => {
+                let (chat, audience) = match self.resolve(named, cursors).await {
+                    Ok(resolved) => resolved,
+                    Err(error) => {
+                        if error.code == UNAVAILABLE {
+                            self.hold_sends_behind(client_id);
+                        }
+                        self.refuse(EventError {
+                            client_msg_id: input.client_msg_id,
+                            ..error
+                        });
+                        return Reaction::Done;
+                    }
+                };
+                match self.within_rate(client_id) {
+                    Ok(()) => return self.queue((chat, audience), input).await,
+                    Err(throttled) => (throttled, Some(chat)),
                 }
             }
-            let detail = format!(
-                "Too many messages; retry in {} ms.",
-                throttled.wait.as_millis().max(1)
-            );
-            self.refuse(EventError {
-                client_msg_id: input.client_msg_id,
-                ..EventError::new("rate_limited", detail).in_chat(chat)
-            });
-            return Reaction::Done;
-        }
-        self.throttled_in_a_row = 0;
-        let message = input.into_message(chat, self.user.clone());
-        let pipeline = &self.state.delivery.pipeline;
-        let queued = match pipeline.send_from_socket(message, audience, self.me.clone()) {
-            Submitted::Queued => true,
-            Submitted::Closed => false,
-            Submitted::Full(waiting) => waiting.await.is_ok(),
         };
-        if !queued {
-            self.refuse(
-                EventError::new("unavailable", "The server is shutting down.").in_chat(chat),
-            );
+        if throttled.code == RATE_LIMITED {
+            self.state.metrics.rate_limited.inc();
         }
+        if throttled.flooding {
+            self.throttled_in_a_row += 1;
+            if self.throttled_in_a_row > self.state.config.limits.flood_close_after {
+                return Reaction::Close(close::POLICY_VIOLATION);
+            }
+        }
+        let reason = match throttled.code {
+            RATE_LIMITED => "Too many messages",
+            _ => "An earlier message on this socket was not stored; send it again first",
+        };
+        let wait = throttled.wait.as_millis().max(1);
+        self.refuse(EventError {
+            client_msg_id: input.client_msg_id,
+            chat,
+            ..EventError::new(throttled.code, format!("{reason}; retry in {wait} ms."))
+        });
         Reaction::Done
     }
 
-    /// Whether a send (with `client_id`) may go now: no earlier send on this
-    /// socket is held back (see [`HeldSends`]), and the user is within the rate.
-    fn send_allowed(&mut self, client_id: Option<&str>) -> Result<(), Throttled> {
-        if let Some(held) = &self.held_sends {
-            let now = Instant::now();
-            let came_back = held.awaiting.is_some() && held.awaiting.as_deref() == client_id;
-            if !came_back && now < held.retry_at + HOLD_GRACE {
-                return Err(Throttled {
-                    wait: held.retry_at.saturating_duration_since(now),
-                    flooding: now >= held.retry_at + FLOOD_SLACK,
-                });
-            }
-            self.held_sends = None;
+    /// Hands an accepted send to the writer.
+    async fn queue(&mut self, (chat, audience): (i64, Audience), input: MessageInput) -> Reaction {
+        self.throttled_in_a_row = 0;
+        let message = input.into_message(chat, self.user.clone());
+        let pipeline = &self.state.delivery.pipeline;
+        let refused = match pipeline.send_from_socket(message, audience, self.me.clone()) {
+            Submitted::Queued => return Reaction::Done,
+            Submitted::Closed(client_msg_id) => client_msg_id,
+            Submitted::Full(waiting) => match waiting.await {
+                Ok(()) => return Reaction::Done,
+                Err(PipelineClosed(client_msg_id)) => client_msg_id,
+            },
+        };
+        self.refuse(EventError {
+            client_msg_id: refused,
+            ..EventError::new(UNAVAILABLE, "The server is shutting down.").in_chat(chat)
+        });
+        Reaction::Done
+    }
+
+    /// Whether a send (with `client_id`) must wait behind an earlier refused
+    /// one (see [`HeldSends`]); lifts a hold its send came back to, or that ran
+    /// out.
+    fn held_back(&mut self, client_id: Option<&str>) -> Option<Throttled> {
+        let held = self.held_sends.as_ref()?;
+        let now = Instant::now();
+        let came_back = held.awaiting.is_some() && held.awaiting.as_deref() == client_id;
+        if !came_back && now < held.retry_at + HOLD_GRACE {
+            return Some(Throttled {
+                wait: held.retry_at.saturating_duration_since(now),
+                code: held.code,
+                flooding: now >= held.retry_at + FLOOD_SLACK,
+            });
         }
+        self.held_sends = None;
+        None
+    }
+
+    /// Whether the user is within the send rate; a refusal holds later sends.
+    fn within_rate(&mut self, client_id: Option<&str>) -> Result<(), Throttled> {
         let limiter = &self.state.limiters.sends;
         limiter.check(self.user.id).map_err(|wait| {
             self.held_sends = Some(Box::new(HeldSends {
                 retry_at: Instant::now() + wait,
                 awaiting: client_id.map(str::to_owned),
+                code: RATE_LIMITED,
             }));
             Throttled {
                 wait,
+                code: RATE_LIMITED,
                 flooding: true,
             }
         })
+    }
+
+    /// Holds later sends behind one refused as `unavailable` before it reached
+    /// the writer (see [`HeldSends`]); a hold still running keeps waiting for
+    /// its own send.
+    fn hold_sends_behind(&mut self, client_id: Option<&str>) {
+        let now = Instant::now();
+        if let Some(held) = &self.held_sends {
+            if now < held.retry_at + HOLD_GRACE {
+                return;
+            }
+        }
+        self.held_sends = Some(Box::new(HeldSends {
+            retry_at: now + UNAVAILABLE_RETRY,
+            awaiting: client_id.map(str::to_owned),
+            code: UNAVAILABLE,
+        }));
     }
 
     /// Hands the marker to the coalescing task (see [`crate::delivery::read_markers`]).
