@@ -184,6 +184,34 @@ async fn a_burst_sent_at_once_past_the_limit_is_held_back_not_closed() {
     assert_eq!(stored, ids, "each once, in the order sent");
 }
 
+/// While a user socket's sends are held behind a refused one, a send that
+/// names no chat still gets its own error, not the hold's.
+#[tokio::test]
+async fn a_held_user_socket_still_names_a_send_without_a_chat() {
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_SENDS_PER_SEC", "1"),
+        ("RATE_LIMIT_SENDS_BURST", "1"),
+    ])
+    .await;
+    let (ann, _bob, chat) = app.pair().await;
+    let mut a = WsClient::user_synced(&app, &ann.access, json!({})).await;
+    let send = |id: &str| json!({"type": "message.send", "chat": chat, "content": id, "client_msg_id": id});
+    a.send_json(&send("m0")).await;
+    assert_eq!(a.next_of("message").await["data"]["client_msg_id"], "m0");
+    a.send_json(&send("m1")).await;
+    let refused = a.event().await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    a.send_json(&json!({"type": "message.send", "content": "where?", "client_msg_id": "m2"}))
+        .await;
+    let error = a.event().await;
+    assert_eq!(error["code"], "invalid_fields", "{error}");
+    assert_eq!(error["client_msg_id"], "m2", "{error}");
+    a.send_json(&send("m3")).await;
+    let held = a.event().await;
+    assert_eq!(held["code"], "rate_limited", "still held: {held}");
+    assert_eq!(held["chat"], chat, "{held}");
+}
+
 /// Each `sync` reads where up to 1,000 chats stand: a socket's first sync
 /// is always served, and a later one over the per-user limit gets
 /// `rate_limited` and changes nothing; the socket stays open and live, and a

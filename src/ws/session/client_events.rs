@@ -173,29 +173,38 @@ impl EventHandler<'_> {
         input: MessageInput,
         cursors: &mut Cursors,
     ) -> Reaction {
+        // A send that names no chat on a user socket gets its field error.
+        let target = named.or(cursors.only_chat());
         let client_id = input.client_msg_id.as_deref();
-        let (throttled, chat) = match self.held_back(client_id) {
-            Some(throttled) => (throttled, named.or(cursors.only_chat())),
-            None => {
-                let (chat, audience) = match self.resolve(named, cursors).await {
-                    Ok(resolved) => resolved,
-                    Err(error) => {
-                        if error.code == UNAVAILABLE {
-                            self.hold_sends_behind(client_id);
-                        }
-                        self.refuse(EventError {
-                            client_msg_id: input.client_msg_id,
-                            ..error
-                        });
-                        return Reaction::Done;
-                    }
-                };
-                match self.within_rate(client_id) {
-                    Ok(()) => return self.queue((chat, audience), input).await,
-                    Err(throttled) => (throttled, Some(chat)),
+        if let Some(throttled) = target.and_then(|_| self.held_back(client_id)) {
+            return self.refuse_throttled(throttled, target, input.client_msg_id);
+        }
+        let (chat, audience) = match self.resolve(named, cursors).await {
+            Ok(resolved) => resolved,
+            Err(error) => {
+                if error.code == UNAVAILABLE {
+                    self.hold_sends_behind(input.client_msg_id.as_deref());
                 }
+                self.refuse(EventError {
+                    client_msg_id: input.client_msg_id,
+                    ..error
+                });
+                return Reaction::Done;
             }
         };
+        if let Err(throttled) = self.within_rate(input.client_msg_id.as_deref()) {
+            return self.refuse_throttled(throttled, Some(chat), input.client_msg_id);
+        }
+        self.queue((chat, audience), input).await
+    }
+
+    /// Refuses a throttled send (see [`Throttled`]); a flood closes the socket.
+    fn refuse_throttled(
+        &mut self,
+        throttled: Throttled,
+        chat: Option<i64>,
+        client_msg_id: Option<String>,
+    ) -> Reaction {
         if throttled.code == RATE_LIMITED {
             self.state.metrics.rate_limited.inc();
         }
@@ -211,7 +220,7 @@ impl EventHandler<'_> {
         };
         let wait = throttled.wait.as_millis().max(1);
         self.refuse(EventError {
-            client_msg_id: input.client_msg_id,
+            client_msg_id,
             chat,
             ..EventError::new(throttled.code, format!("{reason}; retry in {wait} ms."))
         });
