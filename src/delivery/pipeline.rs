@@ -426,6 +426,7 @@ fn note_failures(holds: &mut SendHolds, batch: &SettledBatch) {
     }
 }
 
+#[inline]
 fn note_failure(holds: &mut SendHolds, settled: &Settled, reply: &Reply) {
     if let (
         Settled::Failed {

@@ -195,7 +195,22 @@ impl EventHandler<'_> {
         if let Err(throttled) = self.within_rate(input.client_msg_id.as_deref()) {
             return self.refuse_throttled(throttled, Some(chat), input.client_msg_id);
         }
-        self.queue((chat, audience), input).await
+        self.throttled_in_a_row = 0;
+        let message = input.into_message(chat, self.user.clone());
+        let pipeline = &self.state.delivery.pipeline;
+        let refused = match pipeline.send_from_socket(message, audience, self.me.clone()) {
+            Submitted::Queued => return Reaction::Done,
+            Submitted::Closed(client_msg_id) => client_msg_id,
+            Submitted::Full(waiting) => match waiting.await {
+                Ok(()) => return Reaction::Done,
+                Err(PipelineClosed(client_msg_id)) => client_msg_id,
+            },
+        };
+        self.refuse(EventError {
+            client_msg_id: refused,
+            ..EventError::new(UNAVAILABLE, "The server is shutting down.").in_chat(chat)
+        });
+        Reaction::Done
     }
 
     /// Refuses a throttled send (see [`Throttled`]); a flood closes the socket.
@@ -227,30 +242,18 @@ impl EventHandler<'_> {
         Reaction::Done
     }
 
-    /// Hands an accepted send to the writer.
-    async fn queue(&mut self, (chat, audience): (i64, Audience), input: MessageInput) -> Reaction {
-        self.throttled_in_a_row = 0;
-        let message = input.into_message(chat, self.user.clone());
-        let pipeline = &self.state.delivery.pipeline;
-        let refused = match pipeline.send_from_socket(message, audience, self.me.clone()) {
-            Submitted::Queued => return Reaction::Done,
-            Submitted::Closed(client_msg_id) => client_msg_id,
-            Submitted::Full(waiting) => match waiting.await {
-                Ok(()) => return Reaction::Done,
-                Err(PipelineClosed(client_msg_id)) => client_msg_id,
-            },
-        };
-        self.refuse(EventError {
-            client_msg_id: refused,
-            ..EventError::new(UNAVAILABLE, "The server is shutting down.").in_chat(chat)
-        });
-        Reaction::Done
-    }
-
     /// Whether a send (with `client_id`) must wait behind an earlier refused
     /// one (see [`HeldSends`]); lifts a hold its send came back to, or that ran
     /// out.
+    #[inline]
     fn held_back(&mut self, client_id: Option<&str>) -> Option<Throttled> {
+        // The common case (nothing held) is decided inline.
+        self.held_sends.as_ref()?;
+        self.still_held(client_id)
+    }
+
+    #[cold]
+    fn still_held(&mut self, client_id: Option<&str>) -> Option<Throttled> {
         let held = self.held_sends.as_ref()?;
         let now = Instant::now();
         let came_back = held.awaiting.is_some() && held.awaiting.as_deref() == client_id;
