@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { backoffDelay, memoryStore, Rest } from "../src/index.js";
 import { clientOf, countingFetch, live, oneTo, Recorder, register, signedOutForGood, until, withServer } from "./helpers.js";
-import { FreezingProxy } from "./proxy.js";
+import { FaultProxy } from "./proxy.js";
 import { TestServer } from "./server.js";
 
 test("full jitter: every wait lies between 0 and min(cap, base * 2^attempt)", () => {
@@ -118,6 +118,48 @@ test("sends refused for the send rate go out again in the order sent, with no cl
     },
     { RATE_LIMIT_SENDS_PER_SEC: "100", RATE_LIMIT_SENDS_BURST: "10", WS_FLOOD_CLOSE_AFTER: "5" },
   ));
+
+test("sends queued behind one the database did not take go out after it: order kept through an outage", async (t) => {
+  const base = process.env.TEST_PG_URL;
+  if (!base) return t.skip("needs PostgreSQL (TEST_PG_URL)");
+  const upstream = new URL(base);
+  const database = await FaultProxy.start(Number(upstream.port || 5432), upstream.hostname);
+  const url = `postgres://${upstream.username || "postgres"}@127.0.0.1:${database.port}/chat_test_js_outage_${process.pid}`;
+  try {
+    await withServer(
+      async (server) => {
+        const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+        const chat = await new Rest({ baseUrl: server.url, auth: fixed(ann.tokens.access) }).startChat(bob.id);
+        const [a, b] = await live(clientOf(server, ann), clientOf(server, bob));
+        try {
+          a.client.send(chat.id, "m0");
+          await until("m0 delivered", () => b.contents(chat.id).length === 1);
+          database.cut();
+          const cutAt = Date.now();
+          // m1 waits alone for the database (2 s, then refused); m2..m4 queue
+          // behind it and would reach it once it is back, at 3 s.
+          a.client.send(chat.id, "m1");
+          await sleep(300);
+          for (const i of [2, 3, 4]) a.client.send(chat.id, `m${i}`);
+          await sleep(Math.max(0, cutAt + 3000 - Date.now()));
+          database.restore();
+          const order = ["m0", "m1", "m2", "m3", "m4"];
+          await until("Bob has all", () => b.seqs(chat.id).length === order.length, 30_000);
+          assert.deepEqual(b.contents(chat.id), order, "stored and delivered in the order sent");
+          assert.deepEqual(b.seqs(chat.id), oneTo(order.length), "each once");
+          const sent = a.events.outbox.filter((e) => e.status === "sent").map((e) => e.content);
+          assert.deepEqual(sent, order, "each announced sent, in order");
+        } finally {
+          a.client.close();
+          b.client.close();
+        }
+      },
+      { DATABASE_URL: url, DB_RETRY_SECS: "2" },
+    );
+  } finally {
+    database.close();
+  }
+});
 
 test("a send while offline goes out after reconnect, and the outbox survives a reload", async () =>
   withServer(async (server) => {
@@ -262,7 +304,7 @@ test("a server that no longer takes the tokens: one refresh, refused, signs out;
 
 test("a connection that stops answering is detected and replaced", async () => {
   const server = await TestServer.start();
-  const proxy = await FreezingProxy.start(server.port);
+  const proxy = await FaultProxy.start(server.port);
   try {
     const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
     const chat = await new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) }).startChat(ann.id);
