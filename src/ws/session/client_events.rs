@@ -25,10 +25,6 @@ pub(super) struct EventHandler<'a> {
     /// Keeps its buffers while the socket sends; freed at each ping.
     pub(super) parser: json::Parser,
     pub(super) throttled_in_a_row: u32,
-    /// Set when an answer of this socket's own (an `error`, a `pong`) was
-    /// queued: the session writes it before it reads the next event, which
-    /// may take long to act on (a lookup while the database is away).
-    pub(super) answered: bool,
     /// Set when a send is refused for the rate or as `unavailable` (boxed: a
     /// socket that is never refused pays one word for it).
     pub(super) held_sends: Option<Box<HeldSends>>,
@@ -95,7 +91,6 @@ impl EventHandler<'_> {
             Ok(ClientEvent::Sync { chats }) => return Reaction::Sync(chats),
             Ok(ClientEvent::Ping) => {
                 self.me.offer(Outgoing::Event(pong_event()));
-                self.answered = true;
                 return Reaction::Done;
             }
             Ok(ClientEvent::Send { chat, input }) => return self.send(chat, input, cursors).await,
@@ -333,9 +328,8 @@ impl EventHandler<'_> {
     }
 
     /// Sends the client an `error` event; the socket stays open.
-    pub(super) fn refuse(&mut self, error: EventError) {
+    pub(super) fn refuse(&self, error: EventError) {
         self.me.offer(Outgoing::Event(error_event(&error)));
-        self.answered = true;
     }
 }
 
