@@ -365,11 +365,15 @@ var ChatClient = class _ChatClient extends Emitter {
   #inFlight = /* @__PURE__ */ new Set();
   /**
    * A send was refused for now (`rate_limited`, `unavailable`): nothing more
-   * is sent until its wait has passed, then the outbox goes out in order. The
-   * server refuses later sends on the socket meanwhile too, so none is
-   * stored ahead of the refused one.
+   * is sent until its wait has passed and every send still in flight has its
+   * answer, then the outbox goes out in order. The server refuses later sends
+   * on the socket until the refused one comes back, so those in flight are
+   * refused too; resending before their refusals arrive would let a send
+   * written after the resend be stored ahead of them.
    */
   #sendsHeld = false;
+  /** The held refusal's wait has passed. */
+  #waitedOut = false;
   #readsToSend = /* @__PURE__ */ new Map();
   #typedAt = /* @__PURE__ */ new Map();
   #socket = null;
@@ -830,12 +834,16 @@ var ChatClient = class _ChatClient extends Emitter {
     }
     if (RETRYABLE.has(error.code)) {
       this.#inFlight.delete(error.client_msg_id);
-      if (this.#sendsHeld) return;
+      if (this.#sendsHeld) {
+        this.#resumeSends();
+        return;
+      }
       this.#sendsHeld = true;
+      this.#waitedOut = false;
       const wait = Number(/retry in (\d+) ms/.exec(error.detail)?.[1] ?? 1e3);
       this.#after(wait, () => {
-        this.#sendsHeld = false;
-        this.#flushOutbox();
+        this.#waitedOut = true;
+        this.#resumeSends();
       });
       return;
     }
@@ -846,6 +854,13 @@ var ChatClient = class _ChatClient extends Emitter {
       this.#inFlight.delete(entry.client_msg_id);
       this.emit("outbox", { ...entry });
     }
+    if (this.#sendsHeld) this.#resumeSends();
+  }
+  /** Sends the outbox again once a held refusal's wait has passed and nothing is in flight. */
+  #resumeSends() {
+    if (!this.#sendsHeld || !this.#waitedOut || this.#inFlight.size > 0) return;
+    this.#sendsHeld = false;
+    this.#flushOutbox();
   }
 };
 function newClientMsgId() {

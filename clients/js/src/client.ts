@@ -110,11 +110,15 @@ export class ChatClient extends Emitter<ClientEvents> {
   readonly #inFlight = new Set<string>();
   /**
    * A send was refused for now (`rate_limited`, `unavailable`): nothing more
-   * is sent until its wait has passed, then the outbox goes out in order. The
-   * server refuses later sends on the socket meanwhile too, so none is
-   * stored ahead of the refused one.
+   * is sent until its wait has passed and every send still in flight has its
+   * answer, then the outbox goes out in order. The server refuses later sends
+   * on the socket until the refused one comes back, so those in flight are
+   * refused too; resending before their refusals arrive would let a send
+   * written after the resend be stored ahead of them.
    */
   #sendsHeld = false;
+  /** The held refusal's wait has passed. */
+  #waitedOut = false;
   readonly #readsToSend = new Map<number, number>();
   readonly #typedAt = new Map<number, number>();
   #socket: SocketLike | null = null;
@@ -629,12 +633,16 @@ export class ChatClient extends Emitter<ClientEvents> {
     }
     if (RETRYABLE.has(error.code)) {
       this.#inFlight.delete(error.client_msg_id!);
-      if (this.#sendsHeld) return;
+      if (this.#sendsHeld) {
+        this.#resumeSends();
+        return;
+      }
       this.#sendsHeld = true;
+      this.#waitedOut = false;
       const wait = Number(/retry in (\d+) ms/.exec(error.detail)?.[1] ?? 1000);
       this.#after(wait, () => {
-        this.#sendsHeld = false;
-        this.#flushOutbox();
+        this.#waitedOut = true;
+        this.#resumeSends();
       });
       return;
     }
@@ -646,6 +654,14 @@ export class ChatClient extends Emitter<ClientEvents> {
       this.#inFlight.delete(entry.client_msg_id);
       this.emit("outbox", { ...entry });
     }
+    if (this.#sendsHeld) this.#resumeSends();
+  }
+
+  /** Sends the outbox again once a held refusal's wait has passed and nothing is in flight. */
+  #resumeSends(): void {
+    if (!this.#sendsHeld || !this.#waitedOut || this.#inFlight.size > 0) return;
+    this.#sendsHeld = false;
+    this.#flushOutbox();
   }
 }
 
