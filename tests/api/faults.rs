@@ -382,6 +382,39 @@ async fn a_user_socket_send_whose_chat_could_not_be_read_holds_back_later_ones()
     assert_eq!(app.stored_contents(&ann, chat).await, ["first", "a", "b"]);
 }
 
+/// A refusal goes out as soon as its event is acted on, not after the next
+/// event the client already sent, which may wait as long for the database.
+#[tokio::test]
+async fn an_error_goes_out_before_the_next_event_is_acted_on() {
+    let relay = Relay::start().await;
+    let url = relay.database_url(&crate::helpers::fresh_database());
+    let app =
+        crate::helpers::spawn_app_with(&[("DATABASE_URL", url.as_str()), ("DB_RETRY_SECS", "2")])
+            .await;
+    let (ann, _bob, chat) = app.pair().await;
+    let cat = app.user("cat").await;
+    let other = app.chat(&cat, &ann).await;
+    let mut socket = WsClient::user_synced(&app, &ann.access, json!({})).await;
+
+    relay.cut();
+    let cut_at = std::time::Instant::now();
+    // Each needs its chat's membership read: 2 s each while the database is away.
+    let send = json!({"type": "message.send", "chat": chat, "content": "a", "client_msg_id": "a"});
+    socket.send_json(&send).await;
+    socket
+        .send_json(&json!({"type": "typing", "chat": other}))
+        .await;
+    let refused = socket.event().await;
+    let after = cut_at.elapsed();
+    assert_eq!(refused["client_msg_id"], "a", "{refused}");
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    assert!(
+        after < std::time::Duration::from_millis(3500),
+        "the refusal waited for the typing event's lookup: {after:?}"
+    );
+    relay.restore();
+}
+
 /// A TCP relay to the test PostgreSQL that a test can cut (its connections
 /// dropped, new ones closed at once) and restore: the database goes away for
 /// one server only, while the others' tests go on.

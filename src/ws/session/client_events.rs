@@ -25,6 +25,10 @@ pub(super) struct EventHandler<'a> {
     /// Keeps its buffers while the socket sends; freed at each ping.
     pub(super) parser: json::Parser,
     pub(super) throttled_in_a_row: u32,
+    /// Set when an answer of this socket's own (an `error`, a `pong`) was
+    /// queued: the session writes it before it reads the next event, which
+    /// may take long to act on (a lookup while the database is away).
+    pub(super) answered: bool,
     /// Set when a send is refused for the rate or as `unavailable` (boxed: a
     /// socket that is never refused pays one word for it).
     pub(super) held_sends: Option<Box<HeldSends>>,
@@ -91,6 +95,7 @@ impl EventHandler<'_> {
             Ok(ClientEvent::Sync { chats }) => return Reaction::Sync(chats),
             Ok(ClientEvent::Ping) => {
                 self.me.offer(Outgoing::Event(pong_event()));
+                self.answered = true;
                 return Reaction::Done;
             }
             Ok(ClientEvent::Send { chat, input }) => return self.send(chat, input, cursors).await,
@@ -328,8 +333,9 @@ impl EventHandler<'_> {
     }
 
     /// Sends the client an `error` event; the socket stays open.
-    pub(super) fn refuse(&self, error: EventError) {
+    pub(super) fn refuse(&mut self, error: EventError) {
         self.me.offer(Outgoing::Event(error_event(&error)));
+        self.answered = true;
     }
 }
 

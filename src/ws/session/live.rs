@@ -134,6 +134,13 @@ impl Session<'_> {
             if let Some(code) = Box::pin(self.act_on(inbound, events)).await? {
                 return Ok(code);
             }
+            // The read branch comes first in the select above: an answer to
+            // this event goes out now, not after the next event is acted on.
+            if std::mem::take(&mut events.answered) && !self.holding {
+                if let Some(item) = outbox.try_take() {
+                    Box::pin(self.write_burst(item, outbox)).await?;
+                }
+            }
         }
     }
 

@@ -165,6 +165,7 @@ pub async fn run(
         user: &user,
         parser: json::Parser::default(),
         throttled_in_a_row: 0,
+        answered: false,
         held_sends: None,
     };
     let realtime = &state.config.realtime;

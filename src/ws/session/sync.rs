@@ -20,7 +20,7 @@ impl Session<'_> {
     pub(super) async fn sync(
         &mut self,
         chats: Vec<(i64, i64)>,
-        events: &EventHandler<'_>,
+        events: &mut EventHandler<'_>,
     ) -> Result<(), End> {
         if !self.cursors.all_chats() {
             let error = EventError::new("unknown_type", "sync is for the user socket (/ws/).");
@@ -70,7 +70,7 @@ impl Session<'_> {
         &mut self,
         position: ChatPosition,
         after_seq: i64,
-        events: &EventHandler<'_>,
+        events: &mut EventHandler<'_>,
     ) -> Result<(), End> {
         let chat = position.chat;
         let next_seq = after_seq.saturating_add(1);
