@@ -18,4 +18,4 @@ pub mod notices;
 pub mod pipeline;
 pub mod read_markers;
 pub mod rooms;
-mod send_holds;
+pub mod send_holds;

@@ -11,6 +11,7 @@ use crate::app::AppState;
 use crate::delivery::events::{error_event, pong_event, EventError};
 use crate::delivery::pipeline::{PipelineClosed, Submitted};
 use crate::delivery::rooms::{peer_of, Audience, Outgoing, Subscriber};
+use crate::delivery::send_holds::{Hold, DEFAULT_RETRY};
 use crate::input::message::MessageInput;
 use crate::json;
 use crate::model::User;
@@ -36,34 +37,50 @@ pub(super) struct EventHandler<'a> {
 
 /// After a send is refused for the rate, or as `unavailable` before it
 /// reached the writer (its chat could not be read), every later send on the
-/// socket is refused too, the same way, until the refused one comes back (its
-/// client id) or, for a client that does not resend, until [`HOLD_GRACE`]
-/// after its wait. So no send is stored ahead of a refused one that its
-/// client resends in order, even when the client learns of the refusal late.
-/// (Sends the writer could not store are held by the writer's lane: see
-/// [`crate::delivery::pipeline`].)
+/// socket is refused too, the same way, until the refused one comes back or
+/// its hold runs out (see [`crate::delivery::send_holds`]). So no send is
+/// stored ahead of a refused one that its client resends in order, even when
+/// the client learns of the refusal late.
 pub(super) struct HeldSends {
-    /// When the refused send may be retried (the wait each refusal states).
-    retry_at: Instant,
-    /// The refused send's client id, if it had one.
-    awaiting: Option<String>,
-    /// Why it was refused: [`RATE_LIMITED`] or [`UNAVAILABLE`].
-    code: &'static str,
+    hold: Hold,
+    why: HoldReason,
 }
 
-const RATE_LIMITED: &str = "rate_limited";
-const UNAVAILABLE: &str = "unavailable";
+/// Why a socket's sends are held.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HoldReason {
+    /// The user went over the send rate.
+    RateLimited,
+    /// A send's chat could not be read.
+    Unavailable,
+}
 
-/// The wait before retrying a send refused as `unavailable`, which states
-/// none: what a client takes by default (the TypeScript client's 1 s).
-const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
+impl HoldReason {
+    /// The refusal's `code`, held sends' too.
+    fn code(self) -> &'static str {
+        match self {
+            HoldReason::RateLimited => "rate_limited",
+            HoldReason::Unavailable => UNAVAILABLE,
+        }
+    }
+
+    fn explanation(self) -> &'static str {
+        match self {
+            HoldReason::RateLimited => "Too many messages",
+            HoldReason::Unavailable => {
+                "An earlier message on this socket was not stored; send it again first"
+            }
+        }
+    }
+}
+
+const UNAVAILABLE: &str = "unavailable";
 
 /// A send refused for the rate, or held behind a refused one.
 struct Throttled {
     /// Until the refused send may be retried.
     wait: Duration,
-    /// The refusal's code, held sends' too.
-    code: &'static str,
+    why: HoldReason,
     /// Whether it counts towards the flood close: a refusal by the limiter,
     /// or a held send that came [`FLOOD_SLACK`] past the refused one's retry
     /// time without it. Held sends before that may have left a pipelining
@@ -75,9 +92,34 @@ struct Throttled {
 /// a burst that was on its way: far longer than a burst takes to arrive.
 const FLOOD_SLACK: Duration = Duration::from_secs(1);
 
-/// How long past a refused send's retry time later sends stay refused when
-/// it does not come back.
-const HOLD_GRACE: Duration = Duration::from_secs(2);
+/// Why an event's chat could not be resolved.
+enum Unresolved {
+    /// Refused for good: no chat named, or not one of the user's.
+    Refused(EventError),
+    /// The chat could not be read now; the event may be retried.
+    Unreadable(i64),
+}
+
+impl From<Unresolved> for EventError {
+    fn from(unresolved: Unresolved) -> Self {
+        match unresolved {
+            Unresolved::Refused(error) => error,
+            Unresolved::Unreadable(chat) => unreadable(chat),
+        }
+    }
+}
+
+fn no_such_chat(chat: i64) -> EventError {
+    EventError::new("not_found", "No such chat.").in_chat(chat)
+}
+
+fn not_a_participant(chat: i64) -> EventError {
+    EventError::new("forbidden", "You are not a participant of this chat.").in_chat(chat)
+}
+
+fn unreadable(chat: i64) -> EventError {
+    EventError::new(UNAVAILABLE, "The chat could not be read; retry.").in_chat(chat)
+}
 
 /// What the session must do after an event.
 pub(super) enum Reaction {
@@ -101,14 +143,14 @@ impl EventHandler<'_> {
             Ok(ClientEvent::Send { chat, input }) => return self.send(chat, input, cursors).await,
             Ok(ClientEvent::Read { chat, seq }) => match self.resolve(chat, cursors).await {
                 Ok(chat) => self.read(chat, seq),
-                Err(error) => Err(error),
+                Err(unresolved) => Err(unresolved.into()),
             },
             Ok(ClientEvent::Typing { chat }) => match self.resolve(chat, cursors).await {
                 Ok(chat) => {
                     self.typing(chat).await;
                     Ok(())
                 }
-                Err(error) => Err(error),
+                Err(unresolved) => Err(unresolved.into()),
             },
             Err(error) => Err(error),
         };
@@ -125,20 +167,20 @@ impl EventHandler<'_> {
         &self,
         named: Option<i64>,
         cursors: &mut Cursors,
-    ) -> Result<(i64, Audience), EventError> {
+    ) -> Result<(i64, Audience), Unresolved> {
         let me = self.user.id;
         if let Some(chat) = cursors.only_chat() {
             let peer = cursors.get(chat).map_or(0, |c| c.peer);
             return Ok((chat, [me, peer]));
         }
         let Some(chat) = named else {
-            return Err(EventError {
+            return Err(Unresolved::Refused(EventError {
                 fields: Some(vec![(
                     "chat".into(),
                     vec!["This field is required.".into()],
                 )]),
                 ..EventError::new("invalid_fields", "chat: This field is required.")
-            });
+            }));
         };
         if let Some(cursor) = cursors.get(chat).filter(|c| c.peer != 0) {
             return Ok((chat, [me, cursor.peer]));
@@ -148,24 +190,20 @@ impl EventHandler<'_> {
                 remember_peer(cursors, chat, peer_of(access.participants, me));
                 Ok((chat, access.participants))
             }
-            Ok(_) => Err(self.outsider_error(chat).await),
-            Err(_) => Err(
-                EventError::new("unavailable", "The chat could not be read; retry.").in_chat(chat),
-            ),
+            Ok((_, None)) => Err(Unresolved::Refused(no_such_chat(chat))),
+            Ok((_, Some(_))) => Err(Unresolved::Refused(not_a_participant(chat))),
+            Err(_) => Err(Unresolved::Unreadable(chat)),
         }
     }
 
     /// The error for a chat the user is not in: `not_found` without the
     /// chat, `forbidden` for someone else's.
     pub(super) async fn outsider_error(&self, chat: i64) -> EventError {
-        let error = match self.state.reads.lookups.ask((self.user.id, chat)).await {
-            Ok((_, None)) => EventError::new("not_found", "No such chat."),
-            Ok((_, Some(_))) => {
-                EventError::new("forbidden", "You are not a participant of this chat.")
-            }
-            Err(_) => EventError::new("unavailable", "The chat could not be read; retry."),
-        };
-        error.in_chat(chat)
+        match self.state.reads.lookups.ask((self.user.id, chat)).await {
+            Ok((_, None)) => no_such_chat(chat),
+            Ok((_, Some(_))) => not_a_participant(chat),
+            Err(_) => unreadable(chat),
+        }
     }
 
     /// Queues a message unless an earlier send on this socket is held back
@@ -186,18 +224,18 @@ impl EventHandler<'_> {
         }
         let (chat, audience) = match self.resolve(named, cursors).await {
             Ok(resolved) => resolved,
-            Err(error) => {
-                if error.code == UNAVAILABLE {
-                    self.hold_sends_behind(input.client_msg_id.as_deref());
+            Err(unresolved) => {
+                if let Unresolved::Unreadable(_) = unresolved {
+                    self.hold_sends_behind(client_id);
                 }
                 self.refuse(EventError {
                     client_msg_id: input.client_msg_id,
-                    ..error
+                    ..unresolved.into()
                 });
                 return Reaction::Done;
             }
         };
-        if let Err(throttled) = self.within_rate(input.client_msg_id.as_deref()) {
+        if let Err(throttled) = self.within_rate(client_id) {
             return self.refuse_throttled(throttled, Some(chat), input.client_msg_id);
         }
         self.throttled_in_a_row = 0;
@@ -225,7 +263,7 @@ impl EventHandler<'_> {
         chat: Option<i64>,
         client_msg_id: Option<String>,
     ) -> Reaction {
-        if throttled.code == RATE_LIMITED {
+        if throttled.why == HoldReason::RateLimited {
             self.state.metrics.rate_limited.inc();
         }
         if throttled.flooding {
@@ -234,15 +272,12 @@ impl EventHandler<'_> {
                 return Reaction::Close(close::POLICY_VIOLATION);
             }
         }
-        let reason = match throttled.code {
-            RATE_LIMITED => "Too many messages",
-            _ => "An earlier message on this socket was not stored; send it again first",
-        };
         let wait = throttled.wait.as_millis().max(1);
+        let detail = format!("{}; retry in {wait} ms.", throttled.why.explanation());
         self.refuse(EventError {
             client_msg_id,
             chat,
-            ..EventError::new(throttled.code, format!("{reason}; retry in {wait} ms."))
+            ..EventError::new(throttled.why.code(), detail)
         });
         Reaction::Done
     }
@@ -261,30 +296,26 @@ impl EventHandler<'_> {
     fn still_held(&mut self, client_id: Option<&str>) -> Option<Throttled> {
         let held = self.held_sends.as_ref()?;
         let now = Instant::now();
-        let came_back = held.awaiting.is_some() && held.awaiting.as_deref() == client_id;
-        if !came_back && now < held.retry_at + HOLD_GRACE {
-            return Some(Throttled {
-                wait: held.retry_at.saturating_duration_since(now),
-                code: held.code,
-                flooding: now >= held.retry_at + FLOOD_SLACK,
-            });
+        if held.hold.lifted_by(client_id, now) {
+            self.held_sends = None;
+            return None;
         }
-        self.held_sends = None;
-        None
+        let retry_at = held.hold.retry_at();
+        Some(Throttled {
+            wait: retry_at.saturating_duration_since(now),
+            why: held.why,
+            flooding: now >= retry_at + FLOOD_SLACK,
+        })
     }
 
     /// Whether the user is within the send rate; a refusal holds later sends.
     fn within_rate(&mut self, client_id: Option<&str>) -> Result<(), Throttled> {
         let limiter = &self.state.limiters.sends;
         limiter.check(self.user.id).map_err(|wait| {
-            self.held_sends = Some(Box::new(HeldSends {
-                retry_at: Instant::now() + wait,
-                awaiting: client_id.map(str::to_owned),
-                code: RATE_LIMITED,
-            }));
+            self.hold(client_id, Instant::now() + wait, HoldReason::RateLimited);
             Throttled {
                 wait,
-                code: RATE_LIMITED,
+                why: HoldReason::RateLimited,
                 flooding: true,
             }
         })
@@ -296,15 +327,16 @@ impl EventHandler<'_> {
     fn hold_sends_behind(&mut self, client_id: Option<&str>) {
         let now = Instant::now();
         if let Some(held) = &self.held_sends {
-            if now < held.retry_at + HOLD_GRACE {
+            if held.hold.running(now) {
                 return;
             }
         }
-        self.held_sends = Some(Box::new(HeldSends {
-            retry_at: now + UNAVAILABLE_RETRY,
-            awaiting: client_id.map(str::to_owned),
-            code: UNAVAILABLE,
-        }));
+        self.hold(client_id, now + DEFAULT_RETRY, HoldReason::Unavailable);
+    }
+
+    fn hold(&mut self, client_id: Option<&str>, retry_at: Instant, why: HoldReason) {
+        let hold = Hold::new(client_id, retry_at);
+        self.held_sends = Some(Box::new(HeldSends { hold, why }));
     }
 
     /// Hands the marker to the coalescing task (see [`crate::delivery::read_markers`]).
