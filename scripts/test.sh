@@ -287,6 +287,14 @@ log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 wait_prefetch
 
+# The fuzz targets build (a release build of their own) while the tests
+# below run, at the lowest priority so that it takes only the CPU they leave
+# (the tests wait on sockets and timers much of the time); fuzz_run then only
+# runs them.
+log "building the fuzz targets in the background ($SCRATCH/fuzz-build.log)"
+nice -n 19 scripts/fuzz.sh --build-only > "$SCRATCH/fuzz-build.log" 2>&1 &
+FUZZ_BUILD=$!
+
 log "docker-compose config (validates both compose files; no Docker engine needed)"
 command -v docker-compose >/dev/null || apt_install docker-compose
 SECRET_KEY=validation-only docker-compose config -q
@@ -299,13 +307,6 @@ cargo test --workspace -- --include-ignored
 log "cargo doc: the layout doc's and every module header's links resolve"
 RUSTDOCFLAGS="-D warnings -A rustdoc::private-intra-doc-links" \
   cargo doc --workspace --no-deps --document-private-items --quiet
-
-# The fuzz targets build (a release build of their own) while the end-to-end
-# steps below run, at the lowest priority so that it takes only the CPU they
-# leave; fuzz_run then only runs them.
-log "building the fuzz targets in the background ($SCRATCH/fuzz-build.log)"
-nice -n 19 scripts/fuzz.sh --build-only > "$SCRATCH/fuzz-build.log" 2>&1 &
-FUZZ_BUILD=$!
 
 loadtest_smoke
 callgrind_smoke
