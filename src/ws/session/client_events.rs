@@ -7,16 +7,15 @@
 //! are about its chat.
 
 use super::cursors::{Cursor, Cursors};
+use super::send_gate::{SendGate, Throttled, UNAVAILABLE};
 use crate::app::AppState;
 use crate::delivery::events::{error_event, pong_event, EventError};
 use crate::delivery::pipeline::{PipelineClosed, Submitted};
 use crate::delivery::rooms::{peer_of, Audience, Outgoing, Subscriber};
-use crate::delivery::send_holds::{Hold, DEFAULT_RETRY};
 use crate::input::message::MessageInput;
 use crate::json;
 use crate::model::User;
 use crate::ws::protocol::{self, close, ClientEvent};
-use std::time::{Duration, Instant};
 
 /// Acts on decoded client events.
 pub(super) struct EventHandler<'a> {
@@ -25,72 +24,13 @@ pub(super) struct EventHandler<'a> {
     pub(super) user: &'a User,
     /// Keeps its buffers while the socket sends; freed at each ping.
     pub(super) parser: json::Parser,
-    pub(super) throttled_in_a_row: u32,
+    /// The send rate and refused sends' holds.
+    pub(super) sends: SendGate,
     /// Set when an answer of this socket's own (an `error`, a `pong`) was
     /// queued: the session writes it before it reads the next event, which
     /// may take long to act on (a lookup while the database is away).
     pub(super) answered: bool,
-    /// Set when a send is refused for the rate or as `unavailable` (boxed: a
-    /// socket that is never refused pays one word for it).
-    pub(super) held_sends: Option<Box<HeldSends>>,
 }
-
-/// After a send is refused for the rate, or as `unavailable` before it
-/// reached the writer (its chat could not be read), every later send on the
-/// socket is refused too, the same way, until the refused one comes back or
-/// its hold runs out (see [`crate::delivery::send_holds`]). So no send is
-/// stored ahead of a refused one that its client resends in order, even when
-/// the client learns of the refusal late.
-pub(super) struct HeldSends {
-    hold: Hold,
-    why: HoldReason,
-}
-
-/// Why a socket's sends are held.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum HoldReason {
-    /// The user went over the send rate.
-    RateLimited,
-    /// A send's chat could not be read.
-    Unavailable,
-}
-
-impl HoldReason {
-    /// The refusal's `code`, held sends' too.
-    fn code(self) -> &'static str {
-        match self {
-            HoldReason::RateLimited => "rate_limited",
-            HoldReason::Unavailable => UNAVAILABLE,
-        }
-    }
-
-    fn explanation(self) -> &'static str {
-        match self {
-            HoldReason::RateLimited => "Too many messages",
-            HoldReason::Unavailable => {
-                "An earlier message on this socket was not stored; send it again first"
-            }
-        }
-    }
-}
-
-const UNAVAILABLE: &str = "unavailable";
-
-/// A send refused for the rate, or held behind a refused one.
-struct Throttled {
-    /// Until the refused send may be retried.
-    wait: Duration,
-    why: HoldReason,
-    /// Whether it counts towards the flood close: a refusal by the limiter,
-    /// or a held send that came [`FLOOD_SLACK`] past the refused one's retry
-    /// time without it. Held sends before that may have left a pipelining
-    /// client (an outbox flushed at once) before the refusal reached it.
-    flooding: bool,
-}
-
-/// How long past a refused send's retry time held sends are still taken for
-/// a burst that was on its way: far longer than a burst takes to arrive.
-const FLOOD_SLACK: Duration = Duration::from_secs(1);
 
 /// Why an event's chat could not be resolved.
 enum Unresolved {
@@ -207,7 +147,7 @@ impl EventHandler<'_> {
     }
 
     /// Queues a message unless an earlier send on this socket is held back
-    /// (see [`HeldSends`]; checked first, so a held send costs no lookup), its
+    /// (see [`SendGate`]; checked first, so a held send costs no lookup), its
     /// chat cannot be resolved, or the user is over the send rate; a flood of
     /// throttled sends closes the socket.
     async fn send(
@@ -219,14 +159,14 @@ impl EventHandler<'_> {
         // A send that names no chat on a user socket gets its field error.
         let target = named.or(cursors.only_chat());
         let client_id = input.client_msg_id.as_deref();
-        if let Some(throttled) = target.and_then(|_| self.held_back(client_id)) {
+        if let Some(throttled) = target.and_then(|_| self.sends.held_back(client_id)) {
             return self.refuse_throttled(throttled, target, input.client_msg_id);
         }
         let (chat, audience) = match self.resolve(named, cursors).await {
             Ok(resolved) => resolved,
             Err(unresolved) => {
                 if let Unresolved::Unreadable(_) = unresolved {
-                    self.hold_sends_behind(client_id);
+                    self.sends.hold_behind_unreadable(client_id);
                 }
                 self.refuse(EventError {
                     client_msg_id: input.client_msg_id,
@@ -235,10 +175,11 @@ impl EventHandler<'_> {
                 return Reaction::Done;
             }
         };
-        if let Err(throttled) = self.within_rate(client_id) {
+        let verdict = self.state.limiters.sends.check(self.user.id);
+        if let Err(throttled) = self.sends.within_rate(verdict, client_id) {
             return self.refuse_throttled(throttled, Some(chat), input.client_msg_id);
         }
-        self.throttled_in_a_row = 0;
+        self.sends.passed();
         let message = input.into_message(chat, self.user.clone());
         let pipeline = &self.state.delivery.pipeline;
         let refused = match pipeline.send_from_socket(message, audience, self.me.clone()) {
@@ -263,80 +204,19 @@ impl EventHandler<'_> {
         chat: Option<i64>,
         client_msg_id: Option<String>,
     ) -> Reaction {
-        if throttled.why == HoldReason::RateLimited {
+        if throttled.rate_limited() {
             self.state.metrics.rate_limited.inc();
         }
-        if throttled.flooding {
-            self.throttled_in_a_row += 1;
-            if self.throttled_in_a_row > self.state.config.limits.flood_close_after {
-                return Reaction::Close(close::POLICY_VIOLATION);
-            }
+        let close_after = self.state.config.limits.flood_close_after;
+        if self.sends.flooded(&throttled, close_after) {
+            return Reaction::Close(close::POLICY_VIOLATION);
         }
-        let wait = throttled.wait.as_millis().max(1);
-        let detail = format!("{}; retry in {wait} ms.", throttled.why.explanation());
         self.refuse(EventError {
             client_msg_id,
             chat,
-            ..EventError::new(throttled.why.code(), detail)
+            ..throttled.error()
         });
         Reaction::Done
-    }
-
-    /// Whether a send (with `client_id`) must wait behind an earlier refused
-    /// one (see [`HeldSends`]); lifts a hold its send came back to, or that ran
-    /// out.
-    #[inline]
-    fn held_back(&mut self, client_id: Option<&str>) -> Option<Throttled> {
-        // The common case (nothing held) is decided inline.
-        self.held_sends.as_ref()?;
-        self.still_held(client_id)
-    }
-
-    #[cold]
-    fn still_held(&mut self, client_id: Option<&str>) -> Option<Throttled> {
-        let held = self.held_sends.as_ref()?;
-        let now = Instant::now();
-        if held.hold.lifted_by(client_id, now) {
-            self.held_sends = None;
-            return None;
-        }
-        let retry_at = held.hold.retry_at();
-        Some(Throttled {
-            wait: retry_at.saturating_duration_since(now),
-            why: held.why,
-            flooding: now >= retry_at + FLOOD_SLACK,
-        })
-    }
-
-    /// Whether the user is within the send rate; a refusal holds later sends.
-    fn within_rate(&mut self, client_id: Option<&str>) -> Result<(), Throttled> {
-        let limiter = &self.state.limiters.sends;
-        limiter.check(self.user.id).map_err(|wait| {
-            self.hold(client_id, Instant::now() + wait, HoldReason::RateLimited);
-            Throttled {
-                wait,
-                why: HoldReason::RateLimited,
-                flooding: true,
-            }
-        })
-    }
-
-    /// Holds later sends behind one refused as `unavailable` before it reached
-    /// the writer (see [`HeldSends`]); a hold still running keeps waiting for
-    /// its own send.
-    fn hold_sends_behind(&mut self, client_id: Option<&str>) {
-        let now = Instant::now();
-        if let Some(held) = &self.held_sends {
-            if held.hold.running(now) {
-                return;
-            }
-        }
-        self.hold(client_id, now + DEFAULT_RETRY, HoldReason::Unavailable);
-    }
-
-    fn hold(&mut self, client_id: Option<&str>, retry_at: Instant, why: HoldReason) {
-        let hold = Hold::new(client_id, retry_at);
-        self.held_sends = Some(Box::new(HeldSends { hold, why }));
     }
 
     /// Hands the marker to the coalescing task (see [`crate::delivery::read_markers`]).

@@ -15,14 +15,16 @@
 //! outbox frames and pings out, the close), [`order`] keeps delivery in `seq`
 //! order per chat (catch-up, gap filling, resync, new chats), [`sync`] acts on
 //! a user socket's `sync`, [`cursors`] is where the socket stands in each
-//! chat, [`deadlines`] watches the idle timeout and the token's expiry, and
-//! [`client_events`] acts on what the client sends.
+//! chat, [`deadlines`] watches the idle timeout and the token's expiry,
+//! [`client_events`] acts on what the client sends, and [`send_gate`] holds
+//! its sends back (the send rate, refused sends' holds).
 
 mod client_events;
 mod cursors;
 mod deadlines;
 mod live;
 mod order;
+mod send_gate;
 mod sync;
 
 use super::protocol::close;
@@ -37,6 +39,7 @@ use client_events::EventHandler;
 use cursors::{Cursor, Cursors, ANNOUNCED, PLACED};
 use fastwebsockets::WebSocketError;
 use live::Session;
+use send_gate::SendGate;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -164,9 +167,8 @@ pub async fn run(
         me: &subscriber,
         user: &user,
         parser: json::Parser::default(),
-        throttled_in_a_row: 0,
+        sends: SendGate::default(),
         answered: false,
-        held_sends: None,
     };
     let realtime = &state.config.realtime;
     let mut reader = MessageReader::new(&socket, read_ahead, realtime.max_message_bytes);
