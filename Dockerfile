@@ -10,7 +10,7 @@ COPY loadtest ./loadtest
 RUN cargo build --release -p chat-server -p loadtest
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
     && rm -rf /var/lib/apt/lists/* && useradd --system --home /data chat
 COPY --from=build /src/target/release/chat-server /usr/local/bin/chat-server
 COPY --from=build /src/target/release/loadtest /usr/local/bin/loadtest

@@ -24,7 +24,8 @@ out=${CALLGRIND_OUT:-/tmp/chat-server.callgrind}
 export SECRET_KEY=${SECRET_KEY:-loadtest-secret-0123456789abcdef0123456789}
 export RATE_LIMIT_SENDS_PER_SEC=0 RATE_LIMIT_AUTH_PER_MIN=0 WS_MAX_SOCKETS_PER_USER=0 MAX_CONNECTIONS_PER_ADDRESS=0
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS chat_loadtest" >/dev/null 2>&1
-export DATABASE_URL="$PG/chat_loadtest"
+# Plain TCP to the database: OpenSSL's instructions would count as the server's.
+export DATABASE_URL="$PG/chat_loadtest?sslmode=disable"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 rm -f "$out" "$out".*
 BIND="127.0.0.1:$port" RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" \

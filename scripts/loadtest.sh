@@ -24,7 +24,9 @@ if [[ ${STORE:-postgres} == sqlite ]]; then
   unset DATABASE_URL
 else
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS chat_loadtest" >/dev/null
-  export DATABASE_URL="$PG/chat_loadtest"
+  # Plain TCP to the database on loopback unless PG_SSLMODE says otherwise
+  # (prefer: TLS for the server; the tool's own connection falls back to plain).
+  export DATABASE_URL="$PG/chat_loadtest?sslmode=${PG_SSLMODE:-disable}"
 fi
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # NODES=2 (or more) starts that many nodes sharing the database and Redis

@@ -70,10 +70,14 @@ ensure_redis() {
 }
 
 # Some tests start their own PostgreSQL primary and standby (initdb,
-# pg_basebackup) and their own Redis Cluster (redis-server, redis-cli).
+# pg_basebackup), their own Redis Cluster (redis-server, redis-cli), and both
+# over TLS with certificates made by openssl. The build links the system's
+# OpenSSL (TLS to PostgreSQL and Redis).
 ensure_server_binaries() {
   ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 || apt_install postgresql
   command -v redis-cli >/dev/null || apt_install redis-tools
+  command -v openssl >/dev/null || apt_install openssl
+  pkg-config --exists openssl 2>/dev/null || apt_install libssl-dev pkg-config
 }
 
 # What later steps install, fetched in the background (at the lowest

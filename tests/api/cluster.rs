@@ -2,7 +2,7 @@
 //! on different nodes, concurrent senders on different nodes, a Redis restart
 //! mid-stream, and a node killed with -9.
 
-use crate::helpers::{fresh_database, spawn_app_on, spawn_process_on, TestApp};
+use crate::helpers::{free_port, fresh_database, spawn_app_on, spawn_process_on, TestApp};
 use crate::ws_client::{Received, WsClient};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -132,10 +132,35 @@ impl OwnRedis {
 
     /// With extra `redis-server` arguments (e.g. `--requirepass`).
     fn start_with(extra: &[&str]) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_on(free_port(), extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Taking TLS connections only, with `cert` and `key` (no client
+    /// certificates asked for): reached at [`Self::tls_url`].
+    pub(crate) fn start_tls(cert: &str, key: &str) -> Self {
+        let port = free_port();
+        let port_text = port.to_string();
+        let tls = [
+            "--tls-port",
+            &port_text,
+            "--port",
+            "0",
+            "--tls-cert-file",
+            cert,
+            "--tls-key-file",
+            key,
+            "--tls-auth-clients",
+            "no",
+        ];
+        Self::start_on(port, tls.map(str::to_owned).to_vec())
+    }
+
+    /// `rediss://`, the certificate not checked (it is self-made).
+    pub(crate) fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/#insecure", self.port)
+    }
+
+    fn start_on(port: u16, extra: Vec<String>) -> Self {
         let mut redis = OwnRedis {
             port,
             child: None,

@@ -99,6 +99,16 @@ async fn start_in_process(vars: HashMap<String, String>, database: String) -> Te
     }
 }
 
+/// Why a server with the test configuration and `overrides` does not start.
+pub async fn start_failure(overrides: &[(&str, &str)]) -> String {
+    let (_, vars) = test_vars(&fresh_database(), overrides);
+    let config = Config::from_vars(vars).expect("test configuration is valid");
+    match Application::build(config).await {
+        Ok(_) => panic!("the server started"),
+        Err(error) => error.to_string(),
+    }
+}
+
 /// Starts the `chat-server` binary in its own process (to measure it from outside).
 pub async fn spawn_process(overrides: &[(&str, &str)]) -> TestApp {
     spawn_process_on(&fresh_database(), overrides).await
@@ -182,6 +192,12 @@ fn client() -> reqwest::Client {
 }
 
 /// A name for a database no test has used (the server creates it).
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 pub fn fresh_database() -> String {
     format!("chat_test_{}", random_suffix())
 }

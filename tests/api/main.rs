@@ -20,6 +20,7 @@ mod redis_cluster;
 mod schema;
 mod store_ceiling_table;
 mod store_conformance;
+mod tls;
 mod user_socket;
 mod users;
 mod ws;

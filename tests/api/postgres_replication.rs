@@ -5,7 +5,7 @@
 //! committed when the read began.
 
 use crate::faults::{pg_bin, run_as_postgres};
-use crate::helpers::{spawn_app_with, TestApp, TestUser};
+use crate::helpers::{free_port, spawn_app_with, TestApp, TestUser};
 use crate::hostile::metric;
 use serde_json::{json, Value};
 use std::process::Command;
@@ -211,11 +211,6 @@ impl Drop for PgPair {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// What one sender saw: its client ids acknowledged in order, and the 503s

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 /// The tables an import needs (the blacklist tables are optional).
 const REQUIRED_TABLES: [&str; 4] = [
@@ -75,10 +75,8 @@ impl DjangoSource {
     /// Connects and opens the snapshot; refuses a database without the
     /// Django backend's tables.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Unavailable(format!("bad source URL: {e}")))?;
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        let source = super::pool::parse(url, "source URL")?;
+        let (client, connection) = source.config.connect(source.tls).await.map_err(|e| {
             StoreError::Unavailable(format!("cannot connect to the Django database: {e}"))
         })?;
         tokio::spawn(async move {

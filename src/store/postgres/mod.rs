@@ -12,6 +12,7 @@ mod pool;
 mod rows;
 mod standbys;
 mod statements;
+mod tls;
 
 pub use import::PgImport;
 pub use statements::SEARCH_USERS;

@@ -3,14 +3,15 @@
 //! and driver errors sorted into what callers act on ([`StoreError`]).
 
 use super::statements::Statements;
+use super::tls::{connectable, Connectable};
 use crate::config::DatabaseConfig;
 use crate::store::StoreError;
 use bb8_postgres::PostgresConnectionManager;
+use postgres_native_tls::MakeTlsConnector;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 /// A pooled connection and its prepared statements.
 pub struct PreparedConnection {
@@ -41,7 +42,7 @@ impl Retirements {
 
 /// bb8 manager: bb8-postgres connects, then every statement is prepared once.
 pub struct PreparedManager {
-    inner: PostgresConnectionManager<NoTls>,
+    inner: PostgresConnectionManager<MakeTlsConnector>,
     retirements: Retirements,
 }
 
@@ -79,24 +80,22 @@ pub type Conn<'a> = bb8::PooledConnection<'a, PreparedManager>;
 /// Connects (creating the database when it does not exist yet), applies
 /// pending migrations and builds the pool.
 pub async fn open(config: &DatabaseConfig, retirements: Retirements) -> Result<Pool, StoreError> {
-    let pg_config = parse(config)?;
+    let target = parse(&config.url, "DATABASE_URL")?;
     drop(migrated_client(config).await?);
-    Ok(pool_of(pg_config, config.pool_size, retirements))
+    Ok(pool_of(target, config.pool_size, retirements))
 }
 
 /// A pool on a standby: nothing is created or migrated there (the primary's
 /// schema arrives by replication), and it is not reached until first used.
 pub fn open_standby(url: &str, size: u32, retirements: Retirements) -> Result<Pool, StoreError> {
-    let pg_config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| StoreError::Unavailable(format!("bad DATABASE_READ_URLS entry: {e}")))?;
-    Ok(pool_of(pg_config, size, retirements))
+    let target = parse(url, "DATABASE_READ_URLS entry")?;
+    Ok(pool_of(target, size, retirements))
 }
 
 /// A pool of up to `size` prepared connections, made as they are needed.
-fn pool_of(pg_config: tokio_postgres::Config, size: u32, retirements: Retirements) -> Pool {
+fn pool_of(target: Connectable, size: u32, retirements: Retirements) -> Pool {
     let manager = PreparedManager {
-        inner: PostgresConnectionManager::new(pg_config, NoTls),
+        inner: PostgresConnectionManager::new(target.config, target.tls),
         retirements: retirements.clone(),
     };
     let connections = bb8::Pool::builder()
@@ -116,18 +115,17 @@ fn pool_of(pg_config: tokio_postgres::Config, size: u32, retirements: Retirement
 pub async fn migrated_client(
     config: &DatabaseConfig,
 ) -> Result<tokio_postgres::Client, StoreError> {
-    let pg_config = parse(config)?;
-    create_database_if_missing(&pg_config).await?;
-    let mut client = connect_once(&pg_config).await?;
+    let target = parse(&config.url, "DATABASE_URL")?;
+    create_database_if_missing(&target).await?;
+    let mut client = connect_once(&target.config, &target.tls).await?;
     super::migrations::run(&mut client).await?;
     Ok(client)
 }
 
-fn parse(config: &DatabaseConfig) -> Result<tokio_postgres::Config, StoreError> {
-    config
-        .url
-        .parse()
-        .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))
+/// A database URL's settings and TLS connector (see [`super::tls`]); `what`
+/// names the setting in the error.
+pub(super) fn parse(url: &str, what: &str) -> Result<Connectable, StoreError> {
+    connectable(url).map_err(|e| StoreError::Unavailable(format!("bad {what}: {e}")))
 }
 
 /// A pooled connection that is still open and not retired. After the
@@ -179,8 +177,12 @@ pub fn is_retryable_race(error: &tokio_postgres::Error) -> bool {
 
 async fn connect_once(
     config: &tokio_postgres::Config,
+    tls: &MakeTlsConnector,
 ) -> Result<tokio_postgres::Client, StoreError> {
-    let (client, connection) = config.connect(NoTls).await.map_err(classify_connect)?;
+    let (client, connection) = config
+        .connect(tls.clone())
+        .await
+        .map_err(classify_connect)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "migration connection ended");
@@ -190,12 +192,35 @@ async fn connect_once(
 }
 
 fn classify_connect(error: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(format!("cannot connect to PostgreSQL: {error}"))
+    StoreError::Unavailable(format!(
+        "cannot connect to PostgreSQL: {}",
+        described(&error)
+    ))
+}
+
+/// The error with its causes (the server's message, why a TLS handshake
+/// failed): tokio-postgres' own text is only "db error" for a refusal.
+fn described(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// A fresh machine has PostgreSQL but not our database: create it, as `createdb` would.
-async fn create_database_if_missing(config: &tokio_postgres::Config) -> Result<(), StoreError> {
-    let Err(error) = config.connect(NoTls).await else {
+async fn create_database_if_missing(target: &Connectable) -> Result<(), StoreError> {
+    let config = &target.config;
+    let Err(error) = config.connect(target.tls.clone()).await else {
         return Ok(());
     };
     if error.code() != Some(&SqlState::INVALID_CATALOG_NAME) {
@@ -207,7 +232,7 @@ async fn create_database_if_missing(config: &tokio_postgres::Config) -> Result<(
         .replace('"', "\"\"");
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let client = connect_once(&admin).await?;
+    let client = connect_once(&admin, &target.tls).await?;
     match client
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .await

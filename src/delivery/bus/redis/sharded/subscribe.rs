@@ -168,9 +168,7 @@ async fn settled(urls: &[String]) -> bool {
             return false;
         }
         for (host, port) in &map.primaries {
-            let node = seed
-                .clone()
-                .set_addr(ConnectionAddr::Tcp(host.clone(), *port));
+            let node = seed.clone().set_addr(like(seed.addr(), host, *port));
             if ask(&node, &redis::cmd("PING")).await.is_none() {
                 return false;
             }
@@ -178,6 +176,23 @@ async fn settled(urls: &[String]) -> bool {
         return true;
     }
     false
+}
+
+/// `host:port`, reached the way `seed` is (over TLS or not).
+fn like(seed: &ConnectionAddr, host: &str, port: u16) -> ConnectionAddr {
+    match seed {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host.to_owned(), port),
+    }
 }
 
 /// One command on a connection of its own, within [`SETTLE_TIMEOUT`].

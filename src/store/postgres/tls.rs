@@ -1,0 +1,173 @@
+//! TLS to PostgreSQL, the only user of `native-tls` (the system's OpenSSL):
+//! what a database URL's `sslmode` and `sslrootcert` ask for, read the way
+//! libpq reads them, so a Django deployment's URL works as it is.
+//!
+//! - `disable`: plain TCP.
+//! - `prefer` (the default, as in libpq): TLS when the server offers it,
+//!   else plain; the certificate is not checked.
+//! - `require`: TLS or nothing; the certificate is not checked, unless
+//!   `sslrootcert` names a CA, which then must have signed it.
+//! - `verify-ca`: the certificate must be signed by `sslrootcert`'s CA (or
+//!   one the system trusts); `verify-full`: and name the host connected to.
+//!
+//! tokio-postgres knows only the first three modes and no `sslrootcert`, so
+//! both keys are taken out of the URL here and the rest is left to it.
+
+use postgres_native_tls::MakeTlsConnector;
+use tokio_postgres::config::SslMode;
+
+/// A database URL made ready to connect: its settings and the TLS connector
+/// its `sslmode` asks for.
+pub struct Connectable {
+    pub config: tokio_postgres::Config,
+    pub tls: MakeTlsConnector,
+}
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Nothing,
+    Ca,
+    CaAndHost,
+}
+
+/// The TLS keys of a URL, and the URL without them.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TlsKeys {
+    rest: String,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+}
+
+/// Reads `url` (a `postgres://` URL or `key=value` words) and builds the
+/// connector it asks for; the error names what is wrong.
+pub fn connectable(url: &str) -> Result<Connectable, String> {
+    let keys = split_tls_keys(url);
+    let (mode, check) = match keys.sslmode.as_deref() {
+        None | Some("prefer") => (SslMode::Prefer, Check::Nothing),
+        Some("disable") => (SslMode::Disable, Check::Nothing),
+        Some("require") if keys.sslrootcert.is_some() => (SslMode::Require, Check::Ca),
+        Some("require") => (SslMode::Require, Check::Nothing),
+        Some("verify-ca") => (SslMode::Require, Check::Ca),
+        Some("verify-full") => (SslMode::Require, Check::CaAndHost),
+        Some(other) => {
+            return Err(format!(
+                "sslmode {other:?} is not one of disable, prefer, require, verify-ca, verify-full"
+            ))
+        }
+    };
+    let mut config: tokio_postgres::Config = keys.rest.parse().map_err(|e| format!("{e}"))?;
+    config.ssl_mode(mode);
+    let tls = connector(check, keys.sslrootcert.as_deref())?;
+    Ok(Connectable { config, tls })
+}
+
+fn connector(check: Check, root: Option<&str>) -> Result<MakeTlsConnector, String> {
+    let mut builder = native_tls::TlsConnector::builder();
+    builder
+        .danger_accept_invalid_certs(check == Check::Nothing)
+        .danger_accept_invalid_hostnames(check != Check::CaAndHost);
+    if let Some(path) = root.filter(|_| check != Check::Nothing) {
+        let pem = std::fs::read(path).map_err(|e| format!("sslrootcert {path}: {e}"))?;
+        let ca = native_tls::Certificate::from_pem(&pem)
+            .map_err(|e| format!("sslrootcert {path}: {e}"))?;
+        builder.add_root_certificate(ca);
+    }
+    let connector = builder.build().map_err(|e| format!("TLS: {e}"))?;
+    Ok(MakeTlsConnector::new(connector))
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a URL's query string (decoded)
+/// or out of `key=value` words.
+fn split_tls_keys(url: &str) -> TlsKeys {
+    let mut keys = TlsKeys::default();
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if is_url {
+        let Some((base, query)) = url.split_once('?') else {
+            keys.rest = url.to_owned();
+            return keys;
+        };
+        let mut kept = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            if !keys.take(&key, &value) {
+                kept.append_pair(&key, &value);
+            }
+        }
+        let kept = kept.finish();
+        keys.rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{kept}")
+        };
+    } else {
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|word| match word.split_once('=') {
+                Some((key, value)) => !keys.take(key.trim(), value.trim()),
+                None => true,
+            })
+            .collect();
+        keys.rest = kept.join(" ");
+    }
+    keys
+}
+
+impl TlsKeys {
+    /// Keeps `key`'s value when it is a TLS key; false for any other key.
+    fn take(&mut self, key: &str, value: &str) -> bool {
+        let slot = match key {
+            "sslmode" => &mut self.sslmode,
+            "sslrootcert" => &mut self.sslrootcert,
+            _ => return false,
+        };
+        *slot = Some(value.to_owned());
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_keys_come_out_of_a_url_and_the_rest_stays() {
+        let keys = split_tls_keys(
+            "postgres://u:p@db:5432/chat?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x",
+        );
+        assert_eq!(keys.sslmode.as_deref(), Some("verify-full"));
+        assert_eq!(keys.sslrootcert.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(keys.rest, "postgres://u:p@db:5432/chat?application_name=x");
+        let plain = split_tls_keys("postgres://db/chat?sslmode=require");
+        assert_eq!(plain.rest, "postgres://db/chat");
+        assert_eq!(
+            split_tls_keys("postgres://db/chat").rest,
+            "postgres://db/chat"
+        );
+    }
+
+    #[test]
+    fn the_tls_keys_come_out_of_key_value_words() {
+        let keys = split_tls_keys("host=db user=u sslmode=require dbname=chat");
+        assert_eq!(keys.sslmode.as_deref(), Some("require"));
+        assert_eq!(keys.sslrootcert, None);
+        assert_eq!(keys.rest, "host=db user=u dbname=chat");
+    }
+
+    #[test]
+    fn each_mode_sets_what_tokio_postgres_negotiates() {
+        let mode = |url: &str| connectable(url).map(|c| c.config.get_ssl_mode());
+        assert_eq!(
+            mode("postgres://db/x"),
+            Ok(SslMode::Prefer),
+            "libpq's default"
+        );
+        assert_eq!(
+            mode("postgres://db/x?sslmode=disable"),
+            Ok(SslMode::Disable)
+        );
+        assert_eq!(mode("host=db sslmode=verify-ca"), Ok(SslMode::Require));
+        assert!(mode("postgres://db/x?sslmode=sometimes").is_err());
+        let missing = connectable("postgres://db/x?sslmode=verify-full&sslrootcert=/no/such.pem");
+        assert!(missing.is_err_and(|e| e.contains("/no/such.pem")));
+    }
+}
