@@ -2,7 +2,8 @@
 //! parts: [`pool`] (connections, each with every statement prepared once, and
 //! driver errors sorted), [`statements`] (the SQL), [`rows`] (rows read into
 //! values), [`append`] (the group-commit append), [`standbys`] (reads from
-//! standbys that have caught up) and [`migrations`].
+//! standbys that have caught up), [`tls`] (what `sslmode` asks for) and
+//! [`migrations`].
 
 mod append;
 pub mod django;
