@@ -17,26 +17,42 @@ use std::time::{Duration, Instant};
 pub(crate) struct OwnRedisCluster {
     dir: std::path::PathBuf,
     nodes: Vec<(u16, Option<Child>)>,
+    /// Over TLS: the certificate and key every node serves (the certificate
+    /// is the CA the nodes check each other against).
+    tls: Option<(String, String)>,
 }
 
 impl OwnRedisCluster {
     pub(crate) fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "chat-redis-cluster-{}",
-            chat_server::digest::random_hex(6)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        Self::start_in(scratch_dir(), None)
+    }
+
+    /// Taking TLS connections only (clients, replication and the cluster
+    /// bus), with a certificate made by `make_cert` in the cluster's
+    /// directory: `(cert, key)`.
+    pub(crate) fn start_tls(make_cert: impl FnOnce(&std::path::Path) -> (String, String)) -> Self {
+        let dir = scratch_dir();
+        let tls = make_cert(&dir);
+        Self::start_in(dir, Some(tls))
+    }
+
+    fn start_in(dir: std::path::PathBuf, tls: Option<(String, String)>) -> Self {
         let ports = free_cluster_ports(6);
         let nodes = ports
             .iter()
-            .map(|port| (*port, Some(start_node(&dir, *port))))
+            .map(|port| (*port, Some(start_node(&dir, *port, tls.as_ref()))))
             .collect();
-        let cluster = OwnRedisCluster { dir, nodes };
+        let cluster = OwnRedisCluster { dir, nodes, tls };
         for port in &ports {
-            wait_for(|| cli(*port, &["ping"]).is_some_and(|out| out.trim() == "PONG"));
+            wait_for(|| {
+                cluster
+                    .cli(*port, &["ping"])
+                    .is_some_and(|out| out.trim() == "PONG")
+            });
         }
         let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut create = Command::new("redis-cli");
+        create.args(cluster.cli_tls());
         create.args(["--cluster", "create"]).args(&addresses).args([
             "--cluster-replicas",
             "1",
@@ -46,21 +62,29 @@ impl OwnRedisCluster {
         assert!(output.status.success(), "{output:?}");
         for port in &ports {
             wait_for(|| {
-                cli(*port, &["cluster", "info"])
+                cluster
+                    .cli(*port, &["cluster", "info"])
                     .is_some_and(|info| info.contains("cluster_state:ok"))
-                    && cli(*port, &["info", "replication"]).is_some_and(|info| {
-                        info.contains("role:master") || info.contains("master_link_status:up")
-                    })
+                    && cluster
+                        .cli(*port, &["info", "replication"])
+                        .is_some_and(|info| {
+                            info.contains("role:master") || info.contains("master_link_status:up")
+                        })
             });
         }
         cluster
     }
 
-    /// `REDIS_CLUSTER_URLS`: every node.
+    /// `REDIS_CLUSTER_URLS`: every node (over TLS, the self-made
+    /// certificate not checked).
     pub(crate) fn urls(&self) -> String {
+        let (scheme, fragment) = match self.tls {
+            Some(_) => ("rediss", "#insecure"),
+            None => ("redis", ""),
+        };
         self.nodes
             .iter()
-            .map(|(port, _)| format!("redis://127.0.0.1:{port}/"))
+            .map(|(port, _)| format!("{scheme}://127.0.0.1:{port}/{fragment}"))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -68,7 +92,10 @@ impl OwnRedisCluster {
     /// The ports of the primaries that answer.
     pub(crate) fn primaries(&self) -> Vec<u16> {
         self.live_ports()
-            .filter(|port| cli(*port, &["role"]).is_some_and(|role| role.starts_with("master")))
+            .filter(|port| {
+                self.cli(*port, &["role"])
+                    .is_some_and(|role| role.starts_with("master"))
+            })
             .collect()
     }
 
@@ -82,20 +109,21 @@ impl OwnRedisCluster {
     /// The port of the primary that owns `channel`'s slot.
     pub(crate) fn owner_of(&self, channel: &str) -> u16 {
         let port = self.live_ports().next().unwrap();
-        let slot: u16 = cli(port, &["cluster", "keyslot", channel])
+        let slot: u16 = self
+            .cli(port, &["cluster", "keyslot", channel])
             .unwrap()
             .trim()
             .parse()
             .unwrap();
         self.primaries()
             .into_iter()
-            .find(|primary| owns_slot(*primary, slot))
+            .find(|primary| self.owns_slot(*primary, slot))
             .expect("a primary owns every slot")
     }
 
     /// The shard channels each primary has subscribers for.
     pub(crate) fn shard_channels(&self, primary: u16) -> Vec<String> {
-        cli(primary, &["pubsub", "shardchannels"])
+        self.cli(primary, &["pubsub", "shardchannels"])
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)
@@ -105,7 +133,9 @@ impl OwnRedisCluster {
 
     /// `SPUBLISH` calls a node has executed.
     pub(crate) fn spublish_calls(&self, port: u16) -> u64 {
-        let stats = cli(port, &["info", "commandstats"]).unwrap_or_default();
+        let stats = self
+            .cli(port, &["info", "commandstats"])
+            .unwrap_or_default();
         stats
             .lines()
             .find_map(|line| line.strip_prefix("cmdstat_spublish:calls="))
@@ -129,7 +159,7 @@ impl OwnRedisCluster {
         loop {
             let whole = self.primaries().len() == 3
                 && self.live_ports().all(|port| {
-                    cli(port, &["cluster", "info"])
+                    self.cli(port, &["cluster", "info"])
                         .is_some_and(|info| info.contains("cluster_state:ok"))
                 });
             if whole {
@@ -153,27 +183,70 @@ impl Drop for OwnRedisCluster {
     }
 }
 
-fn owns_slot(primary: u16, slot: u16) -> bool {
-    let nodes = cli(primary, &["cluster", "nodes"]).unwrap_or_default();
-    nodes
-        .lines()
-        .find(|line| line.contains("myself"))
-        .is_some_and(|line| {
-            line.split_whitespace().skip(8).any(|range| {
-                let (low, high) = range.split_once('-').unwrap_or((range, range));
-                match (low.parse::<u16>(), high.parse::<u16>()) {
-                    (Ok(low), Ok(high)) => (low..=high).contains(&slot),
-                    _ => false,
-                }
+impl OwnRedisCluster {
+    /// `redis-cli`'s TLS flags for this cluster (none without TLS).
+    fn cli_tls(&self) -> Vec<String> {
+        match &self.tls {
+            Some((cert, _)) => ["--tls", "--cacert", cert.as_str()]
+                .map(str::to_owned)
+                .to_vec(),
+            None => Vec::new(),
+        }
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
+        let output = Command::new("redis-cli")
+            .args(self.cli_tls())
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    fn owns_slot(&self, primary: u16, slot: u16) -> bool {
+        let nodes = self.cli(primary, &["cluster", "nodes"]).unwrap_or_default();
+        nodes
+            .lines()
+            .find(|line| line.contains("myself"))
+            .is_some_and(|line| {
+                line.split_whitespace().skip(8).any(|range| {
+                    let (low, high) = range.split_once('-').unwrap_or((range, range));
+                    match (low.parse::<u16>(), high.parse::<u16>()) {
+                        (Ok(low), Ok(high)) => (low..=high).contains(&slot),
+                        _ => false,
+                    }
+                })
             })
-        })
+    }
 }
 
-fn start_node(dir: &std::path::Path, port: u16) -> Child {
+fn scratch_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "chat-redis-cluster-{}",
+        chat_server::digest::random_hex(6)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn start_node(dir: &std::path::Path, port: u16, tls: Option<&(String, String)>) -> Child {
     let node_dir = dir.join(port.to_string());
     std::fs::create_dir_all(&node_dir).unwrap();
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+    let mut command = Command::new("redis-server");
+    match tls {
+        Some((cert, key)) => command
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+            .args(["--tls-cert-file", cert, "--tls-key-file", key])
+            .args(["--tls-ca-cert-file", cert, "--tls-auth-clients", "no"]),
+        None => command.args(["--port", &port.to_string()]),
+    };
+    command
+        .args(["--bind", "127.0.0.1"])
         .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
         // A replica syncs at once, and may take over however long it lost
         // its primary for (the test kills primaries seconds after start).
@@ -202,18 +275,6 @@ fn free_cluster_ports(n: usize) -> Vec<u16> {
     ports
 }
 
-fn cli(port: u16, args: &[&str]) -> Option<String> {
-    let output = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 fn wait_for(mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready() {
@@ -226,7 +287,7 @@ fn wait_for(mut ready: impl FnMut() -> bool) {
 }
 
 /// `n` nodes on one fresh database and the cluster, with a prefix of their own.
-async fn nodes_on(cluster: &OwnRedisCluster, n: usize) -> (Vec<TestApp>, String) {
+pub(crate) async fn nodes_on(cluster: &OwnRedisCluster, n: usize) -> (Vec<TestApp>, String) {
     let database = fresh_database();
     let prefix = format!("test-{}", chat_server::digest::random_hex(6));
     let urls = cluster.urls();

@@ -2,11 +2,12 @@
 //! binaries with a certificate made by `openssl` for `localhost` and taking
 //! TLS connections only, so a node that works at all works over TLS.
 //! PostgreSQL's `sslmode` and `sslrootcert` are read as libpq reads them;
-//! Redis is reached at a `rediss://` URL.
+//! Redis, one server or a cluster, is reached at `rediss://` URLs.
 
 use crate::cluster::{bus_ready, OwnRedis};
 use crate::faults::{pg_bin, run_as_postgres};
 use crate::helpers::{free_port, fresh_database, spawn_app_on, spawn_app_with, start_failure};
+use crate::redis_cluster::{nodes_on, OwnRedisCluster};
 use crate::ws_client::WsClient;
 use std::path::{Path, PathBuf};
 
@@ -184,4 +185,18 @@ async fn nodes_exchange_events_through_a_tls_only_redis() {
     nodes[0].say(&ann, chat, "through rediss://").await;
     assert_eq!(bobs.message().await["content"], "through rediss://");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn nodes_exchange_events_through_a_tls_only_redis_cluster() {
+    let cluster = OwnRedisCluster::start_tls(self_signed);
+    let (nodes, _) = nodes_on(&cluster, 2).await;
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    let (ann, bob, chat) = nodes[0].pair().await;
+    let mut bobs = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    nodes[0].say(&ann, chat, "through a cluster over TLS").await;
+    assert_eq!(
+        bobs.message().await["content"],
+        "through a cluster over TLS"
+    );
 }
