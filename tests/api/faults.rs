@@ -292,12 +292,7 @@ async fn requests_that_are_safe_to_repeat_ride_out_a_database_restart() {
 /// they are refused too, the client resends in order, and the chat keeps it.
 #[tokio::test]
 async fn sends_queued_behind_one_the_database_did_not_take_wait_for_its_resend() {
-    let relay = Relay::start().await;
-    let database = crate::helpers::fresh_database();
-    let url = relay.database_url(&database);
-    let app =
-        crate::helpers::spawn_app_with(&[("DATABASE_URL", url.as_str()), ("DB_RETRY_SECS", "2")])
-            .await;
+    let (relay, app) = behind_relay("2").await;
     let (ann, _bob, chat) = app.pair().await;
     let mut socket = WsClient::connect(&app, chat, &ann.access, None).await;
     let send = |id: &str| json!({"type": "message.send", "content": id, "client_msg_id": id});
@@ -341,11 +336,7 @@ async fn sends_queued_behind_one_the_database_did_not_take_wait_for_its_resend()
 /// stored ahead of it.
 #[tokio::test]
 async fn a_user_socket_send_whose_chat_could_not_be_read_holds_back_later_ones() {
-    let relay = Relay::start().await;
-    let url = relay.database_url(&crate::helpers::fresh_database());
-    let app =
-        crate::helpers::spawn_app_with(&[("DATABASE_URL", url.as_str()), ("DB_RETRY_SECS", "3")])
-            .await;
+    let (relay, app) = behind_relay("3").await;
     let (ann, _bob, chat) = app.pair().await;
     app.say(&ann, chat, "first").await;
     // Synced on no chat: delivery starts, and the socket has not met this one.
@@ -386,11 +377,7 @@ async fn a_user_socket_send_whose_chat_could_not_be_read_holds_back_later_ones()
 /// event the client already sent, which may wait as long for the database.
 #[tokio::test]
 async fn an_error_goes_out_before_the_next_event_is_acted_on() {
-    let relay = Relay::start().await;
-    let url = relay.database_url(&crate::helpers::fresh_database());
-    let app =
-        crate::helpers::spawn_app_with(&[("DATABASE_URL", url.as_str()), ("DB_RETRY_SECS", "2")])
-            .await;
+    let (relay, app) = behind_relay("2").await;
     let (ann, _bob, chat) = app.pair().await;
     let cat = app.user("cat").await;
     let other = app.chat(&cat, &ann).await;
@@ -422,6 +409,19 @@ struct Relay {
     port: u16,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
     cuts: tokio::sync::watch::Sender<u64>,
+}
+
+/// A server on a fresh database reached through a [`Relay`], waiting out
+/// the database for `retry_secs` (`DB_RETRY_SECS`).
+async fn behind_relay(retry_secs: &str) -> (Relay, crate::helpers::TestApp) {
+    let relay = Relay::start().await;
+    let url = relay.database_url(&crate::helpers::fresh_database());
+    let overrides = [
+        ("DATABASE_URL", url.as_str()),
+        ("DB_RETRY_SECS", retry_secs),
+    ];
+    let app = crate::helpers::spawn_app_with(&overrides).await;
+    (relay, app)
 }
 
 impl Relay {

@@ -77,7 +77,8 @@ impl DjangoSource {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let source = super::pool::parse(url, "source URL")?;
         let (client, connection) = source.config.connect(source.tls).await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot connect to the Django database: {e}"))
+            let why = super::pool::described(&e);
+            StoreError::Unavailable(format!("cannot connect to the Django database: {why}"))
         })?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {

@@ -81,7 +81,7 @@ pub type Conn<'a> = bb8::PooledConnection<'a, PreparedManager>;
 /// pending migrations and builds the pool.
 pub async fn open(config: &DatabaseConfig, retirements: Retirements) -> Result<Pool, StoreError> {
     let target = parse(&config.url, "DATABASE_URL")?;
-    drop(migrated_client(config).await?);
+    drop(migrated_on(&target).await?);
     Ok(pool_of(target, config.pool_size, retirements))
 }
 
@@ -115,8 +115,11 @@ fn pool_of(target: Connectable, size: u32, retirements: Retirements) -> Pool {
 pub async fn migrated_client(
     config: &DatabaseConfig,
 ) -> Result<tokio_postgres::Client, StoreError> {
-    let target = parse(&config.url, "DATABASE_URL")?;
-    create_database_if_missing(&target).await?;
+    migrated_on(&parse(&config.url, "DATABASE_URL")?).await
+}
+
+async fn migrated_on(target: &Connectable) -> Result<tokio_postgres::Client, StoreError> {
+    create_database_if_missing(target).await?;
     let mut client = connect_once(&target.config, &target.tls).await?;
     super::migrations::run(&mut client).await?;
     Ok(client)
@@ -200,7 +203,7 @@ fn classify_connect(error: tokio_postgres::Error) -> StoreError {
 
 /// The error with its causes (the server's message, why a TLS handshake
 /// failed): tokio-postgres' own text is only "db error" for a refusal.
-fn described(error: &tokio_postgres::Error) -> String {
+pub(super) fn described(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         return format!("{}: {}", db.severity(), db.message());
     }

@@ -55,7 +55,8 @@ pub(super) struct Throttled {
 }
 
 impl Throttled {
-    /// Whether the limiter refused it (not a hold).
+    /// Whether it is about the send rate: refused by the limiter, or held
+    /// behind such a refusal.
     pub(super) fn rate_limited(&self) -> bool {
         self.why == HoldReason::RateLimited
     }
