@@ -349,7 +349,9 @@ async fn two_nodes_deliver_across_the_cluster_each_channel_on_its_own_shard() {
     for primary in &primaries {
         let calls = cluster.spublish_calls(*primary);
         if owners.contains(primary) {
-            assert!(calls >= 31, "{primary} carried {calls} events");
+            // One SPUBLISH per recipient per published batch, and batches
+            // queued together go out as one: at least one, not one per event.
+            assert!(calls >= 1, "{primary} carried none of the events");
         } else {
             assert_eq!(calls, 0, "{primary} owns neither user's channel");
         }
