@@ -155,9 +155,10 @@ impl OwnRedis {
         Self::start_on(port, tls.map(str::to_owned).to_vec())
     }
 
-    /// `rediss://`, the certificate not checked (it is self-made).
+    /// `rediss://` on `localhost` (the name its certificate carries), the
+    /// certificate checked against the CAs OpenSSL trusts.
     pub(crate) fn tls_url(&self) -> String {
-        format!("rediss://127.0.0.1:{}/#insecure", self.port)
+        format!("rediss://localhost:{}/", self.port)
     }
 
     fn start_on(port: u16, extra: Vec<String>) -> Self {

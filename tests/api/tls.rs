@@ -4,9 +4,9 @@
 //! PostgreSQL's `sslmode` and `sslrootcert` are read as libpq reads them;
 //! Redis, one server or a cluster, is reached at `rediss://` URLs.
 
-use crate::cluster::{bus_ready, OwnRedis};
+use crate::cluster::{bus_ready, bus_state, OwnRedis};
 use crate::faults::{pg_bin, run_as_postgres};
-use crate::helpers::{free_port, fresh_database, spawn_app_on, spawn_app_with, start_failure};
+use crate::helpers::{free_port, fresh_database, spawn_app_with, spawn_process_on, start_failure};
 use crate::redis_cluster::{nodes_on, OwnRedisCluster};
 use crate::ws_client::WsClient;
 use std::path::{Path, PathBuf};
@@ -19,16 +19,28 @@ struct TlsPostgres {
 }
 
 impl TlsPostgres {
+    /// Trusting every TLS connection.
     fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "chat-pg-tls-{}",
-            chat_server::digest::random_hex(6)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        Self::start_with(unique_dir("chat-pg-tls"), "trust", "")
+    }
+
+    /// Admitting only clients that present a certificate for the user
+    /// `postgres` (self-signed: its own CA); the server and the client
+    /// certificate with its key.
+    fn start_asking_for_client_certificates() -> (Self, (String, String)) {
+        let dir = unique_dir("chat-pg-tls");
+        let client = certificate(&dir, "client", "postgres");
+        let ca = format!("ssl_ca_file = '{}'\n", client.0);
+        (Self::start_with(dir, "cert", &ca), client)
+    }
+
+    /// In `dir`, with `auth` as the `hostssl` method and `conf` added to the
+    /// settings.
+    fn start_with(dir: PathBuf, auth: &str, conf: &str) -> Self {
         let server = TlsPostgres {
+            dir,
             port: free_port(),
             bin: pg_bin(),
-            dir,
         };
         let data = server.path("data");
         let (cert, key) = self_signed(&server.dir);
@@ -40,10 +52,12 @@ impl TlsPostgres {
             &[initdb, "-D", &data, "-U", "postgres", "--auth=trust"],
             false,
         );
-        let conf = format!("ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n");
+        let conf = format!("ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n{conf}");
         append(&server.dir.join("data/postgresql.conf"), &conf);
-        let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
-                   hostnossl all all 127.0.0.1/32 reject\n";
+        let hba = format!(
+            "local all all trust\nhostssl all all 127.0.0.1/32 {auth}\n\
+             hostnossl all all 127.0.0.1/32 reject\n"
+        );
         std::fs::write(server.dir.join("data/pg_hba.conf"), hba).unwrap();
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
@@ -98,9 +112,27 @@ fn append(path: &Path, text: &str) {
     std::fs::write(path, all).unwrap();
 }
 
+/// A fresh directory under the system's temporary one.
+fn unique_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", chat_server::digest::random_hex(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A certificate for `localhost` (its own CA) and its key, in `dir`.
 fn self_signed(dir: &Path) -> (String, String) {
-    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    certificate(dir, "", "localhost")
+}
+
+/// A self-signed certificate (its own CA) for `name`, and its key, in `dir`
+/// as `{stem}cert.pem` and `{stem}key.pem`.
+fn certificate(dir: &Path, stem: &str, name: &str) -> (String, String) {
+    let path = |file: &str| {
+        dir.join(format!("{stem}{file}"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
     let (cert, key) = (path("cert.pem"), path("key.pem"));
     let made = std::process::Command::new("openssl")
         .args([
@@ -108,9 +140,9 @@ fn self_signed(dir: &Path) -> (String, String) {
         ])
         .args([
             "-subj",
-            "/CN=localhost",
+            &format!("/CN={name}"),
             "-addext",
-            "subjectAltName=DNS:localhost",
+            &format!("subjectAltName=DNS:{name}"),
         ])
         .args(["-keyout", &key, "-out", &cert])
         .output()
@@ -150,34 +182,49 @@ async fn verify_full_checks_the_certificate_against_sslrootcert_and_the_host() {
     works_on(&postgres.url("127.0.0.1", &format!("sslmode=verify-ca&{root}"))).await;
     let wrong_host = format!("sslmode=verify-full&{root}");
     let refused = start_failure(&[("DATABASE_URL", &postgres.url("127.0.0.1", &wrong_host))]).await;
-    assert!(refused.contains("TLS"), "{refused}");
+    assert!(refused.contains("certificate verify failed"), "{refused}");
+    assert!(refused.contains("mismatch"), "{refused}");
     // Without the CA, the self-made certificate is not trusted.
     let unknown_ca = postgres.url("localhost", "sslmode=verify-full");
     let refused = start_failure(&[("DATABASE_URL", &unknown_ca)]).await;
-    assert!(refused.contains("TLS"), "{refused}");
+    assert!(refused.contains("certificate verify failed"), "{refused}");
+    assert!(refused.contains("self-signed"), "{refused}");
 }
 
 #[tokio::test]
-async fn nodes_exchange_events_through_a_tls_only_redis() {
-    let dir = std::env::temp_dir().join(format!(
-        "chat-redis-tls-{}",
-        chat_server::digest::random_hex(6)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+async fn nodes_check_a_tls_only_redis_against_the_ca_in_ssl_cert_file() {
+    let dir = unique_dir("chat-redis-tls");
     let (cert, key) = self_signed(&dir);
     let redis = OwnRedis::start_tls(&cert, &key);
     let (database, url) = (fresh_database(), redis.tls_url());
-    let overrides = [("REDIS_URL", url.as_str())];
+    let trusting = [
+        ("REDIS_URL", url.as_str()),
+        ("SSL_CERT_FILE", cert.as_str()),
+    ];
     let nodes = [
-        spawn_app_on(&database, &overrides).await,
-        spawn_app_on(&database, &overrides).await,
+        spawn_process_on(&database, &trusting).await,
+        spawn_process_on(&database, &trusting).await,
     ];
     bus_ready(&[&nodes[0], &nodes[1]]).await;
     let (ann, bob, chat) = nodes[0].pair().await;
     let mut bobs = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
     nodes[0].say(&ann, chat, "through rediss://").await;
     assert_eq!(bobs.message().await["content"], "through rediss://");
+    // Without the CA, the self-made certificate is refused: no bus.
+    let doubting = spawn_process_on(&database, &[("REDIS_URL", url.as_str())]).await;
+    let reply = bus_state(&doubting, "ok").await;
+    assert_eq!(reply.body["bus"], "disconnected", "{}", reply.text);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_sslcert_and_sslkey_is_presented() {
+    let (postgres, (cert, key)) = TlsPostgres::start_asking_for_client_certificates();
+    let files = format!("sslcert={cert}&sslkey={key}");
+    works_on(&postgres.url("127.0.0.1", &format!("sslmode=require&{files}"))).await;
+    let without = postgres.url("127.0.0.1", "sslmode=require");
+    let refused = start_failure(&[("DATABASE_URL", &without)]).await;
+    assert!(refused.contains("valid client certificate"), "{refused}");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! TLS to PostgreSQL, the only user of `native-tls` (the system's OpenSSL):
-//! what a database URL's `sslmode` and `sslrootcert` ask for, read the way
-//! libpq reads them, so a Django deployment's URL works as it is.
+//! what a database URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` ask
+//! for, read the way libpq reads them, so a Django deployment's URL works as
+//! it is.
 //!
 //! - `disable`: plain TCP.
 //! - `prefer` (the default, as in libpq): TLS when the server offers it,
@@ -9,9 +10,13 @@
 //!   `sslrootcert` names a CA, which then must have signed it.
 //! - `verify-ca`: the certificate must be signed by `sslrootcert`'s CA (or
 //!   one the system trusts); `verify-full`: and name the host connected to.
+//! - `sslcert` and `sslkey` (together): the client certificate presented in
+//!   any mode but `disable`, for servers that authenticate by certificate.
+//!   The key must be PKCS#8 PEM (`BEGIN PRIVATE KEY`, what OpenSSL 3 writes),
+//!   the one form `native-tls` reads.
 //!
-//! tokio-postgres knows only the first three modes and no `sslrootcert`, so
-//! both keys are taken out of the URL here and the rest is left to it.
+//! tokio-postgres knows only the first three modes and none of the file
+//! keys, so they are taken out of the URL here and the rest is left to it.
 
 use postgres_native_tls::MakeTlsConnector;
 use tokio_postgres::config::SslMode;
@@ -37,6 +42,8 @@ struct TlsKeys {
     rest: String,
     sslmode: Option<String>,
     sslrootcert: Option<String>,
+    sslcert: Option<String>,
+    sslkey: Option<String>,
 }
 
 /// Reads `url` (a `postgres://` URL or `key=value` words) and builds the
@@ -58,26 +65,56 @@ pub fn connectable(url: &str) -> Result<Connectable, String> {
     };
     let mut config: tokio_postgres::Config = keys.rest.parse().map_err(|e| format!("{e}"))?;
     config.ssl_mode(mode);
-    let tls = connector(check, keys.sslrootcert.as_deref())?;
+    let tls = connector(check, &keys)?;
     Ok(Connectable { config, tls })
 }
 
-fn connector(check: Check, root: Option<&str>) -> Result<MakeTlsConnector, String> {
+fn connector(check: Check, keys: &TlsKeys) -> Result<MakeTlsConnector, String> {
     let mut builder = native_tls::TlsConnector::builder();
     builder
         .danger_accept_invalid_certs(check == Check::Nothing)
         .danger_accept_invalid_hostnames(check != Check::CaAndHost);
-    if let Some(path) = root.filter(|_| check != Check::Nothing) {
-        let pem = std::fs::read(path).map_err(|e| format!("sslrootcert {path}: {e}"))?;
-        let ca = native_tls::Certificate::from_pem(&pem)
+    if let Some(path) = keys
+        .sslrootcert
+        .as_deref()
+        .filter(|_| check != Check::Nothing)
+    {
+        let ca = native_tls::Certificate::from_pem(&read("sslrootcert", path)?)
             .map_err(|e| format!("sslrootcert {path}: {e}"))?;
         builder.add_root_certificate(ca);
+    }
+    if let Some(identity) = client_identity(keys)? {
+        builder.identity(identity);
     }
     let connector = builder.build().map_err(|e| format!("TLS: {e}"))?;
     Ok(MakeTlsConnector::new(connector))
 }
 
-/// Takes `sslmode` and `sslrootcert` out of a URL's query string (decoded)
+/// The client certificate and key that `sslcert` and `sslkey` name, if any.
+fn client_identity(keys: &TlsKeys) -> Result<Option<native_tls::Identity>, String> {
+    let (cert, key) = match (keys.sslcert.as_deref(), keys.sslkey.as_deref()) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => return Err("sslcert and sslkey must be given together".into()),
+    };
+    let key_pem = read("sslkey", key)?;
+    if !key_pem.starts_with(b"-----BEGIN PRIVATE KEY-----") {
+        return Err(format!(
+            "sslkey {key}: not an unencrypted PKCS#8 PEM key (BEGIN PRIVATE KEY); \
+             convert it with `openssl pkcs8 -topk8 -nocrypt -in {key}`"
+        ));
+    }
+    native_tls::Identity::from_pkcs8(&read("sslcert", cert)?, &key_pem)
+        .map(Some)
+        .map_err(|e| format!("sslcert {cert} with sslkey {key}: {e}"))
+}
+
+/// A file a TLS key names; the error names the key and the file.
+fn read(what: &str, path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{what} {path}: {e}"))
+}
+
+/// Takes the TLS keys out of a URL's query string (decoded)
 /// or out of `key=value` words.
 fn split_tls_keys(url: &str) -> TlsKeys {
     let mut keys = TlsKeys::default();
@@ -118,6 +155,8 @@ impl TlsKeys {
         let slot = match key {
             "sslmode" => &mut self.sslmode,
             "sslrootcert" => &mut self.sslrootcert,
+            "sslcert" => &mut self.sslcert,
+            "sslkey" => &mut self.sslkey,
             _ => return false,
         };
         *slot = Some(value.to_owned());
@@ -147,10 +186,33 @@ mod tests {
 
     #[test]
     fn the_tls_keys_come_out_of_key_value_words() {
-        let keys = split_tls_keys("host=db user=u sslmode=require dbname=chat");
+        let keys = split_tls_keys(
+            "host=db user=u sslmode=require sslcert=/c.pem dbname=chat sslkey=/k.pem",
+        );
         assert_eq!(keys.sslmode.as_deref(), Some("require"));
         assert_eq!(keys.sslrootcert, None);
+        assert_eq!(keys.sslcert.as_deref(), Some("/c.pem"));
+        assert_eq!(keys.sslkey.as_deref(), Some("/k.pem"));
         assert_eq!(keys.rest, "host=db user=u dbname=chat");
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_in_pkcs8() {
+        let dir = std::env::temp_dir().join(format!("tls-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        std::fs::write(&key, "-----BEGIN RSA PRIVATE KEY-----\n").unwrap();
+        let url = |query: &str| format!("postgres://db/x?sslmode=require&{query}");
+        let error = |query: &str| connectable(&url(query)).err().unwrap_or_default();
+        let (cert, key) = (cert.display(), key.display());
+        assert!(error(&format!("sslcert={cert}")).contains("together"));
+        assert!(error(&format!("sslkey={key}")).contains("together"));
+        let traditional = error(&format!("sslcert={cert}&sslkey={key}"));
+        assert!(traditional.contains("PKCS#8"), "{traditional}");
+        let missing = error(&format!("sslcert={cert}&sslkey=/no/key.pem"));
+        assert!(missing.contains("sslkey /no/key.pem"), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
