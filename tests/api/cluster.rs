@@ -4,6 +4,7 @@
 
 use crate::helpers::{free_port, fresh_database, spawn_app_on, spawn_process_on, TestApp};
 use crate::ws_client::{Received, WsClient};
+use chat_server::delivery::bus::{lost_channel, Envelope, Wire};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -321,6 +322,54 @@ async fn after_a_resubscription_a_room_catches_up_with_what_the_bus_never_carrie
         b.recv_within(Duration::from_millis(500)).await.is_none(),
         "and only once"
     );
+}
+
+/// A node whose publish queue overflowed names, in its lost notice, the
+/// users the dropped events were for: only their sockets catch up (a user
+/// socket closes with 4009), so one node's overload does not send every
+/// client of the deployment back at once. A notice naming no one (more users
+/// than a notice holds) still reaches everyone. The notice is published here
+/// as another node of the deployment would sign it.
+#[tokio::test]
+async fn a_lost_notice_sends_back_only_the_users_it_names() {
+    let url = redis_url();
+    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
+    let overrides = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
+    ];
+    let node = spawn_app_on(&fresh_database(), &overrides).await;
+    bus_ready(&[&node]).await;
+    let (ann, bob, chat) = node.pair().await;
+    let mut anns = WsClient::user_synced(&node, &ann.access, json!({})).await;
+    let mut bobs = WsClient::user_synced(&node, &bob.access, json!({})).await;
+    let other_node = Wire::new(crate::helpers::SECRET, "another-node".into());
+    let channel = lost_channel(&prefix);
+    let for_ann = other_node.encode(&Envelope::lost_for(&[ann.id]));
+    assert_eq!(
+        publish(&url, &channel, &for_ann).await,
+        1,
+        "the node follows it"
+    );
+    assert_eq!(anns.closed().await, 4009, "named: resume with sync");
+    node.say(&ann, chat, "still open").await;
+    assert_eq!(bobs.message().await["content"], "still open", "not named");
+    let for_everyone = other_node.encode(&Envelope::lost_for(&[]));
+    publish(&url, &channel, &for_everyone).await;
+    assert_eq!(bobs.closed().await, 4009, "naming no one: everyone");
+}
+
+/// `PUBLISH channel payload` on the Redis at `url`; how many subscribers
+/// heard it.
+async fn publish(url: &str, channel: &str, payload: &[u8]) -> i64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query_async(&mut connection)
+        .await
+        .unwrap()
 }
 
 /// Waits (up to 5 s) until `chat_ws_resyncs_total` on `node` is at least `count`.

@@ -17,9 +17,11 @@
 //! message delays a delivery at worst; it never loses or duplicates one. With
 //! no `REDIS_URL` the bus is in-process only (one node).
 
+mod missed;
 mod redis;
 mod wire;
 
+use missed::Missed;
 pub use wire::{Received, Wire};
 
 use crate::config::RedisBus;
@@ -41,8 +43,9 @@ pub enum Kind {
     Read,
     /// Someone is typing.
     Typing,
-    /// A node dropped events (its publish queue was full): every node's
-    /// sockets catch up from the store, as after a reconnect.
+    /// A node dropped events (its publish queue was full): the sockets of
+    /// the users it names catch up from the store, as after a reconnect
+    /// (see [`missed`]).
     Lost,
 }
 
@@ -61,18 +64,6 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// The notice of [`Kind::Lost`], for the deployment's lost channel.
-    pub fn lost() -> Self {
-        Envelope {
-            kind: Kind::Lost,
-            chat: 0,
-            seq: 0,
-            audience: [0, 0],
-            only: None,
-            frame: Bytes::new(),
-        }
-    }
-
     /// The users whose channels carry it.
     pub fn recipients(&self) -> impl Iterator<Item = i64> + '_ {
         self.audience
@@ -122,8 +113,8 @@ impl From<Published> for Envelope {
 pub struct Bus {
     outgoing: Option<mpsc::Sender<Vec<Envelope>>>,
     healthy: Arc<AtomicBool>,
-    /// Set when events were dropped for a full queue (see [`Kind::Lost`]).
-    dropped: Arc<AtomicBool>,
+    /// Whose events were dropped for a full queue (see [`Kind::Lost`]).
+    missed: Arc<Missed>,
 }
 
 /// Batches of messages waiting to be published while Redis is slow or down.
@@ -135,7 +126,7 @@ impl Bus {
         Bus {
             outgoing: None,
             healthy: Arc::new(AtomicBool::new(true)),
-            dropped: Arc::new(AtomicBool::new(false)),
+            missed: Arc::default(),
         }
     }
 
@@ -153,7 +144,7 @@ impl Bus {
         let wire = Wire::new(secret, crate::digest::random_hex(8));
         let healthy = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
-        let dropped = Arc::new(AtomicBool::new(false));
+        let missed: Arc<Missed> = Arc::default();
         let listener = redis::Listener {
             wire: wire.clone(),
             prefix: prefix.to_owned(),
@@ -166,7 +157,7 @@ impl Bus {
                 let client = ::redis::Client::open(url.as_str())
                     .map_err(|e| format!("invalid REDIS_URL: {e}"))?;
                 let publisher =
-                    redis::publish_loop(client.clone(), wire, prefix, rx, dropped.clone(), metrics);
+                    redis::publish_loop(client.clone(), wire, prefix, rx, missed.clone(), metrics);
                 tokio::spawn(publisher);
                 tokio::spawn(redis::subscribe_loop(
                     client,
@@ -183,7 +174,7 @@ impl Bus {
                     wire,
                     prefix,
                     rx,
-                    dropped.clone(),
+                    missed.clone(),
                     metrics,
                 );
                 tokio::spawn(publish);
@@ -199,7 +190,7 @@ impl Bus {
         Ok(Bus {
             outgoing: Some(tx),
             healthy,
-            dropped,
+            missed,
         })
     }
 
@@ -222,9 +213,10 @@ impl Bus {
 
     fn send(&self, events: Vec<Envelope>) {
         if let Some(tx) = &self.outgoing {
-            if tx.try_send(events).is_err() {
-                self.dropped
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Err(refused) = tx.try_send(events) {
+                let (mpsc::error::TrySendError::Full(events)
+                | mpsc::error::TrySendError::Closed(events)) = refused;
+                self.missed.note(&events);
                 tracing::warn!("bus publish queue full; other nodes will catch up from the store");
             }
         }

@@ -8,6 +8,7 @@
 pub(super) mod sharded;
 mod slots;
 
+use super::missed::{named_in, Missed};
 use super::{user_of, Envelope, Interest, Received, Wire};
 use crate::delivery::rooms::{ConnId, Rooms};
 use crate::metrics::Metrics;
@@ -48,7 +49,7 @@ pub(super) async fn publish_loop(
     wire: Wire,
     prefix: String,
     mut queue: mpsc::Receiver<Vec<Envelope>>,
-    dropped: Arc<AtomicBool>,
+    missed: Arc<Missed>,
     metrics: Arc<Metrics>,
 ) {
     let mut connection = None;
@@ -66,20 +67,21 @@ pub(super) async fn publish_loop(
                     pipe.publish(super::channel(&prefix, *user), &payload[..])
                         .ignore();
                 }
-                // Events were dropped while the queue was full: every node
-                // hears so, and its sockets catch up (see `Kind::Lost`).
-                let lost = dropped.swap(false, Ordering::Relaxed);
-                if lost {
-                    let notice = wire.encode(&Envelope::lost());
-                    pipe.publish(super::lost_channel(&prefix), notice).ignore();
+                // Events were dropped while the queue was full: the other
+                // nodes hear whose, and those users' sockets catch up (see
+                // `Kind::Lost`).
+                let notice = missed.take();
+                if let Some(notice) = &notice {
+                    pipe.publish(super::lost_channel(&prefix), wire.encode(notice))
+                        .ignore();
                 }
                 if pipe.query_async::<()>(conn).await.is_ok() {
                     metrics.bus_published.inc_by(batch.len() as u64);
                     backoff = MIN_BACKOFF;
                     break;
                 }
-                if lost {
-                    dropped.store(true, Ordering::Relaxed);
+                if let Some(notice) = &notice {
+                    missed.restore(notice);
                 }
                 connection = None;
             }
@@ -100,17 +102,16 @@ pub(super) struct Listener {
 
 impl Listener {
     /// A payload heard on `channel`: another node's event for one of this
-    /// node's users, or a notice that events were dropped (every watched
-    /// user catches up).
+    /// node's users, or a notice that events were dropped (the users it
+    /// names catch up).
     async fn heard(&self, watched: &HashSet<i64>, channel: &str, payload: &[u8]) {
         if channel == super::lost_channel(&self.prefix) {
-            let notices = self.wire.decode(0, payload);
-            if notices
-                .iter()
-                .any(|notice| matches!(notice, Received::Event(e) if e.kind == super::Kind::Lost))
-            {
-                tracing::warn!("another node dropped bus events; catching up");
-                resync_all(&self.rooms, watched).await;
+            for notice in self.wire.decode(0, payload) {
+                if let Received::Event(notice) = notice {
+                    if notice.kind == super::Kind::Lost {
+                        catch_up_after(&self.rooms, watched, &notice).await;
+                    }
+                }
             }
             return;
         }
@@ -229,6 +230,27 @@ async fn subscribed(listener: &Listener, watched: &HashSet<i64>, healthy: &Atomi
 async fn resync_all(rooms: &Rooms, watched: &HashSet<i64>) {
     for user in watched {
         rooms.resync(*user).await;
+    }
+}
+
+/// Asks the sockets of the watched users a lost notice names (or of every
+/// watched user, when it names no one) to catch up from the store.
+async fn catch_up_after(rooms: &Rooms, watched: &HashSet<i64>, notice: &Envelope) {
+    match named_in(notice) {
+        Some(users) => {
+            let ours: Vec<i64> = users.into_iter().filter(|u| watched.contains(u)).collect();
+            tracing::warn!(
+                users = ours.len(),
+                "another node dropped bus events; catching up"
+            );
+            for user in ours {
+                rooms.resync(user).await;
+            }
+        }
+        None => {
+            tracing::warn!("another node dropped bus events for everyone; catching up");
+            resync_all(rooms, watched).await;
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use super::super::gathered;
 use super::super::slots::SlotMap;
 use super::{connect, next_backoff, MIN_BACKOFF};
+use crate::delivery::bus::missed::Missed;
 use crate::delivery::bus::{Envelope, Wire};
 use crate::metrics::Metrics;
 use futures_util::future::join_all;
@@ -12,7 +13,6 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::Value;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -25,14 +25,14 @@ pub(in crate::delivery::bus) async fn publish_loop(
     wire: Wire,
     prefix: String,
     mut queue: mpsc::Receiver<Vec<Envelope>>,
-    dropped: Arc<AtomicBool>,
+    missed: Arc<Missed>,
     metrics: Arc<Metrics>,
 ) {
     let mut connection = connect(&client).await;
     let mut map: Option<SlotMap> = None;
     while let Some(first) = queue.recv().await {
         let batch = gathered(first, &mut queue);
-        let mut pending = spublishes(&wire, &prefix, &batch, &dropped);
+        let mut pending = spublishes(&wire, &prefix, &batch, &missed);
         let mut backoff = MIN_BACKOFF;
         loop {
             if map.is_none() {
@@ -70,15 +70,15 @@ async fn read_slot_map(connection: &mut ClusterConnection, default_host: &str) -
 
 /// The `(channel, payload)` pairs of a batch: each event signed once, a
 /// payload per recipient (see [`Wire::payloads`]), and the lost notice when
-/// events were dropped.
-fn spublishes(wire: &Wire, prefix: &str, batch: &[Envelope], dropped: &AtomicBool) -> Vec<Publish> {
+/// events were dropped (retried with the rest until published).
+fn spublishes(wire: &Wire, prefix: &str, batch: &[Envelope], missed: &Missed) -> Vec<Publish> {
     let mut out: Vec<Publish> = wire
         .payloads(batch)
         .into_iter()
         .map(|(user, payload)| (crate::delivery::bus::channel(prefix, user), payload))
         .collect();
-    if dropped.swap(false, Ordering::Relaxed) {
-        let notice = wire.encode(&Envelope::lost());
+    if let Some(notice) = missed.take() {
+        let notice = wire.encode(&notice);
         out.push((crate::delivery::bus::lost_channel(prefix), notice));
     }
     out
