@@ -23,7 +23,10 @@ pub struct User {
 
 /// A one-to-one conversation as one of its participants (the reader) sees it.
 /// `participants` is ordered by user id; `read_seq` is the reader's read
-/// marker and `unread_count` is `last_seq - read_seq`.
+/// marker and `unread_count` is `last_seq - read_seq`; `peer_read_seq` is the
+/// other participant's marker (the reader's messages up to it were seen), so
+/// a client that missed `read` events (a reload, a reconnect) learns it from
+/// the store.
 #[derive(Debug, Clone, Serialize)]
 pub struct Chat {
     pub id: i64,
@@ -34,6 +37,7 @@ pub struct Chat {
     pub last_seq: i64,
     pub read_seq: i64,
     pub unread_count: i64,
+    pub peer_read_seq: i64,
 }
 
 impl Chat {

@@ -704,7 +704,11 @@ var ChatClient = class _ChatClient extends Emitter {
   /** A chat from the list or a `chat` event; a chat without a cursor starts at `startAt`. */
   #learn(chat, startAt) {
     const known = this.#chats.get(chat.id);
-    const merged = known ? { ...chat, last_seq: Math.max(chat.last_seq, known.last_seq) } : { ...chat };
+    const merged = known ? {
+      ...chat,
+      last_seq: Math.max(chat.last_seq, known.last_seq),
+      peer_read_seq: Math.max(chat.peer_read_seq, known.peer_read_seq)
+    } : { ...chat };
     if (known && known.last_seq > chat.last_seq) {
       merged.last_message = known.last_message;
       merged.updated_at = known.updated_at;
@@ -748,6 +752,7 @@ var ChatClient = class _ChatClient extends Emitter {
         chat.updated_at = message.created_at;
       }
       if (message.sender.id === this.userId) chat.read_seq = Math.max(chat.read_seq, message.seq);
+      else chat.peer_read_seq = Math.max(chat.peer_read_seq, message.seq);
       chat.unread_count = Math.max(0, chat.last_seq - chat.read_seq);
     }
     if (chat) this.emit("chat", { ...chat });
@@ -790,6 +795,9 @@ var ChatClient = class _ChatClient extends Emitter {
     if (chat && event.user_id === this.userId && event.seq > chat.read_seq) {
       chat.read_seq = event.seq;
       chat.unread_count = Math.max(0, chat.last_seq - chat.read_seq);
+      this.emit("chat", { ...chat });
+    } else if (chat && event.user_id !== this.userId && event.seq > chat.peer_read_seq) {
+      chat.peer_read_seq = event.seq;
       this.emit("chat", { ...chat });
     }
     this.emit("read", event);

@@ -61,7 +61,7 @@ on_both_stores!(
     bad_events_get_errors_naming_the_chat_and_the_socket_stays_open,
     one_message_reaches_both_kinds_of_socket_once_each,
     read_markers_reach_the_peer_and_the_readers_other_devices_typing_the_peer,
-    unread_counts_follow_sends_reads_and_a_second_device,
+    unread_counts_and_the_peers_marker_follow_sends_reads_and_a_second_device,
     order_and_exactly_once_per_chat_across_syncs_under_a_send_storm_in_three_chats,
     a_ping_gets_a_pong_on_that_socket_only,
 );
@@ -286,7 +286,7 @@ async fn read_markers_reach_the_peer_and_the_readers_other_devices_typing_the_pe
     quiet(&mut laptop, "typing goes to the other participant only").await;
 }
 
-async fn unread_counts_follow_sends_reads_and_a_second_device(app: TestApp) {
+async fn unread_counts_and_the_peers_marker_follow_sends_reads_and_a_second_device(app: TestApp) {
     let (ann, bob, chat) = app.pair().await;
     for i in 0..3 {
         app.say(&bob, chat, &format!("m{i}")).await;
@@ -296,10 +296,18 @@ async fn unread_counts_follow_sends_reads_and_a_second_device(app: TestApp) {
         (&seen["last_seq"], &seen["read_seq"], &seen["unread_count"]),
         (&json!(3), &json!(0), &json!(3))
     );
+    assert_eq!(
+        seen["peer_read_seq"], 3,
+        "the peer's marker, moved by sending"
+    );
     let sender = listed(&app, &bob, chat).await;
     assert_eq!(
-        (&sender["read_seq"], &sender["unread_count"]),
-        (&json!(3), &json!(0)),
+        (
+            &sender["read_seq"],
+            &sender["unread_count"],
+            &sender["peer_read_seq"]
+        ),
+        (&json!(3), &json!(0), &json!(0)),
         "sending moved the sender's marker"
     );
     let mut phone = WsClient::user_synced(&app, &ann.access, json!({})).await;
@@ -314,6 +322,11 @@ async fn unread_counts_follow_sends_reads_and_a_second_device(app: TestApp) {
     );
     let after_read = read_seq_reaches(&app, &ann, chat, 2).await;
     assert_eq!(after_read["unread_count"], 1);
+    assert_eq!(
+        listed(&app, &bob, chat).await["peer_read_seq"],
+        2,
+        "what ann has seen, from the store"
+    );
     phone
         .send_json(&json!({"type": "read", "chat": chat, "seq": 1}))
         .await;
@@ -325,7 +338,12 @@ async fn unread_counts_follow_sends_reads_and_a_second_device(app: TestApp) {
         (&json!(4), &json!(0)),
         "a marker never moves back, and sending reads up to the message"
     );
-    assert_eq!(listed(&app, &bob, chat).await["unread_count"], 1);
+    assert_eq!(after_send["peer_read_seq"], 3);
+    let peer = listed(&app, &bob, chat).await;
+    assert_eq!(
+        (&peer["unread_count"], &peer["peer_read_seq"]),
+        (&json!(1), &json!(4))
+    );
 }
 
 /// Three peers send to one user at once while the user's socket drops and

@@ -5,7 +5,8 @@
 // (Bob sees it) and answers. Then Ann goes offline (her page reaches the
 // server through a proxy that cuts every connection and refuses new ones),
 // writes twice while Bob writes once, and comes back: her sends go out from
-// the outbox, and both see the same five messages in order, once each.
+// the outbox, and both see the same five messages in order, once each. Bob
+// reloads, and his messages are still "seen" (Ann's marker is in the chat list).
 // Usage: node demo.mjs http://127.0.0.1:PORT screenshot.png
 import { chromium } from "playwright-core";
 import { connect, createServer } from "node:net";
@@ -118,8 +119,18 @@ try {
     if (got !== expected) throw new Error(`${who}'s messages: ${got}`);
   }
 
+  // Bob reloads: what Ann has seen comes with the chat list (her marker is at
+  // 5, moved by her sends), so his messages 1 and 3 are "seen" again.
+  await bob.reload();
+  await bob.waitForSelector("#status:has-text('Live')");
+  await bob.click("#chats li");
+  await expectMessage(bob, 5, "written offline, second");
+  await bob.waitForSelector('#messages li.mine[data-seq="3"] .seen');
+  if ((await bob.locator("#messages li.mine .seen").count()) !== 2) throw new Error("seen after the reload");
+
   console.log("browser test passed: a chat started by the other user appeared live with an unread badge; seen, typing; " +
-    "sends made offline went out from the outbox on reconnect, and both pages hold the same five messages in order, once each");
+    "sends made offline went out from the outbox on reconnect, and both pages hold the same five messages in order, once each; " +
+    "seen kept across a reload");
 } catch (error) {
   console.error("browser test failed:", error.message);
   process.exitCode = 1;

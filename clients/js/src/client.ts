@@ -486,7 +486,13 @@ export class ChatClient extends Emitter<ClientEvents> {
   /** A chat from the list or a `chat` event; a chat without a cursor starts at `startAt`. */
   #learn(chat: Chat, startAt: number): void {
     const known = this.#chats.get(chat.id);
-    const merged = known ? { ...chat, last_seq: Math.max(chat.last_seq, known.last_seq) } : { ...chat };
+    const merged = known
+      ? {
+          ...chat,
+          last_seq: Math.max(chat.last_seq, known.last_seq),
+          peer_read_seq: Math.max(chat.peer_read_seq, known.peer_read_seq),
+        }
+      : { ...chat };
     if (known && known.last_seq > chat.last_seq) {
       merged.last_message = known.last_message;
       merged.updated_at = known.updated_at;
@@ -531,7 +537,9 @@ export class ChatClient extends Emitter<ClientEvents> {
         chat.last_message = message;
         chat.updated_at = message.created_at;
       }
+      // Sending moves the sender's own read marker (the server's rule, kept here).
       if (message.sender.id === this.userId) chat.read_seq = Math.max(chat.read_seq, message.seq);
+      else chat.peer_read_seq = Math.max(chat.peer_read_seq, message.seq);
       chat.unread_count = Math.max(0, chat.last_seq - chat.read_seq);
     }
     // The chat first: a listener that marks the message read sees the count it clears.
@@ -583,6 +591,9 @@ export class ChatClient extends Emitter<ClientEvents> {
     if (chat && event.user_id === this.userId && event.seq > chat.read_seq) {
       chat.read_seq = event.seq;
       chat.unread_count = Math.max(0, chat.last_seq - chat.read_seq);
+      this.emit("chat", { ...chat });
+    } else if (chat && event.user_id !== this.userId && event.seq > chat.peer_read_seq) {
+      chat.peer_read_seq = event.seq;
       this.emit("chat", { ...chat });
     }
     this.emit("read", event);

@@ -426,6 +426,8 @@ export interface components {
             read_seq: number;
             /** @description last_seq - read_seq */
             unread_count: number;
+            /** @description The other participant's read marker (0 if none): the caller's messages up to it were seen */
+            peer_read_seq: number;
         };
         Tokens: {
             access: string;

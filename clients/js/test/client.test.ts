@@ -1,7 +1,8 @@
 // The ChatClient against the real server binary: live delivery and the chat
 // list, a server killed mid-stream, sends while offline and across a reload,
 // two pages sharing one storage, sends refused for the rate, long gaps read
-// through REST, token expiry, a refused refresh, and a dead connection replaced.
+// through REST, token expiry, a refused refresh, a dead connection replaced, and
+// what the peer saw meanwhile learned from the chat list.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -40,6 +41,7 @@ test("live: a chat started by the peer, messages in order, unread counts, read m
     assert.equal(a.client.chat(chat.id)!.unread_count, 0);
     const read = await until("Bob hears Ann read", () => b.events.read.find((r) => r.user_id === ann.id));
     assert.deepEqual([read.chat, read.seq], [chat.id, 3]);
+    assert.equal(b.client.chat(chat.id)!.peer_read_seq, 3, "what Ann has seen, for Bob's \"seen\"");
     const [listed] = await a.client.rest.chats();
     assert.deepEqual([listed!.read_seq, listed!.unread_count], [3, 0]);
 
@@ -319,6 +321,33 @@ test("a connection that stops answering is detected and replaced", async () => {
     await until("the message", () => a.contents(chat.id).includes("while frozen"));
     assert.ok(proxy.connections >= 2, `${proxy.connections} connections`);
     a.client.close();
+  } finally {
+    proxy.close();
+    await server.stop();
+  }
+});
+
+test("what the peer saw while the connection was down comes with the chat list on reconnect", async () => {
+  const server = await TestServer.start();
+  const proxy = await FaultProxy.start(server.port);
+  try {
+    const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+    const a = new Recorder(clientOf(server, ann, { url: proxy.url, heartbeatMs: 300, connectTimeoutMs: 2_000 }));
+    const b = new Recorder(clientOf(server, bob));
+    a.client.connect();
+    b.client.connect();
+    await until("both live", () => a.client.state === "live" && b.client.state === "live");
+    const chat = await a.client.rest.startChat(bob.id);
+    a.client.send(chat.id, "did you see this?");
+    await until("Bob has it", () => b.seqs(chat.id).length === 1);
+    proxy.freeze(); // Bob's read event goes to a connection that no longer answers
+    b.client.markRead(chat.id);
+    while ((await b.client.rest.chats())[0]?.read_seq !== 1) await sleep(20);
+    await until("Ann learns it from the chat list", () => a.events.chat.some((c) => c.id === chat.id && c.peer_read_seq === 1), 10_000);
+    assert.equal(a.events.read.length, 0, "no read event reached Ann");
+    assert.equal(a.client.chat(chat.id)!.peer_read_seq, 1);
+    a.client.close();
+    b.client.close();
   } finally {
     proxy.close();
     await server.stop();

@@ -61,6 +61,7 @@ pub fn chat_from_row(row: &Row) -> Chat {
         last_seq,
         read_seq,
         unread_count: Chat::unread(last_seq, read_seq),
+        peer_read_seq: row.get(20),
     }
 }
 

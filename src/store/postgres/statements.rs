@@ -49,7 +49,7 @@ const USERS_AND_CHATS: &str = "SELECT q.ord::INT, u.id, u.email, u.full_name, u.
      LEFT JOIN chats c ON c.id = q.chat_id";
 
 /// Columns of a chat row with both participants, its last message, and where
-/// the reader (`$reader`) stands in it; see [`super::rows::chat_from_row`] for
+/// the reader (`$reader`) and the other participant stand in it; see [`super::rows::chat_from_row`] for
 /// their positions.
 macro_rules! chat_select {
     (reader: $reader:literal, where: $where:literal) => {
@@ -61,7 +61,10 @@ macro_rules! chat_select {
                 m.sender_id, c.last_seq,
                 CASE WHEN c.user_low = ",
             $reader,
-            " THEN c.low_read_seq ELSE c.high_read_seq END
+            " THEN c.low_read_seq ELSE c.high_read_seq END,
+                CASE WHEN c.user_low = ",
+            $reader,
+            " THEN c.high_read_seq ELSE c.low_read_seq END
              FROM chats c
              JOIN users ua ON ua.id = c.user_low
              JOIN users ub ON ub.id = c.user_high

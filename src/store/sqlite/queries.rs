@@ -29,17 +29,19 @@ pub fn user_at(row: &Row<'_>, first: usize) -> rusqlite::Result<User> {
 }
 
 /// A chat with both participants, its last message and where the reader
-/// (`?1`) stands in it.
+/// (`?1`) and the other participant stand in it.
 pub const CHAT_SELECT: &str =
     "SELECT c.id, c.created_at, coalesce(m.created_at, c.created_at) AS updated_at,
         ua.id, ua.email, ua.full_name, ua.nickname, ub.id, ub.email, ub.full_name, ub.nickname,
         m.id, m.seq, m.content, m.metadata, m.client_msg_id, m.created_at, m.sender_id,
-        c.last_seq, coalesce(r.seq, 0)
+        c.last_seq, coalesce(r.seq, 0), coalesce(p.seq, 0)
     FROM chats c
     JOIN users ua ON ua.id = c.user_low
     JOIN users ub ON ub.id = c.user_high
     LEFT JOIN messages m ON m.chat_id = c.id AND m.seq = c.last_seq
-    LEFT JOIN read_markers r ON r.chat_id = c.id AND r.user_id = ?1";
+    LEFT JOIN read_markers r ON r.chat_id = c.id AND r.user_id = ?1
+    LEFT JOIN read_markers p ON p.chat_id = c.id
+        AND p.user_id = CASE WHEN c.user_low = ?1 THEN c.user_high ELSE c.user_low END";
 
 pub fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
     let participants = [user_at(row, 3)?, user_at(row, 7)?];
@@ -74,6 +76,7 @@ pub fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
         last_seq,
         read_seq,
         unread_count: Chat::unread(last_seq, read_seq),
+        peer_read_seq: row.get(20)?,
     })
 }
 
