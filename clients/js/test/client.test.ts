@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { backoffDelay, memoryStore, Rest } from "../src/index.js";
-import { clientOf, countingFetch, live, oneTo, Recorder, register, signedOutForGood, until, withServer } from "./helpers.js";
+import { clientOf, closeClients, countingFetch, live, oneTo, Recorder, register, signedOutForGood, until, withServer } from "./helpers.js";
 import { FaultProxy } from "./proxy.js";
 import { TestServer } from "./server.js";
 
@@ -205,8 +205,7 @@ test("two pages of one user on one storage: no send is lost or brought back by t
     const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
     const chat = await new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) }).startChat(ann.id);
     const storage = memoryStore();
-    const b = new Recorder(clientOf(server, bob));
-    b.client.connect();
+    const [b] = await live(clientOf(server, bob)); // Bob hears every send below
     // What a page opened now would find in the outbox.
     const stored = () => {
       const page = clientOf(server, ann, { storage });
@@ -322,6 +321,7 @@ test("a connection that stops answering is detected and replaced", async () => {
     assert.ok(proxy.connections >= 2, `${proxy.connections} connections`);
     a.client.close();
   } finally {
+    closeClients();
     proxy.close();
     await server.stop();
   }
@@ -349,6 +349,7 @@ test("what the peer saw while the connection was down comes with the chat list o
     a.client.close();
     b.client.close();
   } finally {
+    closeClients();
     proxy.close();
     await server.stop();
   }

@@ -24,11 +24,26 @@ export async function register(server: TestServer, name: string): Promise<TestUs
   return { id: user.id, email, password, tokens: await rest.login({ email, password }) };
 }
 
+/** Every client made and not yet closed by `closeClients`. */
+const opened = new Set<ChatClient>();
+
 export function clientOf(server: TestServer, user: TestUser, options: Partial<ChatClientOptions> = {}): ChatClient {
-  return new ChatClient(
+  const client = new ChatClient(
     { url: server.url, WebSocket: NodeWebSocket, backoff: { baseMs: 50, capMs: 400 }, ...options },
     user.tokens,
   );
+  opened.add(client);
+  return client;
+}
+
+/**
+ * Closes every client a test made: a test that fails half-way leaves none
+ * reconnecting to a stopped server, which would keep the process (and the
+ * test command) running after the last test.
+ */
+export function closeClients(): void {
+  for (const client of opened) client.close();
+  opened.clear();
 }
 
 /** Everything a client told its app, in order. */
@@ -75,6 +90,7 @@ export async function withServer(body: (server: TestServer) => Promise<void>, en
   try {
     await body(server);
   } finally {
+    closeClients();
     await server.stop();
   }
 }
