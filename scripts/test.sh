@@ -243,7 +243,10 @@ proxy_test() {
   nginx -p "$dir" -c "$dir/nginx.conf" -g "daemon off; pid $dir/nginx.pid; error_log $dir/logs/error.log;" &
   local nginx_pid=$!
   url="http://127.0.0.1:$lb"
-  for _ in $(seq 100); do curl -s -o /dev/null "$url/healthz" && break; sleep 0.1; done
+  # The server first, then nginx (-f: nginx answers 502 until its upstream is
+  # up, and a refused first try would mark the upstream down for 10 s).
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -sf -o /dev/null "$url/healthz" && break; sleep 0.1; done
   login() { # from-address, extra curl arguments...
     local from=$1; shift
     curl -s -o /dev/null -w '%{http_code}' --interface "$from" -XPOST "$url/auth/login/" \
