@@ -14,6 +14,7 @@
 #
 #   scripts/chaos.sh                      180 s, 8 pairs at 20 msg/s each
 #   DURATION=300 PAIRS=16 scripts/chaos.sh
+#   USER_SOCKETS=1 scripts/chaos.sh       receivers on user sockets, resuming with sync
 #
 # Loopback only; everything it starts is stopped when it ends. SERVER_BIN and
 # LOADTEST_BIN pick the builds (default: a debug build of this tree).
@@ -70,7 +71,7 @@ start_node 1
 urls="http://127.0.0.1:${node_ports[0]},http://127.0.0.1:${node_ports[1]}"
 
 "$tool" verify --url "$urls" --pairs "$pairs" --rate-per-pair "$rate" --churn-ms "$churn" \
-  --duration "$duration" --json "$scratch/verify.json" > "$scratch/verify.log" 2>&1 &
+  --duration "$duration" ${USER_SOCKETS:+--user-sockets} --json "$scratch/verify.json" > "$scratch/verify.log" 2>&1 &
 verify=$!
 sleep 3 # accounts and chats are set up; the senders run
 rss_start=("$(rss_kib "${node_pids[0]}")" "$(rss_kib "${node_pids[1]}")")

@@ -136,6 +136,7 @@ loadtest_smoke() {
     $lt connect --ceiling --connections 50 --duration 1 &&
     $lt connect --ceiling --connections 20 --processes 2 --duration 1 &&
     $lt verify --url "$url,$url" --pairs 2 --rate-per-pair 20 --churn-ms 300 --duration 2 &&
+    $lt verify --url "$url,$url" --pairs 2 --rate-per-pair 20 --churn-ms 300 --duration 2 --user-sockets &&
     $lt echo --connections 4 --window 4 --duration 1 &&
     $lt store-ceiling --duration 1 --connections 2 --batch 64
   } > "$SCRATCH/loadtest.log" 2>&1 || status=$?

@@ -229,6 +229,10 @@ pub struct VerifyArgs {
     /// Mean time between a socket's reconnects, in milliseconds.
     #[arg(long, default_value_t = 700)]
     pub churn_ms: u64,
+    /// Receive on user sockets (`/ws/`), each resuming with `sync` from the
+    /// last `seq` it saw, rather than on per-chat sockets with `after_seq`.
+    #[arg(long)]
+    pub user_sockets: bool,
 }
 
 #[derive(Args)]

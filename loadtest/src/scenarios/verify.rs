@@ -5,6 +5,9 @@
 //! receiver must end with every stored message (acknowledged or not) exactly
 //! once, in order; every acknowledged message must be stored; no answer may be a
 //! 5xx. Nodes may be killed and restarted meanwhile (`scripts/chaos.sh`).
+//! With `--user-sockets` each receiver holds a user socket instead and resumes
+//! with `sync` (the chat and the last `seq` it saw); a 4009 close (the bus may
+//! have lost events) is one more resume.
 
 use crate::cli::VerifyArgs;
 use crate::endpoint::Endpoint;
@@ -46,9 +49,12 @@ pub async fn run(args: VerifyArgs) -> Result<Report<VerifyFigures>> {
         for account in [pair.a.clone(), pair.b.clone()] {
             let receiver = receive(
                 endpoints.clone(),
-                pair.chat,
-                account,
-                churn,
+                Receiver {
+                    chat: pair.chat,
+                    account,
+                    churn,
+                    user_socket: args.user_sockets,
+                },
                 final_rx.clone(),
                 live.clone(),
             );
@@ -241,13 +247,41 @@ async fn stored_count(
     0
 }
 
-/// One user's socket: reads, drops at random, reconnects with `after_seq`, until
-/// it has seen the chat's final `seq` (or 20 s after the senders stop).
-async fn receive(
-    endpoints: Arc<Vec<Endpoint>>,
+/// Who receives, in which chat, on which kind of socket, and how long each
+/// connection stays (on average).
+struct Receiver {
     chat: i64,
     account: Account,
     churn: Duration,
+    user_socket: bool,
+}
+
+impl Receiver {
+    /// A socket that resumes after `last_seen`: a per-chat socket with
+    /// `after_seq`, or a user socket that sends `sync` first.
+    async fn resume(&self, endpoint: &Endpoint, last_seen: i64) -> Result<ws::Socket> {
+        let token = &self.account.token;
+        if !self.user_socket {
+            let path = ws::chat_path(self.chat, token, Some(last_seen));
+            return ws::connect(endpoint, &path, None).await;
+        }
+        let mut socket = ws::connect(endpoint, &ws::user_path(token), None).await?;
+        let sync = format!(
+            r#"{{"type":"sync","chats":{{"{}":{last_seen}}}}}"#,
+            self.chat
+        );
+        let frame = fastwebsockets::Frame::text(fastwebsockets::Payload::Owned(sync.into_bytes()));
+        socket.write_frame(frame).await?;
+        Ok(socket)
+    }
+}
+
+/// One user's socket: reads, drops at random, reconnects (resuming after the
+/// last `seq` it saw), until it has seen the chat's final `seq` (or 20 s after
+/// the senders stop).
+async fn receive(
+    endpoints: Arc<Vec<Endpoint>>,
+    receiver: Receiver,
     mut last_seq: watch::Receiver<Option<i64>>,
     live: Arc<AtomicU64>,
 ) -> Tally {
@@ -266,15 +300,14 @@ async fn receive(
             }
         }
         let endpoint = &endpoints[rand::rng().random_range(0..endpoints.len())];
-        let path = ws::chat_path(chat, &account.token, Some(last_seen));
-        let Ok(socket) = ws::connect(endpoint, &path, None).await else {
+        let Ok(socket) = receiver.resume(endpoint, last_seen).await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         tally.reconnects += 1;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let reader = tokio::spawn(read_seqs(socket, tx));
-        let stay = churn.mul_f64(rand::rng().random_range(0.2..1.8));
+        let stay = receiver.churn.mul_f64(rand::rng().random_range(0.2..1.8));
         let until = tokio::time::Instant::now() + stay;
         loop {
             tokio::select! {
