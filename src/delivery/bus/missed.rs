@@ -55,17 +55,9 @@ impl Missed {
             .filter(|event| event.kind != Kind::Typing)
             .flat_map(Envelope::recipients)
             .peekable();
-        if recipients.peek().is_none() {
-            return;
+        if recipients.peek().is_some() {
+            self.add(Some(recipients));
         }
-        let mut named = self.named();
-        named.users.extend(recipients);
-        if named.users.len() > NAMED_MAX {
-            named.everyone = true;
-            named.users = HashSet::new();
-        }
-        drop(named);
-        self.noted.store(true, Ordering::Release);
     }
 
     /// The notice of what was noted since the last one, if anything was.
@@ -87,8 +79,13 @@ impl Missed {
 
     /// Notes again the users of a notice that could not be published.
     pub(super) fn restore(&self, notice: &Envelope) {
+        self.add(named_in(notice));
+    }
+
+    /// Adds `users` (`None`: everyone) to what the next notice names.
+    fn add(&self, users: Option<impl IntoIterator<Item = i64>>) {
         let mut named = self.named();
-        match named_in(notice) {
+        match users {
             Some(users) => named.users.extend(users),
             None => named.everyone = true,
         }
