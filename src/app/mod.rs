@@ -22,7 +22,7 @@ use crate::store::patient::PatientStore;
 use crate::store::postgres::PgStore;
 use crate::store::read_batches::ReadBatcher;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{History, HistoryRead, Store, StoreError, UserAndChat};
+use crate::store::{ChatProgress, History, HistoryRead, Store, StoreError, UserAndChat};
 use inactive::InactiveUsers;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,6 +49,8 @@ pub enum StartError {
 pub type Lookups = ReadBatcher<(i64, i64), UserAndChat>;
 /// Batched history reads.
 pub type Histories = ReadBatcher<HistoryRead, Option<History>>;
+/// Batched reads of where chats stand, for per-chat sockets' resyncs.
+pub type Progresses = ReadBatcher<i64, Option<ChatProgress>>;
 
 /// Everything a handler needs, in groups by job.
 pub struct AppState {
@@ -90,6 +92,8 @@ pub struct Reads {
     pub lookups: Lookups,
     /// History pages, batched.
     pub histories: Histories,
+    /// Where chats stand after the bus may have missed events, batched.
+    pub progress: Progresses,
     /// Stored messages' JSON, so history pages read only what this node lacks.
     pub history_cache: HistoryCache,
     /// Confirmed memberships, so a REST send needs no membership query.
@@ -170,8 +174,8 @@ impl Limiters {
     }
 }
 
-/// The batched readers (`lanes` lanes each for membership lookups and for
-/// history pages) and the node's caches.
+/// The batched readers (`lanes` lanes each for membership lookups, history
+/// pages and resyncs' chat progress) and the node's caches.
 fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
     let for_lookups = store.clone();
     let lookups = ReadBatcher::start(lanes, move |pairs: Vec<(i64, i64)>| {
@@ -183,9 +187,15 @@ fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
         let store = for_histories.clone();
         async move { store.histories(&reads).await }
     });
+    let for_progress = store.clone();
+    let progress = ReadBatcher::start(lanes, move |chats: Vec<i64>| {
+        let store = for_progress.clone();
+        async move { store.chats_progress(&chats).await }
+    });
     Reads {
         lookups,
         histories,
+        progress,
         history_cache: HistoryCache::new(
             paging.history_cache_bytes,
             usize::try_from(paging.max_page_size).unwrap_or(0),

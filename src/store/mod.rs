@@ -72,12 +72,16 @@ pub struct Credentials {
     pub is_active: bool,
 }
 
-/// Who may see a chat and how many messages it holds.
+/// Who may see a chat, how many messages it holds and how far each
+/// participant has read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChatAccess {
     pub participants: [i64; 2],
     /// The highest `seq` in the chat; 0 when empty. Equals the message count.
     pub last_seq: i64,
+    /// Each participant's read marker, in the order of `participants`; 0
+    /// for none.
+    pub read_seqs: [i64; 2],
 }
 
 impl ChatAccess {
@@ -148,6 +152,18 @@ impl HistoryRead {
             *range.start()
         }
     }
+}
+
+/// Where a chat stands, as a per-chat socket's resync reads it: its access
+/// (`last_seq`, both read markers) and, per participant, whether the message
+/// their marker names is their own. Sending moves the sender's marker to
+/// their message, and that message already told every socket so (no `read`
+/// event is sent for the move); only the other moves need telling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatProgress {
+    pub access: ChatAccess,
+    /// In the order of `access.participants`.
+    pub marker_at_own_message: [bool; 2],
 }
 
 /// What a membership lookup finds: the user and the chat, each `None` when missing.
@@ -296,6 +312,10 @@ pub trait Store: Send + Sync + 'static {
         user_id: i64,
         chats: &[i64],
     ) -> Result<Vec<ChatPosition>, StoreError>;
+    /// The [`ChatProgress`] of each of `chats` (`None` for one that does not
+    /// exist), in order, in one statement where the store has per-statement
+    /// overhead: after a bus outage every per-chat socket of a node asks.
+    async fn chats_progress(&self, chats: &[i64]) -> Result<Vec<Option<ChatProgress>>, StoreError>;
     /// The user (when active) and the chat in one round trip (for a send or a
     /// handshake).
     async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError>;

@@ -18,8 +18,8 @@
 //!   later statement queues behind the unanswered one.
 
 use super::{
-    Appended, ChatPosition, Credentials, History, HistoryRead, NewMessage, NewUser, SeqWindow,
-    StartedChat, Store, StoreError, UserAndChat,
+    Appended, ChatPosition, ChatProgress, Credentials, History, HistoryRead, NewMessage, NewUser,
+    SeqWindow, StartedChat, Store, StoreError, UserAndChat,
 };
 use crate::model::{Chat, Message, User};
 use async_trait::async_trait;
@@ -174,6 +174,10 @@ impl Store for PatientStore {
 
     async fn chat(&self, chat_id: i64, reader: i64) -> Result<Option<Chat>, StoreError> {
         self.again(|| self.inner.chat(chat_id, reader)).await
+    }
+
+    async fn chats_progress(&self, chats: &[i64]) -> Result<Vec<Option<ChatProgress>>, StoreError> {
+        self.again(|| self.inner.chats_progress(chats)).await
     }
 
     async fn chat_positions(

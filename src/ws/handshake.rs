@@ -50,6 +50,7 @@ pub async fn handshake(
         audience: access.participants,
         resume_after,
         stored_through: access.last_seq,
+        read_seqs: access.read_seqs,
     };
     let spec = (user, scope, bearer.expires_at);
     // Dropping the entry on an error leaves the room.

@@ -324,6 +324,68 @@ async fn after_a_resubscription_a_room_catches_up_with_what_the_bus_never_carrie
     );
 }
 
+/// A read marker the bus never carried (its reader is on a node without
+/// Redis) reaches a per-chat socket by the catch-up after that socket's node
+/// re-subscribes: read markers are never lost. A marker its client knew at
+/// the handshake, or that its owner's own message told, is not told again.
+#[tokio::test]
+async fn after_a_resubscription_a_per_chat_socket_is_told_the_read_markers_the_bus_never_carried() {
+    let mut redis = OwnRedis::start();
+    let database = fresh_database();
+    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
+    let url = redis.url();
+    let overrides = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
+    ];
+    let watcher = spawn_app_on(&database, &overrides).await;
+    let writer = spawn_app_on(&database, &[]).await;
+    bus_ready(&[&watcher]).await;
+    let (ann, bob, chat) = writer.pair().await;
+    for i in 0..2 {
+        writer.say(&ann, chat, &format!("m{i}")).await;
+    }
+    // Ann's own marker is at 2 (she sent both): known at the handshake.
+    let mut a = WsClient::connect(&watcher, chat, &ann.access, Some(2)).await;
+    resyncs_reach(&watcher, 1).await;
+    let mut b = WsClient::connect(&writer, chat, &bob.access, Some(0)).await;
+    assert_eq!(seqs(&mut b, 2).await, vec![1, 2]);
+    b.send_json(&json!({"type": "read", "seq": 2})).await;
+    let stored = || async {
+        let list = watcher.get("/api/chat/chats/", Some(&ann.access)).await;
+        list.body[0]["id"] == chat && list.body[0]["peer_read_seq"] == 2
+    };
+    for _ in 0..100 {
+        if stored().await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stored().await, "Bob's marker is stored");
+    assert!(
+        a.recv_within(Duration::from_millis(300)).await.is_none(),
+        "no bus carries it, and Ann's own marker is not told"
+    );
+    // Ann's marker moves to her own message 3, which her socket delivers
+    // live: the message told it, so the catch-up does not.
+    watcher.say(&ann, chat, "m2").await;
+    assert_eq!(a.message().await["seq"], 3);
+    redis.kill();
+    assert_eq!(bus_state(&watcher, "disconnected").await.status, 200);
+    redis.restart();
+    assert_eq!(bus_state(&watcher, "ok").await.body["status"], "ready");
+    assert_eq!(
+        a.event().await,
+        json!({"type": "read", "chat": chat, "user_id": bob.id, "seq": 2}),
+        "told by the catch-up"
+    );
+    resyncs_reach(&watcher, 2).await;
+    assert!(
+        a.recv_within(Duration::from_millis(500)).await.is_none(),
+        "once"
+    );
+}
+
 /// A node whose publish queue overflowed names, in its lost notice, the
 /// users the dropped events were for: only their sockets catch up (a user
 /// socket closes with 4009), so one node's overload does not send every

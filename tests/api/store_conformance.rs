@@ -596,6 +596,27 @@ async fn read_markers_only_move_forward(store: Arc<dyn Store>) {
         3,
         "never back"
     );
+    // The chat's access carries both markers, in its participants' order:
+    // the sender's moved with its messages.
+    let access = access_of(&store, chat).await.unwrap();
+    let marker_of = |user: &User| {
+        let at = access.participants.iter().position(|&p| p == user.id);
+        access.read_seqs[at.unwrap()]
+    };
+    assert_eq!((marker_of(&a), marker_of(&b)), (5, 3));
+    let page = store.history(chat, b.id, page_window(25, 0)).await.unwrap();
+    assert_eq!(page.unwrap().access, access, "a history read has them too");
+    // Whether each marker names its owner's own message: a's (moved by
+    // sending message 5) does; b's (read through a's message 3) does not.
+    let progress = store.chats_progress(&[chat + 100, chat]).await.unwrap();
+    assert_eq!(progress[0], None, "no such chat");
+    let progress = progress[1].unwrap();
+    assert_eq!(progress.access, access);
+    let own = |user: &User| {
+        let at = access.participants.iter().position(|&p| p == user.id);
+        progress.marker_at_own_message[at.unwrap()]
+    };
+    assert_eq!((own(&a), own(&b)), (true, false));
     assert_eq!(
         store.mark_read(chat, b.id, 99).await.unwrap(),
         5,

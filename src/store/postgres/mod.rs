@@ -20,8 +20,9 @@ pub use statements::SEARCH_USERS;
 use statements::{INACTIVE_USERS, REPLACE_PASSWORD_HASH};
 
 use super::{
-    dedupe_batch, Appended, ChatAccess, ChatPosition, Credentials, History, HistoryRead,
-    NewMessage, NewUser, SeqRun, SeqWindow, StartedChat, Store, StoreError, UserAndChat,
+    dedupe_batch, Appended, ChatAccess, ChatPosition, ChatProgress, Credentials, History,
+    HistoryRead, NewMessage, NewUser, SeqRun, SeqWindow, StartedChat, Store, StoreError,
+    UserAndChat,
 };
 use crate::config::DatabaseConfig;
 use crate::metrics::Metrics;
@@ -315,8 +316,28 @@ impl Store for PgStore {
             let access = row.get::<_, Option<i64>>(5).map(|low| ChatAccess {
                 participants: [low, row.get(6)],
                 last_seq: row.get(7),
+                read_seqs: [row.get(8), row.get(9)],
             });
             *slot = (user, access);
+        }
+        Ok(found)
+    }
+
+    async fn chats_progress(&self, chats: &[i64]) -> Result<Vec<Option<ChatProgress>>, StoreError> {
+        let rows = self.rows(|s| &s.chats_progress, &[&chats]).await?;
+        let mut found = vec![None; chats.len()];
+        for row in rows {
+            let slot = ord_index(&row, chats.len())
+                .and_then(|index| found.get_mut(index))
+                .ok_or(StoreError::Inconsistent("a progress row out of range"))?;
+            *slot = Some(ChatProgress {
+                access: ChatAccess {
+                    participants: [row.get(1), row.get(2)],
+                    last_seq: row.get(3),
+                    read_seqs: [row.get(4), row.get(5)],
+                },
+                marker_at_own_message: [row.get(6), row.get(7)],
+            });
         }
         Ok(found)
     }

@@ -43,10 +43,22 @@ const INSERT_CHAT: &str = "WITH claimed AS (
 const CHAT_ID_BY_PAIR: &str = "SELECT chat_id FROM chat_pairs WHERE pair_key = $1";
 
 const USERS_AND_CHATS: &str = "SELECT q.ord::INT, u.id, u.email, u.full_name, u.nickname,
-            c.user_low, c.user_high, c.last_seq
+            c.user_low, c.user_high, c.last_seq, c.low_read_seq, c.high_read_seq
      FROM unnest($1::BIGINT[], $2::BIGINT[]) WITH ORDINALITY AS q(user_id, chat_id, ord)
      LEFT JOIN users u ON u.id = q.user_id AND u.is_active
      LEFT JOIN chats c ON c.id = q.chat_id";
+
+/// Of the chats `$1`, in order (ord): both participants, `last_seq`, both
+/// read markers, and whether each marker names its owner's own message (a
+/// primary-key probe each; a marker of 0 names none).
+const CHATS_PROGRESS: &str = "SELECT q.ord::INT, c.user_low, c.user_high, c.last_seq,
+            c.low_read_seq, c.high_read_seq,
+            EXISTS (SELECT 1 FROM messages m WHERE m.chat_id = c.id
+                      AND m.seq = c.low_read_seq AND m.sender_id = c.user_low),
+            EXISTS (SELECT 1 FROM messages m WHERE m.chat_id = c.id
+                      AND m.seq = c.high_read_seq AND m.sender_id = c.user_high)
+     FROM unnest($1::BIGINT[]) WITH ORDINALITY AS q(chat_id, ord)
+     JOIN chats c ON c.id = q.chat_id";
 
 /// Columns of a chat row with both participants, its last message, and where
 /// the reader (`$reader`) and the other participant stand in it; see [`super::rows::chat_from_row`] for
@@ -151,8 +163,8 @@ macro_rules! history_window {
     };
 }
 
-/// Columns of a history row: ord, both participants, `last_seq`, then a
-/// message or NULLs (see [`super::rows::history_from_rows`]).
+/// Columns of a history row: ord, both participants, `last_seq`, a message
+/// or NULLs, then both read markers (see [`super::rows::history_from_rows`]).
 macro_rules! history_select {
     ($ord:literal) => {
         concat!(
@@ -161,7 +173,7 @@ macro_rules! history_select {
             ", lo.id, lo.email, lo.full_name, lo.nickname,
                     hi.id, hi.email, hi.full_name, hi.nickname, c.last_seq,
                     m.id, m.seq, m.content, m.metadata::text, m.client_msg_id,
-                    m.created_at, m.sender_id "
+                    m.created_at, m.sender_id, c.low_read_seq, c.high_read_seq "
         )
     };
 }
@@ -226,6 +238,7 @@ pub struct Statements {
     pub insert_chat: Statement,
     pub chat_id_by_pair: Statement,
     pub users_and_chats: Statement,
+    pub chats_progress: Statement,
     pub chat_by_id: Statement,
     pub chats_of: Statement,
     pub chat_positions: Statement,
@@ -250,6 +263,7 @@ impl Statements {
             insert_chat: client.prepare(INSERT_CHAT).await?,
             chat_id_by_pair: client.prepare(CHAT_ID_BY_PAIR).await?,
             users_and_chats: client.prepare(USERS_AND_CHATS).await?,
+            chats_progress: client.prepare(CHATS_PROGRESS).await?,
             chat_by_id: client.prepare(CHAT_BY_ID).await?,
             chats_of: client.prepare(CHATS_OF).await?,
             chat_positions: client.prepare(CHAT_POSITIONS).await?,

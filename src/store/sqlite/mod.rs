@@ -15,8 +15,8 @@ mod thread;
 pub use import::SqliteImport;
 
 use super::{
-    all_answered, dedupe_batch, expand_repeats, Appended, ChatAccess, ChatPosition, Credentials,
-    History, NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError,
+    all_answered, dedupe_batch, expand_repeats, Appended, ChatAccess, ChatPosition, ChatProgress,
+    Credentials, History, NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError,
 };
 use crate::model::{pair_key, Chat, Message, Timestamp, User};
 use async_trait::async_trait;
@@ -201,28 +201,32 @@ impl Store for SqliteStore {
         chat_id: i64,
     ) -> Result<(Option<User>, Option<ChatAccess>), StoreError> {
         self.call(false, move |conn| {
-            conn.query_row(
-                "SELECT u.id, u.email, u.full_name, u.nickname, c.user_low, c.user_high, c.last_seq
+            let sql = format!(
+                "SELECT u.id, u.email, u.full_name, u.nickname, {}
                  FROM (SELECT 1) AS one
                  LEFT JOIN users u ON u.id = ?1 AND u.is_active
                  LEFT JOIN chats c ON c.id = ?2",
-                params![user_id, chat_id],
-                |row| {
-                    let user = match row.get::<_, Option<i64>>(0)? {
-                        Some(_) => Some(user_at(row, 0)?),
-                        None => None,
-                    };
-                    let access = match row.get::<_, Option<i64>>(4)? {
-                        Some(low) => Some(ChatAccess {
-                            participants: [low, row.get(5)?],
-                            last_seq: row.get(6)?,
-                        }),
-                        None => None,
-                    };
-                    Ok((user, access))
-                },
-            )
+                queries::ACCESS_COLUMNS
+            );
+            conn.query_row(&sql, params![user_id, chat_id], |row| {
+                let user = match row.get::<_, Option<i64>>(0)? {
+                    Some(_) => Some(user_at(row, 0)?),
+                    None => None,
+                };
+                Ok((user, queries::access_at(row, 4)?))
+            })
             .map_err(failed)
+        })
+        .await
+    }
+
+    async fn chats_progress(&self, chats: &[i64]) -> Result<Vec<Option<ChatProgress>>, StoreError> {
+        let chats = chats.to_vec();
+        self.call(false, move |conn| {
+            chats
+                .iter()
+                .map(|&chat| queries::progress_of(conn, chat))
+                .collect()
         })
         .await
     }

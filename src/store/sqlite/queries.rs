@@ -5,7 +5,7 @@
 
 use super::failed;
 use crate::model::{metadata_from_text, Chat, Message, Timestamp, User};
-use crate::store::{Appended, Assigned, ChatAccess, NewMessage, StoreError};
+use crate::store::{Appended, Assigned, ChatAccess, ChatProgress, NewMessage, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use time::OffsetDateTime;
 
@@ -92,20 +92,55 @@ pub fn chat_by_id(
         .map_err(failed)
 }
 
-/// A chat's participants and `last_seq`; `None` when there is no such chat.
+/// The columns of [`access_at`] for the chat `c`: participants, `last_seq`
+/// and their read markers (joined from `read_markers`, by primary key).
+pub const ACCESS_COLUMNS: &str = "c.user_low, c.user_high, c.last_seq,
+    (SELECT seq FROM read_markers WHERE chat_id = c.id AND user_id = c.user_low),
+    (SELECT seq FROM read_markers WHERE chat_id = c.id AND user_id = c.user_high)";
+
+/// A chat's [`ACCESS_COLUMNS`] from column `at` on; `None` for NULLs (no chat).
+pub fn access_at(row: &Row, at: usize) -> rusqlite::Result<Option<ChatAccess>> {
+    let Some(low) = row.get::<_, Option<i64>>(at)? else {
+        return Ok(None);
+    };
+    let marker = |offset: usize| -> rusqlite::Result<i64> {
+        Ok(row.get::<_, Option<i64>>(at + offset)?.unwrap_or(0))
+    };
+    Ok(Some(ChatAccess {
+        participants: [low, row.get(at + 1)?],
+        last_seq: row.get(at + 2)?,
+        read_seqs: [marker(3)?, marker(4)?],
+    }))
+}
+
+/// A chat's participants, `last_seq` and read markers; `None` when there is
+/// no such chat.
 pub fn access_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatAccess>, StoreError> {
-    conn.query_row(
-        "SELECT user_low, user_high, last_seq FROM chats WHERE id = ?",
-        [chat_id],
-        |row| {
-            Ok(ChatAccess {
-                participants: [row.get(0)?, row.get(1)?],
-                last_seq: row.get(2)?,
-            })
-        },
-    )
-    .optional()
-    .map_err(failed)
+    let sql = format!("SELECT {ACCESS_COLUMNS} FROM chats c WHERE c.id = ?");
+    conn.query_row(&sql, [chat_id], |row| access_at(row, 0))
+        .optional()
+        .map(Option::flatten)
+        .map_err(failed)
+}
+
+/// A chat's [`ChatProgress`]; `None` when there is no such chat.
+pub fn progress_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatProgress>, StoreError> {
+    let Some(access) = access_of(conn, chat_id)? else {
+        return Ok(None);
+    };
+    let own_message = |at: usize| -> Result<bool, StoreError> {
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = ?1 AND seq = ?2
+                              AND sender_id = ?3)",
+            params![chat_id, access.read_seqs[at], access.participants[at]],
+            |row| row.get(0),
+        )
+        .map_err(failed)
+    };
+    Ok(Some(ChatProgress {
+        access,
+        marker_at_own_message: [own_message(0)?, own_message(1)?],
+    }))
 }
 
 /// A chat's messages with `from_seq <= seq <= to_seq`, ascending.

@@ -1,7 +1,7 @@
 //! Where a socket stands in each chat it delivers: the next `seq` it must
 //! send, the chat's other participant (who its sends, read markers and typing
 //! go to), and what it has told the client. A per-chat socket has one cursor,
-//! held inline. A user socket starts with none: a chat gets a cursor when the
+//! held inline, and the read markers its client knows of. A user socket starts with none: a chat gets a cursor when the
 //! socket first meets it (its first message, its `chat` event, a `sync` that
 //! names it, a send to it), in a vector sorted by chat id, 32 bytes a chat.
 //! So a connect costs nothing per chat of the user, and an idle user socket
@@ -35,11 +35,27 @@ impl Cursor {
     }
 }
 
+/// How far a per-chat socket's client knows each participant has read: the
+/// markers the handshake read, raised by the markers a resync told or found
+/// at their owner's own message, and by each message a participant sent
+/// that the store replayed to the socket (its sender has read it). A resync
+/// tells only markers past these.
+/// Live `read` events and live messages pass by without raising them (the
+/// session does not open their frames), nor do the client's own `read`s, so
+/// a resync may tell a marker the client already knows: a monotonic marker
+/// makes that harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct KnownMarkers {
+    pub(super) mine: i64,
+    pub(super) peer: i64,
+}
+
 /// The cursors of one socket.
 #[derive(Debug)]
 pub(super) enum Cursors {
-    /// A per-chat socket's one chat.
-    One(Cursor),
+    /// A per-chat socket's one chat, and how far its client knows each
+    /// participant has read.
+    One(Cursor, KnownMarkers),
     /// A user socket's chats, sorted by chat id.
     Many(Vec<Cursor>),
 }
@@ -47,7 +63,7 @@ pub(super) enum Cursors {
 impl Cursors {
     pub(super) fn get(&self, chat: i64) -> Option<&Cursor> {
         match self {
-            Cursors::One(cursor) => (cursor.chat == chat).then_some(cursor),
+            Cursors::One(cursor, _) => (cursor.chat == chat).then_some(cursor),
             Cursors::Many(cursors) => {
                 let at = cursors.binary_search_by_key(&chat, |c| c.chat).ok()?;
                 Some(&cursors[at])
@@ -57,7 +73,7 @@ impl Cursors {
 
     pub(super) fn get_mut(&mut self, chat: i64) -> Option<&mut Cursor> {
         match self {
-            Cursors::One(cursor) => (cursor.chat == chat).then_some(cursor),
+            Cursors::One(cursor, _) => (cursor.chat == chat).then_some(cursor),
             Cursors::Many(cursors) => {
                 let at = cursors.binary_search_by_key(&chat, |c| c.chat).ok()?;
                 Some(&mut cursors[at])
@@ -83,9 +99,45 @@ impl Cursors {
     /// A per-chat socket's chat.
     pub(super) fn only_chat(&self) -> Option<i64> {
         match self {
-            Cursors::One(cursor) => Some(cursor.chat),
+            Cursors::One(cursor, _) => Some(cursor.chat),
             Cursors::Many(_) => None,
         }
+    }
+
+    /// A per-chat socket's client knows that `user` has read through `seq`
+    /// (`user` is `me` or the peer; anyone else is ignored).
+    pub(super) fn raise_known_marker(&mut self, me: i64, user: i64, seq: i64) {
+        let Cursors::One(cursor, known) = self else {
+            return;
+        };
+        let marker = match user {
+            _ if user == me => &mut known.mine,
+            _ if user == cursor.peer => &mut known.peer,
+            _ => return,
+        };
+        *marker = (*marker).max(seq);
+    }
+
+    /// Of the read markers stored now (`(user, seq)` pairs), those past what
+    /// a per-chat socket's client knows, which it knows from now on. None
+    /// for a user socket.
+    pub(super) fn markers_to_tell(&mut self, me: i64, stored: [(i64, i64); 2]) -> Vec<(i64, i64)> {
+        let Cursors::One(cursor, known) = *self else {
+            return Vec::new();
+        };
+        let was = |user: i64| match user {
+            _ if user == me => known.mine,
+            _ if user == cursor.peer => known.peer,
+            _ => i64::MAX,
+        };
+        let moved: Vec<(i64, i64)> = stored
+            .into_iter()
+            .filter(|&(u, seq)| seq > was(u))
+            .collect();
+        for &(user, seq) in &moved {
+            self.raise_known_marker(me, user, seq);
+        }
+        moved
     }
 
     /// Whether this is a user socket's (every chat of its user).
@@ -120,6 +172,7 @@ mod tests {
         assert!(cursors.get(4).unwrap().has(DELIVERED));
         assert!(!cursors.get(9).unwrap().has(DELIVERED | PLACED));
         assert!(cursors.all_chats());
+        assert!(cursors.markers_to_tell(7, [(7, 1), (8, 1)]).is_empty());
     }
 
     #[test]
@@ -130,11 +183,21 @@ mod tests {
             peer: 8,
             flags: PLACED | ANNOUNCED,
         };
-        let mut cursors = Cursors::One(one);
+        let known = KnownMarkers { mine: 2, peer: 0 };
+        let mut cursors = Cursors::One(one, known);
         assert_eq!(cursors.get(5), Some(&one));
         assert!(cursors.get(6).is_none());
         assert!(!cursors.add(Cursor { chat: 6, ..one }));
         assert!(!cursors.all_chats());
+        // Markers as stored, in either order: mine (user 7), the peer's (8).
+        let tell = |cursors: &mut Cursors, stored| cursors.markers_to_tell(7, stored);
+        assert!(tell(&mut cursors, [(7, 2), (8, 0)]).is_empty(), "known");
+        assert_eq!(tell(&mut cursors, [(8, 1), (7, 3)]), [(8, 1), (7, 3)]);
+        cursors.raise_known_marker(7, 8, 4);
+        cursors.raise_known_marker(7, 9, 9);
+        assert!(tell(&mut cursors, [(7, 3), (8, 4)]).is_empty(), "raised");
+        assert_eq!(tell(&mut cursors, [(7, 3), (8, 5)]), [(8, 5)]);
+        assert!(tell(&mut cursors, [(9, 9), (8, 5)]).is_empty(), "told");
         assert_eq!(std::mem::size_of::<Cursor>(), 32);
     }
 }

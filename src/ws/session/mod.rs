@@ -36,7 +36,7 @@ use crate::model::User;
 use crate::shutdown::Shutdown;
 use crate::store::StoreError;
 use client_events::EventHandler;
-use cursors::{Cursor, Cursors, ANNOUNCED, PLACED};
+use cursors::{Cursor, Cursors, KnownMarkers, ANNOUNCED, PLACED};
 use fastwebsockets::WebSocketError;
 use live::Session;
 use send_gate::SendGate;
@@ -55,6 +55,9 @@ pub enum Scope {
         /// room: every later message reaches the outbox, so only
         /// `resume_after < stored_through` needs a catch-up from the store.
         stored_through: i64,
+        /// Both read markers as read with `stored_through` (in the order of
+        /// `audience`): a resync tells the client only those that moved on.
+        read_seqs: [i64; 2],
     },
     /// `/ws/`: every chat of the user.
     User,
@@ -215,14 +218,24 @@ fn cursors_of(scope: Scope, user_id: i64) -> (Cursors, i64) {
             audience,
             resume_after,
             stored_through,
+            read_seqs,
         } => {
+            let peer = peer_of(audience, user_id);
             let cursor = Cursor {
                 chat: chat_id,
                 next_seq: resume_after.saturating_add(1),
-                peer: peer_of(audience, user_id),
+                peer,
                 flags: PLACED | ANNOUNCED,
             };
-            (Cursors::One(cursor), stored_through)
+            let marker_of = |user: i64| {
+                let at = audience.iter().position(|&u| u == user);
+                at.map_or(0, |at| read_seqs[at])
+            };
+            let known = KnownMarkers {
+                mine: marker_of(user_id),
+                peer: marker_of(peer),
+            };
+            (Cursors::One(cursor, known), stored_through)
         }
         Scope::User => (Cursors::Many(Vec::new()), 0),
     }

@@ -14,16 +14,19 @@
 //! (`seq` 1) comes after its `chat` event; when the bus lost that event (or
 //! the message overtook it) the chat is read from the store and announced
 //! first. When the bus may have lost messages (it reconnected, or a node
-//! dropped events), a per-chat socket catches up from the store; a user
-//! socket, which has no position for the chats it has not met, closes with
-//! 4009 so its client resumes with `sync`.
+//! dropped events), a per-chat socket catches up from the store, messages
+//! first, then, as `read` events, the read markers that moved past what its
+//! client knows and not to their owner's own message (which told it); a
+//! user socket, which has no position for the chats it has not met, closes
+//! with 4009 so its client resumes with `sync` (and reads the markers from
+//! the chat list).
 
 use super::cursors::{Cursor, ANNOUNCED, DELIVERED, PLACED};
 use super::live::Session;
 use super::End;
-use crate::delivery::events::{chat_event, message_event};
+use crate::delivery::events::{chat_event, message_event, read_event};
 use crate::delivery::rooms::{Outbox, Outgoing};
-use crate::store::StoreError;
+use crate::store::{ChatProgress, StoreError};
 use crate::ws::protocol::close;
 use std::time::Instant;
 
@@ -162,31 +165,62 @@ impl Session<'_> {
         self.cursors.get(chat).map_or(i64::MAX, |c| c.next_seq)
     }
 
-    /// After the bus may have missed messages: a per-chat socket catches up
-    /// when the store holds any from its `next_seq` on; a user socket closes
-    /// with 4009 (see the module note).
+    /// After the bus may have missed messages or read markers: a per-chat
+    /// socket catches up when the store holds messages from its `next_seq`
+    /// on, then tells both read markers; a user socket closes with 4009 (see
+    /// the module note).
     async fn resync(&mut self) -> Result<(), End> {
         let Some(chat) = self.cursors.only_chat() else {
             return Err(End::Closed(close::RESYNC));
         };
-        let stored_through = self.stored_through(chat).await?;
+        let progress = self.chat_now(chat).await?;
+        // `i64::MAX` when the chat is gone: the message read then tells.
+        let stored_through = progress.map_or(i64::MAX, |p| p.access.last_seq);
         if stored_through >= self.next_seq(chat) {
             self.replay_until(chat, stored_through).await?;
+        }
+        if let Some(progress) = progress {
+            self.tell_read_markers(chat, &progress).await?;
         }
         self.state.metrics.ws_resyncs.inc();
         Ok(())
     }
 
-    /// The chat's `last_seq` now, through the batched lookups: a resync usually
-    /// finds nothing new (a new room on a node: every socket of a connect storm
-    /// across nodes), and many sockets' questions cost one statement together,
-    /// where a message read each cost PostgreSQL a statement per socket. The
-    /// answer's statement starts after the question was asked, so it sees every
-    /// message committed before the resync. `i64::MAX` when the chat is gone
-    /// (the message read then tells).
-    async fn stored_through(&self, chat: i64) -> Result<i64, End> {
-        let (_, access) = self.state.reads.lookups.ask((self.user_id, chat)).await?;
-        Ok(access.map_or(i64::MAX, |access| access.last_seq))
+    /// Where the chat stands now (`last_seq`, read markers), through a
+    /// batched read: a resync usually finds nothing new (a new room on a
+    /// node: every socket of a connect storm across nodes), and many sockets'
+    /// questions cost one statement together, where a read each cost
+    /// PostgreSQL a statement per socket. The answer's statement starts after
+    /// the question was asked, so it sees every message and marker committed
+    /// before the resync.
+    async fn chat_now(&self, chat: i64) -> Result<Option<ChatProgress>, End> {
+        Ok(self.state.reads.progress.ask(chat).await?)
+    }
+
+    /// Sends each read marker that moved past what the client knows (see
+    /// [`super::cursors::KnownMarkers`]), unless it names its owner's own
+    /// message, which already told it. A marker never passes `last_seq`, so
+    /// it names a message already delivered.
+    async fn tell_read_markers(&mut self, chat: i64, progress: &ChatProgress) -> Result<(), End> {
+        let access = &progress.access;
+        let me = self.user_id;
+        for at in 0..2 {
+            if progress.marker_at_own_message[at] {
+                let owner = access.participants[at];
+                self.cursors
+                    .raise_known_marker(me, owner, access.read_seqs[at]);
+            }
+        }
+        let [low, high] = access.participants;
+        let stored = [(low, access.read_seqs[0]), (high, access.read_seqs[1])];
+        let moved = self.cursors.markers_to_tell(me, stored);
+        for &(user, seq) in &moved {
+            self.writer.text(&read_event(chat, user, seq)).await?;
+        }
+        if !moved.is_empty() {
+            self.writer.flush().await?;
+        }
+        Ok(())
     }
 
     /// Sends the stored messages of `chat` from its `next_seq` through `last`
@@ -234,6 +268,8 @@ impl Session<'_> {
             }
             self.writer.text(&message_event(message)).await?;
             self.moved(chat, message.seq);
+            self.cursors
+                .raise_known_marker(self.user_id, message.sender.id, message.seq);
         }
         Ok(messages.len() as i64)
     }
