@@ -34,6 +34,9 @@ pub struct Metrics {
     pub overlapped_batches: Counter,
     pub slow_consumer_closes: Counter,
     pub bus_published: Counter,
+    /// Events dropped because the publish queue was full (Redis slow or
+    /// down for this node): their users' sockets on other nodes catch up.
+    pub bus_dropped: Counter,
     pub bus_received: Counter,
     /// Bus events not delivered: not signed by this deployment, or for
     /// another chat than their channel's.
@@ -65,6 +68,7 @@ impl Metrics {
             overlapped_batches: Counter::default(),
             slow_consumer_closes: Counter::default(),
             bus_published: Counter::default(),
+            bus_dropped: Counter::default(),
             bus_received: Counter::default(),
             bus_refused: Counter::default(),
             bus_reconnects: Counter::default(),
@@ -146,6 +150,11 @@ impl Metrics {
             "bus_published",
             "Messages published to Redis",
             self.bus_published.clone(),
+        );
+        r.register(
+            "bus_dropped",
+            "Events dropped because the bus publish queue was full",
+            self.bus_dropped.clone(),
         );
         r.register(
             "bus_received",

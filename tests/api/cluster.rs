@@ -421,6 +421,82 @@ async fn a_lost_notice_sends_back_only_the_users_it_names() {
     assert_eq!(bobs.closed().await, 4009, "naming no one: everyone");
 }
 
+/// Events a node's full publish queue drops reach the other nodes through
+/// the store: while Redis takes no `PUBLISH` (paused), the writer's queue
+/// fills and drops the later messages, noting their users; once Redis takes
+/// them again, the writer's lost notice names those users, and only their
+/// sockets on the other node catch up. The dropped messages are the last
+/// ones sent, so no later message can reveal the gap: the notice alone
+/// brings them, each once and in order.
+#[tokio::test]
+async fn a_full_publish_queue_sends_what_it_dropped_through_the_store() {
+    // More messages than the publish queue holds (`PUBLISH_QUEUE`, 4,096
+    // committed batches); each is sent after the last one's echo, so each
+    // is a batch of its own.
+    const SENT: i64 = 4_300;
+    let redis = OwnRedis::start();
+    let database = fresh_database();
+    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
+    let url = redis.url();
+    // The queued messages reach the watcher all at once when Redis resumes:
+    // its sockets' outboxes take them all rather than close with 4008.
+    let overrides = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
+        ("WS_OUTBOX_CAPACITY", "16384"),
+    ];
+    let writer = spawn_app_on(&database, &overrides).await;
+    let watcher = spawn_app_on(&database, &overrides).await;
+    bus_ready(&[&writer, &watcher]).await;
+    let (ann, bob, chat) = writer.pair().await;
+    let (cat, dan) = (writer.user("cat").await, writer.user("dan").await);
+    let bystanders = writer.chat(&cat, &dan).await;
+    let mut b = WsClient::connect(&watcher, chat, &bob.access, None).await;
+    let mut c = WsClient::connect(&watcher, bystanders, &cat.access, None).await;
+    resyncs_reach(&watcher, 2).await;
+    let mut a = WsClient::connect(&writer, chat, &ann.access, None).await;
+    redis_command(&url, &["CLIENT", "PAUSE", "120000", "WRITE"]).await;
+    for i in 1..=SENT {
+        a.send_json(&json!({"type": "message.send", "content": format!("m{i}")}))
+            .await;
+        assert_eq!(a.message().await["seq"], i, "echoed after commit");
+    }
+    let dropped = metric(&writer, "chat_bus_dropped_total").await;
+    assert!(dropped > 0, "the queue filled and dropped events");
+    redis_command(&url, &["CLIENT", "UNPAUSE"]).await;
+    let got = seqs(&mut b, SENT as usize).await;
+    assert_eq!(got, (1..=SENT).collect::<Vec<_>>(), "all, once, in order");
+    let extra = b.recv_within(Duration::from_millis(500)).await;
+    assert!(extra.is_none(), "no duplicates after: {extra:?}");
+    assert_eq!(
+        metric(&watcher, "chat_ws_resyncs_total").await,
+        3,
+        "only Bob's socket caught up: the bystander was not named"
+    );
+    assert!(c.recv_within(Duration::from_millis(100)).await.is_none());
+}
+
+/// Runs one command on the Redis at `url`.
+async fn redis_command(url: &str, words: &[&str]) {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut command = redis::cmd(words[0]);
+    for word in &words[1..] {
+        command.arg(*word);
+    }
+    command.query_async::<()>(&mut connection).await.unwrap();
+}
+
+/// A counter of `node`'s `/metrics`; 0 when absent.
+async fn metric(node: &TestApp, name: &str) -> u64 {
+    let metrics = node.get("/metrics", None).await.text;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// `PUBLISH channel payload` on the Redis at `url`; how many subscribers
 /// heard it.
 async fn publish(url: &str, channel: &str, payload: &[u8]) -> i64 {
@@ -438,12 +514,7 @@ async fn publish(url: &str, channel: &str, payload: &[u8]) -> i64 {
 async fn resyncs_reach(node: &TestApp, count: u64) {
     let mut seen = 0;
     for _ in 0..100 {
-        let metrics = node.get("/metrics", None).await.text;
-        seen = metrics
-            .lines()
-            .find_map(|line| line.strip_prefix("chat_ws_resyncs_total "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0);
+        seen = metric(node, "chat_ws_resyncs_total").await;
         if seen >= count {
             return;
         }

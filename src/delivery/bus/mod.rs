@@ -111,10 +111,18 @@ impl From<Published> for Envelope {
 /// Publishing side of the bus; cheap to clone.
 #[derive(Clone)]
 pub struct Bus {
-    outgoing: Option<mpsc::Sender<Vec<Envelope>>>,
+    /// `None` in-process: nothing leaves the node.
+    outgoing: Option<Outgoing>,
     healthy: Arc<AtomicBool>,
+}
+
+/// The way to the publisher, and what a full queue costs.
+#[derive(Clone)]
+struct Outgoing {
+    queue: mpsc::Sender<Vec<Envelope>>,
     /// Whose events were dropped for a full queue (see [`Kind::Lost`]).
     missed: Arc<Missed>,
+    metrics: Arc<Metrics>,
 }
 
 /// Batches of messages waiting to be published while Redis is slow or down.
@@ -126,7 +134,6 @@ impl Bus {
         Bus {
             outgoing: None,
             healthy: Arc::new(AtomicBool::new(true)),
-            missed: Arc::default(),
         }
     }
 
@@ -149,6 +156,11 @@ impl Bus {
             wire: wire.clone(),
             prefix: prefix.to_owned(),
             rooms,
+            metrics: metrics.clone(),
+        };
+        let outgoing = Outgoing {
+            queue: tx,
+            missed: missed.clone(),
             metrics: metrics.clone(),
         };
         let prefix = prefix.to_owned();
@@ -188,9 +200,8 @@ impl Bus {
             }
         }
         Ok(Bus {
-            outgoing: Some(tx),
+            outgoing: Some(outgoing),
             healthy,
-            missed,
         })
     }
 
@@ -212,11 +223,12 @@ impl Bus {
     }
 
     fn send(&self, events: Vec<Envelope>) {
-        if let Some(tx) = &self.outgoing {
-            if let Err(refused) = tx.try_send(events) {
+        if let Some(outgoing) = &self.outgoing {
+            if let Err(refused) = outgoing.queue.try_send(events) {
                 let (mpsc::error::TrySendError::Full(events)
                 | mpsc::error::TrySendError::Closed(events)) = refused;
-                self.missed.note(&events);
+                outgoing.missed.note(&events);
+                outgoing.metrics.bus_dropped.inc_by(events.len() as u64);
                 tracing::warn!("bus publish queue full; other nodes will catch up from the store");
             }
         }
