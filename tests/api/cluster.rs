@@ -266,6 +266,9 @@ async fn messages_sent_while_redis_was_down_arrive_by_the_catch_up_alone() {
     bus_ready(&[&nodes[0], &nodes[1]]).await;
     let (ann, bob, chat) = nodes[0].pair().await;
     let mut b = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    // The new room's own catch-up after its subscription must be over, or it
+    // could bring the messages below while Redis is down.
+    resyncs_reach(&nodes[1], 1).await;
     redis.kill();
     assert_eq!(bus_state(&nodes[1], "disconnected").await.status, 200);
     for i in 0..3 {

@@ -50,17 +50,17 @@ const USERS_AND_CHATS: &str = "SELECT q.ord::INT, u.id, u.email, u.full_name, u.
 
 /// Of the chats `$1`, in order (ord): both participants, `last_seq`, both
 /// read markers, and whether each marker names its owner's own message (a
-/// primary-key probe each, skipped for a marker of 0, which names none: a
-/// connect storm across nodes resyncs every socket, mostly in chats without
-/// messages).
+/// primary-key probe each, skipped for a marker of 0, which names none). The
+/// probes are scalar subqueries so that each stays a probe: an `EXISTS` may
+/// be planned as one hash over all of `messages`.
 const CHATS_PROGRESS: &str = "SELECT q.ord::INT, c.user_low, c.user_high, c.last_seq,
             c.low_read_seq, c.high_read_seq,
-            CASE WHEN c.low_read_seq > 0 THEN EXISTS (
-                SELECT 1 FROM messages m WHERE m.chat_id = c.id
-                  AND m.seq = c.low_read_seq AND m.sender_id = c.user_low) ELSE false END,
-            CASE WHEN c.high_read_seq > 0 THEN EXISTS (
-                SELECT 1 FROM messages m WHERE m.chat_id = c.id
-                  AND m.seq = c.high_read_seq AND m.sender_id = c.user_high) ELSE false END
+            CASE WHEN c.low_read_seq > 0 THEN coalesce((SELECT m.sender_id = c.user_low
+                FROM messages m WHERE m.chat_id = c.id AND m.seq = c.low_read_seq), false)
+                ELSE false END,
+            CASE WHEN c.high_read_seq > 0 THEN coalesce((SELECT m.sender_id = c.user_high
+                FROM messages m WHERE m.chat_id = c.id AND m.seq = c.high_read_seq), false)
+                ELSE false END
      FROM unnest($1::BIGINT[]) WITH ORDINALITY AS q(chat_id, ord)
      JOIN chats c ON c.id = q.chat_id";
 

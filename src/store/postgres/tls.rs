@@ -12,6 +12,9 @@
 //!   one the system trusts); `verify-full`: and name the host connected to.
 //! - `sslcert` and `sslkey` (together): the client certificate presented in
 //!   any mode but `disable`, for servers that authenticate by certificate.
+//!   With `disable` no file is read (as libpq). A file that is missing
+//!   refuses the start, where libpq would connect without a certificate: the
+//!   typo shows at start, not as the server's refusal.
 //!   The key must be PKCS#8 PEM (`BEGIN PRIVATE KEY`, what OpenSSL 3 writes),
 //!   the one form `native-tls` reads.
 //!
@@ -65,7 +68,13 @@ pub fn connectable(url: &str) -> Result<Connectable, String> {
     };
     let mut config: tokio_postgres::Config = keys.rest.parse().map_err(|e| format!("{e}"))?;
     config.ssl_mode(mode);
-    let tls = connector(check, &keys)?;
+    // Plain TCP reads no file, as libpq ignores the file keys then.
+    let files = if mode == SslMode::Disable {
+        TlsKeys::default()
+    } else {
+        keys
+    };
+    let tls = connector(check, &files)?;
     Ok(Connectable { config, tls })
 }
 
@@ -229,6 +238,9 @@ mod tests {
         );
         assert_eq!(mode("host=db sslmode=verify-ca"), Ok(SslMode::Require));
         assert!(mode("postgres://db/x?sslmode=sometimes").is_err());
+        let plain = "postgres://db/x?sslmode=disable&sslrootcert=/no/ca.pem\
+                     &sslcert=/no/c.pem&sslkey=/no/k.pem";
+        assert_eq!(mode(plain), Ok(SslMode::Disable), "no file read");
         let missing = connectable("postgres://db/x?sslmode=verify-full&sslrootcert=/no/such.pem");
         assert!(missing.is_err_and(|e| e.contains("/no/such.pem")));
     }

@@ -118,6 +118,19 @@ impl Cursors {
         *marker = (*marker).max(seq);
     }
 
+    /// Whether any of the read markers stored now (`(user, seq)` pairs) is
+    /// past what a per-chat socket's client knows. False for a user socket.
+    pub(super) fn markers_moved(&self, me: i64, stored: [(i64, i64); 2]) -> bool {
+        let Cursors::One(cursor, known) = *self else {
+            return false;
+        };
+        stored.into_iter().any(|(user, seq)| match user {
+            _ if user == me => seq > known.mine,
+            _ if user == cursor.peer => seq > known.peer,
+            _ => false,
+        })
+    }
+
     /// Of the read markers stored now (`(user, seq)` pairs), those past what
     /// a per-chat socket's client knows, which it knows from now on. None
     /// for a user socket.
@@ -173,6 +186,7 @@ mod tests {
         assert!(!cursors.get(9).unwrap().has(DELIVERED | PLACED));
         assert!(cursors.all_chats());
         assert!(cursors.markers_to_tell(7, [(7, 1), (8, 1)]).is_empty());
+        assert!(!cursors.markers_moved(7, [(7, 1), (8, 1)]));
     }
 
     #[test]
@@ -191,6 +205,8 @@ mod tests {
         assert!(!cursors.all_chats());
         // Markers as stored, in either order: mine (user 7), the peer's (8).
         let tell = |cursors: &mut Cursors, stored| cursors.markers_to_tell(7, stored);
+        assert!(!cursors.markers_moved(7, [(7, 2), (8, 0)]));
+        assert!(cursors.markers_moved(7, [(8, 1), (7, 2)]));
         assert!(tell(&mut cursors, [(7, 2), (8, 0)]).is_empty(), "known");
         assert_eq!(tell(&mut cursors, [(8, 1), (7, 3)]), [(8, 1), (7, 3)]);
         cursors.raise_known_marker(7, 8, 4);

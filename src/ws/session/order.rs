@@ -26,7 +26,7 @@ use super::live::Session;
 use super::End;
 use crate::delivery::events::{chat_event, message_event, read_event};
 use crate::delivery::rooms::{Outbox, Outgoing};
-use crate::store::{ChatProgress, StoreError};
+use crate::store::{ChatAccess, StoreError};
 use crate::ws::protocol::close;
 use std::time::Instant;
 
@@ -167,41 +167,53 @@ impl Session<'_> {
 
     /// After the bus may have missed messages or read markers: a per-chat
     /// socket catches up when the store holds messages from its `next_seq`
-    /// on, then tells both read markers; a user socket closes with 4009 (see
-    /// the module note).
+    /// on, then tells the read markers that moved; a user socket closes with
+    /// 4009 (see the module note).
     async fn resync(&mut self) -> Result<(), End> {
         let Some(chat) = self.cursors.only_chat() else {
             return Err(End::Closed(close::RESYNC));
         };
-        let progress = self.chat_now(chat).await?;
+        let access = self.chat_now(chat).await?;
         // `i64::MAX` when the chat is gone: the message read then tells.
-        let stored_through = progress.map_or(i64::MAX, |p| p.access.last_seq);
+        let stored_through = access.map_or(i64::MAX, |access| access.last_seq);
         if stored_through >= self.next_seq(chat) {
             self.replay_until(chat, stored_through).await?;
         }
-        if let Some(progress) = progress {
-            self.tell_read_markers(chat, &progress).await?;
+        let moved = access.is_some_and(|access| {
+            let [low, high] = access.participants;
+            let stored = [(low, access.read_seqs[0]), (high, access.read_seqs[1])];
+            self.cursors.markers_moved(self.user_id, stored)
+        });
+        if moved {
+            self.tell_read_markers(chat).await?;
         }
         self.state.metrics.ws_resyncs.inc();
         Ok(())
     }
 
-    /// Where the chat stands now (`last_seq`, read markers), through a
-    /// batched read: a resync usually finds nothing new (a new room on a
-    /// node: every socket of a connect storm across nodes), and many sockets'
-    /// questions cost one statement together, where a read each cost
-    /// PostgreSQL a statement per socket. The answer's statement starts after
-    /// the question was asked, so it sees every message and marker committed
-    /// before the resync.
-    async fn chat_now(&self, chat: i64) -> Result<Option<ChatProgress>, End> {
-        Ok(self.state.reads.progress.ask(chat).await?)
+    /// The chat's row now (`last_seq`, read markers), through the batched
+    /// lookups: a resync usually finds nothing new (a new room on a node:
+    /// every socket of a connect storm across nodes), and many sockets'
+    /// questions cost one statement together (with the handshakes' own),
+    /// where a read each cost PostgreSQL a statement per socket. The answer's
+    /// statement starts after the question was asked, so it sees every
+    /// message and marker committed before the resync.
+    async fn chat_now(&self, chat: i64) -> Result<Option<ChatAccess>, End> {
+        let (_, access) = self.state.reads.lookups.ask((self.user_id, chat)).await?;
+        Ok(access)
     }
 
     /// Sends each read marker that moved past what the client knows (see
     /// [`super::cursors::KnownMarkers`]), unless it names its owner's own
-    /// message, which already told it. A marker never passes `last_seq`, so
-    /// it names a message already delivered.
-    async fn tell_read_markers(&mut self, chat: i64, progress: &ChatProgress) -> Result<(), End> {
+    /// message, which already told it; asked only when a marker moved, so
+    /// the rarer read that says whose message a marker names costs nothing
+    /// to the many resyncs that find none. A marker never passes `last_seq`,
+    /// so it names a message already delivered (or it is later than the
+    /// chat's row read before, and the outbox holds its message).
+    async fn tell_read_markers(&mut self, chat: i64) -> Result<(), End> {
+        let Some(progress) = self.state.reads.progress.ask(chat).await? else {
+            return Ok(());
+        };
         let access = &progress.access;
         let me = self.user_id;
         for at in 0..2 {
