@@ -88,6 +88,12 @@ impl ChatAccess {
     pub fn includes(&self, user_id: i64) -> bool {
         self.participants.contains(&user_id)
     }
+
+    /// Each participant with their read marker.
+    pub fn markers(&self) -> [(i64, i64); 2] {
+        let [low, high] = self.participants;
+        [(low, self.read_seqs[0]), (high, self.read_seqs[1])]
+    }
 }
 
 /// The `seq` range a history read wants, stated against the chat's `last_seq` so a

@@ -216,6 +216,52 @@ impl Drop for OwnRedis {
     }
 }
 
+/// One deployment's shared parts, the test's own: a Redis it may stop, a
+/// fresh database and a channel prefix.
+pub(crate) struct Deployment {
+    pub(crate) redis: OwnRedis,
+    pub(crate) database: String,
+    url: String,
+    prefix: String,
+}
+
+impl Deployment {
+    pub(crate) fn start() -> Self {
+        let redis = OwnRedis::start();
+        Deployment {
+            url: redis.url(),
+            redis,
+            database: fresh_database(),
+            prefix: format!("test-{}", chat_server::digest::random_hex(6)),
+        }
+    }
+
+    /// A node's settings for this deployment's bus, then `extra`.
+    pub(crate) fn overrides<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut overrides = vec![
+            ("REDIS_URL", self.url.as_str()),
+            ("REDIS_CHANNEL_PREFIX", self.prefix.as_str()),
+        ];
+        overrides.extend_from_slice(extra);
+        overrides
+    }
+
+    /// A node in this process on the deployment's bus.
+    pub(crate) async fn node(&self, extra: &[(&str, &str)]) -> TestApp {
+        spawn_app_on(&self.database, &self.overrides(extra)).await
+    }
+
+    /// A node on the bus whose sockets watch, and a node without Redis on
+    /// the same database that writes: what it stores reaches the watcher's
+    /// sockets only by their catch-up from the store.
+    async fn watcher_and_busless_writer(&self) -> (TestApp, TestApp) {
+        let watcher = self.node(&[]).await;
+        let writer = spawn_app_on(&self.database, &[]).await;
+        bus_ready(&[&watcher]).await;
+        (watcher, writer)
+    }
+}
+
 #[tokio::test]
 async fn a_redis_restart_mid_stream_loses_and_duplicates_nothing() {
     let mut redis = OwnRedis::start();
@@ -292,17 +338,8 @@ async fn messages_sent_while_redis_was_down_arrive_by_the_catch_up_alone() {
 /// once.
 #[tokio::test]
 async fn after_a_resubscription_a_room_catches_up_with_what_the_bus_never_carried() {
-    let mut redis = OwnRedis::start();
-    let database = fresh_database();
-    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
-    let url = redis.url();
-    let overrides = [
-        ("REDIS_URL", url.as_str()),
-        ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
-    ];
-    let watcher = spawn_app_on(&database, &overrides).await;
-    let writer = spawn_app_on(&database, &[]).await;
-    bus_ready(&[&watcher]).await;
+    let mut deployment = Deployment::start();
+    let (watcher, writer) = deployment.watcher_and_busless_writer().await;
     let (ann, bob, chat) = writer.pair().await;
     let mut b = WsClient::connect(&watcher, chat, &bob.access, None).await;
     // The new room's own catch-up after its subscription must be over, or it
@@ -315,9 +352,9 @@ async fn after_a_resubscription_a_room_catches_up_with_what_the_bus_never_carrie
         b.recv_within(Duration::from_millis(300)).await.is_none(),
         "no bus carries the writer's messages"
     );
-    redis.kill();
+    deployment.redis.kill();
     assert_eq!(bus_state(&watcher, "disconnected").await.status, 200);
-    redis.restart();
+    deployment.redis.restart();
     assert_eq!(bus_state(&watcher, "ok").await.body["status"], "ready");
     assert_eq!(seqs(&mut b, 3).await, vec![1, 2, 3], "caught up, in order");
     resyncs_reach(&watcher, 2).await;
@@ -333,17 +370,8 @@ async fn after_a_resubscription_a_room_catches_up_with_what_the_bus_never_carrie
 /// the handshake, or that its owner's own message told, is not told again.
 #[tokio::test]
 async fn after_a_resubscription_a_per_chat_socket_is_told_the_read_markers_the_bus_never_carried() {
-    let mut redis = OwnRedis::start();
-    let database = fresh_database();
-    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
-    let url = redis.url();
-    let overrides = [
-        ("REDIS_URL", url.as_str()),
-        ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
-    ];
-    let watcher = spawn_app_on(&database, &overrides).await;
-    let writer = spawn_app_on(&database, &[]).await;
-    bus_ready(&[&watcher]).await;
+    let mut deployment = Deployment::start();
+    let (watcher, writer) = deployment.watcher_and_busless_writer().await;
     let (ann, bob, chat) = writer.pair().await;
     for i in 0..2 {
         writer.say(&ann, chat, &format!("m{i}")).await;
@@ -373,9 +401,9 @@ async fn after_a_resubscription_a_per_chat_socket_is_told_the_read_markers_the_b
     // live: the message told it, so the catch-up does not.
     watcher.say(&ann, chat, "m2").await;
     assert_eq!(a.message().await["seq"], 3);
-    redis.kill();
+    deployment.redis.kill();
     assert_eq!(bus_state(&watcher, "disconnected").await.status, 200);
-    redis.restart();
+    deployment.redis.restart();
     assert_eq!(bus_state(&watcher, "ok").await.body["status"], "ready");
     assert_eq!(
         a.event().await,
@@ -437,19 +465,13 @@ async fn a_full_publish_queue_sends_what_it_dropped_through_the_store() {
     // committed batches); each is sent after the last one's echo, so each
     // is a batch of its own.
     const SENT: i64 = 4_300;
-    let redis = OwnRedis::start();
-    let database = fresh_database();
-    let prefix = format!("test-{}", chat_server::digest::random_hex(6));
-    let url = redis.url();
+    let deployment = Deployment::start();
     // The queued messages reach the watcher all at once when Redis resumes:
     // its sockets' outboxes take them all rather than close with 4008.
-    let overrides = [
-        ("REDIS_URL", url.as_str()),
-        ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
-        ("WS_OUTBOX_CAPACITY", "16384"),
-    ];
-    let writer = spawn_app_on(&database, &overrides).await;
-    let watcher = spawn_app_on(&database, &overrides).await;
+    let roomy = [("WS_OUTBOX_CAPACITY", "16384")];
+    let writer = deployment.node(&roomy).await;
+    let watcher = deployment.node(&roomy).await;
+    let url = deployment.redis.url();
     bus_ready(&[&writer, &watcher]).await;
     let (ann, bob, chat) = writer.pair().await;
     let (cat, dan) = (writer.user("cat").await, writer.user("dan").await);

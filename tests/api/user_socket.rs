@@ -419,8 +419,8 @@ async fn a_client_that_never_syncs_is_closed_once_its_held_events_fill_the_outbo
 /// Across nodes (Redis between them): every event of both kinds of socket.
 mod across_nodes {
     use super::{quiet, send};
-    use crate::cluster::{bus_ready, bus_state, cluster, redis_url, OwnRedis};
-    use crate::helpers::{fresh_database, spawn_app_on, spawn_process_on};
+    use crate::cluster::{bus_ready, bus_state, cluster, redis_url, Deployment};
+    use crate::helpers::spawn_process_on;
     use crate::ws_client::{seqs_resuming, Received, WsClient};
     use serde_json::json;
 
@@ -588,26 +588,20 @@ mod across_nodes {
     /// the chat list.
     #[tokio::test]
     async fn after_a_redis_restart_and_a_node_kill_sync_finds_everything() {
-        let mut redis = OwnRedis::start();
-        let database = fresh_database();
-        let prefix = format!("test-{}", chat_server::digest::random_hex(6));
-        let url = redis.url();
-        let overrides = [
-            ("REDIS_URL", url.as_str()),
-            ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
-        ];
-        let mut doomed = spawn_process_on(&database, &overrides).await;
-        let survivor = spawn_app_on(&database, &overrides).await;
+        let mut deployment = Deployment::start();
+        let overrides = deployment.overrides(&[]);
+        let mut doomed = spawn_process_on(&deployment.database, &overrides).await;
+        let survivor = deployment.node(&[]).await;
         bus_ready(&[&survivor, &doomed]).await;
         let (ann, bob, chat) = survivor.pair().await;
         let mut socket = WsClient::user_synced(&doomed, &ann.access, json!({})).await;
         for i in 0..30 {
             if i == 10 {
-                redis.kill();
+                deployment.redis.kill();
                 bus_state(&doomed, "disconnected").await;
             }
             if i == 20 {
-                redis.restart();
+                deployment.redis.restart();
             }
             survivor.say(&bob, chat, &format!("m{i}")).await;
         }

@@ -179,11 +179,8 @@ impl Session<'_> {
         if stored_through >= self.next_seq(chat) {
             self.replay_until(chat, stored_through).await?;
         }
-        let moved = access.is_some_and(|access| {
-            let [low, high] = access.participants;
-            let stored = [(low, access.read_seqs[0]), (high, access.read_seqs[1])];
-            self.cursors.markers_moved(self.user_id, stored)
-        });
+        let moved =
+            access.is_some_and(|access| self.cursors.markers_moved(self.user_id, access.markers()));
         if moved {
             self.tell_read_markers(chat).await?;
         }
@@ -223,9 +220,7 @@ impl Session<'_> {
                     .raise_known_marker(me, owner, access.read_seqs[at]);
             }
         }
-        let [low, high] = access.participants;
-        let stored = [(low, access.read_seqs[0]), (high, access.read_seqs[1])];
-        let moved = self.cursors.markers_to_tell(me, stored);
+        let moved = self.cursors.markers_to_tell(me, access.markers());
         for &(user, seq) in &moved {
             self.writer.text(&read_event(chat, user, seq)).await?;
         }
