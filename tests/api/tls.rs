@@ -217,14 +217,49 @@ async fn nodes_check_a_tls_only_redis_against_the_ca_in_ssl_cert_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With its key as OpenSSL 3 writes it (PKCS#8) or in the traditional RSA
+/// form (PKCS#1) that older tools write and libpq reads too; without one, or
+/// with an encrypted key, the node does not start.
 #[tokio::test]
 async fn a_client_certificate_from_sslcert_and_sslkey_is_presented() {
     let (postgres, (cert, key)) = TlsPostgres::start_asking_for_client_certificates();
-    let files = format!("sslcert={cert}&sslkey={key}");
-    works_on(&postgres.url("127.0.0.1", &format!("sslmode=require&{files}"))).await;
+    let traditional = format!("{key}.rsa");
+    let converted = std::process::Command::new("openssl")
+        .args(["rsa", "-traditional", "-in", &key, "-out", &traditional])
+        .output()
+        .expect("openssl is installed");
+    assert!(converted.status.success(), "{converted:?}");
+    let pem = std::fs::read_to_string(&traditional).unwrap();
+    assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{pem}");
+    for key in [&key, &traditional] {
+        let files = format!("sslcert={cert}&sslkey={key}");
+        works_on(&postgres.url("127.0.0.1", &format!("sslmode=require&{files}"))).await;
+    }
     let without = postgres.url("127.0.0.1", "sslmode=require");
     let refused = start_failure(&[("DATABASE_URL", &without)]).await;
     assert!(refused.contains("valid client certificate"), "{refused}");
+    // An encrypted key (no `sslpassword` here) is refused, not prompted for.
+    let encrypted = format!("{key}.enc");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "pkey",
+            "-aes256",
+            "-passout",
+            "pass:secret",
+            "-in",
+            &key,
+            "-out",
+            &encrypted,
+        ])
+        .output()
+        .expect("openssl is installed");
+    assert!(made.status.success(), "{made:?}");
+    let files = format!("sslmode=require&sslcert={cert}&sslkey={encrypted}");
+    let refused = start_failure(&[("DATABASE_URL", &postgres.url("127.0.0.1", &files))]).await;
+    assert!(
+        refused.contains("not an unencrypted PEM private key"),
+        "{refused}"
+    );
 }
 
 #[tokio::test]

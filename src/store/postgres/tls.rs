@@ -1,4 +1,5 @@
-//! TLS to PostgreSQL, the only user of `native-tls` (the system's OpenSSL):
+//! TLS to PostgreSQL, the only user of `native-tls` and of `openssl` (the
+//! system's OpenSSL, which `native-tls` runs on):
 //! what a database URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` ask
 //! for, read the way libpq reads them, so a Django deployment's URL works as
 //! it is.
@@ -15,8 +16,10 @@
 //!   With `disable` no file is read (as libpq). A file that is missing
 //!   refuses the start, where libpq would connect without a certificate: the
 //!   typo shows at start, not as the server's refusal.
-//!   The key must be PKCS#8 PEM (`BEGIN PRIVATE KEY`, what OpenSSL 3 writes),
-//!   the one form `native-tls` reads.
+//!   The key may be PEM in any form libpq reads unencrypted: PKCS#8
+//!   (`BEGIN PRIVATE KEY`, what OpenSSL 3 writes), traditional RSA (PKCS#1)
+//!   or EC (SEC1); OpenSSL converts the last two to PKCS#8, the one form
+//!   `native-tls` takes. An encrypted key is refused (no `sslpassword`).
 //!
 //! tokio-postgres knows only the first three modes and none of the file
 //! keys, so they are taken out of the URL here and the rest is left to it.
@@ -106,16 +109,22 @@ fn client_identity(keys: &TlsKeys) -> Result<Option<native_tls::Identity>, Strin
         (Some(cert), Some(key)) => (cert, key),
         _ => return Err("sslcert and sslkey must be given together".into()),
     };
-    let key_pem = read("sslkey", key)?;
-    if !key_pem.starts_with(b"-----BEGIN PRIVATE KEY-----") {
-        return Err(format!(
-            "sslkey {key}: not an unencrypted PKCS#8 PEM key (BEGIN PRIVATE KEY); \
-             convert it with `openssl pkcs8 -topk8 -nocrypt -in {key}`"
-        ));
-    }
+    let key_pem = pkcs8_key(key)?;
     native_tls::Identity::from_pkcs8(&read("sslcert", cert)?, &key_pem)
         .map(Some)
         .map_err(|e| format!("sslcert {cert} with sslkey {key}: {e}"))
+}
+
+/// The unencrypted PEM key at `path`, as PKCS#8 PEM.
+fn pkcs8_key(path: &str) -> Result<Vec<u8>, String> {
+    let pem = read("sslkey", path)?;
+    // A callback that gives no password: an encrypted key fails here rather
+    // than OpenSSL asking for its password on the terminal.
+    let no_password = |_: &mut [u8]| Ok(0);
+    let key = openssl::pkey::PKey::private_key_from_pem_callback(&pem, no_password)
+        .map_err(|e| format!("sslkey {path}: not an unencrypted PEM private key ({e})"))?;
+    key.private_key_to_pem_pkcs8()
+        .map_err(|e| format!("sslkey {path}: {e}"))
 }
 
 /// A file a TLS key names; the error names the key and the file.
@@ -206,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn a_client_certificate_needs_its_key_in_pkcs8() {
+    fn a_client_certificate_needs_its_key_in_pem() {
         let dir = std::env::temp_dir().join(format!("tls-keys-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
@@ -217,8 +226,11 @@ mod tests {
         let (cert, key) = (cert.display(), key.display());
         assert!(error(&format!("sslcert={cert}")).contains("together"));
         assert!(error(&format!("sslkey={key}")).contains("together"));
-        let traditional = error(&format!("sslcert={cert}&sslkey={key}"));
-        assert!(traditional.contains("PKCS#8"), "{traditional}");
+        let broken = error(&format!("sslcert={cert}&sslkey={key}"));
+        assert!(
+            broken.contains("not an unencrypted PEM private key"),
+            "{broken}"
+        );
         let missing = error(&format!("sslcert={cert}&sslkey=/no/key.pem"));
         assert!(missing.contains("sslkey /no/key.pem"), "{missing}");
         let _ = std::fs::remove_dir_all(&dir);
