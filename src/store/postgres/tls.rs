@@ -237,6 +237,39 @@ mod tests {
     }
 
     #[test]
+    fn traditional_rsa_and_ec_keys_become_pkcs8() {
+        use openssl::{ec, nid::Nid, pkey::PKey, rsa::Rsa};
+        let dir = std::env::temp_dir().join(format!("tls-forms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rsa = Rsa::generate(2048).unwrap();
+        let group = ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let ec = ec::EcKey::generate(&group).unwrap();
+        let forms = [
+            (
+                "rsa.pem",
+                rsa.private_key_to_pem().unwrap(),
+                "BEGIN RSA PRIVATE KEY",
+            ),
+            (
+                "ec.pem",
+                ec.private_key_to_pem().unwrap(),
+                "BEGIN EC PRIVATE KEY",
+            ),
+        ];
+        for (file, pem, header) in forms {
+            assert!(String::from_utf8_lossy(&pem).contains(header));
+            let path = dir.join(file);
+            std::fs::write(&path, &pem).unwrap();
+            let pkcs8 = pkcs8_key(path.to_str().unwrap()).unwrap();
+            assert!(pkcs8.starts_with(b"-----BEGIN PRIVATE KEY-----"), "{file}");
+            let back = PKey::private_key_from_pem(&pkcs8).unwrap();
+            let original = PKey::private_key_from_pem(&pem).unwrap();
+            assert!(back.public_eq(&original), "{file}: the same key");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn each_mode_sets_what_tokio_postgres_negotiates() {
         let mode = |url: &str| connectable(url).map(|c| c.config.get_ssl_mode());
         assert_eq!(
