@@ -59,6 +59,14 @@ var Persisted = class {
     this.store.removeItem(this.key);
   }
 };
+function furthestCursors(stored, mine) {
+  const merged = {};
+  for (const [chat, seq] of Object.entries(stored)) {
+    if (Number.isSafeInteger(seq)) merged[chat] = seq;
+  }
+  for (const [chat, seq] of mine) merged[chat] = Math.max(seq, merged[chat] ?? 0);
+  return merged;
+}
 
 // src/outbox.ts
 var Outbox = class {
@@ -802,9 +810,11 @@ var ChatClient = class _ChatClient extends Emitter {
     }
     this.emit("read", event);
   }
+  /** Writes the cursors, none behind the stored ones (see `furthestCursors`). */
   #saveCursors() {
     this.#cursorsDirty = false;
-    this.#saved.save({ cursors: Object.fromEntries(this.#cursors) });
+    const stored = this.#saved.load(null)?.cursors ?? {};
+    this.#saved.save({ cursors: furthestCursors(stored, this.#cursors) });
   }
   /**
    * Saves the cursors once per burst rather than once per message (the whole

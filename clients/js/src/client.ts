@@ -19,7 +19,7 @@ import { backoffDelay, DEFAULT_BACKOFF, type Backoff } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { Outbox, type OutboxEntry } from "./outbox.js";
 import { Rest } from "./rest.js";
-import { memoryStore, Persisted, type KeyValueStore } from "./storage.js";
+import { furthestCursors, memoryStore, Persisted, type KeyValueStore } from "./storage.js";
 import { SignedOut, TokenKeeper } from "./tokens.js";
 import type { Chat, LoginRequest, Message, ReadEvent, ServerError, ServerEvent, Tokens, TypingEvent } from "./types.js";
 
@@ -599,9 +599,11 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.emit("read", event);
   }
 
+  /** Writes the cursors, none behind the stored ones (see `furthestCursors`). */
   #saveCursors(): void {
     this.#cursorsDirty = false;
-    this.#saved.save({ cursors: Object.fromEntries(this.#cursors) });
+    const stored = this.#saved.load(null)?.cursors ?? {};
+    this.#saved.save({ cursors: furthestCursors(stored, this.#cursors) });
   }
 
   /**

@@ -45,3 +45,18 @@ export class Persisted<T> {
     this.store.removeItem(this.key);
   }
 }
+
+/**
+ * The cursors to store: each chat at the furthest of this page's cursor and
+ * the stored one. Pages of one user share the storage, and one that lags (a
+ * background tab catching up) must not move a stored cursor back: the page
+ * loaded next would be handed again what another page was given.
+ */
+export function furthestCursors(stored: Record<string, number>, mine: ReadonlyMap<number, number>): Record<string, number> {
+  const merged: Record<string, number> = {};
+  for (const [chat, seq] of Object.entries(stored)) {
+    if (Number.isSafeInteger(seq)) merged[chat] = seq;
+  }
+  for (const [chat, seq] of mine) merged[chat] = Math.max(seq, merged[chat] ?? 0);
+  return merged;
+}

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { backoffDelay, memoryStore, Rest } from "../src/index.js";
 import { clientOf, closeClients, countingFetch, live, oneTo, Recorder, register, signedOutForGood, until, withServer } from "./helpers.js";
 import { FaultProxy } from "./proxy.js";
+import { furthestCursors } from "../src/storage.js";
 import { TestServer } from "./server.js";
 
 test("full jitter: every wait lies between 0 and min(cap, base * 2^attempt)", () => {
@@ -17,6 +18,13 @@ test("full jitter: every wait lies between 0 and min(cap, base * 2^attempt)", ()
   assert.equal(backoffDelay(3, backoff, () => 0.5), 400);
   assert.equal(backoffDelay(40, backoff, () => 0.999), 999);
   assert.equal(backoffDelay(5, backoff, () => 0), 0);
+});
+
+test("stored cursors never move back: each chat at the furthest of the page's and the stored", () => {
+  const mine = new Map([[1, 5], [2, 3], [4, 7]]);
+  const stored = { "1": 9, "2": 1, "3": 6, "5": Number.NaN };
+  assert.deepEqual(furthestCursors(stored, mine), { "1": 9, "2": 3, "3": 6, "4": 7 });
+  assert.deepEqual(furthestCursors({}, mine), { "1": 5, "2": 3, "4": 7 });
 });
 
 test("live: a chat started by the peer, messages in order, unread counts, read markers, typing", async () =>
