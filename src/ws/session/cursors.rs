@@ -1,9 +1,10 @@
 //! Where a socket stands in each chat it delivers: the next `seq` it must
 //! send, the chat's other participant (who its sends, read markers and typing
 //! go to), and what it has told the client. A per-chat socket has one cursor,
-//! held inline, and the read markers its client knows of. A user socket starts with none: a chat gets a cursor when the
-//! socket first meets it (its first message, its `chat` event, a `sync` that
-//! names it, a send to it), in a vector sorted by chat id, 32 bytes a chat.
+//! held inline, and the read markers its client knows of. A user socket
+//! starts with none: a chat gets a cursor when the socket first meets it (its
+//! first message, its `chat` event, a `sync` that names it, a send to it), in
+//! a vector sorted by chat id, 32 bytes a chat.
 //! So a connect costs nothing per chat of the user, and an idle user socket
 //! holds no more than a per-chat one.
 
@@ -40,6 +41,7 @@ impl Cursor {
 /// at their owner's own message, and by each message a participant sent
 /// that the store replayed to the socket (its sender has read it). A resync
 /// tells only markers past these.
+///
 /// Live `read` events and live messages pass by without raising them (the
 /// session does not open their frames), nor do the client's own `read`s, so
 /// a resync may tell a marker the client already knows: a monotonic marker
