@@ -157,8 +157,10 @@ test("sends queued behind one the database did not take go out after it: order k
           await until("Bob has all", () => b.seqs(chat.id).length === order.length, 30_000);
           assert.deepEqual(b.contents(chat.id), order, "stored and delivered in the order sent");
           assert.deepEqual(b.seqs(chat.id), oneTo(order.length), "each once");
-          const sent = a.events.outbox.filter((e) => e.status === "sent").map((e) => e.content);
-          assert.deepEqual(sent, order, "each announced sent, in order");
+          // Bob's copies can arrive before Ann's own echoes, which announce `sent`.
+          const sent = () => a.events.outbox.filter((e) => e.status === "sent").map((e) => e.content);
+          await until("Ann told of each send", () => sent().length >= order.length, 10_000);
+          assert.deepEqual(sent(), order, "each announced sent, in order");
         } finally {
           a.client.close();
           b.client.close();

@@ -201,14 +201,14 @@ impl Store for SqliteStore {
         chat_id: i64,
     ) -> Result<(Option<User>, Option<ChatAccess>), StoreError> {
         self.call(false, move |conn| {
-            let sql = format!(
-                "SELECT u.id, u.email, u.full_name, u.nickname, {}
-                 FROM (SELECT 1) AS one
+            let sql = concat!(
+                "SELECT u.id, u.email, u.full_name, u.nickname, ",
+                queries::access_columns!(),
+                " FROM (SELECT 1) AS one
                  LEFT JOIN users u ON u.id = ?1 AND u.is_active
-                 LEFT JOIN chats c ON c.id = ?2",
-                queries::ACCESS_COLUMNS
+                 LEFT JOIN chats c ON c.id = ?2"
             );
-            conn.query_row(&sql, params![user_id, chat_id], |row| {
+            conn.query_row(sql, params![user_id, chat_id], |row| {
                 let user = match row.get::<_, Option<i64>>(0)? {
                     Some(_) => Some(user_at(row, 0)?),
                     None => None,

@@ -93,12 +93,18 @@ pub fn chat_by_id(
 }
 
 /// The columns of [`access_at`] for the chat `c`: participants, `last_seq`
-/// and their read markers (joined from `read_markers`, by primary key).
-pub const ACCESS_COLUMNS: &str = "c.user_low, c.user_high, c.last_seq,
-    (SELECT seq FROM read_markers WHERE chat_id = c.id AND user_id = c.user_low),
-    (SELECT seq FROM read_markers WHERE chat_id = c.id AND user_id = c.user_high)";
+/// and their read markers (joined from `read_markers`, by primary key). A
+/// literal, so statements built with it are too (nothing formatted per call).
+macro_rules! access_columns {
+    () => {
+        "c.user_low, c.user_high, c.last_seq,
+         (SELECT seq FROM read_markers WHERE chat_id = c.id AND user_id = c.user_low),
+         (SELECT seq FROM read_markers WHERE chat_id = c.id AND user_id = c.user_high)"
+    };
+}
+pub(super) use access_columns;
 
-/// A chat's [`ACCESS_COLUMNS`] from column `at` on; `None` for NULLs (no chat).
+/// A chat's [`access_columns`] from column `at` on; `None` for NULLs (no chat).
 pub fn access_at(row: &Row, at: usize) -> rusqlite::Result<Option<ChatAccess>> {
     let Some(low) = row.get::<_, Option<i64>>(at)? else {
         return Ok(None);
@@ -116,8 +122,8 @@ pub fn access_at(row: &Row, at: usize) -> rusqlite::Result<Option<ChatAccess>> {
 /// A chat's participants, `last_seq` and read markers; `None` when there is
 /// no such chat.
 pub fn access_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatAccess>, StoreError> {
-    let sql = format!("SELECT {ACCESS_COLUMNS} FROM chats c WHERE c.id = ?");
-    conn.query_row(&sql, [chat_id], |row| access_at(row, 0))
+    let sql = concat!("SELECT ", access_columns!(), " FROM chats c WHERE c.id = ?");
+    conn.query_row(sql, [chat_id], |row| access_at(row, 0))
         .optional()
         .map(Option::flatten)
         .map_err(failed)

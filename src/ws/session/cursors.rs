@@ -52,6 +52,17 @@ pub(super) struct KnownMarkers {
     pub(super) peer: i64,
 }
 
+impl KnownMarkers {
+    /// The marker known for `user` (`me` or `peer`); `None` for anyone else.
+    fn of(&mut self, (me, peer): (i64, i64), user: i64) -> Option<&mut i64> {
+        match user {
+            _ if user == me => Some(&mut self.mine),
+            _ if user == peer => Some(&mut self.peer),
+            _ => None,
+        }
+    }
+}
+
 /// The cursors of one socket.
 #[derive(Debug)]
 pub(super) enum Cursors {
@@ -112,45 +123,35 @@ impl Cursors {
         let Cursors::One(cursor, known) = self else {
             return;
         };
-        let marker = match user {
-            _ if user == me => &mut known.mine,
-            _ if user == cursor.peer => &mut known.peer,
-            _ => return,
-        };
-        *marker = (*marker).max(seq);
+        if let Some(marker) = known.of((me, cursor.peer), user) {
+            *marker = (*marker).max(seq);
+        }
     }
 
     /// Whether any of the read markers stored now (`(user, seq)` pairs) is
     /// past what a per-chat socket's client knows. False for a user socket.
     pub(super) fn markers_moved(&self, me: i64, stored: [(i64, i64); 2]) -> bool {
-        let Cursors::One(cursor, known) = *self else {
+        let Cursors::One(cursor, mut known) = *self else {
             return false;
         };
-        stored.into_iter().any(|(user, seq)| match user {
-            _ if user == me => seq > known.mine,
-            _ if user == cursor.peer => seq > known.peer,
-            _ => false,
-        })
+        stored
+            .into_iter()
+            .any(|(user, seq)| known.of((me, cursor.peer), user).is_some_and(|k| seq > *k))
     }
 
     /// Of the read markers stored now (`(user, seq)` pairs), those past what
     /// a per-chat socket's client knows, which it knows from now on. None
     /// for a user socket.
     pub(super) fn markers_to_tell(&mut self, me: i64, stored: [(i64, i64); 2]) -> Vec<(i64, i64)> {
-        let Cursors::One(cursor, known) = *self else {
+        let Cursors::One(cursor, known) = self else {
             return Vec::new();
         };
-        let was = |user: i64| match user {
-            _ if user == me => known.mine,
-            _ if user == cursor.peer => known.peer,
-            _ => i64::MAX,
-        };
-        let moved: Vec<(i64, i64)> = stored
-            .into_iter()
-            .filter(|&(u, seq)| seq > was(u))
-            .collect();
-        for &(user, seq) in &moved {
-            self.raise_known_marker(me, user, seq);
+        let mut moved = Vec::new();
+        for (user, seq) in stored {
+            if let Some(marker) = known.of((me, cursor.peer), user).filter(|k| seq > **k) {
+                *marker = seq;
+                moved.push((user, seq));
+            }
         }
         moved
     }
