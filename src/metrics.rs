@@ -39,8 +39,11 @@ pub struct Metrics {
     pub bus_dropped: Counter,
     pub bus_received: Counter,
     /// Bus events not delivered: not signed by this deployment, or for
-    /// another chat than their channel's.
+    /// another user than their channel's.
     pub bus_refused: Counter,
+    /// Payloads with a record signed by this deployment in a form this node
+    /// cannot read (a newer node's): their users' sockets caught up.
+    pub bus_unreadable: Counter,
     pub bus_reconnects: Counter,
     pub ws_resyncs: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -71,6 +74,7 @@ impl Metrics {
             bus_dropped: Counter::default(),
             bus_received: Counter::default(),
             bus_refused: Counter::default(),
+            bus_unreadable: Counter::default(),
             bus_reconnects: Counter::default(),
             ws_resyncs: Counter::default(),
             http_requests: Family::default(),
@@ -163,8 +167,13 @@ impl Metrics {
         );
         r.register(
             "bus_refused",
-            "Bus events refused: not signed by this deployment, or for another chat",
+            "Bus events refused: not signed by this deployment, or for another user",
             self.bus_refused.clone(),
+        );
+        r.register(
+            "bus_unreadable",
+            "Bus payloads holding a record of a form this node cannot read; their users caught up",
+            self.bus_unreadable.clone(),
         );
         r.register(
             "bus_reconnects",

@@ -4,7 +4,8 @@
 
 use crate::helpers::{free_port, fresh_database, spawn_app_on, spawn_process_on, TestApp};
 use crate::ws_client::{Received, WsClient};
-use chat_server::delivery::bus::{lost_channel, Envelope, Wire};
+use chat_server::delivery::bus::{channel, lost_channel, Envelope, Wire, WIRE_KEY_PURPOSE};
+use chat_server::digest::{Signer, MAC_BYTES};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -450,6 +451,46 @@ async fn a_lost_notice_sends_back_only_the_users_it_names() {
     let for_everyone = other_node.encode(&Envelope::lost_for(&[]));
     publish(&url, &channel, &for_everyone).await;
     assert_eq!(bobs.closed().await, 4009, "naming no one: everyone");
+}
+
+/// A record the deployment signed in a form this node cannot read (a newer
+/// node's, in a rolling upgrade) may have carried a stored event: its
+/// channel's user catches up from the store, so the per-chat socket gets the
+/// message the bus never carried and the user socket closes with 4009 to
+/// resume with `sync`. A new kind whose letter says it may be dropped (upper
+/// case, as typing may be) is ignored.
+#[tokio::test]
+async fn a_bus_record_of_a_newer_form_sends_its_user_to_the_store() {
+    let deployment = Deployment::start();
+    let url = deployment.redis.url();
+    let (watcher, writer) = deployment.watcher_and_busless_writer().await;
+    let (ann, bob, chat) = writer.pair().await;
+    let mut bobs = WsClient::user_synced(&watcher, &bob.access, json!({})).await;
+    let mut b = WsClient::connect(&watcher, chat, &bob.access, None).await;
+    writer.say(&ann, chat, "only in the store").await;
+    let bobs_channel = channel(&deployment.prefix, bob.id);
+    let droppable = format!("newer-node P {chat} 0 {} {} {{}}", ann.id, bob.id);
+    let heard = publish(&url, &bobs_channel, &signed_record(droppable.as_bytes())).await;
+    assert_eq!(heard, 1, "the watcher follows Bob");
+    let quiet = Duration::from_millis(300);
+    assert!(b.recv_within(quiet).await.is_none(), "ignored");
+    assert!(bobs.recv_within(quiet).await.is_none(), "ignored");
+    let newer = format!("newer-node z {chat} 1 {} {} {{}}", ann.id, bob.id);
+    publish(&url, &bobs_channel, &signed_record(newer.as_bytes())).await;
+    assert_eq!(b.message().await["content"], "only in the store");
+    assert_eq!(bobs.closed().await, 4009, "resume with sync");
+    assert_eq!(metric(&watcher, "chat_bus_unreadable_total").await, 1);
+    assert_eq!(metric(&watcher, "chat_bus_refused_total").await, 0);
+}
+
+/// A bus record carrying `body`, signed as a node of the test deployment
+/// signs (`length MAC body`).
+fn signed_record(body: &[u8]) -> Vec<u8> {
+    let signer = Signer::derived(crate::helpers::SECRET.as_bytes(), WIRE_KEY_PURPOSE);
+    let mut record = ((MAC_BYTES + body.len()) as u32).to_be_bytes().to_vec();
+    record.extend_from_slice(&signer.mac(&[body]));
+    record.extend_from_slice(body);
+    record
 }
 
 /// Events a node's full publish queue drops reach the other nodes through

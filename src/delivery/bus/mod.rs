@@ -22,7 +22,7 @@ mod redis;
 mod wire;
 
 use missed::Missed;
-pub use wire::{Received, Wire};
+pub use wire::{Received, Wire, PURPOSE as WIRE_KEY_PURPOSE};
 
 use crate::config::RedisBus;
 use crate::delivery::rooms::{peer_of, Audience, Interest, Published, Rooms, UserEvent};

@@ -12,16 +12,24 @@
 //! Redis channel (a forged payload, another deployment's event, an event
 //! replayed onto another user's channel) is dropped and counted, never
 //! delivered.
+//!
+//! How the form may change without losing events in a rolling upgrade: the
+//! key, the `length MAC node kind` prefix and the layout of each known kind
+//! stay; a new layout takes a new kind letter. A node that meets a signed
+//! record it cannot read (a newer node's, or a fault) cannot tell what it
+//! carried, so the channel's user catches up from the store, as after a lost
+//! notice; a new kind whose events may be dropped, as typing may, takes an
+//! upper-case letter, and a node that does not know it ignores it.
 
 use super::{Envelope, Kind};
 use crate::digest::{Signer, MAC_BYTES};
 use bytes::Bytes;
 use std::collections::HashMap;
 
-/// What the key of bus events is derived for (see [`Signer::derived`]); a
-/// new wire form takes a new purpose, so nodes of two forms refuse each
-/// other's events (counted) rather than misread them.
-const PURPOSE: &str = "chat-server bus events v3";
+/// What the key of bus events is derived for (see [`Signer::derived`]). It
+/// stays when the form grows (see the module note): nodes of the next form
+/// must still recognise each other's records as their deployment's.
+pub const PURPOSE: &str = "chat-server bus events v3";
 
 /// Bytes of a record's length.
 const LENGTH_BYTES: usize = 4;
@@ -48,8 +56,13 @@ pub enum Received {
     Unsigned,
     /// Signed, but for other users than the channel's.
     WrongUser,
-    /// Signed, but not in the wire form.
-    Malformed,
+    /// Signed, but not in a form this node reads (a newer node's in a
+    /// rolling upgrade, or a fault): it may have carried a stored event for
+    /// the channel's user, whose sockets catch up from the store.
+    Unreadable,
+    /// Signed, of a kind this node does not know whose upper-case letter
+    /// says it may be dropped.
+    Droppable,
 }
 
 impl Kind {
@@ -164,7 +177,10 @@ impl Wire {
             return Received::Unsigned;
         }
         let Some(event) = split(signed) else {
-            return Received::Malformed;
+            return match kind_letter(signed) {
+                Some(letter) if letter.is_ascii_uppercase() => Received::Droppable,
+                _ => Received::Unreadable,
+            };
         };
         if event.audience.contains(&channel_user) {
             let only = (event.kind == Kind::Typing).then_some(channel_user);
@@ -181,6 +197,14 @@ fn next_record(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let (length, rest) = bytes.split_first_chunk::<LENGTH_BYTES>()?;
     let length = u32::from_be_bytes(*length) as usize;
     (rest.len() >= length).then(|| rest.split_at(length))
+}
+
+/// The kind letter of a signed record, whatever follows it.
+fn kind_letter(signed: &[u8]) -> Option<u8> {
+    match signed.split(|b| *b == b' ').nth(1)? {
+        [letter] => Some(*letter),
+        _ => None,
+    }
 }
 
 /// `node kind chat seq low high frame` → the event it carries.
@@ -349,13 +373,38 @@ mod tests {
         let plain = b"n2 m 7 1 3 4 {\"type\":\"message\",\"data\":{}}";
         assert_eq!(one(ours.decode(3, plain)), Received::Unsigned, "unsigned");
         assert_eq!(one(ours.decode(3, b"")), Received::Unsigned);
+    }
+
+    /// A record signed with the deployment's key, whatever its body.
+    fn signed(body: &[u8]) -> Vec<u8> {
         let signer = Signer::derived(b"s", PURPOSE);
-        for body in [&b"n1 m 7 x 3 4 {}"[..], b"n1 z 7 1 3 4 {}", b"n1 m 7 1 3"] {
-            let mut odd = ((MAC_BYTES + body.len()) as u32).to_be_bytes().to_vec();
-            odd.extend_from_slice(&signer.mac(&[body]));
-            odd.extend_from_slice(body);
-            assert_eq!(one(ours.decode(3, &odd)), Received::Malformed, "{body:?}");
+        let mut record = ((MAC_BYTES + body.len()) as u32).to_be_bytes().to_vec();
+        record.extend_from_slice(&signer.mac(&[body]));
+        record.extend_from_slice(body);
+        record
+    }
+
+    #[test]
+    fn a_signed_record_this_node_cannot_read_sends_its_user_to_the_store() {
+        let ours = Wire::new("s", "n2".into());
+        let newer = [
+            &b"n1 z 7 1 3 4 {}"[..],
+            b"n1 zz 7 1 3 4 {}",
+            b"n1 m 7 x 3 4 {}",
+        ];
+        for body in newer.into_iter().chain([&b"n1 m 7 1 3"[..], b"n1"]) {
+            let received = one(ours.decode(3, &signed(body)));
+            assert_eq!(received, Received::Unreadable, "{body:?}");
         }
+        for body in [&b"n1 P 7 0 3 4 {}"[..], b"n1 Q"] {
+            let received = one(ours.decode(3, &signed(body)));
+            assert_eq!(received, Received::Droppable, "{body:?}");
+        }
+        let payload = [signed(b"n1 P 7 0 3 4 {}"), signed(b"n1 z 7 1 3 4 {}")].concat();
+        assert_eq!(
+            ours.decode(3, &payload),
+            vec![Received::Droppable, Received::Unreadable]
+        );
     }
 
     #[test]

@@ -107,10 +107,16 @@ impl Listener {
     async fn heard(&self, watched: &HashSet<i64>, channel: &str, payload: &[u8]) {
         if channel == super::lost_channel(&self.prefix) {
             for notice in self.wire.decode(0, payload) {
-                if let Received::Event(notice) = notice {
-                    if notice.kind == super::Kind::Lost {
-                        catch_up_after(&self.rooms, watched, &notice).await;
+                match notice {
+                    Received::Event(notice) if notice.kind == super::Kind::Lost => {
+                        catch_up_after(&self.rooms, watched, &notice).await
                     }
+                    // A notice in a newer form: it may name anyone.
+                    Received::Unreadable => {
+                        self.metrics.bus_unreadable.inc();
+                        resync_all(&self.rooms, watched).await
+                    }
+                    _ => {}
                 }
             }
             return;
@@ -375,16 +381,20 @@ impl NetInterest {
 
 /// Another node's events: deliver them, in order, to the local sockets of the
 /// channel's user, each one a node of this deployment signed for that user.
+/// A signed record this node cannot read then sends those sockets to the
+/// store (see [`super::wire`]), after the events that came with it.
 async fn deliver(listener: &Listener, channel: &str, payload: &[u8]) {
     let Some(user) = user_of(&listener.prefix, channel) else {
         return;
     };
     let mut events = Vec::new();
+    let mut unreadable = false;
     for received in listener.wire.decode(user, payload) {
         match received {
             Received::Event(event) => events.push((user, event.for_user(user))),
-            Received::Own => {}
-            refused => {
+            Received::Own | Received::Droppable => {}
+            Received::Unreadable => unreadable = true,
+            refused @ (Received::Unsigned | Received::WrongUser) => {
                 listener.metrics.bus_refused.inc();
                 tracing::warn!(channel, ?refused, "bus event refused");
             }
@@ -393,6 +403,11 @@ async fn deliver(listener: &Listener, channel: &str, payload: &[u8]) {
     if !events.is_empty() {
         listener.metrics.bus_received.inc_by(events.len() as u64);
         listener.rooms.deliver(events).await
+    }
+    if unreadable {
+        listener.metrics.bus_unreadable.inc();
+        tracing::warn!(channel, "a bus event this node cannot read; catching up");
+        listener.rooms.resync(user).await;
     }
 }
 
