@@ -26,7 +26,7 @@ LAYERS = [
     ("caches", ["cache"]),
     ("storage", ["store"]),
     ("auth", ["auth"]),
-    ("foundation", ["config", "model", "json", "digest", "metrics", "ratelimit",
+    ("foundation", ["config", "model", "json", "digest", "metrics", "tls_files", "ratelimit",
                     "remembered", "shutdown", "telemetry", "allocator"]),
 ]
 # Test-only modules, compiled into the test build alone.

@@ -45,7 +45,7 @@
 //! | caches | [`cache`] | history JSON, confirmed memberships |
 //! | storage | [`store`] | the `Store` trait; `postgres/` and `sqlite/` |
 //! | auth | [`auth`] | JWTs and password hashes |
-//! | foundation | [`config`], [`model`], [`json`], [`digest`], [`metrics`], [`ratelimit`], [`remembered`], [`shutdown`], [`telemetry`], [`allocator`] | used by all, using none of the above |
+//! | foundation | [`config`], [`model`], [`json`], [`digest`], [`metrics`], [`ratelimit`], [`remembered`], [`shutdown`], [`telemetry`], [`tls_files`], [`allocator`] | used by all, using none of the above |
 
 pub mod allocator;
 pub mod api;
@@ -67,6 +67,7 @@ pub mod remembered;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod tls_files;
 pub mod ws;
 
 pub use config::Config;

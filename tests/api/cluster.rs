@@ -140,6 +140,26 @@ impl OwnRedis {
     /// Taking TLS connections only, with `cert` and `key` (no client
     /// certificates asked for): reached at [`Self::tls_url`].
     pub(crate) fn start_tls(cert: &str, key: &str) -> Self {
+        Self::start_tls_with(cert, key, &["--tls-auth-clients", "no"])
+    }
+
+    /// Taking TLS connections only, from clients whose certificate
+    /// `clients_ca` signed.
+    pub(crate) fn start_tls_asking_for_client_certificates(
+        cert: &str,
+        key: &str,
+        clients_ca: &str,
+    ) -> Self {
+        let asking = [
+            "--tls-auth-clients",
+            "yes",
+            "--tls-ca-cert-file",
+            clients_ca,
+        ];
+        Self::start_tls_with(cert, key, &asking)
+    }
+
+    fn start_tls_with(cert: &str, key: &str, clients: &[&str]) -> Self {
         let port = free_port();
         let port_text = port.to_string();
         let tls = [
@@ -151,10 +171,9 @@ impl OwnRedis {
             cert,
             "--tls-key-file",
             key,
-            "--tls-auth-clients",
-            "no",
         ];
-        Self::start_on(port, tls.map(str::to_owned).to_vec())
+        let args = tls.iter().chain(clients).map(|arg| arg.to_string());
+        Self::start_on(port, args.collect())
     }
 
     /// `rediss://` on `localhost` (the name its certificate carries), the

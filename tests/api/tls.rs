@@ -6,7 +6,9 @@
 
 use crate::cluster::{bus_ready, bus_state, OwnRedis};
 use crate::faults::{pg_bin, run_as_postgres};
-use crate::helpers::{free_port, fresh_database, spawn_app_with, spawn_process_on, start_failure};
+use crate::helpers::{
+    free_port, fresh_database, spawn_app_on, spawn_app_with, spawn_process_on, start_failure,
+};
 use crate::redis_cluster::{nodes_on, OwnRedisCluster};
 use crate::ws_client::WsClient;
 use std::path::{Path, PathBuf};
@@ -217,20 +219,70 @@ async fn nodes_check_a_tls_only_redis_against_the_ca_in_ssl_cert_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With `sslrootcert`, `sslcert` and `sslkey` in `REDIS_URL`'s query, a node
+/// checks the Redis's certificate against that CA alone (no `SSL_CERT_FILE`:
+/// these nodes run in the test's process) and presents its certificate to a
+/// Redis that asks for one, its key in either PEM form. Without the
+/// certificate, or without the CA, a node gets no bus; a file that is not
+/// there stops the start.
+#[tokio::test]
+async fn a_redis_asking_for_client_certificates_gets_the_one_in_sslcert_and_sslkey() {
+    let dir = unique_dir("chat-redis-mtls");
+    let (ca, server_key) = self_signed(&dir);
+    let (cert, key) = certificate(&dir, "client", "chat-node");
+    let redis = OwnRedis::start_tls_asking_for_client_certificates(&ca, &server_key, &cert);
+    let url = |query: String| format!("{}?{query}", redis.tls_url());
+    let database = fresh_database();
+    let mut nodes = Vec::new();
+    for key in [key.clone(), traditional_rsa(&key)] {
+        let files = url(format!("sslrootcert={ca}&sslcert={cert}&sslkey={key}"));
+        nodes.push(spawn_app_on(&database, &[("REDIS_URL", &files)]).await);
+    }
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    let (ann, bob, chat) = nodes[0].pair().await;
+    let mut bobs = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    nodes[0].say(&ann, chat, "with a client certificate").await;
+    assert_eq!(bobs.message().await["content"], "with a client certificate");
+    let without_certificate = url(format!("sslrootcert={ca}"));
+    let without_ca = url(format!("sslcert={cert}&sslkey={key}"));
+    for refused in [without_certificate, without_ca] {
+        let node = spawn_app_on(&database, &[("REDIS_URL", &refused)]).await;
+        let reply = bus_state(&node, "ok").await;
+        assert_eq!(
+            reply.body["bus"], "disconnected",
+            "{refused}: {}",
+            reply.text
+        );
+    }
+    let missing = url(format!(
+        "sslrootcert={ca}&sslcert={cert}&sslkey=/no/key.pem"
+    ));
+    let error = start_failure(&[("REDIS_URL", &missing)]).await;
+    assert!(error.contains("sslkey /no/key.pem"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `key` (PKCS#8 PEM, as OpenSSL 3 writes it) converted to the traditional
+/// RSA form (PKCS#1) that older tools write: the new file's path.
+fn traditional_rsa(key: &str) -> String {
+    let traditional = format!("{key}.rsa");
+    let converted = std::process::Command::new("openssl")
+        .args(["rsa", "-traditional", "-in", key, "-out", &traditional])
+        .output()
+        .expect("openssl is installed");
+    assert!(converted.status.success(), "{converted:?}");
+    let pem = std::fs::read_to_string(&traditional).unwrap();
+    assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{pem}");
+    traditional
+}
+
 /// With its key as OpenSSL 3 writes it (PKCS#8) or in the traditional RSA
 /// form (PKCS#1) that older tools write and libpq reads too; without one, or
 /// with an encrypted key, the node does not start.
 #[tokio::test]
 async fn a_client_certificate_from_sslcert_and_sslkey_is_presented() {
     let (postgres, (cert, key)) = TlsPostgres::start_asking_for_client_certificates();
-    let traditional = format!("{key}.rsa");
-    let converted = std::process::Command::new("openssl")
-        .args(["rsa", "-traditional", "-in", &key, "-out", &traditional])
-        .output()
-        .expect("openssl is installed");
-    assert!(converted.status.success(), "{converted:?}");
-    let pem = std::fs::read_to_string(&traditional).unwrap();
-    assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{pem}");
+    let traditional = traditional_rsa(&key);
     for key in [&key, &traditional] {
         let files = format!("sslcert={cert}&sslkey={key}");
         works_on(&postgres.url("127.0.0.1", &format!("sslmode=require&{files}"))).await;

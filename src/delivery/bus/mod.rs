@@ -166,8 +166,7 @@ impl Bus {
         let prefix = prefix.to_owned();
         match target {
             RedisBus::Single(url) => {
-                let client = ::redis::Client::open(url.as_str())
-                    .map_err(|e| format!("invalid REDIS_URL: {e}"))?;
+                let client = redis::tls::client_for(url)?;
                 let publisher =
                     redis::publish_loop(client.clone(), wire, prefix, rx, missed.clone(), metrics);
                 tokio::spawn(publisher);
@@ -179,6 +178,7 @@ impl Bus {
                 ));
             }
             RedisBus::Cluster(urls) => {
+                redis::tls::refuse_files_in_cluster(urls)?;
                 let (publisher, seed_host) = redis::sharded::publisher(urls)?;
                 let publish = redis::sharded::publish_loop(
                     publisher,

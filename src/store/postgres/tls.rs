@@ -1,8 +1,7 @@
-//! TLS to PostgreSQL, the only user of `native-tls` and of `openssl` (the
-//! system's OpenSSL, which `native-tls` runs on):
-//! what a database URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` ask
-//! for, read the way libpq reads them, so a Django deployment's URL works as
-//! it is.
+//! TLS to PostgreSQL, the only user of `native-tls` (the files it names are
+//! read by [`crate::tls_files`]): what a database URL's `sslmode`,
+//! `sslrootcert`, `sslcert` and `sslkey` ask for, read the way libpq reads
+//! them, so a Django deployment's URL works as it is.
 //!
 //! - `disable`: plain TCP.
 //! - `prefer` (the default, as in libpq): TLS when the server offers it,
@@ -16,14 +15,13 @@
 //!   With `disable` no file is read (as libpq). A file that is missing
 //!   refuses the start, where libpq would connect without a certificate: the
 //!   typo shows at start, not as the server's refusal.
-//!   The key may be PEM in any form libpq reads unencrypted: PKCS#8
-//!   (`BEGIN PRIVATE KEY`, what OpenSSL 3 writes), traditional RSA (PKCS#1)
-//!   or EC (SEC1); OpenSSL converts the last two to PKCS#8, the one form
-//!   `native-tls` takes. An encrypted key is refused (no `sslpassword`).
+//!   The key may be PEM in any form libpq reads unencrypted (see
+//!   [`crate::tls_files`]). An encrypted key is refused (no `sslpassword`).
 //!
 //! tokio-postgres knows only the first three modes and none of the file
 //! keys, so they are taken out of the URL here and the rest is left to it.
 
+use crate::tls_files;
 use postgres_native_tls::MakeTlsConnector;
 use tokio_postgres::config::SslMode;
 
@@ -91,7 +89,7 @@ fn connector(check: Check, keys: &TlsKeys) -> Result<MakeTlsConnector, String> {
         .as_deref()
         .filter(|_| check != Check::Nothing)
     {
-        let ca = native_tls::Certificate::from_pem(&read("sslrootcert", path)?)
+        let ca = native_tls::Certificate::from_pem(&tls_files::read("sslrootcert", path)?)
             .map_err(|e| format!("sslrootcert {path}: {e}"))?;
         builder.add_root_certificate(ca);
     }
@@ -109,27 +107,10 @@ fn client_identity(keys: &TlsKeys) -> Result<Option<native_tls::Identity>, Strin
         (Some(cert), Some(key)) => (cert, key),
         _ => return Err("sslcert and sslkey must be given together".into()),
     };
-    let key_pem = pkcs8_key(key)?;
-    native_tls::Identity::from_pkcs8(&read("sslcert", cert)?, &key_pem)
+    let key_pem = tls_files::pkcs8_key("sslkey", key)?;
+    native_tls::Identity::from_pkcs8(&tls_files::read("sslcert", cert)?, &key_pem)
         .map(Some)
         .map_err(|e| format!("sslcert {cert} with sslkey {key}: {e}"))
-}
-
-/// The unencrypted PEM key at `path`, as PKCS#8 PEM.
-fn pkcs8_key(path: &str) -> Result<Vec<u8>, String> {
-    let pem = read("sslkey", path)?;
-    // A callback that gives no password: an encrypted key fails here rather
-    // than OpenSSL asking for its password on the terminal.
-    let no_password = |_: &mut [u8]| Ok(0);
-    let key = openssl::pkey::PKey::private_key_from_pem_callback(&pem, no_password)
-        .map_err(|e| format!("sslkey {path}: not an unencrypted PEM private key ({e})"))?;
-    key.private_key_to_pem_pkcs8()
-        .map_err(|e| format!("sslkey {path}: {e}"))
-}
-
-/// A file a TLS key names; the error names the key and the file.
-fn read(what: &str, path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{what} {path}: {e}"))
 }
 
 /// Takes the TLS keys out of a URL's query string (decoded)
@@ -233,39 +214,6 @@ mod tests {
         );
         let missing = error(&format!("sslcert={cert}&sslkey=/no/key.pem"));
         assert!(missing.contains("sslkey /no/key.pem"), "{missing}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn traditional_rsa_and_ec_keys_become_pkcs8() {
-        use openssl::{ec, nid::Nid, pkey::PKey, rsa::Rsa};
-        let dir = std::env::temp_dir().join(format!("tls-forms-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let rsa = Rsa::generate(2048).unwrap();
-        let group = ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-        let ec = ec::EcKey::generate(&group).unwrap();
-        let forms = [
-            (
-                "rsa.pem",
-                rsa.private_key_to_pem().unwrap(),
-                "BEGIN RSA PRIVATE KEY",
-            ),
-            (
-                "ec.pem",
-                ec.private_key_to_pem().unwrap(),
-                "BEGIN EC PRIVATE KEY",
-            ),
-        ];
-        for (file, pem, header) in forms {
-            assert!(String::from_utf8_lossy(&pem).contains(header));
-            let path = dir.join(file);
-            std::fs::write(&path, &pem).unwrap();
-            let pkcs8 = pkcs8_key(path.to_str().unwrap()).unwrap();
-            assert!(pkcs8.starts_with(b"-----BEGIN PRIVATE KEY-----"), "{file}");
-            let back = PKey::private_key_from_pem(&pkcs8).unwrap();
-            let original = PKey::private_key_from_pem(&pem).unwrap();
-            assert!(back.public_eq(&original), "{file}: the same key");
-        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -7,6 +7,7 @@
 
 pub(super) mod sharded;
 mod slots;
+pub(super) mod tls;
 
 use super::missed::{named_in, Missed};
 use super::{user_of, Envelope, Interest, Received, Wire};
