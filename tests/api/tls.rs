@@ -277,8 +277,9 @@ fn traditional_rsa(key: &str) -> String {
 }
 
 /// With its key as OpenSSL 3 writes it (PKCS#8) or in the traditional RSA
-/// form (PKCS#1) that older tools write and libpq reads too; without one, or
-/// with an encrypted key, the node does not start.
+/// form (PKCS#1) that older tools write and libpq reads too, or encrypted
+/// with its `sslpassword`; without a certificate, or with an encrypted key
+/// and no or the wrong password, the node does not start.
 #[tokio::test]
 async fn a_client_certificate_from_sslcert_and_sslkey_is_presented() {
     let (postgres, (cert, key)) = TlsPostgres::start_asking_for_client_certificates();
@@ -290,7 +291,7 @@ async fn a_client_certificate_from_sslcert_and_sslkey_is_presented() {
     let without = postgres.url("127.0.0.1", "sslmode=require");
     let refused = start_failure(&[("DATABASE_URL", &without)]).await;
     assert!(refused.contains("valid client certificate"), "{refused}");
-    // An encrypted key (no `sslpassword` here) is refused, not prompted for.
+    // An encrypted key without its password is refused, not prompted for.
     let encrypted = format!("{key}.enc");
     let made = std::process::Command::new("openssl")
         .args([
@@ -308,10 +309,11 @@ async fn a_client_certificate_from_sslcert_and_sslkey_is_presented() {
     assert!(made.status.success(), "{made:?}");
     let files = format!("sslmode=require&sslcert={cert}&sslkey={encrypted}");
     let refused = start_failure(&[("DATABASE_URL", &postgres.url("127.0.0.1", &files))]).await;
-    assert!(
-        refused.contains("not an unencrypted PEM private key"),
-        "{refused}"
-    );
+    assert!(refused.contains("needs sslpassword"), "{refused}");
+    works_on(&postgres.url("127.0.0.1", &format!("{files}&sslpassword=secret"))).await;
+    let wrong = postgres.url("127.0.0.1", &format!("{files}&sslpassword=guess"));
+    let refused = start_failure(&[("DATABASE_URL", &wrong)]).await;
+    assert!(refused.contains("sslpassword is wrong"), "{refused}");
 }
 
 #[tokio::test]

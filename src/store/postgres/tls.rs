@@ -11,17 +11,17 @@
 //! - `verify-ca`: the certificate must be signed by `sslrootcert`'s CA (or
 //!   one the system trusts); `verify-full`: and name the host connected to.
 //! - `sslcert` and `sslkey` (together): the client certificate presented in
-//!   any mode but `disable`, for servers that authenticate by certificate.
-//!   With `disable` no file is read (as libpq). A file that is missing
-//!   refuses the start, where libpq would connect without a certificate: the
-//!   typo shows at start, not as the server's refusal.
-//!   The key may be PEM in any form libpq reads unencrypted (see
-//!   [`crate::tls_files`]). An encrypted key is refused (no `sslpassword`).
+//!   any mode but `disable`, for servers that authenticate by certificate;
+//!   the key in any PEM form libpq reads, `sslpassword` for an encrypted one
+//!   (see [`crate::tls_files`]). With `disable` no file is read (as libpq).
+//!   A file that is missing refuses the start, where libpq would connect
+//!   without a certificate: the typo shows at start, not as the server's
+//!   refusal.
 //!
 //! tokio-postgres knows only the first three modes and none of the file
 //! keys, so they are taken out of the URL here and the rest is left to it.
 
-use crate::tls_files;
+use crate::tls_files::{self, TlsFiles};
 use postgres_native_tls::MakeTlsConnector;
 use tokio_postgres::config::SslMode;
 
@@ -45,9 +45,7 @@ enum Check {
 struct TlsKeys {
     rest: String,
     sslmode: Option<String>,
-    sslrootcert: Option<String>,
-    sslcert: Option<String>,
-    sslkey: Option<String>,
+    files: TlsFiles,
 }
 
 /// Reads `url` (a `postgres://` URL or `key=value` words) and builds the
@@ -57,7 +55,7 @@ pub fn connectable(url: &str) -> Result<Connectable, String> {
     let (mode, check) = match keys.sslmode.as_deref() {
         None | Some("prefer") => (SslMode::Prefer, Check::Nothing),
         Some("disable") => (SslMode::Disable, Check::Nothing),
-        Some("require") if keys.sslrootcert.is_some() => (SslMode::Require, Check::Ca),
+        Some("require") if keys.files.sslrootcert.is_some() => (SslMode::Require, Check::Ca),
         Some("require") => (SslMode::Require, Check::Nothing),
         Some("verify-ca") => (SslMode::Require, Check::Ca),
         Some("verify-full") => (SslMode::Require, Check::CaAndHost),
@@ -71,46 +69,38 @@ pub fn connectable(url: &str) -> Result<Connectable, String> {
     config.ssl_mode(mode);
     // Plain TCP reads no file, as libpq ignores the file keys then.
     let files = if mode == SslMode::Disable {
-        TlsKeys::default()
+        TlsFiles::default()
     } else {
-        keys
+        keys.files
     };
     let tls = connector(check, &files)?;
     Ok(Connectable { config, tls })
 }
 
-fn connector(check: Check, keys: &TlsKeys) -> Result<MakeTlsConnector, String> {
+fn connector(check: Check, files: &TlsFiles) -> Result<MakeTlsConnector, String> {
     let mut builder = native_tls::TlsConnector::builder();
     builder
         .danger_accept_invalid_certs(check == Check::Nothing)
         .danger_accept_invalid_hostnames(check != Check::CaAndHost);
-    if let Some(path) = keys
-        .sslrootcert
-        .as_deref()
-        .filter(|_| check != Check::Nothing)
-    {
-        let ca = native_tls::Certificate::from_pem(&tls_files::read("sslrootcert", path)?)
-            .map_err(|e| format!("sslrootcert {path}: {e}"))?;
-        builder.add_root_certificate(ca);
+    if check != Check::Nothing {
+        if let Some(pem) = files.root_certificates()? {
+            let ca = native_tls::Certificate::from_pem(&pem)
+                .map_err(|e| format!("sslrootcert {}: {e}", named(&files.sslrootcert)))?;
+            builder.add_root_certificate(ca);
+        }
     }
-    if let Some(identity) = client_identity(keys)? {
+    if let Some(client) = files.client_certificate()? {
+        let identity = native_tls::Identity::from_pkcs8(&client.certificate, &client.pkcs8_key)
+            .map_err(|e| format!("sslcert {}: {e}", named(&files.sslcert)))?;
         builder.identity(identity);
     }
     let connector = builder.build().map_err(|e| format!("TLS: {e}"))?;
     Ok(MakeTlsConnector::new(connector))
 }
 
-/// The client certificate and key that `sslcert` and `sslkey` name, if any.
-fn client_identity(keys: &TlsKeys) -> Result<Option<native_tls::Identity>, String> {
-    let (cert, key) = match (keys.sslcert.as_deref(), keys.sslkey.as_deref()) {
-        (None, None) => return Ok(None),
-        (Some(cert), Some(key)) => (cert, key),
-        _ => return Err("sslcert and sslkey must be given together".into()),
-    };
-    let key_pem = tls_files::pkcs8_key("sslkey", key)?;
-    native_tls::Identity::from_pkcs8(&tls_files::read("sslcert", cert)?, &key_pem)
-        .map(Some)
-        .map_err(|e| format!("sslcert {cert} with sslkey {key}: {e}"))
+/// The file a setting names, for an error.
+fn named(setting: &Option<String>) -> &str {
+    setting.as_deref().unwrap_or_default()
 }
 
 /// Takes the TLS keys out of a URL's query string (decoded)
@@ -119,22 +109,7 @@ fn split_tls_keys(url: &str) -> TlsKeys {
     let mut keys = TlsKeys::default();
     let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
     if is_url {
-        let Some((base, query)) = url.split_once('?') else {
-            keys.rest = url.to_owned();
-            return keys;
-        };
-        let mut kept = form_urlencoded::Serializer::new(String::new());
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            if !keys.take(&key, &value) {
-                kept.append_pair(&key, &value);
-            }
-        }
-        let kept = kept.finish();
-        keys.rest = if kept.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{kept}")
-        };
+        keys.rest = tls_files::split_query(url, |key, value| keys.take(key, value));
     } else {
         let kept: Vec<&str> = url
             .split_whitespace()
@@ -151,14 +126,10 @@ fn split_tls_keys(url: &str) -> TlsKeys {
 impl TlsKeys {
     /// Keeps `key`'s value when it is a TLS key; false for any other key.
     fn take(&mut self, key: &str, value: &str) -> bool {
-        let slot = match key {
-            "sslmode" => &mut self.sslmode,
-            "sslrootcert" => &mut self.sslrootcert,
-            "sslcert" => &mut self.sslcert,
-            "sslkey" => &mut self.sslkey,
-            _ => return false,
-        };
-        *slot = Some(value.to_owned());
+        match key {
+            "sslmode" => self.sslmode = Some(value.to_owned()),
+            _ => return self.files.take(key, value),
+        }
         true
     }
 }
@@ -173,7 +144,7 @@ mod tests {
             "postgres://u:p@db:5432/chat?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x",
         );
         assert_eq!(keys.sslmode.as_deref(), Some("verify-full"));
-        assert_eq!(keys.sslrootcert.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(keys.files.sslrootcert.as_deref(), Some("/etc/ca.pem"));
         assert_eq!(keys.rest, "postgres://u:p@db:5432/chat?application_name=x");
         let plain = split_tls_keys("postgres://db/chat?sslmode=require");
         assert_eq!(plain.rest, "postgres://db/chat");
@@ -189,9 +160,9 @@ mod tests {
             "host=db user=u sslmode=require sslcert=/c.pem dbname=chat sslkey=/k.pem",
         );
         assert_eq!(keys.sslmode.as_deref(), Some("require"));
-        assert_eq!(keys.sslrootcert, None);
-        assert_eq!(keys.sslcert.as_deref(), Some("/c.pem"));
-        assert_eq!(keys.sslkey.as_deref(), Some("/k.pem"));
+        assert_eq!(keys.files.sslrootcert, None);
+        assert_eq!(keys.files.sslcert.as_deref(), Some("/c.pem"));
+        assert_eq!(keys.files.sslkey.as_deref(), Some("/k.pem"));
         assert_eq!(keys.rest, "host=db user=u dbname=chat");
     }
 
