@@ -47,10 +47,8 @@ pub async fn handshake(
     let resume_after = resume_after(&query, access.last_seq)?;
     let scope = Scope::Chat {
         chat_id,
-        audience: access.participants,
+        access,
         resume_after,
-        stored_through: access.last_seq,
-        read_seqs: access.read_seqs,
     };
     let spec = (user, scope, bearer.expires_at);
     // Dropping the entry on an error leaves the room.

@@ -8,6 +8,8 @@
 //! So a connect costs nothing per chat of the user, and an idle user socket
 //! holds no more than a per-chat one.
 
+use crate::store::ChatAccess;
+
 /// `next_seq` is known: the socket has sent from it, or a `sync` set it. A
 /// chat's first message after `ready` sets it (everything stored after
 /// `ready` reaches the socket, in order per chat).
@@ -53,6 +55,18 @@ pub(super) struct KnownMarkers {
 }
 
 impl KnownMarkers {
+    /// The markers stored in `access`: `me`'s and the other participant's.
+    pub(super) fn stored_in(access: &ChatAccess, me: i64) -> Self {
+        let mut known = KnownMarkers { mine: 0, peer: 0 };
+        for (user, seq) in access.markers() {
+            match user == me {
+                true => known.mine = seq,
+                false => known.peer = seq,
+            }
+        }
+        known
+    }
+
     /// The marker known for `user` (`me` or `peer`); `None` for anyone else.
     fn of(&mut self, (me, peer): (i64, i64), user: i64) -> Option<&mut i64> {
         match user {
@@ -200,7 +214,15 @@ mod tests {
             peer: 8,
             flags: PLACED | ANNOUNCED,
         };
-        let known = KnownMarkers { mine: 2, peer: 0 };
+        let access = ChatAccess {
+            participants: [7, 8],
+            last_seq: 3,
+            read_seqs: [2, 0],
+        };
+        let known = KnownMarkers::stored_in(&access, 7);
+        assert_eq!(known, KnownMarkers { mine: 2, peer: 0 });
+        let theirs = KnownMarkers::stored_in(&access, 8);
+        assert_eq!(theirs, KnownMarkers { mine: 0, peer: 2 });
         let mut cursors = Cursors::One(one, known);
         assert_eq!(cursors.get(5), Some(&one));
         assert!(cursors.get(6).is_none());

@@ -30,11 +30,11 @@ mod sync;
 use super::protocol::close;
 use super::transport::{self, FrameWriter, MessageReader, UpgradeFut};
 use crate::app::AppState;
-use crate::delivery::rooms::{peer_of, Audience, Outbox, Subscriber, Watching};
+use crate::delivery::rooms::{peer_of, Outbox, Subscriber, Watching};
 use crate::json;
 use crate::model::User;
 use crate::shutdown::Shutdown;
-use crate::store::StoreError;
+use crate::store::{ChatAccess, StoreError};
 use client_events::EventHandler;
 use cursors::{Cursor, Cursors, KnownMarkers, ANNOUNCED, PLACED};
 use fastwebsockets::WebSocketError;
@@ -48,16 +48,14 @@ pub enum Scope {
     /// `/ws/chats/{id}/`: one chat.
     Chat {
         chat_id: i64,
-        audience: Audience,
+        /// The chat as read after the socket joined its user's room: every
+        /// later message reaches the outbox, so only `resume_after <
+        /// last_seq` needs a catch-up from the store; and the read markers
+        /// the client is taken to know (a resync tells only those that
+        /// moved on).
+        access: ChatAccess,
         /// Deliver messages with `seq > resume_after`.
         resume_after: i64,
-        /// The chat's `last_seq`, read after the socket joined its user's
-        /// room: every later message reaches the outbox, so only
-        /// `resume_after < stored_through` needs a catch-up from the store.
-        stored_through: i64,
-        /// Both read markers as read with `stored_through` (in the order of
-        /// `audience`): a resync tells the client only those that moved on.
-        read_seqs: [i64; 2],
     },
     /// `/ws/`: every chat of the user.
     User,
@@ -215,27 +213,18 @@ fn cursors_of(scope: Scope, user_id: i64) -> (Cursors, i64) {
     match scope {
         Scope::Chat {
             chat_id,
-            audience,
+            access,
             resume_after,
-            stored_through,
-            read_seqs,
         } => {
-            let peer = peer_of(audience, user_id);
+            let peer = peer_of(access.participants, user_id);
             let cursor = Cursor {
                 chat: chat_id,
                 next_seq: resume_after.saturating_add(1),
                 peer,
                 flags: PLACED | ANNOUNCED,
             };
-            let marker_of = |user: i64| {
-                let at = audience.iter().position(|&u| u == user);
-                at.map_or(0, |at| read_seqs[at])
-            };
-            let known = KnownMarkers {
-                mine: marker_of(user_id),
-                peer: marker_of(peer),
-            };
-            (Cursors::One(cursor, known), stored_through)
+            let known = KnownMarkers::stored_in(&access, user_id);
+            (Cursors::One(cursor, known), access.last_seq)
         }
         Scope::User => (Cursors::Many(Vec::new()), 0),
     }
