@@ -26,7 +26,24 @@ server=${SERVER_BIN:-target/debug/chat-server} tool=${LOADTEST_BIN:-target/debug
 [[ -n ${SERVER_BIN:-} && -n ${LOADTEST_BIN:-} ]] || cargo build -q -p chat-server -p loadtest
 
 scratch=$(mktemp -d /tmp/chat-chaos.XXXXXX)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A free port below the kernel's range for connections' own ports: a port
+# from that range, freed by a kill, may be handed to one of the tool's
+# connections before the node, Redis or PostgreSQL binds it again.
+free_port() {
+  python3 - <<'PY'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+while True:
+    port = random.randrange(10000, low)
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        print(port)
+        break
+PY
+}
 as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
 pg_port=$(free_port) redis_port=$(free_port)
@@ -58,6 +75,9 @@ start_node() { # index
   node_pids[i]=$!
   disown "${node_pids[i]}" # killed on purpose: no job report
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:${node_ports[$i]}/healthz" && return; sleep 0.1; done
+  echo "chaos: node $((i + 1)) did not start:" >&2
+  tail -n 20 "$scratch/node$i.log" >&2
+  exit 1
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 

@@ -191,13 +191,29 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// A name for a database no test has used (the server creates it).
-/// A port nothing listens on now.
+/// A port nothing listens on now, for a server a test starts (and may stop
+/// and start again on it): below the kernel's range for connections' own
+/// ports, so no connection takes it while that server is down, and never
+/// handed out twice in this process.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let low: u16 = range
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let mut handed_out = HANDED_OUT.lock().unwrap();
+    loop {
+        let port = rand::random_range(10_000..low.max(10_001));
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free && !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
+/// A name for a database no test has used (the server creates it).
 pub fn fresh_database() -> String {
     format!("chat_test_{}", random_suffix())
 }
