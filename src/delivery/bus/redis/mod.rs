@@ -59,8 +59,12 @@ pub(super) async fn publish_loop(
         let batch = gathered(first, &mut queue);
         let payloads = wire.payloads(&batch);
         loop {
+            let mut failure = None;
             if connection.is_none() {
-                connection = client.get_multiplexed_async_connection().await.ok();
+                match client.get_multiplexed_async_connection().await {
+                    Ok(opened) => connection = Some(opened),
+                    Err(error) => failure = Some(error),
+                }
             }
             if let Some(conn) = connection.as_mut() {
                 let mut pipe = redis::pipe();
@@ -76,17 +80,21 @@ pub(super) async fn publish_loop(
                     pipe.publish(super::lost_channel(&prefix), wire.encode(notice))
                         .ignore();
                 }
-                if pipe.query_async::<()>(conn).await.is_ok() {
-                    metrics.bus_published.inc_by(batch.len() as u64);
-                    backoff = MIN_BACKOFF;
-                    break;
+                match pipe.query_async::<()>(conn).await {
+                    Ok(()) => {
+                        metrics.bus_published.inc_by(batch.len() as u64);
+                        backoff = MIN_BACKOFF;
+                        break;
+                    }
+                    Err(error) => failure = Some(error),
                 }
                 if let Some(notice) = &notice {
                     missed.restore(notice);
                 }
                 connection = None;
             }
-            tracing::warn!(?backoff, "redis publish failed; retrying");
+            let error = failure.map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(%error, ?backoff, "redis publish failed; retrying");
             tokio::time::sleep(backoff).await;
             backoff = next_backoff(backoff);
         }
