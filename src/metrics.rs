@@ -323,6 +323,26 @@ mod tests {
         assert!(!text.contains("chat_runtime"), "no runtime here: {text}");
     }
 
+    #[test]
+    fn every_metric_is_named_in_the_readme() {
+        let readme = include_str!("../README.md");
+        let text = Metrics::new().render();
+        for line in text.lines() {
+            let Some(described) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let mut words = described.split_whitespace();
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let shown = match kind {
+                "counter" => format!("`{name}_total"),
+                _ => format!("`{name}"),
+            };
+            assert!(readme.contains(&shown), "README's Operations: {shown}`");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_scrape_reads_the_runtime_it_runs_on() {
         let (_keep, waiting) = tokio::sync::oneshot::channel::<()>();
