@@ -79,7 +79,8 @@ pub fn message_from_row(row: &Row, chat_id: i64) -> Message {
 }
 
 /// One read's rows of the `histories` statement (ord, both participants,
-/// `last_seq`, a message or NULLs, both read markers); `None` when there are none (no chat).
+/// `last_seq`, a message or NULLs, both read markers); `None` when there are
+/// none (no chat).
 pub fn history_from_rows(rows: &[Row], chat_id: i64) -> Option<History> {
     let first = rows.first()?;
     let participants = [user_at(first, 1), user_at(first, 5)];

@@ -75,6 +75,19 @@ impl KnownMarkers {
             _ => None,
         }
     }
+
+    /// Of the markers stored now (`(user, seq)` pairs), those past what is
+    /// known, which are known from now on.
+    fn learn(&mut self, participants: (i64, i64), stored: [(i64, i64); 2]) -> Vec<(i64, i64)> {
+        let mut moved = Vec::new();
+        for (user, seq) in stored {
+            if let Some(marker) = self.of(participants, user).filter(|k| seq > **k) {
+                *marker = seq;
+                moved.push((user, seq));
+            }
+        }
+        moved
+    }
 }
 
 /// The cursors of one socket.
@@ -148,9 +161,8 @@ impl Cursors {
         let Cursors::One(cursor, mut known) = *self else {
             return false;
         };
-        stored
-            .into_iter()
-            .any(|(user, seq)| known.of((me, cursor.peer), user).is_some_and(|k| seq > *k))
+        // A copy learns them: what the client knows stays as it is.
+        !known.learn((me, cursor.peer), stored).is_empty()
     }
 
     /// Of the read markers stored now (`(user, seq)` pairs), those past what
@@ -160,14 +172,7 @@ impl Cursors {
         let Cursors::One(cursor, known) = self else {
             return Vec::new();
         };
-        let mut moved = Vec::new();
-        for (user, seq) in stored {
-            if let Some(marker) = known.of((me, cursor.peer), user).filter(|k| seq > **k) {
-                *marker = seq;
-                moved.push((user, seq));
-            }
-        }
-        moved
+        known.learn((me, cursor.peer), stored)
     }
 
     /// Whether this is a user socket's (every chat of its user).
