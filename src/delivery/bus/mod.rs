@@ -166,7 +166,7 @@ impl Bus {
         let prefix = prefix.to_owned();
         match target {
             RedisBus::Single(url) => {
-                let client = redis::tls::client_for(url)?;
+                let client = redis::tls::client_for("REDIS_URL", url)?;
                 let publisher =
                     redis::publish_loop(client.clone(), wire, prefix, rx, missed.clone(), metrics);
                 tokio::spawn(publisher);
@@ -178,11 +178,9 @@ impl Bus {
                 ));
             }
             RedisBus::Cluster(urls) => {
-                redis::tls::refuse_files_in_cluster(urls)?;
-                let (publisher, seed_host) = redis::sharded::publisher(urls)?;
+                let seeds = redis::sharded::Seeds::open(urls)?;
                 let publish = redis::sharded::publish_loop(
-                    publisher,
-                    seed_host,
+                    seeds.clone(),
                     wire,
                     prefix,
                     rx,
@@ -190,12 +188,8 @@ impl Bus {
                     metrics,
                 );
                 tokio::spawn(publish);
-                let subscribe = redis::sharded::subscribe_loop(
-                    urls.clone(),
-                    listener,
-                    interest,
-                    healthy.clone(),
-                );
+                let subscribe =
+                    redis::sharded::subscribe_loop(seeds, listener, interest, healthy.clone());
                 tokio::spawn(subscribe);
             }
         }

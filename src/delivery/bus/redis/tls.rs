@@ -8,29 +8,34 @@
 //! - `sslcert` with `sslkey`: the client certificate that a Redis with
 //!   `tls-auth-clients yes` asks for.
 //!
-//! redis-rs takes such files for one Redis only (its cluster client takes
-//! them only when built on rustls), so cluster URLs that name them are
-//! refused at start rather than connected without them.
+//! A Redis Cluster's URLs (`REDIS_CLUSTER_URLS`) take the same settings: each
+//! node the cluster names is reached like the configured node that named it,
+//! with its files ([`super::sharded`] opens its own connection per primary).
 
 use crate::tls_files::{self, TlsFiles};
 use redis::{Client, ClientTlsConfig, TlsCertificates};
 
-/// The client of the one Redis at `url` (`REDIS_URL`), with the TLS files
-/// its query names; the error says what is wrong.
-pub(in crate::delivery::bus) fn client_for(url: &str) -> Result<Client, String> {
+/// The client of the Redis at `url`, with the TLS files its query names;
+/// the error names `setting` (`REDIS_URL`, `REDIS_CLUSTER_URLS`) and says
+/// what is wrong.
+pub(in crate::delivery::bus) fn client_for(setting: &str, url: &str) -> Result<Client, String> {
     let (rest, files) = split_tls_files(url);
     if !files.names_a_file() {
-        return Client::open(rest).map_err(|e| format!("invalid REDIS_URL: {e}"));
+        return Client::open(rest).map_err(|e| format!("invalid {setting}: {e}"));
     }
     if !rest.starts_with("rediss://") {
-        return Err("REDIS_URL: sslrootcert, sslcert and sslkey need a rediss:// URL".into());
+        return Err(format!(
+            "{setting}: sslrootcert, sslcert and sslkey need a rediss:// URL"
+        ));
     }
     if files.sslrootcert.is_some() && rest.ends_with("#insecure") {
-        return Err("REDIS_URL: #insecure checks no certificate; drop it or sslrootcert".into());
+        return Err(format!(
+            "{setting}: #insecure checks no certificate; drop it or sslrootcert"
+        ));
     }
     let client_tls = files
         .client_certificate()
-        .map_err(|e| format!("REDIS_URL: {e}"))?;
+        .map_err(|e| format!("{setting}: {e}"))?;
     let certificates = TlsCertificates {
         client_tls: client_tls.map(|client| ClientTlsConfig {
             client_cert: client.certificate,
@@ -38,19 +43,7 @@ pub(in crate::delivery::bus) fn client_for(url: &str) -> Result<Client, String> 
         }),
         root_cert: files.root_certificates()?,
     };
-    Client::build_with_tls(rest, certificates).map_err(|e| format!("invalid REDIS_URL: {e}"))
-}
-
-/// Refuses cluster URLs that name TLS files (see the module note).
-pub(in crate::delivery::bus) fn refuse_files_in_cluster(urls: &[String]) -> Result<(), String> {
-    match urls.iter().any(|url| split_tls_files(url).1.names_a_file()) {
-        true => Err(
-            "REDIS_CLUSTER_URLS: sslrootcert, sslcert and sslkey work with REDIS_URL \
-                     (one Redis) only; a cluster trusts the system's CAs and SSL_CERT_FILE"
-                .into(),
-        ),
-        false => Ok(()),
-    }
+    Client::build_with_tls(rest, certificates).map_err(|e| format!("invalid {setting}: {e}"))
 }
 
 /// The URL without its TLS file settings, and those settings.
@@ -85,20 +78,22 @@ mod tests {
     }
 
     #[test]
-    fn files_need_tls_each_other_and_one_redis() {
-        let error = |url: &str| client_for(url).err().unwrap_or_default();
+    fn files_need_tls_and_each_other() {
+        let error = |url: &str| client_for("REDIS_URL", url).err().unwrap_or_default();
         assert!(error("redis://cache/?sslrootcert=/ca.pem").contains("rediss://"));
         assert!(error("rediss://cache/?sslcert=/c.pem").contains("together"));
         assert!(error("rediss://cache/?sslkey=/k.pem").contains("together"));
         assert!(error("rediss://cache/?sslrootcert=/ca.pem#insecure").contains("#insecure"));
         let missing = error("rediss://cache/?sslrootcert=/no/ca.pem");
         assert!(missing.contains("sslrootcert /no/ca.pem"), "{missing}");
-        assert!(client_for("rediss://cache:6380/").is_ok(), "no files");
-        let cluster = [
-            "redis://a:7000".to_owned(),
-            "rediss://b:7000/?sslkey=/k".to_owned(),
-        ];
-        assert!(refuse_files_in_cluster(&cluster).is_err());
-        assert!(refuse_files_in_cluster(&cluster[..1]).is_ok());
+        assert!(
+            client_for("REDIS_URL", "rediss://cache:6380/").is_ok(),
+            "no files"
+        );
+        let cluster = client_for("REDIS_CLUSTER_URLS", "redis://b:7000/?sslkey=/k");
+        assert!(cluster
+            .err()
+            .unwrap_or_default()
+            .starts_with("REDIS_CLUSTER_URLS: "));
     }
 }

@@ -1,18 +1,17 @@
 //! The cluster publisher: each batch as one pipeline of `SPUBLISH` per
-//! primary, the owners read from `CLUSTER SLOTS`; what failed or moved is
-//! retried after the map is read again, before later batches.
+//! primary, on a connection of its own to each primary the slot map names;
+//! what failed or moved is retried after the map is read again, before later
+//! batches.
 
-use super::super::gathered;
 use super::super::slots::SlotMap;
-use super::{connect, next_backoff, MIN_BACKOFF};
+use super::super::{gathered, next_backoff, MIN_BACKOFF};
+use super::{connect, Cluster, Seeds};
 use crate::delivery::bus::missed::Missed;
 use crate::delivery::bus::{Envelope, Wire};
 use crate::metrics::Metrics;
 use futures_util::future::join_all;
-use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::Value;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -20,32 +19,30 @@ use tokio::sync::mpsc;
 /// all at once; the publishes that failed are retried with backoff (later
 /// batches wait), so a channel's events keep their order.
 pub(in crate::delivery::bus) async fn publish_loop(
-    client: ClusterClient,
-    seed_host: String,
+    seeds: Seeds,
     wire: Wire,
     prefix: String,
     mut queue: mpsc::Receiver<Vec<Envelope>>,
     missed: Arc<Missed>,
     metrics: Arc<Metrics>,
 ) {
-    let mut connection = connect(&client).await;
-    let mut map: Option<SlotMap> = None;
+    let mut primaries: Option<Primaries> = None;
     while let Some(first) = queue.recv().await {
         let batch = gathered(first, &mut queue);
         let mut pending = spublishes(&wire, &prefix, &batch, &missed);
         let mut backoff = MIN_BACKOFF;
         loop {
-            if map.is_none() {
-                map = read_slot_map(&mut connection, &seed_host).await;
+            if primaries.is_none() {
+                primaries = seeds.cluster().await.map(Primaries::new);
             }
-            if let Some(owners) = &map {
-                pending = publish_round(&connection, owners, pending).await;
+            if let Some(primaries) = &mut primaries {
+                pending = primaries.publish_round(pending).await;
             }
             if pending.is_empty() {
                 break;
             }
             // Something failed or moved: read the slot map again first.
-            map = None;
+            primaries = None;
             tracing::warn!(
                 events = pending.len(),
                 ?backoff,
@@ -56,16 +53,6 @@ pub(in crate::delivery::bus) async fn publish_loop(
         }
         metrics.bus_published.inc_by(batch.len() as u64);
     }
-}
-
-/// Which primary owns each slot, asked of any node; `None` while the
-/// cluster does not answer or some slot has no owner.
-async fn read_slot_map(connection: &mut ClusterConnection, default_host: &str) -> Option<SlotMap> {
-    let mut command = redis::cmd("CLUSTER");
-    command.arg("SLOTS");
-    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
-    let answer = connection.route_command(command, routing).await.ok()?;
-    SlotMap::parse(&answer, default_host).filter(SlotMap::is_complete)
 }
 
 /// The `(channel, payload)` pairs of a batch: each event signed once, a
@@ -87,52 +74,76 @@ fn spublishes(wire: &Wire, prefix: &str, batch: &[Envelope], missed: &Missed) ->
 /// A `(channel, payload)` pair to publish.
 type Publish = (String, Vec<u8>);
 
-/// One pipeline per primary, all at once; returns the publishes that failed
-/// (their primary did not answer, or their slot is no longer its).
-async fn publish_round(
-    connection: &ClusterConnection,
-    map: &SlotMap,
-    publishes: Vec<Publish>,
-) -> Vec<Publish> {
-    let mut failed = Vec::new();
-    let mut per_primary: Vec<Vec<Publish>> = vec![Vec::new(); map.primaries.len()];
-    for publish in publishes {
-        match map.owner_of(publish.0.as_bytes()) {
-            Some(owner) => per_primary[owner].push(publish),
-            None => failed.push(publish),
+/// The primaries of one slot map, each with its connection once opened.
+struct Primaries {
+    map: SlotMap,
+    nodes: Vec<(Client, Option<MultiplexedConnection>)>,
+}
+
+impl Primaries {
+    fn new(cluster: Cluster) -> Self {
+        let nodes = cluster
+            .primaries
+            .into_iter()
+            .map(|node| (node, None))
+            .collect();
+        Primaries {
+            map: cluster.map,
+            nodes,
         }
     }
-    let rounds = per_primary
-        .into_iter()
-        .zip(&map.primaries)
-        .filter(|(group, _)| !group.is_empty())
-        .map(|(group, (host, port))| {
-            let mut connection = connection.clone();
-            let address = SingleNodeRoutingInfo::ByAddress {
-                host: host.clone(),
-                port: *port,
-            };
-            async move {
-                let mut pipe = redis::pipe();
-                for (channel, payload) in &group {
-                    pipe.cmd("SPUBLISH").arg(channel).arg(&payload[..]);
-                }
-                let answers = connection
-                    .route_pipeline(pipe, 0, group.len(), address)
-                    .await;
-                match answers {
-                    Ok(answers) if answers.len() == group.len() => group
-                        .into_iter()
-                        .zip(answers)
-                        .filter(|(_, answer)| matches!(answer, Value::ServerError(_)))
-                        .map(|(publish, _)| publish)
-                        .collect(),
-                    _ => group,
-                }
+
+    /// One pipeline per primary, all at once; returns the publishes that
+    /// failed (their primary did not answer, or their slot is no longer its).
+    async fn publish_round(&mut self, publishes: Vec<Publish>) -> Vec<Publish> {
+        let mut failed = Vec::new();
+        let mut per_primary: Vec<Vec<Publish>> = vec![Vec::new(); self.nodes.len()];
+        for publish in publishes {
+            match self.map.owner_of(publish.0.as_bytes()) {
+                Some(owner) => per_primary[owner].push(publish),
+                None => failed.push(publish),
             }
-        });
-    for refused in join_all(rounds).await {
-        failed.extend(refused);
+        }
+        let rounds = per_primary
+            .into_iter()
+            .zip(&mut self.nodes)
+            .filter(|(group, _)| !group.is_empty())
+            .map(|(group, (node, connection))| spublish_on(node, connection, group));
+        for refused in join_all(rounds).await {
+            failed.extend(refused);
+        }
+        failed
     }
-    failed
+}
+
+/// `group` as one pipeline on `node` (its connection opened if need be, and
+/// forgotten when it fails): the publishes that failed.
+async fn spublish_on(
+    node: &Client,
+    connection: &mut Option<MultiplexedConnection>,
+    group: Vec<Publish>,
+) -> Vec<Publish> {
+    if connection.is_none() {
+        *connection = connect(node, AsyncConnectionConfig::new()).await.ok();
+    }
+    let Some(open) = connection.as_mut() else {
+        return group;
+    };
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for (channel, payload) in &group {
+        pipe.cmd("SPUBLISH").arg(channel).arg(&payload[..]);
+    }
+    match pipe.query_async::<Vec<redis::RedisResult<i64>>>(open).await {
+        Ok(answers) if answers.len() == group.len() => group
+            .into_iter()
+            .zip(answers)
+            .filter(|(_, answer)| answer.is_err())
+            .map(|(publish, _)| publish)
+            .collect(),
+        _ => {
+            *connection = None;
+            group
+        }
+    }
 }

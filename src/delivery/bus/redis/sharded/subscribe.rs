@@ -1,33 +1,45 @@
-//! The cluster subscriber: `SSUBSCRIBE` per slot on a connection of its own,
-//! every channel again (and a catch-up) on a fresh connection once the
-//! cluster has settled after a disconnection.
+//! The cluster subscriber: a connection of its own to each primary, all
+//! pushing to one channel; `SSUBSCRIBE` per slot on its owner's connection;
+//! every channel again (and a catch-up) on fresh connections once the
+//! cluster has settled after any of them dropped.
 
 use super::super::slots::{self, SlotMap};
-use super::super::{absorb, confirm, follow, subscribed, Listener, Subscriptions};
-use super::{next_backoff, seed_host, subscriber, MIN_BACKOFF};
+use super::super::{absorb, confirm, follow, next_backoff, subscribed, MIN_BACKOFF};
+use super::super::{Listener, Subscriptions};
+use super::{connect, Seeds};
 use crate::delivery::bus::Interest;
 use futures_util::future::join_all;
-use redis::cluster_async::ClusterConnection;
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, PushInfo, PushKind, Value};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// SSUBSCRIBE and SUNSUBSCRIBE, one command per slot, all at once.
-struct ShardedSubscriptions(ClusterConnection);
+/// SSUBSCRIBE and SUNSUBSCRIBE, one command per slot on the connection to
+/// the slot's primary, all at once.
+struct ShardedSubscriptions {
+    map: SlotMap,
+    /// Per primary of `map` (the same index).
+    connections: Vec<MultiplexedConnection>,
+}
 
 impl ShardedSubscriptions {
     async fn per_slot(&self, command: &str, channels: Vec<String>) -> bool {
         let groups = slots::by_slot(channels.into_iter().map(|channel| (channel, ())));
         let commands = groups.into_values().map(|group| {
-            let mut connection = self.0.clone();
+            let owner = self.map.owner_of(group[0].0.as_bytes());
+            let connection = owner.and_then(|owner| self.connections.get(owner).cloned());
             let mut command = redis::cmd(command);
             for (channel, ()) in group {
                 command.arg(channel);
             }
-            async move { command.exec_async(&mut connection).await.is_ok() }
+            async move {
+                let Some(mut connection) = connection else {
+                    return false;
+                };
+                command.exec_async(&mut connection).await.is_ok()
+            }
         });
         join_all(commands).await.into_iter().all(|ok| ok)
     }
@@ -78,7 +90,7 @@ fn sort(push: PushInfo) -> Pushed {
 /// nodes' events to the rooms. Every (re)subscription of all channels is
 /// followed by a catch-up from the store.
 pub(in crate::delivery::bus) async fn subscribe_loop(
-    urls: Vec<String>,
+    seeds: Seeds,
     listener: Listener,
     mut interest: mpsc::UnboundedReceiver<Interest>,
     healthy: Arc<AtomicBool>,
@@ -87,7 +99,7 @@ pub(in crate::delivery::bus) async fn subscribe_loop(
     let mut backoff = MIN_BACKOFF;
     loop {
         confirm(&listener.rooms, absorb(&mut interest, &mut watched)).await;
-        let Some((mut subscriptions, mut pushes)) = follow_all(&urls, &listener, &watched).await
+        let Some((mut subscriptions, mut pushes)) = follow_all(&seeds, &listener, &watched).await
         else {
             healthy.store(false, Ordering::Relaxed);
             tracing::warn!(
@@ -127,80 +139,36 @@ pub(in crate::delivery::bus) async fn subscribe_loop(
     }
 }
 
-/// A fresh connection to a settled cluster, following every channel; none
-/// while the cluster is not settled or a subscription failed.
+/// Fresh connections to the primaries of a settled cluster, following
+/// every channel; none while the cluster is not settled (some slot without a
+/// primary, some primary refusing a connection) or a subscription failed.
 async fn follow_all(
-    urls: &[String],
+    seeds: &Seeds,
     listener: &Listener,
     watched: &HashSet<i64>,
 ) -> Option<(ShardedSubscriptions, mpsc::UnboundedReceiver<PushInfo>)> {
-    if !settled(urls).await {
-        return None;
-    }
-    let (client, pushes) = subscriber(urls).ok()?;
-    let connection = client.get_async_connection().await.ok()?;
-    let mut subscriptions = ShardedSubscriptions(connection);
+    let cluster = seeds.cluster().await?;
+    let (pushes, received) = mpsc::unbounded_channel();
+    let opening = cluster.primaries.iter().map(|node| {
+        let config = AsyncConnectionConfig::new().set_push_sender(pushes.clone());
+        let resp3 = node.get_connection_info().clone();
+        let settings = resp3.redis_settings().clone();
+        let resp3 = resp3.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3));
+        async move {
+            let node = redis::Client::open(resp3).ok()?;
+            connect(&node, config).await.ok()
+        }
+    });
+    let connections = join_all(opening)
+        .await
+        .into_iter()
+        .collect::<Option<Vec<_>>>()?;
+    let mut subscriptions = ShardedSubscriptions {
+        map: cluster.map,
+        connections,
+    };
     let channels = listener.all_channels(watched);
     Subscriptions::subscribe(&mut subscriptions, channels)
         .await
-        .then_some((subscriptions, pushes))
-}
-
-/// How long a node may take to answer while the topology is checked.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Whether the cluster has settled: a node (a configured one, the first
-/// that answers) maps every slot, and every primary it names answers. While
-/// a dead primary's replica is not yet promoted, the map still names the
-/// dead primary, so this is false.
-async fn settled(urls: &[String]) -> bool {
-    for url in urls {
-        let Ok(seed) = url.as_str().into_connection_info() else {
-            continue;
-        };
-        let Some(answer) = ask(&seed, redis::cmd("CLUSTER").arg("SLOTS")).await else {
-            continue;
-        };
-        let Some(map) = SlotMap::parse(&answer, &seed_host(&seed)) else {
-            return false;
-        };
-        if !map.is_complete() {
-            return false;
-        }
-        for (host, port) in &map.primaries {
-            let node = seed.clone().set_addr(like(seed.addr(), host, *port));
-            if ask(&node, &redis::cmd("PING")).await.is_none() {
-                return false;
-            }
-        }
-        return true;
-    }
-    false
-}
-
-/// `host:port`, reached the way `seed` is (over TLS or not).
-fn like(seed: &ConnectionAddr, host: &str, port: u16) -> ConnectionAddr {
-    match seed {
-        ConnectionAddr::TcpTls {
-            insecure,
-            tls_params,
-            ..
-        } => ConnectionAddr::TcpTls {
-            host: host.to_owned(),
-            port,
-            insecure: *insecure,
-            tls_params: tls_params.clone(),
-        },
-        _ => ConnectionAddr::Tcp(host.to_owned(), port),
-    }
-}
-
-/// One command on a connection of its own, within [`SETTLE_TIMEOUT`].
-async fn ask(node: &ConnectionInfo, command: &redis::Cmd) -> Option<Value> {
-    let client = redis::Client::open(node.clone()).ok()?;
-    let asked = async {
-        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
-        command.query_async::<Value>(&mut connection).await.ok()
-    };
-    tokio::time::timeout(SETTLE_TIMEOUT, asked).await.ok()?
+        .then_some((subscriptions, received))
 }
