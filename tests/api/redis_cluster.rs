@@ -17,9 +17,18 @@ use std::time::{Duration, Instant};
 pub(crate) struct OwnRedisCluster {
     dir: std::path::PathBuf,
     nodes: Vec<(u16, Option<Child>)>,
-    /// Over TLS: the certificate and key every node serves (the certificate
-    /// is the CA the nodes check each other against).
-    tls: Option<(String, String)>,
+    tls: Option<ClusterTls>,
+}
+
+/// How a cluster takes TLS connections only (clients, replication and the
+/// cluster bus).
+struct ClusterTls {
+    /// The certificate and key every node serves and presents to the others
+    /// (and redis-cli presents): the certificate is its own CA.
+    cert: String,
+    key: String,
+    /// The CA of the clients' certificates, when the nodes ask for them.
+    clients_ca: Option<String>,
 }
 
 impl OwnRedisCluster {
@@ -32,11 +41,31 @@ impl OwnRedisCluster {
     /// directory: `(cert, key)`.
     pub(crate) fn start_tls(make_cert: impl FnOnce(&std::path::Path) -> (String, String)) -> Self {
         let dir = scratch_dir();
-        let tls = make_cert(&dir);
+        let (cert, key) = make_cert(&dir);
+        let tls = ClusterTls {
+            cert,
+            key,
+            clients_ca: None,
+        };
         Self::start_in(dir, Some(tls))
     }
 
-    fn start_in(dir: std::path::PathBuf, tls: Option<(String, String)>) -> Self {
+    /// Over TLS, with the certificate `cert` and `key`, from clients whose
+    /// certificate `clients_ca` signed.
+    pub(crate) fn start_tls_asking_for_client_certificates(
+        cert: &str,
+        key: &str,
+        clients_ca: &str,
+    ) -> Self {
+        let tls = ClusterTls {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            clients_ca: Some(clients_ca.to_owned()),
+        };
+        Self::start_in(scratch_dir(), Some(tls))
+    }
+
+    fn start_in(dir: std::path::PathBuf, tls: Option<ClusterTls>) -> Self {
         let ports = free_cluster_ports(6);
         let nodes = ports
             .iter()
@@ -78,13 +107,21 @@ impl OwnRedisCluster {
     /// `REDIS_CLUSTER_URLS`: every node (over TLS, the self-made
     /// certificate not checked).
     pub(crate) fn urls(&self) -> String {
-        let (scheme, fragment) = match self.tls {
-            Some(_) => ("rediss", "#insecure"),
-            None => ("redis", ""),
-        };
+        match self.tls {
+            Some(_) => self.urls_ending("#insecure"),
+            None => self.urls_of("redis", ""),
+        }
+    }
+
+    /// `REDIS_CLUSTER_URLS` over TLS, each URL ending in `tail` (a query).
+    pub(crate) fn urls_ending(&self, tail: &str) -> String {
+        self.urls_of("rediss", tail)
+    }
+
+    fn urls_of(&self, scheme: &str, tail: &str) -> String {
         self.nodes
             .iter()
-            .map(|(port, _)| format!("{scheme}://127.0.0.1:{port}/{fragment}"))
+            .map(|(port, _)| format!("{scheme}://127.0.0.1:{port}/{tail}"))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -184,12 +221,15 @@ impl Drop for OwnRedisCluster {
 }
 
 impl OwnRedisCluster {
-    /// `redis-cli`'s TLS flags for this cluster (none without TLS).
+    /// `redis-cli`'s TLS flags for this cluster (none without TLS): it
+    /// presents the nodes' own certificate.
     fn cli_tls(&self) -> Vec<String> {
         match &self.tls {
-            Some((cert, _)) => ["--tls", "--cacert", cert.as_str()]
-                .map(str::to_owned)
-                .to_vec(),
+            Some(tls) => [
+                "--tls", "--cacert", &tls.cert, "--cert", &tls.cert, "--key", &tls.key,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
             None => Vec::new(),
         }
     }
@@ -233,16 +273,16 @@ fn scratch_dir() -> std::path::PathBuf {
     dir
 }
 
-fn start_node(dir: &std::path::Path, port: u16, tls: Option<&(String, String)>) -> Child {
+fn start_node(dir: &std::path::Path, port: u16, tls: Option<&ClusterTls>) -> Child {
     let node_dir = dir.join(port.to_string());
     std::fs::create_dir_all(&node_dir).unwrap();
     let mut command = Command::new("redis-server");
     match tls {
-        Some((cert, key)) => command
+        Some(tls) => command
             .args(["--port", "0", "--tls-port", &port.to_string()])
             .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
-            .args(["--tls-cert-file", cert, "--tls-key-file", key])
-            .args(["--tls-ca-cert-file", cert, "--tls-auth-clients", "no"]),
+            .args(["--tls-cert-file", &tls.cert, "--tls-key-file", &tls.key])
+            .args(tls_clients(&node_dir, tls)),
         None => command.args(["--port", &port.to_string()]),
     };
     command
@@ -258,6 +298,27 @@ fn start_node(dir: &std::path::Path, port: u16, tls: Option<&(String, String)>) 
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server is installed")
+}
+
+/// The flags that say which clients a TLS node takes: any, or those that
+/// present a certificate of the clients' CA or the nodes' own (the other
+/// nodes and redis-cli), both in one file.
+fn tls_clients(node_dir: &std::path::Path, tls: &ClusterTls) -> Vec<String> {
+    let Some(clients_ca) = &tls.clients_ca else {
+        return ["--tls-ca-cert-file", &tls.cert, "--tls-auth-clients", "no"]
+            .map(str::to_owned)
+            .to_vec();
+    };
+    let both = node_dir.join("trusted.pem");
+    let pem = |path: &str| std::fs::read_to_string(path).unwrap();
+    std::fs::write(&both, pem(&tls.cert) + &pem(clients_ca)).unwrap();
+    let both = both.to_str().unwrap().to_owned();
+    vec![
+        "--tls-ca-cert-file".into(),
+        both,
+        "--tls-auth-clients".into(),
+        "yes".into(),
+    ]
 }
 
 /// Free ports whose cluster bus port (+10,000) is free too.

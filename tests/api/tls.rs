@@ -129,6 +129,18 @@ fn self_signed(dir: &Path) -> (String, String) {
 /// A self-signed certificate (its own CA) for `name`, and its key, in `dir`
 /// as `{stem}cert.pem` and `{stem}key.pem`.
 fn certificate(dir: &Path, stem: &str, name: &str) -> (String, String) {
+    certificate_for(dir, stem, name, &format!("DNS:{name}"))
+}
+
+/// A certificate for `localhost` and `127.0.0.1` (the address a cluster
+/// announces its nodes at), its own CA, and its key, in `dir`.
+fn self_signed_for_the_loopback_address(dir: &Path) -> (String, String) {
+    certificate_for(dir, "", "localhost", "DNS:localhost,IP:127.0.0.1")
+}
+
+/// A self-signed certificate for `name` and the subject alternative names
+/// `names`, as [`certificate`].
+fn certificate_for(dir: &Path, stem: &str, name: &str, names: &str) -> (String, String) {
     let path = |file: &str| {
         dir.join(format!("{stem}{file}"))
             .to_str()
@@ -144,7 +156,7 @@ fn certificate(dir: &Path, stem: &str, name: &str) -> (String, String) {
             "-subj",
             &format!("/CN={name}"),
             "-addext",
-            &format!("subjectAltName=DNS:{name}"),
+            &format!("subjectAltName={names}"),
         ])
         .args(["-keyout", &key, "-out", &cert])
         .output()
@@ -328,4 +340,51 @@ async fn nodes_exchange_events_through_a_tls_only_redis_cluster() {
         bobs.message().await["content"],
         "through a cluster over TLS"
     );
+}
+
+/// `REDIS_CLUSTER_URLS` takes the TLS files of `REDIS_URL`: a node checks
+/// every primary of a cluster that asks for client certificates against the
+/// CA in `sslrootcert` (the nodes it learns of from the cluster, not only
+/// those configured) and presents the certificate in `sslcert`. Without the
+/// certificate, or without the CA, a node gets no bus.
+#[tokio::test]
+async fn a_redis_cluster_asking_for_client_certificates_gets_the_one_in_sslcert_and_sslkey() {
+    let dir = unique_dir("chat-redis-cluster-mtls");
+    let (ca, server_key) = self_signed_for_the_loopback_address(&dir);
+    let (cert, key) = certificate(&dir, "client", "chat-node");
+    let cluster =
+        OwnRedisCluster::start_tls_asking_for_client_certificates(&ca, &server_key, &cert);
+    let urls = |query: String| {
+        let all = cluster.urls_ending(&format!("?{query}"));
+        // One configured node: the others are learnt from the cluster.
+        all.split(',').next().unwrap().to_owned()
+    };
+    let database = fresh_database();
+    let files = urls(format!("sslrootcert={ca}&sslcert={cert}&sslkey={key}"));
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        nodes.push(spawn_app_on(&database, &[("REDIS_CLUSTER_URLS", &files)]).await);
+    }
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    let (ann, bob, chat) = nodes[0].pair().await;
+    let mut bobs = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    nodes[0]
+        .say(&ann, chat, "through a cluster, certified")
+        .await;
+    assert_eq!(
+        bobs.message().await["content"],
+        "through a cluster, certified"
+    );
+    let without_certificate = urls(format!("sslrootcert={ca}"));
+    let without_ca = urls(format!("sslcert={cert}&sslkey={key}"));
+    for refused in [without_certificate, without_ca] {
+        let node = spawn_app_on(&database, &[("REDIS_CLUSTER_URLS", &refused)]).await;
+        let reply = bus_state(&node, "ok").await;
+        assert_eq!(
+            reply.body["bus"], "disconnected",
+            "{refused}: {}",
+            reply.text
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
