@@ -349,13 +349,18 @@ fn wait_for(mut ready: impl FnMut() -> bool) {
 
 /// `n` nodes on one fresh database and the cluster, with a prefix of their own.
 pub(crate) async fn nodes_on(cluster: &OwnRedisCluster, n: usize) -> (Vec<TestApp>, String) {
+    nodes_configured_with(&cluster.urls(), n).await
+}
+
+/// `n` nodes on one fresh database, with `urls` as `REDIS_CLUSTER_URLS` and
+/// a prefix of their own.
+async fn nodes_configured_with(urls: &str, n: usize) -> (Vec<TestApp>, String) {
     let database = fresh_database();
     let prefix = format!("test-{}", chat_server::digest::random_hex(6));
-    let urls = cluster.urls();
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
         let overrides = [
-            ("REDIS_CLUSTER_URLS", urls.as_str()),
+            ("REDIS_CLUSTER_URLS", urls),
             ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
         ];
         nodes.push(spawn_app_on(&database, &overrides).await);
@@ -467,4 +472,28 @@ async fn a_primary_killed_mid_stream_loses_duplicates_and_reorders_nothing() {
     bus_ready(&[&nodes[0], &nodes[1]]).await;
     nodes[0].say(&ann, chat, "after").await;
     assert_eq!(bob_chat.message().await["seq"], TOTAL as i64 + 1);
+}
+
+/// Nodes configured with one node of the cluster find it again after that
+/// node died: the slot map is asked of the primaries the last map named,
+/// not only of the configured nodes.
+#[tokio::test]
+async fn a_cluster_whose_only_configured_node_died_is_found_through_the_primaries_it_named() {
+    let mut cluster = OwnRedisCluster::start();
+    let seed = cluster.primaries()[0];
+    let (nodes, _) = nodes_configured_with(&format!("redis://127.0.0.1:{seed}/"), 2).await;
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    let (ann, bob, chat) = nodes[0].pair().await;
+    let mut bobs = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    nodes[0].say(&ann, chat, "before").await;
+    assert_eq!(bobs.message().await["content"], "before");
+    // Every node's subscriber loses its connection to the seed, and follows
+    // every channel again on the cluster without it.
+    cluster.kill(seed);
+    cluster.whole().await;
+    nodes[0].say(&ann, chat, "while following again").await;
+    assert_eq!(bobs.message().await["content"], "while following again");
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    nodes[0].say(&ann, chat, "after").await;
+    assert_eq!(bobs.message().await["content"], "after");
 }

@@ -7,10 +7,11 @@
 //! map is read again); subscriptions are batched per slot (a command may not
 //! span slots), and the batches of one round go out together.
 //!
-//! The topology is ours to follow: the slot map is asked of the configured
-//! nodes (`CLUSTER SLOTS`), and each primary it names gets a connection of
-//! ours, reached like the configured node that named it (its scheme,
-//! password and TLS files, see [`super::tls`]). The subscriber does not trust
+//! The topology is ours to follow: the slot map is asked of the primaries
+//! known from the last map, then of the configured nodes (`CLUSTER SLOTS`),
+//! and each primary it names gets a connection of ours, reached like the
+//! node that named it (the configured node's scheme, password and TLS
+//! files, see [`super::tls`]). The subscriber does not trust
 //! a subscription to survive a topology change: when any primary's
 //! connection drops (it died) or a shard takes its channels away
 //! (`SUNSUBSCRIBE` from the server), it waits until the cluster has settled
@@ -62,20 +63,22 @@ impl Seeds {
         Ok(Seeds(clients.into()))
     }
 
-    /// The slot map of the first configured node that answers, with a
-    /// client for each primary it names; `None` while none answers or a
-    /// slot has no primary (a dead primary's replica not yet promoted is
+    /// The slot map of the first node that answers, asked of the primaries
+    /// of the map before (`known`, so a cluster whose configured nodes have
+    /// all been replaced is still found) and then of the configured nodes,
+    /// with a client for each primary it names; `None` while none answers or
+    /// a slot has no primary (a dead primary's replica not yet promoted is
     /// still named, and found out when its connection is refused).
-    async fn cluster(&self) -> Option<Cluster> {
-        for seed in self.0.iter() {
-            let Some(answer) = ask(seed, redis::cmd("CLUSTER").arg("SLOTS")).await else {
+    async fn cluster(&self, known: &[Client]) -> Option<Cluster> {
+        for node in known.iter().chain(self.0.iter()) {
+            let Some(answer) = ask(node, redis::cmd("CLUSTER").arg("SLOTS")).await else {
                 continue;
             };
-            let map = SlotMap::parse(&answer, &host_of(seed)).filter(SlotMap::is_complete)?;
+            let map = SlotMap::parse(&answer, &host_of(node)).filter(SlotMap::is_complete)?;
             let primaries = map
                 .primaries
                 .iter()
-                .map(|(host, port)| reached_like(seed, host, *port))
+                .map(|(host, port)| reached_like(node, host, *port))
                 .collect::<Option<Vec<_>>>()?;
             return Some(Cluster { map, primaries });
         }

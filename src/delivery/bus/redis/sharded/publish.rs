@@ -27,13 +27,14 @@ pub(in crate::delivery::bus) async fn publish_loop(
     metrics: Arc<Metrics>,
 ) {
     let mut primaries: Option<Primaries> = None;
+    let mut known: Vec<Client> = Vec::new();
     while let Some(first) = queue.recv().await {
         let batch = gathered(first, &mut queue);
         let mut pending = spublishes(&wire, &prefix, &batch, &missed);
         let mut backoff = MIN_BACKOFF;
         loop {
             if primaries.is_none() {
-                primaries = seeds.cluster().await.map(Primaries::new);
+                primaries = seeds.cluster(&known).await.map(Primaries::new);
             }
             if let Some(primaries) = &mut primaries {
                 pending = primaries.publish_round(pending).await;
@@ -42,7 +43,9 @@ pub(in crate::delivery::bus) async fn publish_loop(
                 break;
             }
             // Something failed or moved: read the slot map again first.
-            primaries = None;
+            if let Some(failed) = primaries.take() {
+                known = failed.nodes.into_iter().map(|(node, _)| node).collect();
+            }
             tracing::warn!(
                 events = pending.len(),
                 ?backoff,

@@ -10,7 +10,7 @@ use super::{connect, Seeds};
 use crate::delivery::bus::Interest;
 use futures_util::future::join_all;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, Value};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use tokio::sync::mpsc;
 /// the slot's primary, all at once.
 struct ShardedSubscriptions {
     map: SlotMap,
-    /// Per primary of `map` (the same index).
+    /// Per primary of `map` (the same index), its client and connection.
+    primaries: Vec<Client>,
     connections: Vec<MultiplexedConnection>,
 }
 
@@ -97,10 +98,11 @@ pub(in crate::delivery::bus) async fn subscribe_loop(
 ) {
     let mut watched: HashSet<i64> = HashSet::new();
     let mut backoff = MIN_BACKOFF;
+    let mut known: Vec<Client> = Vec::new();
     loop {
         confirm(&listener.rooms, absorb(&mut interest, &mut watched)).await;
-        let Some((mut subscriptions, mut pushes)) = follow_all(&seeds, &listener, &watched).await
-        else {
+        let followed = follow_all(&seeds, &known, &listener, &watched).await;
+        let Some((mut subscriptions, mut pushes)) = followed else {
             healthy.store(false, Ordering::Relaxed);
             tracing::warn!(
                 ?backoff,
@@ -134,6 +136,7 @@ pub(in crate::delivery::bus) async fn subscribe_loop(
                 }
             }
         }
+        known = subscriptions.primaries;
         healthy.store(false, Ordering::Relaxed);
         tracing::warn!("redis cluster subscription lost; subscribing again");
     }
@@ -144,10 +147,11 @@ pub(in crate::delivery::bus) async fn subscribe_loop(
 /// primary, some primary refusing a connection) or a subscription failed.
 async fn follow_all(
     seeds: &Seeds,
+    known: &[Client],
     listener: &Listener,
     watched: &HashSet<i64>,
 ) -> Option<(ShardedSubscriptions, mpsc::UnboundedReceiver<PushInfo>)> {
-    let cluster = seeds.cluster().await?;
+    let cluster = seeds.cluster(known).await?;
     let (pushes, received) = mpsc::unbounded_channel();
     let opening = cluster.primaries.iter().map(|node| {
         let config = AsyncConnectionConfig::new().set_push_sender(pushes.clone());
@@ -155,7 +159,7 @@ async fn follow_all(
         let settings = resp3.redis_settings().clone();
         let resp3 = resp3.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3));
         async move {
-            let node = redis::Client::open(resp3).ok()?;
+            let node = Client::open(resp3).ok()?;
             connect(&node, config).await.ok()
         }
     });
@@ -165,6 +169,7 @@ async fn follow_all(
         .collect::<Option<Vec<_>>>()?;
     let mut subscriptions = ShardedSubscriptions {
         map: cluster.map,
+        primaries: cluster.primaries,
         connections,
     };
     let channels = listener.all_channels(watched);
