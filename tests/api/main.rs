@@ -5,6 +5,7 @@ mod accounts;
 mod attacks;
 mod auth;
 mod bad_input;
+mod bus_heartbeat;
 mod chats;
 mod cluster;
 mod django_cutover;

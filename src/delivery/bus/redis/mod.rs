@@ -2,7 +2,11 @@
 //! each committed batch into one round trip (a payload per recipient), and a
 //! subscriber that follows the room map's interest (users), reconnects with
 //! backoff, re-subscribes, and asks every watched user's sockets to catch up
-//! from the store after anything it may have missed. This file is one Redis;
+//! from the store after anything it may have missed. A subscription only
+//! listens, so a connection that died without a word (Redis dropped it
+//! behind a partition, or hangs) would look like a quiet one: the subscriber
+//! pings every [`HEARTBEAT_EVERY`] and takes a ping unanswered within
+//! [`HEARTBEAT_TIMEOUT`] as a lost connection. This file is one Redis;
 //! [`sharded`] is a Redis Cluster, with the same interest handling and delivery.
 
 pub(super) mod sharded;
@@ -26,6 +30,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const PIPELINE_MAX: usize = 4096;
 /// Interest changes applied with one SUBSCRIBE/UNSUBSCRIBE at most.
 const FOLLOW_MAX: usize = 1024;
+/// How often a subscriber asks Redis whether its connection still works.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// How long a subscriber's ping may go unanswered before the connection is
+/// taken for lost (generous: a false alarm costs every watched user a
+/// catch-up).
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The ticks of a subscriber's heartbeat, the first one period from now.
+fn heartbeat() -> tokio::time::Interval {
+    let first = tokio::time::Instant::now() + HEARTBEAT_EVERY;
+    let mut ticks = tokio::time::interval_at(first, HEARTBEAT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
 
 fn next_backoff(backoff: Duration) -> Duration {
     (backoff * 2).min(MAX_BACKOFF)
@@ -164,9 +182,18 @@ impl Listener {
 trait Subscriptions {
     async fn subscribe(&mut self, channels: Vec<String>) -> bool;
     async fn unsubscribe(&mut self, channels: Vec<String>) -> bool;
+    /// Whether every connection answers a ping within [`HEARTBEAT_TIMEOUT`].
+    async fn answer(&mut self) -> bool;
 }
 
 impl Subscriptions for redis::aio::PubSubSink {
+    async fn answer(&mut self) -> bool {
+        let ping = self.ping::<redis::Value>();
+        tokio::time::timeout(HEARTBEAT_TIMEOUT, ping)
+            .await
+            .is_ok_and(|answer| answer.is_ok())
+    }
+
     async fn subscribe(&mut self, channels: Vec<String>) -> bool {
         redis::aio::PubSubSink::subscribe(self, channels)
             .await
@@ -209,6 +236,7 @@ pub(super) async fn subscribe_loop(
         }
         backoff = MIN_BACKOFF;
         subscribed(&listener, &watched, &healthy).await;
+        let mut heartbeat = heartbeat();
         loop {
             tokio::select! {
                 message = stream.next() => match message {
@@ -218,6 +246,12 @@ pub(super) async fn subscribe_loop(
                     }
                     None => break,
                 },
+                _ = heartbeat.tick() => {
+                    if !Subscriptions::answer(&mut sink).await {
+                        tracing::warn!(?HEARTBEAT_TIMEOUT, "redis did not answer a ping");
+                        break;
+                    }
+                }
                 change = interest.recv() => {
                     let Some(change) = change else { return };
                     if !follow(change, &mut interest, &mut watched, &mut sink, &listener).await {

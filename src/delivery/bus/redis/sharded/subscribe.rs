@@ -4,8 +4,9 @@
 //! cluster has settled after any of them dropped.
 
 use super::super::slots::{self, SlotMap};
-use super::super::{absorb, confirm, follow, next_backoff, subscribed, MIN_BACKOFF};
+use super::super::{absorb, confirm, follow, heartbeat, next_backoff, subscribed};
 use super::super::{Listener, Subscriptions};
+use super::super::{HEARTBEAT_TIMEOUT, MIN_BACKOFF};
 use super::{connect, Seeds};
 use crate::delivery::bus::Interest;
 use futures_util::future::join_all;
@@ -53,6 +54,16 @@ impl Subscriptions for ShardedSubscriptions {
 
     async fn unsubscribe(&mut self, channels: Vec<String>) -> bool {
         self.per_slot("SUNSUBSCRIBE", channels).await
+    }
+
+    /// Every primary's connection at once (each within its response
+    /// timeout, [`HEARTBEAT_TIMEOUT`]).
+    async fn answer(&mut self) -> bool {
+        let pings = self.connections.iter().map(|connection| {
+            let mut connection = connection.clone();
+            async move { redis::cmd("PING").exec_async(&mut connection).await.is_ok() }
+        });
+        join_all(pings).await.into_iter().all(|ok| ok)
     }
 }
 
@@ -114,6 +125,7 @@ pub(in crate::delivery::bus) async fn subscribe_loop(
         };
         backoff = MIN_BACKOFF;
         subscribed(&listener, &watched, &healthy).await;
+        let mut heartbeat = heartbeat();
         loop {
             tokio::select! {
                 push = pushes.recv() => match push.map(sort) {
@@ -128,6 +140,12 @@ pub(in crate::delivery::bus) async fn subscribe_loop(
                     Some(Pushed::Lost) | None => break,
                     Some(Pushed::Other) => {}
                 },
+                _ = heartbeat.tick() => {
+                    if !Subscriptions::answer(&mut subscriptions).await {
+                        tracing::warn!(?HEARTBEAT_TIMEOUT, "a redis cluster primary did not answer a ping");
+                        break;
+                    }
+                }
                 change = interest.recv() => {
                     let Some(change) = change else { return };
                     if !follow(change, &mut interest, &mut watched, &mut subscriptions, &listener).await {
@@ -154,7 +172,9 @@ async fn follow_all(
     let cluster = seeds.cluster(known).await?;
     let (pushes, received) = mpsc::unbounded_channel();
     let opening = cluster.primaries.iter().map(|node| {
-        let config = AsyncConnectionConfig::new().set_push_sender(pushes.clone());
+        let config = AsyncConnectionConfig::new()
+            .set_push_sender(pushes.clone())
+            .set_response_timeout(Some(HEARTBEAT_TIMEOUT));
         let resp3 = node.get_connection_info().clone();
         let settings = resp3.redis_settings().clone();
         let resp3 = resp3.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3));
