@@ -426,7 +426,12 @@ async fn two_nodes_deliver_across_the_cluster_each_channel_on_its_own_shard() {
 
 #[tokio::test]
 async fn a_primary_killed_mid_stream_loses_duplicates_and_reorders_nothing() {
-    let mut cluster = OwnRedisCluster::start();
+    a_primary_killed_mid_stream(OwnRedisCluster::start()).await;
+}
+
+/// On `cluster`, two nodes; the primary of bob's channel killed while ann
+/// sends: bob's per-chat and user sockets get every message once, in order.
+pub(crate) async fn a_primary_killed_mid_stream(mut cluster: OwnRedisCluster) {
     let (nodes, prefix) = nodes_on(&cluster, 2).await;
     bus_ready(&[&nodes[0], &nodes[1]]).await;
     let (ann, bob, chat) = nodes[0].pair().await;

@@ -9,7 +9,7 @@ use crate::faults::{pg_bin, run_as_postgres};
 use crate::helpers::{
     free_port, fresh_database, spawn_app_on, spawn_app_with, spawn_process_on, start_failure,
 };
-use crate::redis_cluster::{nodes_on, OwnRedisCluster};
+use crate::redis_cluster::{a_primary_killed_mid_stream, nodes_on, OwnRedisCluster};
 use crate::ws_client::WsClient;
 use std::path::{Path, PathBuf};
 
@@ -340,6 +340,13 @@ async fn nodes_exchange_events_through_a_tls_only_redis_cluster() {
         bobs.message().await["content"],
         "through a cluster over TLS"
     );
+}
+
+/// A failover over TLS (clients, replication and the cluster bus) loses,
+/// duplicates and reorders nothing either.
+#[tokio::test]
+async fn a_primary_killed_mid_stream_of_a_tls_only_cluster_loses_nothing() {
+    a_primary_killed_mid_stream(OwnRedisCluster::start_tls(self_signed)).await;
 }
 
 /// `REDIS_CLUSTER_URLS` takes the TLS files of `REDIS_URL`: a node checks
