@@ -41,6 +41,13 @@ pub enum StoreError {
         name: &'static str,
         source: tokio_postgres::Error,
     },
+    /// A later release migrated the database in a way this build cannot run
+    /// against (it dropped or renamed what this build uses).
+    #[error(
+        "the database has migration {version} ({name}) from a later release, which this \
+         build cannot run against: run that release or a later one"
+    )]
+    SchemaTooNew { version: i32, name: String },
 }
 
 impl StoreError {

@@ -101,7 +101,12 @@ async fn start_in_process(vars: HashMap<String, String>, database: String) -> Te
 
 /// Why a server with the test configuration and `overrides` does not start.
 pub async fn start_failure(overrides: &[(&str, &str)]) -> String {
-    let (_, vars) = test_vars(&fresh_database(), overrides);
+    start_failure_on(&fresh_database(), overrides).await
+}
+
+/// Why a server on `database` refuses to start.
+pub async fn start_failure_on(database: &str, overrides: &[(&str, &str)]) -> String {
+    let (_, vars) = test_vars(database, overrides);
     let config = Config::from_vars(vars).expect("test configuration is valid");
     match Application::build(config).await {
         Ok(_) => panic!("the server started"),

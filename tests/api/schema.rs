@@ -3,8 +3,11 @@
 //! `chats` (which holds the read markers) with its `id`, so both tables can
 //! be distributed by chat and colocated, and no other table holds a foreign
 //! key into them. This test fails when a migration adds a key that breaks it.
+//!
+//! And a node of an older build, on a schema a later release migrated,
+//! starts only when each migration it does not know says it may.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_on, start_failure_on};
 
 #[tokio::test]
 async fn every_key_of_messages_and_read_markers_leads_with_the_chat() {
@@ -67,4 +70,30 @@ async fn every_key_of_messages_and_read_markers_leads_with_the_chat() {
         .unwrap()
         .get(0);
     assert_eq!(markers, 2);
+}
+
+#[tokio::test]
+async fn a_build_runs_on_a_later_schema_only_when_its_migrations_say_so() {
+    let app = spawn_app().await;
+    let db = app.db().await;
+    let later =
+        "INSERT INTO schema_migrations (version, name, older_builds_run) VALUES ($1, $2, $3)";
+    db.execute(later, &[&1_000i32, &"adds a column", &true])
+        .await
+        .unwrap();
+    let node = spawn_app_on(&app.database, &[]).await;
+    let (ann, _bob, chat) = node.pair().await;
+    node.say(&ann, chat, "on a later schema").await;
+    assert_eq!(
+        node.stored_contents(&ann, chat).await,
+        ["on a later schema"]
+    );
+    db.execute(later, &[&1_001i32, &"drops a column", &false])
+        .await
+        .unwrap();
+    let refused = start_failure_on(&app.database, &[]).await;
+    assert!(
+        refused.contains("migration 1001 (drops a column)"),
+        "{refused}"
+    );
 }
