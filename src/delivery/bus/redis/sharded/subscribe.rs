@@ -21,7 +21,8 @@ use tokio::sync::mpsc;
 /// the slot's primary, all at once.
 struct ShardedSubscriptions {
     map: SlotMap,
-    /// Per primary of `map` (the same index), its client and connection.
+    /// Per primary of `map` (the same index): how it is reached (asked for
+    /// the slot map next time) and the connection that follows its channels.
     primaries: Vec<Client>,
     connections: Vec<MultiplexedConnection>,
 }
