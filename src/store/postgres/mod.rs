@@ -31,7 +31,7 @@ use append::{append_on, AppendPath};
 use async_trait::async_trait;
 use pool::{checkout, classify, is_retryable_race, Conn, Pool, Retirements};
 use rows::{chat_from_row, history_from_rows, message_from_row, ord_index, user_at};
-use standbys::Standbys;
+use standbys::{Read, Standbys};
 use statements::Statements;
 use std::sync::Arc;
 use tokio_postgres::error::SqlState;
@@ -88,33 +88,28 @@ impl PgStore {
         Ok(row.get(0))
     }
 
-    /// A connection for a read that must see every transaction committed
-    /// before it began: a standby that has replayed that far, else the primary.
-    async fn read_conn(&self) -> Result<Conn<'_>, StoreError> {
-        if let Some(standbys) = &self.standbys {
-            let position = self.wal_position().await?;
-            if let Some(conn) = standbys.caught_up(&position).await {
-                return Ok(conn);
-            }
-        }
-        self.conn().await
-    }
-
     /// Runs one prepared read that must see every transaction committed
     /// before it began: on a standby that has replayed that far, else on the
     /// primary. Every row.
     async fn read_rows(
         &self,
-        statement: impl Fn(&Statements) -> &Statement + Copy,
+        statement: fn(&Statements) -> &Statement,
         params: &Params<'_>,
     ) -> Result<Vec<Row>, StoreError> {
+        self.read_caught_up(Read::Prepared(statement, params)).await
+    }
+
+    /// Runs `read` on a standby that has replayed every transaction
+    /// committed before it began, else on the primary.
+    async fn read_caught_up(&self, read: Read<'_>) -> Result<Vec<Row>, StoreError> {
         if let Some(standbys) = &self.standbys {
             let position = self.wal_position().await?;
-            if let Some(rows) = standbys.read(&position, statement, params).await {
+            if let Some(rows) = standbys.read(&position, &read).await {
                 return Ok(rows);
             }
         }
-        self.rows(statement, params).await
+        let conn = self.conn().await?;
+        read.on(&conn).await.map_err(classify)
     }
 
     /// Runs one prepared statement on a pooled connection: every row.
@@ -271,19 +266,14 @@ impl Store for PgStore {
         limit: i64,
     ) -> Result<Vec<User>, StoreError> {
         let pattern = super::search_pattern(query);
-        let conn = self.read_conn().await?;
-        let rows = conn
-            .client
-            .query_typed(
-                SEARCH_USERS,
-                &[
-                    (&exclude, Type::INT8),
-                    (&pattern, Type::TEXT),
-                    (&limit, Type::INT8),
-                ],
-            )
-            .await
-            .map_err(classify)?;
+        let params: [(&(dyn ToSql + Sync), Type); 3] = [
+            (&exclude, Type::INT8),
+            (&pattern, Type::TEXT),
+            (&limit, Type::INT8),
+        ];
+        let rows = self
+            .read_caught_up(Read::Typed(SEARCH_USERS, &params))
+            .await?;
         Ok(rows.iter().map(|row| user_at(row, 0)).collect())
     }
 

@@ -9,7 +9,9 @@
 //! The cost is one position read on the primary per read (or per batch of
 //! reads), far cheaper than the read itself; on the standby, the check and
 //! the read go out together (one round trip), the read after the check, so
-//! its snapshot is at least as new as the position checked.
+//! its snapshot is at least as new as the position checked. (A lagging
+//! standby's read is thereby wasted and done again on the primary: the price
+//! of not waiting for the check.)
 
 use super::pool::{checkout, open_standby, Conn, Pool, Retirements};
 use super::statements::Statements;
@@ -18,7 +20,28 @@ use crate::metrics::Metrics;
 use crate::store::StoreError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
+
+/// A read that a standby may serve: a prepared statement, or one planned
+/// for its parameters each time (user search: a pattern's best plan depends
+/// on the pattern).
+pub enum Read<'a> {
+    Prepared(fn(&Statements) -> &Statement, &'a Params<'a>),
+    Typed(&'static str, &'a [(&'a (dyn ToSql + Sync), Type)]),
+}
+
+impl Read<'_> {
+    /// Runs on `conn`: every row.
+    pub async fn on(&self, conn: &Conn<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
+        match self {
+            Read::Prepared(statement, params) => {
+                conn.client.query(statement(&conn.statements), params).await
+            }
+            Read::Typed(sql, params) => conn.client.query_typed(sql, params).await,
+        }
+    }
+}
 
 /// The standbys' pools, tried round robin.
 pub struct Standbys {
@@ -49,48 +72,21 @@ impl Standbys {
         }))
     }
 
-    /// A connection to a standby that has replayed the WAL through
-    /// `position` (the primary's, read after the request arrived); `None`
-    /// when none has, or none answers.
-    pub async fn caught_up(&self, position: &str) -> Option<Conn<'_>> {
-        for pool in self.in_turn() {
-            let Ok(conn) = checkout(pool).await else {
-                continue;
-            };
-            let replayed = conn
-                .client
-                .query_one(&conn.statements.replayed_through, &[&position])
-                .await
-                .is_ok_and(|row| row.get::<_, bool>(0));
-            if replayed {
-                self.metrics.standby_reads.inc();
-                return Some(conn);
-            }
-        }
-        self.metrics.standby_misses.inc();
-        None
-    }
-
-    /// One prepared read on a standby that has replayed the WAL through
-    /// `position`: its rows; `None` when no standby had (the rows a lagging
-    /// one read are dropped) or none answers.
-    pub async fn read(
-        &self,
-        position: &str,
-        statement: impl Fn(&Statements) -> &Statement,
-        params: &Params<'_>,
-    ) -> Option<Vec<Row>> {
+    /// One read on a standby that has replayed the WAL through `position`
+    /// (the primary's, read after the request arrived): its rows; `None`
+    /// when no standby had (the rows a lagging one read are dropped) or none
+    /// answers.
+    pub async fn read(&self, position: &str, read: &Read<'_>) -> Option<Vec<Row>> {
         for pool in self.in_turn() {
             let Ok(conn) = checkout(pool).await else {
                 continue;
             };
             // Sent in this order on one connection: the check runs first.
-            let check_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&position];
+            let check_params: [&(dyn ToSql + Sync); 1] = [&position];
             let check = conn
                 .client
                 .query_one(&conn.statements.replayed_through, &check_params);
-            let read = conn.client.query(statement(&conn.statements), params);
-            let (replayed, rows) = tokio::join!(check, read);
+            let (replayed, rows) = tokio::join!(check, read.on(&conn));
             if replayed.is_ok_and(|row| row.get::<_, bool>(0)) {
                 if let Ok(rows) = rows {
                     self.metrics.standby_reads.inc();
