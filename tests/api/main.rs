@@ -5,7 +5,7 @@ mod accounts;
 mod attacks;
 mod auth;
 mod bad_input;
-mod bus_heartbeat;
+mod bus_liveness;
 mod chats;
 mod cluster;
 mod django_cutover;

@@ -5,8 +5,10 @@
 //! from the store after anything it may have missed. A subscription only
 //! listens, so a connection that died without a word (Redis dropped it
 //! behind a partition, or hangs) would look like a quiet one: the subscriber
-//! pings every [`HEARTBEAT_EVERY`] and takes a ping unanswered within
-//! [`HEARTBEAT_TIMEOUT`] as a lost connection. This file is one Redis;
+//! pings every [`HEARTBEAT_EVERY`], and takes anything Redis leaves
+//! unanswered for [`ANSWER_TIMEOUT`] (a connection, a subscription, a ping)
+//! as a lost connection, so a Redis that hangs or a host that vanished
+//! costs seconds, not the kernel's minutes of retries. This file is one Redis;
 //! [`sharded`] is a Redis Cluster, with the same interest handling and delivery.
 
 pub(super) mod sharded;
@@ -32,10 +34,10 @@ const PIPELINE_MAX: usize = 4096;
 const FOLLOW_MAX: usize = 1024;
 /// How often a subscriber asks Redis whether its connection still works.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-/// How long a subscriber's ping may go unanswered before the connection is
-/// taken for lost (generous: a false alarm costs every watched user a
-/// catch-up).
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a subscriber waits for Redis to answer (a connection, a
+/// subscription, a ping) before it takes the connection for lost
+/// (generous: a false alarm costs every watched user a catch-up).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The ticks of a subscriber's heartbeat, the first one period from now.
 fn heartbeat() -> tokio::time::Interval {
@@ -182,28 +184,33 @@ impl Listener {
 trait Subscriptions {
     async fn subscribe(&mut self, channels: Vec<String>) -> bool;
     async fn unsubscribe(&mut self, channels: Vec<String>) -> bool;
-    /// Whether every connection answers a ping within [`HEARTBEAT_TIMEOUT`].
+    /// Whether every connection answers a ping within [`ANSWER_TIMEOUT`].
     async fn answer(&mut self) -> bool;
 }
 
 impl Subscriptions for redis::aio::PubSubSink {
     async fn answer(&mut self) -> bool {
-        let ping = self.ping::<redis::Value>();
-        tokio::time::timeout(HEARTBEAT_TIMEOUT, ping)
-            .await
-            .is_ok_and(|answer| answer.is_ok())
+        answered(self.ping::<redis::Value>()).await.is_ok()
     }
 
     async fn subscribe(&mut self, channels: Vec<String>) -> bool {
-        redis::aio::PubSubSink::subscribe(self, channels)
-            .await
-            .is_ok()
+        let subscribing = redis::aio::PubSubSink::subscribe(self, channels);
+        answered(subscribing).await.is_ok()
     }
 
     async fn unsubscribe(&mut self, channels: Vec<String>) -> bool {
-        redis::aio::PubSubSink::unsubscribe(self, channels)
-            .await
-            .is_ok()
+        let unsubscribing = redis::aio::PubSubSink::unsubscribe(self, channels);
+        answered(unsubscribing).await.is_ok()
+    }
+}
+
+/// What Redis answered within [`ANSWER_TIMEOUT`]; an error when it did not.
+async fn answered<T>(
+    asked: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, asked).await {
+        Ok(answer) => answer.map_err(|error| error.to_string()),
+        Err(_) => Err(format!("no answer within {ANSWER_TIMEOUT:?}")),
     }
 }
 
@@ -218,22 +225,22 @@ pub(super) async fn subscribe_loop(
     let mut backoff = MIN_BACKOFF;
     let rooms = &listener.rooms;
     loop {
-        let pubsub = match client.get_async_pubsub().await {
-            Ok(pubsub) => pubsub,
+        let connected = answered(client.get_async_pubsub()).await;
+        confirm(rooms, absorb(&mut interest, &mut watched)).await;
+        let followed = match connected {
+            Ok(pubsub) => follow_everyone(pubsub, &listener, &watched).await,
+            Err(error) => Err(error),
+        };
+        let (mut sink, mut stream) = match followed {
+            Ok(following) => following,
             Err(error) => {
                 healthy.store(false, Ordering::Relaxed);
-                confirm(rooms, absorb(&mut interest, &mut watched)).await;
                 tracing::warn!(%error, ?backoff, "redis unavailable; local delivery continues");
                 tokio::time::sleep(backoff).await;
                 backoff = next_backoff(backoff);
                 continue;
             }
         };
-        let (mut sink, mut stream) = pubsub.split();
-        confirm(rooms, absorb(&mut interest, &mut watched)).await;
-        if !Subscriptions::subscribe(&mut sink, listener.all_channels(&watched)).await {
-            continue;
-        }
         backoff = MIN_BACKOFF;
         subscribed(&listener, &watched, &healthy).await;
         let mut heartbeat = heartbeat();
@@ -248,7 +255,7 @@ pub(super) async fn subscribe_loop(
                 },
                 _ = heartbeat.tick() => {
                     if !Subscriptions::answer(&mut sink).await {
-                        tracing::warn!(?HEARTBEAT_TIMEOUT, "redis did not answer a ping");
+                        tracing::warn!(?ANSWER_TIMEOUT, "redis did not answer a ping");
                         break;
                     }
                 }
@@ -262,6 +269,20 @@ pub(super) async fn subscribe_loop(
         }
         healthy.store(false, Ordering::Relaxed);
         tracing::warn!("redis subscription lost; reconnecting");
+    }
+}
+
+/// `pubsub` following every watched user's channel and the lost channel,
+/// split into its commands and its messages.
+async fn follow_everyone(
+    pubsub: redis::aio::PubSub,
+    listener: &Listener,
+    watched: &HashSet<i64>,
+) -> Result<(redis::aio::PubSubSink, redis::aio::PubSubStream), String> {
+    let (mut sink, stream) = pubsub.split();
+    match Subscriptions::subscribe(&mut sink, listener.all_channels(watched)).await {
+        true => Ok((sink, stream)),
+        false => Err("the subscription failed or was not answered".to_owned()),
     }
 }
 

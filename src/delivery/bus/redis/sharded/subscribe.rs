@@ -6,7 +6,7 @@
 use super::super::slots::{self, SlotMap};
 use super::super::{absorb, confirm, follow, heartbeat, next_backoff, subscribed};
 use super::super::{Listener, Subscriptions};
-use super::super::{HEARTBEAT_TIMEOUT, MIN_BACKOFF};
+use super::super::{ANSWER_TIMEOUT, MIN_BACKOFF};
 use super::{connect, Seeds};
 use crate::delivery::bus::Interest;
 use futures_util::future::join_all;
@@ -58,7 +58,7 @@ impl Subscriptions for ShardedSubscriptions {
     }
 
     /// Every primary's connection at once (each within its response
-    /// timeout, [`HEARTBEAT_TIMEOUT`]).
+    /// timeout, [`ANSWER_TIMEOUT`]).
     async fn answer(&mut self) -> bool {
         let pings = self.connections.iter().map(|connection| {
             let mut connection = connection.clone();
@@ -143,7 +143,7 @@ pub(in crate::delivery::bus) async fn subscribe_loop(
                 },
                 _ = heartbeat.tick() => {
                     if !Subscriptions::answer(&mut subscriptions).await {
-                        tracing::warn!(?HEARTBEAT_TIMEOUT, "a redis cluster primary did not answer a ping");
+                        tracing::warn!(?ANSWER_TIMEOUT, "a redis cluster primary did not answer a ping");
                         break;
                     }
                 }
@@ -175,7 +175,7 @@ async fn follow_all(
     let opening = cluster.primaries.iter().map(|node| {
         let config = AsyncConnectionConfig::new()
             .set_push_sender(pushes.clone())
-            .set_response_timeout(Some(HEARTBEAT_TIMEOUT));
+            .set_response_timeout(Some(ANSWER_TIMEOUT));
         let resp3 = node.get_connection_info().clone();
         let settings = resp3.redis_settings().clone();
         let resp3 = resp3.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3));

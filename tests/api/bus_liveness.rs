@@ -1,9 +1,15 @@
-//! A subscription that died without a word: Redis dropped the node's
-//! connection and the node never heard (as behind a partition, or a proxy
-//! that forgot it). The node's heartbeat finds out, it subscribes again and
-//! its sockets catch up, so nothing published meanwhile is lost.
+//! A node and a Redis that stop talking without closing anything:
+//! - a subscription that died without a word (Redis dropped the node's
+//!   connection and the node never heard, as behind a partition or a proxy
+//!   that forgot it): the node's heartbeat finds out, it subscribes again and
+//!   its sockets catch up, so nothing published meanwhile is lost;
+//! - a Redis that takes connections and never answers (hung, or a host gone
+//!   behind a load balancer): the node gives up within seconds, reports the
+//!   bus disconnected, and its sockets work on the node, rather than waiting
+//!   out the kernel's retries.
 
-use crate::cluster::{bus_ready, cluster, redis_url};
+use crate::cluster::{bus_ready, bus_state, cluster, redis_url};
+use crate::helpers::spawn_app_with;
 use crate::ws_client::WsClient;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -89,4 +95,26 @@ async fn a_subscription_that_died_silently_is_found_by_the_heartbeat_and_caught_
     bus_ready(&[&nodes[0], &nodes[1]]).await;
     nodes[0].say(&ann, chat, "after").await;
     assert_eq!(bobs.message().await["content"], "after");
+}
+
+#[tokio::test]
+async fn a_redis_that_never_answers_leaves_the_node_working_on_its_own() {
+    // Takes connections and holds them, never reading or answering.
+    let mute = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = mute.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = mute.accept().await {
+            held.push(connection);
+        }
+    });
+    let url = format!("redis://127.0.0.1:{port}/");
+    let node = spawn_app_with(&[("REDIS_URL", url.as_str())]).await;
+    let (ann, bob, chat) = node.pair().await;
+    // `ready` comes (the socket's wait is 10 s), though Redis never answered.
+    let mut bobs = WsClient::user_synced(&node, &bob.access, serde_json::json!({})).await;
+    node.say(&ann, chat, "on this node").await;
+    assert_eq!(bobs.message().await["content"], "on this node");
+    let reply = bus_state(&node, "disconnected").await;
+    assert_eq!(reply.body["bus"], "disconnected", "{}", reply.text);
 }
