@@ -504,3 +504,31 @@ async fn a_commit_the_primary_never_answers_is_a_503_and_the_retry_finds_it() {
         "the unanswered send was stored once, and nothing else was lost"
     );
 }
+
+/// A standby whose host takes connections and never answers (hung, or gone
+/// behind a load balancer) costs the reads one connection attempt (a
+/// second), then is passed over for a while: reads go to the primary.
+#[tokio::test]
+async fn a_standby_that_never_answers_is_passed_over() {
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = mute.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = mute.accept().await {
+            held.push(connection);
+        }
+    });
+    let standby = format!("postgres://postgres@127.0.0.1:{port}/chat");
+    let app = spawn_app_with(&[("DATABASE_READ_URLS", standby.as_str())]).await;
+    let (ann, _bob, chat) = app.pair().await;
+    app.say(&ann, chat, "on the primary").await;
+    let history = format!("/api/chat/chats/{chat}/messages/");
+    let started = Instant::now();
+    for _ in 0..10 {
+        let page = app.get(&history, Some(&ann.access)).await;
+        assert_eq!(page.expect(200)["results"][0]["content"], "on the primary");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "ten reads took {took:?}");
+    assert!(metric(&app, "chat_db_standby_misses_total").await >= 10.0);
+}

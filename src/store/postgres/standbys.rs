@@ -5,7 +5,9 @@
 //! transaction committed before, so it holds every message any client had
 //! been sent, every chat a client knew of and every cursor a client can name,
 //! and no reader sees less than it was already sent. A standby that lags,
-//! or does not answer, leaves the read to the primary (counted as a miss).
+//! or does not answer, leaves the read to the primary (counted as a miss);
+//! one that failed (no connection, an error) is passed over for a few
+//! seconds.
 //! The cost is one position read on the primary per read (or per batch of
 //! reads), far cheaper than the read itself; on the standby, the check and
 //! the read go out together (one round trip), the read after the check, so
@@ -18,8 +20,9 @@ use super::statements::Statements;
 use super::Params;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
 
@@ -43,11 +46,25 @@ impl Read<'_> {
     }
 }
 
+/// How long a standby that failed a read (no connection within the pool's
+/// second, or an error) is passed over: a dead host costs the reads one
+/// connection attempt per rest, not one per read.
+const REST_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
 /// The standbys' pools, tried round robin.
 pub struct Standbys {
-    pools: Vec<Pool>,
+    standbys: Vec<Standby>,
     next: AtomicUsize,
+    /// What each standby's rest is measured from.
+    epoch: Instant,
     metrics: Arc<Metrics>,
+}
+
+/// One standby's pool, and until when it rests after a failure
+/// (milliseconds since [`Standbys::epoch`]; 0: not resting).
+struct Standby {
+    pool: Pool,
+    resting_until_ms: AtomicU64,
 }
 
 impl Standbys {
@@ -61,13 +78,20 @@ impl Standbys {
         if urls.is_empty() {
             return Ok(None);
         }
-        let pools = urls
+        let standbys = urls
             .iter()
-            .map(|url| open_standby(url, pool_size, retirements.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|url| {
+                let pool = open_standby(url, pool_size, retirements.clone())?;
+                Ok(Standby {
+                    pool,
+                    resting_until_ms: AtomicU64::new(0),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(Standbys {
-            pools,
+            standbys,
             next: AtomicUsize::new(0),
+            epoch: Instant::now(),
             metrics,
         }))
     }
@@ -77,8 +101,9 @@ impl Standbys {
     /// when no standby had (the rows a lagging one read are dropped) or none
     /// answers.
     pub async fn read(&self, position: &str, read: &Read<'_>) -> Option<Vec<Row>> {
-        for pool in self.in_turn() {
-            let Ok(conn) = checkout(pool).await else {
+        for standby in self.awake_in_turn() {
+            let Ok(conn) = checkout(&standby.pool).await else {
+                self.rest(standby);
                 continue;
             };
             // Sent in this order on one connection: the check runs first.
@@ -87,25 +112,42 @@ impl Standbys {
                 .client
                 .query_one(&conn.statements.replayed_through, &check_params);
             let (replayed, rows) = tokio::join!(check, read.on(&conn));
-            if replayed.is_ok_and(|row| row.get::<_, bool>(0)) {
-                if let Ok(rows) = rows {
+            match (replayed, rows) {
+                (Ok(replayed), Ok(rows)) if replayed.get::<_, bool>(0) => {
                     self.metrics.standby_reads.inc();
                     return Some(rows);
                 }
+                (Ok(_), Ok(_)) => {} // lagging: the next one, or the primary
+                _ => self.rest(standby),
             }
         }
         self.metrics.standby_misses.inc();
         None
     }
 
-    /// Every standby once, starting with the next in turn (round robin).
-    fn in_turn(&self) -> impl Iterator<Item = &Pool> {
+    /// Every standby not resting, once, starting with the next in turn
+    /// (round robin).
+    fn awake_in_turn(&self) -> impl Iterator<Item = &Standby> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let (before, after) = self.pools.split_at(start % self.pools.len());
-        after.iter().chain(before)
+        let (before, after) = self.standbys.split_at(start % self.standbys.len());
+        let now = self.now_ms();
+        after
+            .iter()
+            .chain(before)
+            .filter(move |standby| standby.resting_until_ms.load(Ordering::Relaxed) <= now)
+    }
+
+    /// Passes `standby` over for [`REST_AFTER_FAILURE`].
+    fn rest(&self, standby: &Standby) {
+        let until = self.now_ms() + REST_AFTER_FAILURE.as_millis() as u64;
+        standby.resting_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     pub fn count(&self) -> usize {
-        self.pools.len()
+        self.standbys.len()
     }
 }
