@@ -9,7 +9,7 @@
 //!   out the kernel's retries.
 
 use crate::cluster::{bus_ready, bus_state, cluster, redis_url};
-use crate::helpers::spawn_app_with;
+use crate::helpers::{mute_port, spawn_app_with};
 use crate::ws_client::WsClient;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -99,15 +99,7 @@ async fn a_subscription_that_died_silently_is_found_by_the_heartbeat_and_caught_
 
 #[tokio::test]
 async fn a_redis_that_never_answers_leaves_the_node_working_on_its_own() {
-    // Takes connections and holds them, never reading or answering.
-    let mute = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = mute.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((connection, _)) = mute.accept().await {
-            held.push(connection);
-        }
-    });
+    let port = mute_port().await;
     let url = format!("redis://127.0.0.1:{port}/");
     let node = spawn_app_with(&[("REDIS_URL", url.as_str())]).await;
     let (ann, bob, chat) = node.pair().await;

@@ -496,3 +496,17 @@ impl TestApp {
         }
     }
 }
+
+/// A port on loopback that takes connections and holds them, never reading
+/// or answering: a server that hangs, or a host gone behind a load balancer.
+pub async fn mute_port() -> u16 {
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = mute.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = mute.accept().await {
+            held.push(connection);
+        }
+    });
+    port
+}

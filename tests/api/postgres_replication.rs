@@ -5,7 +5,7 @@
 //! committed when the read began.
 
 use crate::faults::{pg_bin, run_as_postgres};
-use crate::helpers::{free_port, spawn_app_with, TestApp, TestUser};
+use crate::helpers::{free_port, mute_port, spawn_app_with, TestApp, TestUser};
 use crate::hostile::metric;
 use serde_json::{json, Value};
 use std::process::Command;
@@ -510,14 +510,7 @@ async fn a_commit_the_primary_never_answers_is_a_503_and_the_retry_finds_it() {
 /// second), then is passed over for a while: reads go to the primary.
 #[tokio::test]
 async fn a_standby_that_never_answers_is_passed_over() {
-    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = mute.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((connection, _)) = mute.accept().await {
-            held.push(connection);
-        }
-    });
+    let port = mute_port().await;
     let standby = format!("postgres://postgres@127.0.0.1:{port}/chat");
     let app = spawn_app_with(&[("DATABASE_READ_URLS", standby.as_str())]).await;
     let (ann, _bob, chat) = app.pair().await;

@@ -257,21 +257,22 @@ async fn a_redis_asking_for_client_certificates_gets_the_one_in_sslcert_and_sslk
     assert_eq!(bobs.message().await["content"], "with a client certificate");
     let without_certificate = url(format!("sslrootcert={ca}"));
     let without_ca = url(format!("sslcert={cert}&sslkey={key}"));
-    for refused in [without_certificate, without_ca] {
-        let node = spawn_app_on(&database, &[("REDIS_URL", &refused)]).await;
-        let reply = bus_state(&node, "ok").await;
-        assert_eq!(
-            reply.body["bus"], "disconnected",
-            "{refused}: {}",
-            reply.text
-        );
-    }
+    get_no_bus(&database, "REDIS_URL", [without_certificate, without_ca]).await;
     let missing = url(format!(
         "sslrootcert={ca}&sslcert={cert}&sslkey=/no/key.pem"
     ));
     let error = start_failure(&[("REDIS_URL", &missing)]).await;
     assert!(error.contains("sslkey /no/key.pem"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Nodes on `database` with `setting` set to each of `refused` get no bus.
+async fn get_no_bus(database: &str, setting: &str, refused: [String; 2]) {
+    for value in refused {
+        let node = spawn_app_on(database, &[(setting, &value)]).await;
+        let reply = bus_state(&node, "ok").await;
+        assert_eq!(reply.body["bus"], "disconnected", "{value}: {}", reply.text);
+    }
 }
 
 /// `key` (PKCS#8 PEM, as OpenSSL 3 writes it) converted to the traditional
@@ -384,14 +385,7 @@ async fn a_redis_cluster_asking_for_client_certificates_gets_the_one_in_sslcert_
     );
     let without_certificate = urls(format!("sslrootcert={ca}"));
     let without_ca = urls(format!("sslcert={cert}&sslkey={key}"));
-    for refused in [without_certificate, without_ca] {
-        let node = spawn_app_on(&database, &[("REDIS_CLUSTER_URLS", &refused)]).await;
-        let reply = bus_state(&node, "ok").await;
-        assert_eq!(
-            reply.body["bus"], "disconnected",
-            "{refused}: {}",
-            reply.text
-        );
-    }
+    let refused = [without_certificate, without_ca];
+    get_no_bus(&database, "REDIS_CLUSTER_URLS", refused).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
