@@ -19,6 +19,16 @@ pub struct PreparedConnection {
     pub statements: Statements,
     /// [`Retirements`] when it was made.
     made_after: u64,
+    /// A statement on it was given up unanswered: it is closed when it goes
+    /// back to the pool (later statements would queue behind that one).
+    abandoned: bool,
+}
+
+impl PreparedConnection {
+    /// Marks it to be closed rather than pooled again.
+    pub fn abandon(&mut self) {
+        self.abandoned = true;
+    }
 }
 
 /// How many times every connection open so far was retired: after an
@@ -58,6 +68,7 @@ impl bb8::ManageConnection for PreparedManager {
             client,
             statements,
             made_after,
+            abandoned: false,
         })
     }
 
@@ -66,7 +77,7 @@ impl bb8::ManageConnection for PreparedManager {
     }
 
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
-        conn.client.is_closed() || conn.made_after != self.retirements.current()
+        conn.client.is_closed() || conn.abandoned || conn.made_after != self.retirements.current()
     }
 }
 

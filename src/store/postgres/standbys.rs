@@ -5,9 +5,9 @@
 //! transaction committed before, so it holds every message any client had
 //! been sent, every chat a client knew of and every cursor a client can name,
 //! and no reader sees less than it was already sent. A standby that lags,
-//! or does not answer, leaves the read to the primary (counted as a miss);
-//! one that failed (no connection, an error) is passed over for a few
-//! seconds.
+//! or does not answer within two seconds, leaves the read to the primary
+//! (counted as a miss); one that failed (no connection, no answer, an
+//! error) is passed over for a few seconds.
 //! The cost is one position read on the primary per read (or per batch of
 //! reads), far cheaper than the read itself; on the standby, the check and
 //! the read go out together (one round trip), the read after the check, so
@@ -47,9 +47,13 @@ impl Read<'_> {
 }
 
 /// How long a standby that failed a read (no connection within the pool's
-/// second, or an error) is passed over: a dead host costs the reads one
-/// connection attempt per rest, not one per read.
+/// second, no answer within [`STANDBY_PATIENCE`], or an error) is passed
+/// over: a dead host costs the reads one attempt per rest, not one per read.
 const REST_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// How long a read waits for a standby's answer before it goes to the
+/// primary (a standby's reads answer in milliseconds; one whose host
+/// vanished leaves open connections that never answer).
+const STANDBY_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The standbys' pools, tried round robin.
 pub struct Standbys {
@@ -102,7 +106,7 @@ impl Standbys {
     /// answers.
     pub async fn read(&self, position: &str, read: &Read<'_>) -> Option<Vec<Row>> {
         for standby in self.awake_in_turn() {
-            let Ok(conn) = checkout(&standby.pool).await else {
+            let Ok(mut conn) = checkout(&standby.pool).await else {
                 self.rest(standby);
                 continue;
             };
@@ -111,7 +115,12 @@ impl Standbys {
             let check = conn
                 .client
                 .query_one(&conn.statements.replayed_through, &check_params);
-            let (replayed, rows) = tokio::join!(check, read.on(&conn));
+            let both = async { tokio::join!(check, read.on(&conn)) };
+            let Ok((replayed, rows)) = tokio::time::timeout(STANDBY_PATIENCE, both).await else {
+                conn.abandon();
+                self.rest(standby);
+                continue;
+            };
             match (replayed, rows) {
                 (Ok(replayed), Ok(rows)) if replayed.get::<_, bool>(0) => {
                     self.metrics.standby_reads.inc();
