@@ -10,61 +10,9 @@
 
 use crate::cluster::{bus_ready, bus_state, cluster, redis_url};
 use crate::helpers::{mute_port, spawn_app_with};
+use crate::relay::Relay;
 use crate::ws_client::WsClient;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-
-/// A TCP relay to the test Redis that can sever its connections silently:
-/// the Redis side is closed (Redis forgets the client and its
-/// subscriptions) while the node's side stays open and says nothing, until
-/// the node sends something, which closes it (as a reset would). Later
-/// connections are relayed as before.
-struct SilentRelay {
-    port: u16,
-    severed: watch::Sender<u64>,
-}
-
-impl SilentRelay {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (severed, _) = watch::channel(0);
-        let sever = severed.clone();
-        let upstream = redis_address();
-        tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let (upstream, severed) = (upstream.clone(), sever.subscribe());
-                tokio::spawn(relay(inbound, upstream, severed));
-            }
-        });
-        SilentRelay { port, severed }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn sever(&self) {
-        self.severed.send_modify(|n| *n += 1);
-    }
-}
-
-async fn relay(mut inbound: TcpStream, upstream: String, mut severed: watch::Receiver<u64>) {
-    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
-        return;
-    };
-    let cut = tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
-        _ = severed.changed() => true,
-    };
-    if cut {
-        drop(outbound);
-        let mut byte = [0u8; 1];
-        let _ = inbound.read(&mut byte).await;
-    }
-}
 
 /// Where the test Redis listens (`TEST_REDIS_URL`'s host and port).
 fn redis_address() -> String {
@@ -77,8 +25,8 @@ fn redis_address() -> String {
 
 #[tokio::test]
 async fn a_subscription_that_died_silently_is_found_by_the_heartbeat_and_caught_up() {
-    let relay = SilentRelay::start().await;
-    let nodes = cluster(2, &relay.url()).await;
+    let relay = Relay::to(redis_address()).await;
+    let nodes = cluster(2, &format!("redis://127.0.0.1:{}/", relay.port)).await;
     bus_ready(&[&nodes[0], &nodes[1]]).await;
     let (ann, bob, chat) = nodes[0].pair().await;
     let mut bobs = WsClient::connect(&nodes[1], chat, &bob.access, None).await;

@@ -18,6 +18,7 @@ mod limits;
 mod messages;
 mod postgres_replication;
 mod redis_cluster;
+mod relay;
 mod schema;
 mod store_ceiling_table;
 mod store_conformance;

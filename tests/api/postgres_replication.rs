@@ -7,6 +7,7 @@
 use crate::faults::{pg_bin, run_as_postgres};
 use crate::helpers::{free_port, mute_port, spawn_app_with, TestApp, TestUser};
 use crate::hostile::metric;
+use crate::relay::Relay;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -526,56 +527,13 @@ async fn a_standby_that_never_answers_is_passed_over() {
     assert!(metric(&app, "chat_db_standby_misses_total").await >= 10.0);
 }
 
-/// A TCP relay to a port that can freeze: its connections stay open and
-/// carry nothing more, as when the host behind them vanished without a
-/// word (new connections freeze too).
-struct FreezingRelay {
-    port: u16,
-    frozen: tokio::sync::watch::Sender<bool>,
-}
-
-impl FreezingRelay {
-    async fn to(upstream: u16) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (frozen, _) = tokio::sync::watch::channel(false);
-        let freezes = frozen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let mut frozen = freezes.subscribe();
-                tokio::spawn(async move {
-                    let address = ("127.0.0.1", upstream);
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(address).await else {
-                        return;
-                    };
-                    let relaying = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                    let freezing = frozen.wait_for(|frozen| *frozen);
-                    let cut = tokio::select! {
-                        _ = relaying => false,
-                        _ = freezing => true,
-                    };
-                    if cut {
-                        // Held open, carrying nothing, until the test ends.
-                        tokio::time::sleep(Duration::from_secs(600)).await;
-                    }
-                });
-            }
-        });
-        FreezingRelay { port, frozen }
-    }
-
-    fn freeze(&self) {
-        self.frozen.send_replace(true);
-    }
-}
-
 /// A standby that stops answering on connections already open (its host
 /// vanished) leaves each read to the primary within a couple of seconds,
 /// never a 503, and is then passed over.
 #[tokio::test]
 async fn a_standby_gone_silent_mid_connection_leaves_reads_to_the_primary() {
     let pair = PgPair::start();
-    let relay = FreezingRelay::to(pair.standby).await;
+    let relay = Relay::to(format!("127.0.0.1:{}", pair.standby)).await;
     let standby = format!("postgres://postgres@127.0.0.1:{}/chat", relay.port);
     let url = pair.url();
     let app = spawn_app_with(&[

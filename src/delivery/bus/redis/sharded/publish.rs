@@ -119,8 +119,9 @@ impl Primaries {
     }
 }
 
-/// `group` as one pipeline on `node` (its connection opened if need be, and
-/// forgotten when it fails): the publishes that failed.
+/// `group` as one pipeline on `node` (its connection opened if need be; a
+/// failure drops every connection, see [`publish_loop`]): the publishes
+/// that failed.
 async fn spublish_on(
     node: &Client,
     connection: &mut Option<MultiplexedConnection>,
@@ -144,9 +145,6 @@ async fn spublish_on(
             .filter(|(_, answer)| answer.is_err())
             .map(|(publish, _)| publish)
             .collect(),
-        _ => {
-            *connection = None;
-            group
-        }
+        _ => group,
     }
 }
