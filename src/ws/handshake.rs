@@ -44,7 +44,7 @@ pub async fn handshake(
         .join(membership.subscriber.clone())
         .await;
     let (user, access) = crate::app::access::member_of(state, user_id, chat_id).await?;
-    let resume_after = resume_after(&query, access.last_seq)?;
+    let resume_after = resume_after(&query)?;
     let scope = Scope::Chat {
         chat_id,
         access,
@@ -89,16 +89,17 @@ fn bearer_of(state: &AppState, query: &Query) -> Result<Bearer, ApiError> {
     crate::app::access::bearer(state, token)
 }
 
-/// Where a per-chat socket resumes: `after_seq`, or the chat's end.
-fn resume_after(query: &Query, last_seq: i64) -> Result<i64, ApiError> {
-    match query.get("after_seq") {
-        None => Ok(last_seq),
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| ApiError::field("after_seq", "A valid integer >= 0 is required.")),
-    }
+/// Where a per-chat socket resumes: `after_seq`; `None` for a plain connect
+/// (from the chat's end).
+fn resume_after(query: &Query) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = query.get("after_seq") else {
+        return Ok(None);
+    };
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .map(Some)
+        .ok_or_else(|| ApiError::field("after_seq", "A valid integer >= 0 is required."))
 }
 
 /// Spawns the session of an admitted socket and answers 101.

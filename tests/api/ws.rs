@@ -447,6 +447,60 @@ async fn typing_and_read_markers_reach_the_peer() {
     assert_eq!(app.read_marker(bob.id).await, 3);
 }
 
+/// A per-chat client that resumes with `after_seq` is told, after what it
+/// missed, the read markers its messages do not already tell; a plain
+/// connect is told none (as the original's clients expect).
+#[tokio::test]
+async fn a_resuming_client_is_told_the_read_markers_that_moved_while_it_was_away() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = app.pair().await;
+    let mut b = WsClient::connect(&app, chat, &bob.access, None).await;
+    for i in 1..=3 {
+        app.say(&bob, chat, &format!("m{i}")).await;
+    }
+    read_messages(&mut b, 3).await;
+    b.close().await;
+
+    let mut a = WsClient::connect(&app, chat, &ann.access, None).await;
+    let mut a_elsewhere = WsClient::connect(&app, chat, &ann.access, None).await;
+    a.send_json(&json!({"type": "read", "seq": 2})).await;
+    let own = a_elsewhere.event().await;
+    assert_eq!(
+        own,
+        json!({"type": "read", "chat": chat, "user_id": ann.id, "seq": 2})
+    );
+
+    let mut plain = WsClient::connect(&app, chat, &bob.access, None).await;
+    assert!(
+        plain
+            .recv_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "a plain connect is told no marker"
+    );
+    let mut resumed = WsClient::connect(&app, chat, &bob.access, Some(3)).await;
+    assert_eq!(
+        resumed.event().await,
+        json!({"type": "read", "chat": chat, "user_id": ann.id, "seq": 2}),
+        "ann's marker moved while bob was away; bob's own names his own message"
+    );
+    assert!(resumed
+        .recv_within(Duration::from_millis(300))
+        .await
+        .is_none());
+
+    app.say(&ann, chat, "m4").await;
+    let mut behind = WsClient::connect(&app, chat, &bob.access, Some(3)).await;
+    assert_eq!(behind.message().await["seq"], 4);
+    assert!(
+        behind
+            .recv_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "ann's marker is her own message 4, which told it"
+    );
+}
+
 #[tokio::test]
 async fn an_expiring_token_closes_the_socket_with_4001() {
     let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECS", "2")]).await;

@@ -20,6 +20,9 @@ pub(super) const ANNOUNCED: u8 = 2;
 /// A message of the chat was sent on this socket (a later `sync` may no
 /// longer move its cursor).
 pub(super) const DELIVERED: u8 = 4;
+/// A per-chat socket resumed from `after_seq`: its client is told the read
+/// markers once the messages it missed are sent.
+pub(super) const RESUMED: u8 = 8;
 
 /// One chat's cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +42,7 @@ impl Cursor {
 }
 
 /// How far a per-chat socket's client knows each participant has read: the
-/// markers the handshake read, raised by the markers a resync told or found
+/// markers the handshake read (none for a client that resumed), raised by the markers a resync told or found
 /// at their owner's own message, and by each message a participant sent
 /// that the store replayed to the socket (its sender has read it). A resync
 /// tells only markers past these.
@@ -48,7 +51,7 @@ impl Cursor {
 /// session does not open their frames), nor do the client's own `read`s, so
 /// a resync may tell a marker the client already knows: a monotonic marker
 /// makes that harmless.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct KnownMarkers {
     pub(super) mine: i64,
     pub(super) peer: i64,

@@ -40,10 +40,8 @@ impl Session<'_> {
         events: &mut EventHandler<'_>,
     ) -> End {
         let result = async {
-            // A per-chat socket resuming from before its chat's `last_seq`.
-            let behind = |chat: &i64| self.next_seq(*chat) <= opening.stored_through;
-            if let Some(chat) = self.cursors.only_chat().filter(behind) {
-                Box::pin(self.replay_until(chat, opening.stored_through)).await?;
+            if let Some(chat) = self.cursors.only_chat() {
+                Box::pin(self.open_chat(chat, opening.stored_through)).await?;
             }
             if self.cursors.all_chats() {
                 Box::pin(self.ready(outbox)).await?;

@@ -36,7 +36,7 @@ use crate::model::User;
 use crate::shutdown::Shutdown;
 use crate::store::{ChatAccess, StoreError};
 use client_events::EventHandler;
-use cursors::{Cursor, Cursors, KnownMarkers, ANNOUNCED, PLACED};
+use cursors::{Cursor, Cursors, KnownMarkers, ANNOUNCED, PLACED, RESUMED};
 use fastwebsockets::WebSocketError;
 use live::Session;
 use send_gate::SendGate;
@@ -50,12 +50,15 @@ pub enum Scope {
         chat_id: i64,
         /// The chat as read after the socket joined its user's room: every
         /// later message reaches the outbox, so only `resume_after <
-        /// last_seq` needs a catch-up from the store; and the read markers
-        /// the client is taken to know (a resync tells only those that
-        /// moved on).
+        /// last_seq` needs a catch-up from the store; and, on a plain
+        /// connect, the read markers the client is taken to know (a resync
+        /// tells only those that moved on).
         access: ChatAccess,
-        /// Deliver messages with `seq > resume_after`.
-        resume_after: i64,
+        /// Deliver messages with `seq > resume_after`: `after_seq`, or the
+        /// chat's `last_seq` on a plain connect (`None`). A client that
+        /// resumes is taken to know no read marker: it is told them after
+        /// the messages it missed.
+        resume_after: Option<i64>,
     },
     /// `/ws/`: every chat of the user.
     User,
@@ -217,13 +220,20 @@ fn cursors_of(scope: Scope, user_id: i64) -> (Cursors, i64) {
             resume_after,
         } => {
             let peer = peer_of(access.participants, user_id);
+            let (from, flags, known) = match resume_after {
+                None => (
+                    access.last_seq,
+                    0,
+                    KnownMarkers::stored_in(&access, user_id),
+                ),
+                Some(after) => (after, RESUMED, KnownMarkers::default()),
+            };
             let cursor = Cursor {
                 chat: chat_id,
-                next_seq: resume_after.saturating_add(1),
+                next_seq: from.saturating_add(1),
                 peer,
-                flags: PLACED | ANNOUNCED,
+                flags: PLACED | ANNOUNCED | flags,
             };
-            let known = KnownMarkers::stored_in(&access, user_id);
             (Cursors::One(cursor, known), access.last_seq)
         }
         Scope::User => (Cursors::Many(Vec::new()), 0),

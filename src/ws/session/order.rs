@@ -7,6 +7,8 @@
 //! One below `next_seq` was already sent (dropped); one above it means a gap,
 //! filled from the store first. So each message arrives once, in `seq` order,
 //! with no gap or duplicate at the seam between history and live delivery.
+//! A per-chat client that resumed is then told the read markers, as after a
+//! resync (below): it may have missed their moves while away.
 //!
 //! A user socket meets most chats by their first message after its `ready`:
 //! the bus follows the user from `ready` on, so that message is the chat's
@@ -21,7 +23,7 @@
 //! with 4009 so its client resumes with `sync` (and reads the markers from
 //! the chat list).
 
-use super::cursors::{Cursor, ANNOUNCED, DELIVERED, PLACED};
+use super::cursors::{Cursor, ANNOUNCED, DELIVERED, PLACED, RESUMED};
 use super::live::Session;
 use super::End;
 use crate::delivery::events::{chat_event, message_event, read_event};
@@ -185,6 +187,20 @@ impl Session<'_> {
             self.tell_read_markers(chat).await?;
         }
         self.state.metrics.ws_resyncs.inc();
+        Ok(())
+    }
+
+    /// A per-chat socket's opening: the messages it missed when it resumes
+    /// from before `stored_through` (its chat's `last_seq` at the
+    /// handshake), then, when it resumed at all, the read markers past what
+    /// those messages told (its client may have missed their moves).
+    pub(super) async fn open_chat(&mut self, chat: i64, stored_through: i64) -> Result<(), End> {
+        if self.next_seq(chat) <= stored_through {
+            self.replay_until(chat, stored_through).await?;
+        }
+        if self.cursors.get(chat).is_some_and(|c| c.has(RESUMED)) {
+            self.tell_read_markers(chat).await?;
+        }
         Ok(())
     }
 
