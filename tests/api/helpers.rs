@@ -197,25 +197,47 @@ fn client() -> reqwest::Client {
 }
 
 /// A port nothing listens on now, for a server a test starts (and may stop
-/// and start again on it): below the kernel's range for connections' own
-/// ports, so no connection takes it while that server is down, and never
-/// handed out twice in this process.
+/// and start again on it): outside the kernel's range for connections' own
+/// ports (below it, or above it when it starts low), so no connection takes
+/// it while that server is down, and never handed out twice in this process.
 pub fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
-    let low: u16 = range
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
+    let ports = ports_outside_the_ephemeral_range();
     let mut handed_out = HANDED_OUT.lock().unwrap();
-    loop {
-        let port = rand::random_range(10_000..low.max(10_001));
+    for _ in 0..10_000 {
+        let port = rand::random_range(ports.clone());
         let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
         if free && !handed_out.contains(&port) {
             handed_out.push(port);
             return port;
         }
     }
+    panic!("no free port in {ports:?} after 10,000 tries");
+}
+
+/// Ports from 10,000 up to the kernel's ephemeral range, or above its end
+/// when fewer than 1,000 lie below it.
+fn ports_outside_the_ephemeral_range() -> std::ops::Range<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let bounds: Vec<u16> = range
+        .map(|r| {
+            r.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (low, high) = match bounds[..] {
+        [low, high] => (low, high),
+        _ => (32768, 60999),
+    };
+    if low >= 11_000 {
+        return 10_000..low;
+    }
+    assert!(
+        high <= 64_535,
+        "ip_local_port_range {low}-{high} leaves no 1,000 ports for test servers"
+    );
+    high + 1..u16::MAX
 }
 
 /// A name for a database no test has used (the server creates it).
