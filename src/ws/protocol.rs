@@ -39,7 +39,8 @@ pub mod close {
     /// The socket did not read fast enough and its outbox filled up.
     pub const SLOW_CONSUMER: u16 = 4008;
     /// A user socket: the bus between nodes may have lost events (it
-    /// reconnected, or a node dropped some); reconnect and `sync`.
+    /// reconnected, or a node dropped some) in a chat the socket has no
+    /// position in; reconnect and `sync`.
     pub const RESYNC: u16 = 4009;
 }
 

@@ -438,8 +438,8 @@ async fn after_a_resubscription_a_per_chat_socket_is_told_the_read_markers_the_b
 }
 
 /// A node whose publish queue overflowed names, in its lost notice, the
-/// users the dropped events were for: only their sockets catch up (a user
-/// socket closes with 4009), so one node's overload does not send every
+/// users the dropped events were for: only their sockets catch up (here a
+/// user socket closes with 4009), so one node's overload does not send every
 /// client of the deployment back at once. A notice naming no one (more users
 /// than a notice holds) still reaches everyone. The notice is published here
 /// as another node of the deployment would sign it.
@@ -454,6 +454,12 @@ async fn a_lost_notice_sends_back_only_the_users_it_names() {
     let node = spawn_app_on(&fresh_database(), &overrides).await;
     bus_ready(&[&node]).await;
     let (ann, bob, chat) = node.pair().await;
+    // Chats with a message neither socket has a position in: a catch-up
+    // cannot be done in place, so the sockets it reaches close.
+    node.say(&ann, chat, "before").await;
+    let carol = node.user("carol").await;
+    let bob_and_carol = node.chat(&carol, &bob).await;
+    node.say(&carol, bob_and_carol, "before").await;
     let mut anns = WsClient::user_synced(&node, &ann.access, json!({})).await;
     let mut bobs = WsClient::user_synced(&node, &bob.access, json!({})).await;
     let other_node = Wire::new(crate::helpers::SECRET, "another-node".into());
@@ -470,6 +476,61 @@ async fn a_lost_notice_sends_back_only_the_users_it_names() {
     let for_everyone = other_node.encode(&Envelope::lost_for(&[]));
     publish(&url, &channel, &for_everyone).await;
     assert_eq!(bobs.closed().await, 4009, "naming no one: everyone");
+}
+
+/// A user socket that knows where it stands in every chat of its user that
+/// holds messages (its `sync` named them) catches up in place when its node
+/// may have missed events: the messages the bus never carried, then the read
+/// markers that moved, and it stays open and live. One that has no position in a chat
+/// with messages cannot tell which of them its client lacks: it closes with
+/// 4009 (resume with `sync`).
+#[tokio::test]
+async fn a_user_socket_that_knows_every_chat_catches_up_in_place() {
+    let deployment = Deployment::start();
+    let url = deployment.redis.url();
+    let (watcher, writer) = deployment.watcher_and_busless_writer().await;
+    let (ann, bob, chat) = writer.pair().await;
+    let carol = writer.user("carol").await;
+    let other = writer.chat(&carol, &bob).await;
+    writer.say(&bob, other, "hello carol").await;
+    let both = json!({chat.to_string(): 0, other.to_string(): 1});
+    let mut knows_all = WsClient::user_synced(&watcher, &bob.access, both).await;
+    let one = json!({chat.to_string(): 0});
+    let mut knows_one = WsClient::user_synced(&watcher, &bob.access, one).await;
+    writer.say(&ann, chat, "only in the store").await;
+    let mut carols = WsClient::connect(&writer, other, &carol.access, None).await;
+    carols.send_json(&json!({"type": "read", "seq": 1})).await;
+    marker_stored(&writer, carol.id, 1).await;
+    let notice = Wire::new(crate::helpers::SECRET, "another-node".into())
+        .encode(&Envelope::lost_for(&[bob.id]));
+    let heard = publish(&url, &lost_channel(&deployment.prefix), &notice).await;
+    assert_eq!(heard, 1, "the watcher follows the lost channel");
+    assert_eq!(knows_all.message().await["content"], "only in the store");
+    assert_eq!(
+        knows_all.event().await,
+        json!({"type": "read", "chat": other, "user_id": carol.id, "seq": 1}),
+        "carol's marker moved unheard; ann's and bob's are at their own last messages"
+    );
+    assert_eq!(knows_one.closed().await, 4009, "no position in {other}");
+    let quiet = knows_all.recv_within(Duration::from_millis(300)).await;
+    assert!(quiet.is_none(), "open, and nothing twice: {quiet:?}");
+    watcher.say(&ann, chat, "live").await;
+    let live = knows_all.message().await;
+    assert_eq!(
+        (live["seq"].as_i64(), live["content"].as_str()),
+        (Some(2), Some("live"))
+    );
+}
+
+/// Waits (up to 5 s) until `user`'s read marker, in their one chat, is `seq`.
+async fn marker_stored(node: &TestApp, user: i64, seq: i64) {
+    for _ in 0..100 {
+        if node.read_marker(user).await == seq {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the read marker of {user} never reached {seq}");
 }
 
 /// A record the deployment signed in a form this node cannot read (a newer
@@ -553,6 +614,8 @@ async fn a_full_publish_queue_sends_what_it_dropped_through_the_store() {
     assert_eq!(got, (1..=SENT).collect::<Vec<_>>(), "all, once, in order");
     let extra = b.recv_within(Duration::from_millis(500)).await;
     assert!(extra.is_none(), "no duplicates after: {extra:?}");
+    // Counted once the catch-up is whole (after its read markers' read).
+    resyncs_reach(&watcher, 3).await;
     assert_eq!(
         metric(&watcher, "chat_ws_resyncs_total").await,
         3,

@@ -1,6 +1,6 @@
 //! Who missed what a full publish queue dropped. The lost notice that the
 //! other nodes hear names the users the dropped events were for, and only
-//! their sockets catch up from the store (a user socket closes with 4009).
+//! their sockets catch up from the store (see [`crate::ws`]'s resync).
 //! Naming no one would send every client of the deployment back at once, in
 //! the very overload that filled the queue. Past [`NAMED_MAX`] users the
 //! notice names no one, which every node reads as everyone (as a notice from

@@ -24,6 +24,7 @@ mod cursors;
 mod deadlines;
 mod live;
 mod order;
+mod resync;
 mod send_gate;
 mod sync;
 

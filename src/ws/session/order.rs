@@ -7,28 +7,21 @@
 //! One below `next_seq` was already sent (dropped); one above it means a gap,
 //! filled from the store first. So each message arrives once, in `seq` order,
 //! with no gap or duplicate at the seam between history and live delivery.
-//! A per-chat client that resumed is then told the read markers, as after a
-//! resync (below): it may have missed their moves while away.
+//! What happens when the bus may have missed events is in [`super::resync`].
 //!
 //! A user socket meets most chats by their first message after its `ready`:
 //! the bus follows the user from `ready` on, so that message is the chat's
 //! first since `ready`, and it places the cursor. A chat's first message ever
 //! (`seq` 1) comes after its `chat` event; when the bus lost that event (or
 //! the message overtook it) the chat is read from the store and announced
-//! first. When the bus may have lost messages (it reconnected, or a node
-//! dropped events), a per-chat socket catches up from the store, messages
-//! first, then, as `read` events, the read markers that moved past what its
-//! client knows and not to their owner's own message (which told it); a
-//! user socket, which has no position for the chats it has not met, closes
-//! with 4009 so its client resumes with `sync` (and reads the markers from
-//! the chat list).
+//! first.
 
-use super::cursors::{Cursor, ANNOUNCED, DELIVERED, PLACED, RESUMED};
+use super::cursors::{Cursor, ANNOUNCED, DELIVERED, PLACED};
 use super::live::Session;
 use super::End;
-use crate::delivery::events::{chat_event, message_event, read_event};
+use crate::delivery::events::{chat_event, message_event};
 use crate::delivery::rooms::{Outbox, Outgoing};
-use crate::store::{ChatAccess, StoreError};
+use crate::store::StoreError;
 use crate::ws::protocol::close;
 use std::time::Instant;
 
@@ -165,85 +158,6 @@ impl Session<'_> {
 
     pub(super) fn next_seq(&self, chat: i64) -> i64 {
         self.cursors.get(chat).map_or(i64::MAX, |c| c.next_seq)
-    }
-
-    /// After the bus may have missed messages or read markers: a per-chat
-    /// socket catches up when the store holds messages from its `next_seq`
-    /// on, then tells the read markers that moved; a user socket closes with
-    /// 4009 (see the module note).
-    async fn resync(&mut self) -> Result<(), End> {
-        let Some(chat) = self.cursors.only_chat() else {
-            return Err(End::Closed(close::RESYNC));
-        };
-        let access = self.chat_now(chat).await?;
-        // `i64::MAX` when the chat is gone: the message read then tells.
-        let stored_through = access.map_or(i64::MAX, |access| access.last_seq);
-        if stored_through >= self.next_seq(chat) {
-            self.replay_until(chat, stored_through).await?;
-        }
-        let moved =
-            access.is_some_and(|access| self.cursors.markers_moved(self.user_id, access.markers()));
-        if moved {
-            self.tell_read_markers(chat).await?;
-        }
-        self.state.metrics.ws_resyncs.inc();
-        Ok(())
-    }
-
-    /// A per-chat socket's opening: the messages it missed when it resumes
-    /// from before `stored_through` (its chat's `last_seq` at the
-    /// handshake), then, when it resumed at all, the read markers past what
-    /// those messages told (its client may have missed their moves).
-    pub(super) async fn open_chat(&mut self, chat: i64, stored_through: i64) -> Result<(), End> {
-        if self.next_seq(chat) <= stored_through {
-            self.replay_until(chat, stored_through).await?;
-        }
-        if self.cursors.get(chat).is_some_and(|c| c.has(RESUMED)) {
-            self.tell_read_markers(chat).await?;
-        }
-        Ok(())
-    }
-
-    /// The chat's row now (`last_seq`, read markers), through the batched
-    /// lookups: a resync usually finds nothing new (a new room on a node:
-    /// every socket of a connect storm across nodes), and many sockets'
-    /// questions cost one statement together (with the handshakes' own),
-    /// where a read each cost PostgreSQL a statement per socket. The answer's
-    /// statement starts after the question was asked, so it sees every
-    /// message and marker committed before the resync.
-    async fn chat_now(&self, chat: i64) -> Result<Option<ChatAccess>, End> {
-        let (_, access) = self.state.reads.lookups.ask((self.user_id, chat)).await?;
-        Ok(access)
-    }
-
-    /// Sends each read marker that moved past what the client knows (see
-    /// [`super::cursors::KnownMarkers`]), unless it names its owner's own
-    /// message, which already told it; asked only when a marker moved, so
-    /// the rarer read that says whose message a marker names costs nothing
-    /// to the many resyncs that find none. A marker never passes `last_seq`,
-    /// so it names a message already delivered (or it is later than the
-    /// chat's row read before, and the outbox holds its message).
-    async fn tell_read_markers(&mut self, chat: i64) -> Result<(), End> {
-        let Some(progress) = self.state.reads.progress.ask(chat).await? else {
-            return Ok(());
-        };
-        let access = &progress.access;
-        let me = self.user_id;
-        for at in 0..2 {
-            if progress.marker_at_own_message[at] {
-                let owner = access.participants[at];
-                self.cursors
-                    .raise_known_marker(me, owner, access.read_seqs[at]);
-            }
-        }
-        let moved = self.cursors.markers_to_tell(me, access.markers());
-        for &(user, seq) in &moved {
-            self.writer.text(&read_event(chat, user, seq)).await?;
-        }
-        if !moved.is_empty() {
-            self.writer.flush().await?;
-        }
-        Ok(())
     }
 
     /// Sends the stored messages of `chat` from its `next_seq` through `last`

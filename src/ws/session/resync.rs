@@ -1,0 +1,178 @@
+//! Catching up after the bus may have missed events (it reconnected, a
+//! subscription died silently, a node dropped events or sent a record this
+//! node cannot read), and after a per-chat socket's resume.
+//!
+//! A per-chat socket catches up from the store, messages first, then, as
+//! `read` events, the read markers that moved past what its client knows and
+//! not to their owner's own message (which told it).
+//!
+//! A user socket reads its user's chat list once. It can catch up in place
+//! when it knows where its client stands in every chat that holds messages:
+//! the chat's cursor is placed (a `sync` named it, or the socket delivered
+//! from it). Our client names every chat of its list (up to 1,000) in its
+//! `sync`, so that is the common case. Each such chat is replayed from its
+//! `next_seq` through the list's `last_seq`, then both participants' read
+//! markers are told (the client may have missed their moves; a marker never
+//! moves back, so telling one it knows is harmless), but not one at its
+//! owner's own last message (the message told it), and an empty chat
+//! created after `ready` that the socket never heard of is announced. A chat
+//! with messages the socket has no position in (not named by `sync`, nothing
+//! delivered since `ready`) may have had messages stored after `ready` that
+//! the bus lost, and which ones is unknown: the socket closes with 4009 and
+//! its client resumes with `sync`. So does a socket whose client has not
+//! sent its first `sync` yet.
+//!
+//! Every message committed before the list was read is replayed; every one
+//! committed after it reaches the outbox (the bus follows the user again
+//! before the resync is queued).
+
+use super::cursors::{Cursor, ANNOUNCED, PLACED, RESUMED};
+use super::live::Session;
+use super::End;
+use crate::delivery::events::{chat_event, read_event};
+use crate::model::Chat;
+use crate::store::ChatAccess;
+use crate::ws::protocol::close;
+
+impl Session<'_> {
+    /// After the bus may have missed messages or read markers: a per-chat
+    /// socket catches up when the store holds messages from its `next_seq`
+    /// on, then tells the read markers that moved; a user socket catches up
+    /// every chat, or closes with 4009 (see the module note).
+    pub(super) async fn resync(&mut self) -> Result<(), End> {
+        let Some(chat) = self.cursors.only_chat() else {
+            return self.resync_every_chat().await;
+        };
+        let access = self.chat_now(chat).await?;
+        // `i64::MAX` when the chat is gone: the message read then tells.
+        let stored_through = access.map_or(i64::MAX, |access| access.last_seq);
+        if stored_through >= self.next_seq(chat) {
+            self.replay_until(chat, stored_through).await?;
+        }
+        let moved =
+            access.is_some_and(|access| self.cursors.markers_moved(self.user_id, access.markers()));
+        if moved {
+            self.tell_read_markers(chat).await?;
+        }
+        self.state.metrics.ws_resyncs.inc();
+        Ok(())
+    }
+
+    /// A per-chat socket's opening: the messages it missed when it resumes
+    /// from before `stored_through` (its chat's `last_seq` at the
+    /// handshake), then, when it resumed at all, the read markers past what
+    /// those messages told (its client may have missed their moves).
+    pub(super) async fn open_chat(&mut self, chat: i64, stored_through: i64) -> Result<(), End> {
+        if self.next_seq(chat) <= stored_through {
+            self.replay_until(chat, stored_through).await?;
+        }
+        if self.cursors.get(chat).is_some_and(|c| c.has(RESUMED)) {
+            self.tell_read_markers(chat).await?;
+        }
+        Ok(())
+    }
+
+    /// The chat's row now (`last_seq`, read markers), through the batched
+    /// lookups: a resync usually finds nothing new (a new room on a node:
+    /// every socket of a connect storm across nodes), and many sockets'
+    /// questions cost one statement together (with the handshakes' own),
+    /// where a read each cost PostgreSQL a statement per socket. The answer's
+    /// statement starts after the question was asked, so it sees every
+    /// message and marker committed before the resync.
+    async fn chat_now(&self, chat: i64) -> Result<Option<ChatAccess>, End> {
+        let (_, access) = self.state.reads.lookups.ask((self.user_id, chat)).await?;
+        Ok(access)
+    }
+
+    /// Sends each read marker that moved past what the client knows (see
+    /// [`super::cursors::KnownMarkers`]), unless it names its owner's own
+    /// message, which already told it; asked only when a marker moved, so
+    /// the rarer read that says whose message a marker names costs nothing
+    /// to the many resyncs that find none. A marker never passes `last_seq`,
+    /// so it names a message already delivered (or it is later than the
+    /// chat's row read before, and the outbox holds its message).
+    async fn tell_read_markers(&mut self, chat: i64) -> Result<(), End> {
+        let Some(progress) = self.state.reads.progress.ask(chat).await? else {
+            return Ok(());
+        };
+        let access = &progress.access;
+        let me = self.user_id;
+        for at in 0..2 {
+            if progress.marker_at_own_message[at] {
+                let owner = access.participants[at];
+                self.cursors
+                    .raise_known_marker(me, owner, access.read_seqs[at]);
+            }
+        }
+        let moved = self.cursors.markers_to_tell(me, access.markers());
+        for &(user, seq) in &moved {
+            self.writer.text(&read_event(chat, user, seq)).await?;
+        }
+        if !moved.is_empty() {
+            self.writer.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// A user socket's resync (see the module note).
+    async fn resync_every_chat(&mut self) -> Result<(), End> {
+        if self.holding {
+            return Err(End::Closed(close::RESYNC));
+        }
+        let chats = self.state.store.chats_of(self.user_id).await?;
+        if !chats.iter().all(|chat| self.knows_where_it_stands(chat)) {
+            return Err(End::Closed(close::RESYNC));
+        }
+        for chat in &chats {
+            self.catch_up(chat).await?;
+        }
+        self.writer.flush().await?;
+        self.state.metrics.ws_resyncs.inc();
+        Ok(())
+    }
+
+    /// Whether the socket knows which of `chat`'s messages its client still
+    /// needs: all after its placed cursor, or none (the chat holds none).
+    fn knows_where_it_stands(&self, chat: &Chat) -> bool {
+        chat.last_seq == 0 || self.cursors.get(chat.id).is_some_and(|c| c.has(PLACED))
+    }
+
+    /// One chat of a user socket's resync: its messages through `last_seq`
+    /// and its read markers, or, for an empty chat the socket never heard of
+    /// and created after `ready`, its `chat` event.
+    async fn catch_up(&mut self, chat: &Chat) -> Result<(), End> {
+        let me = self.user_id;
+        let peer = chat.participants.iter().find(|u| u.id != me);
+        let peer = peer.map_or(0, |u| u.id);
+        if self.cursors.get(chat.id).is_none() {
+            if chat.created_at.unix_micros() >= self.ready_at {
+                self.cursors.add(Cursor {
+                    chat: chat.id,
+                    next_seq: 1,
+                    peer,
+                    flags: ANNOUNCED,
+                });
+                self.writer.text(&chat_event(chat)).await?;
+            }
+            return Ok(());
+        }
+        if chat.last_seq >= self.next_seq(chat.id) {
+            Box::pin(self.replay_until(chat.id, chat.last_seq)).await?;
+        }
+        for (user, seq) in [(me, chat.read_seq), (peer, chat.peer_read_seq)] {
+            if seq > 0 && !names_own_last_message(chat, user, seq) {
+                self.writer.text(&read_event(chat.id, user, seq)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `user`'s marker at `seq` is at the chat's last message, which
+/// `user` sent: sending moved it there, and that message (delivered or
+/// replayed) told the client.
+fn names_own_last_message(chat: &Chat, user: i64, seq: i64) -> bool {
+    chat.last_message
+        .as_ref()
+        .is_some_and(|last| last.seq == seq && last.sender.id == user)
+}
