@@ -402,6 +402,28 @@ async fn an_error_goes_out_before_the_next_event_is_acted_on() {
     relay.restore();
 }
 
+/// A user socket whose `sync` the database cannot answer (it is away
+/// longer than the server waits for it) is closed with 1013, try again
+/// later, not dropped without a close code (1006 here); once the database is
+/// back, the same `sync` on a new socket brings the message.
+#[tokio::test]
+async fn a_sync_the_database_cannot_answer_closes_with_try_again_later() {
+    let (relay, app) = behind_relay("1").await;
+    let (ann, bob, chat) = app.pair().await;
+    app.say(&bob, chat, "waiting").await;
+    let mut socket = WsClient::user(&app, &ann.access).await;
+    assert_eq!(socket.event().await["type"], "ready");
+    relay.cut();
+    let cursors = json!({chat.to_string(): 0});
+    socket
+        .send_json(&json!({"type": "sync", "chats": cursors}))
+        .await;
+    assert_eq!(socket.closed().await, 1013, "try again later");
+    relay.restore();
+    let mut again = WsClient::user_synced(&app, &ann.access, cursors).await;
+    assert_eq!(again.message().await["content"], "waiting");
+}
+
 /// A TCP relay to the test PostgreSQL that a test can cut (its connections
 /// dropped, new ones closed at once) and restore: the database goes away for
 /// one server only, while the others' tests go on.

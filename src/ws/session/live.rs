@@ -57,6 +57,16 @@ impl Session<'_> {
                 }
                 End::Closed(code)
             }
+            // A read the session needed (a catch-up, a `sync`) failed: the
+            // database is away. The client is told to come back (1013), not
+            // dropped without a close code; frames are whole between reads.
+            Err(End::Store(error)) => {
+                let code = close::TRY_AGAIN_LATER;
+                if self.writer.close(code, reason(code)).await.is_ok() {
+                    linger(reader).await;
+                }
+                End::Store(error)
+            }
             Err(other) => other,
         }
     }
