@@ -2,6 +2,7 @@
 //! acknowledged message, and the chat's sequence stays gap-free.
 
 use crate::helpers::{fresh_database, spawn_process_on};
+use crate::relay::Relay;
 use crate::ws_client::{Received, WsClient};
 use serde_json::json;
 use std::collections::HashSet;
@@ -424,20 +425,13 @@ async fn a_sync_the_database_cannot_answer_closes_with_try_again_later() {
     assert_eq!(again.message().await["content"], "waiting");
 }
 
-/// A TCP relay to the test PostgreSQL that a test can cut (its connections
-/// dropped, new ones closed at once) and restore: the database goes away for
-/// one server only, while the others' tests go on.
-struct Relay {
-    port: u16,
-    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    cuts: tokio::sync::watch::Sender<u64>,
-}
-
-/// A server on a fresh database reached through a [`Relay`], waiting out
-/// the database for `retry_secs` (`DB_RETRY_SECS`).
+/// A server on a fresh database reached through a [`Relay`] that a test can
+/// cut and restore (the database goes away for this server only, while the
+/// others' tests go on), waiting out the database for `retry_secs`
+/// (`DB_RETRY_SECS`).
 async fn behind_relay(retry_secs: &str) -> (Relay, crate::helpers::TestApp) {
-    let relay = Relay::start().await;
-    let url = relay.database_url(&crate::helpers::fresh_database());
+    let relay = Relay::to(postgres_address()).await;
+    let url = database_url(&relay, &crate::helpers::fresh_database());
     let overrides = [
         ("DATABASE_URL", url.as_str()),
         ("DB_RETRY_SECS", retry_secs),
@@ -446,57 +440,18 @@ async fn behind_relay(retry_secs: &str) -> (Relay, crate::helpers::TestApp) {
     (relay, app)
 }
 
-impl Relay {
-    async fn start() -> Relay {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let (cuts, _) = tokio::sync::watch::channel(0);
-        let (accepting, cut) = (open.clone(), cuts.clone());
-        let upstream = postgres_address();
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
-                    continue; // dropped: closed at once
-                }
-                let mut cut = cut.subscribe();
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Relay { port, open, cuts }
-    }
-
-    /// The test PostgreSQL's connection string for `database`, through the relay.
-    fn database_url(&self, database: &str) -> String {
-        let base = crate::helpers::pg_base();
-        let kept: Vec<&str> = base
-            .split_whitespace()
-            .filter(|pair| !pair.starts_with("host=") && !pair.starts_with("port="))
-            .collect();
-        format!(
-            "{} host=127.0.0.1 port={} dbname={database}",
-            kept.join(" "),
-            self.port
-        )
-    }
-
-    fn cut(&self) {
-        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
-        self.cuts.send_modify(|n| *n += 1);
-    }
-
-    fn restore(&self) {
-        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
+/// The test PostgreSQL's connection string for `database`, through `relay`.
+fn database_url(relay: &Relay, database: &str) -> String {
+    let base = crate::helpers::pg_base();
+    let kept: Vec<&str> = base
+        .split_whitespace()
+        .filter(|pair| !pair.starts_with("host=") && !pair.starts_with("port="))
+        .collect();
+    format!(
+        "{} host=127.0.0.1 port={} dbname={database}",
+        kept.join(" "),
+        relay.port
+    )
 }
 
 /// Where the test PostgreSQL listens (`TEST_PG`'s host and port).

@@ -6,8 +6,13 @@
 //!   until the node says something, which closes it (as a reset would);
 //!   later connections are relayed as before;
 //! - `freeze`: every connection, open or new, stays open and carries
-//!   nothing more.
+//!   nothing more;
+//! - `cut`: both sides of every open connection are closed, and new ones
+//!   are closed at once, until `restore` (a server that went away and came
+//!   back).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -17,6 +22,8 @@ pub struct Relay {
     pub port: u16,
     severed: watch::Sender<u64>,
     frozen: watch::Sender<bool>,
+    cuts: watch::Sender<u64>,
+    open: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -26,10 +33,20 @@ impl Relay {
         let port = listener.local_addr().unwrap().port();
         let (severed, _) = watch::channel(0);
         let (frozen, _) = watch::channel(false);
-        let (severs, freezes) = (severed.clone(), frozen.clone());
+        let (cuts, _) = watch::channel(0);
+        let open = Arc::new(AtomicBool::new(true));
+        let quiets = (severed.clone(), frozen.clone(), cuts.clone());
+        let accepting = open.clone();
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                let quiet = (severs.subscribe(), freezes.subscribe());
+                if !accepting.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let quiet = (
+                    quiets.0.subscribe(),
+                    quiets.1.subscribe(),
+                    quiets.2.subscribe(),
+                );
                 tokio::spawn(relay(inbound, upstream.clone(), quiet));
             }
         });
@@ -37,6 +54,8 @@ impl Relay {
             port,
             severed,
             frozen,
+            cuts,
+            open,
         }
     }
 
@@ -47,6 +66,15 @@ impl Relay {
     pub fn freeze(&self) {
         self.frozen.send_replace(true);
     }
+
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
 }
 
 /// How one relayed connection ended.
@@ -54,12 +82,20 @@ enum Ended {
     ByAnEnd,
     Severed,
     Frozen,
+    Cut,
 }
+
+/// What a relayed connection watches: severs, the freeze and cuts.
+type Quiet = (
+    watch::Receiver<u64>,
+    watch::Receiver<bool>,
+    watch::Receiver<u64>,
+);
 
 async fn relay(
     mut inbound: TcpStream,
     upstream: String,
-    (mut severed, mut frozen): (watch::Receiver<u64>, watch::Receiver<bool>),
+    (mut severed, mut frozen, mut cuts): Quiet,
 ) {
     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
         return;
@@ -68,9 +104,11 @@ async fn relay(
         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => Ended::ByAnEnd,
         _ = severed.changed() => Ended::Severed,
         _ = frozen.wait_for(|frozen| *frozen) => Ended::Frozen,
+        _ = cuts.changed() => Ended::Cut,
     };
     match ended {
-        Ended::ByAnEnd => {}
+        // Both sides dropped here.
+        Ended::ByAnEnd | Ended::Cut => {}
         Ended::Severed => {
             drop(outbound);
             let mut byte = [0u8; 1];
