@@ -1,6 +1,6 @@
-//! A TCP relay that tests put between a node and a server (Redis, a
-//! PostgreSQL standby) to make the server go quiet without closing
-//! anything, as behind a partition or a host that vanished:
+//! A TCP relay that tests put between a node and a server (Redis,
+//! PostgreSQL, a standby) to make the server go quiet, as behind a
+//! partition or a host that vanished, or go away and come back:
 //! - `sever`: the server's side of every open connection is closed (the
 //!   server forgets the client) while the node's side stays open and silent
 //!   until the node says something, which closes it (as a reset would);
