@@ -40,7 +40,7 @@ impl Session<'_> {
         events: &mut EventHandler<'_>,
     ) -> End {
         let result = async {
-            if let Some(chat) = self.cursors.only_chat() {
+            if let Some(chat) = self.chat_to_open(opening.stored_through) {
                 Box::pin(self.open_chat(chat, opening.stored_through)).await?;
             }
             if self.cursors.all_chats() {
@@ -50,25 +50,23 @@ impl Session<'_> {
                 .await
         }
         .await;
-        match result {
-            Ok(code) | Err(End::Closed(code)) => {
-                if self.writer.close(code, reason(code)).await.is_ok() && code != close::NORMAL {
-                    linger(reader).await;
-                }
-                End::Closed(code)
-            }
+        let code = match result {
+            Ok(code) | Err(End::Closed(code)) => code,
             // A read the session needed (a catch-up, a `sync`) failed: the
             // database is away. The client is told to come back (1013), not
             // dropped without a close code; frames are whole between reads.
+            // (Logged here, not held: the error would add its size to every
+            // session's task.)
             Err(End::Store(error)) => {
-                let code = close::TRY_AGAIN_LATER;
-                if self.writer.close(code, reason(code)).await.is_ok() {
-                    linger(reader).await;
-                }
-                End::Store(error)
+                tracing::warn!(%error, "a read the session needed failed");
+                close::TRY_AGAIN_LATER
             }
-            Err(other) => other,
+            Err(other) => return other,
+        };
+        if self.writer.close(code, reason(code)).await.is_ok() && code != close::NORMAL {
+            linger(reader).await;
         }
+        End::Closed(code)
     }
 
     /// A user socket's `ready`, once the bus follows its user (at once on

@@ -58,6 +58,16 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// A per-chat socket's chat when its opening has work to do (see
+    /// [`Self::open_chat`]): most connects have none, and skip its boxed
+    /// future.
+    pub(super) fn chat_to_open(&self, stored_through: i64) -> Option<i64> {
+        let chat = self.cursors.only_chat()?;
+        let behind = self.next_seq(chat) <= stored_through;
+        let resumed = self.cursors.get(chat).is_some_and(|c| c.has(RESUMED));
+        (behind || resumed).then_some(chat)
+    }
+
     /// A per-chat socket's opening: the messages it missed when it resumes
     /// from before `stored_through` (its chat's `last_seq` at the
     /// handshake), then, when it resumed at all, the read markers past what
