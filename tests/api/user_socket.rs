@@ -64,7 +64,24 @@ on_both_stores!(
     unread_counts_and_the_peers_marker_follow_sends_reads_and_a_second_device,
     order_and_exactly_once_per_chat_across_syncs_under_a_send_storm_in_three_chats,
     a_ping_gets_a_pong_on_that_socket_only,
+    a_sync_past_a_chats_end_resumes_from_its_end,
 );
+
+/// A `sync` cursor past the chat's end (a client's bug, or a database
+/// restored from an older backup) resumes from the end: the next message
+/// arrives, rather than being taken for one the client has.
+async fn a_sync_past_a_chats_end_resumes_from_its_end(app: TestApp) {
+    let (ann, bob, chat) = app.pair().await;
+    app.say(&bob, chat, "one").await;
+    let mut socket = WsClient::user_synced(&app, &ann.access, json!({chat.to_string(): 99})).await;
+    quiet(&mut socket, "nothing to replay").await;
+    app.say(&bob, chat, "two").await;
+    let next = socket.message().await;
+    assert_eq!(
+        (next["seq"].as_i64(), next["content"].as_str()),
+        (Some(2), Some("two"))
+    );
+}
 
 async fn a_ping_gets_a_pong_on_that_socket_only(app: TestApp) {
     let (ann, bob, chat) = app.pair().await;

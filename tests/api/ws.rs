@@ -211,6 +211,26 @@ async fn reconnecting_with_after_seq_gets_what_was_missed_then_live() {
     );
 }
 
+/// An `after_seq` past the chat's end (a client's bug, or a database
+/// restored from an older backup) resumes from the end: the next message
+/// arrives, rather than being taken for one the client has.
+#[tokio::test]
+async fn a_resume_past_the_chats_end_takes_the_next_message() {
+    let app = spawn_app().await;
+    let (ann, bob, chat) = app.pair().await;
+    for i in 1..=3 {
+        app.say(&ann, chat, &format!("m{i}")).await;
+    }
+    let mut b = WsClient::connect(&app, chat, &bob.access, Some(99)).await;
+    assert!(b.recv_within(Duration::from_millis(300)).await.is_none());
+    app.say(&ann, chat, "m4").await;
+    let next = b.message().await;
+    assert_eq!(
+        (next["seq"].as_i64(), next["content"].as_str()),
+        (Some(4), Some("m4"))
+    );
+}
+
 #[tokio::test]
 async fn resuming_during_a_send_storm_has_no_gap_or_duplicate_at_the_seam() {
     let app = spawn_app().await;

@@ -227,7 +227,10 @@ fn cursors_of(scope: Scope, user_id: i64) -> (Cursors, i64) {
                     0,
                     KnownMarkers::stored_in(&access, user_id),
                 ),
-                Some(after) => (after, RESUMED, KnownMarkers::default()),
+                // A cursor past the end (a client's bug, or a store restored
+                // from an older backup) resumes from the end: later messages
+                // must not be taken for ones the client has.
+                Some(after) => (after.min(access.last_seq), RESUMED, KnownMarkers::default()),
             };
             let cursor = Cursor {
                 chat: chat_id,

@@ -73,7 +73,10 @@ impl Session<'_> {
         events: &mut EventHandler<'_>,
     ) -> Result<(), End> {
         let chat = position.chat;
-        let next_seq = after_seq.saturating_add(1);
+        // A cursor past the chat's end resumes from the end (see the per-chat
+        // socket's `after_seq`): the position is read on the primary, so it
+        // holds every message the client was sent.
+        let next_seq = after_seq.min(position.last_seq).saturating_add(1);
         match self.cursors.get_mut(chat) {
             Some(cursor) if cursor.has(DELIVERED) => {
                 let detail = "This chat is already live on this socket; sync names only chats \
