@@ -45,6 +45,12 @@ impl Chat {
     pub fn unread(last_seq: i64, read_seq: i64) -> i64 {
         (last_seq - read_seq).max(0)
     }
+
+    /// The participant who is not `user` (0 when neither is someone else).
+    pub fn peer_of(&self, user: i64) -> i64 {
+        let other = self.participants.iter().find(|u| u.id != user);
+        other.map_or(0, |u| u.id)
+    }
 }
 
 /// A stored message. `seq` is its gap-free position in its chat (1, 2, 3, ...).

@@ -42,10 +42,10 @@ impl Cursor {
 }
 
 /// How far a per-chat socket's client knows each participant has read: the
-/// markers the handshake read (none for a client that resumed), raised by the markers a resync told or found
-/// at their owner's own message, and by each message a participant sent
-/// that the store replayed to the socket (its sender has read it). A resync
-/// tells only markers past these.
+/// markers the handshake read (none for a client that resumed), raised by
+/// the markers a resync told or found at their owner's own message, and by
+/// each message a participant sent that the store replayed to the socket
+/// (its sender has read it). A resync tells only markers past these.
 ///
 /// Live `read` events and live messages pass by without raising them (the
 /// session does not open their frames), nor do the client's own `read`s, so

@@ -76,7 +76,7 @@ impl Session<'_> {
 
     /// A `chat` event: whether to send it (the client has not heard of the
     /// chat, or seen a message of it, on this socket).
-    fn learn_chat(&mut self, chat: i64, peer: i64) -> bool {
+    pub(super) fn learn_chat(&mut self, chat: i64, peer: i64) -> bool {
         match self.cursors.get_mut(chat) {
             Some(cursor) if cursor.has(ANNOUNCED | DELIVERED) => false,
             Some(cursor) => {
@@ -141,8 +141,7 @@ impl Session<'_> {
         if let Some(cursor) = self.cursors.get_mut(chat) {
             cursor.flags |= ANNOUNCED;
             if let Some(found) = found {
-                let other = found.participants.iter().find(|u| u.id != self.user_id);
-                cursor.peer = other.map_or(0, |u| u.id);
+                cursor.peer = found.peer_of(self.user_id);
             }
         }
         Ok(())

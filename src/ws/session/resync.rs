@@ -26,7 +26,7 @@
 //! committed after it reaches the outbox (the bus follows the user again
 //! before the resync is queued).
 
-use super::cursors::{Cursor, ANNOUNCED, PLACED, RESUMED};
+use super::cursors::{PLACED, RESUMED};
 use super::live::Session;
 use super::End;
 use crate::delivery::events::{chat_event, read_event};
@@ -73,9 +73,9 @@ impl Session<'_> {
     /// handshake), then, when it resumed at all, the read markers past what
     /// those messages told (its client may have missed their moves).
     pub(super) async fn open_chat(&mut self, chat: i64, stored_through: i64) -> Result<(), End> {
-        if self.next_seq(chat) <= stored_through {
-            self.replay_until(chat, stored_through).await?;
-        }
+        // Nothing to replay when the socket is not behind (`replay_until`
+        // sends from `next_seq` through `stored_through`).
+        self.replay_until(chat, stored_through).await?;
         if self.cursors.get(chat).is_some_and(|c| c.has(RESUMED)) {
             self.tell_read_markers(chat).await?;
         }
@@ -152,16 +152,10 @@ impl Session<'_> {
     /// and created after `ready`, its `chat` event.
     async fn catch_up(&mut self, chat: &Chat) -> Result<(), End> {
         let me = self.user_id;
-        let peer = chat.participants.iter().find(|u| u.id != me);
-        let peer = peer.map_or(0, |u| u.id);
+        let peer = chat.peer_of(me);
         if self.cursors.get(chat.id).is_none() {
-            if chat.created_at.unix_micros() >= self.ready_at {
-                self.cursors.add(Cursor {
-                    chat: chat.id,
-                    next_seq: 1,
-                    peer,
-                    flags: ANNOUNCED,
-                });
+            let created_since_ready = chat.created_at.unix_micros() >= self.ready_at;
+            if created_since_ready && self.learn_chat(chat.id, peer) {
                 self.writer.text(&chat_event(chat)).await?;
             }
             return Ok(());
