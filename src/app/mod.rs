@@ -22,7 +22,9 @@ use crate::store::patient::PatientStore;
 use crate::store::postgres::PgStore;
 use crate::store::read_batches::ReadBatcher;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{ChatProgress, History, HistoryRead, Store, StoreError, UserAndChat};
+use crate::store::{
+    ChatProgress, ChatStanding, History, HistoryRead, StandingsRead, Store, StoreError, UserAndChat,
+};
 use inactive::InactiveUsers;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,6 +53,8 @@ pub type Lookups = ReadBatcher<(i64, i64), UserAndChat>;
 pub type Histories = ReadBatcher<HistoryRead, Option<History>>;
 /// Batched reads of where chats stand, for per-chat sockets' resyncs.
 pub type Progresses = ReadBatcher<i64, Option<ChatProgress>>;
+/// Batched reads of where a user's chats stand, for user sockets' resyncs.
+pub type Standings = ReadBatcher<StandingsRead, Vec<ChatStanding>>;
 
 /// Everything a handler needs, in groups by job.
 pub struct AppState {
@@ -94,6 +98,9 @@ pub struct Reads {
     pub histories: Histories,
     /// Where chats stand after the bus may have missed events, batched.
     pub progress: Progresses,
+    /// Where each of a user's chats stands, for the same reason, batched: a
+    /// bus outage has every user socket of a node ask at once.
+    pub standings: Standings,
     /// Stored messages' JSON, so history pages read only what this node lacks.
     pub history_cache: HistoryCache,
     /// Confirmed memberships, so a REST send needs no membership query.
@@ -175,7 +182,7 @@ impl Limiters {
 }
 
 /// The batched readers (`lanes` lanes each for membership lookups, history
-/// pages and resyncs' chat progress) and the node's caches.
+/// pages, and resyncs' chat progress and standings) and the node's caches.
 fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
     let for_lookups = store.clone();
     let lookups = ReadBatcher::start(lanes, move |pairs: Vec<(i64, i64)>| {
@@ -192,10 +199,16 @@ fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
         let store = for_progress.clone();
         async move { store.chats_progress(&chats).await }
     });
+    let for_standings = store.clone();
+    let standings = ReadBatcher::start(lanes, move |reads: Vec<StandingsRead>| {
+        let store = for_standings.clone();
+        async move { store.chat_standings(&reads).await }
+    });
     Reads {
         lookups,
         histories,
         progress,
+        standings,
         history_cache: HistoryCache::new(
             paging.history_cache_bytes,
             usize::try_from(paging.max_page_size).unwrap_or(0),

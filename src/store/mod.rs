@@ -277,6 +277,34 @@ pub struct ChatPosition {
     pub last_seq: i64,
 }
 
+/// Where one of a user's chats stands, as a user socket's resync reads it:
+/// enough to replay it from a cursor and tell its read markers, without the
+/// chat list's participants and last message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatStanding {
+    pub chat: i64,
+    /// The other participant.
+    pub peer: i64,
+    pub created_at: Timestamp,
+    pub last_seq: i64,
+    /// The user's own read marker (0 for none).
+    pub read_seq: i64,
+    /// The other participant's read marker (0 for none).
+    pub peer_read_seq: i64,
+    /// Who sent the last message: 0 when the chat is empty, and it may be 0
+    /// when no read marker is at the last message (nothing asks it then).
+    pub last_sender: i64,
+}
+
+/// A user whose chats a resync reads: those that hold messages, and the
+/// empty ones created at or after `created_since` (unix microseconds; an
+/// older empty chat has nothing to catch up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StandingsRead {
+    pub user: i64,
+    pub created_since: i64,
+}
+
 /// The result of starting a chat: the chat and whether it was created just now.
 #[derive(Debug, Clone)]
 pub struct StartedChat {
@@ -329,6 +357,14 @@ pub trait Store: Send + Sync + 'static {
     /// exist), in order, in one statement where the store has per-statement
     /// overhead: after a bus outage every per-chat socket of a node asks.
     async fn chats_progress(&self, chats: &[i64]) -> Result<Vec<Option<ChatProgress>>, StoreError>;
+    /// For each of `reads`, in order, the [`ChatStanding`] of each chat it
+    /// asks for (in no particular order), in one statement where the store
+    /// has per-statement overhead: after a bus outage every user socket of a
+    /// node asks.
+    async fn chat_standings(
+        &self,
+        reads: &[StandingsRead],
+    ) -> Result<Vec<Vec<ChatStanding>>, StoreError>;
     /// The user (when active) and the chat in one round trip (for a send or a
     /// handshake).
     async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError>;

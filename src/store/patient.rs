@@ -18,8 +18,8 @@
 //!   later statement queues behind the unanswered one.
 
 use super::{
-    Appended, ChatPosition, ChatProgress, Credentials, History, HistoryRead, NewMessage, NewUser,
-    SeqWindow, StartedChat, Store, StoreError, UserAndChat,
+    Appended, ChatPosition, ChatProgress, ChatStanding, Credentials, History, HistoryRead,
+    NewMessage, NewUser, SeqWindow, StandingsRead, StartedChat, Store, StoreError, UserAndChat,
 };
 use crate::model::{Chat, Message, User};
 use async_trait::async_trait;
@@ -178,6 +178,13 @@ impl Store for PatientStore {
 
     async fn chats_progress(&self, chats: &[i64]) -> Result<Vec<Option<ChatProgress>>, StoreError> {
         self.again(|| self.inner.chats_progress(chats)).await
+    }
+
+    async fn chat_standings(
+        &self,
+        reads: &[StandingsRead],
+    ) -> Result<Vec<Vec<ChatStanding>>, StoreError> {
+        self.again(|| self.inner.chat_standings(reads)).await
     }
 
     async fn chat_positions(

@@ -522,6 +522,41 @@ async fn a_user_socket_that_knows_every_chat_catches_up_in_place() {
     );
 }
 
+/// A user socket's resync announces a chat created while the bus was away
+/// that is still empty (its `chat` event was lost with the bus), and not an
+/// empty chat from before its `ready` (the client's chat list has that one);
+/// the socket stays open, and the chat's first message follows live.
+#[tokio::test]
+async fn a_user_socket_resync_announces_an_empty_chat_it_missed() {
+    let deployment = Deployment::start();
+    let url = deployment.redis.url();
+    let (watcher, writer) = deployment.watcher_and_busless_writer().await;
+    let (_, bob, _) = writer.pair().await;
+    let mut bobs = WsClient::user_synced(&watcher, &bob.access, json!({})).await;
+    let carol = writer.user("carol").await;
+    let missed = writer.chat(&carol, &bob).await;
+    let notice = Wire::new(crate::helpers::SECRET, "another-node".into())
+        .encode(&Envelope::lost_for(&[bob.id]));
+    let heard = publish(&url, &lost_channel(&deployment.prefix), &notice).await;
+    assert_eq!(heard, 1, "the watcher follows the lost channel");
+    let announced = bobs.event().await;
+    assert_eq!(
+        (&announced["type"], &announced["data"]["id"]),
+        (&json!("chat"), &json!(missed))
+    );
+    let quiet = bobs.recv_within(Duration::from_millis(300)).await;
+    assert!(
+        quiet.is_none(),
+        "the older empty chat is not announced: {quiet:?}"
+    );
+    watcher.say(&carol, missed, "first").await;
+    assert_eq!(
+        bobs.message().await["content"],
+        "first",
+        "live, announced once"
+    );
+}
+
 /// Waits (up to 5 s) until `user`'s read marker, in their one chat, is `seq`.
 async fn marker_stored(node: &TestApp, user: i64, seq: i64) {
     for _ in 0..100 {

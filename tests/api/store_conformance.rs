@@ -8,8 +8,8 @@ use chat_server::model::{pair_key, User};
 use chat_server::store::postgres::PgStore;
 use chat_server::store::sqlite::SqliteStore;
 use chat_server::store::{
-    outcomes, AppendOutcome, ChatAccess, History, HistoryRead, NewMessage, NewUser, SeqRun,
-    SeqWindow, Store, StoreError,
+    outcomes, AppendOutcome, ChatAccess, ChatStanding, History, HistoryRead, NewMessage, NewUser,
+    SeqRun, SeqWindow, StandingsRead, Store, StoreError,
 };
 use std::sync::Arc;
 
@@ -61,6 +61,7 @@ conformance!(
     history_reads_may_leave_out_what_the_reader_holds,
     chats_are_ordered_by_latest_message,
     read_markers_only_move_forward,
+    standings_answer_each_user_with_their_chats,
     blacklisted_tokens_are_remembered,
 );
 
@@ -622,6 +623,57 @@ async fn read_markers_only_move_forward(store: Arc<dyn Store>) {
         5,
         "never past the end"
     );
+}
+
+/// A resync's standings, many users in one call, each answered in order:
+/// every chat that holds messages (with both markers, seen from the user,
+/// and the last sender when a marker is at the last message), and an empty
+/// chat only when created at or after the read's `created_since`.
+async fn standings_answer_each_user_with_their_chats(store: Arc<dyn Store>) {
+    let (a, b, chat) = chat_of(&store).await;
+    let c = user(&store, "cat").await;
+    let empty = store.start_chat(&c, &a).await.unwrap().chat;
+    let batch: Vec<NewMessage> = (0..3)
+        .map(|i| message(chat, &a, &format!("{i}"), None))
+        .collect();
+    store.append_messages(&batch).await.unwrap();
+    store.mark_read(chat, b.id, 2).await.unwrap();
+    let reads = |created_since| {
+        [a.id, b.id, c.id, 0].map(|user| StandingsRead {
+            user,
+            created_since,
+        })
+    };
+    let before = empty.created_at.unix_micros();
+    let found = store.chat_standings(&reads(before)).await.unwrap();
+    let seen_with = |peer: &User, read_seq, peer_read_seq| ChatStanding {
+        chat,
+        peer: peer.id,
+        created_at: found[0].iter().find(|s| s.chat == chat).unwrap().created_at,
+        last_seq: 3,
+        read_seq,
+        peer_read_seq,
+        last_sender: a.id,
+    };
+    let mut as_a = found[0].clone();
+    as_a.sort_by_key(|s| s.chat);
+    assert_eq!(as_a.len(), 2, "{as_a:?}");
+    assert_eq!(as_a[0], seen_with(&b, 3, 2));
+    assert_eq!(
+        (as_a[1].chat, as_a[1].peer, as_a[1].last_seq),
+        (empty.id, c.id, 0)
+    );
+    assert_eq!(as_a[1].last_sender, 0, "no message");
+    assert_eq!(found[1], vec![seen_with(&a, 2, 3)]);
+    assert_eq!(found[2].len(), 1, "cat's empty chat, created since");
+    assert!(found[3].is_empty(), "no such user");
+    let later = store.chat_standings(&reads(before + 1)).await.unwrap();
+    assert_eq!(
+        later[0],
+        vec![seen_with(&b, 3, 2)],
+        "the older empty chat left out"
+    );
+    assert!(later[2].is_empty());
 }
 
 async fn blacklisted_tokens_are_remembered(store: Arc<dyn Store>) {

@@ -20,9 +20,9 @@ pub use statements::SEARCH_USERS;
 use statements::{INACTIVE_USERS, REPLACE_PASSWORD_HASH};
 
 use super::{
-    dedupe_batch, Appended, ChatAccess, ChatPosition, ChatProgress, Credentials, History,
-    HistoryRead, NewMessage, NewUser, SeqRun, SeqWindow, StartedChat, Store, StoreError,
-    UserAndChat,
+    dedupe_batch, Appended, ChatAccess, ChatPosition, ChatProgress, ChatStanding, Credentials,
+    History, HistoryRead, NewMessage, NewUser, SeqRun, SeqWindow, StandingsRead, StartedChat,
+    Store, StoreError, UserAndChat,
 };
 use crate::config::DatabaseConfig;
 use crate::metrics::Metrics;
@@ -30,7 +30,9 @@ use crate::model::{pair_key, Chat, Message, User};
 use append::{append_on, AppendPath};
 use async_trait::async_trait;
 use pool::{checkout, classify, is_retryable_race, Conn, Pool, Retirements};
-use rows::{chat_from_row, history_from_rows, message_from_row, ord_index, user_at};
+use rows::{
+    chat_from_row, history_from_rows, message_from_row, ord_index, standing_from_row, user_at,
+};
 use standbys::{Read, Standbys};
 use statements::Statements;
 use std::sync::Arc;
@@ -328,6 +330,25 @@ impl Store for PgStore {
                 },
                 marker_at_own_message: [row.get(6), row.get(7)],
             });
+        }
+        Ok(found)
+    }
+
+    async fn chat_standings(
+        &self,
+        reads: &[StandingsRead],
+    ) -> Result<Vec<Vec<ChatStanding>>, StoreError> {
+        let users: Vec<i64> = reads.iter().map(|read| read.user).collect();
+        let since: Vec<i64> = reads.iter().map(|read| read.created_since).collect();
+        let rows = self
+            .read_rows(|s| &s.chat_standings, &[&users, &since])
+            .await?;
+        let mut found = vec![Vec::new(); reads.len()];
+        for row in rows {
+            let slot = ord_index(&row, reads.len())
+                .and_then(|index| found.get_mut(index))
+                .ok_or(StoreError::Inconsistent("a standing row out of range"))?;
+            slot.push(standing_from_row(&row));
         }
         Ok(found)
     }

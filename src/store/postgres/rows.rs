@@ -2,7 +2,7 @@
 //! Column positions are those of the statements in [`super::statements`].
 
 use crate::model::{metadata_from_text, Chat, Message, Timestamp, User};
-use crate::store::{Appended, Assigned, ChatAccess, History, NewMessage};
+use crate::store::{Appended, Assigned, ChatAccess, ChatStanding, History, NewMessage};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
@@ -36,6 +36,19 @@ fn sender_among(participants: &[User; 2], sender_id: i64) -> User {
         .find(|u| u.id == sender_id)
         .unwrap_or(&participants[0])
         .clone()
+}
+
+/// A row of `CHAT_STANDINGS` (after its `ord`).
+pub fn standing_from_row(row: &Row) -> ChatStanding {
+    ChatStanding {
+        chat: row.get(1),
+        peer: row.get(2),
+        created_at: timestamp(row, 3),
+        last_seq: row.get(4),
+        read_seq: row.get(5),
+        peer_read_seq: row.get(6),
+        last_sender: row.get(7),
+    }
 }
 
 pub fn chat_from_row(row: &Row) -> Chat {

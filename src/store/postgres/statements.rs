@@ -64,6 +64,31 @@ const CHATS_PROGRESS: &str = "SELECT q.ord::INT, c.user_low, c.user_high, c.last
      FROM unnest($1::BIGINT[]) WITH ORDINALITY AS q(chat_id, ord)
      JOIN chats c ON c.id = q.chat_id";
 
+/// Of each user of `$1` (in order: ord), the chats that hold messages or
+/// were created at or after `$2` (unix microseconds): id, the other
+/// participant, created_at, `last_seq`, the user's and the other's read
+/// markers, and the last message's sender when a marker is at it (a
+/// primary-key probe, as in [`CHATS_PROGRESS`]; else 0). Each user's chats
+/// are two index scans, one per side (a user never chats with themselves).
+const CHAT_STANDINGS: &str = "SELECT q.ord::INT, c.id,
+            CASE WHEN c.user_low = q.user_id THEN c.user_high ELSE c.user_low END,
+            c.created_at, c.last_seq,
+            CASE WHEN c.user_low = q.user_id THEN c.low_read_seq ELSE c.high_read_seq END,
+            CASE WHEN c.user_low = q.user_id THEN c.high_read_seq ELSE c.low_read_seq END,
+            CASE WHEN c.last_seq > 0 AND c.last_seq IN (c.low_read_seq, c.high_read_seq)
+                THEN coalesce((SELECT m.sender_id FROM messages m
+                               WHERE m.chat_id = c.id AND m.seq = c.last_seq), 0)
+                ELSE 0 END
+     FROM unnest($1::BIGINT[], $2::BIGINT[]) WITH ORDINALITY AS q(user_id, since, ord)
+     CROSS JOIN LATERAL (
+         SELECT id, user_low, user_high, created_at, last_seq, low_read_seq, high_read_seq
+         FROM chats WHERE user_low = q.user_id
+         UNION ALL
+         SELECT id, user_low, user_high, created_at, last_seq, low_read_seq, high_read_seq
+         FROM chats WHERE user_high = q.user_id AND user_low <> q.user_id) c
+     WHERE c.last_seq > 0
+        OR c.created_at >= 'epoch'::timestamptz + q.since * interval '1 microsecond'";
+
 /// Columns of a chat row with both participants, its last message, and where
 /// the reader (`$reader`) and the other participant stand in it; see [`super::rows::chat_from_row`] for
 /// their positions.
@@ -243,6 +268,7 @@ pub struct Statements {
     pub chat_id_by_pair: Statement,
     pub users_and_chats: Statement,
     pub chats_progress: Statement,
+    pub chat_standings: Statement,
     pub chat_by_id: Statement,
     pub chats_of: Statement,
     pub chat_positions: Statement,
@@ -268,6 +294,7 @@ impl Statements {
             chat_id_by_pair: client.prepare(CHAT_ID_BY_PAIR).await?,
             users_and_chats: client.prepare(USERS_AND_CHATS).await?,
             chats_progress: client.prepare(CHATS_PROGRESS).await?,
+            chat_standings: client.prepare(CHAT_STANDINGS).await?,
             chat_by_id: client.prepare(CHAT_BY_ID).await?,
             chats_of: client.prepare(CHATS_OF).await?,
             chat_positions: client.prepare(CHAT_POSITIONS).await?,

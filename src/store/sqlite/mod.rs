@@ -16,7 +16,8 @@ pub use import::SqliteImport;
 
 use super::{
     all_answered, dedupe_batch, expand_repeats, Appended, ChatAccess, ChatPosition, ChatProgress,
-    Credentials, History, NewMessage, NewUser, SeqWindow, StartedChat, Store, StoreError,
+    ChatStanding, Credentials, History, NewMessage, NewUser, SeqWindow, StandingsRead, StartedChat,
+    Store, StoreError,
 };
 use crate::model::{pair_key, Chat, Message, Timestamp, User};
 use async_trait::async_trait;
@@ -226,6 +227,20 @@ impl Store for SqliteStore {
             chats
                 .iter()
                 .map(|&chat| queries::progress_of(conn, chat))
+                .collect()
+        })
+        .await
+    }
+
+    async fn chat_standings(
+        &self,
+        reads: &[StandingsRead],
+    ) -> Result<Vec<Vec<ChatStanding>>, StoreError> {
+        let reads = reads.to_vec();
+        self.call(false, move |conn| {
+            reads
+                .iter()
+                .map(|&read| queries::standings_of(conn, read))
                 .collect()
         })
         .await

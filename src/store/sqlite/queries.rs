@@ -5,7 +5,10 @@
 
 use super::failed;
 use crate::model::{metadata_from_text, Chat, Message, Timestamp, User};
-use crate::store::{Appended, Assigned, ChatAccess, ChatProgress, NewMessage, StoreError};
+use crate::store::{
+    Appended, Assigned, ChatAccess, ChatProgress, ChatStanding, NewMessage, StandingsRead,
+    StoreError,
+};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use time::OffsetDateTime;
 
@@ -147,6 +150,42 @@ pub fn progress_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatProgres
         access,
         marker_at_own_message: [own_message(0)?, own_message(1)?],
     }))
+}
+
+/// The [`ChatStanding`] of each chat of `read.user` that holds messages or
+/// was created at or after `read.created_since`.
+pub fn standings_of(
+    conn: &Connection,
+    read: StandingsRead,
+) -> Result<Vec<ChatStanding>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT c.id, CASE WHEN c.user_low = ?1 THEN c.user_high ELSE c.user_low END,
+                    c.created_at, c.last_seq, coalesce(r.seq, 0), coalesce(p.seq, 0),
+                    coalesce((SELECT m.sender_id FROM messages m
+                              WHERE m.chat_id = c.id AND m.seq = c.last_seq), 0)
+             FROM chats c
+             LEFT JOIN read_markers r ON r.chat_id = c.id AND r.user_id = ?1
+             LEFT JOIN read_markers p ON p.chat_id = c.id
+                 AND p.user_id = CASE WHEN c.user_low = ?1 THEN c.user_high ELSE c.user_low END
+             WHERE (c.user_low = ?1 OR c.user_high = ?1)
+               AND (c.last_seq > 0 OR c.created_at >= ?2)",
+        )
+        .map_err(failed)?;
+    let rows = statement
+        .query_map(params![read.user, read.created_since], |row| {
+            Ok(ChatStanding {
+                chat: row.get(0)?,
+                peer: row.get(1)?,
+                created_at: timestamp(row.get(2)?),
+                last_seq: row.get(3)?,
+                read_seq: row.get(4)?,
+                peer_read_seq: row.get(5)?,
+                last_sender: row.get(6)?,
+            })
+        })
+        .map_err(failed)?;
+    rows.collect::<Result<_, _>>().map_err(failed)
 }
 
 /// A chat's messages with `from_seq <= seq <= to_seq`, ascending.

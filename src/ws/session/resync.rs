@@ -6,32 +6,34 @@
 //! `read` events, the read markers that moved past what its client knows and
 //! not to their owner's own message (which told it).
 //!
-//! A user socket reads its user's chat list once. It can catch up in place
-//! when it knows where its client stands in every chat that holds messages:
-//! the chat's cursor is placed (a `sync` named it, or the socket delivered
-//! from it). Our client names every chat of its list (up to 1,000) in its
-//! `sync`, so that is the common case. Each such chat is replayed from its
-//! `next_seq` through the list's `last_seq`, then both participants' read
-//! markers are told (the client may have missed their moves; a marker never
-//! moves back, so telling one it knows is harmless), but not one at its
-//! owner's own last message (the message told it), and an empty chat
-//! created after `ready` that the socket never heard of is announced. A chat
-//! with messages the socket has no position in (not named by `sync`, nothing
-//! delivered since `ready`) may have had messages stored after `ready` that
-//! the bus lost, and which ones is unknown: the socket closes with 4009 and
-//! its client resumes with `sync`. So does a socket whose client has not
-//! sent its first `sync` yet.
+//! A user socket reads once where each of its user's chats stands (those
+//! that hold messages, and those created since `ready`), batched with the
+//! other sockets' reads: an outage has every socket of a node ask at once,
+//! and one statement per batch keeps that from filling the pool. It can
+//! catch up in place when it knows where its client stands in every chat
+//! that holds messages: the chat's cursor is placed (a `sync` named it, or
+//! the socket delivered from it). Our client names every chat of its list
+//! (up to 1,000) in its `sync`, so that is the common case. Each such chat
+//! is replayed from its `next_seq` through the `last_seq` read, then both
+//! participants' read markers are told (the client may have missed their
+//! moves; a marker never moves back, so telling one it knows is harmless),
+//! but not one at its owner's own last message (the message told it), and
+//! an empty chat created after `ready` that the socket never heard of is
+//! announced. A chat with messages the socket has no position in (not named
+//! by `sync`, nothing delivered since `ready`) may have had messages stored
+//! after `ready` that the bus lost, and which ones is unknown: the socket
+//! closes with 4009 and its client resumes with `sync`. So does a socket
+//! whose client has not sent its first `sync` yet.
 //!
-//! Every message committed before the list was read is replayed; every one
-//! committed after it reaches the outbox (the bus follows the user again
-//! before the resync is queued).
+//! Every message committed before the standings were read is replayed;
+//! every one committed after it reaches the outbox (the bus follows the user
+//! again before the resync is queued).
 
 use super::cursors::{PLACED, RESUMED};
 use super::live::Session;
 use super::End;
 use crate::delivery::events::{chat_event, read_event};
-use crate::model::Chat;
-use crate::store::ChatAccess;
+use crate::store::{ChatAccess, ChatStanding, StandingsRead};
 use crate::ws::protocol::close;
 
 impl Session<'_> {
@@ -129,11 +131,21 @@ impl Session<'_> {
         if self.holding {
             return Err(End::Closed(close::RESYNC));
         }
-        let chats = self.state.store.chats_of(self.user_id).await?;
-        if !chats.iter().all(|chat| self.knows_where_it_stands(chat)) {
+        let read = StandingsRead {
+            user: self.user_id,
+            created_since: self.ready_at,
+        };
+        let mut standings = self.state.reads.standings.ask(read).await?;
+        if !standings
+            .iter()
+            .all(|chat| self.knows_where_it_stands(chat))
+        {
             return Err(End::Closed(close::RESYNC));
         }
-        for chat in &chats {
+        // Oldest chat first: no order across chats is promised, but a
+        // repeatable one is easier to follow.
+        standings.sort_unstable_by_key(|chat| chat.chat);
+        for chat in &standings {
             self.catch_up(chat).await?;
         }
         self.writer.flush().await?;
@@ -143,30 +155,38 @@ impl Session<'_> {
 
     /// Whether the socket knows which of `chat`'s messages its client still
     /// needs: all after its placed cursor, or none (the chat holds none).
-    fn knows_where_it_stands(&self, chat: &Chat) -> bool {
-        chat.last_seq == 0 || self.cursors.get(chat.id).is_some_and(|c| c.has(PLACED))
+    fn knows_where_it_stands(&self, chat: &ChatStanding) -> bool {
+        chat.last_seq == 0 || self.cursors.get(chat.chat).is_some_and(|c| c.has(PLACED))
     }
 
     /// One chat of a user socket's resync: its messages through `last_seq`
     /// and its read markers, or, for an empty chat the socket never heard of
     /// and created after `ready`, its `chat` event.
-    async fn catch_up(&mut self, chat: &Chat) -> Result<(), End> {
+    async fn catch_up(&mut self, chat: &ChatStanding) -> Result<(), End> {
         let me = self.user_id;
-        let peer = chat.peer_of(me);
-        if self.cursors.get(chat.id).is_none() {
+        if self.cursors.get(chat.chat).is_none() {
             let created_since_ready = chat.created_at.unix_micros() >= self.ready_at;
-            if created_since_ready && self.learn_chat(chat.id, peer) {
-                self.writer.text(&chat_event(chat)).await?;
+            if created_since_ready && self.learn_chat(chat.chat, chat.peer) {
+                self.announce_missed_chat(chat.chat).await?;
             }
             return Ok(());
         }
-        if chat.last_seq >= self.next_seq(chat.id) {
-            Box::pin(self.replay_until(chat.id, chat.last_seq)).await?;
+        if chat.last_seq >= self.next_seq(chat.chat) {
+            Box::pin(self.replay_until(chat.chat, chat.last_seq)).await?;
         }
-        for (user, seq) in [(me, chat.read_seq), (peer, chat.peer_read_seq)] {
+        for (user, seq) in [(me, chat.read_seq), (chat.peer, chat.peer_read_seq)] {
             if seq > 0 && !names_own_last_message(chat, user, seq) {
-                self.writer.text(&read_event(chat.id, user, seq)).await?;
+                self.writer.text(&read_event(chat.chat, user, seq)).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// The `chat` event of a chat created while the bus was away (rare: the
+    /// standings hold no participants' names, so the chat is read whole).
+    async fn announce_missed_chat(&mut self, chat: i64) -> Result<(), End> {
+        if let Some(chat) = self.state.store.chat(chat, self.user_id).await? {
+            self.writer.text(&chat_event(&chat)).await?;
         }
         Ok(())
     }
@@ -175,8 +195,6 @@ impl Session<'_> {
 /// Whether `user`'s marker at `seq` is at the chat's last message, which
 /// `user` sent: sending moved it there, and that message (delivered or
 /// replayed) told the client.
-fn names_own_last_message(chat: &Chat, user: i64, seq: i64) -> bool {
-    chat.last_message
-        .as_ref()
-        .is_some_and(|last| last.seq == seq && last.sender.id == user)
+fn names_own_last_message(chat: &ChatStanding, user: i64, seq: i64) -> bool {
+    seq == chat.last_seq && chat.last_sender == user
 }
