@@ -487,7 +487,6 @@ async fn a_lost_notice_sends_back_only_the_users_it_names() {
 #[tokio::test]
 async fn a_user_socket_that_knows_every_chat_catches_up_in_place() {
     let deployment = Deployment::start();
-    let url = deployment.redis.url();
     let (watcher, writer) = deployment.watcher_and_busless_writer().await;
     let (ann, bob, chat) = writer.pair().await;
     let carol = writer.user("carol").await;
@@ -501,10 +500,7 @@ async fn a_user_socket_that_knows_every_chat_catches_up_in_place() {
     let mut carols = WsClient::connect(&writer, other, &carol.access, None).await;
     carols.send_json(&json!({"type": "read", "seq": 1})).await;
     marker_stored(&writer, carol.id, 1).await;
-    let notice = Wire::new(crate::helpers::SECRET, "another-node".into())
-        .encode(&Envelope::lost_for(&[bob.id]));
-    let heard = publish(&url, &lost_channel(&deployment.prefix), &notice).await;
-    assert_eq!(heard, 1, "the watcher follows the lost channel");
+    notice_lost(&deployment, &[bob.id]).await;
     assert_eq!(knows_all.message().await["content"], "only in the store");
     assert_eq!(
         knows_all.event().await,
@@ -529,16 +525,12 @@ async fn a_user_socket_that_knows_every_chat_catches_up_in_place() {
 #[tokio::test]
 async fn a_user_socket_resync_announces_an_empty_chat_it_missed() {
     let deployment = Deployment::start();
-    let url = deployment.redis.url();
     let (watcher, writer) = deployment.watcher_and_busless_writer().await;
     let (_, bob, _) = writer.pair().await;
     let mut bobs = WsClient::user_synced(&watcher, &bob.access, json!({})).await;
     let carol = writer.user("carol").await;
     let missed = writer.chat(&carol, &bob).await;
-    let notice = Wire::new(crate::helpers::SECRET, "another-node".into())
-        .encode(&Envelope::lost_for(&[bob.id]));
-    let heard = publish(&url, &lost_channel(&deployment.prefix), &notice).await;
-    assert_eq!(heard, 1, "the watcher follows the lost channel");
+    notice_lost(&deployment, &[bob.id]).await;
     let announced = bobs.event().await;
     assert_eq!(
         (&announced["type"], &announced["data"]["id"]),
@@ -678,6 +670,16 @@ async fn metric(node: &TestApp, name: &str) -> u64 {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Publishes, as another node of `deployment` would sign it, a lost notice
+/// naming `users`; its one node watching (the watcher) must hear it.
+async fn notice_lost(deployment: &Deployment, users: &[i64]) {
+    let notice =
+        Wire::new(crate::helpers::SECRET, "another-node".into()).encode(&Envelope::lost_for(users));
+    let url = deployment.redis.url();
+    let heard = publish(&url, &lost_channel(&deployment.prefix), &notice).await;
+    assert_eq!(heard, 1, "the watcher follows the lost channel");
 }
 
 /// `PUBLISH channel payload` on the Redis at `url`; how many subscribers
