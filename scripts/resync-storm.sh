@@ -11,10 +11,13 @@
 # `{}`, then have no position in it: each reads where its chats stand and
 # closes with 4009, the reads' worst case). The tables are analyzed once set up: a deployment's autovacuum has done so
 # long before, and a bulk load without statistics gets plans no deployment
-# runs. Loopback only; bounded by HOLD (default 45 s of hold).
+# runs. PER_CHAT=1 holds per-chat sockets instead (one per pair's user).
+# Loopback only; bounded by HOLD (default 45 s of hold).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nodes=${NODES:-3} conns=${CONNS:-50000} procs=${PROCS:-3} chats=${CHATS:-100}
+sockets="--user-sockets --chats-per-user $chats"
+[[ ${PER_CHAT:-0} == 1 ]] && sockets=""
 [[ -n ${SERVER_BIN:-} && -n ${LOADTEST_BIN:-} ]] || cargo build -q --release -p chat-server -p loadtest
 redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 start_redis() { redis-server --daemonize yes --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no >/dev/null; }
@@ -22,7 +25,7 @@ start_redis
 trap 'redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true' EXIT
 NODES=$nodes REDIS_URL="redis://127.0.0.1:$redis_port/" WS_PING_INTERVAL_SECS=${WS_PING_INTERVAL_SECS:-5} \
   scripts/loadtest.sh connect --connections "$conns" --processes "$procs" --duration "${HOLD:-45}" \
-  --user-sockets --chats-per-user "$chats" > /tmp/resync-storm.out 2>&1 &
+  $sockets > /tmp/resync-storm.out 2>&1 &
 tester=$!
 ports=()
 for _ in $(seq 600); do
