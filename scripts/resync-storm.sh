@@ -41,7 +41,7 @@ if [[ ${MESSAGES:-0} == 1 ]]; then
     SELECT id, 1, user_low, 'hello', '{}', now() FROM c"
 fi
 psql -qh 127.0.0.1 -U postgres chat_loadtest -c ANALYZE
-echo "held: $(total chat_websocket_connections_open) sockets; restarting Redis"
+echo "held: $(total chat_websocket_connections_open) sockets, $(total chat_ws_resyncs_total) resyncs so far; restarting Redis"
 redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
 sleep 1
 start_redis
