@@ -191,6 +191,11 @@ pub struct ConnectArgs {
     /// With `--user-sockets`: each user's chats.
     #[arg(long, default_value_t = 100)]
     pub chats_per_user: usize,
+    /// With `--user-sockets`: each socket's `sync` names every chat of its
+    /// user (at 0: the chats are empty), as our client's does, instead of
+    /// `{}`.
+    #[arg(long)]
+    pub sync_every_chat: bool,
 }
 
 #[derive(Args)]

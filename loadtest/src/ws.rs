@@ -44,19 +44,18 @@ impl IdleSocket {
     /// reader, with its buffer, exists only while a frame is being read and a
     /// writer only while a pong is sent.
     pub async fn hold(self) {
-        self.hold_from(false).await
+        self.hold_from(None).await
     }
 
-    /// [`IdleSocket::hold`] for a user socket: its empty `sync` goes first,
-    /// so the socket is live (not holding its events) while it idles.
-    pub async fn hold_synced(self) {
-        self.hold_from(true).await
+    /// [`IdleSocket::hold`] for a user socket: its `sync` goes first, so
+    /// the socket is live (not holding its events) while it idles.
+    pub async fn hold_synced(self, sync: Bytes) {
+        self.hold_from(Some(sync)).await
     }
 
-    async fn hold_from(self, sync_first: bool) {
-        if sync_first {
+    async fn hold_from(self, sync_first: Option<Bytes>) {
+        if let Some(sync) = sync_first {
             let mut writer = FrameWriter::client(&self.socket, 256, Duration::from_secs(5));
-            let sync = Bytes::from_static(br#"{"type":"sync","chats":{}}"#);
             let synced = writer.text(&sync).await;
             if synced.is_err() || writer.flush().await.is_err() {
                 return;
@@ -165,6 +164,26 @@ pub fn user_path(token: &str) -> String {
     format!("/ws/?token={token}")
 }
 
+/// A connect path as sent, and for a user socket its first `sync`: `{}`,
+/// or every chat listed after the path's `#` (comma-separated) at 0.
+pub fn user_path_and_sync(path: &str) -> (&str, Option<Bytes>) {
+    if !path.starts_with("/ws/?") {
+        return (path, None);
+    }
+    let Some((path, chats)) = path.split_once('#') else {
+        return (
+            path,
+            Some(Bytes::from_static(br#"{"type":"sync","chats":{}}"#)),
+        );
+    };
+    let cursors: Vec<String> = chats
+        .split(',')
+        .map(|chat| format!(r#""{chat}":0"#))
+        .collect();
+    let sync = format!(r#"{{"type":"sync","chats":{{{}}}}}"#, cursors.join(","));
+    (path, Some(Bytes::from(sync)))
+}
+
 /// Where `needle` ends in `haystack`. (A byte-by-byte window search here was
 /// a tenth of the tool's CPU in `chat`.)
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -208,7 +227,27 @@ pub async fn next_text(ws: &mut FragmentCollector<TokioIo<Upgraded>>) -> Option<
 
 #[cfg(test)]
 mod tests {
-    use super::{message_fields, send_frame};
+    use super::{message_fields, send_frame, user_path_and_sync};
+
+    #[test]
+    fn a_user_socket_path_carries_the_chats_its_sync_names() {
+        let (path, sync) = user_path_and_sync("/ws/?token=t#7,9");
+        assert_eq!(path, "/ws/?token=t");
+        let sync: serde_json::Value = serde_json::from_slice(&sync.unwrap()).unwrap();
+        assert_eq!(
+            sync,
+            serde_json::json!({"type": "sync", "chats": {"7": 0, "9": 0}})
+        );
+        let (path, sync) = user_path_and_sync("/ws/?token=t");
+        assert_eq!(
+            (path, &sync.unwrap()[..]),
+            ("/ws/?token=t", &br#"{"type":"sync","chats":{}}"#[..])
+        );
+        assert_eq!(
+            user_path_and_sync("/ws/chat/1/?token=t"),
+            ("/ws/chat/1/?token=t", None)
+        );
+    }
 
     #[test]
     fn send_frames_are_the_json_event_with_their_strings_escaped() {

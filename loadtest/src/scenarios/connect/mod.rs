@@ -88,7 +88,7 @@ impl Target {
         }
         let endpoints = Endpoint::resolve_all(&args.target.url).await?;
         let paths = if args.user_sockets {
-            user_socket_paths(&args.target, connections, args.chats_per_user).await?
+            user_socket_paths(&args.target, connections, args).await?
         } else {
             authenticated_paths(&args.target, &endpoints[0], connections).await?
         };
@@ -175,16 +175,28 @@ async fn authenticated_paths(
 }
 
 /// Each socket's path: a user socket per user, each user in `chats_per_user`
-/// chats.
+/// chats; with `--sync-every-chat`, the chats its `sync` names follow a `#`
+/// (see [`ws::user_path_and_sync`]).
 async fn user_socket_paths(
     target: &cli::Target,
     connections: usize,
-    chats_per_user: usize,
+    args: &ConnectArgs,
 ) -> Result<Vec<String>> {
-    let inboxes = setup::inboxes(target, connections, chats_per_user).await?;
+    let inboxes = setup::inboxes(target, connections, args.chats_per_user).await?;
     Ok(inboxes
         .iter()
-        .map(|inbox| ws::user_path(&inbox.account.token))
+        .map(|inbox| {
+            let path = ws::user_path(&inbox.account.token);
+            if !args.sync_every_chat {
+                return path;
+            }
+            let chats: Vec<String> = inbox
+                .chats
+                .iter()
+                .map(|(chat, _)| chat.to_string())
+                .collect();
+            format!("{path}#{}", chats.join(","))
+        })
         .collect())
 }
 

@@ -57,15 +57,15 @@ impl Storm {
                     return;
                 };
                 let started = Instant::now();
-                match ws::connect_idle(&endpoint, &path, local).await {
+                let (path, sync) = ws::user_path_and_sync(&path);
+                match ws::connect_idle(&endpoint, path, local).await {
                     Ok(socket) => {
                         drop(permit);
                         held.fetch_add(1, Ordering::Relaxed);
                         let _ = opened.send(Some(started.elapsed()));
-                        if path.starts_with("/ws/?") {
-                            socket.hold_synced().await;
-                        } else {
-                            socket.hold().await;
+                        match sync {
+                            Some(sync) => socket.hold_synced(sync).await,
+                            None => socket.hold().await,
                         }
                         held.fetch_sub(1, Ordering::Relaxed);
                     }
