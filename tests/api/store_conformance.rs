@@ -8,8 +8,8 @@ use chat_server::model::{pair_key, User};
 use chat_server::store::postgres::PgStore;
 use chat_server::store::sqlite::SqliteStore;
 use chat_server::store::{
-    outcomes, AppendOutcome, ChatAccess, ChatStanding, History, HistoryRead, NewMessage, NewUser,
-    SeqRun, SeqWindow, StandingsRead, Store, StoreError,
+    outcomes, AppendOutcome, ChatAccess, ChatPosition, ChatStanding, History, HistoryRead,
+    NewMessage, NewUser, SeqRun, SeqWindow, StandingsRead, Store, StoreError,
 };
 use std::sync::Arc;
 
@@ -62,6 +62,7 @@ conformance!(
     chats_are_ordered_by_latest_message,
     read_markers_only_move_forward,
     standings_answer_each_user_with_their_chats,
+    positions_answer_few_and_many_named_chats_alike,
     blacklisted_tokens_are_remembered,
 );
 
@@ -674,6 +675,38 @@ async fn standings_answer_each_user_with_their_chats(store: Arc<dyn Store>) {
         "the older empty chat left out"
     );
     assert!(later[2].is_empty());
+}
+
+/// A `sync`'s positions: of the chats named, those the user is in, each
+/// once (a name given twice, another pair's chat and a chat that does not
+/// exist are left out), whether the sync names a few chats or many (a store
+/// may read those differently).
+async fn positions_answer_few_and_many_named_chats_alike(store: Arc<dyn Store>) {
+    let ann = user(&store, "ann").await;
+    let mut mine = Vec::new();
+    for i in 0..20 {
+        let peer = user(&store, &format!("peer{i}")).await;
+        let chat = store.start_chat(&ann, &peer).await.unwrap().chat.id;
+        mine.push(ChatPosition {
+            chat,
+            peer: peer.id,
+            last_seq: 0,
+        });
+    }
+    store
+        .append_messages(&[message(mine[3].chat, &ann, "hi", None)])
+        .await
+        .unwrap();
+    mine[3].last_seq = 1;
+    let (cat, dan) = (user(&store, "cat").await, user(&store, "dan").await);
+    let others = store.start_chat(&cat, &dan).await.unwrap().chat.id;
+    for count in [2, 20] {
+        let mut named: Vec<i64> = mine[..count].iter().map(|p| p.chat).collect();
+        named.extend([mine[0].chat, others, others + 1_000]);
+        let mut found = store.chat_positions(ann.id, &named).await.unwrap();
+        found.sort_by_key(|p| p.chat);
+        assert_eq!(found, mine[..count], "{count} named");
+    }
 }
 
 async fn blacklisted_tokens_are_remembered(store: Arc<dyn Store>) {

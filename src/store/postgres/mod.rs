@@ -194,6 +194,11 @@ impl PgStore {
     }
 }
 
+/// Up to this many chats, a `sync`'s positions are read by probing each
+/// (`CHAT_POSITIONS`); past it, through the user's own chats
+/// (`CHAT_POSITIONS_OF_MANY`), which reads every chat of the user once.
+const FEW_NAMED_CHATS: usize = 16;
+
 #[async_trait]
 impl Store for PgStore {
     async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
@@ -365,9 +370,12 @@ impl Store for PgStore {
         user_id: i64,
         chats: &[i64],
     ) -> Result<Vec<ChatPosition>, StoreError> {
-        let rows = self
-            .rows(|s| &s.chat_positions, &[&user_id, &chats])
-            .await?;
+        let statement: fn(&Statements) -> &Statement = if chats.len() <= FEW_NAMED_CHATS {
+            |s| &s.chat_positions
+        } else {
+            |s| &s.chat_positions_of_many
+        };
+        let rows = self.rows(statement, &[&user_id, &chats]).await?;
         Ok(rows
             .iter()
             .map(|row| ChatPosition {

@@ -124,10 +124,21 @@ const CHATS_OF: &str = chat_select!(
 );
 
 /// Of the chats `$2`, those user `$1` takes part in: id, the other
-/// participant, `last_seq`.
+/// participant, `last_seq`; a primary-key probe per named chat, for a few
+/// (see [`CHAT_POSITIONS_OF_MANY`]).
 const CHAT_POSITIONS: &str = "SELECT id, CASE WHEN user_low = $1 THEN user_high ELSE user_low END,
             last_seq
      FROM chats WHERE id = ANY($2) AND $1 IN (user_low, user_high)";
+
+/// [`CHAT_POSITIONS`] for many named chats (a first `sync` names most of its
+/// user's chats): the user's chats through their two indexes, joined with
+/// the named ones through a hash (`id + 0` keeps the primary key out of the
+/// plan, which would otherwise probe once per named chat, at about six times
+/// the buffer reads).
+const CHAT_POSITIONS_OF_MANY: &str = "SELECT id,
+            CASE WHEN user_low = $1 THEN user_high ELSE user_low END, last_seq
+     FROM chats WHERE (user_low = $1 OR user_high = $1)
+                  AND id + 0 IN (SELECT unnest($2::BIGINT[]))";
 
 /// A row is sent while the messages before it hold fewer than $4 bytes of
 /// content and metadata.
@@ -272,6 +283,7 @@ pub struct Statements {
     pub chat_by_id: Statement,
     pub chats_of: Statement,
     pub chat_positions: Statement,
+    pub chat_positions_of_many: Statement,
     pub messages_between: Statement,
     pub history: Statement,
     pub histories: Statement,
@@ -298,6 +310,7 @@ impl Statements {
             chat_by_id: client.prepare(CHAT_BY_ID).await?,
             chats_of: client.prepare(CHATS_OF).await?,
             chat_positions: client.prepare(CHAT_POSITIONS).await?,
+            chat_positions_of_many: client.prepare(CHAT_POSITIONS_OF_MANY).await?,
             messages_between: client.prepare(MESSAGES_BETWEEN).await?,
             history: client.prepare(HISTORY).await?,
             histories: client.prepare(HISTORIES).await?,

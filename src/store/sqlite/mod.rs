@@ -259,7 +259,10 @@ impl Store for SqliteStore {
         user_id: i64,
         chats: &[i64],
     ) -> Result<Vec<ChatPosition>, StoreError> {
-        let chats = chats.to_vec();
+        let mut chats = chats.to_vec();
+        // Each chat once, however often it was named (as PostgreSQL answers).
+        chats.sort_unstable();
+        chats.dedup();
         self.call(false, move |conn| {
             let mut statement = conn
                 .prepare_cached(
