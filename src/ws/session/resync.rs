@@ -165,8 +165,9 @@ impl Session<'_> {
     async fn catch_up(&mut self, chat: &ChatStanding) -> Result<(), End> {
         let me = self.user_id;
         if self.cursors.get(chat.chat).is_none() {
-            let created_since_ready = chat.created_at.unix_micros() >= self.ready_at;
-            if created_since_ready && self.learn_chat(chat.chat, chat.peer) {
+            // Empty (one with messages and no cursor closed the socket), so
+            // created since `ready`: the standings leave older empty chats out.
+            if self.learn_chat(chat.chat, chat.peer) {
                 self.announce_missed_chat(chat.chat).await?;
             }
             return Ok(());
