@@ -37,6 +37,9 @@ pub struct Metrics {
     /// Events dropped because the publish queue was full (Redis slow or
     /// down for this node): their users' sockets on other nodes catch up.
     pub bus_dropped: Counter,
+    /// Events sent to Redis that it never confirmed publishing (no
+    /// answer in time, or an error): not sent again; their users catch up.
+    pub bus_unconfirmed: Counter,
     pub bus_received: Counter,
     /// Bus events not delivered: not signed by this deployment, or for
     /// another user than their channel's.
@@ -72,6 +75,7 @@ impl Metrics {
             slow_consumer_closes: Counter::default(),
             bus_published: Counter::default(),
             bus_dropped: Counter::default(),
+            bus_unconfirmed: Counter::default(),
             bus_received: Counter::default(),
             bus_refused: Counter::default(),
             bus_unreadable: Counter::default(),
@@ -159,6 +163,11 @@ impl Metrics {
             "bus_dropped",
             "Events dropped because the bus publish queue was full",
             self.bus_dropped.clone(),
+        );
+        r.register(
+            "bus_unconfirmed",
+            "Bus events Redis never confirmed publishing; their users caught up from the store",
+            self.bus_unconfirmed.clone(),
         );
         r.register(
             "bus_received",

@@ -50,13 +50,18 @@ struct Named {
 impl Missed {
     /// Notes the recipients of `dropped` events (typing aside).
     pub(super) fn note(&self, dropped: &[Envelope]) {
-        let mut recipients = dropped
+        let recipients = dropped
             .iter()
             .filter(|event| event.kind != Kind::Typing)
-            .flat_map(Envelope::recipients)
-            .peekable();
-        if recipients.peek().is_some() {
-            self.add(Some(recipients));
+            .flat_map(Envelope::recipients);
+        self.note_users(recipients);
+    }
+
+    /// Notes `users`, whose events Redis may not have published.
+    pub(super) fn note_users(&self, users: impl IntoIterator<Item = i64>) {
+        let mut users = users.into_iter().peekable();
+        if users.peek().is_some() {
+            self.add(Some(users));
         }
     }
 

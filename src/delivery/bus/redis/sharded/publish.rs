@@ -1,22 +1,24 @@
 //! The cluster publisher: each batch as one pipeline of `SPUBLISH` per
 //! primary, on a connection of its own to each primary the slot map names;
-//! what failed or moved is retried after the map is read again, before later
-//! batches.
+//! what a primary refused (its slot moved, or no connection opened) is
+//! retried after the map is read again, before later batches. A pipeline a
+//! primary never answered may have published any part of itself: it is not
+//! sent again, its recipients catch up from the store (as in [`super::super`]).
 
 use super::super::slots::SlotMap;
-use super::super::{gathered, next_backoff, MIN_BACKOFF};
+use super::super::{answering, gathered, next_backoff, MIN_BACKOFF};
 use super::{connect, Cluster, Seeds};
 use crate::delivery::bus::missed::Missed;
-use crate::delivery::bus::{Envelope, Wire};
+use crate::delivery::bus::{user_of, Envelope, Wire};
 use crate::metrics::Metrics;
 use futures_util::future::join_all;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client};
+use redis::Client;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Publishes batches in order. Each batch goes out as one pipeline per primary,
-/// all at once; the publishes that failed are retried with backoff (later
+/// all at once; the publishes refused are retried with backoff (later
 /// batches wait), so a channel's events keep their order.
 pub(in crate::delivery::bus) async fn publish_loop(
     seeds: Seeds,
@@ -36,15 +38,28 @@ pub(in crate::delivery::bus) async fn publish_loop(
             if primaries.is_none() {
                 primaries = seeds.cluster(&known).await.map(Primaries::new);
             }
-            if let Some(primaries) = &mut primaries {
-                pending = primaries.publish_round(pending).await;
+            let unanswered = match &mut primaries {
+                Some(primaries) => {
+                    let round = primaries.publish_round(pending).await;
+                    pending = round.refused;
+                    let unanswered = !round.unconfirmed.is_empty();
+                    pending.extend(unconfirmed(&prefix, round.unconfirmed, &missed, &metrics));
+                    unanswered
+                }
+                None => false,
+            };
+            if unanswered {
+                // The users just noted hear of it now, not with a later batch.
+                pending.extend(notice(&wire, &prefix, &missed));
+            }
+            if unanswered || !pending.is_empty() {
+                // Something failed or moved: read the slot map again first.
+                if let Some(failed) = primaries.take() {
+                    known = failed.nodes.into_iter().map(|(node, _)| node).collect();
+                }
             }
             if pending.is_empty() {
                 break;
-            }
-            // Something failed or moved: read the slot map again first.
-            if let Some(failed) = primaries.take() {
-                known = failed.nodes.into_iter().map(|(node, _)| node).collect();
             }
             tracing::warn!(
                 events = pending.len(),
@@ -58,6 +73,33 @@ pub(in crate::delivery::bus) async fn publish_loop(
     }
 }
 
+/// Notes the users of the publishes no primary confirmed, for the next lost
+/// notice; returns the lost notices among them, to publish again (a notice
+/// heard twice costs a catch-up, never a duplicate).
+fn unconfirmed(
+    prefix: &str,
+    publishes: Vec<Publish>,
+    missed: &Missed,
+    metrics: &Metrics,
+) -> Vec<Publish> {
+    let (users, notices): (Vec<_>, Vec<_>) = publishes
+        .into_iter()
+        .partition(|(channel, _)| user_of(prefix, channel).is_some());
+    if !users.is_empty() {
+        tracing::warn!(
+            publishes = users.len(),
+            "a redis cluster primary did not confirm a publish; its users catch up from the store"
+        );
+        metrics.bus_unconfirmed.inc_by(users.len() as u64);
+        missed.note_users(
+            users
+                .iter()
+                .filter_map(|(channel, _)| user_of(prefix, channel)),
+        );
+    }
+    notices
+}
+
 /// The `(channel, payload)` pairs of a batch: each event signed once, a
 /// payload per recipient (see [`Wire::payloads`]), and the lost notice when
 /// events were dropped (retried with the rest until published).
@@ -67,11 +109,14 @@ fn spublishes(wire: &Wire, prefix: &str, batch: &[Envelope], missed: &Missed) ->
         .into_iter()
         .map(|(user, payload)| (crate::delivery::bus::channel(prefix, user), payload))
         .collect();
-    if let Some(notice) = missed.take() {
-        let notice = wire.encode(&notice);
-        out.push((crate::delivery::bus::lost_channel(prefix), notice));
-    }
+    out.extend(notice(wire, prefix, missed));
     out
+}
+
+/// The lost notice of what was noted since the last one, if anything was.
+fn notice(wire: &Wire, prefix: &str, missed: &Missed) -> Option<Publish> {
+    let notice = wire.encode(&missed.take()?);
+    Some((crate::delivery::bus::lost_channel(prefix), notice))
 }
 
 /// A `(channel, payload)` pair to publish.
@@ -96,15 +141,16 @@ impl Primaries {
         }
     }
 
-    /// One pipeline per primary, all at once; returns the publishes that
-    /// failed (their primary did not answer, or their slot is no longer its).
-    async fn publish_round(&mut self, publishes: Vec<Publish>) -> Vec<Publish> {
-        let mut failed = Vec::new();
+    /// One pipeline per primary, all at once: what each primary refused (its
+    /// slot is no longer its, or it took no connection) and what it never
+    /// answered.
+    async fn publish_round(&mut self, publishes: Vec<Publish>) -> Round {
+        let mut round = Round::default();
         let mut per_primary: Vec<Vec<Publish>> = vec![Vec::new(); self.nodes.len()];
         for publish in publishes {
             match self.map.owner_of(publish.0.as_bytes()) {
                 Some(owner) => per_primary[owner].push(publish),
-                None => failed.push(publish),
+                None => round.refused.push(publish),
             }
         }
         let rounds = per_primary
@@ -112,26 +158,38 @@ impl Primaries {
             .zip(&mut self.nodes)
             .filter(|(group, _)| !group.is_empty())
             .map(|(group, (node, connection))| spublish_on(node, connection, group));
-        for refused in join_all(rounds).await {
-            failed.extend(refused);
+        for answered in join_all(rounds).await {
+            round.refused.extend(answered.refused);
+            round.unconfirmed.extend(answered.unconfirmed);
         }
-        failed
+        round
     }
 }
 
+/// What became of publishes that were not published for certain.
+#[derive(Default)]
+struct Round {
+    /// Not published: safe to send again.
+    refused: Vec<Publish>,
+    /// Sent, and never answered: perhaps published.
+    unconfirmed: Vec<Publish>,
+}
+
 /// `group` as one pipeline on `node` (its connection opened if need be; a
-/// failure drops every connection, see [`publish_loop`]): the publishes
-/// that failed.
+/// failure drops every connection, see [`publish_loop`]).
 async fn spublish_on(
     node: &Client,
     connection: &mut Option<MultiplexedConnection>,
     group: Vec<Publish>,
-) -> Vec<Publish> {
+) -> Round {
     if connection.is_none() {
-        *connection = connect(node, AsyncConnectionConfig::new()).await.ok();
+        *connection = connect(node, answering()).await.ok();
     }
     let Some(open) = connection.as_mut() else {
-        return group;
+        return Round {
+            refused: group,
+            unconfirmed: Vec::new(),
+        };
     };
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
@@ -139,12 +197,20 @@ async fn spublish_on(
         pipe.cmd("SPUBLISH").arg(channel).arg(&payload[..]);
     }
     match pipe.query_async::<Vec<redis::RedisResult<i64>>>(open).await {
-        Ok(answers) if answers.len() == group.len() => group
-            .into_iter()
-            .zip(answers)
-            .filter(|(_, answer)| answer.is_err())
-            .map(|(publish, _)| publish)
-            .collect(),
-        _ => group,
+        // Each command answered: an error (`MOVED`, `CLUSTERDOWN`) is a
+        // publish not made.
+        Ok(answers) if answers.len() == group.len() => Round {
+            refused: group
+                .into_iter()
+                .zip(answers)
+                .filter(|(_, answer)| answer.is_err())
+                .map(|(publish, _)| publish)
+                .collect(),
+            unconfirmed: Vec::new(),
+        },
+        _ => Round {
+            refused: Vec::new(),
+            unconfirmed: group,
+        },
     }
 }
