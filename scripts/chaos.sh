@@ -26,28 +26,30 @@ server=${SERVER_BIN:-target/debug/chat-server} tool=${LOADTEST_BIN:-target/debug
 [[ -n ${SERVER_BIN:-} && -n ${LOADTEST_BIN:-} ]] || cargo build -q -p chat-server -p loadtest
 
 scratch=$(mktemp -d /tmp/chat-chaos.XXXXXX)
-# A free port below the kernel's range for connections' own ports: a port
+# Free ports below the kernel's range for connections' own ports (a port
 # from that range, freed by a kill, may be handed to one of the tool's
-# connections before the node, Redis or PostgreSQL binds it again.
-free_port() {
-  python3 - <<'PY'
-import random, socket
+# connections before the node, Redis or PostgreSQL binds it again), as many
+# as asked and all different: each is held until all are found.
+free_ports() {
+  python3 - "$1" <<'PY'
+import random, socket, sys
 low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-while True:
-    port = random.randrange(10000, low)
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        print(port)
-        break
+held = []
+while len(held) < int(sys.argv[1]):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(10000, low)))
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in held))
 PY
 }
 as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-pg_port=$(free_port) redis_port=$(free_port)
-node_pids=(0 0) node_ports=("$(free_port)" "$(free_port)")
+read -r pg_port redis_port node_port_1 node_port_2 < <(free_ports 4)
+node_pids=(0 0) node_ports=("$node_port_1" "$node_port_2")
 
 cleanup() {
   for pid in "${node_pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
