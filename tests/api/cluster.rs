@@ -690,7 +690,7 @@ async fn a_publish_redis_never_answers_reaches_the_other_node_through_the_store(
 }
 
 /// Waits until counter `name` of `node` is at least `count`, for `within`.
-async fn counter_reaches(node: &TestApp, name: &str, count: u64, within: Duration) {
+pub(crate) async fn counter_reaches(node: &TestApp, name: &str, count: u64, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     let mut seen = metric(node, name).await;
     while seen < count {
@@ -715,7 +715,7 @@ async fn redis_command(url: &str, words: &[&str]) {
 }
 
 /// A counter of `node`'s `/metrics`; 0 when absent.
-async fn metric(node: &TestApp, name: &str) -> u64 {
+pub(crate) async fn metric(node: &TestApp, name: &str) -> u64 {
     let metrics = node.get("/metrics", None).await.text;
     metrics
         .lines()

@@ -1,10 +1,11 @@
 //! Nodes on a real Redis Cluster (three primaries, each with a replica,
 //! started here from the installed `redis-server` and `redis-cli`): events
 //! cross nodes by sharded pub/sub, each channel is followed on the one shard
-//! that owns its slot, and a primary killed mid-stream (its replica promoted)
-//! loses, duplicates and reorders nothing.
+//! that owns its slot, a primary killed mid-stream (its replica promoted)
+//! loses, duplicates and reorders nothing, and a primary that stalls has
+//! nothing published twice.
 
-use crate::cluster::{bus_ready, seqs};
+use crate::cluster::{bus_ready, counter_reaches, metric, seqs};
 use crate::helpers::{fresh_database, spawn_app_on, TestApp};
 use crate::ws_client::{seqs_resuming, WsClient};
 use serde_json::json;
@@ -182,6 +183,19 @@ impl OwnRedisCluster {
     }
 
     /// Kills the node on `port` with -9.
+    /// Makes the node at `port` hold its clients' writes (`SPUBLISH`
+    /// included) for up to `long`, as a stalled primary would.
+    pub(crate) fn pause_writes(&self, port: u16, long: Duration) {
+        let millis = long.as_millis().to_string();
+        let answer = self.cli(port, &["client", "pause", &millis, "write"]);
+        assert_eq!(answer.as_deref().map(str::trim), Some("OK"));
+    }
+
+    pub(crate) fn resume_writes(&self, port: u16) {
+        let answer = self.cli(port, &["client", "unpause"]);
+        assert_eq!(answer.as_deref().map(str::trim), Some("OK"));
+    }
+
     pub(crate) fn kill(&mut self, port: u16) {
         let node = self.nodes.iter_mut().find(|(p, _)| *p == port).unwrap();
         let mut child = node.1.take().unwrap();
@@ -477,6 +491,39 @@ pub(crate) async fn a_primary_killed_mid_stream(mut cluster: OwnRedisCluster) {
     bus_ready(&[&nodes[0], &nodes[1]]).await;
     nodes[0].say(&ann, chat, "after").await;
     assert_eq!(bob_chat.message().await["seq"], TOTAL as i64 + 1);
+}
+
+/// A primary that leaves the writer's pipeline unanswered (its clients'
+/// writes paused past the publisher's answer timeout): the writer does not
+/// send it again; it names bob in a lost notice, and bob's socket on the
+/// other node gets the message once, whichever way it comes.
+#[tokio::test]
+async fn a_publish_a_primary_never_answers_reaches_the_other_node_once() {
+    let cluster = OwnRedisCluster::start();
+    let (nodes, prefix) = nodes_on(&cluster, 2).await;
+    bus_ready(&[&nodes[0], &nodes[1]]).await;
+    let (ann, bob, chat) = nodes[0].pair().await;
+    let mut bob_chat = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
+    let owner = cluster.owner_of(&format!("{prefix}:user:{}", bob.id));
+    cluster.pause_writes(owner, Duration::from_secs(60));
+    nodes[0].say(&ann, chat, "unanswered").await;
+    let unconfirmed = "chat_bus_unconfirmed_total";
+    counter_reaches(&nodes[0], unconfirmed, 1, Duration::from_secs(10)).await;
+    cluster.resume_writes(owner);
+    assert_eq!(bob_chat.message().await["content"], "unanswered");
+    let extra = bob_chat.recv_within(Duration::from_millis(500)).await;
+    assert!(extra.is_none(), "once: {extra:?}");
+    // The notice named bob: his socket checked the store (its second
+    // catch-up, after the one it made when it joined).
+    counter_reaches(
+        &nodes[1],
+        "chat_ws_resyncs_total",
+        2,
+        Duration::from_secs(5),
+    )
+    .await;
+    let received = metric(&nodes[1], "chat_bus_received_total").await;
+    assert!(received <= 1, "published {received} times");
 }
 
 /// Nodes configured with one node of the cluster find it again after that
