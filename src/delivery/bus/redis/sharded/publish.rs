@@ -5,8 +5,9 @@
 //! primary never answered may have published any part of itself: it is not
 //! sent again, its recipients catch up from the store (as in [`super::super`]).
 
+use super::super::publish::answering;
 use super::super::slots::SlotMap;
-use super::super::{answering, gathered, next_backoff, MIN_BACKOFF};
+use super::super::{gathered, next_backoff, MIN_BACKOFF};
 use super::{connect, Cluster, Seeds};
 use crate::delivery::bus::missed::Missed;
 use crate::delivery::bus::{user_of, Envelope, Wire};
