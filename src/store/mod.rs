@@ -285,7 +285,6 @@ pub struct ChatStanding {
     pub chat: i64,
     /// The other participant.
     pub peer: i64,
-    pub created_at: Timestamp,
     pub last_seq: i64,
     /// The user's own read marker (0 for none).
     pub read_seq: i64,

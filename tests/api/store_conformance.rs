@@ -650,7 +650,6 @@ async fn standings_answer_each_user_with_their_chats(store: Arc<dyn Store>) {
     let seen_with = |peer: &User, read_seq, peer_read_seq| ChatStanding {
         chat,
         peer: peer.id,
-        created_at: found[0].iter().find(|s| s.chat == chat).unwrap().created_at,
         last_seq: 3,
         read_seq,
         peer_read_seq,

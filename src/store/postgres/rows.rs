@@ -43,11 +43,10 @@ pub fn standing_from_row(row: &Row) -> ChatStanding {
     ChatStanding {
         chat: row.get(1),
         peer: row.get(2),
-        created_at: timestamp(row, 3),
-        last_seq: row.get(4),
-        read_seq: row.get(5),
-        peer_read_seq: row.get(6),
-        last_sender: row.get(7),
+        last_seq: row.get(3),
+        read_seq: row.get(4),
+        peer_read_seq: row.get(5),
+        last_sender: row.get(6),
     }
 }
 

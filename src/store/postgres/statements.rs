@@ -66,13 +66,13 @@ const CHATS_PROGRESS: &str = "SELECT q.ord::INT, c.user_low, c.user_high, c.last
 
 /// Of each user of `$1` (in order: ord), the chats that hold messages or
 /// were created at or after `$2` (unix microseconds): id, the other
-/// participant, created_at, `last_seq`, the user's and the other's read
+/// participant, `last_seq`, the user's and the other's read
 /// markers, and the last message's sender when a marker is at it (a
 /// primary-key probe, as in [`CHATS_PROGRESS`]; else 0). Each user's chats
 /// are two index scans, one per side (a user never chats with themselves).
 const CHAT_STANDINGS: &str = "SELECT q.ord::INT, c.id,
             CASE WHEN c.user_low = q.user_id THEN c.user_high ELSE c.user_low END,
-            c.created_at, c.last_seq,
+            c.last_seq,
             CASE WHEN c.user_low = q.user_id THEN c.low_read_seq ELSE c.high_read_seq END,
             CASE WHEN c.user_low = q.user_id THEN c.high_read_seq ELSE c.low_read_seq END,
             CASE WHEN c.last_seq > 0 AND c.last_seq IN (c.low_read_seq, c.high_read_seq)

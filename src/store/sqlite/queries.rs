@@ -161,7 +161,7 @@ pub fn standings_of(
     let mut statement = conn
         .prepare_cached(
             "SELECT c.id, CASE WHEN c.user_low = ?1 THEN c.user_high ELSE c.user_low END,
-                    c.created_at, c.last_seq, coalesce(r.seq, 0), coalesce(p.seq, 0),
+                    c.last_seq, coalesce(r.seq, 0), coalesce(p.seq, 0),
                     coalesce((SELECT m.sender_id FROM messages m
                               WHERE m.chat_id = c.id AND m.seq = c.last_seq), 0)
              FROM chats c
@@ -177,11 +177,10 @@ pub fn standings_of(
             Ok(ChatStanding {
                 chat: row.get(0)?,
                 peer: row.get(1)?,
-                created_at: timestamp(row.get(2)?),
-                last_seq: row.get(3)?,
-                read_seq: row.get(4)?,
-                peer_read_seq: row.get(5)?,
-                last_sender: row.get(6)?,
+                last_seq: row.get(2)?,
+                read_seq: row.get(3)?,
+                peer_read_seq: row.get(4)?,
+                last_sender: row.get(5)?,
             })
         })
         .map_err(failed)?;
