@@ -37,8 +37,9 @@ pub struct Metrics {
     /// Events dropped because the publish queue was full (Redis slow or
     /// down for this node): their users' sockets on other nodes catch up.
     pub bus_dropped: Counter,
-    /// Events sent to Redis that it never confirmed publishing (no
-    /// answer in time, or an error): not sent again; their users catch up.
+    /// Publishes (a batch's events for one recipient) sent to Redis that it
+    /// never confirmed (no answer in time, or an error): not sent again;
+    /// their users catch up.
     pub bus_unconfirmed: Counter,
     pub bus_received: Counter,
     /// Bus events not delivered: not signed by this deployment, or for
@@ -166,7 +167,7 @@ impl Metrics {
         );
         r.register(
             "bus_unconfirmed",
-            "Bus events Redis never confirmed publishing; their users caught up from the store",
+            "Bus publishes (one per recipient and batch) Redis never confirmed; their users caught up from the store",
             self.bus_unconfirmed.clone(),
         );
         r.register(

@@ -57,7 +57,8 @@ pub(in crate::delivery::bus) async fn publish_loop(
                 }
                 Err(error) => {
                     tracing::warn!(%error, "redis did not confirm a publish; its users catch up from the store");
-                    unconfirmed(&missed, &metrics, &batch, notice.as_ref());
+                    unconfirmed(&missed, &batch, notice.as_ref());
+                    metrics.bus_unconfirmed.inc_by(payloads.len() as u64);
                     connection.lost().await;
                     batch.clear();
                 }
@@ -139,10 +140,9 @@ pub(super) fn answering() -> redis::AsyncConnectionConfig {
 /// Notes what a publish Redis never confirmed was for: the recipients of
 /// `batch`, and the users `notice` named (a lost notice may be heard twice,
 /// which costs a catch-up, never a duplicate).
-fn unconfirmed(missed: &Missed, metrics: &Metrics, batch: &[Envelope], notice: Option<&Envelope>) {
+fn unconfirmed(missed: &Missed, batch: &[Envelope], notice: Option<&Envelope>) {
     if let Some(notice) = notice {
         missed.restore(notice);
     }
     missed.note(batch);
-    metrics.bus_unconfirmed.inc_by(batch.len() as u64);
 }
