@@ -660,7 +660,7 @@ async fn a_full_publish_queue_sends_what_it_dropped_through_the_store() {
 /// and their sockets on the other node catch up from the store: the message
 /// arrives once, however it came.
 #[tokio::test]
-async fn a_publish_redis_never_answers_reaches_the_other_node_through_the_store() {
+async fn a_publish_redis_never_answers_is_not_sent_again_and_its_users_catch_up() {
     let deployment = Deployment::start();
     let writer = deployment.node(&[]).await;
     let watcher = deployment.node(&[]).await;

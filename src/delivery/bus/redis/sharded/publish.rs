@@ -83,20 +83,21 @@ fn unconfirmed(
     missed: &Missed,
     metrics: &Metrics,
 ) -> Vec<Publish> {
-    let (users, notices): (Vec<_>, Vec<_>) = publishes
-        .into_iter()
-        .partition(|(channel, _)| user_of(prefix, channel).is_some());
+    let mut users = Vec::new();
+    let mut notices = Vec::new();
+    for publish in publishes {
+        match user_of(prefix, &publish.0) {
+            Some(user) => users.push(user),
+            None => notices.push(publish),
+        }
+    }
     if !users.is_empty() {
         tracing::warn!(
             publishes = users.len(),
             "a redis cluster primary did not confirm a publish; its users catch up from the store"
         );
         metrics.bus_unconfirmed.inc_by(users.len() as u64);
-        missed.note_users(
-            users
-                .iter()
-                .filter_map(|(channel, _)| user_of(prefix, channel)),
-        );
+        missed.note_users(users);
     }
     notices
 }
