@@ -164,24 +164,33 @@ pub fn user_path(token: &str) -> String {
     format!("/ws/?token={token}")
 }
 
-/// A connect path as sent, and for a user socket its first `sync`: `{}`,
-/// or every chat listed after the path's `#` (comma-separated) at 0.
-pub fn user_path_and_sync(path: &str) -> (&str, Option<Bytes>) {
-    if !path.starts_with("/ws/?") {
-        return (path, None);
-    }
-    let Some((path, chats)) = path.split_once('#') else {
-        return (
+/// One socket of a connect storm: the path it upgrades on, and for a user
+/// socket the `sync` it sends once open (so it idles live, not holding its
+/// events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opening {
+    pub path: String,
+    pub first_sync: Option<Bytes>,
+}
+
+impl Opening {
+    /// A socket that sends nothing first: a per-chat socket, or a bare upgrade.
+    pub fn plain(path: String) -> Self {
+        Opening {
             path,
-            Some(Bytes::from_static(br#"{"type":"sync","chats":{}}"#)),
-        );
-    };
-    let cursors: Vec<String> = chats
-        .split(',')
-        .map(|chat| format!(r#""{chat}":0"#))
-        .collect();
-    let sync = format!(r#"{{"type":"sync","chats":{{{}}}}}"#, cursors.join(","));
-    (path, Some(Bytes::from(sync)))
+            first_sync: None,
+        }
+    }
+
+    /// A user socket whose `sync` names each of `chats` at 0 (`{}` for none).
+    pub fn user_socket(token: &str, chats: &[i64]) -> Self {
+        let cursors: Vec<String> = chats.iter().map(|chat| format!(r#""{chat}":0"#)).collect();
+        let sync = format!(r#"{{"type":"sync","chats":{{{}}}}}"#, cursors.join(","));
+        Opening {
+            path: user_path(token),
+            first_sync: Some(Bytes::from(sync)),
+        }
+    }
 }
 
 /// Where `needle` ends in `haystack`. (A byte-by-byte window search here was
@@ -227,25 +236,26 @@ pub async fn next_text(ws: &mut FragmentCollector<TokioIo<Upgraded>>) -> Option<
 
 #[cfg(test)]
 mod tests {
-    use super::{message_fields, send_frame, user_path_and_sync};
+    use super::{message_fields, send_frame, Opening};
 
     #[test]
-    fn a_user_socket_path_carries_the_chats_its_sync_names() {
-        let (path, sync) = user_path_and_sync("/ws/?token=t#7,9");
-        assert_eq!(path, "/ws/?token=t");
-        let sync: serde_json::Value = serde_json::from_slice(&sync.unwrap()).unwrap();
+    fn a_user_socket_opening_syncs_the_chats_it_names() {
+        let opening = Opening::user_socket("t", &[7, 9]);
+        assert_eq!(opening.path, "/ws/?token=t");
+        let sync: serde_json::Value =
+            serde_json::from_slice(opening.first_sync.as_ref().unwrap()).unwrap();
         assert_eq!(
             sync,
             serde_json::json!({"type": "sync", "chats": {"7": 0, "9": 0}})
         );
-        let (path, sync) = user_path_and_sync("/ws/?token=t");
+        let opening = Opening::user_socket("t", &[]);
         assert_eq!(
-            (path, &sync.unwrap()[..]),
-            ("/ws/?token=t", &br#"{"type":"sync","chats":{}}"#[..])
+            &opening.first_sync.unwrap()[..],
+            &br#"{"type":"sync","chats":{}}"#[..]
         );
         assert_eq!(
-            user_path_and_sync("/ws/chat/1/?token=t"),
-            ("/ws/chat/1/?token=t", None)
+            Opening::plain("/ws/chat/1/?token=t".into()).first_sync,
+            None
         );
     }
 

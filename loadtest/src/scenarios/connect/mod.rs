@@ -41,7 +41,14 @@ pub async fn run(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
     let mut usage = ServerUsage::before(&target.pids, &[std::process::id()]);
     let live = Arc::new(AtomicU64::new(0));
     let progress = Progress::start("connect", hold, live.clone());
-    let storm = Storm::open(&target.endpoints, target.paths, 0, args.concurrency, live).await;
+    let storm = Storm::open(
+        &target.endpoints,
+        target.openings,
+        0,
+        args.concurrency,
+        live,
+    )
+    .await;
     usage.all_open();
     tokio::time::sleep_until((storm.began + hold).into()).await;
     usage.end_of_hold();
@@ -65,12 +72,12 @@ fn scenario_name(args: &ConnectArgs) -> &'static str {
     }
 }
 
-/// Where one process's sockets go: the nodes, each socket's path, and the
+/// Where one process's sockets go: the nodes, each socket's opening, and the
 /// processes whose memory is read. Under `--ceiling`, an echo server started
 /// here (kept running while this lives).
 struct Target {
     endpoints: Vec<Endpoint>,
-    paths: Vec<String>,
+    openings: Vec<ws::Opening>,
     pids: Vec<u32>,
     echo: Option<EchoProcess>,
 }
@@ -81,20 +88,20 @@ impl Target {
             let echo = EchoProcess::start().await?;
             return Ok(Target {
                 endpoints: vec![echo.endpoint.clone()],
-                paths: vec!["/".to_owned(); connections],
+                openings: vec![ws::Opening::plain("/".to_owned()); connections],
                 pids: echo.pid().into_iter().collect(),
                 echo: Some(echo),
             });
         }
         let endpoints = Endpoint::resolve_all(&args.target.url).await?;
-        let paths = if args.user_sockets {
-            user_socket_paths(&args.target, connections, args).await?
+        let openings = if args.user_sockets {
+            user_socket_openings(&args.target, connections, args).await?
         } else {
-            authenticated_paths(&args.target, &endpoints[0], connections).await?
+            chat_socket_openings(&args.target, &endpoints[0], connections).await?
         };
         Ok(Target {
             endpoints,
-            paths,
+            openings,
             pids: args.server.pids.clone(),
             echo: None,
         })
@@ -159,43 +166,39 @@ impl Outcome<'_> {
     }
 }
 
-/// Each socket's path: both members of a chat per pair, with their tokens.
-async fn authenticated_paths(
+/// Each socket's opening: both members of a chat per pair, with their tokens.
+async fn chat_socket_openings(
     target: &cli::Target,
     endpoint: &Endpoint,
     connections: usize,
-) -> Result<Vec<String>> {
+) -> Result<Vec<ws::Opening>> {
     let pairs = setup::pairs(target, endpoint, connections.div_ceil(2)).await?;
-    let paths = (0..connections).map(|i| {
+    let openings = (0..connections).map(|i| {
         let pair = &pairs[i / 2];
         let account = if i % 2 == 0 { &pair.a } else { &pair.b };
-        ws::chat_path(pair.chat, &account.token, None)
+        ws::Opening::plain(ws::chat_path(pair.chat, &account.token, None))
     });
-    Ok(paths.collect())
+    Ok(openings.collect())
 }
 
-/// Each socket's path: a user socket per user, each user in `chats_per_user`
-/// chats; with `--sync-every-chat`, the chats its `sync` names follow a `#`
-/// (see [`ws::user_path_and_sync`]).
-async fn user_socket_paths(
+/// Each socket's opening: a user socket per user, each user in
+/// `chats_per_user` chats, whose `sync` names none of them or, with
+/// `--sync-every-chat`, every one.
+async fn user_socket_openings(
     target: &cli::Target,
     connections: usize,
     args: &ConnectArgs,
-) -> Result<Vec<String>> {
+) -> Result<Vec<ws::Opening>> {
     let inboxes = setup::inboxes(target, connections, args.chats_per_user).await?;
     Ok(inboxes
         .iter()
         .map(|inbox| {
-            let path = ws::user_path(&inbox.account.token);
-            if !args.sync_every_chat {
-                return path;
-            }
-            let chats: Vec<String> = inbox
-                .chats
-                .iter()
-                .map(|(chat, _)| chat.to_string())
-                .collect();
-            format!("{path}#{}", chats.join(","))
+            let chats: Vec<i64> = if args.sync_every_chat {
+                inbox.chats.iter().map(|&(chat, _)| chat).collect()
+            } else {
+                Vec::new()
+            };
+            ws::Opening::user_socket(&inbox.account.token, &chats)
         })
         .collect())
 }

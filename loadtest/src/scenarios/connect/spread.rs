@@ -102,7 +102,7 @@ pub async fn work(args: ConnectWorkerArgs) -> Result<()> {
     let live = Arc::new(AtomicU64::new(0));
     let storm = Storm::open(
         &target.endpoints,
-        target.paths,
+        target.openings,
         first,
         connect.concurrency,
         live,

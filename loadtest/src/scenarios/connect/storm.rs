@@ -31,24 +31,24 @@ pub struct Storm {
 }
 
 impl Storm {
-    /// Opens one socket per path, at most `concurrency` handshakes at a time,
-    /// and returns once each has opened or failed. Path `i` is socket
+    /// Opens one socket per opening, at most `concurrency` handshakes at a
+    /// time, and returns once each has opened or failed. Opening `i` is socket
     /// `first + i` of the whole run, which picks its node (round robin over
     /// `endpoints`) and its source address. Opened sockets are held by tasks of
     /// their own until the server closes them or the runtime ends.
     pub async fn open(
         endpoints: &[Endpoint],
-        paths: Vec<String>,
+        openings: Vec<ws::Opening>,
         first: usize,
         concurrency: usize,
         live: Arc<AtomicU64>,
     ) -> Storm {
-        let count = paths.len();
+        let count = openings.len();
         let held = Arc::new(AtomicU64::new(0));
         let limit = Arc::new(Semaphore::new(concurrency.max(1)));
         let began = Instant::now();
         let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel::<Option<Duration>>();
-        for (i, path) in paths.into_iter().enumerate() {
+        for (i, opening) in openings.into_iter().enumerate() {
             let endpoint = endpoints[(first + i) % endpoints.len()].clone();
             let local = loopback_source(&endpoint, first + i);
             let (limit, held, opened) = (limit.clone(), held.clone(), opened_tx.clone());
@@ -57,13 +57,12 @@ impl Storm {
                     return;
                 };
                 let started = Instant::now();
-                let (path, sync) = ws::user_path_and_sync(&path);
-                match ws::connect_idle(&endpoint, path, local).await {
+                match ws::connect_idle(&endpoint, &opening.path, local).await {
                     Ok(socket) => {
                         drop(permit);
                         held.fetch_add(1, Ordering::Relaxed);
                         let _ = opened.send(Some(started.elapsed()));
-                        match sync {
+                        match opening.first_sync {
                             Some(sync) => socket.hold_synced(sync).await,
                             None => socket.hold().await,
                         }
