@@ -59,12 +59,12 @@ var Persisted = class {
     this.store.removeItem(this.key);
   }
 };
-function furthestCursors(stored, mine) {
+function furthestCursors(stored, mine, lowered = /* @__PURE__ */ new Set()) {
   const merged = {};
   for (const [chat, seq] of Object.entries(stored)) {
     if (Number.isSafeInteger(seq)) merged[chat] = seq;
   }
-  for (const [chat, seq] of mine) merged[chat] = Math.max(seq, merged[chat] ?? 0);
+  for (const [chat, seq] of mine) merged[chat] = lowered.has(chat) ? seq : Math.max(seq, merged[chat] ?? 0);
   return merged;
 }
 
@@ -363,6 +363,8 @@ var ChatClient = class _ChatClient extends Emitter {
   #savedTokens;
   /** The last seq passed to the app, per chat. */
   #cursors = /* @__PURE__ */ new Map();
+  /** Chats whose cursor this page moved back (see `#forgetPastEnd`); the next save writes them as they are. */
+  #lowered = /* @__PURE__ */ new Set();
   #cursorsDirty = false;
   /** Synced before: a chat it has no cursor for is new, and starts at 0. */
   #resumed;
@@ -606,7 +608,10 @@ var ChatClient = class _ChatClient extends Emitter {
   async #resume(socket) {
     const list = await this.rest.chats();
     if (this.#socket !== socket) return;
-    for (const chat of list) this.#learn(chat, this.#resumed ? 0 : chat.last_seq);
+    for (const chat of list) {
+      this.#forgetPastEnd(chat);
+      this.#learn(chat, this.#resumed ? 0 : chat.last_seq);
+    }
     for (const chat of list) {
       if (chat.last_seq - this.cursor(chat.id) > this.#options.pageSize) await this.#readThrough(chat.id, chat.last_seq);
       if (this.#socket !== socket) return;
@@ -726,6 +731,20 @@ var ChatClient = class _ChatClient extends Emitter {
     if (!this.#cursors.has(chat.id)) this.#cursors.set(chat.id, startAt);
     this.emit("chat", { ...merged });
   }
+  /**
+   * A cursor past the end of its chat in a list read after every message
+   * this client was given had been stored: the database lost messages the
+   * client had (restored from a backup, or an asynchronous standby promoted).
+   * The chat's next messages take those seqs again, so the cursor moves back
+   * to the chat's end, or they would be dropped as ones already given.
+   */
+  #forgetPastEnd(chat) {
+    if (this.cursor(chat.id) <= chat.last_seq) return;
+    this.#cursors.set(chat.id, chat.last_seq);
+    this.#lowered.add(chat.id);
+    this.#heldBack.delete(chat.id);
+    this.#chats.delete(chat.id);
+  }
   /** One message from the socket or REST: passed on in seq order, once. */
   #accept(message) {
     if (message.sender.id === this.userId) this.#announce(this.#outbox.acknowledge(message));
@@ -810,11 +829,12 @@ var ChatClient = class _ChatClient extends Emitter {
     }
     this.emit("read", event);
   }
-  /** Writes the cursors, none behind the stored ones (see `furthestCursors`). */
+  /** Writes the cursors, none behind the stored ones but those this page lowered (see `furthestCursors`). */
   #saveCursors() {
     this.#cursorsDirty = false;
     const stored = this.#saved.load(null)?.cursors ?? {};
-    this.#saved.save({ cursors: furthestCursors(stored, this.#cursors) });
+    this.#saved.save({ cursors: furthestCursors(stored, this.#cursors, this.#lowered) });
+    this.#lowered.clear();
   }
   /**
    * Saves the cursors once per burst rather than once per message (the whole

@@ -100,6 +100,8 @@ export class ChatClient extends Emitter<ClientEvents> {
   readonly #savedTokens: Persisted<Tokens | null>;
   /** The last seq passed to the app, per chat. */
   readonly #cursors = new Map<number, number>();
+  /** Chats whose cursor this page moved back (see `#forgetPastEnd`); the next save writes them as they are. */
+  readonly #lowered = new Set<number>();
   #cursorsDirty = false;
   /** Synced before: a chat it has no cursor for is new, and starts at 0. */
   #resumed: boolean;
@@ -367,7 +369,10 @@ export class ChatClient extends Emitter<ClientEvents> {
   async #resume(socket: SocketLike): Promise<void> {
     const list = await this.rest.chats();
     if (this.#socket !== socket) return;
-    for (const chat of list) this.#learn(chat, this.#resumed ? 0 : chat.last_seq);
+    for (const chat of list) {
+      this.#forgetPastEnd(chat);
+      this.#learn(chat, this.#resumed ? 0 : chat.last_seq);
+    }
     for (const chat of list) {
       if (chat.last_seq - this.cursor(chat.id) > this.#options.pageSize) await this.#readThrough(chat.id, chat.last_seq);
       if (this.#socket !== socket) return;
@@ -503,6 +508,21 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.emit("chat", { ...merged });
   }
 
+  /**
+   * A cursor past the end of its chat in a list read after every message
+   * this client was given had been stored: the database lost messages the
+   * client had (restored from a backup, or an asynchronous standby promoted).
+   * The chat's next messages take those seqs again, so the cursor moves back
+   * to the chat's end, or they would be dropped as ones already given.
+   */
+  #forgetPastEnd(chat: Chat): void {
+    if (this.cursor(chat.id) <= chat.last_seq) return;
+    this.#cursors.set(chat.id, chat.last_seq);
+    this.#lowered.add(chat.id);
+    this.#heldBack.delete(chat.id);
+    this.#chats.delete(chat.id); // its last message and last_seq were the lost ones'
+  }
+
   /** One message from the socket or REST: passed on in seq order, once. */
   #accept(message: Message): void {
     if (message.sender.id === this.userId) this.#announce(this.#outbox.acknowledge(message));
@@ -599,11 +619,12 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.emit("read", event);
   }
 
-  /** Writes the cursors, none behind the stored ones (see `furthestCursors`). */
+  /** Writes the cursors, none behind the stored ones but those this page lowered (see `furthestCursors`). */
   #saveCursors(): void {
     this.#cursorsDirty = false;
     const stored = this.#saved.load(null)?.cursors ?? {};
-    this.#saved.save({ cursors: furthestCursors(stored, this.#cursors) });
+    this.#saved.save({ cursors: furthestCursors(stored, this.#cursors, this.#lowered) });
+    this.#lowered.clear();
   }
 
   /**

@@ -50,13 +50,19 @@ export class Persisted<T> {
  * The cursors to store: each chat at the furthest of this page's cursor and
  * the stored one. Pages of one user share the storage, and one that lags (a
  * background tab catching up) must not move a stored cursor back: the page
- * loaded next would be handed again what another page was given.
+ * loaded next would be handed again what another page was given. The
+ * exception is a chat in `lowered`: this page found the stored cursor past
+ * the chat's end (the database lost those messages), and its own one stands.
  */
-export function furthestCursors(stored: Record<string, number>, mine: ReadonlyMap<number, number>): Record<string, number> {
+export function furthestCursors(
+  stored: Record<string, number>,
+  mine: ReadonlyMap<number, number>,
+  lowered: ReadonlySet<number> = new Set(),
+): Record<string, number> {
   const merged: Record<string, number> = {};
   for (const [chat, seq] of Object.entries(stored)) {
     if (Number.isSafeInteger(seq)) merged[chat] = seq;
   }
-  for (const [chat, seq] of mine) merged[chat] = Math.max(seq, merged[chat] ?? 0);
+  for (const [chat, seq] of mine) merged[chat] = lowered.has(chat) ? seq : Math.max(seq, merged[chat] ?? 0);
   return merged;
 }

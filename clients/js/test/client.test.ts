@@ -1,6 +1,6 @@
 // The ChatClient against the real server binary: live delivery and the chat
 // list, a server killed mid-stream, sends while offline and across a reload,
-// two pages sharing one storage, sends refused for the rate, long gaps read
+// a stored cursor past its chat's end, two pages sharing one storage, sends refused for the rate, long gaps read
 // through REST, token expiry, a refused refresh, a dead connection replaced, and
 // what the peer saw meanwhile learned from the chat list.
 import assert from "node:assert/strict";
@@ -25,6 +25,7 @@ test("stored cursors never move back: each chat at the furthest of the page's an
   const stored = { "1": 9, "2": 1, "3": 6, "5": Number.NaN };
   assert.deepEqual(furthestCursors(stored, mine), { "1": 9, "2": 3, "3": 6, "4": 7 });
   assert.deepEqual(furthestCursors({}, mine), { "1": 5, "2": 3, "4": 7 });
+  assert.deepEqual(furthestCursors(stored, mine, new Set([1])), { "1": 5, "2": 3, "3": 6, "4": 7 }, "a lowered cursor stands");
 });
 
 test("live: a chat started by the peer, messages in order, unread counts, read markers, typing", async () =>
@@ -208,6 +209,28 @@ test("a send while offline goes out after reconnect, and the outbox survives a r
     assert.deepEqual(reloaded.seqs(chat.id), [2], "the reloaded page resumes after what it had");
     reloaded.client.close();
     b.client.close();
+  }));
+
+test("a stored cursor past its chat's end (the database lost what the page had) moves back: later messages arrive", async () =>
+  withServer(async (server) => {
+    const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+    const bobRest = new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) });
+    const chat = await bobRest.startChat(ann.id);
+    for (const text of ["one", "two"]) await bobRest.send(chat.id, { content: text });
+    // Ann's page was given seqs 1..9 before the database was restored to seq 2.
+    const storage = memoryStore();
+    storage.setItem(`chat-server:${ann.id}:cursors`, JSON.stringify({ cursors: { [chat.id]: 9 } }));
+    const a = new Recorder(clientOf(server, ann, { storage }));
+    a.client.connect();
+    await until("Ann live", () => a.client.state === "live");
+    assert.equal(a.client.cursor(chat.id), 2);
+    assert.equal(a.client.chat(chat.id)!.last_seq, 2);
+
+    await bobRest.send(chat.id, { content: "three" });
+    await until("seq 3 reaches Ann", () => a.seqs(chat.id).includes(3));
+    assert.deepEqual(a.contents(chat.id), ["three"], "nothing before the cursor, nothing twice");
+    await until("the lowered cursor saved", () => JSON.parse(storage.getItem(`chat-server:${ann.id}:cursors`)!).cursors[chat.id] === 3);
+    a.client.close();
   }));
 
 test("two pages of one user on one storage: no send is lost or brought back by the other's saves", async () =>
