@@ -16,6 +16,8 @@
 # three primaries alone and the one Redis alone (what the replicas cost, on
 # shared cores); SINGLE_REPLICA=0 leaves the one Redis alone against a
 # cluster with replicas.
+# REDIS_SERVER / REDIS_CLI run other Redis builds (default: the installed
+# redis-server and redis-cli; Valkey's binaries take the same arguments).
 # SERVER_BIN / LOADTEST_BIN run other builds (nothing is built when both are given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,7 @@ fi
 export SERVER_BIN=${SERVER_BIN:-target/release/chat-server} LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
 duration=${DURATION:-10} pairs=${PAIRS:-100} window=${WINDOW:-16} concurrency=${CONCURRENCY:-64}
 rounds=${ROUNDS:-2}
+redis_server=${REDIS_SERVER:-redis-server} redis_cli=${REDIS_CLI:-redis-cli}
 scratch=$(mktemp -d /tmp/chat-scale.XXXXXX)
 out=${SCALE_OUT:-$scratch/reports}
 mkdir -p "$out"
@@ -38,7 +41,7 @@ pg_ports=(54401 54402 54403)
 as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 cleanup() {
-  for port in "$single_redis" "$single_replica" "${redis_ports[@]}"; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
+  for port in "$single_redis" "$single_replica" "${redis_ports[@]}"; do "$redis_cli" -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
   for n in 0 1 2; do as_postgres "$pg_bin/pg_ctl" -D "$scratch/pg$n" -m immediate stop >/dev/null 2>&1 || true; done
   rm -rf "$scratch/pg0" "$scratch/pg1" "$scratch/pg2" "$scratch"/redis-*
 }
@@ -47,32 +50,32 @@ trap cleanup EXIT
 start_redis() { # port, extra args...
   local port=$1; shift
   mkdir -p "$scratch/redis-$port"
-  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+  "$redis_server" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
     --dir "$scratch/redis-$port" --logfile "$scratch/redis-$port/log" "$@"
-  until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+  until "$redis_cli" -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
 }
 
 start_redis_cluster() {
   for port in "${redis_ports[@]}"; do
     start_redis "$port" --cluster-enabled yes --cluster-node-timeout 5000 --repl-diskless-sync-delay 0
   done
-  redis-cli --cluster create $(printf '127.0.0.1:%s ' "${redis_ports[@]}") --cluster-replicas "$replicas" \
+  "$redis_cli" --cluster create $(printf '127.0.0.1:%s ' "${redis_ports[@]}") --cluster-replicas "$replicas" \
     --cluster-yes >/dev/null
   for port in "${redis_ports[@]}"; do
-    until redis-cli -p "$port" cluster info | grep -q cluster_state:ok; do sleep 0.2; done
+    until "$redis_cli" -p "$port" cluster info | grep -q cluster_state:ok; do sleep 0.2; done
   done
 }
 
 primaries() {
   for port in "${redis_ports[@]}"; do
-    redis-cli -p "$port" role | head -n1 | grep -q master && echo "$port"
+    "$redis_cli" -p "$port" role | head -n1 | grep -q master && echo "$port"
   done
 }
 
 # CPU seconds a Redis process has used (user + system).
 redis_cpu() { # port
   local pid
-  pid=$(redis-cli -p "$1" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+  pid=$("$redis_cli" -p "$1" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
   awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$pid/stat"
 }
 
@@ -88,7 +91,7 @@ cpu_us() {
 }
 
 spublish_calls() { # port
-  redis-cli -p "$1" info commandstats | sed -n 's/^cmdstat_spublish:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
+  "$redis_cli" -p "$1" info commandstats | sed -n 's/^cmdstat_spublish:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
 }
 
 # A primary and two asynchronous streaming standbys.
@@ -119,7 +122,7 @@ start_redis "$single_redis"
 single_ports=("$single_redis")
 if (( single_replicas > 0 )); then
   start_redis "$single_replica" --replicaof 127.0.0.1 "$single_redis"
-  until redis-cli -p "$single_replica" info replication | grep -q master_link_status:up; do sleep 0.2; done
+  until "$redis_cli" -p "$single_replica" info replication | grep -q master_link_status:up; do sleep 0.2; done
   single_ports+=("$single_replica")
 fi
 start_redis_cluster
