@@ -157,7 +157,7 @@ impl Metrics {
         );
         r.register(
             "bus_published",
-            "Messages published to Redis",
+            "Events published to Redis, counted once Redis confirmed every publish of their batch",
             self.bus_published.clone(),
         );
         r.register(

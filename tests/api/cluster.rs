@@ -669,6 +669,10 @@ async fn a_publish_redis_never_answers_is_not_sent_again_and_its_users_catch_up(
     let (ann, bob, chat) = writer.pair().await;
     let mut b = WsClient::connect(&watcher, chat, &bob.access, None).await;
     resyncs_reach(&watcher, 1).await;
+    // The chat's `chat` event, published once the start was answered.
+    let published = "chat_bus_published_total";
+    counter_reaches(&writer, published, 1, Duration::from_secs(5)).await;
+    let published_before = metric(&writer, published).await;
     redis_command(&url, &["CLIENT", "PAUSE", "60000", "WRITE"]).await;
     writer.say(&ann, chat, "unanswered").await;
     counter_reaches(
@@ -687,6 +691,11 @@ async fn a_publish_redis_never_answers_is_not_sent_again_and_its_users_catch_up(
     // it came on is still open): once, never again.
     let received = metric(&watcher, "chat_bus_received_total").await;
     assert!(received <= 1, "published {received} times");
+    assert_eq!(
+        metric(&writer, published).await,
+        published_before,
+        "a batch Redis left unanswered is not counted as published"
+    );
 }
 
 /// Waits until counter `name` of `node` is at least `count`, for `within`.

@@ -505,6 +505,10 @@ async fn a_publish_a_primary_never_answers_reaches_the_other_node_once() {
     let (ann, bob, chat) = nodes[0].pair().await;
     let mut bob_chat = WsClient::connect(&nodes[1], chat, &bob.access, None).await;
     let owner = cluster.owner_of(&format!("{prefix}:user:{}", bob.id));
+    // The chat's `chat` event, published once the start was answered.
+    let published = "chat_bus_published_total";
+    counter_reaches(&nodes[0], published, 1, Duration::from_secs(5)).await;
+    let published_before = metric(&nodes[0], published).await;
     cluster.pause_writes(owner, Duration::from_secs(60));
     nodes[0].say(&ann, chat, "unanswered").await;
     let unconfirmed = "chat_bus_unconfirmed_total";
@@ -524,6 +528,11 @@ async fn a_publish_a_primary_never_answers_reaches_the_other_node_once() {
     .await;
     let received = metric(&nodes[1], "chat_bus_received_total").await;
     assert!(received <= 1, "published {received} times");
+    assert_eq!(
+        metric(&nodes[0], published).await,
+        published_before,
+        "a batch a primary left unanswered is not counted as published"
+    );
 }
 
 /// Nodes configured with one node of the cluster find it again after that

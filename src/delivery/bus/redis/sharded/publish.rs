@@ -35,6 +35,9 @@ pub(in crate::delivery::bus) async fn publish_loop(
         let batch = gathered(first, &mut queue);
         let mut pending = spublishes(&wire, &prefix, &batch, &missed);
         let mut backoff = MIN_BACKOFF;
+        // Whether every publish of the batch was confirmed (what
+        // `bus_published` counts, as on one Redis).
+        let mut whole = true;
         loop {
             if primaries.is_none() {
                 primaries = seeds.cluster(&known).await.map(Primaries::new);
@@ -50,6 +53,7 @@ pub(in crate::delivery::bus) async fn publish_loop(
                 None => false,
             };
             if unanswered {
+                whole = false;
                 // The users just noted hear of it now, not with a later batch.
                 pending.extend(notice(&wire, &prefix, &missed));
             }
@@ -70,7 +74,9 @@ pub(in crate::delivery::bus) async fn publish_loop(
             tokio::time::sleep(backoff).await;
             backoff = next_backoff(backoff);
         }
-        metrics.bus_published.inc_by(batch.len() as u64);
+        if whole {
+            metrics.bus_published.inc_by(batch.len() as u64);
+        }
     }
 }
 
