@@ -206,7 +206,8 @@ django_python() {
 # The TypeScript client (clients/js): type-checked, then its Node tests against
 # the debug binary, each on a fresh PostgreSQL database: every REST call, the
 # server killed mid-stream, sends queued through a database outage, sends
-# while offline and across a reload, token
+# while offline and across a reload, a cursor past its chat's end, markers
+# told again after a bus reconnect (a Redis of its own), token
 # expiry, a refused refresh, a dead connection, the README's example, and the
 # generated types and the served bundle against the server's own.
 client_test() {

@@ -606,13 +606,20 @@ export class ChatClient extends Emitter<ClientEvents> {
       .finally(() => (this.#listing = null));
   }
 
+  /**
+   * A marker the app did not know yet: passed on. One it knew is not (the
+   * server tells markers again after catching a socket up, and markers never
+   * move back).
+   */
   #onRead(event: ReadEvent): void {
     const chat = this.#chats.get(event.chat);
-    if (chat && event.user_id === this.userId && event.seq > chat.read_seq) {
+    if (chat && event.user_id === this.userId) {
+      if (event.seq <= chat.read_seq) return;
       chat.read_seq = event.seq;
       chat.unread_count = Math.max(0, chat.last_seq - chat.read_seq);
       this.emit("chat", { ...chat });
-    } else if (chat && event.user_id !== this.userId && event.seq > chat.peer_read_seq) {
+    } else if (chat) {
+      if (event.seq <= chat.peer_read_seq) return;
       chat.peer_read_seq = event.seq;
       this.emit("chat", { ...chat });
     }

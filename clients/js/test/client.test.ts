@@ -1,6 +1,7 @@
 // The ChatClient against the real server binary: live delivery and the chat
 // list, a server killed mid-stream, sends while offline and across a reload,
-// a stored cursor past its chat's end, two pages sharing one storage, sends refused for the rate, long gaps read
+// a stored cursor past its chat's end, markers told again after a bus
+// reconnect, two pages sharing one storage, sends refused for the rate, long gaps read
 // through REST, token expiry, a refused refresh, a dead connection replaced, and
 // what the peer saw meanwhile learned from the chat list.
 import assert from "node:assert/strict";
@@ -9,6 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { backoffDelay, memoryStore, Rest } from "../src/index.js";
 import { clientOf, closeClients, countingFetch, live, oneTo, Recorder, register, signedOutForGood, until, withServer } from "./helpers.js";
 import { FaultProxy } from "./proxy.js";
+import { TestRedis } from "./redis.js";
 import { furthestCursors } from "../src/storage.js";
 import { TestServer } from "./server.js";
 
@@ -233,6 +235,33 @@ test("a stored cursor past its chat's end (the database lost what the page had) 
     a.client.close();
   }));
 
+test("markers the server tells again after catching the sockets up (its bus reconnected) reach the app once", async () => {
+  const redis = await TestRedis.start();
+  try {
+    await withServer(async (server) => {
+      const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+      const [a, b] = await live(clientOf(server, ann), clientOf(server, bob));
+      const chat = await a.client.rest.startChat(bob.id);
+      a.client.send(chat.id, "seen?");
+      await until("Bob has it", () => b.seqs(chat.id).length === 1);
+      b.client.markRead(chat.id);
+      await until("Ann hears Bob read", () => a.events.read.length === 1);
+
+      const resyncs = await counter(server, "chat_ws_resyncs_total");
+      await redis.dropSubscribers();
+      // Both sockets catch up in place: each is told the markers again.
+      while ((await counter(server, "chat_ws_resyncs_total")) < resyncs + 2) await sleep(50);
+      a.client.send(chat.id, "after the catch-up");
+      await until("Bob has it too", () => b.seqs(chat.id).length === 2);
+      assert.equal(a.events.read.length, 1, "Bob's marker reached Ann's app once");
+      assert.equal(b.events.read.length, 0, "Bob's own marker, which his app set, not passed back");
+      assert.equal(a.client.chat(chat.id)!.peer_read_seq, 1);
+    }, { REDIS_URL: redis.url });
+  } finally {
+    await redis.stop();
+  }
+});
+
 test("two pages of one user on one storage: no send is lost or brought back by the other's saves", async () =>
   withServer(async (server) => {
     const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
@@ -387,6 +416,13 @@ test("what the peer saw while the connection was down comes with the chat list o
     await server.stop();
   }
 });
+
+/** A counter of the server's `/metrics`. */
+async function counter(server: TestServer, name: string): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(" ")[1] ?? 0);
+}
 
 function fixed(access: string) {
   return { access: async () => access, refreshed: async () => access };
