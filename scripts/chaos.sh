@@ -81,6 +81,17 @@ start_node() { # index
   tail -n 20 "$scratch/node$i.log" >&2
   exit 1
 }
+# kill -9, then wait until the process is gone (dead or a zombie): its
+# listening socket is closed only then, and a node started sooner on its port
+# fails to bind. (`wait` cannot: the node is disowned.)
+kill_node() { # index
+  local pid=${node_pids[$1]}
+  kill -9 "$pid" 2>/dev/null || true
+  for _ in $(seq 200); do
+    [[ ! -e /proc/$pid ]] || grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return
+    sleep 0.05
+  done
+}
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
 mkdir -p "$scratch/pg"
@@ -104,7 +115,7 @@ while kill -0 "$verify" 2>/dev/null && (( SECONDS - started < duration )); do
   sleep 1
   t=$(( SECONDS - started ))
   if (( t % kill_every == 0 )); then
-    { kill -9 "${node_pids[1]}"; wait "${node_pids[1]}"; } 2>/dev/null || true
+    kill_node 1
     start_node 1; kills=$((kills + 1)); echo "  ${t}s: node 2 killed (-9) and restarted"
   fi
   if (( t % 90 == 45 )); then
