@@ -250,7 +250,7 @@ test("markers the server tells again after catching the sockets up (its bus reco
       const resyncs = await counter(server, "chat_ws_resyncs_total");
       await redis.dropSubscribers();
       // Both sockets catch up in place: each is told the markers again.
-      while ((await counter(server, "chat_ws_resyncs_total")) < resyncs + 2) await sleep(50);
+      await until("both sockets caught up", async () => (await counter(server, "chat_ws_resyncs_total")) >= resyncs + 2);
       a.client.send(chat.id, "after the catch-up");
       await until("Bob has it too", () => b.seqs(chat.id).length === 2);
       assert.equal(a.events.read.length, 1, "Bob's marker reached Ann's app once");
@@ -404,7 +404,7 @@ test("what the peer saw while the connection was down comes with the chat list o
     await until("Bob has it", () => b.seqs(chat.id).length === 1);
     proxy.freeze(); // Bob's read event goes to a connection that no longer answers
     b.client.markRead(chat.id);
-    while ((await b.client.rest.chats())[0]?.read_seq !== 1) await sleep(20);
+    await until("Bob's read stored", async () => (await b.client.rest.chats())[0]?.read_seq === 1);
     await until("Ann learns it from the chat list", () => a.events.chat.some((c) => c.id === chat.id && c.peer_read_seq === 1), 10_000);
     assert.equal(a.events.read.length, 0, "no read event reached Ann");
     assert.equal(a.client.chat(chat.id)!.peer_read_seq, 1);

@@ -68,11 +68,13 @@ export class Recorder {
   }
 }
 
-/** Waits until `check` returns something truthy, or fails after `ms`. */
-export async function until<T>(what: string, check: () => T | undefined | null | false, ms = 15_000): Promise<T> {
+type Found<T> = T | undefined | null | false;
+
+/** Waits until `check` returns (or resolves to) something truthy, or fails after `ms`. */
+export async function until<T>(what: string, check: () => Found<T> | Promise<Found<T>>, ms = 15_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
-    const value = check();
+    const value = await check();
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);

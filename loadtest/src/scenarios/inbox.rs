@@ -150,16 +150,16 @@ async fn connect_all(nodes: &[Endpoint], inboxes: &[Inbox]) -> Result<Vec<Socket
     let mut opening = Vec::with_capacity(inboxes.len());
     for (i, inbox) in inboxes.iter().enumerate() {
         let node = nodes[i % nodes.len()].clone();
-        let path = ws::user_path(&inbox.account.token);
+        let user_socket = ws::Opening::user_socket(&inbox.account.token, &[]);
         let limit = limit.clone();
         opening.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await?;
-            let mut socket = ws::connect(&node, &path, None).await?;
+            let mut socket = ws::connect(&node, &user_socket.path, None).await?;
             let ready = socket.read_frame().await?;
             if ready.opcode != OpCode::Text || !ready.payload.starts_with(br#"{"type":"ready""#) {
                 return Err("a user socket's first event is not ready".into());
             }
-            let sync = br#"{"type":"sync","chats":{}}"#.to_vec();
+            let sync = user_socket.first_sync.unwrap_or_default().to_vec();
             socket
                 .write_frame(Frame::text(Payload::Owned(sync)))
                 .await?;
