@@ -7,6 +7,7 @@
 # be compared without the noise of a shared two-core box. Example:
 #   scripts/callgrind.sh connect --connections 2000 --duration 1
 #   scripts/callgrind.sh chat --pairs 20 --window 16 --duration 4
+#   scripts/callgrind.sh inbox --users 200 --chats-per-user 20 --senders 20 --duration 4
 # Prints the total and the total per delivered item (socket, message, request);
 # the profile is left in $CALLGRIND_OUT (default /tmp/chat-server.callgrind) for
 # `callgrind_annotate --inclusive=yes`. SERVER_BIN / LOADTEST_BIN run other builds.
@@ -14,7 +15,7 @@
 # in its portable form, several times what the hardware path executes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: scripts/callgrind.sh <chat|connect|rest> [flags]}; shift
+scenario=${1:?usage: scripts/callgrind.sh <chat|inbox|connect|rest> [flags]}; shift
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2; }
 
 # Given both binaries (SERVER_BIN and LOADTEST_BIN), nothing is built.
