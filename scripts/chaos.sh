@@ -72,7 +72,8 @@ start_node() { # index
   local i=$1
   env DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/chat" REDIS_URL="redis://127.0.0.1:$redis_port/" \
     SECRET_KEY=chaos-secret-0123456789abcdef0123456789 BIND="127.0.0.1:${node_ports[$i]}" RUST_LOG=warn \
-    RATE_LIMIT_SENDS_PER_SEC=0 RATE_LIMIT_AUTH_PER_MIN=0 WS_MAX_SOCKETS_PER_USER=0 MAX_CONNECTIONS_PER_ADDRESS=0 \
+    RATE_LIMIT_SENDS_PER_SEC=0 RATE_LIMIT_AUTH_PER_MIN=0 RATE_LIMIT_NEW_CHATS_PER_MIN=0 \
+    WS_MAX_SOCKETS_PER_USER=0 MAX_CONNECTIONS_PER_ADDRESS=0 \
     "$server" >> "$scratch/node$i.log" 2>&1 &
   node_pids[i]=$!
   disown "${node_pids[i]}" # killed on purpose: no job report

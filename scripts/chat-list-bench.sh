@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SECRET_KEY=loadtest-secret-0123456789abcdef0123456789 RATE_LIMIT_SENDS_PER_SEC=0 RATE_LIMIT_AUTH_PER_MIN=0
+export RATE_LIMIT_NEW_CHATS_PER_MIN=0
 if [[ ${STORE:-postgres} == sqlite ]]; then
   export DATA_DIR; DATA_DIR=$(mktemp -d /tmp/chat-biglist.XXXXXX)
   unset DATABASE_URL

@@ -16,6 +16,7 @@ PG=${PG:-"postgres://postgres@127.0.0.1:5432"}
 export SECRET_KEY=${SECRET_KEY:-loadtest-secret-0123456789abcdef0123456789}
 # A load test is one client sending as fast as it can: lift the abuse limits.
 export RATE_LIMIT_SENDS_PER_SEC=${RATE_LIMIT_SENDS_PER_SEC:-0} RATE_LIMIT_AUTH_PER_MIN=${RATE_LIMIT_AUTH_PER_MIN:-0}
+export RATE_LIMIT_NEW_CHATS_PER_MIN=${RATE_LIMIT_NEW_CHATS_PER_MIN:-0}
 export WS_MAX_SOCKETS_PER_USER=${WS_MAX_SOCKETS_PER_USER:-0} MAX_CONNECTIONS_PER_ADDRESS=${MAX_CONNECTIONS_PER_ADDRESS:-0}
 # STORE=sqlite runs the server on its embedded store (a fresh DATA_DIR); the tool
 # then sets up users through the API.

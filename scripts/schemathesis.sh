@@ -35,7 +35,7 @@ start_server() {
   dir=$(mktemp -d "$scratch/run.XXXXXX")
   url="http://127.0.0.1:$port"
   env -i -C "$dir" BIND="127.0.0.1:$port" RATE_LIMIT_SENDS_PER_SEC=0 RATE_LIMIT_AUTH_PER_MIN=0 \
-    RATE_LIMIT_SEARCH_PER_MIN=0 RATE_LIMIT_LOGIN_FAILURES_PER_EMAIL_PER_MIN=0 \
+    RATE_LIMIT_SEARCH_PER_MIN=0 RATE_LIMIT_LOGIN_FAILURES_PER_EMAIL_PER_MIN=0 RATE_LIMIT_NEW_CHATS_PER_MIN=0 \
     "$server" > "$dir/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null "$url/healthz" && break; sleep 0.1; done

@@ -120,7 +120,7 @@ loadtest_smoke() {
   local db="chat_test_loadtest_smoke" port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   export DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$db" SECRET_KEY="loadtest-smoke-secret-0123456789abcdef"
-  export RATE_LIMIT_SENDS_PER_SEC=0 RATE_LIMIT_AUTH_PER_MIN=0 WS_MAX_SOCKETS_PER_USER=0 MAX_CONNECTIONS_PER_ADDRESS=0
+  export RATE_LIMIT_SENDS_PER_SEC=0 RATE_LIMIT_AUTH_PER_MIN=0 RATE_LIMIT_NEW_CHATS_PER_MIN=0 WS_MAX_SOCKETS_PER_USER=0 MAX_CONNECTIONS_PER_ADDRESS=0
   BIND="127.0.0.1:$port" RUST_LOG=warn target/debug/chat-server > "$SCRATCH/server.log" 2>&1 &
   local pid=$! url="http://127.0.0.1:$port"
   for _ in $(seq 100); do curl -s -o /dev/null "$url/api/chat/chats/" && break; sleep 0.1; done

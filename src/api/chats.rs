@@ -10,7 +10,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 /// `{user_id}` → 201 with a new chat, or 200 with the existing one (whoever
-/// started it).
+/// started it). Starting chats is limited per user
+/// (`RATE_LIMIT_NEW_CHATS_PER_MIN`): each new one notifies someone else, so
+/// one account must not reach every user. Past the limit an existing chat is
+/// still answered; a new one gets 429.
 pub async fn start(
     state: &AppState,
     request: Request<Incoming>,
@@ -32,7 +35,15 @@ pub async fn start(
         .user(other_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let started = state.store.start_chat(&me, &other).await?;
+    let started = match state.limiters.new_chats.check(me.id) {
+        Ok(()) => state.store.start_chat(&me, &other).await?,
+        Err(wait) => {
+            return match state.store.chat_between(&me, &other).await? {
+                Some(chat) => Ok(ok(&chat)),
+                None => Err(ApiError::Throttled(wait)),
+            }
+        }
+    };
     if !started.created {
         return Ok(ok(&started.chat));
     }

@@ -116,6 +116,8 @@ pub struct Limiters {
     pub login_failures: RateLimiter,
     /// User searches per user.
     pub search: RateLimiter,
+    /// Chats started per user (each notifies its other participant).
+    pub new_chats: RateLimiter,
     /// `sync` events per user, across the user's sockets.
     pub syncs: RateLimiter,
     /// Sends per user (REST and WebSocket).
@@ -173,6 +175,7 @@ impl Limiters {
                 limits.login_failures_per_email_per_minute,
             ),
             search: RateLimiter::new(limits.searches_per_minute / 60.0, limits.searches_burst),
+            new_chats: RateLimiter::new(limits.new_chats_per_minute / 60.0, limits.new_chats_burst),
             syncs: RateLimiter::new(limits.syncs_per_minute / 60.0, limits.syncs_burst),
             sends: RateLimiter::new(limits.sends_per_second, limits.sends_burst),
             typing: RateLimiter::new(1.0 / typing_interval.max(0.001), 1.0),

@@ -74,6 +74,10 @@ pub struct Limits {
     /// User searches per user per minute (0 = no limit), and at once.
     pub searches_per_minute: f64,
     pub searches_burst: f64,
+    /// Chats a user may start per minute (0 = no limit), and at once; an
+    /// existing chat is answered past the limit.
+    pub new_chats_per_minute: f64,
+    pub new_chats_burst: f64,
     /// `sync` events per user: each reads where up to 1,000 chats stand.
     pub syncs_per_minute: f64,
     pub syncs_burst: f64,
@@ -229,6 +233,8 @@ fn limits(env: &Env) -> Result<Limits, ConfigError> {
         auth_burst: env.number("RATE_LIMIT_AUTH_BURST", 20.0)?,
         searches_per_minute: env.number("RATE_LIMIT_SEARCH_PER_MIN", 60.0)?,
         searches_burst: env.number("RATE_LIMIT_SEARCH_BURST", 20.0)?,
+        new_chats_per_minute: env.number("RATE_LIMIT_NEW_CHATS_PER_MIN", 20.0)?,
+        new_chats_burst: env.number("RATE_LIMIT_NEW_CHATS_BURST", 20.0)?,
         syncs_per_minute: env.number("RATE_LIMIT_SYNC_PER_MIN", 60.0)?,
         syncs_burst: env.number("RATE_LIMIT_SYNC_BURST", 20.0)?,
         login_failures_per_email_per_minute: env

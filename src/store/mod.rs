@@ -342,6 +342,9 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the chat of the two users, creating it when it does not exist,
     /// as `a` (the starter) sees it.
     async fn start_chat(&self, a: &User, b: &User) -> Result<StartedChat, StoreError>;
+    /// The chat of the two users as `a` sees it, if they have one (nothing
+    /// is created).
+    async fn chat_between(&self, a: &User, b: &User) -> Result<Option<Chat>, StoreError>;
     /// One chat as `reader` sees it; `None` when it does not exist or the
     /// reader takes no part in it.
     async fn chat(&self, chat_id: i64, reader: i64) -> Result<Option<Chat>, StoreError>;

@@ -163,6 +163,10 @@ impl Store for PatientStore {
         self.again(|| self.inner.start_chat(a, b)).await
     }
 
+    async fn chat_between(&self, a: &User, b: &User) -> Result<Option<Chat>, StoreError> {
+        self.again(|| self.inner.chat_between(a, b)).await
+    }
+
     async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError> {
         self.again(|| self.inner.user_and_chat(user_id, chat_id))
             .await

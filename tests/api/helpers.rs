@@ -260,6 +260,7 @@ fn test_vars(database: &str, overrides: &[(&str, &str)]) -> (String, HashMap<Str
         ("RATE_LIMIT_AUTH_PER_MIN", "0"),
         ("RATE_LIMIT_LOGIN_FAILURES_PER_EMAIL_PER_MIN", "0"),
         ("RATE_LIMIT_SYNC_PER_MIN", "0"),
+        ("RATE_LIMIT_NEW_CHATS_PER_MIN", "0"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -168,7 +168,15 @@ async fn users_and_credentials(store: Arc<dyn Store>) {
 
 async fn chats_are_unique_per_pair(store: Arc<dyn Store>) {
     let (a, b) = (user(&store, "ann").await, user(&store, "bob").await);
+    assert!(store.chat_between(&a, &b).await.unwrap().is_none());
     let first = store.start_chat(&a, &b).await.unwrap();
+    let found = store
+        .chat_between(&b, &a)
+        .await
+        .unwrap()
+        .expect("the pair's chat");
+    assert_eq!(found.id, first.chat.id, "found from either side");
+    assert_eq!(found.participants.map(|u| u.id), [a.id, b.id]);
     let again = store.start_chat(&b, &a).await.unwrap();
     assert!(first.created && !again.created);
     assert_eq!(first.chat.id, again.chat.id);

@@ -808,6 +808,7 @@ export interface components {
                     408: components["responses"]["RequestTimeout"];
                     413: components["responses"]["PayloadTooLarge"];
                     415: components["responses"]["UnsupportedMediaType"];
+                    429: components["responses"]["TooManyRequests"];
                     503: components["responses"]["Unavailable"];
                 };
             };

@@ -32,6 +32,7 @@ export class TestServer {
       RATE_LIMIT_SENDS_PER_SEC: "0",
       RATE_LIMIT_AUTH_PER_MIN: "0",
       RATE_LIMIT_SEARCH_PER_MIN: "0",
+      RATE_LIMIT_NEW_CHATS_PER_MIN: "0",
       ...database,
       ...env,
     });

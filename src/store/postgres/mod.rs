@@ -294,6 +294,15 @@ impl Store for PgStore {
         })
     }
 
+    async fn chat_between(&self, a: &User, b: &User) -> Result<Option<Chat>, StoreError> {
+        let key = pair_key(a.id, b.id);
+        let row = self.row(|s| &s.chat_id_by_pair, &[&key]).await?;
+        match row {
+            Some(row) => Ok(Some(self.chat_by_id(row.get(0), a.id).await?)),
+            None => Ok(None),
+        }
+    }
+
     async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError> {
         let mut found = self.users_and_chats(&[(user_id, chat_id)]).await?;
         found

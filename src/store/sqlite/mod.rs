@@ -196,6 +196,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn chat_between(&self, a: &User, b: &User) -> Result<Option<Chat>, StoreError> {
+        let key = pair_key(a.id, b.id);
+        let a_id = a.id;
+        self.call(false, move |conn| {
+            let id: Option<i64> = conn
+                .query_row("SELECT id FROM chats WHERE pair_key = ?", [&key], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(failed)?;
+            match id {
+                Some(id) => chat_by_id(conn, id, a_id),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     async fn user_and_chat(
         &self,
         user_id: i64,

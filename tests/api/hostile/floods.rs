@@ -3,7 +3,7 @@
 //! search is limited per user, bounded, goes through a trigram index, and an
 //! empty query lists no one.
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{spawn_app_with, Reply, TestApp, TestUser};
 use crate::ws_client::{Received, WsClient};
 use serde_json::json;
 use std::time::Duration;
@@ -85,6 +85,43 @@ async fn user_search_is_limited_per_user() {
     app.get("/api/users/?q=ann", Some(&bob.access))
         .await
         .expect(200);
+}
+
+#[tokio::test]
+async fn starting_chats_is_limited_per_user_but_existing_ones_are_still_answered() {
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_NEW_CHATS_PER_MIN", "60"),
+        ("RATE_LIMIT_NEW_CHATS_BURST", "2"),
+    ])
+    .await;
+    let ann = app.user("ann").await;
+    let (bob, cat, dan) = (
+        app.user("bob").await,
+        app.user("cat").await,
+        app.user("dan").await,
+    );
+    let with_bob = start(&app, &ann, &bob).await.expect(201)["id"].clone();
+    start(&app, &ann, &cat).await.expect(201);
+    let refused = start(&app, &ann, &dan).await;
+    refused.expect(429);
+    assert!(refused.headers.contains_key("retry-after"));
+    let dans = app.get("/api/chat/chats/", Some(&dan.access)).await;
+    assert_eq!(
+        *dans.expect(200),
+        json!([]),
+        "a refused start creates nothing"
+    );
+    // Past the limit an existing chat is still answered (clients call start
+    // to open one), and the limit is ann's alone.
+    assert_eq!(start(&app, &ann, &bob).await.expect(200)["id"], with_bob);
+    assert_eq!(start(&app, &bob, &ann).await.expect(200)["id"], with_bob);
+    start(&app, &dan, &ann).await.expect(201);
+}
+
+/// `who` starts (or finds) the chat with `with`.
+async fn start(app: &TestApp, who: &TestUser, with: &TestUser) -> Reply {
+    let body = json!({ "user_id": with.id });
+    app.post("/api/chat/start/", Some(&who.access), &body).await
 }
 
 #[tokio::test]
