@@ -55,6 +55,8 @@ pub type Histories = ReadBatcher<HistoryRead, Option<History>>;
 pub type Progresses = ReadBatcher<i64, Option<ChatProgress>>;
 /// Batched reads of where a user's chats stand, for user sockets' resyncs.
 pub type Standings = ReadBatcher<StandingsRead, Vec<ChatStanding>>;
+/// Batched probes of whether a user has a chat that holds a message.
+pub type MessagedUsers = ReadBatcher<i64, bool>;
 
 /// Everything a handler needs, in groups by job.
 pub struct AppState {
@@ -101,6 +103,9 @@ pub struct Reads {
     /// Where each of a user's chats stands, for the same reason, batched: a
     /// bus outage has every user socket of a node ask at once.
     pub standings: Standings,
+    /// Whether a user has a chat with messages: a user socket that has no
+    /// position in any chat closes on the first, and need not read them all.
+    pub messaged_users: MessagedUsers,
     /// Stored messages' JSON, so history pages read only what this node lacks.
     pub history_cache: HistoryCache,
     /// Confirmed memberships, so a REST send needs no membership query.
@@ -185,7 +190,8 @@ impl Limiters {
 }
 
 /// The batched readers (`lanes` lanes each for membership lookups, history
-/// pages, and resyncs' chat progress and standings) and the node's caches.
+/// pages, and resyncs' chat progress, standings and probes for messages) and
+/// the node's caches.
 fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
     let for_lookups = store.clone();
     let lookups = ReadBatcher::start(lanes, move |pairs: Vec<(i64, i64)>| {
@@ -207,11 +213,17 @@ fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
         let store = for_standings.clone();
         async move { store.chat_standings(&reads).await }
     });
+    let for_messaged = store.clone();
+    let messaged_users = ReadBatcher::start(lanes, move |users: Vec<i64>| {
+        let store = for_messaged.clone();
+        async move { store.users_with_messages(&users).await }
+    });
     Reads {
         lookups,
         histories,
         progress,
         standings,
+        messaged_users,
         history_cache: HistoryCache::new(
             paging.history_cache_bytes,
             usize::try_from(paging.max_page_size).unwrap_or(0),

@@ -367,6 +367,10 @@ pub trait Store: Send + Sync + 'static {
         &self,
         reads: &[StandingsRead],
     ) -> Result<Vec<Vec<ChatStanding>>, StoreError>;
+    /// For each of `users`, in order, whether any of their chats holds a
+    /// message: a first probe per user, where [`Store::chat_standings`]
+    /// reads every chat.
+    async fn users_with_messages(&self, users: &[i64]) -> Result<Vec<bool>, StoreError>;
     /// The user (when active) and the chat in one round trip (for a send or a
     /// handshake).
     async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError>;

@@ -191,6 +191,10 @@ impl Store for PatientStore {
         self.again(|| self.inner.chat_standings(reads)).await
     }
 
+    async fn users_with_messages(&self, users: &[i64]) -> Result<Vec<bool>, StoreError> {
+        self.again(|| self.inner.users_with_messages(users)).await
+    }
+
     async fn chat_positions(
         &self,
         user_id: i64,

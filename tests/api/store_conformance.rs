@@ -642,11 +642,16 @@ async fn standings_answer_each_user_with_their_chats(store: Arc<dyn Store>) {
     let (a, b, chat) = chat_of(&store).await;
     let c = user(&store, "cat").await;
     let empty = store.start_chat(&c, &a).await.unwrap().chat;
+    let users = [a.id, b.id, c.id, 0];
+    let none_yet = store.users_with_messages(&users).await.unwrap();
+    assert_eq!(none_yet, [false; 4], "every chat empty");
     let batch: Vec<NewMessage> = (0..3)
         .map(|i| message(chat, &a, &format!("{i}"), None))
         .collect();
     store.append_messages(&batch).await.unwrap();
     store.mark_read(chat, b.id, 2).await.unwrap();
+    let messaged = store.users_with_messages(&users).await.unwrap();
+    assert_eq!(messaged, [true, true, false, false], "cat's chat is empty");
     let reads = |created_since| {
         [a.id, b.id, c.id, 0].map(|user| StandingsRead {
             user,

@@ -367,6 +367,20 @@ impl Store for PgStore {
         Ok(found)
     }
 
+    async fn users_with_messages(&self, users: &[i64]) -> Result<Vec<bool>, StoreError> {
+        let rows = self
+            .read_rows(|s| &s.users_with_messages, &[&users])
+            .await?;
+        let mut found = vec![false; users.len()];
+        for row in rows {
+            let slot = ord_index(&row, users.len())
+                .and_then(|index| found.get_mut(index))
+                .ok_or(StoreError::Inconsistent("a user row out of range"))?;
+            *slot = true;
+        }
+        Ok(found)
+    }
+
     async fn chat(&self, chat_id: i64, reader: i64) -> Result<Option<Chat>, StoreError> {
         let row = self.row(|s| &s.chat_by_id, &[&chat_id, &reader]).await?;
         Ok(row

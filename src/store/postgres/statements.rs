@@ -89,6 +89,13 @@ const CHAT_STANDINGS: &str = "SELECT q.ord::INT, c.id,
      WHERE c.last_seq > 0
         OR c.created_at >= 'epoch'::timestamptz + q.since * interval '1 microsecond'";
 
+/// Of the users in `$1`, the places (from 1) of those with a chat that holds
+/// a message: each probe stops at the first such chat of the user's.
+const USERS_WITH_MESSAGES: &str = "SELECT q.ord::INT
+     FROM unnest($1::BIGINT[]) WITH ORDINALITY AS q(user_id, ord)
+     WHERE EXISTS (SELECT 1 FROM chats WHERE user_low = q.user_id AND last_seq > 0)
+        OR EXISTS (SELECT 1 FROM chats WHERE user_high = q.user_id AND last_seq > 0)";
+
 /// Columns of a chat row with both participants, its last message, and where
 /// the reader (`$reader`) and the other participant stand in it; see [`super::rows::chat_from_row`] for
 /// their positions.
@@ -280,6 +287,7 @@ pub struct Statements {
     pub users_and_chats: Statement,
     pub chats_progress: Statement,
     pub chat_standings: Statement,
+    pub users_with_messages: Statement,
     pub chat_by_id: Statement,
     pub chats_of: Statement,
     pub chat_positions: Statement,
@@ -307,6 +315,7 @@ impl Statements {
             users_and_chats: client.prepare(USERS_AND_CHATS).await?,
             chats_progress: client.prepare(CHATS_PROGRESS).await?,
             chat_standings: client.prepare(CHAT_STANDINGS).await?,
+            users_with_messages: client.prepare(USERS_WITH_MESSAGES).await?,
             chat_by_id: client.prepare(CHAT_BY_ID).await?,
             chats_of: client.prepare(CHATS_OF).await?,
             chat_positions: client.prepare(CHAT_POSITIONS).await?,

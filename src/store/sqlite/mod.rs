@@ -264,6 +264,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn users_with_messages(&self, users: &[i64]) -> Result<Vec<bool>, StoreError> {
+        let users = users.to_vec();
+        self.call(false, move |conn| {
+            let mut probe = conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM chats
+                     WHERE (user_low = ?1 OR user_high = ?1) AND last_seq > 0)",
+                )
+                .map_err(failed)?;
+            users
+                .iter()
+                .map(|user| probe.query_row([user], |row| row.get(0)).map_err(failed))
+                .collect()
+        })
+        .await
+    }
+
     async fn chat(&self, chat_id: i64, reader: i64) -> Result<Option<Chat>, StoreError> {
         self.call(false, move |conn| {
             let chat = chat_by_id(conn, chat_id, reader)?;

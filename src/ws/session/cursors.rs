@@ -178,6 +178,14 @@ impl Cursors {
         known.learn((me, cursor.peer), stored)
     }
 
+    /// Whether the socket knows its client's position in any chat.
+    pub(super) fn any_placed(&self) -> bool {
+        match self {
+            Cursors::One(cursor, _) => cursor.has(PLACED),
+            Cursors::Many(cursors) => cursors.iter().any(|c| c.has(PLACED)),
+        }
+    }
+
     /// Whether this is a user socket's (every chat of its user).
     pub(super) fn all_chats(&self) -> bool {
         matches!(self, Cursors::Many(_))
@@ -206,8 +214,11 @@ mod tests {
             panic!()
         };
         assert_eq!(list.iter().map(|c| c.chat).collect::<Vec<_>>(), [3, 4, 9]);
+        assert!(!cursors.any_placed(), "met, but no position known");
         cursors.get_mut(4).unwrap().flags |= DELIVERED;
         assert!(cursors.get(4).unwrap().has(DELIVERED));
+        cursors.get_mut(3).unwrap().flags |= PLACED;
+        assert!(cursors.any_placed());
         assert!(!cursors.get(9).unwrap().has(DELIVERED | PLACED));
         assert!(cursors.all_chats());
         assert!(cursors.markers_to_tell(7, [(7, 1), (8, 1)]).is_empty());

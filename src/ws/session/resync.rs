@@ -23,7 +23,9 @@
 //! by `sync`, nothing delivered since `ready`) may have had messages stored
 //! after `ready` that the bus lost, and which ones is unknown: the socket
 //! closes with 4009 and its client resumes with `sync`. So does a socket
-//! whose client has not sent its first `sync` yet.
+//! whose client has not sent its first `sync` yet, and one with no position
+//! in any chat once a probe finds a chat of its user's with messages (its
+//! client synced `{}`: the standings are not read).
 //!
 //! Every message committed before the standings were read is replayed;
 //! every one committed after it reaches the outbox (the bus follows the user
@@ -129,6 +131,13 @@ impl Session<'_> {
     /// A user socket's resync (see the module note).
     async fn resync_every_chat(&mut self) -> Result<(), End> {
         if self.holding {
+            return Err(End::Closed(close::RESYNC));
+        }
+        // With no position in any chat, the first chat that holds a message
+        // closes the socket: one probe finds it, where the standings read
+        // every chat (an outage has every such socket of a node ask at once).
+        let placed = self.cursors.any_placed();
+        if !placed && self.state.reads.messaged_users.ask(self.user_id).await? {
             return Err(End::Closed(close::RESYNC));
         }
         let read = StandingsRead {
