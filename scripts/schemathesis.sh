@@ -34,7 +34,8 @@ start_server() {
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   dir=$(mktemp -d "$scratch/run.XXXXXX")
   url="http://127.0.0.1:$port"
-  env -i -C "$dir" BIND="127.0.0.1:$port" RATE_LIMIT_SENDS_PER_SEC=0 RATE_LIMIT_AUTH_PER_MIN=0 \
+  env -i -C "$dir" BIND="127.0.0.1:$port" ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 \
+    RATE_LIMIT_SENDS_PER_SEC=0 RATE_LIMIT_AUTH_PER_MIN=0 \
     RATE_LIMIT_SEARCH_PER_MIN=0 RATE_LIMIT_LOGIN_FAILURES_PER_EMAIL_PER_MIN=0 RATE_LIMIT_NEW_CHATS_PER_MIN=0 \
     "$server" > "$dir/server.log" 2>&1 &
   pid=$!
