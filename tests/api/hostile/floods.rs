@@ -1,7 +1,7 @@
 //! Floods of cheap events: read markers are coalesced (a burst becomes a write
 //! or two, the highest wins), typing is limited per user across sockets, user
 //! search is limited per user, bounded, goes through a trigram index, and an
-//! empty query lists no one.
+//! empty query lists no one; starting chats is limited per user.
 
 use crate::helpers::{spawn_app_with, Reply, TestApp, TestUser};
 use crate::ws_client::{Received, WsClient};
