@@ -4,7 +4,7 @@
 use super::floor::{idle_note, Floor};
 use super::verdict::{judged, whole, Status, Verdict};
 use super::{Run, Target};
-use crate::report::{Figures, Report, RestFigures};
+use crate::report::{ChatFigures, Figures, InboxFigures, Report, RestFigures};
 
 pub fn chat_rate(target: &Target, run: &Run<'_>) -> Verdict {
     let Some(chat) = &run.reports.chat else {
@@ -165,8 +165,50 @@ pub fn inbox_to_chat(target: &Target, run: &Run<'_>) -> Verdict {
         figures.stored.map_or("?".into(), |n| whole(n as f64)),
         whole(figures.acknowledged as f64)
     );
+    let measured = measured + &cpu_per_message(figures, &chat.figures);
     let failed = [inbox.failed(), chat.failed()];
     judged(target.text, &failed, measured, r >= target.bound)
+}
+
+/// `"; CPU µs per message, inbox / chat: database a / b, server ..., tester
+/// ... (sum / sum: 0.50×)"`: with the cores busy in both runs, the inbox
+/// ratio follows what each delivered message costs; empty when a figure is
+/// missing.
+fn cpu_per_message(inbox: &InboxFigures, chat: &ChatFigures) -> String {
+    let pairs = [
+        (
+            "database",
+            inbox.database_cpu_per_message_us,
+            chat.database_cpu_per_message_us,
+        ),
+        (
+            "server",
+            inbox.server_cpu_per_message_us,
+            chat.server_cpu_per_message_us,
+        ),
+        (
+            "tester",
+            inbox.tool_cpu_per_message_us,
+            chat.tool_cpu_per_message_us,
+        ),
+    ];
+    let mut parts = Vec::with_capacity(pairs.len());
+    let (mut inbox_sum, mut chat_sum) = (0.0, 0.0);
+    for (who, inbox, chat) in pairs {
+        let (Some(inbox), Some(chat)) = (inbox, chat) else {
+            return String::new();
+        };
+        parts.push(format!("{who} {inbox:.1} / {chat:.1}"));
+        (inbox_sum, chat_sum) = (inbox_sum + inbox, chat_sum + chat);
+    }
+    if inbox_sum <= 0.0 {
+        return String::new();
+    }
+    format!(
+        "; CPU µs per message, inbox / chat: {} ({inbox_sum:.1} / {chat_sum:.1}: {:.2}×)",
+        parts.join(", "),
+        chat_sum / inbox_sum
+    )
 }
 
 /// The user-socket storm's rate against the per-chat one of the same run;

@@ -398,3 +398,32 @@ fn whole_numbers_are_grouped_by_thousands() {
     assert_eq!(whole(1_000.0), "1,000");
     assert_eq!(whole(1_234_567.0), "1,234,567");
 }
+
+#[test]
+fn the_inbox_row_says_what_a_message_costs_in_each_run() {
+    let mut run = full_run();
+    let inbox = &mut run.inbox.as_mut().unwrap().figures;
+    inbox.database_cpu_per_message_us = Some(16.0);
+    inbox.server_cpu_per_message_us = Some(6.0);
+    inbox.tool_cpu_per_message_us = Some(6.0);
+    let figures = &mut chat(&mut run).figures;
+    figures.database_cpu_per_message_us = Some(8.0);
+    figures.server_cpu_per_message_us = Some(4.0);
+    figures.tool_cpu_per_message_us = Some(2.0);
+    let verdicts = evaluate(&run, 50_000);
+    assert!(
+        verdicts[6].measured.ends_with(
+            "; CPU µs per message, inbox / chat: database 16.0 / 8.0, server 6.0 / 4.0, \
+             tester 6.0 / 2.0 (28.0 / 14.0: 0.50×)"
+        ),
+        "{}",
+        verdicts[6].measured
+    );
+
+    chat(&mut run).figures.tool_cpu_per_message_us = None;
+    let verdicts = evaluate(&run, 50_000);
+    assert!(
+        !verdicts[6].measured.contains("CPU µs"),
+        "a figure missing: no comparison"
+    );
+}
