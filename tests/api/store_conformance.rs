@@ -194,6 +194,21 @@ async fn chats_are_unique_per_pair(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!((user, chat), (None, None));
+    append(&store, &[message(first.chat.id, &a, "hi", None)]).await;
+    let (by_b, by_a) = (
+        store.chat_between(&b, &a).await.unwrap().unwrap(),
+        store.chat_between(&a, &b).await.unwrap().unwrap(),
+    );
+    assert_eq!(
+        (by_b.last_seq, by_b.read_seq, by_b.unread_count),
+        (1, 0, 1),
+        "as the one asking sees it"
+    );
+    assert_eq!(
+        (by_a.read_seq, by_a.unread_count),
+        (1, 0),
+        "the sender read it"
+    );
 }
 
 async fn seq_is_gap_free_under_concurrent_writers(store: Arc<dyn Store>) {

@@ -296,11 +296,8 @@ impl Store for PgStore {
 
     async fn chat_between(&self, a: &User, b: &User) -> Result<Option<Chat>, StoreError> {
         let key = pair_key(a.id, b.id);
-        let row = self.row(|s| &s.chat_id_by_pair, &[&key]).await?;
-        match row {
-            Some(row) => Ok(Some(self.chat_by_id(row.get(0), a.id).await?)),
-            None => Ok(None),
-        }
+        let row = self.row(|s| &s.chat_by_pair, &[&key, &a.id]).await?;
+        Ok(row.as_ref().map(chat_from_row))
     }
 
     async fn user_and_chat(&self, user_id: i64, chat_id: i64) -> Result<UserAndChat, StoreError> {

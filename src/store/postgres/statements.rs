@@ -125,6 +125,13 @@ macro_rules! chat_select {
 
 const CHAT_BY_ID: &str = chat_select!(reader: "$2", where: "c.id = $1");
 
+/// The chat of a pair key (`$1`), as `$2` sees it: no row when the pair has
+/// none.
+const CHAT_BY_PAIR: &str = chat_select!(
+    reader: "$2",
+    where: "c.id = (SELECT chat_id FROM chat_pairs WHERE pair_key = $1)"
+);
+
 const CHATS_OF: &str = chat_select!(
     reader: "$1",
     where: "c.user_low = $1 OR c.user_high = $1 ORDER BY updated_at DESC, c.id DESC"
@@ -289,6 +296,7 @@ pub struct Statements {
     pub chat_standings: Statement,
     pub users_with_messages: Statement,
     pub chat_by_id: Statement,
+    pub chat_by_pair: Statement,
     pub chats_of: Statement,
     pub chat_positions: Statement,
     pub chat_positions_of_many: Statement,
@@ -317,6 +325,7 @@ impl Statements {
             chat_standings: client.prepare(CHAT_STANDINGS).await?,
             users_with_messages: client.prepare(USERS_WITH_MESSAGES).await?,
             chat_by_id: client.prepare(CHAT_BY_ID).await?,
+            chat_by_pair: client.prepare(CHAT_BY_PAIR).await?,
             chats_of: client.prepare(CHATS_OF).await?,
             chat_positions: client.prepare(CHAT_POSITIONS).await?,
             chat_positions_of_many: client.prepare(CHAT_POSITIONS_OF_MANY).await?,
