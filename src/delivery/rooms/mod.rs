@@ -188,8 +188,12 @@ enum Command {
     },
     /// Events for this shard's users, in order.
     Deliver(Vec<(i64, UserEvent)>),
+    /// The user's sockets catch up from the store, but for the user
+    /// sockets in `followed`: they learn that the bus follows their user
+    /// (they have sent no `ready`, so they have nothing to catch up on).
     Resync {
         user: i64,
+        followed: Vec<ConnId>,
     },
     Confirm {
         user: i64,
@@ -334,7 +338,15 @@ impl Rooms {
 
     /// Asks every socket of the user to catch up from the store.
     pub async fn resync(&self, user: i64) {
-        self.send(user, Command::Resync { user }).await;
+        self.resync_confirming(user, Vec::new()).await;
+    }
+
+    /// A new subscription to the user took effect: asks their sockets to
+    /// catch up from the store, and tells the user sockets in `followed`
+    /// (which waited for it, see [`Interest::Confirm`]) that it did, in one
+    /// command rather than a resync and a confirmation each.
+    pub async fn resync_confirming(&self, user: i64, followed: Vec<ConnId>) {
+        self.send(user, Command::Resync { user, followed }).await;
     }
 
     /// Tells a user socket that the bus follows its user (see
@@ -662,6 +674,28 @@ mod interest_tests {
         rooms.confirm(4, 2).await;
         let followed = tokio::time::timeout(std::time::Duration::from_secs(1), waiting.followed());
         assert_eq!(followed.await.expect("confirmed"), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_resync_confirming_a_user_socket_tells_it_it_is_followed_and_the_others_to_catch_up()
+    {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let rooms = Rooms::start(1, Some(tx), Default::default());
+        let (waiting, per_chat, other) = (user_socket(1, 4), socket(2, 4, 4), user_socket(3, 4));
+        let outboxes = [&waiting, &per_chat, &other].map(|s| s.outbox.clone());
+        for socket in [waiting, per_chat, other] {
+            rooms.join(socket).await.keep();
+        }
+        rooms.resync_confirming(4, vec![1]).await;
+        let followed =
+            tokio::time::timeout(std::time::Duration::from_secs(1), outboxes[0].followed());
+        assert_eq!(followed.await.expect("confirmed"), Ok(()));
+        assert_eq!(outboxes[0].try_take(), None, "nothing to catch up on");
+        assert_eq!(outboxes[1].try_take(), Some(Outgoing::Resync));
+        assert_eq!(outboxes[2].try_take(), Some(Outgoing::Resync));
+        let unconfirmed =
+            tokio::time::timeout(std::time::Duration::from_millis(50), outboxes[2].followed());
+        assert!(unconfirmed.await.is_err(), "only the sockets named");
     }
 
     #[tokio::test]

@@ -80,8 +80,14 @@ pub(super) async fn run(
                     tell(Some(Interest::Unwatch(user)));
                 }
             }
-            Command::Resync { user } => {
-                let resync = |_: &Subscriber| Some(Outgoing::Resync);
+            Command::Resync { user, followed } => {
+                let resync = |s: &Subscriber| {
+                    if !followed.contains(&s.conn) {
+                        return Some(Outgoing::Resync);
+                    }
+                    s.outbox.mark_followed();
+                    None
+                };
                 tell(offer_each(&mut rooms, user, resync).1);
             }
         }

@@ -24,7 +24,7 @@ use super::{user_of, Envelope, Interest, Received, Wire};
 use crate::delivery::rooms::{ConnId, Rooms};
 use crate::metrics::Metrics;
 use futures_util::StreamExt;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -271,7 +271,7 @@ async fn catch_up_after(rooms: &Rooms, watched: &HashSet<i64>, notice: &Envelope
 }
 
 /// Tells user sockets that their user is followed.
-async fn confirm(rooms: &Rooms, confirms: Vec<(i64, ConnId)>) {
+async fn confirm(rooms: &Rooms, confirms: impl IntoIterator<Item = (i64, ConnId)>) {
     for (user, conn) in confirms {
         rooms.confirm(user, conn).await;
     }
@@ -317,36 +317,45 @@ async fn follow(
             Err(_) => break,
         }
     }
-    let confirms: Vec<(i64, ConnId)> = changes
-        .iter()
-        .filter_map(|change| match change {
-            Interest::Confirm { user, conn } => Some((*user, *conn)),
-            _ => None,
-        })
-        .collect();
-    let net = NetInterest::of(changes, watched);
-    if !net.subscribe.is_empty()
-        && !subscriptions
-            .subscribe(listener.channels(&net.subscribe))
-            .await
-    {
-        return false;
+    let mut confirms: HashMap<i64, Vec<ConnId>> = HashMap::new();
+    for change in &changes {
+        if let Interest::Confirm { user, conn } = change {
+            confirms.entry(*user).or_default().push(*conn);
+        }
     }
-    if !net.unsubscribe.is_empty()
-        && !subscriptions
-            .unsubscribe(listener.channels(&net.unsubscribe))
-            .await
-    {
+    let net = NetInterest::of(changes, watched);
+    let applied = (net.subscribe.is_empty()
+        || subscriptions
+            .subscribe(listener.channels(&net.subscribe))
+            .await)
+        && (net.unsubscribe.is_empty()
+            || subscriptions
+                .unsubscribe(listener.channels(&net.unsubscribe))
+                .await);
+    if !applied {
+        // As while disconnected (see `absorb`): the user sockets waiting
+        // send `ready` now, and the catch-up after the reconnect covers what
+        // they miss meanwhile.
+        confirm(&listener.rooms, each_socket(confirms)).await;
         return false;
     }
     listener.metrics.bus_subscriptions.set(watched.len() as i64);
-    // Events published before the subscription took effect are in the store.
+    // Events published before the subscription took effect are in the
+    // store; user sockets send `ready` now: from here every event reaches
+    // them.
     for user in net.resync {
-        listener.rooms.resync(user).await;
+        let followed = confirms.remove(&user).unwrap_or_default();
+        listener.rooms.resync_confirming(user, followed).await;
     }
-    // User sockets send `ready` now: from here every event reaches them.
-    confirm(&listener.rooms, confirms).await;
+    confirm(&listener.rooms, each_socket(confirms)).await;
     true
+}
+
+/// Each (user, socket) of sockets grouped by user.
+fn each_socket(by_user: HashMap<i64, Vec<ConnId>>) -> impl Iterator<Item = (i64, ConnId)> {
+    by_user
+        .into_iter()
+        .flat_map(|(user, conns)| conns.into_iter().map(move |conn| (user, conn)))
 }
 
 /// What a run of interest changes amounts to, each user's last change winning.
