@@ -6,7 +6,8 @@
 //! - a Redis that takes connections and never answers (hung, or a host gone
 //!   behind a load balancer): the node gives up within seconds, reports the
 //!   bus disconnected, and its sockets work on the node, rather than waiting
-//!   out the kernel's retries.
+//!   out the kernel's retries; a user socket whose subscription was never
+//!   answered gets `ready` all the same.
 
 use crate::cluster::{bus_ready, bus_state, cluster, redis_url};
 use crate::helpers::{mute_port, spawn_app_with};
@@ -57,4 +58,21 @@ async fn a_redis_that_never_answers_leaves_the_node_working_on_its_own() {
     assert_eq!(bobs.message().await["content"], "on this node");
     let reply = bus_state(&node, "disconnected").await;
     assert_eq!(reply.body["bus"], "disconnected", "{}", reply.text);
+}
+
+#[tokio::test]
+async fn a_user_socket_whose_subscription_goes_unanswered_still_gets_ready() {
+    let relay = Relay::to(redis_address()).await;
+    let nodes = cluster(1, &format!("redis://127.0.0.1:{}/", relay.port)).await;
+    let node = &nodes[0];
+    bus_ready(&[node]).await;
+    let (ann, bob, chat) = node.pair().await;
+    // Redis hangs: the subscription to bob (his first socket here) is never
+    // answered. The node gives up on it within 5 s and bob's socket gets
+    // `ready` (the socket's wait is 10 s), as while disconnected, rather
+    // than waiting out the idle timeout; the node then serves it on its own.
+    relay.freeze();
+    let mut bobs = WsClient::user_synced(node, &bob.access, serde_json::json!({})).await;
+    node.say(&ann, chat, "on this node").await;
+    assert_eq!(bobs.message().await["content"], "on this node");
 }
