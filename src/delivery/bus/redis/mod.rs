@@ -302,7 +302,9 @@ fn absorb(
 /// Applies an interest change and every other one already queued (up to
 /// `FOLLOW_MAX`) with one SUBSCRIBE and one UNSUBSCRIBE, so a connect storm
 /// costs a round trip per batch of new users, not per user; then asks each
-/// newly watched user's sockets to catch up. False when the connection failed.
+/// newly watched user's sockets to catch up, and tells the user sockets
+/// waiting for it that the bus follows their user. False when the
+/// connection failed.
 async fn follow(
     first: Interest,
     interest: &mut mpsc::UnboundedReceiver<Interest>,
