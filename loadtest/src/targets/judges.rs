@@ -4,7 +4,7 @@
 use super::floor::{idle_note, Floor};
 use super::verdict::{judged, whole, Status, Verdict};
 use super::{Run, Target};
-use crate::report::{ChatFigures, Figures, InboxFigures, Report, RestFigures};
+use crate::report::{ChatFigures, ConnectFigures, Figures, InboxFigures, Report, RestFigures};
 
 pub fn chat_rate(target: &Target, run: &Run<'_>) -> Verdict {
     let Some(chat) = &run.reports.chat else {
@@ -175,39 +175,76 @@ pub fn inbox_to_chat(target: &Target, run: &Run<'_>) -> Verdict {
 /// ratio follows what each delivered message costs; empty when a figure is
 /// missing.
 fn cpu_per_message(inbox: &InboxFigures, chat: &ChatFigures) -> String {
-    let pairs = [
-        (
-            "database",
-            inbox.database_cpu_per_message_us,
-            chat.database_cpu_per_message_us,
-        ),
-        (
-            "server",
-            inbox.server_cpu_per_message_us,
-            chat.server_cpu_per_message_us,
-        ),
-        (
-            "tester",
-            inbox.tool_cpu_per_message_us,
-            chat.tool_cpu_per_message_us,
-        ),
-    ];
+    cpu_compared(
+        "message, inbox / chat",
+        &[
+            (
+                "database",
+                inbox.database_cpu_per_message_us,
+                chat.database_cpu_per_message_us,
+            ),
+            (
+                "server",
+                inbox.server_cpu_per_message_us,
+                chat.server_cpu_per_message_us,
+            ),
+            (
+                "tester",
+                inbox.tool_cpu_per_message_us,
+                chat.tool_cpu_per_message_us,
+            ),
+        ],
+    )
+}
+
+/// The same for a socket of each storm: user sockets against per-chat ones.
+fn cpu_per_socket(users: &ConnectFigures, chats: &ConnectFigures) -> String {
+    cpu_compared(
+        "socket, user / per-chat",
+        &[
+            (
+                "server",
+                users.server_cpu_per_connection_us,
+                chats.server_cpu_per_connection_us,
+            ),
+            (
+                "tester",
+                users.tool_cpu_per_connection_us,
+                chats.tool_cpu_per_connection_us,
+            ),
+            (
+                "database",
+                users.database_cpu_per_connection_us,
+                chats.database_cpu_per_connection_us,
+            ),
+            (
+                "bus",
+                users.bus_cpu_per_connection_us,
+                chats.bus_cpu_per_connection_us,
+            ),
+        ],
+    )
+}
+
+/// `"; CPU µs per <what>: who a / b, ... (sum / sum: b/a×)"` from each
+/// process's CPU per item in two runs; empty when a figure is missing.
+fn cpu_compared(what: &str, pairs: &[(&str, Option<f64>, Option<f64>)]) -> String {
     let mut parts = Vec::with_capacity(pairs.len());
-    let (mut inbox_sum, mut chat_sum) = (0.0, 0.0);
-    for (who, inbox, chat) in pairs {
-        let (Some(inbox), Some(chat)) = (inbox, chat) else {
+    let (mut a_sum, mut b_sum) = (0.0, 0.0);
+    for &(who, a, b) in pairs {
+        let (Some(a), Some(b)) = (a, b) else {
             return String::new();
         };
-        parts.push(format!("{who} {inbox:.1} / {chat:.1}"));
-        (inbox_sum, chat_sum) = (inbox_sum + inbox, chat_sum + chat);
+        parts.push(format!("{who} {a:.1} / {b:.1}"));
+        (a_sum, b_sum) = (a_sum + a, b_sum + b);
     }
-    if inbox_sum <= 0.0 {
+    if a_sum <= 0.0 {
         return String::new();
     }
     format!(
-        "; CPU µs per message, inbox / chat: {} ({inbox_sum:.1} / {chat_sum:.1}: {:.2}×)",
+        "; CPU µs per {what}: {} ({a_sum:.1} / {b_sum:.1}: {:.2}×)",
         parts.join(", "),
-        chat_sum / inbox_sum
+        b_sum / a_sum
     )
 }
 
@@ -226,6 +263,7 @@ pub fn user_connect_rate(target: &Target, run: &Run<'_>) -> Verdict {
         whole(b),
         whole(held as f64)
     );
+    let measured = measured + &cpu_per_socket(&users.figures, &chats.figures);
     let met = r >= target.bound && held >= run.connections;
     judged(
         target.text,

@@ -427,3 +427,27 @@ fn the_inbox_row_says_what_a_message_costs_in_each_run() {
         "a figure missing: no comparison"
     );
 }
+
+#[test]
+fn the_user_socket_row_says_what_a_socket_costs_in_each_storm() {
+    let mut run = full_run();
+    let per_chat = &mut connect(&mut run).figures;
+    per_chat.server_cpu_per_connection_us = Some(40.0);
+    per_chat.tool_cpu_per_connection_us = Some(45.0);
+    per_chat.database_cpu_per_connection_us = Some(12.0);
+    per_chat.bus_cpu_per_connection_us = Some(3.0);
+    let users = &mut run.connect_user.as_mut().unwrap().figures;
+    users.server_cpu_per_connection_us = Some(60.0);
+    users.tool_cpu_per_connection_us = Some(55.0);
+    users.database_cpu_per_connection_us = Some(11.0);
+    users.bus_cpu_per_connection_us = Some(4.0);
+    let verdicts = evaluate(&run, 50_000);
+    assert!(
+        verdicts[7].measured.ends_with(
+            "; CPU µs per socket, user / per-chat: server 60.0 / 40.0, tester 55.0 / 45.0, \
+             database 11.0 / 12.0, bus 4.0 / 3.0 (130.0 / 100.0: 0.77×)"
+        ),
+        "{}",
+        verdicts[7].measured
+    );
+}
