@@ -136,8 +136,7 @@ impl Session<'_> {
         // With no position in any chat, the first chat that holds a message
         // closes the socket: one probe finds it, where the standings read
         // every chat (an outage has every such socket of a node ask at once).
-        let placed = self.cursors.any_placed();
-        if !placed && self.state.reads.messaged_users.ask(self.user_id).await? {
+        if !self.cursors.any_placed() && self.state.reads.messaged_users.ask(self.user_id).await? {
             return Err(End::Closed(close::RESYNC));
         }
         let read = StandingsRead {
