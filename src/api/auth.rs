@@ -12,6 +12,11 @@ use crate::store::{Credentials, NewUser};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::json;
+use std::time::Duration;
+
+/// The window in which the store counts an account's failed logins
+/// (`RATE_LIMIT_LOGIN_FAILURES_PER_EMAIL_PER_MIN` of them at most).
+const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
 /// `POST /auth/register/`: 201 with the new user.
 pub async fn register(
@@ -95,13 +100,9 @@ pub async fn login(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::Internal("validated fields missing".into()));
     };
-    // Emails are unique without case: one bucket per account however spelled.
+    // Emails are unique without case: one count per account however spelled.
     let account = email.to_lowercase();
-    state
-        .limiters
-        .login_failures
-        .has_token(&account)
-        .map_err(ApiError::Throttled)?;
+    refuse_while_failing(state, &account).await?;
     let credentials = state.store.credentials(&email).await?;
     let stored_hash = credentials.as_ref().map(|c| c.password_hash.clone());
     let verdict = state
@@ -120,9 +121,45 @@ pub async fn login(
             })))
         }
         _ => {
-            let _ = state.limiters.login_failures.check(&account);
+            count_failure(state, &account).await;
             Err(ApiError::InvalidCredentials)
         }
+    }
+}
+
+/// Refuses a login, before its password is checked, while the account has
+/// had its fill of failures: those this node saw (its bucket, which spares
+/// the store a flood) or those every node sharing the store counted in the
+/// account's window.
+async fn refuse_while_failing(state: &AppState, account: &str) -> Result<(), ApiError> {
+    let limiter = &state.limiters.login_failures;
+    if !limiter.is_enabled() {
+        return Ok(());
+    }
+    limiter.has_token(account).map_err(ApiError::Throttled)?;
+    let limit = state.config.limits.login_failures_per_email_per_minute;
+    match state.store.failed_logins(account).await? {
+        Some(counted) if f64::from(counted.count) >= limit => {
+            Err(ApiError::Throttled(counted.window_left))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Counts a failed login in this node's bucket and in the store. A store
+/// that cannot count it leaves the answer a 401: the bucket counted it.
+async fn count_failure(state: &AppState, account: &str) {
+    let limiter = &state.limiters.login_failures;
+    if !limiter.is_enabled() {
+        return;
+    }
+    let _ = limiter.check(account);
+    let counted = state
+        .store
+        .count_failed_login(account, FAILED_LOGIN_WINDOW)
+        .await;
+    if let Err(error) = counted {
+        tracing::warn!(%error, "counting a failed login in the store failed");
     }
 }
 

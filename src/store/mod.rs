@@ -15,6 +15,7 @@ pub mod sqlite;
 
 use crate::model::{Chat, Message, Timestamp, User};
 use async_trait::async_trait;
+use std::time::Duration;
 
 /// Why a store operation failed. Callers branch on the first variants; the rest
 /// are infrastructure failures that become a 503 or an opaque 500.
@@ -77,6 +78,14 @@ pub struct Credentials {
     pub user: User,
     pub password_hash: String,
     pub is_active: bool,
+}
+
+/// The failed logins counted against one account in the window open for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedLogins {
+    pub count: u32,
+    /// How long the window stays open.
+    pub window_left: Duration,
 }
 
 /// Who may see a chat, how many messages it holds and how far each
@@ -427,6 +436,18 @@ pub trait Store: Send + Sync + 'static {
     /// the user takes no part in the chat). Appending also moves each sender's
     /// marker to their newest message.
     async fn mark_read(&self, chat_id: i64, user_id: i64, seq: i64) -> Result<i64, StoreError>;
+
+    /// The failed logins counted against `account` (a lowercased email) in
+    /// the window open for it; `None` when none is open. They are kept in
+    /// the store so that every node sharing it counts them together.
+    async fn failed_logins(&self, account: &str) -> Result<Option<FailedLogins>, StoreError>;
+    /// Counts a failed login against `account`: in its open window, or in a
+    /// new one of `window`; what the window holds then.
+    async fn count_failed_login(
+        &self,
+        account: &str,
+        window: Duration,
+    ) -> Result<FailedLogins, StoreError>;
 
     /// Remembers a refresh token's id until it would have expired anyway.
     async fn blacklist_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;

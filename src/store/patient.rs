@@ -18,8 +18,9 @@
 //!   later statement queues behind the unanswered one.
 
 use super::{
-    Appended, ChatPosition, ChatProgress, ChatStanding, Credentials, History, HistoryRead,
-    NewMessage, NewUser, SeqWindow, StandingsRead, StartedChat, Store, StoreError, UserAndChat,
+    Appended, ChatPosition, ChatProgress, ChatStanding, Credentials, FailedLogins, History,
+    HistoryRead, NewMessage, NewUser, SeqWindow, StandingsRead, StartedChat, Store, StoreError,
+    UserAndChat,
 };
 use crate::model::{Chat, Message, User};
 use async_trait::async_trait;
@@ -249,6 +250,20 @@ impl Store for PatientStore {
     /// A marker only moves forward: a repeat changes nothing.
     async fn mark_read(&self, chat_id: i64, user_id: i64, seq: i64) -> Result<i64, StoreError> {
         self.again(|| self.inner.mark_read(chat_id, user_id, seq))
+            .await
+    }
+
+    async fn failed_logins(&self, account: &str) -> Result<Option<FailedLogins>, StoreError> {
+        self.again(|| self.inner.failed_logins(account)).await
+    }
+
+    /// Not after an unknown outcome: a repeat would count the failure twice.
+    async fn count_failed_login(
+        &self,
+        account: &str,
+        window: Duration,
+    ) -> Result<FailedLogins, StoreError> {
+        self.unless_sent(|| self.inner.count_failed_login(account, window))
             .await
     }
 

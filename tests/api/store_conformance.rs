@@ -64,6 +64,7 @@ conformance!(
     standings_answer_each_user_with_their_chats,
     positions_answer_few_and_many_named_chats_alike,
     blacklisted_tokens_are_remembered,
+    failed_logins_are_counted_per_account_in_a_window,
 );
 
 async fn user(store: &Arc<dyn Store>, name: &str) -> User {
@@ -742,4 +743,29 @@ async fn blacklisted_tokens_are_remembered(store: Arc<dyn Store>) {
     store.blacklist_token("jti-1", 4_000_000_000).await.unwrap();
     assert!(store.is_token_blacklisted("jti-1").await.unwrap());
     store.ping().await.unwrap();
+}
+
+async fn failed_logins_are_counted_per_account_in_a_window(store: Arc<dyn Store>) {
+    let ann = "ann@example.com";
+    assert_eq!(store.failed_logins(ann).await.unwrap(), None);
+    let window = std::time::Duration::from_millis(800);
+    for expected in 1..=3 {
+        let counted = store.count_failed_login(ann, window).await.unwrap();
+        assert_eq!(counted.count, expected);
+        assert!(
+            counted.window_left > std::time::Duration::ZERO && counted.window_left <= window,
+            "{counted:?}: the first failure opened the window"
+        );
+    }
+    let open = store
+        .failed_logins(ann)
+        .await
+        .unwrap()
+        .expect("a window is open");
+    assert_eq!(open.count, 3);
+    assert_eq!(store.failed_logins("bob@example.com").await.unwrap(), None);
+    tokio::time::sleep(window).await;
+    assert_eq!(store.failed_logins(ann).await.unwrap(), None, "it closed");
+    let reopened = store.count_failed_login(ann, window).await.unwrap();
+    assert_eq!(reopened.count, 1, "a failure after it opens a new one");
 }

@@ -93,6 +93,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0011_keys_lead_with_the_chat.sql"),
         older_builds_run: false,
     },
+    Migration {
+        version: 12,
+        name: "login_failures",
+        sql: include_str!("migrations/0012_login_failures.sql"),
+        older_builds_run: true,
+    },
 ];
 
 /// Arbitrary constant naming this server's migration lock.

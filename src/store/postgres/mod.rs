@@ -21,8 +21,8 @@ use statements::{INACTIVE_USERS, REPLACE_PASSWORD_HASH};
 
 use super::{
     dedupe_batch, Appended, ChatAccess, ChatPosition, ChatProgress, ChatStanding, Credentials,
-    History, HistoryRead, NewMessage, NewUser, SeqRun, SeqWindow, StandingsRead, StartedChat,
-    Store, StoreError, UserAndChat,
+    FailedLogins, History, HistoryRead, NewMessage, NewUser, SeqRun, SeqWindow, StandingsRead,
+    StartedChat, Store, StoreError, UserAndChat,
 };
 use crate::config::DatabaseConfig;
 use crate::metrics::Metrics;
@@ -31,11 +31,13 @@ use append::{append_on, AppendPath};
 use async_trait::async_trait;
 use pool::{checkout, classify, is_retryable_race, Conn, Pool, Retirements};
 use rows::{
-    chat_from_row, history_from_rows, message_from_row, ord_index, standing_from_row, user_at,
+    chat_from_row, failed_logins_from_row, history_from_rows, message_from_row, ord_index,
+    standing_from_row, user_at,
 };
 use standbys::{Read, Standbys};
 use statements::Statements;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
@@ -524,6 +526,26 @@ impl Store for PgStore {
     async fn is_token_blacklisted(&self, jti: &str) -> Result<bool, StoreError> {
         let row = self.row(|s| &s.is_blacklisted, &[&jti]).await?;
         Ok(row.is_some())
+    }
+
+    async fn failed_logins(&self, account: &str) -> Result<Option<FailedLogins>, StoreError> {
+        let row = self.row(|s| &s.failed_logins, &[&account]).await?;
+        Ok(row.as_ref().map(failed_logins_from_row))
+    }
+
+    async fn count_failed_login(
+        &self,
+        account: &str,
+        window: Duration,
+    ) -> Result<FailedLogins, StoreError> {
+        let seconds = window.as_secs_f64();
+        let row = self
+            .row(|s| &s.count_failed_login, &[&account, &seconds])
+            .await?;
+        let row = row.ok_or(StoreError::Inconsistent(
+            "counting a failed login returned no row",
+        ))?;
+        Ok(failed_logins_from_row(&row))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

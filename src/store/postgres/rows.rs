@@ -2,7 +2,10 @@
 //! Column positions are those of the statements in [`super::statements`].
 
 use crate::model::{metadata_from_text, Chat, Message, Timestamp, User};
-use crate::store::{Appended, Assigned, ChatAccess, ChatStanding, History, NewMessage};
+use crate::store::{
+    Appended, Assigned, ChatAccess, ChatStanding, FailedLogins, History, NewMessage,
+};
+use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
@@ -17,6 +20,14 @@ pub fn user_at(row: &Row, first: usize) -> User {
 
 pub fn timestamp(row: &Row, index: usize) -> Timestamp {
     Timestamp(row.get::<_, OffsetDateTime>(index))
+}
+
+/// A login-failure window: its count and the seconds it has left.
+pub fn failed_logins_from_row(row: &Row) -> FailedLogins {
+    FailedLogins {
+        count: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
+        window_left: Duration::try_from_secs_f64(row.get(1)).unwrap_or_default(),
+    }
 }
 
 /// The 0-based position in a request of `len` items that a row answers, from

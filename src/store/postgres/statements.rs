@@ -264,6 +264,28 @@ const BLACKLIST_TOKEN: &str = "INSERT INTO token_blacklist (jti, expires_at)
 
 const IS_BLACKLISTED: &str = "SELECT 1 FROM token_blacklist WHERE jti = $1";
 
+/// The failed logins counted against an account in its open window, and
+/// the seconds the window has left.
+const FAILED_LOGINS: &str = "SELECT failures, extract(epoch FROM window_ends - now())::float8
+     FROM login_failures WHERE account = $1 AND window_ends > now()";
+
+/// Counts a failed login in the account's open window, or in a new one of
+/// `$2` seconds. Windows closed for a minute are swept on the way, at most 16
+/// (more than the one row a failure adds) and none another node holds: no
+/// sweep waits for another, so two nodes' sweeps cannot deadlock.
+const COUNT_FAILED_LOGIN: &str = "WITH swept AS (
+         DELETE FROM login_failures WHERE account IN (
+             SELECT account FROM login_failures
+             WHERE window_ends < now() - interval '1 minute' AND account <> $1
+             LIMIT 16 FOR UPDATE SKIP LOCKED))
+     INSERT INTO login_failures AS f (account, failures, window_ends)
+     VALUES ($1, 1, now() + make_interval(secs => $2))
+     ON CONFLICT (account) DO UPDATE SET
+         failures = CASE WHEN f.window_ends > now() THEN f.failures + 1 ELSE 1 END,
+         window_ends = CASE WHEN f.window_ends > now() THEN f.window_ends
+                            ELSE excluded.window_ends END
+     RETURNING failures, extract(epoch FROM window_ends - now())::float8";
+
 /// A participant's marker lives in the chat's row (migration 0007).
 const MARK_READ: &str = "UPDATE chats
      SET low_read_seq = CASE WHEN user_low = $2
@@ -307,6 +329,8 @@ pub struct Statements {
     pub append_new_messages: Statement,
     pub blacklist_token: Statement,
     pub is_blacklisted: Statement,
+    pub failed_logins: Statement,
+    pub count_failed_login: Statement,
     pub mark_read: Statement,
     pub wal_position: Statement,
     pub replayed_through: Statement,
@@ -336,6 +360,8 @@ impl Statements {
             append_new_messages: client.prepare(append::APPEND_NEW_MESSAGES).await?,
             blacklist_token: client.prepare(BLACKLIST_TOKEN).await?,
             is_blacklisted: client.prepare(IS_BLACKLISTED).await?,
+            failed_logins: client.prepare(FAILED_LOGINS).await?,
+            count_failed_login: client.prepare(COUNT_FAILED_LOGIN).await?,
             mark_read: client.prepare(MARK_READ).await?,
             wal_position: client.prepare(WAL_POSITION).await?,
             replayed_through: client.prepare(REPLAYED_THROUGH).await?,

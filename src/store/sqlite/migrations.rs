@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str, bool)] = &[
         include_str!("migrations/0003_client_ids_per_chat.sql"),
         false,
     ),
+    (4, include_str!("migrations/0004_login_failures.sql"), true),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@
 //! hears "done" before that commit. One writer means `seq` assignment and
 //! duplicate checks need no locks.
 
+mod failed_logins;
 mod import;
 mod migrations;
 mod queries;
@@ -16,8 +17,8 @@ pub use import::SqliteImport;
 
 use super::{
     all_answered, dedupe_batch, expand_repeats, Appended, ChatAccess, ChatPosition, ChatProgress,
-    ChatStanding, Credentials, History, NewMessage, NewUser, SeqWindow, StandingsRead, StartedChat,
-    Store, StoreError,
+    ChatStanding, Credentials, FailedLogins, History, NewMessage, NewUser, SeqWindow,
+    StandingsRead, StartedChat, Store, StoreError,
 };
 use crate::model::{pair_key, Chat, Message, Timestamp, User};
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ use queries::{
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use thread::StoreThread;
 use time::OffsetDateTime;
 
@@ -424,6 +426,28 @@ impl Store for SqliteStore {
             .optional()
             .map(|found| found.is_some())
             .map_err(failed)
+        })
+        .await
+    }
+
+    async fn failed_logins(&self, account: &str) -> Result<Option<FailedLogins>, StoreError> {
+        let account = account.to_owned();
+        let now = micros(OffsetDateTime::now_utc());
+        self.call(false, move |conn| {
+            failed_logins::counted(conn, &account, now)
+        })
+        .await
+    }
+
+    async fn count_failed_login(
+        &self,
+        account: &str,
+        window: Duration,
+    ) -> Result<FailedLogins, StoreError> {
+        let account = account.to_owned();
+        let now = micros(OffsetDateTime::now_utc());
+        self.call(true, move |conn| {
+            failed_logins::count(conn, &account, now, window)
         })
         .await
     }

@@ -1,9 +1,10 @@
 //! Clients behind a proxy and connection hogs: rate limits key on the client
 //! address a trusted proxy forwards (never on a header anyone else sends),
-//! logins are throttled per email too, one address cannot hold every
-//! connection, and a body that never finishes arriving gets a 408.
+//! logins are throttled per email too (counted across the nodes sharing a
+//! database, and across a restart of the embedded store), one address cannot
+//! hold every connection, and a body that never finishes arriving gets a 408.
 
-use crate::helpers::{spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{spawn_app_on, spawn_app_with, spawn_embedded_in, TestApp, PASSWORD};
 use crate::limits::{open_and_start_a_request, read_until_closed};
 use reqwest::Method;
 use serde_json::json;
@@ -104,6 +105,86 @@ async fn failed_logins_are_throttled_per_email_across_addresses() {
             "successes take nothing from the bucket"
         );
     }
+}
+
+const THREE_FAILURES: [(&str, &str); 2] = [
+    ("TRUSTED_PROXIES", "127.0.0.1"),
+    ("RATE_LIMIT_LOGIN_FAILURES_PER_EMAIL_PER_MIN", "3"),
+];
+
+#[tokio::test]
+async fn failed_logins_are_counted_across_the_nodes_of_one_database() {
+    let first = spawn_app_with(&THREE_FAILURES).await;
+    let second = spawn_app_on(&first.database, &THREE_FAILURES).await;
+    let ann = first.user("ann").await;
+    let bob = first.user("bob").await;
+    for (node, from) in [(&first, "203.0.113.1"), (&second, "203.0.113.2")] {
+        assert_eq!(login_from(node, from, &ann.email, "wrong").await, 401);
+    }
+    assert_eq!(
+        login_from(&second, "203.0.113.3", &ann.email.to_uppercase(), "wrong").await,
+        401,
+        "the third failure, on the node that has seen one before"
+    );
+    for (node, from) in [(&first, "198.51.100.1"), (&second, "198.51.100.2")] {
+        assert_eq!(
+            login_from(node, from, &ann.email, PASSWORD).await,
+            429,
+            "no node checks a password for the account until its window closes"
+        );
+        assert_eq!(login_from(node, from, &bob.email, PASSWORD).await, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_login_sweeps_windows_closed_long_ago() {
+    let app = spawn_app_with(&THREE_FAILURES).await;
+    let db = app.db().await;
+    db.execute(
+        "INSERT INTO login_failures (account, failures, window_ends)
+         VALUES ('old@example.com', 3, now() - interval '2 minutes'),
+                ('recent@example.com', 3, now() - interval '10 seconds')",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        login_from(&app, "203.0.113.1", "new@example.com", "wrong").await,
+        401
+    );
+    let accounts: Vec<String> = db
+        .query("SELECT account FROM login_failures ORDER BY account", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(accounts, ["new@example.com", "recent@example.com"]);
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_counting_failed_logins_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "chat-test-failures-{}",
+        chat_server::digest::random_hex(6)
+    ));
+    let app = spawn_embedded_in(&dir, &THREE_FAILURES).await;
+    let ann = app.user("ann").await;
+    for _ in 0..3 {
+        assert_eq!(
+            login_from(&app, "203.0.113.1", &ann.email, "wrong").await,
+            401
+        );
+    }
+    app.stop().await;
+    let restarted = spawn_embedded_in(&dir, &THREE_FAILURES).await;
+    assert_eq!(
+        login_from(&restarted, "198.51.100.1", &ann.email, PASSWORD).await,
+        429,
+        "the restart forgot no failure"
+    );
+    restarted.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
