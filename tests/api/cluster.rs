@@ -437,6 +437,50 @@ async fn after_a_resubscription_a_per_chat_socket_is_told_the_read_markers_the_b
     );
 }
 
+/// The same on a user socket, caught up twice: the first catch-up tells the
+/// marker the bus never carried, the second tells nothing (no marker moved
+/// since), and a marker at its owner's own last message is never told.
+#[tokio::test]
+async fn a_user_socket_caught_up_again_is_told_only_the_read_markers_that_moved() {
+    let mut deployment = Deployment::start();
+    let (watcher, writer) = deployment.watcher_and_busless_writer().await;
+    let (ann, bob, chat) = writer.pair().await;
+    for i in 0..2 {
+        writer.say(&ann, chat, &format!("m{i}")).await;
+    }
+    let named = json!({ chat.to_string(): 2 });
+    let mut a = WsClient::user_synced(&watcher, &ann.access, named).await;
+    let mut b = WsClient::connect(&writer, chat, &bob.access, Some(2)).await;
+    b.send_json(&json!({"type": "read", "seq": 2})).await;
+    for _ in 0..100 {
+        let list = watcher.get("/api/chat/chats/", Some(&ann.access)).await;
+        if list.body[0]["peer_read_seq"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        a.recv_within(Duration::from_millis(300)).await.is_none(),
+        "no bus carries Bob's marker, and the sync told nothing"
+    );
+    let bobs_marker = json!({"type": "read", "chat": chat, "user_id": bob.id, "seq": 2});
+    for told in [Some(bobs_marker), None] {
+        let before = metric(&watcher, "chat_ws_resyncs_total").await;
+        deployment.redis.kill();
+        assert_eq!(bus_state(&watcher, "disconnected").await.status, 200);
+        deployment.redis.restart();
+        assert_eq!(bus_state(&watcher, "ok").await.body["status"], "ready");
+        resyncs_reach(&watcher, before + 1).await;
+        if let Some(event) = told {
+            assert_eq!(a.event().await, event, "told by the first catch-up");
+        }
+        assert!(
+            a.recv_within(Duration::from_millis(500)).await.is_none(),
+            "nothing else: not Ann's own marker, not Bob's again"
+        );
+    }
+}
+
 /// A node whose publish queue overflowed names, in its lost notice, the
 /// users the dropped events were for: only their sockets catch up (here a
 /// user socket closes with 4009), so one node's overload does not send every

@@ -257,12 +257,7 @@ fn remember_peer(cursors: &mut Cursors, chat: i64, peer: i64) {
     match cursors.get_mut(chat) {
         Some(cursor) => cursor.peer = peer,
         None => {
-            cursors.add(Cursor {
-                chat,
-                next_seq: 1,
-                peer,
-                flags: 0,
-            });
+            cursors.add(Cursor::new(chat, 1, peer, 0));
         }
     }
 }

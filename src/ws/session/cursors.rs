@@ -1,10 +1,10 @@
 //! Where a socket stands in each chat it delivers: the next `seq` it must
 //! send, the chat's other participant (who its sends, read markers and typing
-//! go to), and what it has told the client. A per-chat socket has one cursor,
-//! held inline, and the read markers its client knows of. A user socket
+//! go to), what it has told the client, and the read markers its client
+//! knows of. A per-chat socket has one cursor, held inline. A user socket
 //! starts with none: a chat gets a cursor when the socket first meets it (its
 //! first message, its `chat` event, a `sync` that names it, a send to it), in
-//! a vector sorted by chat id, 32 bytes a chat.
+//! a vector sorted by chat id, 48 bytes a chat.
 //! So a connect costs nothing per chat of the user, and an idle user socket
 //! holds no more than a per-chat one.
 
@@ -32,20 +32,37 @@ pub(super) struct Cursor {
     pub(super) next_seq: i64,
     /// The other participant; 0 while unknown.
     pub(super) peer: i64,
+    /// How far the client knows each participant has read.
+    pub(super) known: KnownMarkers,
     pub(super) flags: u8,
 }
 
 impl Cursor {
+    /// A cursor whose client is known to know no read marker.
+    pub(super) fn new(chat: i64, next_seq: i64, peer: i64, flags: u8) -> Self {
+        Cursor {
+            chat,
+            next_seq,
+            peer,
+            known: KnownMarkers::default(),
+            flags,
+        }
+    }
+
     pub(super) fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
 }
 
-/// How far a per-chat socket's client knows each participant has read: the
-/// markers the handshake read (none for a client that resumed), raised by
-/// the markers a resync told or found at their owner's own message, and by
-/// each message a participant sent that the store replayed to the socket
-/// (its sender has read it). A resync tells only markers past these.
+/// How far a socket's client knows each participant of a chat has read: for
+/// a per-chat socket the markers the handshake read (none for a client that
+/// resumed; a user socket's client is known to know none at first), raised
+/// by the markers a resync told or found at their owner's own message, and
+/// by each message a participant sent that the store replayed to the socket
+/// (its sender has read it). A resync tells only markers past these, so a
+/// socket caught up again and again (a bus that keeps reconnecting, a node
+/// whose publishes overflow) is told each marker once, not every chat's
+/// markers each time.
 ///
 /// Live `read` events and live messages pass by without raising them (the
 /// session does not open their frames), nor do the client's own `read`s, so
@@ -96,9 +113,8 @@ impl KnownMarkers {
 /// The cursors of one socket.
 #[derive(Debug)]
 pub(super) enum Cursors {
-    /// A per-chat socket's one chat, and how far its client knows each
-    /// participant has read.
-    One(Cursor, KnownMarkers),
+    /// A per-chat socket's one chat.
+    One(Cursor),
     /// A user socket's chats, sorted by chat id.
     Many(Vec<Cursor>),
 }
@@ -106,7 +122,7 @@ pub(super) enum Cursors {
 impl Cursors {
     pub(super) fn get(&self, chat: i64) -> Option<&Cursor> {
         match self {
-            Cursors::One(cursor, _) => (cursor.chat == chat).then_some(cursor),
+            Cursors::One(cursor) => (cursor.chat == chat).then_some(cursor),
             Cursors::Many(cursors) => {
                 let at = cursors.binary_search_by_key(&chat, |c| c.chat).ok()?;
                 Some(&cursors[at])
@@ -116,7 +132,7 @@ impl Cursors {
 
     pub(super) fn get_mut(&mut self, chat: i64) -> Option<&mut Cursor> {
         match self {
-            Cursors::One(cursor, _) => (cursor.chat == chat).then_some(cursor),
+            Cursors::One(cursor) => (cursor.chat == chat).then_some(cursor),
             Cursors::Many(cursors) => {
                 let at = cursors.binary_search_by_key(&chat, |c| c.chat).ok()?;
                 Some(&mut cursors[at])
@@ -139,49 +155,63 @@ impl Cursors {
         }
     }
 
+    /// Room for `more` chats a `sync` names, in one allocation of just that
+    /// size, where adding them one by one would leave up to twice the room.
+    pub(super) fn make_room(&mut self, more: usize) {
+        if let Cursors::Many(cursors) = self {
+            cursors.reserve_exact(more);
+        }
+    }
+
     /// A per-chat socket's chat.
     pub(super) fn only_chat(&self) -> Option<i64> {
         match self {
-            Cursors::One(cursor, _) => Some(cursor.chat),
+            Cursors::One(cursor) => Some(cursor.chat),
             Cursors::Many(_) => None,
         }
     }
 
-    /// A per-chat socket's client knows that `user` has read through `seq`
-    /// (`user` is `me` or the peer; anyone else is ignored).
-    pub(super) fn raise_known_marker(&mut self, me: i64, user: i64, seq: i64) {
-        let Cursors::One(cursor, known) = self else {
+    /// The client knows that `user` has read `chat` through `seq` (`user` is
+    /// `me` or the chat's peer; anyone else is ignored, as is a chat without
+    /// a cursor).
+    pub(super) fn raise_known_marker(&mut self, chat: i64, me: i64, user: i64, seq: i64) {
+        let Some(cursor) = self.get_mut(chat) else {
             return;
         };
-        if let Some(marker) = known.of((me, cursor.peer), user) {
+        if let Some(marker) = cursor.known.of((me, cursor.peer), user) {
             *marker = (*marker).max(seq);
         }
     }
 
-    /// Whether any of the read markers stored now (`(user, seq)` pairs) is
-    /// past what a per-chat socket's client knows. False for a user socket.
-    pub(super) fn markers_moved(&self, me: i64, stored: [(i64, i64); 2]) -> bool {
-        let Cursors::One(cursor, mut known) = *self else {
+    /// Whether any of `chat`'s read markers stored now (`(user, seq)` pairs)
+    /// is past what the client knows.
+    pub(super) fn markers_moved(&self, chat: i64, me: i64, stored: [(i64, i64); 2]) -> bool {
+        let Some(cursor) = self.get(chat) else {
             return false;
         };
         // A copy learns them: what the client knows stays as it is.
+        let mut known = cursor.known;
         !known.learn((me, cursor.peer), stored).is_empty()
     }
 
-    /// Of the read markers stored now (`(user, seq)` pairs), those past what
-    /// a per-chat socket's client knows, which it knows from now on. None
-    /// for a user socket.
-    pub(super) fn markers_to_tell(&mut self, me: i64, stored: [(i64, i64); 2]) -> Vec<(i64, i64)> {
-        let Cursors::One(cursor, known) = self else {
+    /// Of `chat`'s read markers stored now (`(user, seq)` pairs), those past
+    /// what the client knows, which it knows from now on.
+    pub(super) fn markers_to_tell(
+        &mut self,
+        chat: i64,
+        me: i64,
+        stored: [(i64, i64); 2],
+    ) -> Vec<(i64, i64)> {
+        let Some(cursor) = self.get_mut(chat) else {
             return Vec::new();
         };
-        known.learn((me, cursor.peer), stored)
+        cursor.known.learn((me, cursor.peer), stored)
     }
 
     /// Whether the socket knows its client's position in any chat.
     pub(super) fn any_placed(&self) -> bool {
         match self {
-            Cursors::One(cursor, _) => cursor.has(PLACED),
+            Cursors::One(cursor) => cursor.has(PLACED),
             Cursors::Many(cursors) => cursors.iter().any(|c| c.has(PLACED)),
         }
     }
@@ -201,12 +231,7 @@ mod tests {
         let mut cursors = Cursors::Many(Vec::new());
         assert!(cursors.get(4).is_none());
         for chat in [9, 3, 4] {
-            let cursor = Cursor {
-                chat,
-                next_seq: 1,
-                peer: 7,
-                flags: 0,
-            };
+            let cursor = Cursor::new(chat, 1, 7, 0);
             assert!(cursors.add(cursor));
             assert!(!cursors.add(cursor), "already there");
         }
@@ -221,18 +246,63 @@ mod tests {
         assert!(cursors.any_placed());
         assert!(!cursors.get(9).unwrap().has(DELIVERED | PLACED));
         assert!(cursors.all_chats());
-        assert!(cursors.markers_to_tell(7, [(7, 1), (8, 1)]).is_empty());
-        assert!(!cursors.markers_moved(7, [(7, 1), (8, 1)]));
+        assert!(
+            cursors.markers_to_tell(5, 8, [(8, 1), (7, 1)]).is_empty(),
+            "no such chat"
+        );
+        assert_eq!(std::mem::size_of::<Cursor>(), 48);
+    }
+
+    #[test]
+    fn a_sync_makes_room_for_the_chats_it_names_at_once() {
+        let mut cursors = Cursors::Many(Vec::new());
+        cursors.make_room(100);
+        for chat in 0..100 {
+            cursors.add(Cursor::new(chat, 1, 7, PLACED));
+        }
+        let Cursors::Many(list) = &cursors else {
+            panic!()
+        };
+        assert_eq!(list.capacity(), 100, "added one by one, it would be 128");
+    }
+
+    #[test]
+    fn a_user_socket_knows_the_markers_it_told_in_each_chat() {
+        let mut cursors = Cursors::Many(Vec::new());
+        cursors.add(Cursor::new(3, 1, 7, PLACED));
+        cursors.add(Cursor::new(4, 1, 9, PLACED));
+        // User 8's socket: peer 7 in chat 3, peer 9 in chat 4.
+        assert!(
+            cursors.markers_moved(3, 8, [(7, 2), (8, 1)]),
+            "none known yet"
+        );
+        assert_eq!(
+            cursors.markers_to_tell(3, 8, [(7, 2), (8, 1)]),
+            [(7, 2), (8, 1)]
+        );
+        assert!(!cursors.markers_moved(3, 8, [(7, 2), (8, 1)]));
+        assert!(
+            cursors.markers_to_tell(3, 8, [(7, 2), (8, 1)]).is_empty(),
+            "told"
+        );
+        assert_eq!(
+            cursors.markers_to_tell(4, 8, [(9, 2), (8, 1)]),
+            [(9, 2), (8, 1)]
+        );
+        cursors.raise_known_marker(3, 8, 7, 5);
+        assert_eq!(
+            cursors.markers_to_tell(3, 8, [(7, 6), (8, 3)]),
+            [(7, 6), (8, 3)]
+        );
+        assert!(cursors.markers_to_tell(3, 8, [(7, 5), (8, 3)]).is_empty());
+        assert!(
+            cursors.markers_to_tell(3, 8, [(9, 9), (8, 3)]).is_empty(),
+            "no outsider"
+        );
     }
 
     #[test]
     fn a_per_chat_socket_knows_its_chat_only() {
-        let one = Cursor {
-            chat: 5,
-            next_seq: 3,
-            peer: 8,
-            flags: PLACED | ANNOUNCED,
-        };
         let access = ChatAccess {
             participants: [7, 8],
             last_seq: 3,
@@ -242,22 +312,29 @@ mod tests {
         assert_eq!(known, KnownMarkers { mine: 2, peer: 0 });
         let theirs = KnownMarkers::stored_in(&access, 8);
         assert_eq!(theirs, KnownMarkers { mine: 0, peer: 2 });
-        let mut cursors = Cursors::One(one, known);
+        let one = Cursor {
+            known,
+            ..Cursor::new(5, 3, 8, PLACED | ANNOUNCED)
+        };
+        let mut cursors = Cursors::One(one);
         assert_eq!(cursors.get(5), Some(&one));
         assert!(cursors.get(6).is_none());
         assert!(!cursors.add(Cursor { chat: 6, ..one }));
         assert!(!cursors.all_chats());
         // Markers as stored, in either order: mine (user 7), the peer's (8).
-        let tell = |cursors: &mut Cursors, stored| cursors.markers_to_tell(7, stored);
-        assert!(!cursors.markers_moved(7, [(7, 2), (8, 0)]));
-        assert!(cursors.markers_moved(7, [(8, 1), (7, 2)]));
+        let tell = |cursors: &mut Cursors, stored| cursors.markers_to_tell(5, 7, stored);
+        assert!(!cursors.markers_moved(5, 7, [(7, 2), (8, 0)]));
+        assert!(cursors.markers_moved(5, 7, [(8, 1), (7, 2)]));
+        assert!(
+            !cursors.markers_moved(6, 7, [(8, 1), (7, 2)]),
+            "not its chat"
+        );
         assert!(tell(&mut cursors, [(7, 2), (8, 0)]).is_empty(), "known");
         assert_eq!(tell(&mut cursors, [(8, 1), (7, 3)]), [(8, 1), (7, 3)]);
-        cursors.raise_known_marker(7, 8, 4);
-        cursors.raise_known_marker(7, 9, 9);
+        cursors.raise_known_marker(5, 7, 8, 4);
+        cursors.raise_known_marker(5, 7, 9, 9);
         assert!(tell(&mut cursors, [(7, 3), (8, 4)]).is_empty(), "raised");
         assert_eq!(tell(&mut cursors, [(7, 3), (8, 5)]), [(8, 5)]);
         assert!(tell(&mut cursors, [(9, 9), (8, 5)]).is_empty(), "told");
-        assert_eq!(std::mem::size_of::<Cursor>(), 32);
     }
 }

@@ -233,12 +233,15 @@ fn cursors_of(scope: Scope, user_id: i64) -> (Cursors, i64) {
                 Some(after) => (after.min(access.last_seq), RESUMED, KnownMarkers::default()),
             };
             let cursor = Cursor {
-                chat: chat_id,
-                next_seq: from.saturating_add(1),
-                peer,
-                flags: PLACED | ANNOUNCED | flags,
+                known,
+                ..Cursor::new(
+                    chat_id,
+                    from.saturating_add(1),
+                    peer,
+                    PLACED | ANNOUNCED | flags,
+                )
             };
-            (Cursors::One(cursor, known), access.last_seq)
+            (Cursors::One(cursor), access.last_seq)
         }
         Scope::User => (Cursors::Many(Vec::new()), 0),
     }

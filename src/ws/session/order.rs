@@ -84,12 +84,7 @@ impl Session<'_> {
                 cursor.peer = peer;
                 true
             }
-            None => self.cursors.add(Cursor {
-                chat,
-                next_seq: 1,
-                peer,
-                flags: ANNOUNCED,
-            }),
+            None => self.cursors.add(Cursor::new(chat, 1, peer, ANNOUNCED)),
         }
     }
 
@@ -106,12 +101,7 @@ impl Session<'_> {
                 *cursor
             }
             None => {
-                let new = Cursor {
-                    chat,
-                    next_seq: seq,
-                    peer: 0,
-                    flags: PLACED,
-                };
+                let new = Cursor::new(chat, seq, 0, PLACED);
                 if !self.cursors.add(new) {
                     return Ok(None);
                 }
@@ -205,7 +195,7 @@ impl Session<'_> {
             self.writer.text(&message_event(message)).await?;
             self.moved(chat, message.seq);
             self.cursors
-                .raise_known_marker(self.user_id, message.sender.id, message.seq);
+                .raise_known_marker(chat, self.user_id, message.sender.id, message.seq);
         }
         Ok(messages.len() as i64)
     }

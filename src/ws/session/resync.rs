@@ -14,12 +14,13 @@
 //! that holds messages: the chat's cursor is placed (a `sync` named it, or
 //! the socket delivered from it). Our client names every chat of its list
 //! (up to 1,000) in its `sync`, so that is the common case. Each such chat
-//! is replayed from its `next_seq` through the `last_seq` read, then both
-//! participants' read markers are told (the client may have missed their
-//! moves; a marker never moves back, so telling one it knows is harmless),
-//! but not one at its owner's own last message (the message told it), and
-//! an empty chat created after `ready` that the socket never heard of is
-//! announced. A chat with messages the socket has no position in (not named
+//! is replayed from its `next_seq` through the `last_seq` read, then the
+//! read markers past what its client knows are told (it may have missed
+//! their moves; a marker never moves back, so telling one it knows is
+//! harmless, but a socket caught up again tells only those that moved since,
+//! see [`super::cursors::KnownMarkers`]), never one at its owner's own last
+//! message (the message told it), and an empty chat created after `ready`
+//! that the socket never heard of is announced. A chat with messages the socket has no position in (not named
 //! by `sync`, nothing delivered since `ready`) may have had messages stored
 //! after `ready` that the bus lost, and which ones is unknown: the socket
 //! closes with 4009 and its client resumes with `sync`. So does a socket
@@ -53,8 +54,10 @@ impl Session<'_> {
         if stored_through >= self.next_seq(chat) {
             self.replay_until(chat, stored_through).await?;
         }
-        let moved =
-            access.is_some_and(|access| self.cursors.markers_moved(self.user_id, access.markers()));
+        let moved = access.is_some_and(|access| {
+            self.cursors
+                .markers_moved(chat, self.user_id, access.markers())
+        });
         if moved {
             self.tell_read_markers(chat).await?;
         }
@@ -115,10 +118,10 @@ impl Session<'_> {
             if progress.marker_at_own_message[at] {
                 let owner = access.participants[at];
                 self.cursors
-                    .raise_known_marker(me, owner, access.read_seqs[at]);
+                    .raise_known_marker(chat, me, owner, access.read_seqs[at]);
             }
         }
-        let moved = self.cursors.markers_to_tell(me, access.markers());
+        let moved = self.cursors.markers_to_tell(chat, me, access.markers());
         for &(user, seq) in &moved {
             self.writer.text(&read_event(chat, user, seq)).await?;
         }
@@ -168,7 +171,7 @@ impl Session<'_> {
     }
 
     /// One chat of a user socket's resync: its messages through `last_seq`
-    /// and its read markers, or, for an empty chat the socket never heard of
+    /// and the read markers its client does not know, or, for an empty chat the socket never heard of
     /// and created after `ready`, its `chat` event.
     async fn catch_up(&mut self, chat: &ChatStanding) -> Result<(), End> {
         let me = self.user_id;
@@ -180,13 +183,21 @@ impl Session<'_> {
             }
             return Ok(());
         }
+        if let Some(cursor) = self.cursors.get_mut(chat.chat) {
+            // One placed by a live message has not learned it.
+            cursor.peer = chat.peer;
+        }
         if chat.last_seq >= self.next_seq(chat.chat) {
             Box::pin(self.replay_until(chat.chat, chat.last_seq)).await?;
         }
-        for (user, seq) in [(me, chat.read_seq), (chat.peer, chat.peer_read_seq)] {
-            if seq > 0 && !names_own_last_message(chat, user, seq) {
-                self.writer.text(&read_event(chat.chat, user, seq)).await?;
+        let stored = [(me, chat.read_seq), (chat.peer, chat.peer_read_seq)];
+        for (user, seq) in stored {
+            if names_own_last_message(chat, user, seq) {
+                self.cursors.raise_known_marker(chat.chat, me, user, seq);
             }
+        }
+        for (user, seq) in self.cursors.markers_to_tell(chat.chat, me, stored) {
+            self.writer.text(&read_event(chat.chat, user, seq)).await?;
         }
         Ok(())
     }

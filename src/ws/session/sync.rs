@@ -45,6 +45,7 @@ impl Session<'_> {
         let store = &self.state.store;
         let mut positions = store.chat_positions(self.user_id, &named).await?;
         positions.sort_unstable_by_key(|position| position.chat);
+        self.cursors.make_room(positions.len());
         let mut outsiders = Vec::new();
         for (chat, after_seq) in chats {
             let found = positions.binary_search_by_key(&chat, |p| p.chat);
@@ -90,12 +91,12 @@ impl Session<'_> {
                 cursor.flags |= PLACED | ANNOUNCED;
             }
             None => {
-                self.cursors.add(Cursor {
+                self.cursors.add(Cursor::new(
                     chat,
                     next_seq,
-                    peer: position.peer,
-                    flags: PLACED | ANNOUNCED,
-                });
+                    position.peer,
+                    PLACED | ANNOUNCED,
+                ));
             }
         }
         if after_seq < position.last_seq {
