@@ -17,6 +17,10 @@ use crate::json;
 use crate::model::User;
 use crate::ws::protocol::{self, close, ClientEvent};
 
+/// Frames up to this size leave the parser's buffers for the next event (a
+/// socket's sends and read markers); a larger one frees them once parsed.
+const PARSER_BUFFERS_KEPT_UP_TO: usize = 4096;
+
 /// Acts on decoded client events.
 pub(super) struct EventHandler<'a> {
     pub(super) state: &'a AppState,
@@ -72,7 +76,11 @@ pub(super) enum Reaction {
 impl EventHandler<'_> {
     /// Acts on one event.
     pub(super) async fn handle(&mut self, bytes: &mut [u8], cursors: &mut Cursors) -> Reaction {
+        let frame_len = bytes.len();
         let event = protocol::decode(&mut self.parser, bytes, &self.state.config.limits);
+        if frees_parser_buffers(frame_len, &event) {
+            self.parser.release();
+        }
         let outcome = match event {
             Ok(ClientEvent::Sync { chats }) => return Reaction::Sync(chats),
             Ok(ClientEvent::Ping) => {
@@ -259,5 +267,47 @@ fn remember_peer(cursors: &mut Cursors, chat: i64, peer: i64) {
         None => {
             cursors.add(Cursor::new(chat, 1, peer, 0));
         }
+    }
+}
+
+/// Whether the parser's buffers go as soon as `event` is parsed from a frame
+/// of `frame_len` bytes, rather than at the next ping: when they grew to a
+/// rare frame's size (a `sync`, a long message). What the event then keeps
+/// (a sync's cursors) may take their place, rather than sit beside a hole
+/// the allocator cannot hand back (BENCHMARKS.md: a socket naming 100 chats
+/// held twice its live memory).
+fn frees_parser_buffers(frame_len: usize, event: &Result<ClientEvent, EventError>) -> bool {
+    frame_len > PARSER_BUFFERS_KEPT_UP_TO || matches!(event, Ok(ClientEvent::Sync { .. }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn decoded(text: &str) -> (usize, Result<ClientEvent, EventError>) {
+        let vars = [("SECRET_KEY".to_string(), "k".to_string())];
+        let limits = Config::from_vars(vars.into_iter().collect())
+            .unwrap()
+            .limits;
+        let mut bytes = text.as_bytes().to_vec();
+        let event = protocol::decode(&mut json::Parser::default(), &mut bytes, &limits);
+        (text.len(), event)
+    }
+
+    #[test]
+    fn a_sync_or_a_large_frame_frees_the_parsers_buffers_and_a_small_event_keeps_them() {
+        let (len, sync) = decoded(r#"{"type":"sync","chats":{"1":0}}"#);
+        assert!(frees_parser_buffers(len, &sync), "a sync, however small");
+        let send = r#"{"type":"message.send","chat":1,"content":"hi"}"#;
+        let (len, small) = decoded(send);
+        assert!(!frees_parser_buffers(len, &small));
+        let long = format!(
+            r#"{{"type":"message.send","chat":1,"content":"{}"}}"#,
+            "x".repeat(5000)
+        );
+        let (len, large) = decoded(&long);
+        assert!(large.is_ok());
+        assert!(frees_parser_buffers(len, &large));
     }
 }
