@@ -23,7 +23,8 @@ use crate::store::postgres::PgStore;
 use crate::store::read_batches::ReadBatcher;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    ChatProgress, ChatStanding, History, HistoryRead, StandingsRead, Store, StoreError, UserAndChat,
+    ChatPosition, ChatProgress, ChatStanding, History, HistoryRead, PositionsRead, StandingsRead,
+    Store, StoreError, UserAndChat,
 };
 use inactive::InactiveUsers;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +56,8 @@ pub type Histories = ReadBatcher<HistoryRead, Option<History>>;
 pub type Progresses = ReadBatcher<i64, Option<ChatProgress>>;
 /// Batched reads of where a user's chats stand, for user sockets' resyncs.
 pub type Standings = ReadBatcher<StandingsRead, Vec<ChatStanding>>;
+/// Batched reads of where the chats a user socket's `sync` names stand.
+pub type Positions = ReadBatcher<PositionsRead, Vec<ChatPosition>>;
 /// Batched probes of whether a user has a chat that holds a message.
 pub type MessagedUsers = ReadBatcher<i64, bool>;
 
@@ -103,6 +106,9 @@ pub struct Reads {
     /// Where each of a user's chats stands, for the same reason, batched: a
     /// bus outage has every user socket of a node ask at once.
     pub standings: Standings,
+    /// Where the chats a `sync` names stand, batched: a reconnect storm has
+    /// every user socket `sync` at once.
+    pub positions: Positions,
     /// Whether a user has a chat with messages: a user socket that has no
     /// position in any chat closes on the first, and need not read them all.
     pub messaged_users: MessagedUsers,
@@ -213,6 +219,11 @@ fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
         let store = for_standings.clone();
         async move { store.chat_standings(&reads).await }
     });
+    let for_positions = store.clone();
+    let positions = ReadBatcher::start(lanes, move |reads: Vec<PositionsRead>| {
+        let store = for_positions.clone();
+        async move { store.positions_of_many(&reads).await }
+    });
     let for_messaged = store.clone();
     let messaged_users = ReadBatcher::start(lanes, move |users: Vec<i64>| {
         let store = for_messaged.clone();
@@ -223,6 +234,7 @@ fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
         histories,
         progress,
         standings,
+        positions,
         messaged_users,
         history_cache: HistoryCache::new(
             paging.history_cache_bytes,

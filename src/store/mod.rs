@@ -286,6 +286,13 @@ pub struct ChatPosition {
     pub last_seq: i64,
 }
 
+/// A user and the chats a `sync` names: whose positions to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionsRead {
+    pub user: i64,
+    pub chats: Vec<i64>,
+}
+
 /// Where one of a user's chats stands, as a user socket's resync reads it:
 /// enough to replay it from a cursor and tell its read markers, without the
 /// chat list's participants and last message.
@@ -364,6 +371,19 @@ pub trait Store: Send + Sync + 'static {
         user_id: i64,
         chats: &[i64],
     ) -> Result<Vec<ChatPosition>, StoreError>;
+    /// [`Store::chat_positions`] for each of `reads`, in order, in as few
+    /// statements as the store can where it has per-statement overhead: a
+    /// reconnect storm has every user socket `sync` at once.
+    async fn positions_of_many(
+        &self,
+        reads: &[PositionsRead],
+    ) -> Result<Vec<Vec<ChatPosition>>, StoreError> {
+        let mut answers = Vec::with_capacity(reads.len());
+        for read in reads {
+            answers.push(self.chat_positions(read.user, &read.chats).await?);
+        }
+        Ok(answers)
+    }
     /// The [`ChatProgress`] of each of `chats` (`None` for one that does not
     /// exist), in order, in one statement where the store has per-statement
     /// overhead: after a bus outage every per-chat socket of a node asks.

@@ -19,8 +19,8 @@
 
 use super::{
     Appended, ChatPosition, ChatProgress, ChatStanding, Credentials, FailedLogins, History,
-    HistoryRead, NewMessage, NewUser, SeqWindow, StandingsRead, StartedChat, Store, StoreError,
-    UserAndChat,
+    HistoryRead, NewMessage, NewUser, PositionsRead, SeqWindow, StandingsRead, StartedChat, Store,
+    StoreError, UserAndChat,
 };
 use crate::model::{Chat, Message, User};
 use async_trait::async_trait;
@@ -203,6 +203,13 @@ impl Store for PatientStore {
     ) -> Result<Vec<ChatPosition>, StoreError> {
         self.again(|| self.inner.chat_positions(user_id, chats))
             .await
+    }
+
+    async fn positions_of_many(
+        &self,
+        reads: &[PositionsRead],
+    ) -> Result<Vec<Vec<ChatPosition>>, StoreError> {
+        self.again(|| self.inner.positions_of_many(reads)).await
     }
 
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {

@@ -9,7 +9,7 @@ use chat_server::store::postgres::PgStore;
 use chat_server::store::sqlite::SqliteStore;
 use chat_server::store::{
     outcomes, AppendOutcome, ChatAccess, ChatPosition, ChatStanding, History, HistoryRead,
-    NewMessage, NewUser, SeqRun, SeqWindow, StandingsRead, Store, StoreError,
+    NewMessage, NewUser, PositionsRead, SeqRun, SeqWindow, StandingsRead, Store, StoreError,
 };
 use std::sync::Arc;
 
@@ -735,6 +735,39 @@ async fn positions_answer_few_and_many_named_chats_alike(store: Arc<dyn Store>) 
         found.sort_by_key(|p| p.chat);
         assert_eq!(found, mine[..count], "{count} named");
     }
+    // Many reads at once, few and many named chats mixed: each answered as
+    // alone, a chat named twice once.
+    let all: Vec<i64> = mine.iter().map(|p| p.chat).chain([others]).collect();
+    let reads = [
+        PositionsRead {
+            user: ann.id,
+            chats: all,
+        },
+        PositionsRead {
+            user: cat.id,
+            chats: vec![others, mine[0].chat],
+        },
+        PositionsRead {
+            user: ann.id,
+            chats: vec![mine[3].chat, others, mine[3].chat],
+        },
+        PositionsRead {
+            user: dan.id,
+            chats: Vec::new(),
+        },
+    ];
+    let mut answers = store.positions_of_many(&reads).await.unwrap();
+    assert_eq!(answers.len(), 4);
+    answers[0].sort_by_key(|p| p.chat);
+    assert_eq!(answers[0], mine);
+    let cats = ChatPosition {
+        chat: others,
+        peer: dan.id,
+        last_seq: 0,
+    };
+    assert_eq!(answers[1], [cats]);
+    assert_eq!(answers[2], [mine[3]]);
+    assert!(answers[3].is_empty());
 }
 
 async fn blacklisted_tokens_are_remembered(store: Arc<dyn Store>) {

@@ -21,8 +21,8 @@ use statements::{INACTIVE_USERS, REPLACE_PASSWORD_HASH};
 
 use super::{
     dedupe_batch, Appended, ChatAccess, ChatPosition, ChatProgress, ChatStanding, Credentials,
-    FailedLogins, History, HistoryRead, NewMessage, NewUser, SeqRun, SeqWindow, StandingsRead,
-    StartedChat, Store, StoreError, UserAndChat,
+    FailedLogins, History, HistoryRead, NewMessage, NewUser, PositionsRead, SeqRun, SeqWindow,
+    StandingsRead, StartedChat, Store, StoreError, UserAndChat,
 };
 use crate::config::DatabaseConfig;
 use crate::metrics::Metrics;
@@ -36,6 +36,7 @@ use rows::{
 };
 use standbys::{Read, Standbys};
 use statements::Statements;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -194,6 +195,81 @@ impl PgStore {
             .map_err(classify)?;
         Ok((row.get(0), false))
     }
+}
+
+/// The chats some reads name, flattened: each read's place among them (from
+/// 1), its user, and each chat it names once.
+struct NamedChats {
+    ords: Vec<i32>,
+    users: Vec<i64>,
+    chats: Vec<i64>,
+}
+
+impl NamedChats {
+    fn of(reads: &[PositionsRead], some: &[usize]) -> Self {
+        let mut named = NamedChats {
+            ords: Vec::new(),
+            users: Vec::new(),
+            chats: Vec::new(),
+        };
+        let mut seen = HashSet::new();
+        for (place, &at) in some.iter().enumerate() {
+            let ord = i32::try_from(place + 1).unwrap_or(i32::MAX);
+            seen.clear();
+            for &chat in &reads[at].chats {
+                if seen.insert(chat) {
+                    named.ords.push(ord);
+                    named.users.push(reads[at].user);
+                    named.chats.push(chat);
+                }
+            }
+        }
+        named
+    }
+}
+
+/// Named chats one positions statement reads at most (a read is never split):
+/// a connection keeps a buffer the size of the largest result it received,
+/// so a batch of 256 syncs naming 1,000 chats each must not come back whole.
+const POSITIONS_PER_STATEMENT: usize = 4096;
+
+/// `some` (places in `reads`) cut into runs of reads naming, together, at
+/// most [`POSITIONS_PER_STATEMENT`] chats (or a single read naming more).
+fn statements_of<'a>(reads: &[PositionsRead], some: &'a [usize]) -> Vec<&'a [usize]> {
+    let mut runs = Vec::new();
+    let (mut start, mut named) = (0, 0);
+    for (place, &at) in some.iter().enumerate() {
+        let more = reads[at].chats.len();
+        if place > start && named + more > POSITIONS_PER_STATEMENT {
+            runs.push(&some[start..place]);
+            (start, named) = (place, 0);
+        }
+        named += more;
+    }
+    if start < some.len() {
+        runs.push(&some[start..]);
+    }
+    runs
+}
+
+/// Each position row (ord, chat, peer, `last_seq`) into the answer of the
+/// read it belongs to: `some[ord - 1]`.
+fn place_positions(
+    rows: &[Row],
+    some: &[usize],
+    found: &mut [Vec<ChatPosition>],
+) -> Result<(), StoreError> {
+    for row in rows {
+        let slot = ord_index(row, some.len())
+            .and_then(|place| found.get_mut(some[place]))
+            .ok_or(StoreError::Inconsistent("a position row out of range"))?;
+        slot.push(ChatPosition {
+            chat: row.get(1),
+            peer: row.get(2),
+            last_seq: row.get(3),
+        });
+    }
+    Ok(())
 }
 
 /// Up to this many chats, a `sync`'s positions are read by probing each
@@ -408,6 +484,35 @@ impl Store for PgStore {
             .collect())
     }
 
+    /// Reads naming few chats probe them, all in one statement; reads naming
+    /// many go through their users' own chats, in another (the split of
+    /// [`Store::chat_positions`], for the same reason).
+    async fn positions_of_many(
+        &self,
+        reads: &[PositionsRead],
+    ) -> Result<Vec<Vec<ChatPosition>>, StoreError> {
+        let mut found: Vec<Vec<ChatPosition>> = reads
+            .iter()
+            .map(|read| Vec::with_capacity(read.chats.len()))
+            .collect();
+        let (few, many): (Vec<usize>, Vec<usize>) =
+            (0..reads.len()).partition(|&at| reads[at].chats.len() <= FEW_NAMED_CHATS);
+        for some in statements_of(reads, &few) {
+            let named = NamedChats::of(reads, some);
+            let params: [&(dyn ToSql + Sync); 3] = [&named.ords, &named.users, &named.chats];
+            let rows = self.rows(|s| &s.positions_probed, &params).await?;
+            place_positions(&rows, some, &mut found)?;
+        }
+        for some in statements_of(reads, &many) {
+            let named = NamedChats::of(reads, some);
+            let users: Vec<i64> = some.iter().map(|&at| reads[at].user).collect();
+            let params: [&(dyn ToSql + Sync); 3] = [&named.ords, &named.chats, &users];
+            let rows = self.rows(|s| &s.positions_scanned, &params).await?;
+            place_positions(&rows, some, &mut found)?;
+        }
+        Ok(found)
+    }
+
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {
         let rows = self.read_rows(|s| &s.chats_of, &[&user_id]).await?;
         Ok(rows.iter().map(chat_from_row).collect())
@@ -563,5 +668,53 @@ impl Store for PgStore {
             Some(standbys) => format!("postgres, reads from {} standbys", standbys.count()),
             None => "postgres".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naming(counts: &[usize]) -> Vec<PositionsRead> {
+        counts
+            .iter()
+            .map(|&count| PositionsRead {
+                user: 1,
+                chats: (0..count as i64).collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn positions_statements_hold_whole_reads_up_to_their_size() {
+        let reads = naming(&[1000, 3000, 200, 1000, 4096, 10]);
+        let all: Vec<usize> = (0..reads.len()).collect();
+        let runs = statements_of(&reads, &all);
+        assert_eq!(runs, [&[0, 1][..], &[2, 3][..], &[4][..], &[5][..]]);
+        let some = [1, 5, 2];
+        assert_eq!(statements_of(&reads, &some), [&[1, 5, 2][..]]);
+        assert!(statements_of(&reads, &[]).is_empty());
+    }
+
+    #[test]
+    fn named_chats_are_flattened_with_their_reads_place_and_each_chat_once() {
+        let reads = [
+            PositionsRead {
+                user: 7,
+                chats: vec![3, 4, 3],
+            },
+            PositionsRead {
+                user: 8,
+                chats: vec![5],
+            },
+            PositionsRead {
+                user: 9,
+                chats: vec![6],
+            },
+        ];
+        let named = NamedChats::of(&reads, &[2, 0]);
+        assert_eq!(named.ords, [1, 2, 2]);
+        assert_eq!(named.users, [9, 7, 7]);
+        assert_eq!(named.chats, [6, 3, 4]);
     }
 }

@@ -154,6 +154,25 @@ const CHAT_POSITIONS_OF_MANY: &str = "SELECT id,
      FROM chats WHERE (user_low = $1 OR user_high = $1)
                   AND id + 0 IN (SELECT unnest($2::BIGINT[]))";
 
+/// [`CHAT_POSITIONS`] for many reads at once (`ord`: the read's place, from
+/// 1): each named chat (`$1` ord, `$2` user, `$3` chat) probed by its key.
+const POSITIONS_PROBED: &str = "SELECT p.ord, c.id,
+            CASE WHEN c.user_low = p.user_id THEN c.user_high ELSE c.user_low END, c.last_seq
+     FROM unnest($1::INT[], $2::BIGINT[], $3::BIGINT[]) AS p(ord, user_id, chat_id)
+     JOIN chats c ON c.id = p.chat_id AND p.user_id IN (c.user_low, c.user_high)";
+
+/// [`CHAT_POSITIONS_OF_MANY`] for many reads at once: each read's user
+/// (`$3`, in read order) has their chats read through the two indexes, kept
+/// when the read names them (`$1` ord, `$2` chat, hashed).
+const POSITIONS_SCANNED: &str = "SELECT q.ord::INT, c.id,
+            CASE WHEN c.user_low = q.user_id THEN c.user_high ELSE c.user_low END, c.last_seq
+     FROM unnest($3::BIGINT[]) WITH ORDINALITY AS q(user_id, ord)
+     CROSS JOIN LATERAL (
+         SELECT id, user_low, user_high, last_seq FROM chats WHERE user_low = q.user_id
+         UNION ALL
+         SELECT id, user_low, user_high, last_seq FROM chats WHERE user_high = q.user_id) c
+     WHERE (q.ord::INT, c.id + 0) IN (SELECT * FROM unnest($1::INT[], $2::BIGINT[]))";
+
 /// A row is sent while the messages before it hold fewer than $4 bytes of
 /// content and metadata.
 const MESSAGES_BETWEEN: &str = "SELECT m.id, m.seq, m.content, m.metadata, m.client_msg_id,
@@ -322,6 +341,8 @@ pub struct Statements {
     pub chats_of: Statement,
     pub chat_positions: Statement,
     pub chat_positions_of_many: Statement,
+    pub positions_probed: Statement,
+    pub positions_scanned: Statement,
     pub messages_between: Statement,
     pub history: Statement,
     pub histories: Statement,
@@ -353,6 +374,8 @@ impl Statements {
             chats_of: client.prepare(CHATS_OF).await?,
             chat_positions: client.prepare(CHAT_POSITIONS).await?,
             chat_positions_of_many: client.prepare(CHAT_POSITIONS_OF_MANY).await?,
+            positions_probed: client.prepare(POSITIONS_PROBED).await?,
+            positions_scanned: client.prepare(POSITIONS_SCANNED).await?,
             messages_between: client.prepare(MESSAGES_BETWEEN).await?,
             history: client.prepare(HISTORY).await?,
             histories: client.prepare(HISTORIES).await?,

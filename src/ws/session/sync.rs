@@ -1,7 +1,9 @@
 //! A user socket's `sync`: for each chat it names, every stored message after
 //! the client's `after_seq`, then live ones (the outbox holds them meanwhile).
-//! Where the named chats stand is read in one statement, after the socket
-//! joined its user's room, so the replay and the outbox meet with no gap;
+//! Where the named chats stand is read in one statement, batched with other
+//! sockets' syncs (a reconnect storm has every user socket sync at once), and
+//! started after the socket joined its user's room, so the replay and the
+//! outbox meet with no gap;
 //! the cursor then drops what the replay already sent. A chat the user is not
 //! in, or one this socket has already delivered, gets an `error` naming it;
 //! the rest proceed. A socket's later syncs are rate limited per user (each
@@ -13,7 +15,7 @@ use super::cursors::{Cursor, ANNOUNCED, DELIVERED, PLACED};
 use super::live::Session;
 use super::End;
 use crate::delivery::events::EventError;
-use crate::store::ChatPosition;
+use crate::store::{ChatPosition, PositionsRead};
 
 impl Session<'_> {
     /// Acts on a `sync`; the first one also starts delivery from the outbox.
@@ -41,9 +43,11 @@ impl Session<'_> {
         if chats.is_empty() {
             return Ok(());
         }
-        let named: Vec<i64> = chats.iter().map(|(chat, _)| *chat).collect();
-        let store = &self.state.store;
-        let mut positions = store.chat_positions(self.user_id, &named).await?;
+        let read = PositionsRead {
+            user: self.user_id,
+            chats: chats.iter().map(|(chat, _)| *chat).collect(),
+        };
+        let mut positions = self.state.reads.positions.ask(read).await?;
         positions.sort_unstable_by_key(|position| position.chat);
         self.cursors.make_room(positions.len());
         let mut outsiders = Vec::new();
