@@ -196,8 +196,8 @@ impl Limiters {
 }
 
 /// The batched readers (`lanes` lanes each for membership lookups, history
-/// pages, and resyncs' chat progress, standings and probes for messages) and
-/// the node's caches.
+/// pages, syncs' positions, and resyncs' chat progress, standings and probes
+/// for messages) and the node's caches.
 fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
     let for_lookups = store.clone();
     let lookups = ReadBatcher::start(lanes, move |pairs: Vec<(i64, i64)>| {
