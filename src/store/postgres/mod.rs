@@ -273,8 +273,8 @@ fn place_positions(
 }
 
 /// Up to this many chats, a `sync`'s positions are read by probing each
-/// (`CHAT_POSITIONS`); past it, through the user's own chats
-/// (`CHAT_POSITIONS_OF_MANY`), which reads every chat of the user once.
+/// (`POSITIONS_PROBED`); past it, through the user's own chats
+/// (`POSITIONS_SCANNED`), which reads every chat of the user once.
 const FEW_NAMED_CHATS: usize = 16;
 
 #[async_trait]
@@ -463,30 +463,23 @@ impl Store for PgStore {
             .filter(|chat| chat.participants.iter().any(|u| u.id == reader)))
     }
 
+    /// One read through [`Store::positions_of_many`]'s statements.
     async fn chat_positions(
         &self,
         user_id: i64,
         chats: &[i64],
     ) -> Result<Vec<ChatPosition>, StoreError> {
-        let statement: fn(&Statements) -> &Statement = if chats.len() <= FEW_NAMED_CHATS {
-            |s| &s.chat_positions
-        } else {
-            |s| &s.chat_positions_of_many
+        let read = PositionsRead {
+            user: user_id,
+            chats: chats.to_vec(),
         };
-        let rows = self.rows(statement, &[&user_id, &chats]).await?;
-        Ok(rows
-            .iter()
-            .map(|row| ChatPosition {
-                chat: row.get(0),
-                peer: row.get(1),
-                last_seq: row.get(2),
-            })
-            .collect())
+        let mut found = self.positions_of_many(&[read]).await?;
+        Ok(found.pop().unwrap_or_default())
     }
 
     /// Reads naming few chats probe them, all in one statement; reads naming
-    /// many go through their users' own chats, in another (the split of
-    /// [`Store::chat_positions`], for the same reason).
+    /// many go through their users' own chats, in another (see
+    /// [`FEW_NAMED_CHATS`]).
     async fn positions_of_many(
         &self,
         reads: &[PositionsRead],

@@ -137,33 +137,21 @@ const CHATS_OF: &str = chat_select!(
     where: "c.user_low = $1 OR c.user_high = $1 ORDER BY updated_at DESC, c.id DESC"
 );
 
-/// Of the chats `$2`, those user `$1` takes part in: id, the other
-/// participant, `last_seq`; a primary-key probe per named chat, for a few
-/// (see [`CHAT_POSITIONS_OF_MANY`]).
-const CHAT_POSITIONS: &str = "SELECT id, CASE WHEN user_low = $1 THEN user_high ELSE user_low END,
-            last_seq
-     FROM chats WHERE id = ANY($2) AND $1 IN (user_low, user_high)";
-
-/// [`CHAT_POSITIONS`] for many named chats (a first `sync` names most of its
-/// user's chats): the user's chats through their two indexes, joined with
-/// the named ones through a hash (`id + 0` keeps the primary key out of the
-/// plan, which would otherwise probe once per named chat, at about six times
-/// the buffer reads).
-const CHAT_POSITIONS_OF_MANY: &str = "SELECT id,
-            CASE WHEN user_low = $1 THEN user_high ELSE user_low END, last_seq
-     FROM chats WHERE (user_low = $1 OR user_high = $1)
-                  AND id + 0 IN (SELECT unnest($2::BIGINT[]))";
-
-/// [`CHAT_POSITIONS`] for many reads at once (`ord`: the read's place, from
-/// 1): each named chat (`$1` ord, `$2` user, `$3` chat) probed by its key.
+/// Of the chats each read names, those its user takes part in: the read's
+/// place (`ord`, from 1), id, the other participant, `last_seq`. Each named
+/// chat (`$1` ord, `$2` user, `$3` chat) is probed by its key: for reads
+/// naming a few.
 const POSITIONS_PROBED: &str = "SELECT p.ord, c.id,
             CASE WHEN c.user_low = p.user_id THEN c.user_high ELSE c.user_low END, c.last_seq
      FROM unnest($1::INT[], $2::BIGINT[], $3::BIGINT[]) AS p(ord, user_id, chat_id)
      JOIN chats c ON c.id = p.chat_id AND p.user_id IN (c.user_low, c.user_high)";
 
-/// [`CHAT_POSITIONS_OF_MANY`] for many reads at once: each read's user
-/// (`$3`, in read order) has their chats read through the two indexes, kept
-/// when the read names them (`$1` ord, `$2` chat, hashed).
+/// [`POSITIONS_PROBED`] for reads naming many (a first `sync` names most of
+/// its user's chats): each read's user (`$3`, in read order) has their chats
+/// read through the two indexes, kept when the read names them (`$1` ord,
+/// `$2` chat, hashed; `id + 0` keeps the primary key out of the plan, which
+/// would otherwise probe once per named chat, at about six times the buffer
+/// reads).
 const POSITIONS_SCANNED: &str = "SELECT q.ord::INT, c.id,
             CASE WHEN c.user_low = q.user_id THEN c.user_high ELSE c.user_low END, c.last_seq
      FROM unnest($3::BIGINT[]) WITH ORDINALITY AS q(user_id, ord)
@@ -339,8 +327,6 @@ pub struct Statements {
     pub chat_by_id: Statement,
     pub chat_by_pair: Statement,
     pub chats_of: Statement,
-    pub chat_positions: Statement,
-    pub chat_positions_of_many: Statement,
     pub positions_probed: Statement,
     pub positions_scanned: Statement,
     pub messages_between: Statement,
@@ -372,8 +358,6 @@ impl Statements {
             chat_by_id: client.prepare(CHAT_BY_ID).await?,
             chat_by_pair: client.prepare(CHAT_BY_PAIR).await?,
             chats_of: client.prepare(CHATS_OF).await?,
-            chat_positions: client.prepare(CHAT_POSITIONS).await?,
-            chat_positions_of_many: client.prepare(CHAT_POSITIONS_OF_MANY).await?,
             positions_probed: client.prepare(POSITIONS_PROBED).await?,
             positions_scanned: client.prepare(POSITIONS_SCANNED).await?,
             messages_between: client.prepare(MESSAGES_BETWEEN).await?,
