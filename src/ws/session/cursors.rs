@@ -4,7 +4,7 @@
 //! knows of. A per-chat socket has one cursor, held inline. A user socket
 //! starts with none: a chat gets a cursor when the socket first meets it (its
 //! first message, its `chat` event, a `sync` that names it, a send to it), in
-//! a vector sorted by chat id, 48 bytes a chat.
+//! a vector sorted by chat id, 40 bytes a chat.
 //! So a connect costs nothing per chat of the user, and an idle user socket
 //! holds no more than a per-chat one.
 
@@ -67,32 +67,57 @@ impl Cursor {
 /// Live `read` events and live messages pass by without raising them (the
 /// session does not open their frames), nor do the client's own `read`s, so
 /// a resync may tell a marker the client already knows: a monotonic marker
-/// makes that harmless.
+/// makes that harmless. For the same reason a marker is kept in 32 bits
+/// ([`KnownSeq`]), so a cursor takes 40 bytes, not 48.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct KnownMarkers {
-    pub(super) mine: i64,
-    pub(super) peer: i64,
+    mine: KnownSeq,
+    peer: KnownSeq,
+}
+
+/// A read marker the client is known to know, in 32 bits. A marker past
+/// `u32::MAX` (a chat of over four billion messages) is kept as none: the
+/// cursor may know less than the client, never more, so the worst it costs
+/// is telling the client a marker again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct KnownSeq(u32);
+
+impl KnownSeq {
+    fn of(seq: i64) -> Self {
+        KnownSeq(u32::try_from(seq).unwrap_or(0))
+    }
+
+    fn seq(self) -> i64 {
+        i64::from(self.0)
+    }
 }
 
 impl KnownMarkers {
     /// The markers stored in `access`: `me`'s and the other participant's.
     pub(super) fn stored_in(access: &ChatAccess, me: i64) -> Self {
-        let mut known = KnownMarkers { mine: 0, peer: 0 };
+        let mut known = KnownMarkers::default();
         for (user, seq) in access.markers() {
             match user == me {
-                true => known.mine = seq,
-                false => known.peer = seq,
+                true => known.mine = KnownSeq::of(seq),
+                false => known.peer = KnownSeq::of(seq),
             }
         }
         known
     }
 
     /// The marker known for `user` (`me` or `peer`); `None` for anyone else.
-    fn of(&mut self, (me, peer): (i64, i64), user: i64) -> Option<&mut i64> {
+    fn of(&mut self, (me, peer): (i64, i64), user: i64) -> Option<&mut KnownSeq> {
         match user {
             _ if user == me => Some(&mut self.mine),
             _ if user == peer => Some(&mut self.peer),
             _ => None,
+        }
+    }
+
+    /// `user`'s marker is known to be at least `seq`.
+    fn raise(&mut self, participants: (i64, i64), user: i64, seq: i64) {
+        if let Some(marker) = self.of(participants, user).filter(|k| seq > k.seq()) {
+            *marker = KnownSeq::of(seq);
         }
     }
 
@@ -101,8 +126,8 @@ impl KnownMarkers {
     fn learn(&mut self, participants: (i64, i64), stored: [(i64, i64); 2]) -> Vec<(i64, i64)> {
         let mut moved = Vec::new();
         for (user, seq) in stored {
-            if let Some(marker) = self.of(participants, user).filter(|k| seq > **k) {
-                *marker = seq;
+            if let Some(marker) = self.of(participants, user).filter(|k| seq > k.seq()) {
+                *marker = KnownSeq::of(seq);
                 moved.push((user, seq));
             }
         }
@@ -178,9 +203,7 @@ impl Cursors {
         let Some(cursor) = self.get_mut(chat) else {
             return;
         };
-        if let Some(marker) = cursor.known.of((me, cursor.peer), user) {
-            *marker = (*marker).max(seq);
-        }
+        cursor.known.raise((me, cursor.peer), user, seq);
     }
 
     /// Whether any of `chat`'s read markers stored now (`(user, seq)` pairs)
@@ -250,7 +273,7 @@ mod tests {
             cursors.markers_to_tell(5, 8, [(8, 1), (7, 1)]).is_empty(),
             "no such chat"
         );
-        assert_eq!(std::mem::size_of::<Cursor>(), 48);
+        assert_eq!(std::mem::size_of::<Cursor>(), 40);
     }
 
     #[test]
@@ -309,9 +332,9 @@ mod tests {
             read_seqs: [2, 0],
         };
         let known = KnownMarkers::stored_in(&access, 7);
-        assert_eq!(known, KnownMarkers { mine: 2, peer: 0 });
+        assert_eq!((known.mine.seq(), known.peer.seq()), (2, 0));
         let theirs = KnownMarkers::stored_in(&access, 8);
-        assert_eq!(theirs, KnownMarkers { mine: 0, peer: 2 });
+        assert_eq!((theirs.mine.seq(), theirs.peer.seq()), (0, 2));
         let one = Cursor {
             known,
             ..Cursor::new(5, 3, 8, PLACED | ANNOUNCED)
@@ -336,5 +359,24 @@ mod tests {
         assert!(tell(&mut cursors, [(7, 3), (8, 4)]).is_empty(), "raised");
         assert_eq!(tell(&mut cursors, [(7, 3), (8, 5)]), [(8, 5)]);
         assert!(tell(&mut cursors, [(9, 9), (8, 5)]).is_empty(), "told");
+    }
+
+    #[test]
+    fn a_marker_past_32_bits_is_told_again_never_skipped() {
+        let huge = i64::from(u32::MAX) + 5;
+        let mut cursors = Cursors::Many(vec![Cursor::new(5, 1, 8, PLACED)]);
+        let tell = |cursors: &mut Cursors, stored| cursors.markers_to_tell(5, 7, stored);
+        assert_eq!(tell(&mut cursors, [(8, huge), (7, 3)]), [(8, huge), (7, 3)]);
+        assert_eq!(
+            tell(&mut cursors, [(8, huge), (7, 3)]),
+            [(8, huge)],
+            "kept as none"
+        );
+        cursors.raise_known_marker(5, 7, 8, huge);
+        assert!(cursors.markers_moved(5, 7, [(8, huge), (7, 3)]));
+        assert!(
+            !cursors.markers_moved(5, 7, [(8, 0), (7, 3)]),
+            "mine fits: kept"
+        );
     }
 }
