@@ -318,6 +318,17 @@ pub struct ChatStanding {
 pub struct StandingsRead {
     pub user: i64,
     pub created_since: i64,
+    /// The most chats the reader can use. A user with more gets one more
+    /// than this (which ones is unspecified), enough to tell that it has
+    /// more, so no answer is larger than its reader can use.
+    pub most: usize,
+}
+
+impl StandingsRead {
+    /// The most chats the answer holds: [`StandingsRead::most`] and one.
+    pub fn answer_limit(&self) -> usize {
+        self.most.saturating_add(1)
+    }
 }
 
 /// The result of starting a chat: the chat and whether it was created just now.

@@ -593,6 +593,43 @@ async fn a_user_socket_resync_announces_an_empty_chat_it_missed() {
     );
 }
 
+/// A user socket's resync reads no more of its user's chats than it can
+/// use: one per cursor, and 64 empty chats created since `ready` that it
+/// never heard of. Ann's 64 unheard chats are each announced; Bob's 65 are
+/// more than his socket could have missed, so it closes with 4009 and its
+/// client resumes with `sync` (the chat list has them all).
+#[tokio::test]
+async fn a_user_socket_resync_announces_64_unheard_chats_and_resumes_past_that() {
+    let deployment = Deployment::start();
+    let (watcher, writer) = deployment.watcher_and_busless_writer().await;
+    let ann = writer.user("ann").await;
+    let bob = writer.user("bob").await;
+    let mut anns = WsClient::user_synced(&watcher, &ann.access, json!({})).await;
+    let mut bobs = WsClient::user_synced(&watcher, &bob.access, json!({})).await;
+    let mut anns_chats = std::collections::BTreeSet::new();
+    for i in 0..65 {
+        let peer = writer.user(&format!("peer{i}")).await;
+        if i < 64 {
+            anns_chats.insert(writer.chat(&peer, &ann).await);
+        }
+        writer.chat(&peer, &bob).await;
+    }
+    notice_lost(&deployment, &[ann.id, bob.id]).await;
+    let mut announced = std::collections::BTreeSet::new();
+    for _ in 0..64 {
+        let event = anns.event().await;
+        assert_eq!(event["type"], "chat", "{event}");
+        announced.insert(event["data"]["id"].as_i64().unwrap());
+    }
+    assert_eq!(announced, anns_chats, "each of Ann's, once");
+    assert_eq!(bobs.closed().await, 4009, "more than Bob's socket can use");
+    let quiet = anns.recv_within(Duration::from_millis(300)).await;
+    assert!(
+        quiet.is_none(),
+        "Ann's stays open, nothing twice: {quiet:?}"
+    );
+}
+
 /// Waits (up to 5 s) until `user`'s read marker, in their one chat, is `seq`.
 async fn marker_stored(node: &TestApp, user: i64, seq: i64) {
     for _ in 0..100 {

@@ -672,6 +672,7 @@ async fn standings_answer_each_user_with_their_chats(store: Arc<dyn Store>) {
         [a.id, b.id, c.id, 0].map(|user| StandingsRead {
             user,
             created_since,
+            most: 10,
         })
     };
     let before = empty.created_at.unix_micros();
@@ -703,6 +704,26 @@ async fn standings_answer_each_user_with_their_chats(store: Arc<dyn Store>) {
         "the older empty chat left out"
     );
     assert!(later[2].is_empty());
+    // A reader that can use fewer chats than the user has gets one more than
+    // it can use, and no more, whichever chats those are; readers that could
+    // use thousands (a store may answer them in statements of their own)
+    // are each answered in their place.
+    let capped = |user: &User, most| StandingsRead {
+        user: user.id,
+        created_since: before,
+        most,
+    };
+    let reads = [
+        capped(&a, 0),
+        capped(&a, 1),
+        capped(&b, 5000),
+        capped(&a, 5000),
+        capped(&c, 2),
+    ];
+    let found = store.chat_standings(&reads).await.unwrap();
+    let counts: Vec<usize> = found.iter().map(Vec::len).collect();
+    assert_eq!(counts, [1, 2, 1, 2, 1], "ann has two chats to tell of");
+    assert_eq!(found[2], vec![seen_with(&a, 2, 3)], "bob's, in its place");
 }
 
 /// A `sync`'s positions: of the chats named, those the user is in, each

@@ -228,23 +228,25 @@ impl NamedChats {
     }
 }
 
-/// Named chats one positions statement reads at most (a read is never split):
-/// a connection keeps a buffer the size of the largest result it received,
-/// so a batch of 256 syncs naming 1,000 chats each must not come back whole.
-const POSITIONS_PER_STATEMENT: usize = 4096;
+/// Rows one batched read's statement returns at most (a read is never
+/// split): a connection keeps a buffer the size of the largest result it
+/// received, so a batch of 256 syncs naming 1,000 chats each, or of 256
+/// resyncs of users with 1,000 chats each, must not come back whole.
+const ROWS_PER_STATEMENT: usize = 4096;
 
-/// `some` (places in `reads`) cut into runs of reads naming, together, at
-/// most [`POSITIONS_PER_STATEMENT`] chats (or a single read naming more).
-fn statements_of<'a>(reads: &[PositionsRead], some: &'a [usize]) -> Vec<&'a [usize]> {
+/// `some` (places among a batch's reads) cut into runs of reads whose
+/// answers hold, together, at most [`ROWS_PER_STATEMENT`] rows (or a single
+/// read holding more); `rows_of(place)` is the most one read's answer holds.
+fn statements_of(rows_of: impl Fn(usize) -> usize, some: &[usize]) -> Vec<&[usize]> {
     let mut runs = Vec::new();
-    let (mut start, mut named) = (0, 0);
+    let (mut start, mut rows): (usize, usize) = (0, 0);
     for (place, &at) in some.iter().enumerate() {
-        let more = reads[at].chats.len();
-        if place > start && named + more > POSITIONS_PER_STATEMENT {
+        let more = rows_of(at);
+        if place > start && rows.saturating_add(more) > ROWS_PER_STATEMENT {
             runs.push(&some[start..place]);
-            (start, named) = (place, 0);
+            (start, rows) = (place, 0);
         }
-        named += more;
+        rows = rows.saturating_add(more);
     }
     if start < some.len() {
         runs.push(&some[start..]);
@@ -427,17 +429,24 @@ impl Store for PgStore {
         &self,
         reads: &[StandingsRead],
     ) -> Result<Vec<Vec<ChatStanding>>, StoreError> {
-        let users: Vec<i64> = reads.iter().map(|read| read.user).collect();
-        let since: Vec<i64> = reads.iter().map(|read| read.created_since).collect();
-        let rows = self
-            .read_rows(|s| &s.chat_standings, &[&users, &since])
-            .await?;
         let mut found = vec![Vec::new(); reads.len()];
-        for row in rows {
-            let slot = ord_index(&row, reads.len())
-                .and_then(|index| found.get_mut(index))
-                .ok_or(StoreError::Inconsistent("a standing row out of range"))?;
-            slot.push(standing_from_row(&row));
+        let all: Vec<usize> = (0..reads.len()).collect();
+        for some in statements_of(|at| reads[at].answer_limit(), &all) {
+            let users: Vec<i64> = some.iter().map(|&at| reads[at].user).collect();
+            let since: Vec<i64> = some.iter().map(|&at| reads[at].created_since).collect();
+            let most: Vec<i64> = some
+                .iter()
+                .map(|&at| i64::try_from(reads[at].answer_limit()).unwrap_or(i64::MAX))
+                .collect();
+            let rows = self
+                .read_rows(|s| &s.chat_standings, &[&users, &since, &most])
+                .await?;
+            for row in rows {
+                let slot = ord_index(&row, some.len())
+                    .and_then(|place| found.get_mut(some[place]))
+                    .ok_or(StoreError::Inconsistent("a standing row out of range"))?;
+                slot.push(standing_from_row(&row));
+            }
         }
         Ok(found)
     }
@@ -490,13 +499,13 @@ impl Store for PgStore {
             .collect();
         let (few, many): (Vec<usize>, Vec<usize>) =
             (0..reads.len()).partition(|&at| reads[at].chats.len() <= FEW_NAMED_CHATS);
-        for some in statements_of(reads, &few) {
+        for some in statements_of(|at| reads[at].chats.len(), &few) {
             let named = NamedChats::of(reads, some);
             let params: [&(dyn ToSql + Sync); 3] = [&named.ords, &named.users, &named.chats];
             let rows = self.rows(|s| &s.positions_probed, &params).await?;
             place_positions(&rows, some, &mut found)?;
         }
-        for some in statements_of(reads, &many) {
+        for some in statements_of(|at| reads[at].chats.len(), &many) {
             let named = NamedChats::of(reads, some);
             let users: Vec<i64> = some.iter().map(|&at| reads[at].user).collect();
             let params: [&(dyn ToSql + Sync); 3] = [&named.ords, &named.chats, &users];
@@ -682,11 +691,13 @@ mod tests {
     fn positions_statements_hold_whole_reads_up_to_their_size() {
         let reads = naming(&[1000, 3000, 200, 1000, 4096, 10]);
         let all: Vec<usize> = (0..reads.len()).collect();
-        let runs = statements_of(&reads, &all);
+        let named = |at: usize| reads[at].chats.len();
+        let runs = statements_of(named, &all);
         assert_eq!(runs, [&[0, 1][..], &[2, 3][..], &[4][..], &[5][..]]);
         let some = [1, 5, 2];
-        assert_eq!(statements_of(&reads, &some), [&[1, 5, 2][..]]);
-        assert!(statements_of(&reads, &[]).is_empty());
+        assert_eq!(statements_of(named, &some), [&[1, 5, 2][..]]);
+        assert!(statements_of(named, &[]).is_empty());
+        assert_eq!(statements_of(|_| usize::MAX, &[0, 1]), [&[0][..], &[1][..]]);
     }
 
     #[test]

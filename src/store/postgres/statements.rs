@@ -65,8 +65,8 @@ const CHATS_PROGRESS: &str = "SELECT q.ord::INT, c.user_low, c.user_high, c.last
      JOIN chats c ON c.id = q.chat_id";
 
 /// Of each user of `$1` (in order: ord), the chats that hold messages or
-/// were created at or after `$2` (unix microseconds): id, the other
-/// participant, `last_seq`, the user's and the other's read
+/// were created at or after `$2` (unix microseconds), at most `$3` of them:
+/// id, the other participant, `last_seq`, the user's and the other's read
 /// markers, and the last message's sender when a marker is at it (a
 /// primary-key probe, as in [`CHATS_PROGRESS`]; else 0). Each user's chats
 /// are two index scans, one per side (a user never chats with themselves).
@@ -79,15 +79,18 @@ const CHAT_STANDINGS: &str = "SELECT q.ord::INT, c.id,
                 THEN coalesce((SELECT m.sender_id FROM messages m
                                WHERE m.chat_id = c.id AND m.seq = c.last_seq), 0)
                 ELSE 0 END
-     FROM unnest($1::BIGINT[], $2::BIGINT[]) WITH ORDINALITY AS q(user_id, since, ord)
+     FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[])
+          WITH ORDINALITY AS q(user_id, since, most, ord)
      CROSS JOIN LATERAL (
-         SELECT id, user_low, user_high, created_at, last_seq, low_read_seq, high_read_seq
-         FROM chats WHERE user_low = q.user_id
-         UNION ALL
-         SELECT id, user_low, user_high, created_at, last_seq, low_read_seq, high_read_seq
-         FROM chats WHERE user_high = q.user_id AND user_low <> q.user_id) c
-     WHERE c.last_seq > 0
-        OR c.created_at >= 'epoch'::timestamptz + q.since * interval '1 microsecond'";
+         SELECT * FROM (
+             SELECT id, user_low, user_high, created_at, last_seq, low_read_seq, high_read_seq
+             FROM chats WHERE user_low = q.user_id
+             UNION ALL
+             SELECT id, user_low, user_high, created_at, last_seq, low_read_seq, high_read_seq
+             FROM chats WHERE user_high = q.user_id AND user_low <> q.user_id) both_sides
+         WHERE last_seq > 0
+            OR created_at >= 'epoch'::timestamptz + q.since * interval '1 microsecond'
+         LIMIT q.most) c";
 
 /// Of the users in `$1`, the places (from 1) of those with a chat that holds
 /// a message: each probe stops at the first such chat of the user's.

@@ -153,7 +153,8 @@ pub fn progress_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatProgres
 }
 
 /// The [`ChatStanding`] of each chat of `read.user` that holds messages or
-/// was created at or after `read.created_since`.
+/// was created at or after `read.created_since`, at most
+/// [`StandingsRead::answer_limit`] of them.
 pub fn standings_of(
     conn: &Connection,
     read: StandingsRead,
@@ -169,11 +170,13 @@ pub fn standings_of(
              LEFT JOIN read_markers p ON p.chat_id = c.id
                  AND p.user_id = CASE WHEN c.user_low = ?1 THEN c.user_high ELSE c.user_low END
              WHERE (c.user_low = ?1 OR c.user_high = ?1)
-               AND (c.last_seq > 0 OR c.created_at >= ?2)",
+               AND (c.last_seq > 0 OR c.created_at >= ?2)
+             LIMIT ?3",
         )
         .map_err(failed)?;
+    let most = i64::try_from(read.answer_limit()).unwrap_or(i64::MAX);
     let rows = statement
-        .query_map(params![read.user, read.created_since], |row| {
+        .query_map(params![read.user, read.created_since, most], |row| {
             Ok(ChatStanding {
                 chat: row.get(0)?,
                 peer: row.get(1)?,

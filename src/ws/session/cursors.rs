@@ -239,6 +239,14 @@ impl Cursors {
         }
     }
 
+    /// How many chats the socket has a cursor in.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Cursors::One(_) => 1,
+            Cursors::Many(cursors) => cursors.len(),
+        }
+    }
+
     /// Whether this is a user socket's (every chat of its user).
     pub(super) fn all_chats(&self) -> bool {
         matches!(self, Cursors::Many(_))

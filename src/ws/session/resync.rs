@@ -9,7 +9,9 @@
 //! A user socket reads once where each of its user's chats stands (those
 //! that hold messages, and those created since `ready`), batched with the
 //! other sockets' reads: an outage has every socket of a node ask at once,
-//! and one statement per batch keeps that from filling the pool. It can
+//! and one statement per batch keeps that from filling the pool. It reads
+//! no more chats than it could use (one per cursor, and
+//! [`UNHEARD_NEW_CHATS`] more), and one over that closes it with 4009. It can
 //! catch up in place when it knows where its client stands in every chat
 //! that holds messages: the chat's cursor is placed (a `sync` named it, or
 //! the socket delivered from it). Our client names every chat of its list
@@ -38,6 +40,13 @@ use super::End;
 use crate::delivery::events::{chat_event, read_event};
 use crate::store::{ChatAccess, ChatStanding, StandingsRead};
 use crate::ws::protocol::close;
+
+/// Empty chats created since `ready` that a user socket's resync announces
+/// beyond those it has cursors for (their `chat` events lost with the bus):
+/// a user with more is closed with 4009 and resumes with `sync`. It bounds
+/// the standings read with the socket's cursors, so a batch of resyncs never
+/// reads every chat of users with thousands.
+const UNHEARD_NEW_CHATS: usize = 64;
 
 impl Session<'_> {
     /// After the bus may have missed messages or read markers: a per-chat
@@ -145,11 +154,15 @@ impl Session<'_> {
         let read = StandingsRead {
             user: self.user_id,
             created_since: self.ready_at,
+            most: self.cursors.len().saturating_add(UNHEARD_NEW_CHATS),
         };
         let mut standings = self.state.reads.standings.ask(read).await?;
-        if !standings
-            .iter()
-            .all(|chat| self.knows_where_it_stands(chat))
+        // More than it can use: a chat with messages it has no cursor in, or
+        // more new chats than it could have missed; which ones is unknown.
+        if standings.len() > read.most
+            || !standings
+                .iter()
+                .all(|chat| self.knows_where_it_stands(chat))
         {
             return Err(End::Closed(close::RESYNC));
         }
