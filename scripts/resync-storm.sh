@@ -12,12 +12,16 @@
 # closes with 4009, the reads' worst case). The tables are analyzed once set up: a deployment's autovacuum has done so
 # long before, and a bulk load without statistics gets plans no deployment
 # runs. PER_CHAT=1 holds per-chat sockets instead (one per pair's user).
+# SYNC_EVERY_CHAT=1 has each user socket name every chat in its `sync`, as
+# our client does: with MESSAGES=1 each then catches up in place (it reads
+# where its chats stand and replays one message per chat).
 # Loopback only; bounded by HOLD (default 45 s of hold).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nodes=${NODES:-3} conns=${CONNS:-50000} procs=${PROCS:-3} chats=${CHATS:-100}
 sockets="--user-sockets --chats-per-user $chats"
 [[ ${PER_CHAT:-0} == 1 ]] && sockets=""
+[[ ${SYNC_EVERY_CHAT:-0} == 1 ]] && sockets+=" --sync-every-chat"
 [[ -n ${SERVER_BIN:-} && -n ${LOADTEST_BIN:-} ]] || cargo build -q --release -p chat-server -p loadtest
 redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 start_redis() { redis-server --daemonize yes --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no >/dev/null; }
