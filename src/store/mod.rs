@@ -400,9 +400,9 @@ pub trait Store: Send + Sync + 'static {
     /// overhead: after a bus outage every per-chat socket of a node asks.
     async fn chats_progress(&self, chats: &[i64]) -> Result<Vec<Option<ChatProgress>>, StoreError>;
     /// For each of `reads`, in order, the [`ChatStanding`] of each chat it
-    /// asks for (in no particular order), in one statement where the store
-    /// has per-statement overhead: after a bus outage every user socket of a
-    /// node asks.
+    /// asks for (in no particular order, at most [`StandingsRead::answer_limit`]),
+    /// in as few statements as the store can where it has per-statement
+    /// overhead: after a bus outage every user socket of a node asks.
     async fn chat_standings(
         &self,
         reads: &[StandingsRead],

@@ -9,8 +9,8 @@
 //! A user socket reads once where each of its user's chats stands (those
 //! that hold messages, and those created since `ready`), batched with the
 //! other sockets' reads: an outage has every socket of a node ask at once,
-//! and one statement per batch keeps that from filling the pool. It reads
-//! no more chats than it could use (one per cursor, and
+//! and a batch's few statements, one after the other, keep that from filling
+//! the pool. It reads no more chats than it could use (one per cursor, and
 //! [`UNHEARD_NEW_CHATS`] more), and one over that closes it with 4009. It can
 //! catch up in place when it knows where its client stands in every chat
 //! that holds messages: the chat's cursor is placed (a `sync` named it, or
