@@ -9,7 +9,7 @@ use crate::auth::jwt::TokenService;
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::cache::history::HistoryCache;
 use crate::cache::memberships::Memberships;
-use crate::config::{Config, Paging};
+use crate::config::{Config, Paging, Realtime};
 use crate::delivery::bus::Bus;
 use crate::delivery::notices::Notices;
 use crate::delivery::pipeline::{MessagePipeline, WriterSettings};
@@ -17,14 +17,15 @@ use crate::delivery::read_markers::ReadMarkers;
 use crate::delivery::rooms::{ConnId, Rooms};
 use crate::http::cors::Cors;
 use crate::metrics::Metrics;
+use crate::model::Message;
 use crate::ratelimit::{RateLimiter, SocketSlots};
 use crate::store::patient::PatientStore;
 use crate::store::postgres::PgStore;
 use crate::store::read_batches::ReadBatcher;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    ChatPosition, ChatProgress, ChatStanding, History, HistoryRead, PositionsRead, StandingsRead,
-    Store, StoreError, UserAndChat,
+    ChatPosition, ChatProgress, ChatStanding, History, HistoryRead, PositionsRead, ReplayRead,
+    StandingsRead, Store, StoreError, UserAndChat,
 };
 use inactive::InactiveUsers;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +59,8 @@ pub type Progresses = ReadBatcher<i64, Option<ChatProgress>>;
 pub type Standings = ReadBatcher<StandingsRead, Vec<ChatStanding>>;
 /// Batched reads of where the chats a user socket's `sync` names stand.
 pub type Positions = ReadBatcher<PositionsRead, Vec<ChatPosition>>;
+/// Batched reads of the stored messages a catch-up sends.
+pub type Replays = ReadBatcher<ReplayRead, Vec<Message>>;
 /// Batched probes of whether a user has a chat that holds a message.
 pub type MessagedUsers = ReadBatcher<i64, bool>;
 
@@ -109,6 +112,9 @@ pub struct Reads {
     /// Where the chats a `sync` names stand, batched: a reconnect storm has
     /// every user socket `sync` at once.
     pub positions: Positions,
+    /// The stored messages a catch-up sends, batched: a bus outage or a
+    /// reconnect storm has many sockets replay chats at once.
+    pub replays: Replays,
     /// Whether a user has a chat with messages: a user socket that has no
     /// position in any chat closes on the first, and need not read them all.
     pub messaged_users: MessagedUsers,
@@ -163,7 +169,7 @@ impl AppState {
                     auth.hash_concurrency,
                 )?,
             },
-            reads: start_reads(&store, config.realtime.writer_lanes, paging),
+            reads: start_reads(&store, &config.realtime, paging),
             limiters: Limiters::new(&config),
             delivery,
             metrics,
@@ -196,9 +202,10 @@ impl Limiters {
 }
 
 /// The batched readers (`lanes` lanes each for membership lookups, history
-/// pages, syncs' positions, and resyncs' chat progress, standings and probes
-/// for messages) and the node's caches.
-fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
+/// pages, syncs' positions, catch-ups' messages, and resyncs' chat progress,
+/// standings and probes for messages) and the node's caches.
+fn start_reads(store: &Arc<dyn Store>, realtime: &Realtime, paging: Paging) -> Reads {
+    let lanes = realtime.writer_lanes;
     let for_lookups = store.clone();
     let lookups = ReadBatcher::start(lanes, move |pairs: Vec<(i64, i64)>| {
         let store = for_lookups.clone();
@@ -224,6 +231,12 @@ fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
         let store = for_positions.clone();
         async move { store.positions_of_many(&reads).await }
     });
+    let for_replays = store.clone();
+    let catch_up_bytes = realtime.catch_up_bytes;
+    let replays = ReadBatcher::start(lanes, move |reads: Vec<ReplayRead>| {
+        let store = for_replays.clone();
+        async move { store.messages_between_many(&reads, catch_up_bytes).await }
+    });
     let for_messaged = store.clone();
     let messaged_users = ReadBatcher::start(lanes, move |users: Vec<i64>| {
         let store = for_messaged.clone();
@@ -235,6 +248,7 @@ fn start_reads(store: &Arc<dyn Store>, lanes: usize, paging: Paging) -> Reads {
         progress,
         standings,
         positions,
+        replays,
         messaged_users,
         history_cache: HistoryCache::new(
             paging.history_cache_bytes,

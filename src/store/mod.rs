@@ -286,6 +286,14 @@ pub struct ChatPosition {
     pub last_seq: i64,
 }
 
+/// A chat's messages a catch-up replays: `from_seq <= seq <= to_seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayRead {
+    pub chat: i64,
+    pub from_seq: i64,
+    pub to_seq: i64,
+}
+
 /// A user and the chats a `sync` names: whose positions to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PositionsRead {
@@ -437,6 +445,26 @@ pub trait Store: Send + Sync + 'static {
         to_seq: i64,
         max_bytes: usize,
     ) -> Result<Vec<Message>, StoreError>;
+    /// [`Store::messages_between`] for many reads at once, answered in order,
+    /// each at least one message and at most `max_bytes` plus one; a store
+    /// with per-statement overhead answers them together and may stop a read
+    /// early (after its first message) to keep a statement's answer near
+    /// `max_bytes` (its caller reads on from where it stopped). The default
+    /// reads one by one.
+    async fn messages_between_many(
+        &self,
+        reads: &[ReplayRead],
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<Message>>, StoreError> {
+        let mut answers = Vec::with_capacity(reads.len());
+        for read in reads {
+            let messages = self
+                .messages_between(read.chat, read.from_seq, read.to_seq, max_bytes)
+                .await?;
+            answers.push(messages);
+        }
+        Ok(answers)
+    }
     /// A history read in one round trip: the chat's participants and `last_seq`,
     /// and the window's messages when `reader` is a participant (none otherwise).
     /// `None` when the chat does not exist.

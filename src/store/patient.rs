@@ -19,8 +19,8 @@
 
 use super::{
     Appended, ChatPosition, ChatProgress, ChatStanding, Credentials, FailedLogins, History,
-    HistoryRead, NewMessage, NewUser, PositionsRead, SeqWindow, StandingsRead, StartedChat, Store,
-    StoreError, UserAndChat,
+    HistoryRead, NewMessage, NewUser, PositionsRead, ReplayRead, SeqWindow, StandingsRead,
+    StartedChat, Store, StoreError, UserAndChat,
 };
 use crate::model::{Chat, Message, User};
 use async_trait::async_trait;
@@ -214,6 +214,15 @@ impl Store for PatientStore {
 
     async fn chats_of(&self, user_id: i64) -> Result<Vec<Chat>, StoreError> {
         self.again(|| self.inner.chats_of(user_id)).await
+    }
+
+    async fn messages_between_many(
+        &self,
+        reads: &[ReplayRead],
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<Message>>, StoreError> {
+        self.again(|| self.inner.messages_between_many(reads, max_bytes))
+            .await
     }
 
     async fn messages_between(

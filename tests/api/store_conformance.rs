@@ -9,7 +9,8 @@ use chat_server::store::postgres::PgStore;
 use chat_server::store::sqlite::SqliteStore;
 use chat_server::store::{
     outcomes, AppendOutcome, ChatAccess, ChatPosition, ChatStanding, History, HistoryRead,
-    NewMessage, NewUser, PositionsRead, SeqRun, SeqWindow, StandingsRead, Store, StoreError,
+    NewMessage, NewUser, PositionsRead, ReplayRead, SeqRun, SeqWindow, StandingsRead, Store,
+    StoreError,
 };
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ conformance!(
     a_batch_over_several_chats_numbers_each_in_batch_order,
     lookups_answer_many_pairs_in_order,
     ranges_serve_pages_and_cursors,
+    catch_up_reads_answer_many_at_once,
     history_reads_the_chat_and_its_window_at_once,
     history_reads_answer_many_at_once,
     history_reads_may_leave_out_what_the_reader_holds,
@@ -409,6 +411,66 @@ async fn ranges_serve_pages_and_cursors(store: Arc<dyn Store>) {
     assert_eq!(bounded(1).await.unwrap().len(), 1);
     let two: Vec<i64> = bounded(12).await.unwrap().iter().map(|m| m.seq).collect();
     assert_eq!(two, [26, 27]);
+}
+
+/// Catch-up reads of many chats at once, answered in order: each read's
+/// messages as `messages_between` gives them with the same byte budget, or,
+/// where a store answers reads together, a prefix of them that holds at
+/// least the first (its caller reads on from there).
+async fn catch_up_reads_answer_many_at_once(store: Arc<dyn Store>) {
+    let (a, _, chat) = chat_of(&store).await;
+    let carol = user(&store, "carol").await;
+    let other = store.start_chat(&carol, &a).await.unwrap().chat.id;
+    let batch: Vec<NewMessage> = (1..=30)
+        .map(|i| message(chat, &a, &format!("m{i}"), None))
+        .chain((1..=5).map(|i| message(other, &carol, &format!("o{i}"), None)))
+        .collect();
+    store.append_messages(&batch).await.unwrap();
+    let read = |chat, from_seq, to_seq| ReplayRead {
+        chat,
+        from_seq,
+        to_seq,
+    };
+    let reads = [
+        read(chat, 26, 30),
+        read(other, 1, 5),
+        read(chat, 31, 40),
+        read(chat, 1, 3),
+    ];
+    let seqs = |answer: &[chat_server::model::Message]| -> Vec<i64> {
+        answer.iter().map(|m| m.seq).collect()
+    };
+    let whole = store
+        .messages_between_many(&reads, usize::MAX)
+        .await
+        .unwrap();
+    let whole_seqs: Vec<Vec<i64>> = whole.iter().map(|answer| seqs(answer)).collect();
+    assert_eq!(
+        whole_seqs,
+        [
+            vec![26, 27, 28, 29, 30],
+            vec![1, 2, 3, 4, 5],
+            vec![],
+            vec![1, 2, 3]
+        ]
+    );
+    assert_eq!(
+        (
+            whole[1][0].content.as_str(),
+            whole[1][0].chat,
+            whole[1][0].sender.id
+        ),
+        ("o1", other, carol.id)
+    );
+    // Each message holds 10-11 bytes of content and metadata: with 12, the
+    // first read gets two, as alone; every read gets at least its first.
+    let tight = store.messages_between_many(&reads, 12).await.unwrap();
+    assert_eq!(seqs(&tight[0]), [26, 27]);
+    for (answer, full) in tight.iter().zip(&whole) {
+        assert_eq!(seqs(answer), seqs(&full[..answer.len()]), "a prefix");
+        assert_eq!(answer.is_empty(), full.is_empty(), "at least the first");
+        assert!(answer.len() <= 2, "within the read's budget");
+    }
 }
 
 async fn history_reads_the_chat_and_its_window_at_once(store: Arc<dyn Store>) {

@@ -21,8 +21,8 @@ use statements::{INACTIVE_USERS, REPLACE_PASSWORD_HASH};
 
 use super::{
     dedupe_batch, Appended, ChatAccess, ChatPosition, ChatProgress, ChatStanding, Credentials,
-    FailedLogins, History, HistoryRead, NewMessage, NewUser, PositionsRead, SeqRun, SeqWindow,
-    StandingsRead, StartedChat, Store, StoreError, UserAndChat,
+    FailedLogins, History, HistoryRead, NewMessage, NewUser, PositionsRead, ReplayRead, SeqRun,
+    SeqWindow, StandingsRead, StartedChat, Store, StoreError, UserAndChat,
 };
 use crate::config::DatabaseConfig;
 use crate::metrics::Metrics;
@@ -227,6 +227,12 @@ impl NamedChats {
         named
     }
 }
+
+/// Catch-up reads one statement answers at most: each read keeps its first
+/// message whatever the statement's byte budget (see
+/// `MESSAGES_BETWEEN_MANY`), so this bounds the statement's answer to the
+/// budget and this many messages.
+const REPLAYS_PER_STATEMENT: usize = 64;
 
 /// Rows one batched read's statement returns at most (a read is never
 /// split): a connection keeps a buffer the size of the largest result it
@@ -534,6 +540,36 @@ impl Store for PgStore {
             .iter()
             .map(|row| message_from_row(row, chat_id))
             .collect())
+    }
+
+    async fn messages_between_many(
+        &self,
+        reads: &[ReplayRead],
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<Message>>, StoreError> {
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let mut found = vec![Vec::new(); reads.len()];
+        // Each read's first message is kept however large: a statement of at
+        // most this many reads holds `max_bytes` and that many messages.
+        for (nth, some) in reads.chunks(REPLAYS_PER_STATEMENT).enumerate() {
+            let first = nth * REPLAYS_PER_STATEMENT;
+            let chats: Vec<i64> = some.iter().map(|read| read.chat).collect();
+            let froms: Vec<i64> = some.iter().map(|read| read.from_seq).collect();
+            let tos: Vec<i64> = some.iter().map(|read| read.to_seq).collect();
+            let params: [&(dyn ToSql + Sync); 4] = [&chats, &froms, &tos, &max_bytes];
+            let rows = self
+                .read_rows(|s| &s.messages_between_many, &params)
+                .await?;
+            for row in &rows {
+                let place = usize::try_from(row.get::<_, i32>(10))
+                    .ok()
+                    .and_then(|ord| ord.checked_sub(1))
+                    .filter(|place| *place < some.len())
+                    .ok_or(StoreError::Inconsistent("a replay row out of range"))?;
+                found[first + place].push(message_from_row(row, some[place].chat));
+            }
+        }
+        Ok(found)
     }
 
     async fn history(

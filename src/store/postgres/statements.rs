@@ -177,6 +177,31 @@ const MESSAGES_BETWEEN: &str = "SELECT m.id, m.seq, m.content, m.metadata, m.cli
      JOIN users u ON u.id = m.sender_id
      WHERE m.before < $4 ORDER BY m.seq";
 
+/// [`MESSAGES_BETWEEN`] for many reads (`$1` chats, `$2` first and `$3` last
+/// seqs; ord in the last column): each read's messages up to `$4` bytes as
+/// there, and past the first message of each read, only while the whole
+/// answer is under `$4` bytes, so one statement's answer stays near one
+/// read's. What is cut is a suffix of a read's messages.
+const MESSAGES_BETWEEN_MANY: &str = "SELECT m.id, m.seq, m.content, m.metadata, m.client_msg_id,
+            m.created_at, u.id, u.email, u.full_name, u.nickname, m.ord::INT
+     FROM (SELECT q.ord, r.*,
+                  coalesce(sum(r.size) OVER (PARTITION BY q.ord ORDER BY r.seq
+                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before,
+                  coalesce(sum(r.size) OVER (ORDER BY q.ord, r.seq
+                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS all_before,
+                  row_number() OVER (PARTITION BY q.ord ORDER BY r.seq) AS nth
+           FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[])
+                WITH ORDINALITY AS q(chat, from_seq, to_seq, ord)
+           CROSS JOIN LATERAL (
+               SELECT id, seq, content, metadata::text AS metadata, client_msg_id,
+                      created_at, sender_id,
+                      octet_length(content) + octet_length(metadata::text) AS size
+               FROM messages WHERE chat_id = q.chat AND seq BETWEEN q.from_seq AND q.to_seq
+           ) r) m
+     JOIN users u ON u.id = m.sender_id
+     WHERE m.before < $4 AND (m.nth = 1 OR m.all_before < $4)
+     ORDER BY m.ord, m.seq";
+
 /// A history read, from its chat row `c` and its parameters (named by the
 /// caller: `$2` for the one-read statement, `q.skip` for the batch): the
 /// window of [`crate::store::SeqWindow::range`] over the chat's `last_seq`
@@ -333,6 +358,7 @@ pub struct Statements {
     pub positions_probed: Statement,
     pub positions_scanned: Statement,
     pub messages_between: Statement,
+    pub messages_between_many: Statement,
     pub history: Statement,
     pub histories: Statement,
     pub append_messages: Statement,
@@ -364,6 +390,7 @@ impl Statements {
             positions_probed: client.prepare(POSITIONS_PROBED).await?,
             positions_scanned: client.prepare(POSITIONS_SCANNED).await?,
             messages_between: client.prepare(MESSAGES_BETWEEN).await?,
+            messages_between_many: client.prepare(MESSAGES_BETWEEN_MANY).await?,
             history: client.prepare(HISTORY).await?,
             histories: client.prepare(HISTORIES).await?,
             append_messages: client.prepare(append::APPEND_CHECKED).await?,

@@ -21,7 +21,7 @@ use super::live::Session;
 use super::End;
 use crate::delivery::events::{chat_event, message_event};
 use crate::delivery::rooms::{Outbox, Outgoing};
-use crate::store::StoreError;
+use crate::store::{ReplayRead, StoreError};
 use crate::ws::protocol::close;
 use std::time::Instant;
 
@@ -182,12 +182,12 @@ impl Session<'_> {
         (from, to): (i64, i64),
         deadline: Instant,
     ) -> Result<i64, End> {
-        let max_bytes = self.state.config.realtime.catch_up_bytes;
-        let messages = self
-            .state
-            .store
-            .messages_between(chat, from, to, max_bytes)
-            .await?;
+        let read = ReplayRead {
+            chat,
+            from_seq: from,
+            to_seq: to,
+        };
+        let messages = self.state.reads.replays.ask(read).await?;
         for message in &messages {
             if Instant::now() > deadline {
                 return Err(End::Closed(close::SLOW_CONSUMER));
