@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use pool::{checkout, classify, is_retryable_race, Conn, Pool, Retirements};
 use rows::{
     chat_from_row, failed_logins_from_row, history_from_rows, message_from_row, ord_index,
-    standing_from_row, user_at,
+    ord_index_at, standing_from_row, user_at,
 };
 use standbys::{Read, Standbys};
 use statements::Statements;
@@ -526,6 +526,7 @@ impl Store for PgStore {
         Ok(rows.iter().map(chat_from_row).collect())
     }
 
+    /// One read through [`Store::messages_between_many`]'s statement.
     async fn messages_between(
         &self,
         chat_id: i64,
@@ -533,13 +534,13 @@ impl Store for PgStore {
         to_seq: i64,
         max_bytes: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
-        let params: [&(dyn ToSql + Sync); 4] = [&chat_id, &from_seq, &to_seq, &max_bytes];
-        let rows = self.read_rows(|s| &s.messages_between, &params).await?;
-        Ok(rows
-            .iter()
-            .map(|row| message_from_row(row, chat_id))
-            .collect())
+        let read = ReplayRead {
+            chat: chat_id,
+            from_seq,
+            to_seq,
+        };
+        let mut found = self.messages_between_many(&[read], max_bytes).await?;
+        Ok(found.pop().unwrap_or_default())
     }
 
     async fn messages_between_many(
@@ -561,10 +562,7 @@ impl Store for PgStore {
                 .read_rows(|s| &s.messages_between_many, &params)
                 .await?;
             for row in &rows {
-                let place = usize::try_from(row.get::<_, i32>(10))
-                    .ok()
-                    .and_then(|ord| ord.checked_sub(1))
-                    .filter(|place| *place < some.len())
+                let place = ord_index_at(row, 10, some.len())
                     .ok_or(StoreError::Inconsistent("a replay row out of range"))?;
                 found[first + place].push(message_from_row(row, some[place].chat));
             }

@@ -34,7 +34,12 @@ pub fn failed_logins_from_row(row: &Row) -> FailedLogins {
 /// the 1-based `ord` in its first column (`WITH ORDINALITY`); `None` when out of
 /// range.
 pub fn ord_index(row: &Row, len: usize) -> Option<usize> {
-    usize::try_from(row.get::<_, i32>(0))
+    ord_index_at(row, 0, len)
+}
+
+/// [`ord_index`] from the `ord` in column `column`.
+pub fn ord_index_at(row: &Row, column: usize, len: usize) -> Option<usize> {
+    usize::try_from(row.get::<_, i32>(column))
         .ok()?
         .checked_sub(1)
         .filter(|index| *index < len)

@@ -164,24 +164,12 @@ const POSITIONS_SCANNED: &str = "SELECT q.ord::INT, c.id,
          SELECT id, user_low, user_high, last_seq FROM chats WHERE user_high = q.user_id) c
      WHERE (q.ord::INT, c.id + 0) IN (SELECT * FROM unnest($1::INT[], $2::BIGINT[]))";
 
-/// A row is sent while the messages before it hold fewer than $4 bytes of
-/// content and metadata.
-const MESSAGES_BETWEEN: &str = "SELECT m.id, m.seq, m.content, m.metadata, m.client_msg_id,
-            m.created_at, u.id, u.email, u.full_name, u.nickname
-     FROM (SELECT id, seq, content, metadata::text AS metadata, client_msg_id,
-                  created_at, sender_id,
-                  coalesce(sum(octet_length(content) + octet_length(metadata::text))
-                      OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING
-                                         AND 1 PRECEDING), 0) AS before
-           FROM messages WHERE chat_id = $1 AND seq BETWEEN $2 AND $3) m
-     JOIN users u ON u.id = m.sender_id
-     WHERE m.before < $4 ORDER BY m.seq";
-
-/// [`MESSAGES_BETWEEN`] for many reads (`$1` chats, `$2` first and `$3` last
-/// seqs; ord in the last column): each read's messages up to `$4` bytes as
-/// there, and past the first message of each read, only while the whole
-/// answer is under `$4` bytes, so one statement's answer stays near one
-/// read's. What is cut is a suffix of a read's messages.
+/// The messages of many catch-up reads (`$1` chats, `$2` first and `$3` last
+/// seqs; ord in the last column): a read's message is sent while the read's
+/// messages before it hold fewer than `$4` bytes of content and metadata,
+/// and, past each read's first message, while the whole answer's do, so one
+/// statement's answer stays near one read's. What is cut is a suffix of a
+/// read's messages.
 const MESSAGES_BETWEEN_MANY: &str = "SELECT m.id, m.seq, m.content, m.metadata, m.client_msg_id,
             m.created_at, u.id, u.email, u.full_name, u.nickname, m.ord::INT
      FROM (SELECT q.ord, r.*,
@@ -357,7 +345,6 @@ pub struct Statements {
     pub chats_of: Statement,
     pub positions_probed: Statement,
     pub positions_scanned: Statement,
-    pub messages_between: Statement,
     pub messages_between_many: Statement,
     pub history: Statement,
     pub histories: Statement,
@@ -389,7 +376,6 @@ impl Statements {
             chats_of: client.prepare(CHATS_OF).await?,
             positions_probed: client.prepare(POSITIONS_PROBED).await?,
             positions_scanned: client.prepare(POSITIONS_SCANNED).await?,
-            messages_between: client.prepare(MESSAGES_BETWEEN).await?,
             messages_between_many: client.prepare(MESSAGES_BETWEEN_MANY).await?,
             history: client.prepare(HISTORY).await?,
             histories: client.prepare(HISTORIES).await?,

@@ -114,24 +114,23 @@ impl KnownMarkers {
         }
     }
 
-    /// `user`'s marker is known to be at least `seq`.
-    fn raise(&mut self, participants: (i64, i64), user: i64, seq: i64) {
-        if let Some(marker) = self.of(participants, user).filter(|k| seq > k.seq()) {
-            *marker = KnownSeq::of(seq);
-        }
+    /// `user`'s marker is known to be at least `seq`; whether that is past
+    /// what was known.
+    fn raise(&mut self, participants: (i64, i64), user: i64, seq: i64) -> bool {
+        let Some(marker) = self.of(participants, user).filter(|k| seq > k.seq()) else {
+            return false;
+        };
+        *marker = KnownSeq::of(seq);
+        true
     }
 
     /// Of the markers stored now (`(user, seq)` pairs), those past what is
     /// known, which are known from now on.
     fn learn(&mut self, participants: (i64, i64), stored: [(i64, i64); 2]) -> Vec<(i64, i64)> {
-        let mut moved = Vec::new();
-        for (user, seq) in stored {
-            if let Some(marker) = self.of(participants, user).filter(|k| seq > k.seq()) {
-                *marker = KnownSeq::of(seq);
-                moved.push((user, seq));
-            }
-        }
-        moved
+        stored
+            .into_iter()
+            .filter(|&(user, seq)| self.raise(participants, user, seq))
+            .collect()
     }
 }
 
