@@ -36,7 +36,7 @@ impl<W: AsyncWrite + Unpin> BurstWriter<W> {
 
     /// Memory the buffer holds right now.
     #[cfg(test)]
-    fn allocated(&self) -> usize {
+    pub(super) fn allocated(&self) -> usize {
         self.buffer.capacity()
     }
 

@@ -3,6 +3,11 @@
 //! buffered writer (frames are queued, then flushed together), both over the
 //! connection's [`Socket`].
 //!
+//! The writer has fastwebsockets format each frame's head and puts head and
+//! payload straight into the burst buffer. fastwebsockets' own frame writer
+//! copies every frame of up to 1 KiB into a buffer of its own first, which
+//! it keeps, at the size of the largest such frame, for the socket's life.
+//!
 //! fastwebsockets' frame reader allocates an 8 KiB buffer when it is made and
 //! keeps it while it lives. The message reader therefore makes one only when the
 //! socket is readable, and drops it again when it waits for the socket holding
@@ -15,9 +20,7 @@ mod socket;
 
 use burst::BurstWriter;
 use bytes::Bytes;
-use fastwebsockets::{
-    upgrade, Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite,
-};
+use fastwebsockets::{upgrade, Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 pub use socket::Socket;
@@ -26,6 +29,7 @@ use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 pub use fastwebsockets::upgrade::UpgradeFut;
@@ -95,9 +99,17 @@ pub struct MessageReader<'a> {
     role: Role,
 }
 
+/// The longest frame head: 2 bytes, an 8-byte length and a 4-byte mask.
+const MAX_HEAD_BYTES: usize = 14;
+
 /// Writes frames into a buffer; `flush` sends them.
 pub struct FrameWriter<'a> {
-    inner: WebSocketWrite<BurstWriter<SocketWrite<'a>>>,
+    out: BurstWriter<SocketWrite<'a>>,
+    /// A client masks what it sends; a server does not.
+    role: Role,
+    /// A close frame was written: nothing but another close may follow (the
+    /// rule fastwebsockets' writer keeps).
+    closed: bool,
     /// Longest a single write may wait on the socket: a client that stopped
     /// reading (its receive window is full) would otherwise hold the session,
     /// which cannot read or time out while it writes, forever.
@@ -263,10 +275,12 @@ impl<'a> FrameWriter<'a> {
     }
 
     fn with_role(socket: &'a Socket, buffer: usize, stall_limit: Duration, role: Role) -> Self {
-        let write = BurstWriter::new(socket.write_handle(), buffer);
-        // The reader made alongside (and its buffer) is dropped at once.
-        let (_, inner) = fastwebsockets::after_handshake_split(tokio::io::empty(), write, role);
-        FrameWriter { inner, stall_limit }
+        FrameWriter {
+            out: BurstWriter::new(socket.write_handle(), buffer),
+            role,
+            closed: false,
+            stall_limit,
+        }
     }
 
     /// Queues a text frame holding `payload`.
@@ -293,11 +307,28 @@ impl<'a> FrameWriter<'a> {
 
     /// Sends everything queued.
     pub async fn flush(&mut self) -> Result<(), WebSocketError> {
-        within(self.stall_limit, self.inner.flush()).await
+        within(self.stall_limit, async { Ok(self.out.flush().await?) }).await
     }
 
-    async fn write(&mut self, frame: Frame<'_>) -> Result<(), WebSocketError> {
-        within(self.stall_limit, self.inner.write_frame(frame)).await
+    /// Queues `frame`: its head, then its payload, into the burst buffer (a
+    /// payload of the buffer's size or more goes straight to the socket).
+    async fn write(&mut self, mut frame: Frame<'_>) -> Result<(), WebSocketError> {
+        if frame.opcode == OpCode::Close {
+            self.closed = true;
+        } else if self.closed {
+            return Err(WebSocketError::ConnectionClosed);
+        }
+        if self.role == Role::Client {
+            frame.mask();
+        }
+        let mut head = [0u8; MAX_HEAD_BYTES];
+        let head_len = frame.fmt_head(&mut head);
+        let out = &mut self.out;
+        within(self.stall_limit, async {
+            out.write_all(&head[..head_len]).await?;
+            Ok(out.write_all(&frame.payload).await?)
+        })
+        .await
     }
 }
 
@@ -420,6 +451,42 @@ mod tests {
             assert!(reader.next().now_or_never().is_none());
             assert!(!reader.holds_a_buffer(), "round {round}");
         }
+    }
+
+    #[tokio::test]
+    async fn frames_of_each_length_form_arrive_whole_and_only_a_close_follows_a_close() {
+        let (client, server) = pair().await;
+        let (client, server) = (Socket::new(client), Socket::new(server));
+        let mut writes = FrameWriter::new(&server, 4096, Duration::from_secs(5));
+        // Heads with a 7-bit, a 16-bit and a 64-bit length; the last payload
+        // is past the burst buffer, so it goes straight to the socket.
+        let payloads: Vec<Bytes> = [5, 300, 70_000]
+            .into_iter()
+            .map(|n| Bytes::from(vec![b'x'; n]))
+            .collect();
+        let mut reads = MessageReader::client(&client, Bytes::new(), 1 << 20);
+        let reading = async {
+            let mut got = Vec::new();
+            for _ in 0..payloads.len() {
+                got.push(text(&mut reads).await.len());
+            }
+            got
+        };
+        let writing = async {
+            for payload in &payloads {
+                writes.text(payload).await.unwrap();
+            }
+            writes.flush().await.unwrap();
+        };
+        let (got, ()) = tokio::join!(reading, writing);
+        assert_eq!(got, [5, 300, 70_000]);
+        assert_eq!(writes.out.allocated(), 0, "no buffer outlives a flush");
+
+        writes.close(1000, "bye").await.unwrap();
+        assert!(matches!(reads.next().await, Ok(Inbound::Close)));
+        let refused = writes.text(&payloads[0]).await;
+        assert!(matches!(refused, Err(WebSocketError::ConnectionClosed)));
+        assert!(writes.close(1000, "").await.is_ok(), "a close may follow");
     }
 
     #[tokio::test]
