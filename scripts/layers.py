@@ -27,7 +27,7 @@ LAYERS = [
     ("storage", ["store"]),
     ("auth", ["auth"]),
     ("foundation", ["config", "model", "json", "digest", "metrics", "tls_files", "ratelimit",
-                    "remembered", "shutdown", "telemetry", "allocator"]),
+                    "remembered", "shutdown", "telemetry", "allocator", "fast_maps"]),
 ]
 # Test-only modules, compiled into the test build alone.
 TEST_ONLY = {"fuzz_tests"}

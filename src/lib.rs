@@ -45,7 +45,7 @@
 //! | caches | [`cache`] | history JSON, confirmed memberships |
 //! | storage | [`store`] | the `Store` trait; `postgres/` and `sqlite/` |
 //! | auth | [`auth`] | JWTs and password hashes |
-//! | foundation | [`config`], [`model`], [`json`], [`digest`], [`metrics`], [`ratelimit`], [`remembered`], [`shutdown`], [`telemetry`], [`tls_files`], [`allocator`] | used by all, using none of the above |
+//! | foundation | [`config`], [`model`], [`json`], [`digest`], [`metrics`], [`ratelimit`], [`remembered`], [`shutdown`], [`telemetry`], [`tls_files`], [`allocator`], [`fast_maps`] | used by all, using none of the above |
 
 pub mod allocator;
 pub mod api;
@@ -56,6 +56,7 @@ pub mod config;
 pub mod delivery;
 pub mod digest;
 pub mod django;
+pub mod fast_maps;
 pub mod http;
 pub mod input;
 pub mod json;

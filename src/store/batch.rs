@@ -4,6 +4,7 @@
 //! fails.
 
 use super::{Appended, NewMessage, StoreError};
+use crate::fast_maps::{map_with_capacity, FastMap};
 use std::collections::hash_map::Entry;
 
 /// Where each message of a batch gets its outcome: from its own append, or (for a
@@ -19,8 +20,7 @@ pub(crate) enum Slot {
 /// input, the slot its outcome comes from.
 pub(crate) fn dedupe_batch(batch: &[NewMessage]) -> (Vec<&NewMessage>, Vec<Slot>) {
     let mut unique: Vec<&NewMessage> = Vec::with_capacity(batch.len());
-    let mut seen: std::collections::HashMap<(i64, i64, &str), usize> =
-        std::collections::HashMap::with_capacity(batch.len());
+    let mut seen: FastMap<(i64, i64, &str), usize> = map_with_capacity(batch.len());
     let slots = batch
         .iter()
         .map(|message| {
@@ -57,7 +57,7 @@ pub(crate) fn expand_repeats(
                 .zip(unique.get(i))
                 .map(|(said, first)| match said {
                     Appended::Created(assigned) => {
-                        Appended::Duplicate((*first).clone().stored(*assigned))
+                        Appended::Duplicate(Box::new((*first).clone().stored(*assigned)))
                     }
                     other => other.clone(),
                 }),

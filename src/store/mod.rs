@@ -245,7 +245,9 @@ pub struct Assigned {
 pub enum Appended {
     Created(Assigned),
     /// `(sender, client_msg_id)` was already stored in this chat: the original.
-    Duplicate(Message),
+    /// Boxed: a batch's answers are moved from stage to stage, and a retry
+    /// is rare, so the common answer stays the size of an [`Assigned`].
+    Duplicate(Box<Message>),
 }
 
 impl Appended {
@@ -253,7 +255,7 @@ impl Appended {
     pub fn outcome(self, message: NewMessage) -> AppendOutcome {
         match self {
             Appended::Created(assigned) => AppendOutcome::Created(message.stored(assigned)),
-            Appended::Duplicate(original) => AppendOutcome::Duplicate(original),
+            Appended::Duplicate(original) => AppendOutcome::Duplicate(*original),
         }
     }
 }

@@ -1,14 +1,14 @@
 //! One shard of the room map: a task owning `user id → sockets` for its users.
 
 use super::{Command, ConnId, Interest, Outgoing, Subscriber, UserEvent, Watching};
+use crate::fast_maps::FastMap;
 use crate::metrics::Metrics;
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 type Interests = Option<mpsc::UnboundedSender<Interest>>;
-type RoomsOfUsers = HashMap<i64, Vec<Subscriber>>;
+type RoomsOfUsers = FastMap<i64, Vec<Subscriber>>;
 
 /// Runs until every handle to the shard is gone.
 pub(super) async fn run(
@@ -16,7 +16,7 @@ pub(super) async fn run(
     interest: Interests,
     metrics: Arc<Metrics>,
 ) {
-    let mut rooms: RoomsOfUsers = HashMap::new();
+    let mut rooms = RoomsOfUsers::default();
     let mut going_away = false;
     let tell = |change: Option<Interest>| {
         match change {

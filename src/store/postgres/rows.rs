@@ -156,5 +156,5 @@ pub fn outcome_from_row(row: &Row, request: &NewMessage) -> Appended {
     if let Some(metadata) = row.get::<_, Option<String>>(5) {
         original.metadata = metadata;
     }
-    Appended::Duplicate(original.stored(assigned))
+    Appended::Duplicate(Box::new(original.stored(assigned)))
 }

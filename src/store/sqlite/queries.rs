@@ -267,7 +267,7 @@ pub fn append_one(
             .optional()
             .map_err(failed)?;
         if let Some((_, original)) = existing {
-            return Ok(Appended::Duplicate(original));
+            return Ok(Appended::Duplicate(Box::new(original)));
         }
     }
     let seq: i64 = conn
