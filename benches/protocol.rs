@@ -18,12 +18,12 @@ fn sample_message() -> Message {
         id: 987_654,
         chat: 4_321,
         seq: 1_234_567,
-        sender: User {
+        sender: std::sync::Arc::new(User {
             id: 42,
             email: "ann@example.com".into(),
             full_name: "Ann Example".into(),
             nickname: Some("annie".into()),
-        },
+        }),
         content: "Hello there! How is the new release going? Benchmarks look good so far.".into(),
         metadata: metadata_from_text(
             r#"{"type":"text","reply_to":1234,"mentions":[1,2,3]}"#.into(),

@@ -18,12 +18,12 @@ fn message(seq: i64) -> Message {
         id: 1_000 + seq,
         chat: 4_321,
         seq,
-        sender: User {
+        sender: std::sync::Arc::new(User {
             id: 42,
             email: "ann@example.com".into(),
             full_name: "Ann Example".into(),
             nickname: Some("annie".into()),
-        },
+        }),
         content: format!("rest message number {seq}"),
         metadata: metadata_from_text("{}".into()),
         client_msg_id: Some(format!("r{seq}")),

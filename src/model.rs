@@ -7,6 +7,7 @@
 use crate::json;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// Field errors in request order: `[("email", ["Enter a valid email address."])]`.
@@ -59,7 +60,9 @@ pub struct Message {
     pub id: i64,
     pub chat: i64,
     pub seq: i64,
-    pub sender: User,
+    /// Shared, not copied: a sender's messages (a socket's sends, a history
+    /// page's rows) all point at one copy of the user.
+    pub sender: Arc<User>,
     pub content: String,
     pub metadata: Box<RawValue>,
     pub client_msg_id: Option<String>,
@@ -252,12 +255,12 @@ mod tests {
             id: i64::MAX,
             chat: 7,
             seq: -1,
-            sender: User {
+            sender: std::sync::Arc::new(User {
                 id: 42,
                 email: "ann+\"quoted\"@example.com".into(),
                 full_name: "Ann Ümlaut \u{1F600}".into(),
                 nickname: nickname.map(str::to_owned),
-            },
+            }),
             content: content.into(),
             metadata: metadata_from_text(r#"{"a": [1, "\u00e9"], "b":{}}"#.into()),
             client_msg_id: client_msg_id.map(str::to_owned),

@@ -213,11 +213,12 @@ async fn confirmed_sender(
     state: &AppState,
     me: i64,
     chat_id: i64,
-) -> Result<(User, [i64; 2]), ApiError> {
+) -> Result<(Arc<User>, [i64; 2]), ApiError> {
     if let Some(member) = state.reads.memberships.get(me, chat_id) {
         return Ok((member.user.clone(), member.participants));
     }
     let (user, access) = access::member_of(state, me, chat_id).await?;
+    let user = Arc::new(user);
     let member = Member {
         user: user.clone(),
         participants: access.participants,
@@ -287,7 +288,7 @@ mod tests {
             id: 100 + seq,
             chat: 9,
             seq,
-            sender,
+            sender: Arc::new(sender.clone()),
             content: format!("line {seq}\n\u{1F600}"),
             metadata: serde_json::value::RawValue::from_string(r#"{"k": [1, "x"]}"#.into())
                 .unwrap(),

@@ -19,7 +19,7 @@ pub const CAPACITY: usize = 65_536;
 /// A confirmed membership: the user, and the participants of the chat.
 #[derive(Debug)]
 pub struct Member {
-    pub user: User,
+    pub user: Arc<User>,
     pub participants: [i64; 2],
 }
 
@@ -65,7 +65,7 @@ mod tests {
             nickname: None,
         };
         Arc::new(Member {
-            user,
+            user: Arc::new(user),
             participants: [id, id + 1],
         })
     }

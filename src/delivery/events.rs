@@ -140,12 +140,12 @@ mod tests {
             id: i64::MAX,
             chat: i64::MAX,
             seq: i64::MAX,
-            sender: User {
+            sender: std::sync::Arc::new(User {
                 id: i64::MAX,
                 email: "a-long-address@example.com".into(),
                 full_name: "Somebody With A Long Name".into(),
                 nickname: Some("nick".into()),
-            },
+            }),
             content: "word ".repeat(200),
             metadata: metadata_from_text(r#"{"reply_to":1234,"mentions":[1,2,3]}"#.into()),
             client_msg_id: Some("3f2b9c1e-8d4a-4f7e-9b1a-2c3d4e5f6a7b".into()),

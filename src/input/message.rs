@@ -6,6 +6,7 @@ use crate::config::Limits;
 use crate::input::fields::{Fields, Text};
 use crate::model::User;
 use crate::store::NewMessage;
+use std::sync::Arc;
 
 /// Longest accepted `client_msg_id`.
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 100;
@@ -41,7 +42,7 @@ impl MessageInput {
     }
 
     /// The message to store.
-    pub fn into_message(self, chat_id: i64, sender: User) -> NewMessage {
+    pub fn into_message(self, chat_id: i64, sender: Arc<User>) -> NewMessage {
         NewMessage {
             chat_id,
             sender,

@@ -92,12 +92,12 @@ mod tests {
     fn new_message(sender: i64, client_msg_id: Option<&str>) -> NewMessage {
         NewMessage {
             chat_id: 1,
-            sender: User {
+            sender: std::sync::Arc::new(User {
                 id: sender,
                 email: format!("{sender}@example.com"),
                 full_name: String::new(),
                 nickname: None,
-            },
+            }),
             content: format!("from {sender} as {client_msg_id:?}"),
             metadata: "{}".into(),
             client_msg_id: client_msg_id.map(str::to_owned),

@@ -15,6 +15,7 @@ pub mod sqlite;
 
 use crate::model::{Chat, Message, Timestamp, User};
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a store operation failed. Callers branch on the first variants; the rest
@@ -204,7 +205,7 @@ pub struct History {
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub chat_id: i64,
-    pub sender: User,
+    pub sender: Arc<User>,
     pub content: String,
     /// JSON text, already validated and bounded.
     pub metadata: String,

@@ -85,7 +85,7 @@ async fn user(store: &Arc<dyn Store>, name: &str) -> User {
 fn message(chat: i64, sender: &User, content: &str, client_msg_id: Option<&str>) -> NewMessage {
     NewMessage {
         chat_id: chat,
-        sender: sender.clone(),
+        sender: std::sync::Arc::new(sender.clone()),
         content: content.into(),
         metadata: r#"{"k":1}"#.into(),
         client_msg_id: client_msg_id.map(str::to_owned),
@@ -491,8 +491,8 @@ async fn history_reads_the_chat_and_its_window_at_once(store: Arc<dyn Store>) {
     assert!(page.access.includes(a.id) && page.access.includes(b.id));
     assert_eq!(seqs(&page.messages), (6..=30).collect::<Vec<_>>());
     assert_eq!(page.messages[0].content, "m6");
-    assert_eq!(page.messages[0].sender, b, "seq 6 was sent by b");
-    assert_eq!(page.messages[1].sender, a);
+    assert_eq!(*page.messages[0].sender, b, "seq 6 was sent by b");
+    assert_eq!(*page.messages[1].sender, a);
     let metadata: serde_json::Value =
         serde_json::from_str(page.messages[0].metadata.get()).unwrap();
     assert_eq!(metadata, serde_json::json!({"k": 1}));

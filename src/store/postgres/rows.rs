@@ -5,6 +5,7 @@ use crate::model::{metadata_from_text, Chat, Message, Timestamp, User};
 use crate::store::{
     Appended, Assigned, ChatAccess, ChatStanding, FailedLogins, History, NewMessage,
 };
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -46,7 +47,7 @@ pub fn ord_index_at(row: &Row, column: usize, len: usize) -> Option<usize> {
 }
 
 /// A message's sender: one of its chat's two participants.
-fn sender_among(participants: &[User; 2], sender_id: i64) -> User {
+fn sender_among(participants: &[Arc<User>; 2], sender_id: i64) -> Arc<User> {
     participants
         .iter()
         .find(|u| u.id == sender_id)
@@ -67,7 +68,7 @@ pub fn standing_from_row(row: &Row) -> ChatStanding {
 }
 
 pub fn chat_from_row(row: &Row) -> Chat {
-    let participants = [user_at(row, 3), user_at(row, 7)];
+    let participants = [Arc::new(user_at(row, 3)), Arc::new(user_at(row, 7))];
     let id: i64 = row.get(0);
     let last_message = row.get::<_, Option<i64>>(11).map(|message_id| Message {
         id: message_id,
@@ -82,7 +83,7 @@ pub fn chat_from_row(row: &Row) -> Chat {
     let (last_seq, read_seq): (i64, i64) = (row.get(18), row.get(19));
     Chat {
         id,
-        participants,
+        participants: participants.map(Arc::unwrap_or_clone),
         created_at: timestamp(row, 1),
         updated_at: timestamp(row, 2),
         last_message,
@@ -102,7 +103,7 @@ pub fn message_from_row(row: &Row, chat_id: i64) -> Message {
         metadata: metadata_from_text(row.get(3)),
         client_msg_id: row.get(4),
         created_at: timestamp(row, 5),
-        sender: user_at(row, 6),
+        sender: Arc::new(user_at(row, 6)),
     }
 }
 
@@ -111,7 +112,7 @@ pub fn message_from_row(row: &Row, chat_id: i64) -> Message {
 /// none (no chat).
 pub fn history_from_rows(rows: &[Row], chat_id: i64) -> Option<History> {
     let first = rows.first()?;
-    let participants = [user_at(first, 1), user_at(first, 5)];
+    let participants = [Arc::new(user_at(first, 1)), Arc::new(user_at(first, 5))];
     let mut messages: Vec<Message> = rows
         .iter()
         .filter(|row| row.get::<_, Option<i64>>(10).is_some())

@@ -10,6 +10,7 @@ use crate::store::{
     StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 pub fn micros(t: OffsetDateTime) -> i64 {
@@ -61,7 +62,7 @@ pub fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
                 id: message_id,
                 chat: id,
                 seq: row.get(12)?,
-                sender: sender.clone(),
+                sender: Arc::new(sender.clone()),
                 content: row.get(13)?,
                 metadata: metadata_from_text(row.get(14)?),
                 client_msg_id: row.get(15)?,
@@ -217,7 +218,7 @@ pub fn messages_in(
                 metadata: metadata_from_text(row.get(3)?),
                 client_msg_id: row.get(4)?,
                 created_at: timestamp(row.get(5)?),
-                sender: user_at(row, 6)?,
+                sender: Arc::new(user_at(row, 6)?),
             })
         })
         .map_err(failed)?;

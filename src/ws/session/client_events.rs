@@ -16,6 +16,7 @@ use crate::input::message::MessageInput;
 use crate::json;
 use crate::model::User;
 use crate::ws::protocol::{self, close, ClientEvent};
+use std::sync::Arc;
 
 /// Frames up to this size leave the parser's buffers for the next event (a
 /// socket's sends and read markers); a larger one frees them once parsed.
@@ -25,7 +26,7 @@ const PARSER_BUFFERS_KEPT_UP_TO: usize = 4096;
 pub(super) struct EventHandler<'a> {
     pub(super) state: &'a AppState,
     pub(super) me: &'a Subscriber,
-    pub(super) user: &'a User,
+    pub(super) user: &'a Arc<User>,
     /// Keeps its buffers while the socket sends; freed at each ping.
     pub(super) parser: json::Parser,
     /// The send rate and refused sends' holds.
