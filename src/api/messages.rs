@@ -288,7 +288,7 @@ mod tests {
             id: 100 + seq,
             chat: 9,
             seq,
-            sender: Arc::new(sender.clone()),
+            sender: Arc::new(sender),
             content: format!("line {seq}\n\u{1F600}"),
             metadata: serde_json::value::RawValue::from_string(r#"{"k": [1, "x"]}"#.into())
                 .unwrap(),

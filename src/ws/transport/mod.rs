@@ -460,15 +460,15 @@ mod tests {
         let mut writes = FrameWriter::new(&server, 4096, Duration::from_secs(5));
         // Heads with a 7-bit, a 16-bit and a 64-bit length; the last payload
         // is past the burst buffer, so it goes straight to the socket.
-        let payloads: Vec<Bytes> = [5, 300, 70_000]
+        let payloads: Vec<Bytes> = [(b'a', 5), (b'b', 300), (b'c', 70_000)]
             .into_iter()
-            .map(|n| Bytes::from(vec![b'x'; n]))
+            .map(|(byte, n)| Bytes::from(vec![byte; n]))
             .collect();
         let mut reads = MessageReader::client(&client, Bytes::new(), 1 << 20);
         let reading = async {
             let mut got = Vec::new();
             for _ in 0..payloads.len() {
-                got.push(text(&mut reads).await.len());
+                got.push(text(&mut reads).await);
             }
             got
         };
@@ -479,7 +479,7 @@ mod tests {
             writes.flush().await.unwrap();
         };
         let (got, ()) = tokio::join!(reading, writing);
-        assert_eq!(got, [5, 300, 70_000]);
+        assert_eq!(got, payloads, "each payload whole, in order");
         assert_eq!(writes.out.allocated(), 0, "no buffer outlives a flush");
 
         writes.close(1000, "bye").await.unwrap();
