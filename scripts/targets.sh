@@ -13,7 +13,10 @@
 # CHATS_PER_USER (20) for inbox, USER_SOCKET_CHATS (100) for connect-user,
 # DURATION (10 s per scenario; rest runs it per phase),
 # HOLD (8 s: how long connect holds its sockets; the servers ping every PING_SECS,
-# default 3, so the memory read at the end of the hold is after a ping round).
+# default 3, so the memory read at the end of the hold is after a ping round),
+# SYNC_HOLD (20 s: the same for the user sockets whose first sync names every
+# chat, as our client's does; their storm's freed memory takes a few seconds
+# more to go back to the system, see BENCHMARKS.md).
 # STRICT=1 exits non-zero when a target is not met.
 # SERVER_BIN / LOADTEST_BIN run other builds (nothing is built when both are given).
 # CONNECTIONS beyond one process's file limit are spread over as many nodes and
@@ -31,6 +34,7 @@ mkdir -p "$out"
 duration=${DURATION:-10} pairs=${PAIRS:-100} window=${WINDOW:-16} rate=${RATE:-10000}
 concurrency=${CONCURRENCY:-64} connections=${CONNECTIONS:-50000} hold=${HOLD:-8} ping=${PING_SECS:-3}
 users=${USERS:-2000} chats=${CHATS_PER_USER:-20} user_chats=${USER_SOCKET_CHATS:-100}
+sync_hold=${SYNC_HOLD:-20}
 
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 limit=$(ulimit -n)
@@ -62,6 +66,9 @@ run connect env NODES="$processes" WS_PING_INTERVAL_SECS="$ping" scripts/loadtes
   --processes "$processes" --duration "$hold"
 run connect-user env NODES="$processes" WS_PING_INTERVAL_SECS="$ping" scripts/loadtest.sh connect --user-sockets \
   --chats-per-user "$user_chats" --connections "$connections" --processes "$processes" --duration "$hold"
+run connect-user-sync env NODES="$processes" WS_PING_INTERVAL_SECS="$ping" scripts/loadtest.sh connect --user-sockets \
+  --sync-every-chat --chats-per-user "$user_chats" --connections "$connections" --processes "$processes" \
+  --duration "$sync_hold"
 run connect-ceiling "$LOADTEST_BIN" connect --ceiling --connections "$connections" \
   --processes "$processes" --duration "$hold"
 

@@ -167,10 +167,10 @@ targets_smoke() {
   local table
   table=$(PG="postgres://postgres@$PG_HOST:$PG_PORT" SERVER_BIN=target/debug/chat-server \
     LOADTEST_BIN=target/debug/loadtest TARGETS_OUT="$SCRATCH/targets" DURATION=1 PAIRS=4 \
-    WINDOW=4 RATE=200 CONCURRENCY=4 CONNECTIONS=60 HOLD=1 USERS=40 CHATS_PER_USER=4 \
+    WINDOW=4 RATE=200 CONCURRENCY=4 CONNECTIONS=60 HOLD=1 SYNC_HOLD=1 USERS=40 CHATS_PER_USER=4 \
     USER_SOCKET_CHATS=4 scripts/targets.sh)
   echo "$table" | grep '^|'
-  [[ $(grep -c '^| ' <<<"$table") -eq 12 ]] && ! grep -qE 'not run|FAILED' <<<"$table" &&
+  [[ $(grep -c '^| ' <<<"$table") -eq 13 ]] && ! grep -qE 'not run|FAILED' <<<"$table" &&
     grep -qE '^\| connect .* floor: upgrade .* per socket' <<<"$table"
 }
 

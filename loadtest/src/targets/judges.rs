@@ -274,9 +274,20 @@ pub fn user_connect_rate(target: &Target, run: &Run<'_>) -> Verdict {
 }
 
 /// A user socket's memory at the end of the hold against 4 KiB plus the
-/// allowance per chat of its user.
+/// allowance per chat of its user, its client having synced `{}`.
 pub fn user_connect_memory(target: &Target, run: &Run<'_>) -> Verdict {
-    let Some(users) = &run.reports.connect_user else {
+    user_socket_memory(target, run.reports.connect_user.as_ref())
+}
+
+/// The same for sockets whose first `sync` names every chat of their user at
+/// its cursor, as our client's does: what a reconnect storm of real clients
+/// leaves each idle socket holding.
+pub fn user_sync_memory(target: &Target, run: &Run<'_>) -> Verdict {
+    user_socket_memory(target, run.reports.connect_user_sync.as_ref())
+}
+
+fn user_socket_memory(target: &Target, users: Option<&Report<ConnectFigures>>) -> Verdict {
+    let Some(users) = users else {
         return Verdict::not_run(target.text);
     };
     let chats = users.figures.chats_per_user.unwrap_or(0) as f64;

@@ -20,6 +20,8 @@ pub struct Reports {
     pub connect_ceiling: Option<Report<ConnectFigures>>,
     pub inbox: Option<Report<InboxFigures>>,
     pub connect_user: Option<Report<ConnectFigures>>,
+    /// User sockets whose first `sync` names every chat, as our client's does.
+    pub connect_user_sync: Option<Report<ConnectFigures>>,
 }
 
 impl Reports {
@@ -35,6 +37,7 @@ impl Reports {
             connect_ceiling: read(dir, "connect-ceiling")?,
             inbox: read(dir, "inbox")?,
             connect_user: read(dir, "connect-user")?,
+            connect_user_sync: read(dir, "connect-user-sync")?,
         })
     }
 }

@@ -85,6 +85,16 @@ fn full_run() -> Reports {
                 ..ConnectFigures::default()
             },
         ),
+        connect_user_sync: report(
+            0.0,
+            ConnectFigures {
+                connect_per_s: 9_000.0,
+                connections_held: 50_000,
+                rss_per_connection_end_of_hold_bytes: Some(6_900.0),
+                chats_per_user: Some(100),
+                ..ConnectFigures::default()
+            },
+        ),
     }
 }
 
@@ -130,7 +140,7 @@ fn each_target_is_judged_against_its_bound() {
     let verdicts = evaluate(&full_run(), 50_000);
     assert_eq!(
         statuses(&verdicts),
-        [Met, Met, NotMet, Met, NotMet, Met, Met, NotMet, NotMet, Met, NotMet],
+        [Met, Met, NotMet, Met, NotMet, Met, Met, NotMet, NotMet, Met, Met, NotMet],
         "{verdicts:#?}"
     );
     assert_eq!(verdicts[2].measured, "0.38 (150,000 / 400,000 msg/s)");
@@ -144,6 +154,10 @@ fn each_target_is_judged_against_its_bound() {
     assert_eq!(
         verdicts[8].measured,
         "10,600 B at the end of the hold, 100 chats each (bound 10,496 B)"
+    );
+    assert_eq!(
+        verdicts[9].measured,
+        "6,900 B at the end of the hold, 100 chats each (bound 10,496 B)"
     );
     assert_eq!(
         verdicts[4].measured,
@@ -301,8 +315,8 @@ fn a_run_with_errors_or_a_store_that_disagrees_fails_its_targets() {
         Status::Failed,
         "the inbox ratio uses it too"
     );
-    assert_eq!(verdicts[9].status, Status::Failed);
     assert_eq!(verdicts[10].status, Status::Failed);
+    assert_eq!(verdicts[11].status, Status::Failed);
     assert_eq!(verdicts[1].status, Status::Met, "the rate run was clean");
 
     type Fault = fn(&mut Report<ChatFigures>);
@@ -349,6 +363,25 @@ fn memory_is_judged_on_the_idle_sockets_at_the_end_of_the_hold() {
 }
 
 #[test]
+fn a_user_socket_that_synced_every_chat_is_judged_on_its_own_storm() {
+    let mut run = full_run();
+    let synced = &mut run.connect_user_sync.as_mut().unwrap().figures;
+    synced.rss_per_connection_end_of_hold_bytes = Some(10_497.0);
+    assert_eq!(evaluate(&run, 50_000)[9].status, Status::NotMet);
+    let synced = &mut run.connect_user_sync.as_mut().unwrap().figures;
+    synced.chats_per_user = Some(200);
+    assert_eq!(
+        evaluate(&run, 50_000)[9].measured,
+        "10,497 B at the end of the hold, 200 chats each (bound 16,896 B)"
+    );
+    assert_eq!(evaluate(&run, 50_000)[9].status, Status::Met);
+    // The `{}` storm's row does not stand in for it.
+    run.connect_user_sync = None;
+    assert_eq!(evaluate(&run, 50_000)[9].status, Status::NotRun);
+    assert_eq!(evaluate(&run, 50_000)[8].status, Status::NotMet);
+}
+
+#[test]
 fn fewer_sockets_held_than_asked_or_a_slow_rate_is_not_met() {
     let mut run = full_run();
     connect(&mut run).figures.connect_per_s = 21_000.0;
@@ -371,7 +404,7 @@ fn missing_reports_are_not_run_and_the_table_has_every_target() {
     let verdicts = evaluate(&Reports::default(), 50_000);
     assert!(verdicts.iter().all(|v| v.status == Status::NotRun));
     let table = table(&verdicts);
-    assert_eq!(table.lines().count(), 2 + 11);
+    assert_eq!(table.lines().count(), 2 + 12);
     assert!(table.contains("| connect 50,000 sockets at ≥ 20,000/s |  | not run |"));
 }
 
