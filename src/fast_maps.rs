@@ -27,4 +27,15 @@ mod tests {
         assert_eq!(map.get(&(7, "b")), None);
         assert_eq!(map.len(), 1);
     }
+
+    #[test]
+    fn each_map_hashes_with_a_seed_of_its_own() {
+        use std::hash::BuildHasher;
+        // Two maps place a key apart (equal hashes: a chance of 2^-64), so
+        // keys that collide in one map do not collide in every map.
+        let (one, other): (FastMap<i64, ()>, FastMap<i64, ()>) =
+            (map_with_capacity(1), map_with_capacity(1));
+        let key = 42_i64;
+        assert_ne!(one.hasher().hash_one(key), other.hasher().hash_one(key));
+    }
 }
