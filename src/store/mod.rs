@@ -15,6 +15,7 @@ pub mod sqlite;
 
 use crate::model::{Chat, Message, Timestamp, User};
 use async_trait::async_trait;
+use std::borrow::Borrow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -259,6 +260,16 @@ impl Appended {
             Appended::Duplicate(original) => AppendOutcome::Duplicate(*original),
         }
     }
+}
+
+/// A message's sender among its chat's two participants (`User`s, or shared
+/// `Arc<User>`s); the first when neither has `sender_id`, which a chat's
+/// membership rules out.
+pub(crate) fn sender_among<T: Borrow<User>>(participants: &[T; 2], sender_id: i64) -> &T {
+    participants
+        .iter()
+        .find(|user| (*user).borrow().id == sender_id)
+        .unwrap_or(&participants[0])
 }
 
 /// The outcome of each message of a batch, from what the store said of them.

@@ -3,7 +3,7 @@
 
 use crate::model::{metadata_from_text, Chat, Message, Timestamp, User};
 use crate::store::{
-    Appended, Assigned, ChatAccess, ChatStanding, FailedLogins, History, NewMessage,
+    sender_among, Appended, Assigned, ChatAccess, ChatStanding, FailedLogins, History, NewMessage,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,15 +46,6 @@ pub fn ord_index_at(row: &Row, column: usize, len: usize) -> Option<usize> {
         .filter(|index| *index < len)
 }
 
-/// A message's sender: one of its chat's two participants.
-fn sender_among(participants: &[Arc<User>; 2], sender_id: i64) -> Arc<User> {
-    participants
-        .iter()
-        .find(|u| u.id == sender_id)
-        .unwrap_or(&participants[0])
-        .clone()
-}
-
 /// A row of `CHAT_STANDINGS` (after its `ord`).
 pub fn standing_from_row(row: &Row) -> ChatStanding {
     ChatStanding {
@@ -68,13 +59,13 @@ pub fn standing_from_row(row: &Row) -> ChatStanding {
 }
 
 pub fn chat_from_row(row: &Row) -> Chat {
-    let participants = [Arc::new(user_at(row, 3)), Arc::new(user_at(row, 7))];
+    let participants = [user_at(row, 3), user_at(row, 7)];
     let id: i64 = row.get(0);
     let last_message = row.get::<_, Option<i64>>(11).map(|message_id| Message {
         id: message_id,
         chat: id,
         seq: row.get(12),
-        sender: sender_among(&participants, row.get(17)),
+        sender: Arc::new(sender_among(&participants, row.get(17)).clone()),
         content: row.get(13),
         metadata: metadata_from_text(row.get(14)),
         client_msg_id: row.get(15),
@@ -83,7 +74,7 @@ pub fn chat_from_row(row: &Row) -> Chat {
     let (last_seq, read_seq): (i64, i64) = (row.get(18), row.get(19));
     Chat {
         id,
-        participants: participants.map(Arc::unwrap_or_clone),
+        participants,
         created_at: timestamp(row, 1),
         updated_at: timestamp(row, 2),
         last_message,
@@ -124,7 +115,7 @@ pub fn history_from_rows(rows: &[Row], chat_id: i64) -> Option<History> {
             metadata: metadata_from_text(row.get(13)),
             client_msg_id: row.get(14),
             created_at: timestamp(row, 15),
-            sender: sender_among(&participants, row.get(16)),
+            sender: sender_among(&participants, row.get(16)).clone(),
         })
         .collect();
     // The rows come in heap order; sorting 25 values here is cheaper than a Sort node.

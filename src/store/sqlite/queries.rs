@@ -6,8 +6,8 @@
 use super::failed;
 use crate::model::{metadata_from_text, Chat, Message, Timestamp, User};
 use crate::store::{
-    Appended, Assigned, ChatAccess, ChatProgress, ChatStanding, NewMessage, StandingsRead,
-    StoreError,
+    sender_among, Appended, Assigned, ChatAccess, ChatProgress, ChatStanding, NewMessage,
+    StandingsRead, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::sync::Arc;
@@ -53,11 +53,7 @@ pub fn chat_from_row(row: &Row<'_>) -> rusqlite::Result<Chat> {
     let last_message = match row.get::<_, Option<i64>>(11)? {
         None => None,
         Some(message_id) => {
-            let sender_id: i64 = row.get(17)?;
-            let sender = participants
-                .iter()
-                .find(|u| u.id == sender_id)
-                .unwrap_or(&participants[0]);
+            let sender = sender_among(&participants, row.get(17)?);
             Some(Message {
                 id: message_id,
                 chat: id,
