@@ -205,7 +205,7 @@ impl Limiters {
 /// pages, syncs' positions, catch-ups' messages, and resyncs' chat progress,
 /// standings and probes for messages) and the node's caches.
 fn start_reads(store: &Arc<dyn Store>, realtime: &Realtime, paging: Paging) -> Reads {
-    let lanes = realtime.writer_lanes;
+    let lanes = realtime.reader_lanes;
     let for_lookups = store.clone();
     let lookups = ReadBatcher::start(lanes, move |pairs: Vec<(i64, i64)>| {
         let store = for_lookups.clone();

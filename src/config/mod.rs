@@ -130,6 +130,9 @@ pub struct Realtime {
     pub writer_batch_max: usize,
     /// Extra time a lane waits to fill a batch; 0 = take what is queued.
     pub writer_linger: Duration,
+    /// Lanes of each kind of batched read (see `crate::store::read_batches`);
+    /// each keeps one statement in flight.
+    pub reader_lanes: usize,
 }
 
 /// Token lifetimes and password hashing cost.
@@ -267,6 +270,12 @@ fn realtime(env: &Env, workers: usize) -> Result<Realtime, ConfigError> {
             .max(1),
         writer_batch_max: env.number::<usize>("WRITER_BATCH_MAX", 512)?.max(1),
         writer_linger: millis("WRITER_LINGER_MS", 0)?,
+        // A lane per four cores: PostgreSQL's cost of a read statement is
+        // mostly per statement, and the questions that wait while one lane's
+        // statement is in flight make the next one's batch (BENCHMARKS.md).
+        reader_lanes: env
+            .number::<usize>("READER_LANES", (workers / 4).clamp(1, 8))?
+            .max(1),
     };
     if realtime.idle_timeout <= realtime.ping_interval {
         return Err(ConfigError::Invalid {
@@ -497,6 +506,19 @@ mod tests {
             ("REDIS_CHANNEL_PREFIX", "p"),
         ]));
         assert_eq!(set.unwrap().redis_channel_prefix, "p");
+    }
+
+    #[test]
+    fn reader_lanes_are_a_lane_per_four_cores_unless_set() {
+        let lanes = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("SECRET_KEY", "k")];
+            all.extend_from_slice(pairs);
+            Config::from_vars(vars(&all)).unwrap().realtime.reader_lanes
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(lanes(&[]), (cores / 4).clamp(1, 8));
+        assert_eq!(lanes(&[("READER_LANES", "3")]), 3);
+        assert_eq!(lanes(&[("READER_LANES", "0")]), 1, "at least one lane");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! work. So concurrent questions of one kind are answered together: a few lanes
 //! share one queue, and each takes every question waiting when it becomes free
 //! and answers them with one store call (one statement). A lone question goes
-//! straight through (a batch of one), so nothing waits for company.
+//! straight through (a batch of one), so nothing waits for company. Fewer
+//! lanes make bigger batches under load (what queues while a lane's statement
+//! is in flight is the next batch), so `READER_LANES` is a lane per four cores.
 //!
 //! Each batch's statement starts after every question in it was queued, so an
 //! answer never shows the store as it was before the question was asked (the
