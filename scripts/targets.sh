@@ -15,8 +15,9 @@
 # HOLD (8 s: how long connect holds its sockets; the servers ping every PING_SECS,
 # default 3, so the memory read at the end of the hold is after a ping round),
 # SYNC_HOLD (20 s: the same for the user sockets whose first sync names every
-# chat, as our client's does; their storm's freed memory takes a few seconds
-# more to go back to the system, see BENCHMARKS.md).
+# chat, as our client's does; user sockets' holds count from when every
+# socket's sync was answered, and such a storm's freed memory takes a few
+# seconds more to go back to the system, see BENCHMARKS.md).
 # STRICT=1 exits non-zero when a target is not met.
 # SERVER_BIN / LOADTEST_BIN run other builds (nothing is built when both are given).
 # CONNECTIONS beyond one process's file limit are spread over as many nodes and

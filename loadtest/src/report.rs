@@ -185,7 +185,12 @@ pub struct ConnectFigures {
     pub rss_per_connection_bytes: Option<f64>,
     /// At the end of the hold, after a ping round.
     pub rss_per_connection_end_of_hold_bytes: Option<f64>,
+    /// Seconds held, counted for user sockets from when every one's first
+    /// `sync` was answered.
     pub held_for_s: u64,
+    /// User sockets: seconds from the storm's start until every socket's
+    /// first `sync` was answered.
+    pub syncs_answered_after_s: Option<f64>,
     #[serde(flatten)]
     pub machine: Machine,
     pub server_cpu_per_connection_us: Option<f64>,

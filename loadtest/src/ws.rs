@@ -44,22 +44,28 @@ impl IdleSocket {
     /// reader, with its buffer, exists only while a frame is being read and a
     /// writer only while a pong is sent.
     pub async fn hold(self) {
-        self.hold_from(None).await
+        self.hold_from(None::<(Bytes, fn())>).await
     }
 
     /// [`IdleSocket::hold`] for a user socket: its `sync` goes first, so
-    /// the socket is live (not holding its events) while it idles.
-    pub async fn hold_synced(self, sync: Bytes) {
-        self.hold_from(Some(sync)).await
+    /// the socket is live (not holding its events) while it idles. A `ping`
+    /// event follows the `sync`; the server acts on a socket's events in
+    /// order, so its `pong` says the `sync` was answered, and `answered` is
+    /// called then.
+    pub async fn hold_synced(self, sync: Bytes, answered: impl FnOnce()) {
+        self.hold_from(Some((sync, answered))).await
     }
 
-    async fn hold_from(self, sync_first: Option<Bytes>) {
-        if let Some(sync) = sync_first {
-            let mut writer = FrameWriter::client(&self.socket, 256, Duration::from_secs(5));
-            let synced = writer.text(&sync).await;
-            if synced.is_err() || writer.flush().await.is_err() {
+    async fn hold_from(self, sync_first: Option<(Bytes, impl FnOnce())>) {
+        let mut answered = None;
+        if let Some((sync, when_answered)) = sync_first {
+            let mut writer = FrameWriter::client(&self.socket, 512, Duration::from_secs(5));
+            let sent = writer.text(&sync).await.is_ok()
+                && writer.text(&Bytes::from_static(PING_EVENT)).await.is_ok();
+            if !sent || writer.flush().await.is_err() {
                 return;
             }
+            answered = Some(when_answered);
         }
         let mut reader = MessageReader::client(&self.socket, self.read_ahead, 1 << 20);
         while let Ok(inbound) = reader.next().await {
@@ -70,12 +76,21 @@ impl IdleSocket {
                         return;
                     }
                 }
+                Inbound::Text(text) if text == PONG_EVENT => {
+                    if let Some(answered) = answered.take() {
+                        answered();
+                    }
+                }
                 Inbound::Close => return,
                 Inbound::Text(_) | Inbound::Binary | Inbound::Pong => {}
             }
         }
     }
 }
+
+/// The client's `ping` event and the server's answer (not WebSocket pings).
+const PING_EVENT: &[u8] = br#"{"type":"ping"}"#;
+const PONG_EVENT: &[u8] = br#"{"type":"pong"}"#;
 
 /// `/ws/chats/{chat}/?token=..[&after_seq=N]` (the same on both route sets).
 pub fn chat_path(chat: i64, token: &str, after_seq: Option<i64>) -> String {

@@ -293,11 +293,17 @@ fn user_socket_memory(target: &Target, users: Option<&Report<ConnectFigures>>) -
     let chats = users.figures.chats_per_user.unwrap_or(0) as f64;
     let bound = target.bound + target.at * chats;
     let end_of_hold = users.figures.rss_per_connection_end_of_hold_bytes;
-    let measured = format!(
+    let mut measured = format!(
         "{} B at the end of the hold, {chats} chats each (bound {} B)",
         end_of_hold.map_or("?".into(), whole),
         whole(bound)
     );
+    if let Some(answered) = users.figures.syncs_answered_after_s {
+        measured += &format!(
+            "; held {} s from when every sync was answered, {answered:.1} s into the storm",
+            users.figures.held_for_s
+        );
+    }
     let met = end_of_hold.is_some_and(|bytes| bytes <= bound);
     judged(target.text, &[users.failed()], measured, met)
 }

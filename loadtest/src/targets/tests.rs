@@ -375,6 +375,13 @@ fn a_user_socket_that_synced_every_chat_is_judged_on_its_own_storm() {
         "10,497 B at the end of the hold, 200 chats each (bound 16,896 B)"
     );
     assert_eq!(evaluate(&run, 50_000)[9].status, Status::Met);
+    let synced = &mut run.connect_user_sync.as_mut().unwrap().figures;
+    (synced.syncs_answered_after_s, synced.held_for_s) = (Some(13.634), 20);
+    assert_eq!(
+        evaluate(&run, 50_000)[9].measured,
+        "10,497 B at the end of the hold, 200 chats each (bound 16,896 B); \
+         held 20 s from when every sync was answered, 13.6 s into the storm"
+    );
     // The `{}` storm's row does not stand in for it.
     run.connect_user_sync = None;
     assert_eq!(evaluate(&run, 50_000)[9].status, Status::NotRun);

@@ -1,6 +1,8 @@
 //! `connect`: open N authenticated idle sockets as fast as the server takes them
 //! (source addresses spread over 127.0.0.x so N can exceed one address's
-//! ephemeral ports), hold them for `duration`, and read the server's resident
+//! ephemeral ports), hold them for `duration` (user sockets: counted from when
+//! the server had answered every socket's first `sync`, so what is read is
+//! idle sockets, not syncs still at work), and read the server's resident
 //! memory from /proc before, once all are open, and at the end of the hold, and
 //! the CPU time that opening them cost the servers, this tool (with its
 //! workers), the local PostgreSQL and the local Redis.
@@ -29,7 +31,7 @@ use crate::ws;
 use crate::Result;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use storm::Storm;
 
 pub async fn run(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
@@ -50,16 +52,34 @@ pub async fn run(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
     )
     .await;
     usage.all_open();
-    tokio::time::sleep_until((storm.began + hold).into()).await;
+    storm.syncs_answered(args.user_sockets, SYNCS_WAIT).await;
+    let settled = storm.began.elapsed();
+    tokio::time::sleep_until(hold_ends(&args, storm.began, settled, hold).into()).await;
     usage.end_of_hold();
     drop(progress);
     let outcome = Outcome {
         took: storm.took,
+        settled,
         opened: &storm.opened,
         errors: storm.errors,
         held: storm.held_now(),
     };
     Ok(outcome.report(&args, &usage, hold))
+}
+
+/// The longest a run waits for the user sockets' first `sync`s to be answered.
+const SYNCS_WAIT: Duration = Duration::from_secs(120);
+
+/// When the hold ends: `hold` after the storm began for per-chat sockets, and
+/// `hold` after every user socket's `sync` was answered (`settled` after the
+/// storm began), so user sockets are measured idle, whatever the hour made
+/// the syncs take.
+fn hold_ends(args: &ConnectArgs, began: Instant, settled: Duration, hold: Duration) -> Instant {
+    if args.user_sockets {
+        began + settled + hold
+    } else {
+        began + hold
+    }
 }
 
 fn scenario_name(args: &ConnectArgs) -> &'static str {
@@ -115,6 +135,9 @@ impl Target {
 /// What a run measured, in one process or summed over workers.
 struct Outcome<'a> {
     took: Duration,
+    /// From the storm's start until every socket was open and, for user
+    /// sockets, its first `sync` answered.
+    settled: Duration,
     opened: &'a Recorder,
     errors: u64,
     held: u64,
@@ -148,6 +171,9 @@ impl Outcome<'_> {
                 usage.rss_end_of_hold.map(|end| per_connection(end).round());
         }
         figures.held_for_s = hold.as_secs();
+        figures.syncs_answered_after_s = args
+            .user_sockets
+            .then(|| (self.settled.as_secs_f64() * 100.0).round() / 100.0);
         report
     }
 

@@ -12,6 +12,8 @@
 //! The conversation, one line each way at a time: the worker says `ready` (with
 //! its echo server's pid under `--ceiling`); the
 //! coordinator says `go`; the worker says `opened <errors> <recorder>`; the
+//! coordinator says `synced?`; the worker says `synced` once its user
+//! sockets' first `sync`s were answered (at once for other sockets); the
 //! coordinator says `held?`; the worker says `held <n>`.
 
 use super::storm::Storm;
@@ -65,7 +67,14 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
     }
     let took = began.elapsed();
     usage.all_open();
-    tokio::time::sleep_until((began + hold).into()).await;
+    for worker in &mut workers {
+        worker.say("synced?").await?;
+    }
+    for worker in &mut workers {
+        worker.expect("synced").await?;
+    }
+    let settled = began.elapsed();
+    tokio::time::sleep_until(super::hold_ends(&args, began, settled, hold).into()).await;
     usage.end_of_hold();
     let mut held = 0;
     for worker in &mut workers {
@@ -75,6 +84,7 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
     drop(progress);
     let outcome = Outcome {
         took,
+        settled,
         opened: &opened,
         errors,
         held,
@@ -110,6 +120,11 @@ pub async fn work(args: ConnectWorkerArgs) -> Result<()> {
     .await;
     let opened = format!("opened {} {}", storm.errors, storm.opened.to_line());
     say(&mut out, &opened).await?;
+    expect(&mut commands, "synced?").await?;
+    storm
+        .syncs_answered(connect.user_sockets, super::SYNCS_WAIT)
+        .await;
+    say(&mut out, "synced").await?;
     expect(&mut commands, "held?").await?;
     say(&mut out, &format!("held {}", storm.held_now())).await?;
     while commands.next_line().await?.is_some() {}

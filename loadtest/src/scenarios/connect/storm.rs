@@ -28,6 +28,8 @@ pub struct Storm {
     pub took: Duration,
     /// Sockets open now (they close when the server closes them).
     pub held: Arc<AtomicU64>,
+    /// User sockets whose first `sync` the server has answered.
+    synced: Arc<AtomicU64>,
 }
 
 impl Storm {
@@ -45,6 +47,7 @@ impl Storm {
     ) -> Storm {
         let count = openings.len();
         let held = Arc::new(AtomicU64::new(0));
+        let synced = Arc::new(AtomicU64::new(0));
         let limit = Arc::new(Semaphore::new(concurrency.max(1)));
         let began = Instant::now();
         let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel::<Option<Duration>>();
@@ -52,6 +55,7 @@ impl Storm {
             let endpoint = endpoints[(first + i) % endpoints.len()].clone();
             let local = loopback_source(&endpoint, first + i);
             let (limit, held, opened) = (limit.clone(), held.clone(), opened_tx.clone());
+            let synced = synced.clone();
             tokio::spawn(async move {
                 let Ok(permit) = limit.acquire_owned().await else {
                     return;
@@ -63,7 +67,12 @@ impl Storm {
                         held.fetch_add(1, Ordering::Relaxed);
                         let _ = opened.send(Some(started.elapsed()));
                         match opening.first_sync {
-                            Some(sync) => socket.hold_synced(sync).await,
+                            Some(sync) => {
+                                let answered = || {
+                                    synced.fetch_add(1, Ordering::Relaxed);
+                                };
+                                socket.hold_synced(sync, answered).await
+                            }
                             None => socket.hold().await,
                         }
                         held.fetch_sub(1, Ordering::Relaxed);
@@ -89,11 +98,26 @@ impl Storm {
             errors,
             took: began.elapsed(),
             held,
+            synced,
         }
     }
 
     pub fn held_now(&self) -> u64 {
         self.held.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every user socket held has had its first `sync`
+    /// answered (at most `limit`): until then the servers are still working
+    /// for the storm, and its memory is not yet an idle socket's. Returns
+    /// at once for sockets that send no `sync`.
+    pub async fn syncs_answered(&self, user_sockets: bool, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while user_sockets
+            && self.synced.load(Ordering::Relaxed) < self.held_now()
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
