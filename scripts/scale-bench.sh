@@ -3,7 +3,8 @@
 #   1. `loadtest chat` across three nodes on a Redis Cluster (three primaries,
 #      a replica each: sharded pub/sub) against the same three nodes on one
 #      Redis with a replica (the same durability: each side replicates every
-#      publish once), interleaved ROUNDS times; after each cluster run, how
+#      publish once), interleaved ROUNDS times (odd rounds one Redis first,
+#      even rounds the cluster first); after each cluster run, how
 #      many SPUBLISH each primary executed (its own channels' events only).
 #   2. `loadtest rest` on one node reading from two streaming standbys
 #      (DATABASE_READ_URLS) against the same node with none, interleaved.
@@ -127,29 +128,43 @@ if (( single_replicas > 0 )); then
 fi
 start_redis_cluster
 cluster_urls=$(printf 'redis://127.0.0.1:%s,' "${redis_ports[@]}"); cluster_urls=${cluster_urls%,}
-for round in $(seq "$rounds"); do
+# One round's run on one Redis, and on the cluster (with each primary's SPUBLISH).
+run_single() {
+  local round=$1
   single_before=$(redis_cpu "$single_redis") single_replica_before=$(cpu_sum "${single_ports[@]:1}")
   NODES=3 REDIS_URL="redis://127.0.0.1:$single_redis/" scripts/loadtest.sh chat --pairs "$pairs" \
     --window "$window" --duration "$duration" --json "$out/single-$round.json" > "$out/single-$round.log"
   single_cpu=$(python3 -c "print($(redis_cpu "$single_redis") - $single_before)")
   single_replica_cpu=$(python3 -c "print($(cpu_sum "${single_ports[@]:1}") - $single_replica_before)")
+}
+run_cluster() {
+  local round=$1
   mapfile -t primary_ports < <(primaries)
   replica_ports=()
   for port in "${redis_ports[@]}"; do
     [[ " ${primary_ports[*]} " == *" $port "* ]] || replica_ports+=("$port")
   done
-  declare -A before=()
+  declare -gA before=()
   for port in "${primary_ports[@]}"; do before[$port]=$(spublish_calls "$port"); done
   primaries_before=$(cpu_sum "${primary_ports[@]}") replicas_before=$(cpu_sum "${replica_ports[@]}")
   NODES=3 REDIS_CLUSTER_URLS="$cluster_urls" scripts/loadtest.sh chat --pairs "$pairs" \
     --window "$window" --duration "$duration" --json "$out/cluster-$round.json" > "$out/cluster-$round.log"
   primaries_cpu=$(python3 -c "print($(cpu_sum "${primary_ports[@]}") - $primaries_before)")
   replicas_cpu=$(python3 -c "print($(cpu_sum "${replica_ports[@]}") - $replicas_before)")
+}
+# Odd rounds run one Redis first, even rounds the cluster first: a machine
+# that speeds up or slows down over the rounds favours neither side.
+for round in $(seq "$rounds"); do
+  if (( round % 2 )); then
+    run_single "$round"; run_cluster "$round"; first="one Redis"
+  else
+    run_cluster "$round"; run_single "$round"; first="cluster"
+  fi
   shards=""
   for port in "${primary_ports[@]}"; do
     shards+=" $port: $(( $(spublish_calls "$port") - ${before[$port]:-0} )) SPUBLISH;"
   done
-  echo "round $round: one Redis $(figure "$out/single-$round.json" delivered_per_s) msg/s" \
+  echo "round $round ($first first): one Redis $(figure "$out/single-$round.json" delivered_per_s) msg/s" \
     "(Redis $(cpu_us "$single_cpu" "$out/single-$round.json"), replica $(cpu_us "$single_replica_cpu" "$out/single-$round.json") us/msg);" \
     "cluster $(figure "$out/cluster-$round.json" delivered_per_s) msg/s" \
     "(primaries $(cpu_us "$primaries_cpu" "$out/cluster-$round.json")," \
