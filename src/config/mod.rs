@@ -270,11 +270,8 @@ fn realtime(env: &Env, workers: usize) -> Result<Realtime, ConfigError> {
             .max(1),
         writer_batch_max: env.number::<usize>("WRITER_BATCH_MAX", 512)?.max(1),
         writer_linger: millis("WRITER_LINGER_MS", 0)?,
-        // A lane per four cores: PostgreSQL's cost of a read statement is
-        // mostly per statement, and the questions that wait while one lane's
-        // statement is in flight make the next one's batch (BENCHMARKS.md).
         reader_lanes: env
-            .number::<usize>("READER_LANES", (workers / 4).clamp(1, 8))?
+            .number::<usize>("READER_LANES", default_reader_lanes(workers))?
             .max(1),
     };
     if realtime.idle_timeout <= realtime.ping_interval {
@@ -285,6 +282,13 @@ fn realtime(env: &Env, workers: usize) -> Result<Realtime, ConfigError> {
         });
     }
     Ok(realtime)
+}
+
+/// A lane per four cores (1 to 8): PostgreSQL's cost of a read statement is
+/// mostly per statement, and the questions that wait while one lane's
+/// statement is in flight make the next one's batch (BENCHMARKS.md).
+fn default_reader_lanes(cores: usize) -> usize {
+    (cores / 4).clamp(1, 8)
 }
 
 fn paging(env: &Env) -> Result<Paging, ConfigError> {
@@ -519,6 +523,8 @@ mod tests {
         assert_eq!(lanes(&[]), (cores / 4).clamp(1, 8));
         assert_eq!(lanes(&[("READER_LANES", "3")]), 3);
         assert_eq!(lanes(&[("READER_LANES", "0")]), 1, "at least one lane");
+        let by_cores = [1, 2, 7, 8, 16, 64].map(default_reader_lanes);
+        assert_eq!(by_cores, [1, 1, 1, 2, 4, 8]);
     }
 
     #[test]

@@ -121,9 +121,7 @@ pub async fn work(args: ConnectWorkerArgs) -> Result<()> {
     let opened = format!("opened {} {}", storm.errors, storm.opened.to_line());
     say(&mut out, &opened).await?;
     expect(&mut commands, "synced?").await?;
-    storm
-        .syncs_answered(connect.user_sockets, super::SYNCS_WAIT)
-        .await;
+    storm.syncs_answered(super::SYNCS_WAIT).await;
     say(&mut out, "synced").await?;
     expect(&mut commands, "held?").await?;
     say(&mut out, &format!("held {}", storm.held_now())).await?;

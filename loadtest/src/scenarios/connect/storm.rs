@@ -28,7 +28,9 @@ pub struct Storm {
     pub took: Duration,
     /// Sockets open now (they close when the server closes them).
     pub held: Arc<AtomicU64>,
-    /// User sockets whose first `sync` the server has answered.
+    /// Whether the sockets send a first `sync` (user sockets do).
+    syncing: bool,
+    /// Sockets whose first `sync` the server has answered.
     synced: Arc<AtomicU64>,
 }
 
@@ -46,6 +48,7 @@ impl Storm {
         live: Arc<AtomicU64>,
     ) -> Storm {
         let count = openings.len();
+        let syncing = openings.iter().any(|opening| opening.first_sync.is_some());
         let held = Arc::new(AtomicU64::new(0));
         let synced = Arc::new(AtomicU64::new(0));
         let limit = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -98,6 +101,7 @@ impl Storm {
             errors,
             took: began.elapsed(),
             held,
+            syncing,
             synced,
         }
     }
@@ -106,13 +110,13 @@ impl Storm {
         self.held.load(Ordering::Relaxed)
     }
 
-    /// Waits until every user socket held has had its first `sync`
-    /// answered (at most `limit`): until then the servers are still working
-    /// for the storm, and its memory is not yet an idle socket's. Returns
-    /// at once for sockets that send no `sync`.
-    pub async fn syncs_answered(&self, user_sockets: bool, limit: Duration) {
+    /// Waits until every socket held has had its first `sync` answered (at
+    /// most `limit`): until then the servers are still working for the
+    /// storm, and its memory is not yet an idle socket's. Returns at once for
+    /// sockets that send no `sync`.
+    pub async fn syncs_answered(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while user_sockets
+        while self.syncing
             && self.synced.load(Ordering::Relaxed) < self.held_now()
             && Instant::now() < deadline
         {
