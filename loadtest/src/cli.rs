@@ -216,6 +216,14 @@ pub struct RestArgs {
     /// Concurrent clients, each on its own keep-alive connection.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Messages per history page read (`page_size`); the server's default
+    /// when not given.
+    #[arg(long)]
+    pub page_size: Option<u32>,
+    /// History reads scroll back: each reads a random page of its chat (most
+    /// of them past the node's cache of recent messages), not the newest.
+    #[arg(long)]
+    pub scroll: bool,
     #[command(flatten)]
     pub server: ServerProcesses,
 }

@@ -21,7 +21,7 @@ use crate::model::Message;
 use crate::ratelimit::{RateLimiter, SocketSlots};
 use crate::store::patient::PatientStore;
 use crate::store::postgres::PgStore;
-use crate::store::read_batches::ReadBatcher;
+use crate::store::read_batches::{ReadBatcher, Weighing};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     ChatPosition, ChatProgress, ChatStanding, History, HistoryRead, PositionsRead, ReplayRead,
@@ -201,6 +201,15 @@ impl Limiters {
     }
 }
 
+/// History reads weigh the messages they ask for; a statement reads at most
+/// 64 default pages' worth, so the batches of newest pages that most clients
+/// read stay whole, and a batch of long pages of older history is read by
+/// several statements at once (see `crate::store::read_batches`).
+const HISTORY_WEIGHING: Weighing<HistoryRead> = Weighing {
+    weigh: |read| usize::try_from(read.window.size).unwrap_or(0),
+    per_statement: 1_600,
+};
+
 /// The batched readers (`lanes` lanes each for membership lookups, history
 /// pages, syncs' positions, catch-ups' messages, and resyncs' chat progress,
 /// standings and probes for messages) and the node's caches.
@@ -212,7 +221,7 @@ fn start_reads(store: &Arc<dyn Store>, realtime: &Realtime, paging: Paging) -> R
         async move { store.users_and_chats(&pairs).await }
     });
     let for_histories = store.clone();
-    let histories = ReadBatcher::start(lanes, move |reads: Vec<HistoryRead>| {
+    let histories = ReadBatcher::start_weighed(lanes, Some(HISTORY_WEIGHING), move |reads| {
         let store = for_histories.clone();
         async move { store.histories(&reads).await }
     });

@@ -9,6 +9,15 @@
 //! lanes make bigger batches under load (what queues while a lane's statement
 //! is in flight is the next batch), so `READER_LANES` is a lane per four cores.
 //!
+//! Questions of some kinds differ a lot in weight (a history page of 10
+//! messages or of 100, cached or not). A batch of such a kind heavier than
+//! its [`Weighing::per_statement`] is answered by several statements at
+//! once, each part replying to its own callers as soon as it is answered:
+//! one statement is one PostgreSQL backend on one core, and a heavy batch
+//! read whole would leave PostgreSQL idle while the node encodes the answers,
+//! and the node idle while PostgreSQL reads (BENCHMARKS.md, "Heavy history
+//! batches"). Light batches stay whole: their cost is mostly per statement.
+//!
 //! Each batch's statement starts after every question in it was queued, so an
 //! answer never shows the store as it was before the question was asked (the
 //! WebSocket handshake relies on this to read `last_seq` after joining its room).
@@ -22,6 +31,17 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 const QUEUE: usize = 16_384;
 /// Most questions answered by one store call.
 const BATCH_MAX: usize = 256;
+/// Statements a heavy batch is split into at most.
+const MOST_PARTS: usize = 4;
+
+/// How heavy a kind's questions are, for kinds whose questions differ a lot.
+#[derive(Clone, Copy)]
+pub struct Weighing<Q> {
+    /// A question's weight (rows it reads, say).
+    pub weigh: fn(&Q) -> usize,
+    /// The most weight one statement answers when a batch is split.
+    pub per_statement: usize,
+}
 
 struct Pending<Q, A> {
     question: Q,
@@ -43,18 +63,35 @@ impl<Q, A> Clone for ReadBatcher<Q, A> {
 
 type SharedQueue<Q, A> = Arc<Mutex<mpsc::Receiver<Pending<Q, A>>>>;
 
+/// What a kind's lanes share besides the queue.
+struct Answering<Q, F> {
+    answer: F,
+    weighing: Option<Weighing<Q>>,
+}
+
 impl<Q: Send + 'static, A: Send + 'static> ReadBatcher<Q, A> {
     /// Spawns `lanes` lanes on the current runtime; `answer` answers a batch,
     /// one answer per question, in order.
     pub fn start<F, Fut>(lanes: usize, answer: F) -> Self
     where
-        F: Fn(Vec<Q>) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
+    {
+        Self::start_weighed(lanes, None, answer)
+    }
+
+    /// [`Self::start`], for a kind whose batches are split by `weighing`
+    /// when heavy (see the module note).
+    pub fn start_weighed<F, Fut>(lanes: usize, weighing: Option<Weighing<Q>>, answer: F) -> Self
+    where
+        F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
     {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let shared: SharedQueue<Q, A> = Arc::new(Mutex::new(receiver));
+        let answering = Arc::new(Answering { answer, weighing });
         for _ in 0..lanes.max(1) {
-            tokio::spawn(run_lane(shared.clone(), answer.clone()));
+            tokio::spawn(run_lane(shared.clone(), answering.clone()));
         }
         ReadBatcher { queue }
     }
@@ -69,26 +106,89 @@ impl<Q: Send + 'static, A: Send + 'static> ReadBatcher<Q, A> {
     }
 }
 
-async fn run_lane<Q, A, F, Fut>(queue: SharedQueue<Q, A>, answer: F)
+async fn run_lane<Q, A, F, Fut>(queue: SharedQueue<Q, A>, answering: Arc<Answering<Q, F>>)
+where
+    Q: Send + 'static,
+    A: Send + 'static,
+    F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
+{
+    while let Some(batch) = next_batch(&queue).await {
+        let mut parts = split_by_weight(batch, answering.weighing.as_ref()).into_iter();
+        let Some(first) = parts.next() else {
+            continue;
+        };
+        // The other parts run beside this lane's, each replying when it is
+        // answered; the lane takes its next batch once its own part is.
+        for part in parts {
+            tokio::spawn(answer_part(answering.clone(), part));
+        }
+        answer_part(answering.clone(), first).await;
+    }
+}
+
+/// Answers one statement's questions and replies to their callers.
+async fn answer_part<Q, A, F, Fut>(answering: Arc<Answering<Q, F>>, part: Vec<Pending<Q, A>>)
 where
     F: Fn(Vec<Q>) -> Fut,
     Fut: Future<Output = Result<Vec<A>, StoreError>>,
 {
-    while let Some(batch) = next_batch(&queue).await {
-        let (questions, replies): (Vec<Q>, Vec<_>) =
-            batch.into_iter().map(|p| (p.question, p.reply)).unzip();
-        match answer(questions).await {
-            Ok(answers) if answers.len() == replies.len() => {
-                for (reply, found) in replies.into_iter().zip(answers) {
-                    let _ = reply.send(Ok(found));
-                }
+    let (questions, replies): (Vec<Q>, Vec<_>) =
+        part.into_iter().map(|p| (p.question, p.reply)).unzip();
+    match (answering.answer)(questions).await {
+        Ok(answers) if answers.len() == replies.len() => {
+            for (reply, found) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Ok(found));
             }
-            Ok(_) => fail_all(
-                replies,
-                &StoreError::Inconsistent("a question got no answer"),
-            ),
-            Err(error) => fail_all(replies, &error),
         }
+        Ok(_) => fail_all(
+            replies,
+            &StoreError::Inconsistent("a question got no answer"),
+        ),
+        Err(error) => fail_all(replies, &error),
+    }
+}
+
+/// A batch cut into parts of about equal weight, in order, when it weighs
+/// more than one statement's share (at most [`MOST_PARTS`]); otherwise whole.
+fn split_by_weight<T, Q>(batch: Vec<T>, weighing: Option<&Weighing<Q>>) -> Vec<Vec<T>>
+where
+    T: AsRef<Q>,
+{
+    let Some(weighing) = weighing else {
+        return vec![batch];
+    };
+    let weights: Vec<usize> = batch
+        .iter()
+        .map(|t| (weighing.weigh)(t.as_ref()).max(1))
+        .collect();
+    let total: usize = weights.iter().sum();
+    let parts = total
+        .div_ceil(weighing.per_statement.max(1))
+        .clamp(1, MOST_PARTS.min(batch.len().max(1)));
+    if parts == 1 {
+        return vec![batch];
+    }
+    let share = total.div_ceil(parts);
+    let mut out = Vec::with_capacity(parts);
+    let mut current = Vec::new();
+    let mut taken = 0;
+    let last = batch.len() - 1;
+    for (index, (item, weight)) in batch.into_iter().zip(weights).enumerate() {
+        current.push(item);
+        taken += weight;
+        if taken >= share && index < last {
+            out.push(std::mem::take(&mut current));
+            taken = 0;
+        }
+    }
+    out.push(current);
+    out
+}
+
+impl<Q, A> AsRef<Q> for Pending<Q, A> {
+    fn as_ref(&self) -> &Q {
+        &self.question
     }
 }
 
@@ -148,5 +248,81 @@ mod tests {
         assert!(matches!(down.ask(1).await, Err(StoreError::Unavailable(c)) if c == "down"));
         let short = ReadBatcher::start(1, |_: Vec<i64>| async { Ok(Vec::<i64>::new()) });
         assert!(matches!(short.ask(1).await, Err(StoreError::Failed(_))));
+    }
+
+    fn weighing(per_statement: usize) -> Weighing<usize> {
+        Weighing {
+            weigh: |rows| *rows,
+            per_statement,
+        }
+    }
+
+    #[test]
+    fn light_batches_stay_whole_and_heavy_ones_split_by_weight_in_order() {
+        let whole = |batch: Vec<usize>, w: Option<&Weighing<usize>>| {
+            split_by_weight(batch.into_iter().map(Box::new).collect(), w)
+                .into_iter()
+                .map(|part| part.into_iter().map(|b| *b).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        let w = weighing(1_600);
+        assert_eq!(whole(vec![25; 64], Some(&w)), [vec![25; 64]]);
+        assert_eq!(whole(vec![100; 64], Some(&w)).len(), 4);
+        assert!(whole(vec![100; 64], Some(&w)).iter().all(|p| p.len() == 16));
+        // Never more than four parts, however heavy.
+        assert_eq!(
+            whole(vec![100; 256], Some(&w))
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
+            [64, 64, 64, 64]
+        );
+        // By weight, not by count; each question once, in order.
+        let mixed = vec![1_000, 1_000, 10, 10, 10];
+        assert_eq!(
+            whole(mixed.clone(), Some(&w)),
+            [vec![1_000, 1_000], vec![10, 10, 10]]
+        );
+        assert_eq!(whole(mixed.clone(), None), [mixed]);
+        assert_eq!(whole(vec![5_000], Some(&w)), [vec![5_000]]);
+    }
+
+    #[tokio::test]
+    async fn a_heavy_batchs_parts_answer_their_callers_each_as_soon_as_it_is_read() {
+        // Question 0 is read only once `open` lets it; so is 9, which keeps
+        // the one lane busy while 0 and 1 queue into one batch.
+        let open = Arc::new(tokio::sync::Semaphore::new(0));
+        let gate = open.clone();
+        let heavy = ReadBatcher::start_weighed(1, Some(weighing(1)), move |xs: Vec<usize>| {
+            let gate = gate.clone();
+            async move {
+                if xs.contains(&0) || xs.contains(&9) {
+                    gate.acquire().await.expect("open").forget();
+                }
+                Ok(xs)
+            }
+        });
+        let ask = |x: usize| {
+            let heavy = heavy.clone();
+            tokio::spawn(async move { heavy.ask(x).await })
+        };
+        let busy = ask(9);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (slow, quick) = (ask(0), ask(1));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        open.add_permits(1);
+        assert_eq!(busy.await.unwrap().unwrap(), 9);
+        // 1 is answered while 0, in the same batch, is still being read.
+        let quick = tokio::time::timeout(std::time::Duration::from_secs(5), quick).await;
+        assert_eq!(
+            quick
+                .expect("answered beside the slow part")
+                .unwrap()
+                .unwrap(),
+            1
+        );
+        assert!(!slow.is_finished());
+        open.add_permits(1);
+        assert_eq!(slow.await.unwrap().unwrap(), 0);
     }
 }

@@ -1,6 +1,6 @@
 //! Sending messages and reading history.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 use serde_json::{json, Value};
 
 pub fn path(chat: i64) -> String {
@@ -168,6 +168,36 @@ async fn concurrent_history_reads_each_get_their_own_page() {
                 reply.expect(403);
             }
         }
+    }
+}
+
+/// Concurrent long pages make a heavy batch, which is read by several
+/// statements at once, each answering its own callers: every request must
+/// still get its own chat's page, whole and in order.
+#[tokio::test]
+async fn concurrent_long_history_pages_each_get_their_own_page() {
+    let app = spawn_app_with(&[("READER_LANES", "1"), ("HISTORY_CACHE_MB", "0")]).await;
+    let (ann, bob, ann_bob) = app.pair().await;
+    let cat = app.user("cat").await;
+    let ann_cat = app.chat(&ann, &cat).await;
+    app.say_many(&ann, ann_bob, 120, "ab", "to bob").await;
+    app.say_many(&cat, ann_cat, 110, "ac", "to ann").await;
+    let reads = (0..64).map(|i| {
+        let app = &app;
+        let (who, chat, page, expected) = match i % 4 {
+            0 => (&bob, ann_bob, 1, 21..=120),
+            1 => (&ann, ann_cat, 1, 11..=110),
+            2 => (&ann, ann_bob, 2, 1..=20),
+            _ => (&cat, ann_cat, 2, 1..=10),
+        };
+        async move {
+            let page = format!("{}?page_size=100&page={page}", path(chat));
+            (i, app.get(&page, Some(&who.access)).await, expected)
+        }
+    });
+    for (i, reply, expected) in futures_util::future::join_all(reads).await {
+        let page = reply.expect(200);
+        assert_eq!(seqs(page), expected.collect::<Vec<_>>(), "read {i}");
     }
 }
 

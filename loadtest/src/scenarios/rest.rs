@@ -1,6 +1,7 @@
 //! `rest`: REST throughput, in two phases of `duration` each: sends (POST a
-//! message) then history reads (GET the newest page), by `concurrency` clients on
-//! their own keep-alive connections.
+//! message) then history reads (GET the newest page, or with `--scroll` a
+//! random page of the chat), by `concurrency` clients on their own keep-alive
+//! connections.
 
 use crate::cli::RestArgs;
 use crate::endpoint::Endpoint;
@@ -12,6 +13,7 @@ use crate::setup::{self, Pair};
 use crate::stats::Recorder;
 use crate::Result;
 use hyper::Method;
+use rand::Rng;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +21,22 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Send,
-    Read,
+    Read(Reads),
+}
+
+/// Which history pages the read phase asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Reads {
+    page_size: Option<u32>,
+    scroll: bool,
+}
+
+impl Reads {
+    /// The page size to ask for: a scroll always names one, so that its
+    /// count of pages is the server's.
+    fn asked_size(self) -> Option<u32> {
+        self.page_size.or(self.scroll.then_some(SCROLL_PAGE_SIZE))
+    }
 }
 
 pub async fn run(args: RestArgs) -> Result<Report<RestFigures>> {
@@ -30,7 +47,11 @@ pub async fn run(args: RestArgs) -> Result<Report<RestFigures>> {
     let cpu_at_start = procfs::cpu_sum(&args.server.pids);
     let (sends, send_errors) = phase(Phase::Send, &endpoint, &pairs, chats, duration).await?;
     let cpu_after_sends = procfs::cpu_sum(&args.server.pids);
-    let (reads, read_errors) = phase(Phase::Read, &endpoint, &pairs, chats, duration).await?;
+    let read = Phase::Read(Reads {
+        page_size: args.page_size,
+        scroll: args.scroll,
+    });
+    let (reads, read_errors) = phase(read, &endpoint, &pairs, chats, duration).await?;
     let cpu_after_reads = procfs::cpu_sum(&args.server.pids);
     let mut all = Recorder::new(Instant::now(), Arc::new(AtomicU64::new(0)));
     all.merge(&sends);
@@ -68,7 +89,7 @@ async fn phase(
     duration: Duration,
 ) -> Result<(Recorder, u64)> {
     let live = Arc::new(AtomicU64::new(0));
-    let label = if phase == Phase::Send {
+    let label = if matches!(phase, Phase::Send) {
         "rest sends"
     } else {
         "rest reads"
@@ -99,6 +120,10 @@ async fn worker(
     let path = format!("{chats}{}/messages/", pair.chat);
     let mut errors = 0;
     let mut n = 0u64;
+    let pages = match phase {
+        Phase::Read(reads) if reads.scroll => pages_of(client, pair, &path, reads).await,
+        _ => 1,
+    };
     while Instant::now() < deadline {
         let began = Instant::now();
         let result = match phase {
@@ -113,9 +138,10 @@ async fn worker(
                     )
                     .await
             }
-            Phase::Read => {
+            Phase::Read(reads) => {
+                let page = read_path(&path, reads, pages);
                 client
-                    .request(Method::GET, &path, Some(&pair.b.token), None)
+                    .request(Method::GET, &page, Some(&pair.b.token), None)
                     .await
             }
         };
@@ -126,4 +152,54 @@ async fn worker(
         }
     }
     (recorder, errors)
+}
+
+/// How many pages of `reads.page_size` the chat holds (1 when the first
+/// page cannot be read: the reads then count its errors).
+async fn pages_of(client: &mut HttpClient, pair: &Pair, path: &str, reads: Reads) -> u64 {
+    let first = read_path(
+        path,
+        Reads {
+            scroll: false,
+            ..reads
+        },
+        1,
+    );
+    let count = match client
+        .request(Method::GET, &first, Some(&pair.b.token), None)
+        .await
+    {
+        Ok((status, body)) if status.is_success() => {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|page| page["count"].as_u64())
+        }
+        _ => None,
+    };
+    let size = u64::from(reads.asked_size().unwrap_or(SCROLL_PAGE_SIZE)).max(1);
+    count.map_or(1, |count| count.div_ceil(size).max(1))
+}
+
+/// The page size a scroll asks for when `--page-size` is not given (the
+/// server's default `PAGE_SIZE`).
+const SCROLL_PAGE_SIZE: u32 = 25;
+
+/// The history page a read asks for: the newest, or a random one of `pages`
+/// when it scrolls.
+fn read_path(path: &str, reads: Reads, pages: u64) -> String {
+    let mut query = Vec::new();
+    if let Some(size) = reads.asked_size() {
+        query.push(format!("page_size={size}"));
+    }
+    if reads.scroll {
+        query.push(format!(
+            "page={}",
+            rand::rng().random_range(1..=pages.max(1))
+        ));
+    }
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
 }
