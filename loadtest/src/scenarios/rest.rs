@@ -203,3 +203,40 @@ fn read_path(path: &str, reads: Reads, pages: u64) -> String {
         format!("{path}?{}", query.join("&"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATH: &str = "/api/chat/chats/7/messages/";
+
+    fn reads(page_size: Option<u32>, scroll: bool) -> Reads {
+        Reads { page_size, scroll }
+    }
+
+    #[test]
+    fn reads_ask_for_the_newest_page_unless_told_otherwise() {
+        assert_eq!(read_path(PATH, reads(None, false), 9), PATH);
+        assert_eq!(
+            read_path(PATH, reads(Some(100), false), 9),
+            format!("{PATH}?page_size=100")
+        );
+    }
+
+    #[test]
+    fn scrolling_reads_name_their_page_size_and_a_page_within_the_chat() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let path = read_path(PATH, reads(None, true), 3);
+            let page = path
+                .strip_prefix(&format!("{PATH}?page_size=25&page="))
+                .expect("the default page size, then the page");
+            seen.insert(page.parse::<u64>().unwrap());
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            read_path(PATH, reads(Some(100), true), 1),
+            format!("{PATH}?page_size=100&page=1")
+        );
+    }
+}
