@@ -10,7 +10,7 @@
 //! is in flight is the next batch), so `READER_LANES` is a lane per four cores.
 //!
 //! Questions of some kinds differ a lot in weight (a history page of 10
-//! messages or of 100, cached or not). A batch of such a kind heavier than
+//! messages or of 100). A batch of such a kind heavier than
 //! its [`Weighing::per_statement`] is answered by several statements at
 //! once, each part replying to its own callers as soon as it is answered:
 //! one statement is one PostgreSQL backend on one core, and a heavy batch

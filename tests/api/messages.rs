@@ -1,6 +1,6 @@
 //! Sending messages and reading history.
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with, spawn_embedded, TestApp};
 use serde_json::{json, Value};
 
 pub fn path(chat: i64) -> String {
@@ -176,7 +176,18 @@ async fn concurrent_history_reads_each_get_their_own_page() {
 /// still get its own chat's page, whole and in order.
 #[tokio::test]
 async fn concurrent_long_history_pages_each_get_their_own_page() {
-    let app = spawn_app_with(&[("READER_LANES", "1"), ("HISTORY_CACHE_MB", "0")]).await;
+    long_pages_each_get_their_own(spawn_app_with(LONG_READS).await).await;
+}
+
+#[tokio::test]
+async fn concurrent_long_history_pages_each_get_their_own_page_on_the_embedded_store() {
+    long_pages_each_get_their_own(spawn_embedded(LONG_READS).await).await;
+}
+
+/// One lane and no cache: concurrent long pages meet in heavy batches.
+const LONG_READS: &[(&str, &str)] = &[("READER_LANES", "1"), ("HISTORY_CACHE_MB", "0")];
+
+async fn long_pages_each_get_their_own(app: TestApp) {
     let (ann, bob, ann_bob) = app.pair().await;
     let cat = app.user("cat").await;
     let ann_cat = app.chat(&ann, &cat).await;
