@@ -114,7 +114,11 @@ where
     Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
 {
     while let Some(batch) = next_batch(&queue).await {
-        let mut parts = split_by_weight(batch, answering.weighing.as_ref()).into_iter();
+        let parts = match &answering.weighing {
+            Some(w) => split_by_weight(batch, |p| (w.weigh)(&p.question), w.per_statement),
+            None => vec![batch],
+        };
+        let mut parts = parts.into_iter();
         let Some(first) = parts.next() else {
             continue;
         };
@@ -150,21 +154,16 @@ where
 }
 
 /// A batch cut into parts of about equal weight, in order, when it weighs
-/// more than one statement's share (at most [`MOST_PARTS`]); otherwise whole.
-fn split_by_weight<T, Q>(batch: Vec<T>, weighing: Option<&Weighing<Q>>) -> Vec<Vec<T>>
-where
-    T: AsRef<Q>,
-{
-    let Some(weighing) = weighing else {
-        return vec![batch];
-    };
-    let weights: Vec<usize> = batch
-        .iter()
-        .map(|t| (weighing.weigh)(t.as_ref()).max(1))
-        .collect();
+/// more than `per_statement` (at most [`MOST_PARTS`]); otherwise whole.
+fn split_by_weight<T>(
+    batch: Vec<T>,
+    weigh: impl Fn(&T) -> usize,
+    per_statement: usize,
+) -> Vec<Vec<T>> {
+    let weights: Vec<usize> = batch.iter().map(|t| weigh(t).max(1)).collect();
     let total: usize = weights.iter().sum();
     let parts = total
-        .div_ceil(weighing.per_statement.max(1))
+        .div_ceil(per_statement.max(1))
         .clamp(1, MOST_PARTS.min(batch.len().max(1)));
     if parts == 1 {
         return vec![batch];
@@ -184,12 +183,6 @@ where
     }
     out.push(current);
     out
-}
-
-impl<Q, A> AsRef<Q> for Pending<Q, A> {
-    fn as_ref(&self) -> &Q {
-        &self.question
-    }
 }
 
 /// Waits for a question, then takes whatever else is already queued.
@@ -259,19 +252,13 @@ mod tests {
 
     #[test]
     fn light_batches_stay_whole_and_heavy_ones_split_by_weight_in_order() {
-        let whole = |batch: Vec<usize>, w: Option<&Weighing<usize>>| {
-            split_by_weight(batch.into_iter().map(Box::new).collect(), w)
-                .into_iter()
-                .map(|part| part.into_iter().map(|b| *b).collect::<Vec<_>>())
-                .collect::<Vec<_>>()
-        };
-        let w = weighing(1_600);
-        assert_eq!(whole(vec![25; 64], Some(&w)), [vec![25; 64]]);
-        assert_eq!(whole(vec![100; 64], Some(&w)).len(), 4);
-        assert!(whole(vec![100; 64], Some(&w)).iter().all(|p| p.len() == 16));
+        let whole = |batch: Vec<usize>| split_by_weight(batch, |rows| *rows, 1_600);
+        assert_eq!(whole(vec![25; 64]), [vec![25; 64]]);
+        assert_eq!(whole(vec![100; 64]).len(), 4);
+        assert!(whole(vec![100; 64]).iter().all(|p| p.len() == 16));
         // Never more than four parts, however heavy.
         assert_eq!(
-            whole(vec![100; 256], Some(&w))
+            whole(vec![100; 256])
                 .iter()
                 .map(Vec::len)
                 .collect::<Vec<_>>(),
@@ -279,12 +266,8 @@ mod tests {
         );
         // By weight, not by count; each question once, in order.
         let mixed = vec![1_000, 1_000, 10, 10, 10];
-        assert_eq!(
-            whole(mixed.clone(), Some(&w)),
-            [vec![1_000, 1_000], vec![10, 10, 10]]
-        );
-        assert_eq!(whole(mixed.clone(), None), [mixed]);
-        assert_eq!(whole(vec![5_000], Some(&w)), [vec![5_000]]);
+        assert_eq!(whole(mixed), [vec![1_000, 1_000], vec![10, 10, 10]]);
+        assert_eq!(whole(vec![5_000]), [vec![5_000]]);
     }
 
     #[tokio::test]
