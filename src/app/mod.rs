@@ -216,38 +216,42 @@ const HISTORY_WEIGHING: Weighing<HistoryRead> = Weighing {
 fn start_reads(store: &Arc<dyn Store>, realtime: &Realtime, paging: Paging) -> Reads {
     let lanes = realtime.reader_lanes;
     let for_lookups = store.clone();
-    let lookups = ReadBatcher::start(lanes, move |pairs: Vec<(i64, i64)>| {
+    let lookups = ReadBatcher::start(lanes, move |pairs: Arc<[(i64, i64)]>| {
         let store = for_lookups.clone();
         async move { store.users_and_chats(&pairs).await }
     });
     let for_histories = store.clone();
-    let histories = ReadBatcher::start_weighed(lanes, Some(HISTORY_WEIGHING), move |reads| {
-        let store = for_histories.clone();
-        async move { store.histories(&reads).await }
-    });
+    let histories = ReadBatcher::start_weighed(
+        lanes,
+        Some(HISTORY_WEIGHING),
+        move |reads: Arc<[HistoryRead]>| {
+            let store = for_histories.clone();
+            async move { store.histories(&reads).await }
+        },
+    );
     let for_progress = store.clone();
-    let progress = ReadBatcher::start(lanes, move |chats: Vec<i64>| {
+    let progress = ReadBatcher::start(lanes, move |chats: Arc<[i64]>| {
         let store = for_progress.clone();
         async move { store.chats_progress(&chats).await }
     });
     let for_standings = store.clone();
-    let standings = ReadBatcher::start(lanes, move |reads: Vec<StandingsRead>| {
+    let standings = ReadBatcher::start(lanes, move |reads: Arc<[StandingsRead]>| {
         let store = for_standings.clone();
         async move { store.chat_standings(&reads).await }
     });
     let for_positions = store.clone();
-    let positions = ReadBatcher::start(lanes, move |reads: Vec<PositionsRead>| {
+    let positions = ReadBatcher::start(lanes, move |reads: Arc<[PositionsRead]>| {
         let store = for_positions.clone();
         async move { store.positions_of_many(&reads).await }
     });
     let for_replays = store.clone();
     let catch_up_bytes = realtime.catch_up_bytes;
-    let replays = ReadBatcher::start(lanes, move |reads: Vec<ReplayRead>| {
+    let replays = ReadBatcher::start(lanes, move |reads: Arc<[ReplayRead]>| {
         let store = for_replays.clone();
         async move { store.messages_between_many(&reads, catch_up_bytes).await }
     });
     let for_messaged = store.clone();
-    let messaged_users = ReadBatcher::start(lanes, move |users: Vec<i64>| {
+    let messaged_users = ReadBatcher::start(lanes, move |users: Arc<[i64]>| {
         let store = for_messaged.clone();
         async move { store.users_with_messages(&users).await }
     });

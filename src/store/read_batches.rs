@@ -18,6 +18,12 @@
 //! and the node idle while PostgreSQL reads (BENCHMARKS.md, "Heavy history
 //! batches"). Light batches stay whole: their cost is mostly per statement.
 //!
+//! A batch whose statement fails for a reason other than the database being
+//! out of reach is asked again in halves, so a question the database refuses
+//! (a value it cannot take, say) fails alone and not the callers batched with
+//! it. Halving stops when both halves fail: that failure is the database's,
+//! not one question's, and costs two more statements, not one per question.
+//!
 //! Each batch's statement starts after every question in it was queued, so an
 //! answer never shows the store as it was before the question was asked (the
 //! WebSocket handshake relies on this to read `last_seq` after joining its room).
@@ -48,6 +54,8 @@ struct Pending<Q, A> {
     reply: oneshot::Sender<Result<A, StoreError>>,
 }
 
+type Reply<A> = oneshot::Sender<Result<A, StoreError>>;
+
 /// Handle to the lanes answering one kind of question; cheap to clone.
 pub struct ReadBatcher<Q, A> {
     queue: mpsc::Sender<Pending<Q, A>>,
@@ -69,12 +77,13 @@ struct Answering<Q, F> {
     weighing: Option<Weighing<Q>>,
 }
 
-impl<Q: Send + 'static, A: Send + 'static> ReadBatcher<Q, A> {
+impl<Q: Clone + Send + Sync + 'static, A: Send + 'static> ReadBatcher<Q, A> {
     /// Spawns `lanes` lanes on the current runtime; `answer` answers a batch,
-    /// one answer per question, in order.
+    /// one answer per question, in order (the questions come shared, so a
+    /// failed batch can be asked again in halves without copying them first).
     pub fn start<F, Fut>(lanes: usize, answer: F) -> Self
     where
-        F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
+        F: Fn(Arc<[Q]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
     {
         Self::start_weighed(lanes, None, answer)
@@ -84,7 +93,7 @@ impl<Q: Send + 'static, A: Send + 'static> ReadBatcher<Q, A> {
     /// when heavy (see the module note).
     pub fn start_weighed<F, Fut>(lanes: usize, weighing: Option<Weighing<Q>>, answer: F) -> Self
     where
-        F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
+        F: Fn(Arc<[Q]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
     {
         let (queue, receiver) = mpsc::channel(QUEUE);
@@ -108,9 +117,9 @@ impl<Q: Send + 'static, A: Send + 'static> ReadBatcher<Q, A> {
 
 async fn run_lane<Q, A, F, Fut>(queue: SharedQueue<Q, A>, answering: Arc<Answering<Q, F>>)
 where
-    Q: Send + 'static,
+    Q: Clone + Send + Sync + 'static,
     A: Send + 'static,
-    F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
+    F: Fn(Arc<[Q]>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
 {
     while let Some(batch) = next_batch(&queue).await {
@@ -131,25 +140,86 @@ where
     }
 }
 
-/// Answers one statement's questions and replies to their callers.
+/// Answers one statement's questions and replies to their callers; a
+/// failure that may be one question's is narrowed down (see the module note).
 async fn answer_part<Q, A, F, Fut>(answering: Arc<Answering<Q, F>>, part: Vec<Pending<Q, A>>)
 where
-    F: Fn(Vec<Q>) -> Fut,
+    Q: Clone,
+    F: Fn(Arc<[Q]>) -> Fut,
     Fut: Future<Output = Result<Vec<A>, StoreError>>,
 {
     let (questions, replies): (Vec<Q>, Vec<_>) =
         part.into_iter().map(|p| (p.question, p.reply)).unzip();
-    match (answering.answer)(questions).await {
-        Ok(answers) if answers.len() == replies.len() => {
-            for (reply, found) in replies.into_iter().zip(answers) {
-                let _ = reply.send(Ok(found));
-            }
+    let questions: Arc<[Q]> = questions.into();
+    match answered(&answering.answer, questions.clone()).await {
+        Ok(answers) => reply_all(replies, answers),
+        Err(error) if questions.len() > 1 && !error.is_unavailable() => {
+            narrow_down(&answering.answer, questions, replies, error).await;
         }
-        Ok(_) => fail_all(
-            replies,
-            &StoreError::Inconsistent("a question got no answer"),
-        ),
         Err(error) => fail_all(replies, &error),
+    }
+}
+
+/// The answers to `questions`, one each, or why there are none.
+async fn answered<Q, A, F, Fut>(answer: &F, questions: Arc<[Q]>) -> Result<Vec<A>, StoreError>
+where
+    F: Fn(Arc<[Q]>) -> Fut,
+    Fut: Future<Output = Result<Vec<A>, StoreError>>,
+{
+    let asked = questions.len();
+    match answer(questions).await {
+        Ok(answers) if answers.len() == asked => Ok(answers),
+        Ok(_) => Err(StoreError::Inconsistent("a question got no answer")),
+        Err(error) => Err(error),
+    }
+}
+
+/// Asks a failed batch again in halves, answering each half that succeeds
+/// and going on into the one that fails, until the failing half is a single
+/// question (which gets the error) or both halves fail (everyone does).
+async fn narrow_down<Q, A, F, Fut>(
+    answer: &F,
+    mut questions: Arc<[Q]>,
+    mut replies: Vec<Reply<A>>,
+    mut error: StoreError,
+) where
+    Q: Clone,
+    F: Fn(Arc<[Q]>) -> Fut,
+    Fut: Future<Output = Result<Vec<A>, StoreError>>,
+{
+    while questions.len() > 1 && !error.is_unavailable() {
+        let middle = questions.len() / 2;
+        let later_replies = replies.split_off(middle);
+        let (earlier, later): (Arc<[Q]>, Arc<[Q]>) =
+            (questions[..middle].into(), questions[middle..].into());
+        // One after the other: a failing database is not asked twice at once.
+        let earlier_answers = answered(answer, earlier.clone()).await;
+        let later_answers = answered(answer, later.clone()).await;
+        (questions, replies, error) = match (earlier_answers, later_answers) {
+            (Ok(answers), Ok(more)) => {
+                reply_all(replies, answers);
+                return reply_all(later_replies, more);
+            }
+            (Ok(answers), Err(failed)) => {
+                reply_all(replies, answers);
+                (later, later_replies, failed)
+            }
+            (Err(failed), Ok(answers)) => {
+                reply_all(later_replies, answers);
+                (earlier, replies, failed)
+            }
+            (Err(failed), Err(_)) => {
+                replies.extend(later_replies);
+                return fail_all(replies, &failed);
+            }
+        };
+    }
+    fail_all(replies, &error);
+}
+
+fn reply_all<A>(replies: Vec<Reply<A>>, answers: Vec<A>) {
+    for (reply, found) in replies.into_iter().zip(answers) {
+        let _ = reply.send(Ok(found));
     }
 }
 
@@ -200,7 +270,7 @@ async fn next_batch<Q, A>(queue: &SharedQueue<Q, A>) -> Option<Vec<Pending<Q, A>
 
 /// Every caller of a failed batch gets the failure; a connection problem stays
 /// "unavailable" (503, retry), anything else is an opaque failure.
-fn fail_all<A>(replies: Vec<oneshot::Sender<Result<A, StoreError>>>, error: &StoreError) {
+fn fail_all<A>(replies: Vec<Reply<A>>, error: &StoreError) {
     tracing::warn!(%error, size = replies.len(), "a batch of reads failed");
     for reply in replies {
         let shared = match error {
@@ -218,8 +288,8 @@ mod tests {
 
     #[tokio::test]
     async fn every_question_gets_its_own_answer() {
-        let doubled = ReadBatcher::start(2, |xs: Vec<i64>| async move {
-            Ok(xs.into_iter().map(|x| x * 2).collect())
+        let doubled = ReadBatcher::start(2, |xs: Arc<[i64]>| async move {
+            Ok(xs.iter().map(|x| x * 2).collect())
         });
         let asks: Vec<_> = (0..200)
             .map(|i| {
@@ -235,11 +305,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_every_caller_and_keeps_unavailable() {
-        let down = ReadBatcher::start(1, |_: Vec<i64>| async {
+        let down = ReadBatcher::start(1, |_: Arc<[i64]>| async {
             Err::<Vec<i64>, _>(StoreError::Unavailable("down".into()))
         });
         assert!(matches!(down.ask(1).await, Err(StoreError::Unavailable(c)) if c == "down"));
-        let short = ReadBatcher::start(1, |_: Vec<i64>| async { Ok(Vec::<i64>::new()) });
+        let short = ReadBatcher::start(1, |_: Arc<[i64]>| async { Ok(Vec::<i64>::new()) });
         assert!(matches!(short.ask(1).await, Err(StoreError::Failed(_))));
     }
 
@@ -276,13 +346,13 @@ mod tests {
         // the one lane busy while 0 and 1 queue into one batch.
         let open = Arc::new(tokio::sync::Semaphore::new(0));
         let gate = open.clone();
-        let heavy = ReadBatcher::start_weighed(1, Some(weighing(1)), move |xs: Vec<usize>| {
+        let heavy = ReadBatcher::start_weighed(1, Some(weighing(1)), move |xs: Arc<[usize]>| {
             let gate = gate.clone();
             async move {
                 if xs.contains(&0) || xs.contains(&9) {
                     gate.acquire().await.expect("open").forget();
                 }
-                Ok(xs)
+                Ok(xs.to_vec())
             }
         });
         let ask = |x: usize| {
@@ -307,5 +377,92 @@ mod tests {
         assert!(!slow.is_finished());
         open.add_permits(1);
         assert_eq!(slow.await.unwrap().unwrap(), 0);
+    }
+
+    /// A batcher on one lane whose statements fail as `fails` says, with the
+    /// statements it ran counted; its first question (0) waits for `open`,
+    /// so the questions asked meanwhile make one batch.
+    fn refusing(
+        fails: fn(&[u32]) -> Option<StoreError>,
+    ) -> (
+        ReadBatcher<u32, u32>,
+        Arc<tokio::sync::Semaphore>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let open = Arc::new(tokio::sync::Semaphore::new(0));
+        let statements = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (gate, count) = (open.clone(), statements.clone());
+        let batcher = ReadBatcher::start(1, move |xs: Arc<[u32]>| {
+            let (gate, count) = (gate.clone(), count.clone());
+            async move {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if xs.contains(&0) {
+                    gate.acquire().await.expect("open").forget();
+                }
+                match fails(&xs) {
+                    Some(error) => Err(error),
+                    None => Ok(xs.to_vec()),
+                }
+            }
+        });
+        (batcher, open, statements)
+    }
+
+    /// Asks 0 (which holds the lane), then 1..=32 as one batch; their answers.
+    async fn ask_one_batch(
+        batcher: &ReadBatcher<u32, u32>,
+        open: &tokio::sync::Semaphore,
+    ) -> Vec<Result<u32, StoreError>> {
+        let ask = |x: u32| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.ask(x).await })
+        };
+        let first = ask(0);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let asked: Vec<_> = (1..=32).map(ask).collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        open.add_permits(1);
+        assert_eq!(first.await.unwrap().unwrap(), 0);
+        let mut answers = Vec::new();
+        for asked in asked {
+            answers.push(asked.await.unwrap());
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn a_question_the_database_refuses_fails_alone() {
+        let (batcher, open, statements) = refusing(|xs| {
+            xs.contains(&13)
+                .then(|| StoreError::Failed("value out of range".into()))
+        });
+        let answers = ask_one_batch(&batcher, &open).await;
+        for (x, answer) in (1..=32).zip(answers) {
+            match answer {
+                Ok(found) => assert_eq!(found, x),
+                Err(error) => assert!(x == 13 && matches!(error, StoreError::Failed(_))),
+            }
+        }
+        // The held question, the batch, then two halves per step down to 13.
+        let ran = statements.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(ran, 2 + 2 * 5, "32 questions narrow down in five steps");
+    }
+
+    #[tokio::test]
+    async fn a_failing_database_is_not_asked_again_question_by_question() {
+        let (everything, open, statements) =
+            refusing(|xs| (xs != [0]).then(|| StoreError::Failed("relation missing".into())));
+        let answers = ask_one_batch(&everything, &open).await;
+        assert!(answers.iter().all(Result::is_err));
+        // Both halves failed: the failure is not one question's.
+        assert_eq!(statements.load(std::sync::atomic::Ordering::SeqCst), 2 + 2);
+
+        let (unreachable, open, statements) =
+            refusing(|xs| (xs != [0]).then(|| StoreError::Unavailable("down".into())));
+        let answers = ask_one_batch(&unreachable, &open).await;
+        assert!(answers
+            .iter()
+            .all(|a| matches!(a, Err(StoreError::Unavailable(_)))));
+        assert_eq!(statements.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }
