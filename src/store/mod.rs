@@ -107,6 +107,16 @@ impl ChatAccess {
         self.participants.contains(&user_id)
     }
 
+    /// The participant who is not `user` (0 when neither is someone else).
+    pub fn peer_of(&self, user: i64) -> i64 {
+        let [low, high] = self.participants;
+        match (low == user, high == user) {
+            (true, false) => high,
+            (false, true) => low,
+            _ => 0,
+        }
+    }
+
     /// Each participant with their read marker.
     pub fn markers(&self) -> [(i64, i64); 2] {
         let [low, high] = self.participants;
@@ -182,12 +192,14 @@ impl HistoryRead {
 /// (`last_seq`, both read markers) and, per participant, whether the message
 /// their marker names is their own. Sending moves the sender's marker to
 /// their message, and that message already told every socket so (no `read`
-/// event is sent for the move); only the other moves need telling.
+/// event is sent for the move); only the other moves need telling. A user
+/// socket meeting a chat's first message reads it too, for `created_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChatProgress {
     pub access: ChatAccess,
     /// In the order of `access.participants`.
     pub marker_at_own_message: [bool; 2],
+    pub created_at: Timestamp,
 }
 
 /// What a membership lookup finds: the user and the chat, each `None` when missing.

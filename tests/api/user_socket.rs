@@ -58,6 +58,7 @@ macro_rules! on_both_stores {
 on_both_stores!(
     ready_comes_first_then_nothing_until_sync_then_the_replay_then_live,
     a_chat_started_by_the_peer_arrives_before_its_first_message,
+    an_empty_chat_from_before_ready_starts_with_its_first_message_and_no_chat_event,
     bad_events_get_errors_naming_the_chat_and_the_socket_stays_open,
     one_message_reaches_both_kinds_of_socket_once_each,
     read_markers_reach_the_peer_and_the_readers_other_devices_typing_the_peer,
@@ -153,6 +154,32 @@ async fn a_chat_started_by_the_peer_arrives_before_its_first_message(app: TestAp
     assert_eq!(b.message().await["client_msg_id"], "hello", "the echo");
     assert_eq!(app.chat(&ann, &bob).await, chat);
     quiet(&mut a, "an existing chat is not announced again").await;
+}
+
+/// A chat created before the sockets' `ready` is in the chat list their
+/// clients read after it: its first message arrives with no `chat` event
+/// ahead of it, on both sides.
+async fn an_empty_chat_from_before_ready_starts_with_its_first_message_and_no_chat_event(
+    app: TestApp,
+) {
+    let (ann, bob) = (app.user("ann").await, app.user("bob").await);
+    let chat = app.chat(&bob, &ann).await;
+    let mut a = WsClient::user_synced(&app, &ann.access, json!({})).await;
+    let mut b = WsClient::user_synced(&app, &bob.access, json!({})).await;
+    b.send_json(&send(chat, "first")).await;
+    for (socket, who) in [(&mut a, "ann"), (&mut b, "bob")] {
+        let event = socket.event().await;
+        assert_eq!(
+            (
+                &event["type"],
+                &event["data"]["seq"],
+                &event["data"]["content"]
+            ),
+            (&json!("message"), &json!(1), &json!("first")),
+            "{who}'s first event"
+        );
+        quiet(socket, "nothing after it").await;
+    }
 }
 
 async fn bad_events_get_errors_naming_the_chat_and_the_socket_stays_open(app: TestApp) {

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use pool::{checkout, classify, is_retryable_race, Conn, Pool, Retirements};
 use rows::{
     chat_from_row, failed_logins_from_row, history_from_rows, message_from_row, ord_index,
-    ord_index_at, standing_from_row, user_at,
+    ord_index_at, standing_from_row, timestamp, user_at,
 };
 use standbys::{Read, Standbys};
 use statements::Statements;
@@ -425,7 +425,8 @@ impl Store for PgStore {
                     last_seq: row.get(3),
                     read_seqs: [row.get(4), row.get(5)],
                 },
-                marker_at_own_message: [row.get(6), row.get(7)],
+                created_at: timestamp(&row, 6),
+                marker_at_own_message: [row.get(7), row.get(8)],
             });
         }
         Ok(found)

@@ -143,9 +143,17 @@ pub fn progress_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatProgres
         )
         .map_err(failed)
     };
+    let created_at = conn
+        .query_row(
+            "SELECT created_at FROM chats WHERE id = ?",
+            [chat_id],
+            |row| row.get(0),
+        )
+        .map_err(failed)?;
     Ok(Some(ChatProgress {
         access,
         marker_at_own_message: [own_message(0)?, own_message(1)?],
+        created_at: timestamp(created_at),
     }))
 }
 

@@ -114,24 +114,28 @@ impl Session<'_> {
         Ok(Some(seq))
     }
 
-    /// Reads the chat of a first message ever from the store and, when it
-    /// was created after `ready`, sends its `chat` event (its own event was
-    /// lost on the bus, or is still on its way and will be dropped). A chat
-    /// created before `ready` is in the chat list the client reads after it.
-    /// (Clocks of the node and the database that disagree by a little either
-    /// send an event the client did not need or leave one to that list.)
+    /// For a first message ever: when its chat was created after `ready`,
+    /// reads the chat and sends its `chat` event (its own event was lost on
+    /// the bus, or is still on its way and will be dropped). A chat created
+    /// before `ready` is in the chat list the client reads after it. When the
+    /// chat was created is a batched read (many first messages at once, as
+    /// when the chats of a list made earlier start, cost a statement, not one
+    /// each); only a chat to announce is read whole. (Clocks of the node and
+    /// the database that disagree by a little either send an event the
+    /// client did not need or leave one to that list.)
     async fn announce(&mut self, chat: i64) -> Result<(), End> {
-        let found = self.state.store.chat(chat, self.user_id).await?;
-        if let Some(found) = found
-            .as_ref()
-            .filter(|c| c.created_at.unix_micros() >= self.ready_at)
-        {
-            self.writer.text(&chat_event(found)).await?;
+        let progress = self.state.reads.progress.ask(chat).await?;
+        let created_since_ready =
+            progress.is_some_and(|p| p.created_at.unix_micros() >= self.ready_at);
+        if created_since_ready {
+            if let Some(found) = self.state.store.chat(chat, self.user_id).await? {
+                self.writer.text(&chat_event(&found)).await?;
+            }
         }
         if let Some(cursor) = self.cursors.get_mut(chat) {
             cursor.flags |= ANNOUNCED;
-            if let Some(found) = found {
-                cursor.peer = found.peer_of(self.user_id);
+            if let Some(progress) = progress {
+                cursor.peer = progress.access.peer_of(self.user_id);
             }
         }
         Ok(())
