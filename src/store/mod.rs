@@ -107,16 +107,6 @@ impl ChatAccess {
         self.participants.contains(&user_id)
     }
 
-    /// The participant who is not `user` (0 when neither is someone else).
-    pub fn peer_of(&self, user: i64) -> i64 {
-        let [low, high] = self.participants;
-        match (low == user, high == user) {
-            (true, false) => high,
-            (false, true) => low,
-            _ => 0,
-        }
-    }
-
     /// Each participant with their read marker.
     pub fn markers(&self) -> [(i64, i64); 2] {
         let [low, high] = self.participants;

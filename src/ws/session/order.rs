@@ -20,7 +20,7 @@ use super::cursors::{Cursor, ANNOUNCED, DELIVERED, PLACED};
 use super::live::Session;
 use super::End;
 use crate::delivery::events::{chat_event, message_event};
-use crate::delivery::rooms::{Outbox, Outgoing};
+use crate::delivery::rooms::{peer_of, Outbox, Outgoing};
 use crate::store::{ReplayRead, StoreError};
 use crate::ws::protocol::close;
 use std::time::Instant;
@@ -135,7 +135,7 @@ impl Session<'_> {
         if let Some(cursor) = self.cursors.get_mut(chat) {
             cursor.flags |= ANNOUNCED;
             if let Some(progress) = progress {
-                cursor.peer = progress.access.peer_of(self.user_id);
+                cursor.peer = peer_of(progress.access.participants, self.user_id);
             }
         }
         Ok(())
