@@ -6,7 +6,7 @@
 //! names its chat, which must be one of the user's; a per-chat socket's events
 //! are about its chat.
 
-use super::cursors::{Cursor, Cursors, NAMED};
+use super::cursors::{Cursor, Cursors};
 use super::send_gate::{SendGate, Throttled, UNAVAILABLE};
 use crate::app::AppState;
 use crate::delivery::events::{error_event, pong_event, EventError};
@@ -264,12 +264,9 @@ impl EventHandler<'_> {
 /// that places nothing yet: its first message will).
 fn remember_peer(cursors: &mut Cursors, chat: i64, peer: i64) {
     match cursors.get_mut(chat) {
-        Some(cursor) => {
-            cursor.peer = peer;
-            cursor.flags |= NAMED;
-        }
+        Some(cursor) => cursor.peer = peer,
         None => {
-            cursors.add(Cursor::new(chat, 1, peer, NAMED));
+            cursors.add(Cursor::new(chat, 1, peer, 0));
         }
     }
 }

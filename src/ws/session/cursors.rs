@@ -23,11 +23,6 @@ pub(super) const DELIVERED: u8 = 4;
 /// A per-chat socket resumed from `after_seq`: its client is told the read
 /// markers once the messages it missed are sent.
 pub(super) const RESUMED: u8 = 8;
-/// The client named the chat in an event of its own (a send, a read marker,
-/// typing), so it knows of the chat: the chat's first message needs no
-/// `chat` event ahead of it. Unlike [`ANNOUNCED`], a `chat` event that
-/// comes still goes out (the client may have learned only the chat's id).
-pub(super) const NAMED: u8 = 16;
 
 /// One chat's cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

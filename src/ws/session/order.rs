@@ -16,7 +16,7 @@
 //! the message overtook it) the chat is read from the store and announced
 //! first.
 
-use super::cursors::{Cursor, ANNOUNCED, DELIVERED, NAMED, PLACED};
+use super::cursors::{Cursor, ANNOUNCED, DELIVERED, PLACED};
 use super::live::Session;
 use super::End;
 use crate::delivery::events::{chat_event, message_event};
@@ -90,9 +90,8 @@ impl Session<'_> {
 
     /// The chat's `next_seq` for message `seq` about to be written: a user
     /// socket's first message of a chat places its cursor there (after
-    /// announcing the chat when this is its first message ever, no `chat`
-    /// event was sent and the client named the chat in no event of its own).
-    /// `None` when the message is not for this socket.
+    /// announcing the chat when this is its first message ever and no `chat`
+    /// event was sent). `None` when the message is not for this socket.
     async fn place(&mut self, chat: i64, seq: i64) -> Result<Option<i64>, End> {
         let cursor = match self.cursors.get_mut(chat) {
             Some(cursor) if cursor.has(PLACED) => return Ok(Some(cursor.next_seq)),
@@ -109,7 +108,7 @@ impl Session<'_> {
                 new
             }
         };
-        if seq == 1 && !cursor.has(ANNOUNCED | NAMED) {
+        if seq == 1 && !cursor.has(ANNOUNCED) {
             Box::pin(self.announce(chat)).await?;
         }
         Ok(Some(seq))
