@@ -683,14 +683,16 @@ mod across_nodes {
     }
 }
 
-/// A chat whose `chat` event never reached the socket (here: created in the
+/// A chat whose `chat` event never reached the sockets (here: created in the
 /// database directly, so no event exists) is read from the store and
-/// announced before its first message.
+/// announced before its first message, on both sides: the sender's socket
+/// too, although its client named the chat to send.
 #[tokio::test]
 async fn a_chat_whose_event_was_lost_is_announced_before_its_first_message() {
     let app = crate::helpers::spawn_app().await;
     let (ann, bob) = (app.user("ann").await, app.user("bob").await);
     let mut socket = WsClient::user_synced(&app, &ann.access, json!({})).await;
+    let mut bobs = WsClient::user_synced(&app, &bob.access, json!({})).await;
     let (low, high) = (ann.id.min(bob.id), ann.id.max(bob.id));
     let row = app
         .db()
@@ -710,11 +712,15 @@ async fn a_chat_whose_event_was_lost_is_announced_before_its_first_message() {
         "no event for a chat made behind the server's back",
     )
     .await;
-    app.say(&bob, chat, "first").await;
-    let announced = socket.event().await;
-    assert_eq!(
-        (&announced["type"], &announced["data"]["id"]),
-        (&json!("chat"), &json!(chat))
-    );
-    assert_eq!(socket.message().await["content"], "first");
+    bobs.send_json(&send(chat, "first")).await;
+    for (socket, who) in [(&mut socket, "ann"), (&mut bobs, "bob, the sender")] {
+        let announced = socket.event().await;
+        assert_eq!(
+            (&announced["type"], &announced["data"]["id"]),
+            (&json!("chat"), &json!(chat)),
+            "{who}'s first event"
+        );
+        assert_eq!(socket.message().await["content"], "first");
+        quiet(socket, "once each").await;
+    }
 }
