@@ -437,6 +437,7 @@ mod tests {
                 .then(|| StoreError::Failed("value out of range".into()))
         });
         let answers = ask_one_batch(&batcher, &open).await;
+        assert_eq!(answers.iter().filter(|a| a.is_err()).count(), 1, "13 alone");
         for (x, answer) in (1..=32).zip(answers) {
             match answer {
                 Ok(found) => assert_eq!(found, x),

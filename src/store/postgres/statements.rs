@@ -51,9 +51,9 @@ const USERS_AND_CHATS: &str = "SELECT q.ord::INT, u.id, u.email, u.full_name, u.
 /// Of the chats `$1`, in order (ord): both participants, `last_seq`, both
 /// read markers, when the chat was created, and whether each marker names
 /// its owner's own message (a primary-key probe each, skipped for a marker
-/// of 0, which names none). The
-/// probes are scalar subqueries so that each stays a probe: an `EXISTS` may
-/// be planned as one hash over all of `messages`.
+/// of 0, which names none). The probes are scalar subqueries so that each
+/// stays a probe: an `EXISTS` may be planned as one hash over all of
+/// `messages`.
 const CHATS_PROGRESS: &str = "SELECT q.ord::INT, c.user_low, c.user_high, c.last_seq,
             c.low_read_seq, c.high_read_seq, c.created_at,
             CASE WHEN c.low_read_seq > 0 THEN coalesce((SELECT m.sender_id = c.user_low

@@ -131,7 +131,19 @@ pub fn access_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatAccess>, 
 
 /// A chat's [`ChatProgress`]; `None` when there is no such chat.
 pub fn progress_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatProgress>, StoreError> {
-    let Some(access) = access_of(conn, chat_id)? else {
+    let sql = concat!(
+        "SELECT ",
+        access_columns!(),
+        ", c.created_at FROM chats c WHERE c.id = ?"
+    );
+    let found = conn
+        .query_row(sql, [chat_id], |row| {
+            Ok(access_at(row, 0)?.zip(row.get::<_, Option<i64>>(5)?))
+        })
+        .optional()
+        .map_err(failed)?
+        .flatten();
+    let Some((access, created_at)) = found else {
         return Ok(None);
     };
     let own_message = |at: usize| -> Result<bool, StoreError> {
@@ -143,13 +155,6 @@ pub fn progress_of(conn: &Connection, chat_id: i64) -> Result<Option<ChatProgres
         )
         .map_err(failed)
     };
-    let created_at = conn
-        .query_row(
-            "SELECT created_at FROM chats WHERE id = ?",
-            [chat_id],
-            |row| row.get(0),
-        )
-        .map_err(failed)?;
     Ok(Some(ChatProgress {
         access,
         marker_at_own_message: [own_message(0)?, own_message(1)?],
