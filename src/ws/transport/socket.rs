@@ -10,7 +10,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// `boundary` while the bytes handed over end in the middle of a frame.
@@ -84,9 +84,33 @@ impl SocketRead<'_> {
         nonblocking(
             cx,
             |cx| stream.poll_read_ready(cx),
-            || stream.try_read_buf(buf),
+            || read_noting_drained(stream, buf),
         )
         .map_ok(drop)
+    }
+}
+
+/// Reads what the socket holds into `buf`. A read that leaves `buf` room has
+/// emptied the socket's receive queue, so it also clears the socket's read
+/// readiness: the next read waits for the socket instead of asking it and
+/// getting `EAGAIN` (a system call per frame at low rates). tokio's own
+/// `AsyncRead` for a socket does the same, but it needs the socket by `&mut`,
+/// and the read handle shares it with the write handle. The readiness is
+/// cleared through `try_io`'s `WouldBlock` path, which clears only the readiness
+/// seen before the read: bytes that arrive after it raise a new one.
+fn read_noting_drained(stream: &TcpStream, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
+    let room = buf.remaining();
+    let mut read = 0;
+    let outcome = stream.try_io(Interest::READABLE, || {
+        read = stream.try_read_buf(buf)?;
+        if read > 0 && read < room {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(read)
+    });
+    match outcome {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && read > 0 => Ok(read),
+        outcome => outcome,
     }
 }
 
@@ -179,6 +203,48 @@ mod tests {
     struct Noop;
     impl Wake for Noop {
         fn wake(self: Arc<Self>) {}
+    }
+
+    /// The server's end of a fresh loopback connection, and the client's.
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (accepted.unwrap().0, client.unwrap())
+    }
+
+    async fn read_some(read: &mut SocketRead<'_>, room: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; room];
+        let mut buf = ReadBuf::new(&mut bytes);
+        std::future::poll_fn(|cx| Pin::new(&mut *read).poll_read(cx, &mut buf))
+            .await
+            .unwrap();
+        buf.filled().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_read_that_empties_the_socket_waits_for_more_without_asking_it_again() {
+        use tokio::io::AsyncWriteExt;
+        let (server, mut client) = connected().await;
+        let socket = Socket::new(server);
+        let mut read = socket.read_handle(Bytes::new());
+        client.write_all(b"hello").await.unwrap();
+        assert_eq!(read_some(&mut read, 64).await, b"hello");
+        let waker = Waker::from(Arc::new(Noop));
+        let again = socket
+            .stream
+            .poll_read_ready(&mut Context::from_waker(&waker));
+        assert!(again.is_pending(), "a short read drained the socket");
+
+        client.write_all(b"0123456789").await.unwrap();
+        assert_eq!(read_some(&mut read, 4).await, b"0123", "a full read");
+        let more = socket
+            .stream
+            .poll_read_ready(&mut Context::from_waker(&waker));
+        assert!(more.is_ready(), "a read that filled its buffer keeps it");
+        assert_eq!(read_some(&mut read, 64).await, b"456789");
+        client.shutdown().await.unwrap();
+        assert_eq!(read_some(&mut read, 64).await, b"", "the end is still seen");
     }
 
     #[tokio::test]
