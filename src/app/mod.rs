@@ -28,6 +28,7 @@ use crate::store::{
     StandingsRead, Store, StoreError, UserAndChat,
 };
 use inactive::InactiveUsers;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -215,45 +216,30 @@ const HISTORY_WEIGHING: Weighing<HistoryRead> = Weighing {
 /// standings and probes for messages) and the node's caches.
 fn start_reads(store: &Arc<dyn Store>, realtime: &Realtime, paging: Paging) -> Reads {
     let lanes = realtime.reader_lanes;
-    let for_lookups = store.clone();
-    let lookups = ReadBatcher::start(lanes, move |pairs: Arc<[(i64, i64)]>| {
-        let store = for_lookups.clone();
-        async move { store.users_and_chats(&pairs).await }
+    let catch_up_bytes = realtime.catch_up_bytes;
+    let lookups = batched(store, lanes, None, |store, pairs| async move {
+        store.users_and_chats(&pairs).await
     });
-    let for_histories = store.clone();
-    let histories = ReadBatcher::start_weighed(
+    let histories = batched(
+        store,
         lanes,
         Some(HISTORY_WEIGHING),
-        move |reads: Arc<[HistoryRead]>| {
-            let store = for_histories.clone();
-            async move { store.histories(&reads).await }
-        },
+        |store, reads| async move { store.histories(&reads).await },
     );
-    let for_progress = store.clone();
-    let progress = ReadBatcher::start(lanes, move |chats: Arc<[i64]>| {
-        let store = for_progress.clone();
-        async move { store.chats_progress(&chats).await }
+    let progress = batched(store, lanes, None, |store, chats| async move {
+        store.chats_progress(&chats).await
     });
-    let for_standings = store.clone();
-    let standings = ReadBatcher::start(lanes, move |reads: Arc<[StandingsRead]>| {
-        let store = for_standings.clone();
-        async move { store.chat_standings(&reads).await }
+    let standings = batched(store, lanes, None, |store, reads| async move {
+        store.chat_standings(&reads).await
     });
-    let for_positions = store.clone();
-    let positions = ReadBatcher::start(lanes, move |reads: Arc<[PositionsRead]>| {
-        let store = for_positions.clone();
-        async move { store.positions_of_many(&reads).await }
+    let positions = batched(store, lanes, None, |store, reads| async move {
+        store.positions_of_many(&reads).await
     });
-    let for_replays = store.clone();
-    let catch_up_bytes = realtime.catch_up_bytes;
-    let replays = ReadBatcher::start(lanes, move |reads: Arc<[ReplayRead]>| {
-        let store = for_replays.clone();
-        async move { store.messages_between_many(&reads, catch_up_bytes).await }
+    let replays = batched(store, lanes, None, move |store, reads| async move {
+        store.messages_between_many(&reads, catch_up_bytes).await
     });
-    let for_messaged = store.clone();
-    let messaged_users = ReadBatcher::start(lanes, move |users: Arc<[i64]>| {
-        let store = for_messaged.clone();
-        async move { store.users_with_messages(&users).await }
+    let messaged_users = batched(store, lanes, None, |store, users| async move {
+        store.users_with_messages(&users).await
     });
     Reads {
         lookups,
@@ -269,6 +255,25 @@ fn start_reads(store: &Arc<dyn Store>, realtime: &Realtime, paging: Paging) -> R
         ),
         memberships: Memberships::default(),
     }
+}
+
+/// A batcher of `lanes` lanes whose batches `read` answers from the store.
+fn batched<Q, A, F, Fut>(
+    store: &Arc<dyn Store>,
+    lanes: usize,
+    weighing: Option<Weighing<Q>>,
+    read: F,
+) -> ReadBatcher<Q, A>
+where
+    Q: Clone + Send + Sync + 'static,
+    A: Send + 'static,
+    F: Fn(Arc<dyn Store>, Arc<[Q]>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
+{
+    let store = store.clone();
+    ReadBatcher::start_weighed(lanes, weighing, move |questions| {
+        read(store.clone(), questions)
+    })
 }
 
 /// The writer, the room map, the bus that links it to other nodes (Redis
