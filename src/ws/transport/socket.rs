@@ -249,10 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_to_read_lets_go_of_the_http_layers_waker() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap());
-        let (_client, accepted) = tokio::join!(client, listener.accept());
-        let stream = accepted.unwrap().0;
+        let (stream, _client) = connected().await;
         // The HTTP layer read until the socket had nothing more, then waited
         // on it with its own task's waker, which the socket keeps until it
         // next becomes readable.
