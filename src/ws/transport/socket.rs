@@ -97,7 +97,9 @@ impl SocketRead<'_> {
 /// `AsyncRead` for a socket does the same, but it needs the socket by `&mut`,
 /// and the read handle shares it with the write handle. The readiness is
 /// cleared through `try_io`'s `WouldBlock` path, which clears only the readiness
-/// seen before the read: bytes that arrive after it raise a new one.
+/// seen before the read: bytes that arrive after it raise a new one. (`try_io`'s
+/// documentation wants `WouldBlock` only from an operation that found the socket
+/// not ready; a short read is the same sign that tokio's own read acts on.)
 fn read_noting_drained(stream: &TcpStream, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
     let room = buf.remaining();
     let mut read = 0;
