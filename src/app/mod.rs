@@ -271,7 +271,7 @@ where
     Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
 {
     let store = store.clone();
-    ReadBatcher::start_weighed(lanes, weighing, move |questions| {
+    ReadBatcher::start(lanes, weighing, move |questions| {
         read(store.clone(), questions)
     })
 }

@@ -81,17 +81,8 @@ impl<Q: Clone + Send + Sync + 'static, A: Send + 'static> ReadBatcher<Q, A> {
     /// Spawns `lanes` lanes on the current runtime; `answer` answers a batch,
     /// one answer per question, in order (the questions come shared, so a
     /// failed batch can be asked again in halves without copying them first).
-    pub fn start<F, Fut>(lanes: usize, answer: F) -> Self
-    where
-        F: Fn(Arc<[Q]>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
-    {
-        Self::start_weighed(lanes, None, answer)
-    }
-
-    /// [`Self::start`], for a kind whose batches are split by `weighing`
-    /// when heavy (see the module note).
-    pub fn start_weighed<F, Fut>(lanes: usize, weighing: Option<Weighing<Q>>, answer: F) -> Self
+    /// With `weighing`, heavy batches are split (see the module note).
+    pub fn start<F, Fut>(lanes: usize, weighing: Option<Weighing<Q>>, answer: F) -> Self
     where
         F: Fn(Arc<[Q]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<A>, StoreError>> + Send + 'static,
@@ -153,10 +144,7 @@ where
     let questions: Arc<[Q]> = questions.into();
     match answered(&answering.answer, questions.clone()).await {
         Ok(answers) => reply_all(replies, answers),
-        Err(error) if questions.len() > 1 && !error.is_unavailable() => {
-            narrow_down(&answering.answer, questions, replies, error).await;
-        }
-        Err(error) => fail_all(replies, &error),
+        Err(error) => narrow_down(&answering.answer, questions, replies, error).await,
     }
 }
 
@@ -176,7 +164,8 @@ where
 
 /// Asks a failed batch again in halves, answering each half that succeeds
 /// and going on into the one that fails, until the failing half is a single
-/// question (which gets the error) or both halves fail (everyone does).
+/// question (which gets the error) or both halves fail (everyone does). A
+/// database out of reach is not asked again: everyone gets that at once.
 async fn narrow_down<Q, A, F, Fut>(
     answer: &F,
     mut questions: Arc<[Q]>,
@@ -288,7 +277,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_question_gets_its_own_answer() {
-        let doubled = ReadBatcher::start(2, |xs: Arc<[i64]>| async move {
+        let doubled = ReadBatcher::start(2, None, |xs: Arc<[i64]>| async move {
             Ok(xs.iter().map(|x| x * 2).collect())
         });
         let asks: Vec<_> = (0..200)
@@ -305,11 +294,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_every_caller_and_keeps_unavailable() {
-        let down = ReadBatcher::start(1, |_: Arc<[i64]>| async {
+        let down = ReadBatcher::start(1, None, |_: Arc<[i64]>| async {
             Err::<Vec<i64>, _>(StoreError::Unavailable("down".into()))
         });
         assert!(matches!(down.ask(1).await, Err(StoreError::Unavailable(c)) if c == "down"));
-        let short = ReadBatcher::start(1, |_: Arc<[i64]>| async { Ok(Vec::<i64>::new()) });
+        let short = ReadBatcher::start(1, None, |_: Arc<[i64]>| async { Ok(Vec::<i64>::new()) });
         assert!(matches!(short.ask(1).await, Err(StoreError::Failed(_))));
     }
 
@@ -346,7 +335,7 @@ mod tests {
         // the one lane busy while 0 and 1 queue into one batch.
         let open = Arc::new(tokio::sync::Semaphore::new(0));
         let gate = open.clone();
-        let heavy = ReadBatcher::start_weighed(1, Some(weighing(1)), move |xs: Arc<[usize]>| {
+        let heavy = ReadBatcher::start(1, Some(weighing(1)), move |xs: Arc<[usize]>| {
             let gate = gate.clone();
             async move {
                 if xs.contains(&0) || xs.contains(&9) {
@@ -392,7 +381,7 @@ mod tests {
         let open = Arc::new(tokio::sync::Semaphore::new(0));
         let statements = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (gate, count) = (open.clone(), statements.clone());
-        let batcher = ReadBatcher::start(1, move |xs: Arc<[u32]>| {
+        let batcher = ReadBatcher::start(1, None, move |xs: Arc<[u32]>| {
             let (gate, count) = (gate.clone(), count.clone());
             async move {
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
