@@ -14,6 +14,7 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
+use tokio::sync::{watch, Mutex};
 
 pub type Socket = chat_client::ClientSocket;
 
@@ -44,33 +45,79 @@ impl IdleSocket {
     /// reader, with its buffer, exists only while a frame is being read and a
     /// writer only while a pong is sent.
     pub async fn hold(self) {
-        self.hold_from(None::<(Bytes, fn())>).await
+        let (held, read_ahead) = self.parts();
+        held.hold_from(read_ahead, None::<fn()>).await
     }
 
     /// [`IdleSocket::hold`] for a user socket: its `sync` goes first, so
-    /// the socket is live (not holding its events) while it idles. A `ping`
-    /// event follows the `sync`; the server acts on a socket's events in
-    /// order, so its `pong` says the `sync` was answered, and `answered` is
-    /// called then.
-    pub async fn hold_synced(self, sync: Bytes, answered: impl FnOnce()) {
-        self.hold_from(Some((sync, answered))).await
+    /// the socket is live (not holding its events) while it idles. Once
+    /// `asked` is raised (after the storm: the question is the tool's, not
+    /// part of a client's connect), a `ping` event follows; the server acts on
+    /// a socket's events in order, so its `pong` says the `sync` was
+    /// answered, and `answered` is called then.
+    pub async fn hold_synced(
+        self,
+        sync: Bytes,
+        asked: watch::Receiver<bool>,
+        answered: impl FnOnce(),
+    ) {
+        let (held, read_ahead) = self.parts();
+        if held.write_alone(&sync).await.is_err() {
+            return;
+        }
+        let asking = async {
+            let mut asked = asked;
+            if asked.wait_for(|raised| *raised).await.is_ok() {
+                let _ = held.write_alone(&Bytes::from_static(PING_EVENT)).await;
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            () = held.hold_from(read_ahead, Some(answered)) => {}
+            () = asking => {}
+        }
     }
 
-    async fn hold_from(self, sync_first: Option<(Bytes, impl FnOnce())>) {
-        let mut answered = None;
-        if let Some((sync, when_answered)) = sync_first {
-            let mut writer = FrameWriter::client(&self.socket, 512, Duration::from_secs(5));
-            let sent = writer.text(&sync).await.is_ok()
-                && writer.text(&Bytes::from_static(PING_EVENT)).await.is_ok();
-            if !sent || writer.flush().await.is_err() {
-                return;
-            }
-            answered = Some(when_answered);
-        }
-        let mut reader = MessageReader::client(&self.socket, self.read_ahead, 1 << 20);
+    /// The socket, shared by its reader and writers, and the bytes read ahead
+    /// (handed to the reader, not kept).
+    fn parts(self) -> (Held, Bytes) {
+        let held = Held {
+            socket: self.socket,
+            writing: Mutex::new(()),
+        };
+        (held, self.read_ahead)
+    }
+}
+
+/// A socket being held: one reader, and a writer at a time.
+struct Held {
+    socket: transport::Socket,
+    /// Held while a frame is written (see [`Held::write_alone`]).
+    writing: Mutex<()>,
+}
+
+impl Held {
+    /// Writes a text frame and flushes it, one writer at a time (the
+    /// question of [`IdleSocket::hold_synced`] and the reader's pongs
+    /// share the socket).
+    async fn write_alone(
+        &self,
+        text: &Bytes,
+    ) -> std::result::Result<(), fastwebsockets::WebSocketError> {
+        let _alone = self.writing.lock().await;
+        let mut writer = FrameWriter::client(&self.socket, 512, Duration::from_secs(5));
+        writer.text(text).await?;
+        writer.flush().await
+    }
+
+    /// Answers pings until the server closes the socket (or it fails), and
+    /// calls `answered` at the first `pong` event.
+    async fn hold_from(&self, read_ahead: Bytes, mut answered: Option<impl FnOnce()>) {
+        let mut reader = MessageReader::client(&self.socket, read_ahead, 1 << 20);
         while let Ok(inbound) = reader.next().await {
             match inbound {
                 Inbound::Ping(payload) => {
+                    let _alone = self.writing.lock().await;
                     let mut pong = FrameWriter::client(&self.socket, 256, Duration::from_secs(5));
                     if pong.pong(payload).await.is_err() || pong.flush().await.is_err() {
                         return;

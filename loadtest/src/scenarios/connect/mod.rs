@@ -52,7 +52,7 @@ pub async fn run(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
     )
     .await;
     usage.all_open();
-    storm.syncs_answered(SYNCS_WAIT).await;
+    let unanswered = storm.syncs_answered(SYNCS_WAIT).await;
     let settled = storm.began.elapsed();
     tokio::time::sleep_until(hold_ends(&args, storm.began, settled, hold).into()).await;
     usage.end_of_hold();
@@ -61,7 +61,7 @@ pub async fn run(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
         took: storm.took,
         settled,
         opened: &storm.opened,
-        errors: storm.errors,
+        errors: storm.errors + unanswered,
         held: storm.held_now(),
     };
     Ok(outcome.report(&args, &usage, hold))

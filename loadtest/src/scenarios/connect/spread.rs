@@ -12,8 +12,9 @@
 //! The conversation, one line each way at a time: the worker says `ready` (with
 //! its echo server's pid under `--ceiling`); the
 //! coordinator says `go`; the worker says `opened <errors> <recorder>`; the
-//! coordinator says `synced?`; the worker says `synced` once its user
-//! sockets' first `sync`s were answered (at once for other sockets); the
+//! coordinator says `synced?`; the worker has its user sockets ask and says
+//! `synced <unanswered>` once their first `sync`s were answered or it gave up
+//! waiting (`synced 0` at once for other sockets); the
 //! coordinator says `held?`; the worker says `held <n>`.
 
 use super::storm::Storm;
@@ -71,7 +72,7 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
         worker.say("synced?").await?;
     }
     for worker in &mut workers {
-        worker.expect("synced").await?;
+        errors += worker.expect("synced").await?.parse::<u64>()?;
     }
     let settled = began.elapsed();
     tokio::time::sleep_until(super::hold_ends(&args, began, settled, hold).into()).await;
@@ -121,8 +122,8 @@ pub async fn work(args: ConnectWorkerArgs) -> Result<()> {
     let opened = format!("opened {} {}", storm.errors, storm.opened.to_line());
     say(&mut out, &opened).await?;
     expect(&mut commands, "synced?").await?;
-    storm.syncs_answered(super::SYNCS_WAIT).await;
-    say(&mut out, "synced").await?;
+    let unanswered = storm.syncs_answered(super::SYNCS_WAIT).await;
+    say(&mut out, &format!("synced {unanswered}")).await?;
     expect(&mut commands, "held?").await?;
     say(&mut out, &format!("held {}", storm.held_now())).await?;
     while commands.next_line().await?.is_some() {}

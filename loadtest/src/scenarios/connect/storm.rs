@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 /// Sockets per local source address. Linux hands out even ephemeral ports to
 /// `connect` first (~14,000 of the default 28,000) and probes port by port, so a
@@ -32,6 +32,9 @@ pub struct Storm {
     syncing: bool,
     /// Sockets whose first `sync` the server has answered.
     synced: Arc<AtomicU64>,
+    /// Raised once the storm is over: each user socket then asks whether its
+    /// `sync` was answered (see [`ws::IdleSocket::hold_synced`]).
+    ask: watch::Sender<bool>,
 }
 
 impl Storm {
@@ -51,6 +54,7 @@ impl Storm {
         let syncing = openings.iter().any(|opening| opening.first_sync.is_some());
         let held = Arc::new(AtomicU64::new(0));
         let synced = Arc::new(AtomicU64::new(0));
+        let (ask, asked) = watch::channel(false);
         let limit = Arc::new(Semaphore::new(concurrency.max(1)));
         let began = Instant::now();
         let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel::<Option<Duration>>();
@@ -58,7 +62,7 @@ impl Storm {
             let endpoint = endpoints[(first + i) % endpoints.len()].clone();
             let local = loopback_source(&endpoint, first + i);
             let (limit, held, opened) = (limit.clone(), held.clone(), opened_tx.clone());
-            let synced = synced.clone();
+            let (synced, asked) = (synced.clone(), asked.clone());
             tokio::spawn(async move {
                 let Ok(permit) = limit.acquire_owned().await else {
                     return;
@@ -74,7 +78,7 @@ impl Storm {
                                 let answered = || {
                                     synced.fetch_add(1, Ordering::Relaxed);
                                 };
-                                socket.hold_synced(sync, answered).await
+                                socket.hold_synced(sync, asked, answered).await
                             }
                             None => socket.hold().await,
                         }
@@ -103,6 +107,7 @@ impl Storm {
             held,
             syncing,
             synced,
+            ask,
         }
     }
 
@@ -110,18 +115,25 @@ impl Storm {
         self.held.load(Ordering::Relaxed)
     }
 
-    /// Waits until every socket held has had its first `sync` answered (at
-    /// most `limit`): until then the servers are still working for the
-    /// storm, and its memory is not yet an idle socket's. Returns at once for
-    /// sockets that send no `sync`.
-    pub async fn syncs_answered(&self, limit: Duration) {
+    /// Has every user socket ask whether its first `sync` was answered, and
+    /// waits until each held socket's was (at most `limit`): until then the
+    /// servers are still working for the storm, and its memory is not yet an
+    /// idle socket's. Returns how many held sockets' syncs went unanswered
+    /// (none, at once, for sockets that send no `sync`).
+    pub async fn syncs_answered(&self, limit: Duration) -> u64 {
+        if !self.syncing {
+            return 0;
+        }
+        self.ask.send_replace(true);
         let deadline = Instant::now() + limit;
-        while self.syncing
-            && self.synced.load(Ordering::Relaxed) < self.held_now()
-            && Instant::now() < deadline
-        {
+        let unanswered = || {
+            self.held_now()
+                .saturating_sub(self.synced.load(Ordering::Relaxed))
+        };
+        while unanswered() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        unanswered()
     }
 }
 
