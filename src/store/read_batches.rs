@@ -329,10 +329,12 @@ mod tests {
         assert_eq!(whole(vec![5_000]), [vec![5_000]]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_heavy_batchs_parts_answer_their_callers_each_as_soon_as_it_is_read() {
         // Question 0 is read only once `open` lets it; so is 9, which keeps
-        // the one lane busy while 0 and 1 queue into one batch.
+        // the one lane busy while 0 and 1 queue into one batch. On paused
+        // time, each sleep returns once the other tasks have gone as far as
+        // they can, and the timeout below fires only if 1 cannot be answered.
         let open = Arc::new(tokio::sync::Semaphore::new(0));
         let gate = open.clone();
         let heavy = ReadBatcher::start(1, Some(weighing(1)), move |xs: Arc<[usize]>| {
@@ -370,7 +372,9 @@ mod tests {
 
     /// A batcher on one lane whose statements fail as `fails` says, with the
     /// statements it ran counted; its first question (0) waits for `open`,
-    /// so the questions asked meanwhile make one batch.
+    /// so the questions asked meanwhile make one batch. (The tests using it
+    /// run on paused time: a sleep returns once every other task has gone as
+    /// far as it can, so "meanwhile" does not depend on the machine's speed.)
     fn refusing(
         fails: fn(&[u32]) -> Option<StoreError>,
     ) -> (
@@ -419,7 +423,7 @@ mod tests {
         answers
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_question_the_database_refuses_fails_alone() {
         let (batcher, open, statements) = refusing(|xs| {
             xs.contains(&13)
@@ -438,7 +442,7 @@ mod tests {
         assert_eq!(ran, 2 + 2 * 5, "32 questions narrow down in five steps");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_failing_database_is_not_asked_again_question_by_question() {
         let (everything, open, statements) =
             refusing(|xs| (xs != [0]).then(|| StoreError::Failed("relation missing".into())));
