@@ -616,9 +616,9 @@ var ChatClient = class _ChatClient extends Emitter {
       if (chat.last_seq - this.cursor(chat.id) > this.#options.pageSize) await this.#readThrough(chat.id, chat.last_seq);
       if (this.#socket !== socket) return;
     }
-    const cursors = {};
-    for (const chat of list.slice(0, SYNC_MAX_CHATS)) cursors[chat.id] = this.cursor(chat.id);
-    socket.send(JSON.stringify({ type: "sync", chats: cursors }));
+    for (const chats of syncsOf(list.map((chat) => [chat.id, this.cursor(chat.id)]))) {
+      socket.send(JSON.stringify({ type: "sync", chats }));
+    }
     this.#resumed = true;
     this.#saveCursors();
     this.#live = true;
@@ -873,6 +873,7 @@ var ChatClient = class _ChatClient extends Emitter {
     }
   }
   #onRefused(error) {
+    if (error.code === "already_live") return;
     if (!this.#outbox.has(error.client_msg_id)) {
       this.emit("error", error);
       return;
@@ -908,6 +909,13 @@ var ChatClient = class _ChatClient extends Emitter {
     this.#flushOutbox();
   }
 };
+function syncsOf(cursors) {
+  const syncs = [];
+  for (let start = 0; start === 0 || start < cursors.length; start += SYNC_MAX_CHATS) {
+    syncs.push(Object.fromEntries(cursors.slice(start, start + SYNC_MAX_CHATS)));
+  }
+  return syncs;
+}
 function newClientMsgId() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   bytes[6] = bytes[6] & 15 | 64;

@@ -377,9 +377,9 @@ export class ChatClient extends Emitter<ClientEvents> {
       if (chat.last_seq - this.cursor(chat.id) > this.#options.pageSize) await this.#readThrough(chat.id, chat.last_seq);
       if (this.#socket !== socket) return;
     }
-    const cursors: Record<string, number> = {};
-    for (const chat of list.slice(0, SYNC_MAX_CHATS)) cursors[chat.id] = this.cursor(chat.id);
-    socket.send(JSON.stringify({ type: "sync", chats: cursors }));
+    for (const chats of syncsOf(list.map((chat) => [chat.id, this.cursor(chat.id)]))) {
+      socket.send(JSON.stringify({ type: "sync", chats }));
+    }
     this.#resumed = true;
     this.#saveCursors();
     this.#live = true;
@@ -668,6 +668,10 @@ export class ChatClient extends Emitter<ClientEvents> {
   }
 
   #onRefused(error: ServerError): void {
+    // Only a later `sync` of `#resume` can be refused so: its chat went live
+    // (from `ready`) before the sync was read, and a gap behind its first
+    // live message is filled through REST like any other.
+    if (error.code === "already_live") return;
     if (!this.#outbox.has(error.client_msg_id)) {
       this.emit("error", error);
       return;
@@ -704,6 +708,23 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.#sendsHeld = false;
     this.#flushOutbox();
   }
+}
+
+/**
+ * The `sync` events that name every chat of `cursors` (most recent first):
+ * the server takes at most 1,000 per event, so a longer list goes out as
+ * several, the most recent chats in the first. A chat the first one does not
+ * name is live from `ready` until a later one places it; naming every chat
+ * lets the server catch the socket up in place after its bus missed events,
+ * where a chat with messages and no place would have it close (4009).
+ * At least one event, `{}` when there is nothing to resume.
+ */
+export function syncsOf(cursors: [number, number][]): Record<string, number>[] {
+  const syncs: Record<string, number>[] = [];
+  for (let start = 0; start === 0 || start < cursors.length; start += SYNC_MAX_CHATS) {
+    syncs.push(Object.fromEntries(cursors.slice(start, start + SYNC_MAX_CHATS)));
+  }
+  return syncs;
 }
 
 /** A random UUID (v4); `crypto.randomUUID` needs a secure context, this does not. */

@@ -1,16 +1,17 @@
 // The ChatClient against the real server binary: live delivery and the chat
 // list, a server killed mid-stream, sends while offline and across a reload,
 // a stored cursor past its chat's end, markers told again after a bus
-// reconnect, two pages sharing one storage, sends refused for the rate, long gaps read
-// through REST, token expiry, a refused refresh, a dead connection replaced, and
+// reconnect, a user with more chats than one sync names, two pages sharing
+// one storage, sends refused for the rate, long gaps read through REST, token expiry, a refused refresh, a dead connection replaced, and
 // what the peer saw meanwhile learned from the chat list.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { backoffDelay, memoryStore, Rest } from "../src/index.js";
-import { clientOf, closeClients, countingFetch, live, oneTo, Recorder, register, signedOutForGood, until, withServer } from "./helpers.js";
+import { clientOf, closeClients, countingFetch, live, oneTo, Recorder, register, signedOutForGood, until, withServer, type TestUser } from "./helpers.js";
 import { FaultProxy } from "./proxy.js";
 import { TestRedis } from "./redis.js";
+import { syncsOf } from "../src/client.js";
 import { furthestCursors } from "../src/storage.js";
 import { TestServer } from "./server.js";
 
@@ -20,6 +21,15 @@ test("full jitter: every wait lies between 0 and min(cap, base * 2^attempt)", ()
   assert.equal(backoffDelay(3, backoff, () => 0.5), 400);
   assert.equal(backoffDelay(40, backoff, () => 0.999), 999);
   assert.equal(backoffDelay(5, backoff, () => 0), 0);
+});
+
+test("syncs name every chat, at most 1,000 each, the most recent first; {} when there is none", () => {
+  assert.deepEqual(syncsOf([]), [{}]);
+  const cursors = oneTo(2_001).map((chat): [number, number] => [chat, chat * 2]);
+  const syncs = syncsOf(cursors);
+  assert.deepEqual(syncs.map((sync) => Object.keys(sync).length), [1_000, 1_000, 1]);
+  assert.equal(syncs[0]!["1"], 2);
+  assert.equal(syncs[2]!["2001"], 4_002);
 });
 
 test("stored cursors never move back: each chat at the furthest of the page's and the stored", () => {
@@ -257,6 +267,47 @@ test("markers the server tells again after catching the sockets up (its bus reco
       assert.equal(b.events.read.length, 0, "Bob's own marker, which his app set, not passed back");
       assert.equal(a.client.chat(chat.id)!.peer_read_seq, 1);
     }, { REDIS_URL: redis.url });
+  } finally {
+    await redis.stop();
+  }
+});
+
+test("a user with over 1,000 chats names them all in syncs of 1,000: a bus reconnect catches the socket up in place", async () => {
+  const redis = await TestRedis.start();
+  try {
+    await withServer(async (server) => {
+      const ann = await register(server, "ann");
+      const peers: TestUser[] = [];
+      for (let start = 1; start <= 1_001; start += 50) {
+        const names = oneTo(Math.min(50, 1_002 - start)).map((n) => `peer${start + n - 1}`);
+        peers.push(...(await Promise.all(names.map((name) => register(server, name)))));
+      }
+      const annRest = new Rest({ baseUrl: server.url, auth: fixed(ann.tokens.access) });
+      const oldRest = new Rest({ baseUrl: server.url, auth: fixed(peers[0]!.tokens.access) });
+      // The oldest chat holds a message and comes last in Ann's list, past
+      // the first 1,000 that one sync can name.
+      const oldest = await annRest.startChat(peers[0]!.id);
+      await oldRest.send(oldest.id, { content: "before the others" });
+      for (let start = 1; start < peers.length; start += 50) {
+        await Promise.all(peers.slice(start, start + 50).map((peer) => annRest.startChat(peer.id)));
+      }
+      const list = await annRest.chats();
+      assert.equal(list.length, 1_001);
+      assert.equal(list[1_000]!.id, oldest.id, "the oldest chat is past the first 1,000");
+
+      // Nothing of the oldest chat is delivered before the bus reconnects:
+      // only the second sync tells the server where Ann's client stands in it.
+      const [a] = await live(clientOf(server, ann));
+      const resyncs = await counter(server, "chat_ws_resyncs_total");
+      const states = a!.events.state.length;
+      await redis.dropSubscribers();
+      await until("the socket caught up", async () => (await counter(server, "chat_ws_resyncs_total")) > resyncs);
+      await oldRest.send(oldest.id, { content: "after the catch-up" });
+      await until("Ann has it", () => a!.seqs(oldest.id).length === 1);
+      assert.deepEqual(a!.contents(oldest.id), ["after the catch-up"], "once, and nothing from before she connected");
+      assert.deepEqual(a!.events.state.slice(states), [], "the connection was kept: no close (4009) and reconnect");
+      assert.deepEqual(a!.events.error, [], "no refusal reached the app");
+    }, { REDIS_URL: redis.url, ARGON2_MEMORY_KIB: "64", ARGON2_ITERATIONS: "1" });
   } finally {
     await redis.stop();
   }

@@ -15,7 +15,7 @@
 //! catch up in place when it knows where its client stands in every chat
 //! that holds messages: the chat's cursor is placed (a `sync` named it, or
 //! the socket delivered from it). Our client names every chat of its list
-//! (up to 1,000) in its `sync`, so that is the common case. Each such chat
+//! in its syncs (1,000 per event), so that is the common case. Each such chat
 //! is replayed from its `next_seq` through the `last_seq` read, then the
 //! read markers past what its client knows are told (it may have missed
 //! their moves; a marker never moves back, so telling one it knows is
