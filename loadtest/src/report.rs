@@ -191,6 +191,10 @@ pub struct ConnectFigures {
     /// User sockets: seconds from the storm's start until every socket's
     /// first `sync` was answered.
     pub syncs_answered_after_s: Option<f64>,
+    /// User sockets held whose first `sync` was not answered within the
+    /// run's wait (counted in `errors` too, which also counts failed
+    /// openings).
+    pub syncs_unanswered: Option<u64>,
     #[serde(flatten)]
     pub machine: Machine,
     pub server_cpu_per_connection_us: Option<f64>,

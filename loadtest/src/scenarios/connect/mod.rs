@@ -61,7 +61,8 @@ pub async fn run(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
         took: storm.took,
         settled,
         opened: &storm.opened,
-        errors: storm.errors + unanswered,
+        errors: storm.errors,
+        unanswered,
         held: storm.held_now(),
     };
     Ok(outcome.report(&args, &usage, hold))
@@ -139,7 +140,11 @@ struct Outcome<'a> {
     /// sockets, its first `sync` answered.
     settled: Duration,
     opened: &'a Recorder,
+    /// Sockets that failed to open.
     errors: u64,
+    /// User sockets held whose first `sync` went unanswered (see
+    /// [`SYNCS_WAIT`]): errors too, reported apart.
+    unanswered: u64,
     held: u64,
 }
 
@@ -154,7 +159,7 @@ impl Outcome<'_> {
         let scenario = scenario_name(args);
         let mut report = Report::<ConnectFigures>::measured(scenario, connect_secs, self.opened);
         report.figures.chats_per_user = args.user_sockets.then_some(args.chats_per_user as u64);
-        report.errors = self.errors;
+        report.errors = self.errors + self.unanswered;
         let figures = &mut report.figures;
         figures.connections_held = self.held;
         figures.connect_per_s = self.opened.total() as f64 / connect_secs;
@@ -174,6 +179,7 @@ impl Outcome<'_> {
         figures.syncs_answered_after_s = args
             .user_sockets
             .then(|| (self.settled.as_secs_f64() * 100.0).round() / 100.0);
+        figures.syncs_unanswered = args.user_sockets.then_some(self.unanswered);
         report
     }
 

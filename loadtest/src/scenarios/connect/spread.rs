@@ -71,8 +71,9 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
     for worker in &mut workers {
         worker.say("synced?").await?;
     }
+    let mut unanswered = 0;
     for worker in &mut workers {
-        errors += worker.expect("synced").await?.parse::<u64>()?;
+        unanswered += worker.expect("synced").await?.parse::<u64>()?;
     }
     let settled = began.elapsed();
     tokio::time::sleep_until(super::hold_ends(&args, began, settled, hold).into()).await;
@@ -88,6 +89,7 @@ pub async fn coordinate(args: ConnectArgs) -> Result<Report<ConnectFigures>> {
         settled,
         opened: &opened,
         errors,
+        unanswered,
         held,
     };
     let mut report = outcome.report(&args, &usage, hold);
