@@ -62,6 +62,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     chat_server::net::socket_options::decline_huge_pages();
+    chat_server::net::socket_options::raise_open_files_limit();
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(config) => config,

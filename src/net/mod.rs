@@ -1,9 +1,11 @@
 //! The network layer: the [`Application`] that binds, accepts and drains; one
 //! hyper HTTP/1.1 connection task per socket (upgrades enabled for
-//! WebSockets), a semaphore capping open connections (excess sockets are
-//! closed at once), backoff on accept errors, and a graceful drain on
+//! WebSockets), a semaphore capping open connections at what the open-file
+//! limit can hold (excess sockets are answered 503 and closed at once, see
+//! [`capacity`]), backoff on accept errors, and a graceful drain on
 //! shutdown. Each request goes through [`serve`] and then [`routes`].
 
+mod capacity;
 pub mod routes;
 pub mod serve;
 pub mod socket_options;
@@ -119,7 +121,7 @@ impl Application {
 /// listener).
 async fn accept(listener: TcpListener, state: Arc<AppState>, shutdown: Shutdown) {
     let limits = &state.config.limits;
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let permits = Arc::new(Semaphore::new(connection_capacity(&state.config)));
     let per_address = Slots::<IpAddr>::new(limits.max_connections_per_address);
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -158,6 +160,23 @@ async fn accept(listener: TcpListener, state: Arc<AppState>, shutdown: Shutdown)
             }
         }
     }
+}
+
+/// How many connections [`accept`] takes at once (see [`capacity`]), said in
+/// the log when the open-file limit lowers `MAX_CONNECTIONS`.
+fn connection_capacity(config: &Config) -> usize {
+    let open_files = socket_options::open_files_limit();
+    let capacity = capacity::connections_that_fit(config, open_files);
+    let wanted = config.limits.max_connections;
+    if wanted == 0 || capacity < wanted {
+        tracing::info!(
+            max_connections = wanted,
+            capacity,
+            open_files,
+            "MAX_CONNECTIONS lowered to what the open-file limit leaves room for"
+        );
+    }
+    capacity
 }
 
 /// Why a connection is refused at accept.

@@ -1,7 +1,7 @@
-//! The few Linux knobs the standard library does not expose, and the only
-//! module that calls `libc`. Each is best effort: on another OS, or a kernel
-//! without the knob, it does nothing and the program works as before (only
-//! slower or larger).
+//! The few Linux knobs the standard library does not expose (socket options,
+//! huge pages, the open-file limit), and the only module that calls `libc`.
+//! Each is best effort: on another OS, or a kernel without the knob, it does
+//! nothing and the program works as before (only slower or larger).
 
 /// Lets the kernel choose a socket's source port at `connect` (checking the
 /// whole 4-tuple) rather than at `bind`: binding port 0 walks every port already
@@ -82,3 +82,61 @@ pub fn decline_huge_pages() {
 
 #[cfg(not(target_os = "linux"))]
 pub fn decline_huge_pages() {}
+
+/// Raises this process's soft limit on open files to its hard limit, the most
+/// it may take unprivileged: each connection holds a descriptor, and many
+/// systems start processes at a soft limit of 1,024. Call it before the
+/// server starts. Returns the soft limit now in force (see
+/// [`open_files_limit`]).
+#[cfg(unix)]
+pub fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = current_open_files_limit()?;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the rlimit we pass; a refusal (macOS
+        // takes no unlimited soft limit) leaves the limit as it was.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Some(soft_limit(&limit))
+}
+
+#[cfg(not(unix))]
+pub fn raise_open_files_limit() -> Option<u64> {
+    None
+}
+
+/// The most descriptors this process may hold open now (the soft
+/// `RLIMIT_NOFILE`; `u64::MAX` when unlimited); `None` where it cannot be
+/// read.
+#[cfg(unix)]
+pub fn open_files_limit() -> Option<u64> {
+    current_open_files_limit().map(|limit| soft_limit(&limit))
+}
+
+#[cfg(not(unix))]
+pub fn open_files_limit() -> Option<u64> {
+    None
+}
+
+/// The soft limit as a `u64` (`rlim_t` is 64 bits on Linux, not on every Unix).
+#[cfg(unix)]
+#[allow(clippy::unnecessary_cast)]
+fn soft_limit(limit: &libc::rlimit) -> u64 {
+    limit.rlim_cur as u64
+}
+
+#[cfg(unix)]
+fn current_open_files_limit() -> Option<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    read.then_some(limit)
+}

@@ -127,6 +127,20 @@ pub async fn spawn_process_on(database: &str, overrides: &[(&str, &str)]) -> Tes
     start_binary(command, database).await
 }
 
+/// The binary in its own process, started (through `sh`'s `ulimit`) with a
+/// `soft` and a `hard` limit on open files.
+pub async fn spawn_process_with_open_files(soft: u64, hard: u64) -> TestApp {
+    let (database, vars) = test_vars(&fresh_database(), &[]);
+    let script = format!(r#"ulimit -S -n {soft} && ulimit -H -n {hard} && exec "$0""#);
+    let mut command = tokio::process::Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_chat-server"));
+    command.env_clear().envs(vars);
+    start_binary(command, database).await
+}
+
 /// Starts the binary in `dir` with an empty environment but for a free port and
 /// JSON logs (so the test can read where it listens): zero configuration.
 pub async fn spawn_bare_process(dir: &std::path::Path) -> TestApp {

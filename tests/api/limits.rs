@@ -1,8 +1,9 @@
 //! Abuse limits: per-address register/login, per-user sends (REST and
 //! WebSocket, with a close for persistent floods, and later sends held back
-//! behind a refused one), sockets per user.
+//! behind a refused one), sockets per user, connections within the open-file
+//! limit.
 
-use crate::helpers::{spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{spawn_app_with, spawn_process_with_open_files, TestApp, PASSWORD};
 use crate::ws_client::{socket_path, WsClient};
 use serde_json::json;
 
@@ -326,6 +327,63 @@ async fn connections_beyond_the_limit_get_a_503_and_a_close() {
         answer.ends_with(r#"{"detail":"Too many connections, retry shortly."}"#),
         "{answer}"
     );
+}
+
+/// A server started at a soft limit of 300 open files raises it to the hard
+/// 400, and takes only the connections that fit beside what it keeps back
+/// (128, its pool of 8, and 400 / 32 for refusals: 252). Every connection
+/// past that gets its 503 at once; none is left waiting unanswered in the
+/// kernel's queue, as when `accept` runs out of descriptors.
+#[tokio::test]
+async fn connections_past_the_open_file_limit_get_a_503_not_silence() {
+    let app = spawn_process_with_open_files(300, 400).await;
+    let capacity = logged_capacity(&app).await;
+    assert_eq!(
+        capacity, 252,
+        "the soft limit raised to 400, less 148 kept back"
+    );
+    let mut connections = Vec::new();
+    for _ in 0..300 {
+        connections.push(open_and_start_a_request(&app).await);
+    }
+    let answers = futures_util::future::join_all(
+        connections
+            .iter_mut()
+            .map(|stream| read_until_closed(stream, std::time::Duration::from_secs(2))),
+    )
+    .await;
+    let refused = answers.iter().flatten().collect::<Vec<_>>();
+    assert!(
+        refused
+            .iter()
+            .all(|answer| answer.starts_with("HTTP/1.1 503")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.len(),
+        300 - 252,
+        "each connection past the capacity refused"
+    );
+    drop(connections);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.get("/healthz", None).await.expect(200);
+}
+
+/// The capacity the server logged when the open-file limit lowered
+/// `MAX_CONNECTIONS`.
+async fn logged_capacity(app: &TestApp) -> u64 {
+    for _ in 0..100 {
+        let logs = app.logs();
+        let capacity = logs
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find_map(|entry| entry["fields"]["capacity"].as_u64());
+        if let Some(capacity) = capacity {
+            return capacity;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no capacity logged:\n{}", app.logs());
 }
 
 /// An upgraded connection is still an open connection: WebSockets count

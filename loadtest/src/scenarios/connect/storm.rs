@@ -17,6 +17,11 @@ use tokio::sync::{watch, Semaphore};
 /// half of all CPU was `__inet_hash_connect`); 4,000 keeps the search short.
 const PER_SOURCE_ADDRESS: usize = 4_000;
 
+/// The longest a handshake may take before it counts as failed: a server
+/// that accepts nothing (out of descriptors, say) leaves connections
+/// unanswered in its queue, and the run must end and say so, not wait.
+const HANDSHAKE_WAIT: Duration = Duration::from_secs(30);
+
 /// What a storm opened.
 pub struct Storm {
     /// When the storm began; the recorder's timeline counts from here.
@@ -68,8 +73,9 @@ impl Storm {
                     return;
                 };
                 let started = Instant::now();
-                match ws::connect_idle(&endpoint, &opening.path, local).await {
-                    Ok(socket) => {
+                let opening_socket = ws::connect_idle(&endpoint, &opening.path, local);
+                match tokio::time::timeout(HANDSHAKE_WAIT, opening_socket).await {
+                    Ok(Ok(socket)) => {
                         drop(permit);
                         held.fetch_add(1, Ordering::Relaxed);
                         let _ = opened.send(Some(started.elapsed()));
@@ -84,7 +90,7 @@ impl Storm {
                         }
                         held.fetch_sub(1, Ordering::Relaxed);
                     }
-                    Err(_) => {
+                    Ok(Err(_)) | Err(_) => {
                         let _ = opened.send(None);
                     }
                 }
