@@ -31,6 +31,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    // Each socket the tool opens is a descriptor: take what the hard limit
+    // allows, as the server does (many systems start at a soft 1,024).
+    chat_server::net::socket_options::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
