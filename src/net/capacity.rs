@@ -16,8 +16,8 @@ const RESERVED_BASE: u64 = 128;
 
 /// Connections taken at once: `MAX_CONNECTIONS`, or fewer when the open-file
 /// limit (`open_files`, `None` when unknown) cannot hold that many beside
-/// what the server keeps back; at least one.
-/// `MAX_CONNECTIONS=0` sets no cap of its own, only the open-file limit's.
+/// what the server keeps back; at least one. `MAX_CONNECTIONS=0` sets no cap
+/// of its own, only the open-file limit's.
 pub fn connections_that_fit(config: &Config, open_files: Option<u64>) -> usize {
     let wanted = match config.limits.max_connections {
         0 => Semaphore::MAX_PERMITS,
