@@ -395,6 +395,14 @@ var ChatClient = class _ChatClient extends Emitter {
   #unready = 0;
   #heardAt = 0;
   #pinged = false;
+  /** `ping`s written on this socket whose `pong` has not come back. */
+  #pingsOut = 0;
+  /** This socket's later syncs not yet served, in order (see `#nextSync`). */
+  #syncsToSend = [];
+  /** While a later sync is in flight: the pongs due before the one that follows it; else -1. */
+  #pongsBeforeSync = -1;
+  /** The sync in flight was refused for the rate: its wait, in ms. */
+  #syncRefusedFor = null;
   #timers = /* @__PURE__ */ new Set();
   #heartbeat = null;
   /** The backoff wait before the next attempt, while there is one. */
@@ -601,6 +609,7 @@ var ChatClient = class _ChatClient extends Emitter {
         this.#onRefused(event);
         break;
       case "pong":
+        this.#onPong(socket);
         break;
     }
   }
@@ -616,9 +625,8 @@ var ChatClient = class _ChatClient extends Emitter {
       if (chat.last_seq - this.cursor(chat.id) > this.#options.pageSize) await this.#readThrough(chat.id, chat.last_seq);
       if (this.#socket !== socket) return;
     }
-    for (const chats of syncsOf(list.map((chat) => [chat.id, this.cursor(chat.id)]))) {
-      socket.send(JSON.stringify({ type: "sync", chats }));
-    }
+    const [first, ...later] = syncsOf(list.map((chat) => [chat.id, this.cursor(chat.id)]));
+    socket.send(JSON.stringify({ type: "sync", chats: first }));
     this.#resumed = true;
     this.#saveCursors();
     this.#live = true;
@@ -628,6 +636,40 @@ var ChatClient = class _ChatClient extends Emitter {
     this.#startHeartbeat(socket);
     this.#flushOutbox();
     this.#flushReads();
+    this.#syncsToSend = later;
+    this.#nextSync(socket);
+  }
+  /**
+   * Sends the next later sync, then a `ping`: the server acts on a socket's
+   * events in order, so the `pong` comes after the sync's refusal, if any.
+   * A sync refused for the rate (a user's later syncs share one limit) goes
+   * out again after its wait, so every chat gets its place.
+   */
+  #nextSync(socket) {
+    const chats = this.#syncsToSend[0];
+    if (this.#socket !== socket || this.#pongsBeforeSync >= 0 || !chats) return;
+    this.#syncRefusedFor = null;
+    this.#pongsBeforeSync = this.#pingsOut;
+    this.#write({ type: "sync", chats });
+    this.#ping();
+  }
+  #ping() {
+    if (this.#write({ type: "ping" })) this.#pingsOut++;
+  }
+  #onPong(socket) {
+    this.#pingsOut = Math.max(0, this.#pingsOut - 1);
+    if (this.#pongsBeforeSync !== 0) {
+      if (this.#pongsBeforeSync > 0) this.#pongsBeforeSync--;
+      return;
+    }
+    this.#pongsBeforeSync = -1;
+    const wait = this.#syncRefusedFor;
+    if (wait === null) {
+      this.#syncsToSend.shift();
+      this.#nextSync(socket);
+    } else {
+      this.#after(wait, () => this.#nextSync(socket));
+    }
   }
   #dropped(code) {
     this.#socket = null;
@@ -666,6 +708,9 @@ var ChatClient = class _ChatClient extends Emitter {
   }
   #goneQuiet() {
     this.#live = false;
+    this.#pingsOut = 0;
+    this.#syncsToSend = [];
+    this.#pongsBeforeSync = -1;
     this.#inFlight.clear();
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
     this.#heartbeat = null;
@@ -686,7 +731,7 @@ var ChatClient = class _ChatClient extends Emitter {
         return;
       }
       this.#pinged = true;
-      this.#write({ type: "ping" });
+      this.#ping();
     }, this.#options.heartbeatMs);
   }
   #setState(state) {
@@ -874,6 +919,10 @@ var ChatClient = class _ChatClient extends Emitter {
   }
   #onRefused(error) {
     if (error.code === "already_live") return;
+    if (error.code === "rate_limited" && !error.client_msg_id && this.#pongsBeforeSync >= 0) {
+      this.#syncRefusedFor = retryWait(error);
+      return;
+    }
     if (!this.#outbox.has(error.client_msg_id)) {
       this.emit("error", error);
       return;
@@ -886,7 +935,7 @@ var ChatClient = class _ChatClient extends Emitter {
       }
       this.#sendsHeld = true;
       this.#waitedOut = false;
-      const wait = Number(/retry in (\d+) ms/.exec(error.detail)?.[1] ?? 1e3);
+      const wait = retryWait(error);
       this.#after(wait, () => {
         this.#waitedOut = true;
         this.#resumeSends();
@@ -909,6 +958,9 @@ var ChatClient = class _ChatClient extends Emitter {
     this.#flushOutbox();
   }
 };
+function retryWait(error) {
+  return Number(/retry in (\d+) ms/.exec(error.detail)?.[1] ?? 1e3);
+}
 function syncsOf(cursors) {
   const syncs = [];
   for (let start = 0; start === 0 || start < cursors.length; start += SYNC_MAX_CHATS) {

@@ -132,6 +132,14 @@ export class ChatClient extends Emitter<ClientEvents> {
   #unready = 0;
   #heardAt = 0;
   #pinged = false;
+  /** `ping`s written on this socket whose `pong` has not come back. */
+  #pingsOut = 0;
+  /** This socket's later syncs not yet served, in order (see `#nextSync`). */
+  #syncsToSend: Record<string, number>[] = [];
+  /** While a later sync is in flight: the pongs due before the one that follows it; else -1. */
+  #pongsBeforeSync = -1;
+  /** The sync in flight was refused for the rate: its wait, in ms. */
+  #syncRefusedFor: number | null = null;
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #heartbeat: ReturnType<typeof setInterval> | null = null;
   /** The backoff wait before the next attempt, while there is one. */
@@ -361,6 +369,7 @@ export class ChatClient extends Emitter<ClientEvents> {
         this.#onRefused(event);
         break;
       case "pong":
+        this.#onPong(socket);
         break;
     }
   }
@@ -377,9 +386,8 @@ export class ChatClient extends Emitter<ClientEvents> {
       if (chat.last_seq - this.cursor(chat.id) > this.#options.pageSize) await this.#readThrough(chat.id, chat.last_seq);
       if (this.#socket !== socket) return;
     }
-    for (const chats of syncsOf(list.map((chat) => [chat.id, this.cursor(chat.id)]))) {
-      socket.send(JSON.stringify({ type: "sync", chats }));
-    }
+    const [first, ...later] = syncsOf(list.map((chat) => [chat.id, this.cursor(chat.id)]));
+    socket.send(JSON.stringify({ type: "sync", chats: first }));
     this.#resumed = true;
     this.#saveCursors();
     this.#live = true;
@@ -389,6 +397,43 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.#startHeartbeat(socket);
     this.#flushOutbox();
     this.#flushReads();
+    this.#syncsToSend = later;
+    this.#nextSync(socket);
+  }
+
+  /**
+   * Sends the next later sync, then a `ping`: the server acts on a socket's
+   * events in order, so the `pong` comes after the sync's refusal, if any.
+   * A sync refused for the rate (a user's later syncs share one limit) goes
+   * out again after its wait, so every chat gets its place.
+   */
+  #nextSync(socket: SocketLike): void {
+    const chats = this.#syncsToSend[0];
+    if (this.#socket !== socket || this.#pongsBeforeSync >= 0 || !chats) return;
+    this.#syncRefusedFor = null;
+    this.#pongsBeforeSync = this.#pingsOut;
+    this.#write({ type: "sync", chats });
+    this.#ping();
+  }
+
+  #ping(): void {
+    if (this.#write({ type: "ping" })) this.#pingsOut++;
+  }
+
+  #onPong(socket: SocketLike): void {
+    this.#pingsOut = Math.max(0, this.#pingsOut - 1);
+    if (this.#pongsBeforeSync !== 0) {
+      if (this.#pongsBeforeSync > 0) this.#pongsBeforeSync--;
+      return;
+    }
+    this.#pongsBeforeSync = -1;
+    const wait = this.#syncRefusedFor;
+    if (wait === null) {
+      this.#syncsToSend.shift();
+      this.#nextSync(socket);
+    } else {
+      this.#after(wait, () => this.#nextSync(socket));
+    }
   }
 
   #dropped(code: number): void {
@@ -432,6 +477,9 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   #goneQuiet(): void {
     this.#live = false;
+    this.#pingsOut = 0;
+    this.#syncsToSend = [];
+    this.#pongsBeforeSync = -1;
     this.#inFlight.clear();
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
     this.#heartbeat = null;
@@ -454,7 +502,7 @@ export class ChatClient extends Emitter<ClientEvents> {
         return;
       }
       this.#pinged = true;
-      this.#write({ type: "ping" });
+      this.#ping();
     }, this.#options.heartbeatMs);
   }
 
@@ -672,6 +720,10 @@ export class ChatClient extends Emitter<ClientEvents> {
     // (from `ready`) before the sync was read, and a gap behind its first
     // live message is filled through REST like any other.
     if (error.code === "already_live") return;
+    if (error.code === "rate_limited" && !error.client_msg_id && this.#pongsBeforeSync >= 0) {
+      this.#syncRefusedFor = retryWait(error);
+      return;
+    }
     if (!this.#outbox.has(error.client_msg_id)) {
       this.emit("error", error);
       return;
@@ -684,7 +736,7 @@ export class ChatClient extends Emitter<ClientEvents> {
       }
       this.#sendsHeld = true;
       this.#waitedOut = false;
-      const wait = Number(/retry in (\d+) ms/.exec(error.detail)?.[1] ?? 1000);
+      const wait = retryWait(error);
       this.#after(wait, () => {
         this.#waitedOut = true;
         this.#resumeSends();
@@ -708,6 +760,11 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.#sendsHeld = false;
     this.#flushOutbox();
   }
+}
+
+/** The wait a refusal for the rate names ("retry in N ms"); 1 s when it names none. */
+function retryWait(error: ServerError): number {
+  return Number(/retry in (\d+) ms/.exec(error.detail)?.[1] ?? 1000);
 }
 
 /**

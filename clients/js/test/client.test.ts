@@ -1,9 +1,11 @@
 // The ChatClient against the real server binary: live delivery and the chat
 // list, a server killed mid-stream, sends while offline and across a reload,
 // a stored cursor past its chat's end, markers told again after a bus
-// reconnect, a user with more chats than one sync names, two pages sharing
-// one storage, sends refused for the rate, long gaps read through REST, token expiry, a refused refresh, a dead connection replaced, and
-// what the peer saw meanwhile learned from the chat list.
+// reconnect, a user with more chats than one sync names (a later sync refused
+// for the rate and sent again), two pages sharing one storage, sends refused
+// for the rate, long gaps read through REST, token expiry, a refused refresh,
+// a dead connection replaced, and what the peer saw meanwhile learned from
+// the chat list.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -272,32 +274,40 @@ test("markers the server tells again after catching the sockets up (its bus reco
   }
 });
 
-test("a user with over 1,000 chats names them all in syncs of 1,000: a bus reconnect catches the socket up in place", async () => {
+test("a user with over 2,000 chats names them all in syncs of 1,000, one refused for the rate sent again: a bus reconnect catches the socket up in place", async () => {
   const redis = await TestRedis.start();
   try {
     await withServer(async (server) => {
       const ann = await register(server, "ann");
       const peers: TestUser[] = [];
-      for (let start = 1; start <= 1_001; start += 50) {
-        const names = oneTo(Math.min(50, 1_002 - start)).map((n) => `peer${start + n - 1}`);
+      for (let start = 1; start <= 2_001; start += 50) {
+        const names = oneTo(Math.min(50, 2_002 - start)).map((n) => `peer${start + n - 1}`);
         peers.push(...(await Promise.all(names.map((name) => register(server, name)))));
       }
       const annRest = new Rest({ baseUrl: server.url, auth: fixed(ann.tokens.access) });
       const oldRest = new Rest({ baseUrl: server.url, auth: fixed(peers[0]!.tokens.access) });
-      // The oldest chat holds a message and comes last in Ann's list, past
-      // the first 1,000 that one sync can name.
+      // The oldest chat holds a message and comes last in Ann's list, in
+      // the third sync; the limit (a burst of one later sync) refuses that
+      // one at first.
       const oldest = await annRest.startChat(peers[0]!.id);
       await oldRest.send(oldest.id, { content: "before the others" });
       for (let start = 1; start < peers.length; start += 50) {
         await Promise.all(peers.slice(start, start + 50).map((peer) => annRest.startChat(peer.id)));
       }
       const list = await annRest.chats();
-      assert.equal(list.length, 1_001);
-      assert.equal(list[1_000]!.id, oldest.id, "the oldest chat is past the first 1,000");
+      assert.equal(list.length, 2_001);
+      assert.equal(list[2_000]!.id, oldest.id, "the oldest chat is past the first 2,000");
 
       // Nothing of the oldest chat is delivered before the bus reconnects:
-      // only the second sync tells the server where Ann's client stands in it.
+      // only the third sync, sent again after its refusal, tells the server
+      // where Ann's client stands in it.
+      const limited = await counter(server, "chat_rate_limited_total");
       const [a] = await live(clientOf(server, ann));
+      await until("the third sync refused", async () => (await counter(server, "chat_rate_limited_total")) > limited);
+      // Its wait (about a second) passes and it goes out again; nothing
+      // outside the client tells when it was served, so the test gives it
+      // three seconds (a failure here would be a close with 4009 below).
+      await sleep(3_000);
       const resyncs = await counter(server, "chat_ws_resyncs_total");
       const states = a!.events.state.length;
       await redis.dropSubscribers();
@@ -307,7 +317,13 @@ test("a user with over 1,000 chats names them all in syncs of 1,000: a bus recon
       assert.deepEqual(a!.contents(oldest.id), ["after the catch-up"], "once, and nothing from before she connected");
       assert.deepEqual(a!.events.state.slice(states), [], "the connection was kept: no close (4009) and reconnect");
       assert.deepEqual(a!.events.error, [], "no refusal reached the app");
-    }, { REDIS_URL: redis.url, ARGON2_MEMORY_KIB: "64", ARGON2_ITERATIONS: "1" });
+    }, {
+      REDIS_URL: redis.url,
+      ARGON2_MEMORY_KIB: "64",
+      ARGON2_ITERATIONS: "1",
+      RATE_LIMIT_SYNC_PER_MIN: "60",
+      RATE_LIMIT_SYNC_BURST: "1",
+    });
   } finally {
     await redis.stop();
   }
