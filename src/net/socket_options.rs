@@ -86,11 +86,12 @@ pub fn decline_huge_pages() {}
 /// Raises this process's soft limit on open files to its hard limit, the most
 /// it may take unprivileged: each connection holds a descriptor, and many
 /// systems start processes at a soft limit of 1,024. Call it before the
-/// server starts. Returns the soft limit now in force (see
-/// [`open_files_limit`]).
+/// server starts; [`open_files_limit`] reads what is then in force.
 #[cfg(unix)]
-pub fn raise_open_files_limit() -> Option<u64> {
-    let mut limit = current_open_files_limit()?;
+pub fn raise_open_files_limit() {
+    let Some(limit) = current_open_files_limit() else {
+        return;
+    };
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: limit.rlim_max,
@@ -98,36 +99,25 @@ pub fn raise_open_files_limit() -> Option<u64> {
         };
         // SAFETY: setrlimit only reads the rlimit we pass; a refusal (macOS
         // takes no unlimited soft limit) leaves the limit as it was.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit = raised;
-        }
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
     }
-    Some(soft_limit(&limit))
 }
 
 #[cfg(not(unix))]
-pub fn raise_open_files_limit() -> Option<u64> {
-    None
-}
+pub fn raise_open_files_limit() {}
 
 /// The most descriptors this process may hold open now (the soft
 /// `RLIMIT_NOFILE`; `u64::MAX` when unlimited); `None` where it cannot be
 /// read.
 #[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // `rlim_t` is 64 bits on Linux, not on every Unix
 pub fn open_files_limit() -> Option<u64> {
-    current_open_files_limit().map(|limit| soft_limit(&limit))
+    current_open_files_limit().map(|limit| limit.rlim_cur as u64)
 }
 
 #[cfg(not(unix))]
 pub fn open_files_limit() -> Option<u64> {
     None
-}
-
-/// The soft limit as a `u64` (`rlim_t` is 64 bits on Linux, not on every Unix).
-#[cfg(unix)]
-#[allow(clippy::unnecessary_cast)]
-fn soft_limit(limit: &libc::rlimit) -> u64 {
-    limit.rlim_cur as u64
 }
 
 #[cfg(unix)]
