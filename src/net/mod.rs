@@ -163,12 +163,19 @@ async fn accept(listener: TcpListener, state: Arc<AppState>, shutdown: Shutdown)
 }
 
 /// How many connections [`accept`] takes at once (see [`capacity`]), said in
-/// the log when the open-file limit lowers `MAX_CONNECTIONS`.
+/// the log when the open-file limit sets it: it lowers `MAX_CONNECTIONS`, or
+/// `MAX_CONNECTIONS=0` leaves the cap to it (none when the limit is unknown).
 fn connection_capacity(config: &Config) -> usize {
     let open_files = socket_options::open_files_limit();
     let capacity = capacity::connections_that_fit(config, open_files);
     let wanted = config.limits.max_connections;
-    if wanted == 0 || capacity < wanted {
+    if wanted == 0 && open_files.is_some() {
+        tracing::info!(
+            capacity,
+            open_files,
+            "MAX_CONNECTIONS=0: connections capped by what the open-file limit leaves room for"
+        );
+    } else if capacity < wanted {
         tracing::info!(
             max_connections = wanted,
             capacity,

@@ -129,8 +129,12 @@ pub async fn spawn_process_on(database: &str, overrides: &[(&str, &str)]) -> Tes
 
 /// The binary in its own process, started (through `sh`'s `ulimit`) with a
 /// `soft` and a `hard` limit on open files.
-pub async fn spawn_process_with_open_files(soft: u64, hard: u64) -> TestApp {
-    let (database, vars) = test_vars(&fresh_database(), &[]);
+pub async fn spawn_process_with_open_files(
+    soft: u64,
+    hard: u64,
+    overrides: &[(&str, &str)],
+) -> TestApp {
+    let (database, vars) = test_vars(&fresh_database(), overrides);
     let script = format!(r#"ulimit -S -n {soft} && ulimit -H -n {hard} && exec "$0""#);
     let mut command = tokio::process::Command::new("/bin/sh");
     command

@@ -336,8 +336,9 @@ async fn connections_beyond_the_limit_get_a_503_and_a_close() {
 /// kernel's queue, as when `accept` runs out of descriptors.
 #[tokio::test]
 async fn connections_past_the_open_file_limit_get_a_503_not_silence() {
-    let app = spawn_process_with_open_files(300, 400).await;
-    let capacity = logged_capacity(&app).await;
+    let app = spawn_process_with_open_files(300, 400, &[]).await;
+    let (capacity, said) = logged_capacity(&app).await;
+    assert!(said.contains("lowered"), "{said}");
     assert_eq!(
         capacity, 252,
         "the soft limit raised to 400, less 148 kept back"
@@ -369,17 +370,34 @@ async fn connections_past_the_open_file_limit_get_a_503_not_silence() {
     app.get("/healthz", None).await.expect(200);
 }
 
-/// The capacity the server logged when the open-file limit lowered
-/// `MAX_CONNECTIONS`.
-async fn logged_capacity(app: &TestApp) -> u64 {
+/// `MAX_CONNECTIONS=0` sets no cap of its own: the open-file limit's is the
+/// one in force (the same 252 as above), and the log says so; requests are
+/// served (a cap of 0 once refused every connection).
+#[tokio::test]
+async fn max_connections_zero_leaves_the_open_file_limit_in_force() {
+    let app = spawn_process_with_open_files(300, 400, &[("MAX_CONNECTIONS", "0")]).await;
+    let (capacity, said) = logged_capacity(&app).await;
+    assert_eq!(capacity, 252, "the open-file limit's capacity");
+    assert!(said.contains("MAX_CONNECTIONS=0"), "{said}");
+    assert!(!said.contains("lowered"), "{said}");
+    app.get("/healthz", None).await.expect(200);
+}
+
+/// The capacity the server logged when the open-file limit set it, and the
+/// log line's message.
+async fn logged_capacity(app: &TestApp) -> (u64, String) {
     for _ in 0..100 {
         let logs = app.logs();
-        let capacity = logs
+        let logged = logs
             .lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .find_map(|entry| entry["fields"]["capacity"].as_u64());
-        if let Some(capacity) = capacity {
-            return capacity;
+            .find_map(|entry| {
+                let capacity = entry["fields"]["capacity"].as_u64()?;
+                let said = entry["fields"]["message"].as_str().unwrap_or_default();
+                Some((capacity, said.to_owned()))
+            });
+        if let Some(logged) = logged {
+            return logged;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
