@@ -10,7 +10,11 @@
 // it settled leaves, one it added joins, and one another page added (or
 // settled) is left as that page wrote it. So a send written in one tab is
 // never lost because another tab saved after it, and one that a tab settled
-// does not come back from a tab that still holds it.
+// does not come back from a tab that still holds it. Browsers do not make a
+// read and a write of localStorage atomic against another tab, so two saves
+// at the same moment can still drop one tab's newest send from storage (not
+// from that tab, which sends it while open); the store's three methods offer
+// nothing that would close that window.
 import { Persisted, type KeyValueStore } from "./storage.js";
 import type { Message, ServerError } from "./types.js";
 

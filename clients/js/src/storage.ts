@@ -53,6 +53,10 @@ export class Persisted<T> {
  * loaded next would be handed again what another page was given. The
  * exception is a chat in `lowered`: this page found the stored cursor past
  * the chat's end (the database lost those messages), and its own one stands.
+ * Two pages saving at the same moment can still leave a cursor behind (a
+ * browser does not make one page's read and write of localStorage atomic
+ * against another's): the next page is handed those messages again, never
+ * fewer.
  */
 export function furthestCursors(
   stored: Record<string, number>,
