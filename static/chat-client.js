@@ -365,6 +365,9 @@ var ChatClient = class _ChatClient extends Emitter {
   #cursors = /* @__PURE__ */ new Map();
   /** Chats whose cursor this page moved back (see `#forgetPastEnd`); the next save writes them as they are. */
   #lowered = /* @__PURE__ */ new Set();
+  /** Other pages' storage writes, and this page's answer to them (see `storageEvents`). */
+  #storageEvents;
+  #onStorage = (event) => this.#cursorsWritten(event.key);
   #cursorsDirty = false;
   /** Synced before: a chat it has no cursor for is new, and starts at 0. */
   #resumed;
@@ -453,6 +456,8 @@ var ChatClient = class _ChatClient extends Emitter {
     const saved = this.#saved.load(null);
     this.#resumed = saved !== null;
     for (const [chat, seq] of Object.entries(saved?.cursors ?? {})) this.#cursors.set(Number(chat), seq);
+    this.#storageEvents = options.storageEvents === void 0 ? storageEventsOf(storage) : options.storageEvents;
+    this.#storageEvents?.addEventListener("storage", this.#onStorage);
   }
   /** The connection's state (null before `connect()`). */
   get state() {
@@ -495,6 +500,7 @@ var ChatClient = class _ChatClient extends Emitter {
   /** Closes the socket for good; the outbox and cursors stay in storage. */
   close() {
     this.#closed = true;
+    this.#storageEvents?.removeEventListener("storage", this.#onStorage);
     this.#tokens.stop();
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
@@ -889,6 +895,23 @@ var ChatClient = class _ChatClient extends Emitter {
     this.#lowered.clear();
   }
   /**
+   * Another page wrote `key` (null: it cleared the storage). A browser does not
+   * make one page's read and write of `localStorage` atomic against another's, so
+   * a page that saved at the same moment as this one may have written cursors
+   * behind this page's: saved again, the furthest of both stand. Only a stored
+   * cursor behind this page's causes a save, so two pages answering each other
+   * stop at once; cursors removed (a logout in another page) stay removed.
+   */
+  #cursorsWritten(key) {
+    if (this.#closed || key !== null && key !== this.#saved.key) return;
+    const saved = this.#saved.load(null);
+    if (saved === null) return;
+    const stored = saved.cursors ?? {};
+    for (const [chat, seq] of this.#cursors) {
+      if (seq > (stored[chat] ?? 0)) return this.#saveCursorsSoon();
+    }
+  }
+  /**
    * Saves the cursors once per burst rather than once per message (the whole
    * map is written each time). The microtask runs before the event loop moves
    * on, so a reload cannot fall between a message handed to the app and its
@@ -974,6 +997,16 @@ function newClientMsgId() {
   bytes[8] = bytes[8] & 63 | 128;
   const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+function storageEventsOf(storage) {
+  const global = globalThis;
+  try {
+    if (global.localStorage !== void 0 && global.localStorage === storage && typeof global.addEventListener === "function") {
+      return globalThis;
+    }
+  } catch {
+  }
+  return null;
 }
 export {
   ApiError,

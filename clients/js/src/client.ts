@@ -80,6 +80,13 @@ export interface ChatClientOptions {
   pageSize?: number;
   /** At most one `typing` per chat this often (default 3 s). */
   typingIntervalMs?: number;
+  /**
+   * Where other pages' writes to `storage` are announced (`storage` events, whose
+   * `key` names the item): the global object when `storage` is its `localStorage`,
+   * else none. On one that touches the cursors, this page saves its own again if
+   * the stored ones fell behind them (two pages that saved at the same moment).
+   */
+  storageEvents?: EventTarget | null;
 }
 
 const OPEN = 1;
@@ -93,7 +100,7 @@ interface Saved {
 export class ChatClient extends Emitter<ClientEvents> {
   readonly rest: Rest;
   readonly userId: number;
-  readonly #options: Required<Omit<ChatClientOptions, "fetch">>;
+  readonly #options: Required<Omit<ChatClientOptions, "fetch" | "storageEvents">>;
   readonly #tokens: TokenKeeper;
   readonly #outbox: Outbox;
   readonly #saved: Persisted<Saved | null>;
@@ -102,6 +109,9 @@ export class ChatClient extends Emitter<ClientEvents> {
   readonly #cursors = new Map<number, number>();
   /** Chats whose cursor this page moved back (see `#forgetPastEnd`); the next save writes them as they are. */
   readonly #lowered = new Set<number>();
+  /** Other pages' storage writes, and this page's answer to them (see `storageEvents`). */
+  readonly #storageEvents: EventTarget | null;
+  readonly #onStorage = (event: Event): void => this.#cursorsWritten((event as { key?: string | null }).key);
   #cursorsDirty = false;
   /** Synced before: a chat it has no cursor for is new, and starts at 0. */
   #resumed: boolean;
@@ -193,6 +203,8 @@ export class ChatClient extends Emitter<ClientEvents> {
     const saved = this.#saved.load(null);
     this.#resumed = saved !== null;
     for (const [chat, seq] of Object.entries(saved?.cursors ?? {})) this.#cursors.set(Number(chat), seq);
+    this.#storageEvents = options.storageEvents === undefined ? storageEventsOf(storage) : options.storageEvents;
+    this.#storageEvents?.addEventListener("storage", this.#onStorage);
   }
 
   /** The connection's state (null before `connect()`). */
@@ -244,6 +256,7 @@ export class ChatClient extends Emitter<ClientEvents> {
   /** Closes the socket for good; the outbox and cursors stay in storage. */
   close(): void {
     this.#closed = true;
+    this.#storageEvents?.removeEventListener("storage", this.#onStorage);
     this.#tokens.stop();
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
@@ -683,6 +696,24 @@ export class ChatClient extends Emitter<ClientEvents> {
   }
 
   /**
+   * Another page wrote `key` (null: it cleared the storage). A browser does not
+   * make one page's read and write of `localStorage` atomic against another's, so
+   * a page that saved at the same moment as this one may have written cursors
+   * behind this page's: saved again, the furthest of both stand. Only a stored
+   * cursor behind this page's causes a save, so two pages answering each other
+   * stop at once; cursors removed (a logout in another page) stay removed.
+   */
+  #cursorsWritten(key: string | null | undefined): void {
+    if (this.#closed || (key !== null && key !== this.#saved.key)) return;
+    const saved = this.#saved.load(null);
+    if (saved === null) return;
+    const stored = saved.cursors ?? {};
+    for (const [chat, seq] of this.#cursors) {
+      if (seq > (stored[chat] ?? 0)) return this.#saveCursorsSoon();
+    }
+  }
+
+  /**
    * Saves the cursors once per burst rather than once per message (the whole
    * map is written each time). The microtask runs before the event loop moves
    * on, so a reload cannot fall between a message handed to the app and its
@@ -791,4 +822,17 @@ export function newClientMsgId(): string {
   bytes[8] = (bytes[8]! & 0x3f) | 0x80;
   const hex = [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** The global object when `storage` is its `localStorage` (whose writes it announces to other pages), else null. */
+function storageEventsOf(storage: KeyValueStore): EventTarget | null {
+  const global = globalThis as { localStorage?: unknown; addEventListener?: unknown };
+  try {
+    if (global.localStorage !== undefined && global.localStorage === storage && typeof global.addEventListener === "function") {
+      return globalThis as unknown as EventTarget;
+    }
+  } catch {
+    // Reading `localStorage` throws where storage is disabled: no events then.
+  }
+  return null;
 }

@@ -24,7 +24,7 @@ export function memoryStore(): KeyValueStore {
 export class Persisted<T> {
   constructor(
     private readonly store: KeyValueStore,
-    private readonly key: string,
+    readonly key: string,
   ) {}
 
   load(fallback: T): T {
@@ -55,8 +55,9 @@ export class Persisted<T> {
  * the chat's end (the database lost those messages), and its own one stands.
  * Two pages saving at the same moment can still leave a cursor behind (a
  * browser does not make one page's read and write of localStorage atomic
- * against another's): the next page is handed those messages again, never
- * fewer.
+ * against another's); the page that had it saves it again on the other's
+ * `storage` event (see `ChatClient`'s `storageEvents`), and only if it closed
+ * first is the next page handed those messages again, never fewer.
  */
 export function furthestCursors(
   stored: Record<string, number>,

@@ -2,10 +2,10 @@
 // list, a server killed mid-stream, sends while offline and across a reload,
 // a stored cursor past its chat's end, markers told again after a bus
 // reconnect, a user with more chats than one sync names (a later sync refused
-// for the rate and sent again), two pages sharing one storage, sends refused
-// for the rate, long gaps read through REST, token expiry, a refused refresh,
-// a dead connection replaced, and what the peer saw meanwhile learned from
-// the chat list.
+// for the rate and sent again), two pages sharing one storage (and saving at
+// the same moment), sends refused for the rate, long gaps read through REST,
+// token expiry, a refused refresh, a dead connection replaced, and what the
+// peer saw meanwhile learned from the chat list.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -367,6 +367,44 @@ test("two pages of one user on one storage: no send is lost or brought back by t
     assert.deepEqual(b.contents(chat.id), ["from the first page", "from the second page", "later, from the first page"]);
     assert.deepEqual(b.seqs(chat.id), [1, 2, 3], "each send stored once");
     for (const client of [third.client, reloaded.client, b.client]) client.close();
+  }));
+
+test("a page whose cursors another page's save left behind (both saved at once) saves them again", async () =>
+  withServer(async (server) => {
+    const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+    const bobRest = new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) });
+    const chat = await bobRest.startChat(ann.id);
+    const storage = memoryStore();
+    const storageEvents = new EventTarget();
+    const key = `chat-server:${ann.id}:cursors`;
+    const storedCursor = () => JSON.parse(storage.getItem(key) ?? "null")?.cursors?.[chat.id];
+    // What a browser tells the other pages when one writes the storage.
+    const written = (name: string | null) => storageEvents.dispatchEvent(Object.assign(new Event("storage"), { key: name }));
+    const a = new Recorder(clientOf(server, ann, { storage, storageEvents }));
+    a.client.connect();
+    await until("live", () => a.client.state === "live");
+    for (const text of ["one", "two", "three"]) await bobRest.send(chat.id, { content: text });
+    await until("the page was given seq 3 and saved it", () => a.seqs(chat.id).length === 3 && storedCursor() === 3);
+
+    // Another page read the cursors before this page's save and wrote its own.
+    storage.setItem(key, JSON.stringify({ cursors: { [chat.id]: 1 } }));
+    written("chat-server:other");
+    await sleep(20);
+    assert.equal(storedCursor(), 1, "a write of another item changes nothing");
+    written(key);
+    await until("the furthest cursor stored again", () => storedCursor() === 3);
+
+    // A logout in another page removed them: they stay removed.
+    storage.removeItem(key);
+    written(key);
+    await sleep(20);
+    assert.equal(storage.getItem(key), null);
+
+    a.client.close();
+    storage.setItem(key, JSON.stringify({ cursors: { [chat.id]: 1 } }));
+    written(key);
+    await sleep(20);
+    assert.equal(storedCursor(), 1, "a closed page writes nothing");
   }));
 
 test("a gap longer than a page is read through REST before sync", async () =>
