@@ -1001,7 +1001,7 @@ function newClientMsgId() {
 function storageEventsOf(storage) {
   const global = globalThis;
   try {
-    if (global.localStorage !== void 0 && global.localStorage === storage && typeof global.addEventListener === "function") {
+    if (global.localStorage === storage && typeof global.addEventListener === "function") {
       return globalThis;
     }
   } catch {

@@ -169,19 +169,15 @@ fn connection_capacity(config: &Config) -> usize {
     let open_files = socket_options::open_files_limit();
     let capacity = capacity::connections_that_fit(config, open_files);
     let wanted = config.limits.max_connections;
-    if wanted == 0 && open_files.is_some() {
-        tracing::info!(
-            capacity,
-            open_files,
-            "MAX_CONNECTIONS=0: connections capped by what the open-file limit leaves room for"
-        );
-    } else if capacity < wanted {
-        tracing::info!(
-            max_connections = wanted,
-            capacity,
-            open_files,
-            "MAX_CONNECTIONS lowered to what the open-file limit leaves room for"
-        );
+    // The capacity falls below `wanted` only when the limit is known.
+    if open_files.is_some() && (wanted == 0 || capacity < wanted) {
+        let said = match wanted {
+            0 => {
+                "MAX_CONNECTIONS=0: connections capped by what the open-file limit leaves room for"
+            }
+            _ => "MAX_CONNECTIONS lowered to what the open-file limit leaves room for",
+        };
+        tracing::info!(max_connections = wanted, capacity, open_files, "{said}");
     }
     capacity
 }

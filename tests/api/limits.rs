@@ -370,11 +370,12 @@ async fn connections_past_the_open_file_limit_get_a_503_not_silence() {
     app.get("/healthz", None).await.expect(200);
 }
 
-/// `MAX_CONNECTIONS=0` sets no cap of its own: the open-file limit's is the
-/// one in force (the same 252 as above), and the log says so; requests are
-/// served (a cap of 0 once refused every connection).
+/// `MAX_CONNECTIONS=0` sets no cap of its own: the capacity logged is the
+/// open-file limit's (the same 252 as above, which that test shows enforced),
+/// and the log says why; requests are served (a cap of 0 once refused every
+/// connection).
 #[tokio::test]
-async fn max_connections_zero_leaves_the_open_file_limit_in_force() {
+async fn max_connections_zero_logs_the_open_file_limit_as_its_cap_and_serves() {
     let app = spawn_process_with_open_files(300, 400, &[("MAX_CONNECTIONS", "0")]).await;
     let (capacity, said) = logged_capacity(&app).await;
     assert_eq!(capacity, 252, "the open-file limit's capacity");

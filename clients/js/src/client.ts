@@ -828,7 +828,7 @@ export function newClientMsgId(): string {
 function storageEventsOf(storage: KeyValueStore): EventTarget | null {
   const global = globalThis as { localStorage?: unknown; addEventListener?: unknown };
   try {
-    if (global.localStorage !== undefined && global.localStorage === storage && typeof global.addEventListener === "function") {
+    if (global.localStorage === storage && typeof global.addEventListener === "function") {
       return globalThis as unknown as EventTarget;
     }
   } catch {
