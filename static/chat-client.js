@@ -69,14 +69,20 @@ function furthestCursors(stored, mine, lowered = /* @__PURE__ */ new Set()) {
 }
 
 // src/outbox.ts
+var SETTLED_KEPT = 256;
 var Outbox = class {
   #persisted;
+  /** The ids of the sends pages settled last, oldest first. */
+  #settledIds;
   /** In the order the user sent them; settled ones leave from the front. */
   #entries;
   /** Every client id this page has held, settled ones included. */
   #known = /* @__PURE__ */ new Set();
+  /** Pending sends this page added, which it writes again when they go missing. */
+  #own = /* @__PURE__ */ new Set();
   constructor(store, key) {
     this.#persisted = new Persisted(store, key);
+    this.#settledIds = new Persisted(store, `${key}:settled`);
     this.#entries = this.#stored().map((stored) => ({ ...stored, status: "pending" }));
     for (const entry of this.#entries) this.#known.add(entry.client_msg_id);
   }
@@ -88,6 +94,7 @@ var Outbox = class {
     const entry = { client_msg_id: clientMsgId, chat, content, metadata, status: "pending" };
     this.#entries.push(entry);
     this.#known.add(clientMsgId);
+    this.#own.add(clientMsgId);
     this.#save(entry);
     return entry;
   }
@@ -100,7 +107,7 @@ var Outbox = class {
     if (!entry || entry.status !== "pending") return [];
     entry.status = "sent";
     entry.message = message;
-    return this.#settle();
+    return this.#settle(entry);
   }
   /** A final refusal: returns the entries now announceable, in order. */
   fail(error) {
@@ -108,12 +115,15 @@ var Outbox = class {
     if (!entry || entry.status !== "pending") return [];
     entry.status = "failed";
     entry.error = { code: error.code, detail: error.detail };
-    return this.#settle();
+    return this.#settle(entry);
   }
   #find(clientMsgId) {
     return this.#entries.find((entry) => entry.client_msg_id === clientMsgId);
   }
-  #settle() {
+  /** `entry` was settled: stored as settled, then left out of the list. */
+  #settle(entry) {
+    this.#own.delete(entry.client_msg_id);
+    this.#recordSettled(entry.client_msg_id);
     const settled = [];
     while (this.#entries.length > 0 && this.#entries[0].status !== "pending") {
       settled.push(this.#entries.shift());
@@ -122,25 +132,61 @@ var Outbox = class {
     return settled;
   }
   /**
+   * Another page wrote `key` (null: it cleared the storage). When the stored
+   * list lacks a send this page added and no page settled, the two pages saved
+   * at the same moment: it is written again. A list removed (a logout) stays
+   * removed.
+   */
+  storageWritten(key) {
+    if (key !== null && key !== this.#persisted.key) return;
+    const stored = this.#persisted.load(null);
+    if (!Array.isArray(stored)) return;
+    const present = new Set(stored.map((entry) => entry.client_msg_id));
+    if ([...this.#own].some((id) => !present.has(id))) this.#save();
+  }
+  /** Removes the stored list and the settled ids (a logout). */
+  forget() {
+    this.#persisted.clear();
+    this.#settledIds.clear();
+  }
+  /**
    * Writes the stored list back with this page's changes: its settled sends
    * leave, `added` joins at the end, and every send this page never held
-   * stays. A send this page holds but the store no longer does was settled
-   * by another page, and is not written again.
+   * stays. A send this page holds but the store no longer does was settled by
+   * another page and is not written again, unless this page added it and no
+   * page says it settled it: then a save at the same moment dropped it, and it
+   * joins at the end too. A list removed (a logout) gets only `added`.
    */
   #save(added) {
+    const stored = this.#persisted.load(null);
     const pending = new Set(this.pending().map((entry) => entry.client_msg_id));
-    const kept = this.#stored().filter(
+    const kept = (Array.isArray(stored) ? stored : []).filter(
       ({ client_msg_id }) => !this.#known.has(client_msg_id) || pending.has(client_msg_id)
     );
-    if (added) {
-      const { client_msg_id, chat, content, metadata } = added;
+    const present = new Set(kept.map((entry) => entry.client_msg_id));
+    const joining = Array.isArray(stored) ? this.#droppedOwn(present) : added ? [added] : [];
+    for (const { client_msg_id, chat, content, metadata } of joining) {
       kept.push({ client_msg_id, chat, content, metadata });
     }
     this.#persisted.save(kept);
   }
+  /** Pending sends this page added that are not in `present` and that no page says it settled. */
+  #droppedOwn(present) {
+    const missing = this.pending().filter(({ client_msg_id: id }) => this.#own.has(id) && !present.has(id));
+    if (missing.length === 0) return [];
+    const settledElsewhere = new Set(this.#settledIds.load(null) ?? []);
+    for (const { client_msg_id: id } of missing) if (settledElsewhere.has(id)) this.#own.delete(id);
+    return missing.filter(({ client_msg_id: id }) => this.#own.has(id));
+  }
+  /** Adds `id` to the settled ids other pages read, keeping the last `SETTLED_KEPT`. */
+  #recordSettled(id) {
+    const stored = this.#settledIds.load(null);
+    const earlier = Array.isArray(stored) ? stored : [];
+    this.#settledIds.save([...earlier.slice(1 - SETTLED_KEPT), id]);
+  }
   /** The stored list; nothing when the store holds something else. */
   #stored() {
-    const stored = this.#persisted.load([]);
+    const stored = this.#persisted.load(null);
     return Array.isArray(stored) ? stored : [];
   }
 };
@@ -367,7 +413,7 @@ var ChatClient = class _ChatClient extends Emitter {
   #lowered = /* @__PURE__ */ new Set();
   /** Other pages' storage writes, and this page's answer to them (see `storageEvents`). */
   #storageEvents;
-  #onStorage = (event) => this.#cursorsWritten(event.key);
+  #onStorage = (event) => this.#storageWritten(event.key ?? null);
   #cursorsDirty = false;
   /** Synced before: a chat it has no cursor for is new, and starts at 0. */
   #resumed;
@@ -513,7 +559,7 @@ var ChatClient = class _ChatClient extends Emitter {
     this.close();
     this.#saved.clear();
     this.#savedTokens.clear();
-    new Persisted(this.#options.storage, `${this.#options.storageKey}:${this.userId}:outbox`).clear();
+    this.#outbox.forget();
     await this.rest.logout(refresh);
   }
   /**
@@ -894,16 +940,22 @@ var ChatClient = class _ChatClient extends Emitter {
     this.#saved.save({ cursors: furthestCursors(stored, this.#cursors, this.#lowered) });
     this.#lowered.clear();
   }
+  /** Another page wrote `key` (null: it cleared the storage); a closed page does nothing. */
+  #storageWritten(key) {
+    if (this.#closed) return;
+    this.#cursorsWritten(key);
+    this.#outbox.storageWritten(key);
+  }
   /**
-   * Another page wrote `key` (null: it cleared the storage). A browser does not
-   * make one page's read and write of `localStorage` atomic against another's, so
-   * a page that saved at the same moment as this one may have written cursors
-   * behind this page's: saved again, the furthest of both stand. Only a stored
+   * Another page wrote `key`. A browser does not make one page's read and write
+   * of `localStorage` atomic against another's, so a page that saved at the same
+   * moment as this one may have written cursors behind this page's: saved
+   * again, the furthest of both stand. Only a stored
    * cursor behind this page's causes a save, so two pages answering each other
    * stop at once; cursors removed (a logout in another page) stay removed.
    */
   #cursorsWritten(key) {
-    if (this.#closed || key !== null && key !== this.#saved.key) return;
+    if (key !== null && key !== this.#saved.key) return;
     const saved = this.#saved.load(null);
     if (saved === null) return;
     const stored = saved.cursors ?? {};

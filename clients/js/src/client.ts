@@ -83,8 +83,9 @@ export interface ChatClientOptions {
   /**
    * Where other pages' writes to `storage` are announced (`storage` events, whose
    * `key` names the item): the global object when `storage` is its `localStorage`,
-   * else none. On one that touches the cursors, this page saves its own again if
-   * the stored ones fell behind them (two pages that saved at the same moment).
+   * else none. On one that touches the cursors or the outbox, this page saves
+   * its own again if the stored cursors fell behind them or a send it added is
+   * missing (two pages that saved at the same moment).
    */
   storageEvents?: EventTarget | null;
 }
@@ -111,7 +112,7 @@ export class ChatClient extends Emitter<ClientEvents> {
   readonly #lowered = new Set<number>();
   /** Other pages' storage writes, and this page's answer to them (see `storageEvents`). */
   readonly #storageEvents: EventTarget | null;
-  readonly #onStorage = (event: Event): void => this.#cursorsWritten((event as { key?: string | null }).key);
+  readonly #onStorage = (event: Event): void => this.#storageWritten((event as { key?: string | null }).key ?? null);
   #cursorsDirty = false;
   /** Synced before: a chat it has no cursor for is new, and starts at 0. */
   #resumed: boolean;
@@ -270,7 +271,7 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.close();
     this.#saved.clear();
     this.#savedTokens.clear();
-    new Persisted(this.#options.storage, `${this.#options.storageKey}:${this.userId}:outbox`).clear();
+    this.#outbox.forget();
     await this.rest.logout(refresh);
   }
 
@@ -695,16 +696,23 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.#lowered.clear();
   }
 
+  /** Another page wrote `key` (null: it cleared the storage); a closed page does nothing. */
+  #storageWritten(key: string | null): void {
+    if (this.#closed) return;
+    this.#cursorsWritten(key);
+    this.#outbox.storageWritten(key);
+  }
+
   /**
-   * Another page wrote `key` (null: it cleared the storage). A browser does not
-   * make one page's read and write of `localStorage` atomic against another's, so
-   * a page that saved at the same moment as this one may have written cursors
-   * behind this page's: saved again, the furthest of both stand. Only a stored
+   * Another page wrote `key`. A browser does not make one page's read and write
+   * of `localStorage` atomic against another's, so a page that saved at the same
+   * moment as this one may have written cursors behind this page's: saved
+   * again, the furthest of both stand. Only a stored
    * cursor behind this page's causes a save, so two pages answering each other
    * stop at once; cursors removed (a logout in another page) stay removed.
    */
-  #cursorsWritten(key: string | null | undefined): void {
-    if (this.#closed || (key !== null && key !== this.#saved.key)) return;
+  #cursorsWritten(key: string | null): void {
+    if (key !== null && key !== this.#saved.key) return;
     const saved = this.#saved.load(null);
     if (saved === null) return;
     const stored = saved.cursors ?? {};

@@ -12,9 +12,14 @@
 // never lost because another tab saved after it, and one that a tab settled
 // does not come back from a tab that still holds it. Browsers do not make a
 // read and a write of localStorage atomic against another tab, so two saves
-// at the same moment can still drop one tab's newest send from storage (not
-// from that tab, which sends it while open); the store's three methods offer
-// nothing that would close that window.
+// at the same moment can drop one tab's newest send from storage. That tab
+// writes it again on the other's `storage` event (`storageWritten`): each
+// page names the sends it settled in a second item (the last
+// `SETTLED_KEPT`), so a send missing from the list was dropped, and is
+// written again, unless another page settled it. Those names are written the
+// same way and can be dropped too (or pushed out by later ones before this
+// page heard): a send then comes back once, and the server answers its retry
+// with the stored original (never a second message).
 import { Persisted, type KeyValueStore } from "./storage.js";
 import type { Message, ServerError } from "./types.js";
 
@@ -35,15 +40,23 @@ export interface OutboxEntry {
 
 type Stored = Pick<OutboxEntry, "client_msg_id" | "chat" | "content" | "metadata">;
 
+/** How many settled sends' ids the store keeps for other pages (see the module note). */
+export const SETTLED_KEPT = 256;
+
 export class Outbox {
-  readonly #persisted: Persisted<Stored[]>;
+  readonly #persisted: Persisted<Stored[] | null>;
+  /** The ids of the sends pages settled last, oldest first. */
+  readonly #settledIds: Persisted<string[] | null>;
   /** In the order the user sent them; settled ones leave from the front. */
   readonly #entries: OutboxEntry[];
   /** Every client id this page has held, settled ones included. */
   readonly #known = new Set<string>();
+  /** Pending sends this page added, which it writes again when they go missing. */
+  readonly #own = new Set<string>();
 
   constructor(store: KeyValueStore, key: string) {
     this.#persisted = new Persisted(store, key);
+    this.#settledIds = new Persisted(store, `${key}:settled`);
     this.#entries = this.#stored().map((stored) => ({ ...stored, status: "pending" as const }));
     for (const entry of this.#entries) this.#known.add(entry.client_msg_id);
   }
@@ -57,6 +70,7 @@ export class Outbox {
     const entry: OutboxEntry = { client_msg_id: clientMsgId, chat, content, metadata, status: "pending" };
     this.#entries.push(entry);
     this.#known.add(clientMsgId);
+    this.#own.add(clientMsgId);
     this.#save(entry);
     return entry;
   }
@@ -71,7 +85,7 @@ export class Outbox {
     if (!entry || entry.status !== "pending") return [];
     entry.status = "sent";
     entry.message = message;
-    return this.#settle();
+    return this.#settle(entry);
   }
 
   /** A final refusal: returns the entries now announceable, in order. */
@@ -80,14 +94,17 @@ export class Outbox {
     if (!entry || entry.status !== "pending") return [];
     entry.status = "failed";
     entry.error = { code: error.code, detail: error.detail };
-    return this.#settle();
+    return this.#settle(entry);
   }
 
   #find(clientMsgId: string): OutboxEntry | undefined {
     return this.#entries.find((entry) => entry.client_msg_id === clientMsgId);
   }
 
-  #settle(): OutboxEntry[] {
+  /** `entry` was settled: stored as settled, then left out of the list. */
+  #settle(entry: OutboxEntry): OutboxEntry[] {
+    this.#own.delete(entry.client_msg_id);
+    this.#recordSettled(entry.client_msg_id);
     const settled: OutboxEntry[] = [];
     while (this.#entries.length > 0 && this.#entries[0]!.status !== "pending") {
       settled.push(this.#entries.shift()!);
@@ -97,26 +114,67 @@ export class Outbox {
   }
 
   /**
+   * Another page wrote `key` (null: it cleared the storage). When the stored
+   * list lacks a send this page added and no page settled, the two pages saved
+   * at the same moment: it is written again. A list removed (a logout) stays
+   * removed.
+   */
+  storageWritten(key: string | null): void {
+    if (key !== null && key !== this.#persisted.key) return;
+    const stored = this.#persisted.load(null);
+    if (!Array.isArray(stored)) return;
+    const present = new Set(stored.map((entry) => entry.client_msg_id));
+    if ([...this.#own].some((id) => !present.has(id))) this.#save();
+  }
+
+  /** Removes the stored list and the settled ids (a logout). */
+  forget(): void {
+    this.#persisted.clear();
+    this.#settledIds.clear();
+  }
+
+  /**
    * Writes the stored list back with this page's changes: its settled sends
    * leave, `added` joins at the end, and every send this page never held
-   * stays. A send this page holds but the store no longer does was settled
-   * by another page, and is not written again.
+   * stays. A send this page holds but the store no longer does was settled by
+   * another page and is not written again, unless this page added it and no
+   * page says it settled it: then a save at the same moment dropped it, and it
+   * joins at the end too. A list removed (a logout) gets only `added`.
    */
   #save(added?: OutboxEntry): void {
+    const stored = this.#persisted.load(null);
     const pending = new Set(this.pending().map((entry) => entry.client_msg_id));
-    const kept = this.#stored().filter(
+    const kept = (Array.isArray(stored) ? stored : []).filter(
       ({ client_msg_id }) => !this.#known.has(client_msg_id) || pending.has(client_msg_id),
     );
-    if (added) {
-      const { client_msg_id, chat, content, metadata } = added;
+    const present = new Set(kept.map((entry) => entry.client_msg_id));
+    // `added` is one of this page's sends missing from the list, the last.
+    const joining = Array.isArray(stored) ? this.#droppedOwn(present) : added ? [added] : [];
+    for (const { client_msg_id, chat, content, metadata } of joining) {
       kept.push({ client_msg_id, chat, content, metadata });
     }
     this.#persisted.save(kept);
   }
 
+  /** Pending sends this page added that are not in `present` and that no page says it settled. */
+  #droppedOwn(present: ReadonlySet<string>): OutboxEntry[] {
+    const missing = this.pending().filter(({ client_msg_id: id }) => this.#own.has(id) && !present.has(id));
+    if (missing.length === 0) return [];
+    const settledElsewhere = new Set(this.#settledIds.load(null) ?? []);
+    for (const { client_msg_id: id } of missing) if (settledElsewhere.has(id)) this.#own.delete(id);
+    return missing.filter(({ client_msg_id: id }) => this.#own.has(id));
+  }
+
+  /** Adds `id` to the settled ids other pages read, keeping the last `SETTLED_KEPT`. */
+  #recordSettled(id: string): void {
+    const stored = this.#settledIds.load(null);
+    const earlier = Array.isArray(stored) ? stored : [];
+    this.#settledIds.save([...earlier.slice(1 - SETTLED_KEPT), id]);
+  }
+
   /** The stored list; nothing when the store holds something else. */
   #stored(): Stored[] {
-    const stored = this.#persisted.load([]);
+    const stored = this.#persisted.load(null);
     return Array.isArray(stored) ? stored : [];
   }
 }

@@ -407,6 +407,54 @@ test("a page whose cursors another page's save left behind (both saved at once) 
     assert.equal(storedCursor(), 1, "a closed page writes nothing");
   }));
 
+test("a send another page's save dropped (both saved at once) is written again; one another page settled is not", async () =>
+  withServer(async (server) => {
+    const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
+    const chat = await new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) }).startChat(ann.id);
+    const storage = memoryStore();
+    const storageEvents = new EventTarget();
+    const key = `chat-server:${ann.id}:outbox`;
+    const stored = () => (JSON.parse(storage.getItem(key) ?? "null") as { content: string }[] | null)?.map((e) => e.content);
+    // What a browser tells the other pages when one writes the storage.
+    const written = (name: string | null) => storageEvents.dispatchEvent(Object.assign(new Event("storage"), { key: name }));
+    const page = clientOf(server, ann, { storage, storageEvents }); // offline: its sends wait
+    page.send(chat.id, "mine");
+
+    // Another page read the list before this page's save and wrote its own send.
+    const theirs = { client_msg_id: "0f0e0d0c-0b0a-4908-8706-050403020100", chat: chat.id, content: "theirs", metadata: {} };
+    storage.setItem(key, JSON.stringify([theirs]));
+    written("chat-server:other");
+    await sleep(20);
+    assert.deepEqual(stored(), ["theirs"], "a write of another item changes nothing");
+    written(key);
+    await until("the dropped send written again", () => stored()?.length === 2);
+    assert.deepEqual(stored(), ["theirs", "mine"]);
+
+    // A page opened now sends and settles both: they stay settled.
+    const other = new Recorder(clientOf(server, ann, { storage }));
+    other.client.connect();
+    await until("both sent by the other page", () => other.events.outbox.filter((e) => e.status === "sent").length === 2);
+    assert.deepEqual(stored(), []);
+    written(key);
+    await sleep(20);
+    assert.deepEqual(stored(), [], "a send another page settled is not written again");
+    page.send(chat.id, "later");
+    assert.deepEqual(stored(), ["later"], "nor by this page's next save");
+
+    // A logout in another page removed the list: it stays removed.
+    storage.removeItem(key);
+    written(key);
+    await sleep(20);
+    assert.equal(storage.getItem(key), null);
+
+    storage.setItem(key, "[]");
+    page.close();
+    written(key);
+    await sleep(20);
+    assert.deepEqual(stored(), [], "a closed page writes nothing");
+    other.client.close();
+  }));
+
 test("a gap longer than a page is read through REST before sync", async () =>
   withServer(async (server) => {
     const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
