@@ -174,15 +174,18 @@ var Outbox = class {
   #droppedOwn(present) {
     const missing = this.pending().filter(({ client_msg_id: id }) => this.#own.has(id) && !present.has(id));
     if (missing.length === 0) return [];
-    const settledElsewhere = new Set(this.#settledIds.load(null) ?? []);
+    const settledElsewhere = new Set(this.#settledIdsStored());
     for (const { client_msg_id: id } of missing) if (settledElsewhere.has(id)) this.#own.delete(id);
     return missing.filter(({ client_msg_id: id }) => this.#own.has(id));
   }
   /** Adds `id` to the settled ids other pages read, keeping the last `SETTLED_KEPT`. */
   #recordSettled(id) {
+    this.#settledIds.save([...this.#settledIdsStored().slice(1 - SETTLED_KEPT), id]);
+  }
+  /** The settled ids; none when the store holds something else. */
+  #settledIdsStored() {
     const stored = this.#settledIds.load(null);
-    const earlier = Array.isArray(stored) ? stored : [];
-    this.#settledIds.save([...earlier.slice(1 - SETTLED_KEPT), id]);
+    return Array.isArray(stored) ? stored : [];
   }
   /** The stored list; nothing when the store holds something else. */
   #stored() {

@@ -447,6 +447,13 @@ test("a send another page's save dropped (both saved at once) is written again; 
     await sleep(20);
     assert.equal(storage.getItem(key), null);
 
+    // Something else under the settled ids' key: a dropped send is written again all the same.
+    storage.setItem(key, "[]");
+    storage.setItem(`${key}:settled`, "{}");
+    written(key);
+    await until("written again past a foreign item", () => stored()?.length === 1);
+    assert.deepEqual(stored(), ["later"]);
+
     storage.setItem(key, "[]");
     page.close();
     written(key);
