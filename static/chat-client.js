@@ -120,10 +120,13 @@ var Outbox = class {
   #find(clientMsgId) {
     return this.#entries.find((entry) => entry.client_msg_id === clientMsgId);
   }
-  /** `entry` was settled: stored as settled, then left out of the list. */
+  /**
+   * `entry` was settled: left out of the list, and named as settled when
+   * another page may have added it (a send this page added is no other
+   * page's own, so a page alone in its store writes no names).
+   */
   #settle(entry) {
-    this.#own.delete(entry.client_msg_id);
-    this.#recordSettled(entry.client_msg_id);
+    if (!this.#own.delete(entry.client_msg_id)) this.#recordSettled(entry.client_msg_id);
     const settled = [];
     while (this.#entries.length > 0 && this.#entries[0].status !== "pending") {
       settled.push(this.#entries.shift());

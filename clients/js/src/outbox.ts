@@ -14,9 +14,9 @@
 // read and a write of localStorage atomic against another tab, so two saves
 // at the same moment can drop one tab's newest send from storage. That tab
 // writes it again on the other's `storage` event (`storageWritten`): each
-// page names the sends it settled in a second item (the last
-// `SETTLED_KEPT`), so a send missing from the list was dropped, and is
-// written again, unless another page settled it. Those names are written the
+// page names the sends it settled that another page added, in a second item
+// (the last `SETTLED_KEPT`), so a send missing from the list was dropped,
+// and is written again, unless another page settled it. Those names are written the
 // same way and can be dropped too (or pushed out by later ones before this
 // page heard): a send then comes back once, and the server answers its retry
 // with the stored original (never a second message).
@@ -101,10 +101,13 @@ export class Outbox {
     return this.#entries.find((entry) => entry.client_msg_id === clientMsgId);
   }
 
-  /** `entry` was settled: stored as settled, then left out of the list. */
+  /**
+   * `entry` was settled: left out of the list, and named as settled when
+   * another page may have added it (a send this page added is no other
+   * page's own, so a page alone in its store writes no names).
+   */
   #settle(entry: OutboxEntry): OutboxEntry[] {
-    this.#own.delete(entry.client_msg_id);
-    this.#recordSettled(entry.client_msg_id);
+    if (!this.#own.delete(entry.client_msg_id)) this.#recordSettled(entry.client_msg_id);
     const settled: OutboxEntry[] = [];
     while (this.#entries.length > 0 && this.#entries[0]!.status !== "pending") {
       settled.push(this.#entries.shift()!);
