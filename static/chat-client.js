@@ -946,9 +946,8 @@ var ChatClient = class _ChatClient extends Emitter {
     this.#saved.save({ cursors: furthestCursors(stored, this.#cursors, this.#lowered) });
     this.#lowered.clear();
   }
-  /** Another page wrote `key` (null: it cleared the storage); a closed page does nothing. */
+  /** Another page wrote `key` (null: it cleared the storage); `close()` stops these. */
   #storageWritten(key) {
-    if (this.#closed) return;
     this.#cursorsWritten(key);
     this.#outbox.storageWritten(key);
   }
@@ -956,9 +955,9 @@ var ChatClient = class _ChatClient extends Emitter {
    * Another page wrote `key`. A browser does not make one page's read and write
    * of `localStorage` atomic against another's, so a page that saved at the same
    * moment as this one may have written cursors behind this page's: saved
-   * again, the furthest of both stand. Only a stored
-   * cursor behind this page's causes a save, so two pages answering each other
-   * stop at once; cursors removed (a logout in another page) stay removed.
+   * again, the furthest of both stand. Only a stored cursor behind this page's
+   * causes a save, so two pages answering each other stop at once; cursors
+   * removed (a logout in another page) stay removed.
    */
   #cursorsWritten(key) {
     if (key !== null && key !== this.#saved.key) return;

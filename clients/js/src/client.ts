@@ -696,9 +696,8 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.#lowered.clear();
   }
 
-  /** Another page wrote `key` (null: it cleared the storage); a closed page does nothing. */
+  /** Another page wrote `key` (null: it cleared the storage); `close()` stops these. */
   #storageWritten(key: string | null): void {
-    if (this.#closed) return;
     this.#cursorsWritten(key);
     this.#outbox.storageWritten(key);
   }
@@ -707,9 +706,9 @@ export class ChatClient extends Emitter<ClientEvents> {
    * Another page wrote `key`. A browser does not make one page's read and write
    * of `localStorage` atomic against another's, so a page that saved at the same
    * moment as this one may have written cursors behind this page's: saved
-   * again, the furthest of both stand. Only a stored
-   * cursor behind this page's causes a save, so two pages answering each other
-   * stop at once; cursors removed (a logout in another page) stay removed.
+   * again, the furthest of both stand. Only a stored cursor behind this page's
+   * causes a save, so two pages answering each other stop at once; cursors
+   * removed (a logout in another page) stay removed.
    */
   #cursorsWritten(key: string | null): void {
     if (key !== null && key !== this.#saved.key) return;

@@ -16,10 +16,10 @@
 // writes it again on the other's `storage` event (`storageWritten`): each
 // page names the sends it settled that another page added, in a second item
 // (the last `SETTLED_KEPT`), so a send missing from the list was dropped,
-// and is written again, unless another page settled it. Those names are written the
-// same way and can be dropped too (or pushed out by later ones before this
-// page heard): a send then comes back once, and the server answers its retry
-// with the stored original (never a second message).
+// and is written again, unless another page settled it. Those names are
+// written the same way and can be dropped too (or pushed out by later ones
+// before this page heard): a send then comes back once, and the server
+// answers its retry with the stored original (never a second message).
 import { Persisted, type KeyValueStore } from "./storage.js";
 import type { Message, ServerError } from "./types.js";
 

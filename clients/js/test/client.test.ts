@@ -369,17 +369,22 @@ test("two pages of one user on one storage: no send is lost or brought back by t
     for (const client of [third.client, reloaded.client, b.client]) client.close();
   }));
 
+/** Where a page hears of other pages' storage writes, and `written(key)`: what a browser tells it when one writes `key`. */
+function otherPagesWrites(): { storageEvents: EventTarget; written: (key: string | null) => boolean } {
+  const storageEvents = new EventTarget();
+  const written = (key: string | null) => storageEvents.dispatchEvent(Object.assign(new Event("storage"), { key }));
+  return { storageEvents, written };
+}
+
 test("a page whose cursors another page's save left behind (both saved at once) saves them again", async () =>
   withServer(async (server) => {
     const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
     const bobRest = new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) });
     const chat = await bobRest.startChat(ann.id);
     const storage = memoryStore();
-    const storageEvents = new EventTarget();
+    const { storageEvents, written } = otherPagesWrites();
     const key = `chat-server:${ann.id}:cursors`;
     const storedCursor = () => JSON.parse(storage.getItem(key) ?? "null")?.cursors?.[chat.id];
-    // What a browser tells the other pages when one writes the storage.
-    const written = (name: string | null) => storageEvents.dispatchEvent(Object.assign(new Event("storage"), { key: name }));
     const a = new Recorder(clientOf(server, ann, { storage, storageEvents }));
     a.client.connect();
     await until("live", () => a.client.state === "live");
@@ -412,11 +417,9 @@ test("a send another page's save dropped (both saved at once) is written again; 
     const [ann, bob] = [await register(server, "ann"), await register(server, "bob")];
     const chat = await new Rest({ baseUrl: server.url, auth: fixed(bob.tokens.access) }).startChat(ann.id);
     const storage = memoryStore();
-    const storageEvents = new EventTarget();
+    const { storageEvents, written } = otherPagesWrites();
     const key = `chat-server:${ann.id}:outbox`;
     const stored = () => (JSON.parse(storage.getItem(key) ?? "null") as { content: string }[] | null)?.map((e) => e.content);
-    // What a browser tells the other pages when one writes the storage.
-    const written = (name: string | null) => storageEvents.dispatchEvent(Object.assign(new Event("storage"), { key: name }));
     const page = clientOf(server, ann, { storage, storageEvents }); // offline: its sends wait
     page.send(chat.id, "mine");
 
