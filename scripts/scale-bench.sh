@@ -91,6 +91,21 @@ cpu_us() {
   python3 -c 'import json,sys; r=json.load(open(sys.argv[2])); print(round(float(sys.argv[1]) * 1e6 / max(r["delivered"], 1), 1))' "$1" "$2"
 }
 
+# Reads Redis made from its clients' sockets (each a wake-up's worth of
+# commands), summed over ports.
+reads_sum() { # ports...
+  local total=0 port
+  for port in "$@"; do
+    total=$(( total + $("$redis_cli" -p "$port" info stats | sed -n 's/^total_reads_processed:\([0-9]*\).*/\1/p') ))
+  done
+  echo "$total"
+}
+
+# Per thousand delivered messages: per_k COUNT REPORT
+per_k() {
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[2])); print(round(float(sys.argv[1]) * 1e3 / max(r["delivered"], 1), 1))' "$1" "$2"
+}
+
 spublish_calls() { # port
   "$redis_cli" -p "$1" info commandstats | sed -n 's/^cmdstat_spublish:calls=\([0-9]*\),.*/\1/p' | grep . || echo 0
 }
@@ -132,10 +147,12 @@ cluster_urls=$(printf 'redis://127.0.0.1:%s,' "${redis_ports[@]}"); cluster_urls
 run_single() {
   local round=$1
   single_before=$(redis_cpu "$single_redis") single_replica_before=$(cpu_sum "${single_ports[@]:1}")
+  single_reads=$(reads_sum "$single_redis")
   NODES=3 REDIS_URL="redis://127.0.0.1:$single_redis/" scripts/loadtest.sh chat --pairs "$pairs" \
     --window "$window" --duration "$duration" --json "$out/single-$round.json" > "$out/single-$round.log"
   single_cpu=$(python3 -c "print($(redis_cpu "$single_redis") - $single_before)")
   single_replica_cpu=$(python3 -c "print($(cpu_sum "${single_ports[@]:1}") - $single_replica_before)")
+  single_reads=$(( $(reads_sum "$single_redis") - single_reads ))
 }
 run_cluster() {
   local round=$1
@@ -147,10 +164,12 @@ run_cluster() {
   declare -gA before=()
   for port in "${primary_ports[@]}"; do before[$port]=$(spublish_calls "$port"); done
   primaries_before=$(cpu_sum "${primary_ports[@]}") replicas_before=$(cpu_sum "${replica_ports[@]}")
+  primaries_reads=$(reads_sum "${primary_ports[@]}")
   NODES=3 REDIS_CLUSTER_URLS="$cluster_urls" scripts/loadtest.sh chat --pairs "$pairs" \
     --window "$window" --duration "$duration" --json "$out/cluster-$round.json" > "$out/cluster-$round.log"
   primaries_cpu=$(python3 -c "print($(cpu_sum "${primary_ports[@]}") - $primaries_before)")
   replicas_cpu=$(python3 -c "print($(cpu_sum "${replica_ports[@]}") - $replicas_before)")
+  primaries_reads=$(( $(reads_sum "${primary_ports[@]}") - primaries_reads ))
 }
 # Odd rounds run one Redis first, even rounds the cluster first: a machine
 # that speeds up or slows down over the rounds favours neither side.
@@ -169,6 +188,8 @@ for round in $(seq "$rounds"); do
     "cluster $(figure "$out/cluster-$round.json" delivered_per_s) msg/s" \
     "(primaries $(cpu_us "$primaries_cpu" "$out/cluster-$round.json")," \
     "replicas $(cpu_us "$replicas_cpu" "$out/cluster-$round.json") us/msg);" \
+    "reads per 1,000 msg: one $(per_k "$single_reads" "$out/single-$round.json")," \
+    "primaries $(per_k "$primaries_reads" "$out/cluster-$round.json");" \
     "cluster/one $(python3 -c "print(round($(figure "$out/cluster-$round.json" delivered_per_s) / $(figure "$out/single-$round.json" delivered_per_s), 2))");" \
     "per primary:${shards%;}"
 done
