@@ -48,6 +48,8 @@ pub struct Metrics {
     /// Payloads with a record signed by this deployment in a form this node
     /// cannot read (a newer node's): their users' sockets caught up.
     pub bus_unreadable: Counter,
+    /// Usage reports heard from other nodes (their shared rate limits).
+    pub bus_usage_reports: Counter,
     pub bus_reconnects: Counter,
     pub ws_resyncs: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -80,6 +82,7 @@ impl Metrics {
             bus_received: Counter::default(),
             bus_refused: Counter::default(),
             bus_unreadable: Counter::default(),
+            bus_usage_reports: Counter::default(),
             bus_reconnects: Counter::default(),
             ws_resyncs: Counter::default(),
             http_requests: Family::default(),
@@ -184,6 +187,11 @@ impl Metrics {
             "bus_unreadable",
             "Bus payloads holding a record of a form this node cannot read; their users caught up",
             self.bus_unreadable.clone(),
+        );
+        r.register(
+            "bus_usage_reports",
+            "Usage reports heard from other nodes, taken from this node's per-user rate limits",
+            self.bus_usage_reports.clone(),
         );
         r.register(
             "bus_reconnects",

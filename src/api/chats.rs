@@ -35,7 +35,7 @@ pub async fn start(
         .user(other_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let started = match state.limiters.new_chats.check(me.id) {
+    let started = match state.limiters.new_chats.check_user(me.id) {
         Ok(()) => state.store.start_chat(&me, &other).await?,
         Err(wait) => {
             return match state.store.chat_between(&me, &other).await? {

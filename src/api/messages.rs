@@ -182,7 +182,7 @@ pub async fn send(
 ) -> Result<Response<Body>, ApiError> {
     let me = access::authenticate(state, request.headers())?;
     let sends = &state.limiters.sends;
-    sends.check(me).map_err(ApiError::Throttled)?;
+    sends.check_user(me).map_err(ApiError::Throttled)?;
     let (sender, audience) = confirmed_sender(state, me, chat_id).await?;
     let limits = &state.config.limits;
     let mut body = RawBody::read(request, limits).await?;

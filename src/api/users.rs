@@ -19,7 +19,7 @@ pub async fn search(
 ) -> Result<Response<Body>, ApiError> {
     let me = access::authenticate(state, request.headers())?;
     let searches = &state.limiters.search;
-    searches.check(me).map_err(ApiError::Throttled)?;
+    searches.check_user(me).map_err(ApiError::Throttled)?;
     let query = Query::parse(request.uri().query());
     let text = query.get("q").unwrap_or("").trim();
     if !crate::input::fields::is_storable(text) {

@@ -18,6 +18,7 @@ use crate::delivery::rooms::{ConnId, Rooms};
 use crate::http::cors::Cors;
 use crate::metrics::Metrics;
 use crate::model::Message;
+use crate::ratelimit::shared::{SharedLimits, REPORT_EVERY};
 use crate::ratelimit::{RateLimiter, SocketSlots};
 use crate::store::patient::PatientStore;
 use crate::store::postgres::PgStore;
@@ -132,14 +133,14 @@ pub struct Limiters {
     /// Failed logins per email (so no one address, and no crowd of them,
     /// can try passwords against one account quickly).
     pub login_failures: RateLimiter,
-    /// User searches per user.
-    pub search: RateLimiter,
+    /// User searches per user (shared by the nodes, as the three below).
+    pub search: Arc<RateLimiter>,
     /// Chats started per user (each notifies its other participant).
-    pub new_chats: RateLimiter,
+    pub new_chats: Arc<RateLimiter>,
     /// `sync` events per user, across the user's sockets.
-    pub syncs: RateLimiter,
+    pub syncs: Arc<RateLimiter>,
     /// Sends per user (REST and WebSocket).
-    pub sends: RateLimiter,
+    pub sends: Arc<RateLimiter>,
     /// `typing` events per (user, chat), across the user's sockets.
     pub typing: RateLimiter,
     /// Open sockets per user.
@@ -151,7 +152,8 @@ impl AppState {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
         let store = open_store(&config, &metrics).await?;
-        let delivery = start_delivery(&config, &store, &metrics)?;
+        let limiters = Limiters::new(&config);
+        let delivery = start_delivery(&config, &store, &limiters, &metrics)?;
         let paging = config.paging;
         let auth = &config.auth;
         let inactive = InactiveUsers::start(
@@ -171,7 +173,7 @@ impl AppState {
                 )?,
             },
             reads: start_reads(&store, &config.realtime, paging),
-            limiters: Limiters::new(&config),
+            limiters,
             delivery,
             metrics,
             cors: Cors::new(&config.cors_allowed_origins),
@@ -182,7 +184,23 @@ impl AppState {
     }
 }
 
+fn per_user(per_second: f64, burst: f64) -> Arc<RateLimiter> {
+    Arc::new(RateLimiter::new(per_second, burst))
+}
+
 impl Limiters {
+    /// The per-user limits the nodes of a deployment keep together, each
+    /// under the letter their reports name it by (see
+    /// [`crate::ratelimit::shared`]).
+    fn shared(&self) -> SharedLimits {
+        SharedLimits::new(vec![
+            (b's', self.sends.clone()),
+            (b'c', self.new_chats.clone()),
+            (b'q', self.search.clone()),
+            (b'y', self.syncs.clone()),
+        ])
+    }
+
     fn new(config: &Config) -> Self {
         let limits = &config.limits;
         let typing_interval = config.realtime.typing_interval.as_secs_f64();
@@ -192,10 +210,10 @@ impl Limiters {
                 limits.login_failures_per_email_per_minute / 60.0,
                 limits.login_failures_per_email_per_minute,
             ),
-            search: RateLimiter::new(limits.searches_per_minute / 60.0, limits.searches_burst),
-            new_chats: RateLimiter::new(limits.new_chats_per_minute / 60.0, limits.new_chats_burst),
-            syncs: RateLimiter::new(limits.syncs_per_minute / 60.0, limits.syncs_burst),
-            sends: RateLimiter::new(limits.sends_per_second, limits.sends_burst),
+            search: per_user(limits.searches_per_minute / 60.0, limits.searches_burst),
+            new_chats: per_user(limits.new_chats_per_minute / 60.0, limits.new_chats_burst),
+            syncs: per_user(limits.syncs_per_minute / 60.0, limits.syncs_burst),
+            sends: per_user(limits.sends_per_second, limits.sends_burst),
             typing: RateLimiter::new(1.0 / typing_interval.max(0.001), 1.0),
             sockets: SocketSlots::new(limits.max_sockets_per_user),
         }
@@ -281,9 +299,10 @@ where
 fn start_delivery(
     config: &Config,
     store: &Arc<dyn Store>,
+    limiters: &Limiters,
     metrics: &Arc<Metrics>,
 ) -> Result<Delivery, StartError> {
-    let (rooms, bus) = start_rooms_and_bus(config, metrics)?;
+    let (rooms, bus) = start_rooms_and_bus(config, limiters, metrics)?;
     let realtime = &config.realtime;
     let settings = WriterSettings {
         lanes: realtime.writer_lanes,
@@ -312,9 +331,11 @@ fn start_delivery(
     })
 }
 
-/// The room map, and the bus that links it to other nodes.
+/// The room map, and the bus that links it to other nodes (with the
+/// per-user limits they keep together).
 fn start_rooms_and_bus(
     config: &Config,
+    limiters: &Limiters,
     metrics: &Arc<Metrics>,
 ) -> Result<(Rooms, Bus), StartError> {
     let (interest_tx, interest_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -325,16 +346,31 @@ fn start_rooms_and_bus(
     let rooms = Rooms::start(shards, Some(interest_tx), metrics.clone());
     let prefix = &config.redis_channel_prefix;
     let secret = &config.auth.secret_key;
+    let shared = Arc::new(limiters.shared());
     let bus = Bus::redis(
         target,
         prefix,
         secret,
-        rooms.clone(),
+        (rooms.clone(), shared.clone()),
         interest_rx,
         metrics.clone(),
     )
     .map_err(StartError::Bus)?;
+    tokio::spawn(report_usage(shared, bus.clone()));
     Ok((rooms, bus))
+}
+
+/// Tells the other nodes, every [`REPORT_EVERY`], whom this node's shared
+/// limits let through (for as long as the node runs).
+async fn report_usage(shared: Arc<SharedLimits>, bus: Bus) {
+    let mut ticks = tokio::time::interval(REPORT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        for report in shared.reports() {
+            bus.publish_usage(report);
+        }
+    }
 }
 
 impl AppState {

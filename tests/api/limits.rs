@@ -3,9 +3,11 @@
 //! behind a refused one), sockets per user, connections within the open-file
 //! limit.
 
+use crate::cluster::{bus_ready, counter_reaches, Deployment};
 use crate::helpers::{spawn_app_with, spawn_process_with_open_files, TestApp, PASSWORD};
 use crate::ws_client::{socket_path, WsClient};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test]
 async fn register_and_login_are_limited_per_address() {
@@ -67,6 +69,66 @@ async fn rest_sends_are_limited_per_user() {
     .await
     .expect(201);
     assert_eq!(app.stored_message_count().await, 3);
+}
+
+/// The per-user limits count across the deployment's nodes: each node takes
+/// what the others report they let a user through from its own buckets. Ann
+/// spends her burst (one send, one new chat) on one node; the other node,
+/// once it has heard that node's reports, refuses her both (a node that
+/// limited alone would take them), while Bob, who spent nothing, keeps his
+/// budget there. (One token each, so no report can hold part of them.)
+#[tokio::test]
+async fn per_user_limits_count_across_nodes() {
+    let deployment = Deployment::start();
+    let limits = [
+        ("RATE_LIMIT_SENDS_PER_SEC", "0.1"),
+        ("RATE_LIMIT_SENDS_BURST", "1"),
+        ("RATE_LIMIT_NEW_CHATS_PER_MIN", "1"),
+        ("RATE_LIMIT_NEW_CHATS_BURST", "1"),
+    ];
+    let first = deployment.node(&limits).await;
+    let second = deployment.node(&limits).await;
+    bus_ready(&[&first, &second]).await;
+    let (ann, bob, chat) = first.pair().await;
+    let reports = "chat_bus_usage_reports_total";
+    counter_reaches(&second, reports, 1, Duration::from_secs(5)).await;
+    let path = format!("/api/chat/chats/{chat}/messages/");
+    first
+        .post(
+            &path,
+            Some(&ann.access),
+            &json!({"content": "on the first node"}),
+        )
+        .await
+        .expect(201);
+    counter_reaches(&second, reports, 2, Duration::from_secs(5)).await;
+    let refused = second
+        .post(
+            &path,
+            Some(&ann.access),
+            &json!({"content": "on the second"}),
+        )
+        .await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    let carol = second.user("carol").await;
+    let start = second
+        .post(
+            "/api/chat/start/",
+            Some(&ann.access),
+            &json!({"user_id": carol.id}),
+        )
+        .await;
+    assert_eq!(start.status, 429, "{}", start.text);
+    second
+        .post(
+            &path,
+            Some(&bob.access),
+            &json!({"content": "bob's own budget"}),
+        )
+        .await
+        .expect(201);
+    second.chat(&bob, &carol).await;
+    assert_eq!(second.stored_message_count().await, 2);
 }
 
 #[tokio::test]

@@ -363,20 +363,25 @@ fn wait_for(mut ready: impl FnMut() -> bool) {
 
 /// `n` nodes on one fresh database and the cluster, with a prefix of their own.
 pub(crate) async fn nodes_on(cluster: &OwnRedisCluster, n: usize) -> (Vec<TestApp>, String) {
-    nodes_configured_with(&cluster.urls(), n).await
+    nodes_configured_with(&cluster.urls(), n, &[]).await
 }
 
-/// `n` nodes on one fresh database, with `urls` as `REDIS_CLUSTER_URLS` and
-/// a prefix of their own.
-async fn nodes_configured_with(urls: &str, n: usize) -> (Vec<TestApp>, String) {
+/// `n` nodes on one fresh database, with `urls` as `REDIS_CLUSTER_URLS`, a
+/// prefix of their own and the settings `extra`.
+async fn nodes_configured_with(
+    urls: &str,
+    n: usize,
+    extra: &[(&str, &str)],
+) -> (Vec<TestApp>, String) {
     let database = fresh_database();
     let prefix = format!("test-{}", chat_server::digest::random_hex(6));
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
-        let overrides = [
+        let mut overrides = vec![
             ("REDIS_CLUSTER_URLS", urls),
             ("REDIS_CHANNEL_PREFIX", prefix.as_str()),
         ];
+        overrides.extend_from_slice(extra);
         nodes.push(spawn_app_on(&database, &overrides).await);
     }
     (nodes, prefix)
@@ -385,7 +390,9 @@ async fn nodes_configured_with(urls: &str, n: usize) -> (Vec<TestApp>, String) {
 #[tokio::test]
 async fn two_nodes_deliver_across_the_cluster_each_channel_on_its_own_shard() {
     let cluster = OwnRedisCluster::start();
-    let (nodes, prefix) = nodes_on(&cluster, 2).await;
+    // Sends limited (far above what the test sends), so usage is reported.
+    let limited = [("RATE_LIMIT_SENDS_PER_SEC", "1000")];
+    let (nodes, prefix) = nodes_configured_with(&cluster.urls(), 2, &limited).await;
     bus_ready(&[&nodes[0], &nodes[1]]).await;
     let (ann, bob) = (nodes[0].user("ann").await, nodes[0].user("bob").await);
     let mut bob_user = WsClient::user_synced(&nodes[1], &bob.access, json!({})).await;
@@ -413,12 +420,17 @@ async fn two_nodes_deliver_across_the_cluster_each_channel_on_its_own_shard() {
         .await;
     assert_eq!(ann_chat.message().await["seq"], 31);
 
-    // Each user's channel is followed on exactly the primary that owns its
-    // slot, and on no other; and only those primaries carried the events.
+    // Node 0's usage reports (its limit let Ann's sends through) reach node 1.
+    let reports = "chat_bus_usage_reports_total";
+    counter_reaches(&nodes[1], reports, 1, Duration::from_secs(5)).await;
+
+    // Each user's channel, and the usage channel, is followed on exactly the
+    // primary that owns its slot, and on no other; and only those primaries
+    // carried the events.
     let primaries = cluster.primaries();
     let mut owners = Vec::new();
-    for user in [ann.id, bob.id] {
-        let channel = format!("{prefix}:user:{user}");
+    let users = [ann.id, bob.id].map(|user| format!("{prefix}:user:{user}"));
+    for channel in users.into_iter().chain([format!("{prefix}:usage")]) {
         let owner = cluster.owner_of(&channel);
         owners.push(owner);
         for primary in &primaries {
@@ -433,7 +445,7 @@ async fn two_nodes_deliver_across_the_cluster_each_channel_on_its_own_shard() {
             // queued together go out as one: at least one, not one per event.
             assert!(calls >= 1, "{primary} carried none of the events");
         } else {
-            assert_eq!(calls, 0, "{primary} owns neither user's channel");
+            assert_eq!(calls, 0, "{primary} owns none of the channels");
         }
     }
 }
@@ -542,7 +554,7 @@ async fn a_publish_a_primary_never_answers_reaches_the_other_node_once() {
 async fn a_cluster_whose_only_configured_node_died_is_found_through_the_primaries_it_named() {
     let mut cluster = OwnRedisCluster::start();
     let seed = cluster.primaries()[0];
-    let (nodes, _) = nodes_configured_with(&format!("redis://127.0.0.1:{seed}/"), 2).await;
+    let (nodes, _) = nodes_configured_with(&format!("redis://127.0.0.1:{seed}/"), 2, &[]).await;
     bus_ready(&[&nodes[0], &nodes[1]]).await;
     let (ann, bob, chat) = nodes[0].pair().await;
     let mut bobs = WsClient::connect(&nodes[1], chat, &bob.access, None).await;

@@ -4,8 +4,9 @@
 //! Naming no one would send every client of the deployment back at once, in
 //! the very overload that filled the queue. Past [`NAMED_MAX`] users the
 //! notice names no one, which every node reads as everyone (as a notice from
-//! a node that names no one always was). Typing is never noted: it may be
-//! dropped (DESIGN §4), and no store holds it to catch up from.
+//! a node that names no one always was). Typing and usage reports are never
+//! noted: they may be dropped (DESIGN §4), and no store holds them to catch
+//! up from.
 
 use super::{Envelope, Kind};
 use bytes::Bytes;
@@ -52,7 +53,7 @@ impl Missed {
     pub(super) fn note(&self, dropped: &[Envelope]) {
         let recipients = dropped
             .iter()
-            .filter(|event| event.kind != Kind::Typing)
+            .filter(|event| !event.kind.may_be_dropped())
             .flat_map(Envelope::recipients);
         self.note_users(recipients);
     }

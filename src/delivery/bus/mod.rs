@@ -27,6 +27,7 @@ pub use wire::{Received, Wire, PURPOSE as WIRE_KEY_PURPOSE};
 use crate::config::RedisBus;
 use crate::delivery::rooms::{peer_of, Audience, Interest, Published, Rooms, UserEvent};
 use crate::metrics::Metrics;
+use crate::ratelimit::shared::SharedLimits;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,6 +48,17 @@ pub enum Kind {
     /// the users it names catch up from the store, as after a reconnect
     /// (see [`missed`]).
     Lost,
+    /// What a node's shared rate limits let through (see
+    /// [`crate::ratelimit::shared`]), on the deployment's usage channel.
+    Usage,
+}
+
+impl Kind {
+    /// Whether an event of this kind may be dropped with no one catching
+    /// up: typing (DESIGN §4, and no store holds it) and usage reports.
+    fn may_be_dropped(self) -> bool {
+        matches!(self, Kind::Typing | Kind::Usage)
+    }
 }
 
 /// An event on its way to the other nodes: for `audience` (the chat's
@@ -64,12 +76,25 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// The users whose channels carry it.
+    /// The users whose channels carry it (none for a usage report).
     pub fn recipients(&self) -> impl Iterator<Item = i64> + '_ {
+        let to_users = self.kind != Kind::Usage;
         self.audience
             .iter()
             .copied()
-            .filter(move |user| self.only.is_none_or(|only| only == *user))
+            .filter(move |user| to_users && self.only.is_none_or(|only| only == *user))
+    }
+
+    /// A report of what this node's shared rate limits let through.
+    pub fn usage(report: Vec<u8>) -> Self {
+        Envelope {
+            kind: Kind::Usage,
+            chat: 0,
+            seq: 0,
+            audience: [0, 0],
+            only: None,
+            frame: Bytes::from(report),
+        }
     }
 
     /// What it is for one of its recipients' sockets on this node.
@@ -86,7 +111,7 @@ impl Envelope {
                 peer: peer_of(self.audience, user),
                 frame,
             },
-            Kind::Read | Kind::Typing | Kind::Lost => UserEvent::Ephemeral {
+            Kind::Read | Kind::Typing | Kind::Lost | Kind::Usage => UserEvent::Ephemeral {
                 chat,
                 frame,
                 except: None,
@@ -139,15 +164,16 @@ impl Bus {
 
     /// A bus over one Redis or a Redis Cluster: spawns the publisher and the
     /// subscriber. `interest` carries the room map's watch/unwatch notices
-    /// (users).
+    /// (users); `limits` takes the other nodes' usage reports.
     pub fn redis(
         target: &RedisBus,
         prefix: &str,
         secret: &str,
-        rooms: Rooms,
+        hearers: (Rooms, Arc<SharedLimits>),
         interest: mpsc::UnboundedReceiver<Interest>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
+        let (rooms, limits) = hearers;
         let wire = Wire::new(secret, crate::digest::random_hex(8));
         let healthy = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
@@ -156,6 +182,7 @@ impl Bus {
             wire: wire.clone(),
             prefix: prefix.to_owned(),
             rooms,
+            limits,
             metrics: metrics.clone(),
         };
         let outgoing = Outgoing {
@@ -216,6 +243,12 @@ impl Bus {
         }
     }
 
+    /// Hands a usage report to the publisher without waiting (dropped
+    /// when the queue is full: the other nodes limit alone meanwhile).
+    pub fn publish_usage(&self, report: Vec<u8>) {
+        self.publish_event(Envelope::usage(report));
+    }
+
     fn send(&self, events: Vec<Envelope>) {
         if let Some(outgoing) = &self.outgoing {
             if let Err(refused) = outgoing.queue.try_send(events) {
@@ -247,6 +280,24 @@ pub fn channel(prefix: &str, user: i64) -> String {
 /// The deployment's channel for [`Kind::Lost`] notices.
 pub fn lost_channel(prefix: &str) -> String {
     format!("{prefix}:lost")
+}
+
+/// The deployment's channel for [`Kind::Usage`] reports.
+pub fn usage_channel(prefix: &str) -> String {
+    format!("{prefix}:usage")
+}
+
+/// A batch's usage reports as `(channel, payload)` pairs for the usage
+/// channel (each report a payload of its own).
+fn usage_publishes<'a>(
+    wire: &'a Wire,
+    prefix: &'a str,
+    batch: &'a [Envelope],
+) -> impl Iterator<Item = (String, Vec<u8>)> + 'a {
+    batch
+        .iter()
+        .filter(|event| event.kind == Kind::Usage)
+        .map(move |report| (usage_channel(prefix), wire.encode(report)))
 }
 
 /// The user id of a channel name.
@@ -298,5 +349,38 @@ mod tests {
         };
         assert!(matches!(chat.for_user(5), UserEvent::Chat { peer: 4, .. }));
         assert!(matches!(chat.for_user(4), UserEvent::Chat { peer: 5, .. }));
+    }
+
+    #[test]
+    fn a_usage_report_goes_to_the_usage_channel_alone_and_is_never_caught_up() {
+        let report = Envelope::usage(b"s 7 3".to_vec());
+        let message = Envelope::from(Published {
+            chat: 3,
+            seq: 9,
+            audience: [4, 5],
+            frame: Bytes::from_static(b"m"),
+        });
+        assert_eq!(report.recipients().count(), 0, "no user's channel");
+        let (ours, theirs) = (Wire::new("s", "n1".into()), Wire::new("s", "n2".into()));
+        let batch = [report.clone(), message];
+        let reports: Vec<_> = usage_publishes(&ours, "p", &batch).collect();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].0, "p:usage");
+        assert_eq!(
+            theirs.decode(0, &reports[0].1),
+            vec![Received::Event(report.clone())]
+        );
+        let users: Vec<i64> = ours
+            .payloads(&batch)
+            .into_iter()
+            .map(|(user, _)| user)
+            .collect();
+        assert_eq!(users, vec![4, 5], "the message's recipients only");
+        let missed = Missed::default();
+        missed.note(&[report]);
+        assert!(
+            missed.take().is_none(),
+            "a dropped report costs no catch-up"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! `length MAC node kind chat seq low high frame`, `length` (4 bytes, big
 //! endian) counting what follows it, the MAC (32 bytes, HMAC-SHA-256 under a
 //! key derived from `SECRET_KEY`) over everything after it; `kind` is one
-//! letter (`m` message, `c` chat, `r` read, `t` typing, `l` lost) and `low
+//! letter (`m` message, `c` chat, `r` read, `t` typing, `l` lost, `U` usage) and `low
 //! high` the chat's participants. An event is signed once; a committed batch
 //! is published as one payload per recipient carrying all of that user's
 //! events in order, so a burst to one user costs Redis one command, not one
@@ -73,6 +73,7 @@ impl Kind {
             Kind::Read => b'r',
             Kind::Typing => b't',
             Kind::Lost => b'l',
+            Kind::Usage => b'U',
         }
     }
 
@@ -83,6 +84,7 @@ impl Kind {
             b"r" => Kind::Read,
             b"t" => Kind::Typing,
             b"l" => Kind::Lost,
+            b"U" => Kind::Usage,
             _ => return None,
         })
     }

@@ -184,7 +184,7 @@ impl EventHandler<'_> {
                 return Reaction::Done;
             }
         };
-        let verdict = self.state.limiters.sends.check(self.user.id);
+        let verdict = self.state.limiters.sends.check_user(self.user.id);
         if let Err(throttled) = self.sends.within_rate(verdict, client_id) {
             return self.refuse_throttled(throttled, Some(chat), input.client_msg_id);
         }

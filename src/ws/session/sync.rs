@@ -32,7 +32,7 @@ impl Session<'_> {
         // A socket's first sync, which starts its delivery, is always served:
         // a client that reconnects often is never left silent.
         if !self.holding {
-            if let Err(wait) = self.state.limiters.syncs.check(self.user_id) {
+            if let Err(wait) = self.state.limiters.syncs.check_user(self.user_id) {
                 self.state.metrics.rate_limited.inc();
                 let detail = format!("Too many syncs; retry in {} ms.", wait.as_millis().max(1));
                 events.refuse(EventError::new("rate_limited", detail));

@@ -23,6 +23,7 @@ use super::missed::named_in;
 use super::{user_of, Envelope, Interest, Received, Wire};
 use crate::delivery::rooms::{ConnId, Rooms};
 use crate::metrics::Metrics;
+use crate::ratelimit::shared::SharedLimits;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,14 +73,27 @@ pub(super) struct Listener {
     pub wire: Wire,
     pub prefix: String,
     pub rooms: Rooms,
+    /// Takes the usage the other nodes report (see [`super::Kind::Usage`]).
+    pub limits: Arc<SharedLimits>,
     pub metrics: Arc<Metrics>,
 }
 
 impl Listener {
     /// A payload heard on `channel`: another node's event for one of this
-    /// node's users, or a notice that events were dropped (the users it
-    /// names catch up).
+    /// node's users, a notice that events were dropped (the users it names
+    /// catch up), or another node's usage report.
     async fn heard(&self, watched: &HashSet<i64>, channel: &str, payload: &[u8]) {
+        if channel == super::usage_channel(&self.prefix) {
+            for report in self.wire.decode(0, payload) {
+                if let Received::Event(report) = report {
+                    if report.kind == super::Kind::Usage {
+                        self.limits.charge(&report.frame);
+                        self.metrics.bus_usage_reports.inc();
+                    }
+                }
+            }
+            return;
+        }
         if channel == super::lost_channel(&self.prefix) {
             for notice in self.wire.decode(0, payload) {
                 match notice {
@@ -106,20 +120,22 @@ impl Listener {
             .collect()
     }
 
-    /// Whether this node still follows `channel` (a watched user's, or the
-    /// lost channel).
+    /// Whether this node still follows `channel` (a watched user's, the
+    /// lost channel or the usage channel).
     fn still_wanted(&self, watched: &HashSet<i64>, channel: &str) -> bool {
         channel == super::lost_channel(&self.prefix)
+            || channel == super::usage_channel(&self.prefix)
             || user_of(&self.prefix, channel).is_some_and(|user| watched.contains(&user))
     }
 
-    /// Every watched user's channel and the lost channel.
+    /// Every watched user's channel, the lost channel and the usage channel.
     fn all_channels(&self, watched: &HashSet<i64>) -> Vec<String> {
         let mut channels: Vec<String> = watched
             .iter()
             .map(|user| super::channel(&self.prefix, *user))
             .collect();
         channels.push(super::lost_channel(&self.prefix));
+        channels.push(super::usage_channel(&self.prefix));
         channels
     }
 }

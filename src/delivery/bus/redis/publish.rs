@@ -1,10 +1,10 @@
 //! The publisher on one Redis: each committed batch as one pipeline of
-//! `PUBLISH` (a payload per recipient), in order, on a connection of its
-//! own; what Redis never confirmed is named in a lost notice rather than
-//! sent twice.
+//! `PUBLISH` (a payload per recipient, and usage reports on their channel),
+//! in order, on a connection of its own; what Redis never confirmed is
+//! named in a lost notice rather than sent twice.
 
 use super::super::missed::Missed;
-use super::super::{Envelope, Wire};
+use super::super::{usage_publishes, Envelope, Wire};
 use super::{gathered, next_backoff, ANSWER_TIMEOUT, MIN_BACKOFF};
 use crate::metrics::Metrics;
 use std::sync::Arc;
@@ -46,7 +46,12 @@ pub(in crate::delivery::bus) async fn publish_loop(
                 pipe.publish(super::super::lost_channel(&prefix), wire.encode(notice))
                     .ignore();
             }
-            if payloads.is_empty() && notice.is_none() {
+            let mut reports = 0;
+            for (channel, report) in usage_publishes(&wire, &prefix, &batch) {
+                pipe.publish(channel, report).ignore();
+                reports += 1;
+            }
+            if payloads.is_empty() && notice.is_none() && reports == 0 {
                 break;
             }
             match pipe.query_async::<()>(conn).await {

@@ -10,7 +10,7 @@ use super::super::slots::SlotMap;
 use super::super::{gathered, next_backoff, MIN_BACKOFF};
 use super::{connect, Cluster, Seeds};
 use crate::delivery::bus::missed::Missed;
-use crate::delivery::bus::{user_of, Envelope, Wire};
+use crate::delivery::bus::{lost_channel, usage_publishes, user_of, Envelope, Wire};
 use crate::metrics::Metrics;
 use futures_util::future::join_all;
 use redis::aio::MultiplexedConnection;
@@ -82,7 +82,8 @@ pub(in crate::delivery::bus) async fn publish_loop(
 
 /// Notes the users of the publishes no primary confirmed, for the next lost
 /// notice; returns the lost notices among them, to publish again (a notice
-/// heard twice costs a catch-up, never a duplicate).
+/// heard twice costs a catch-up, never a duplicate). A usage report is not
+/// sent again: heard twice, it would take its tokens twice.
 fn unconfirmed(
     prefix: &str,
     publishes: Vec<Publish>,
@@ -94,7 +95,8 @@ fn unconfirmed(
     for publish in publishes {
         match user_of(prefix, &publish.0) {
             Some(user) => users.push(user),
-            None => notices.push(publish),
+            None if publish.0 == lost_channel(prefix) => notices.push(publish),
+            None => {}
         }
     }
     if !users.is_empty() {
@@ -109,14 +111,16 @@ fn unconfirmed(
 }
 
 /// The `(channel, payload)` pairs of a batch: each event signed once, a
-/// payload per recipient (see [`Wire::payloads`]), and the lost notice when
-/// events were dropped (retried with the rest until published).
+/// payload per recipient (see [`Wire::payloads`]), its usage reports, and
+/// the lost notice when events were dropped (retried with the rest until
+/// published).
 fn spublishes(wire: &Wire, prefix: &str, batch: &[Envelope], missed: &Missed) -> Vec<Publish> {
     let mut out: Vec<Publish> = wire
         .payloads(batch)
         .into_iter()
         .map(|(user, payload)| (crate::delivery::bus::channel(prefix, user), payload))
         .collect();
+    out.extend(usage_publishes(wire, prefix, batch));
     out.extend(notice(wire, prefix, missed));
     out
 }
@@ -124,7 +128,7 @@ fn spublishes(wire: &Wire, prefix: &str, batch: &[Envelope], missed: &Missed) ->
 /// The lost notice of what was noted since the last one, if anything was.
 fn notice(wire: &Wire, prefix: &str, missed: &Missed) -> Option<Publish> {
     let notice = wire.encode(&missed.take()?);
-    Some((crate::delivery::bus::lost_channel(prefix), notice))
+    Some((lost_channel(prefix), notice))
 }
 
 /// A `(channel, payload)` pair to publish.

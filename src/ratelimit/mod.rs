@@ -1,20 +1,31 @@
 //! Rate limits: token buckets kept in memory, per client address (register and
 //! login, where argon2 makes every request expensive) and per user (sends, over
 //! REST and WebSocket). Buckets live in a few mutex-guarded shards; a full bucket
-//! is the same as no bucket, so idle ones are dropped when a shard grows.
+//! is the same as no bucket, so idle ones are dropped when a shard grows. The
+//! per-user limits are kept by every node of a deployment together
+//! ([`shared`]).
+
+pub mod shared;
 
 use crate::remembered::lock;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const SHARDS: usize = 16;
 /// Buckets a shard holds before it sweeps out the refilled ones.
 const SWEEP_AT: usize = 4096;
+/// Users a shard notes as let through between two reports at the most
+/// (past that, a flood of distinct users goes unreported, never unlimited:
+/// each node still limits what it lets through).
+const NOTED_MAX: usize = 65_536;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
+    /// Below zero when other nodes let the key through more than this
+    /// node's bucket held (see [`RateLimiter::charge_user`]).
     tokens: f64,
     updated: Instant,
 }
@@ -25,12 +36,17 @@ struct Bucket {
 struct Shard {
     buckets: HashMap<u64, Bucket>,
     sweep_at: usize,
+    /// The users let through since the last report, once per token taken.
+    noted: Vec<i64>,
 }
 
 /// One limit: `per_second` sustained, `burst` at once. A rate of 0 disables it.
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
+    /// Whether [`RateLimiter::check_user`] notes the users it lets through,
+    /// for the other nodes (set by [`shared::SharedLimits`]).
+    noting: AtomicBool,
     shards: Vec<Mutex<Shard>>,
 }
 
@@ -39,11 +55,12 @@ impl RateLimiter {
         RateLimiter {
             per_second,
             burst: burst.max(1.0),
+            noting: AtomicBool::new(false),
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        buckets: HashMap::new(),
                         sweep_at: SWEEP_AT,
+                        ..Shard::default()
                     })
                 })
                 .collect(),
@@ -56,31 +73,85 @@ impl RateLimiter {
 
     /// Takes one token for `key`; when none is left, how long until one is.
     pub fn check(&self, key: impl Hash) -> Result<(), Duration> {
-        self.check_at(key, Instant::now())
+        self.visit(hash_of(key), Instant::now(), Visit::Take)
+    }
+
+    /// [`RateLimiter::check`] for a per-user limit: the token taken is
+    /// noted for the other nodes' buckets when the limit is shared.
+    pub fn check_user(&self, user: i64) -> Result<(), Duration> {
+        self.visit(hash_of(user), Instant::now(), Visit::TakeFor(user))
     }
 
     /// Whether `key` has a token left, without taking it (for limits that
     /// count only failures: the attempt is let through, and its failure
     /// then takes a token with [`RateLimiter::check`]).
     pub fn has_token(&self, key: impl Hash) -> Result<(), Duration> {
-        self.visit(key, Instant::now(), false)
+        self.visit(hash_of(key), Instant::now(), Visit::Look)
     }
 
+    /// Takes `tokens` that another node let `user` have from this node's
+    /// bucket: it may go below zero (that node's sends are this user's
+    /// too), down to minus one burst, so a user never waits more than
+    /// twice a burst's refill.
+    pub fn charge_user(&self, user: i64, tokens: u32) {
+        if !self.is_enabled() {
+            return;
+        }
+        let hash = hash_of(user);
+        let mut shard = self.shard(hash);
+        let bucket = self.refilled(&mut shard, hash, Instant::now());
+        bucket.tokens = (bucket.tokens - f64::from(tokens)).max(-self.burst);
+    }
+
+    /// The users let through since the last call, once per token (what
+    /// this node reports to the others).
+    fn take_noted(&self) -> Vec<i64> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            all.append(&mut lock(shard).noted);
+        }
+        all
+    }
+
+    #[cfg(test)]
     fn check_at(&self, key: impl Hash, now: Instant) -> Result<(), Duration> {
-        self.visit(key, now, true)
+        self.visit(hash_of(key), now, Visit::Take)
     }
 
-    /// Refills `key`'s bucket to `now`, then takes a token if `take`.
-    fn visit(&self, key: impl Hash, now: Instant, take: bool) -> Result<(), Duration> {
+    /// Refills the bucket of `hash` to `now`, then takes a token as `visit` says.
+    fn visit(&self, hash: u64, now: Instant, visit: Visit) -> Result<(), Duration> {
         if !self.is_enabled() {
             return Ok(());
         }
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        let hash = hasher.finish();
-        let mut shard = lock(&self.shards[hash as usize % SHARDS]);
+        let mut shard = self.shard(hash);
+        let bucket = self.refilled(&mut shard, hash, now);
+        if bucket.tokens < 1.0 {
+            return Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / self.per_second,
+            ));
+        }
+        match visit {
+            Visit::Look => {}
+            Visit::Take => bucket.tokens -= 1.0,
+            Visit::TakeFor(user) => {
+                bucket.tokens -= 1.0;
+                if self.noting.load(Ordering::Relaxed) && shard.noted.len() < NOTED_MAX {
+                    shard.noted.push(user);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[hash as usize % SHARDS])
+    }
+
+    /// The bucket of `hash`, refilled to `now` (a shard that has grown is
+    /// swept first).
+    fn refilled<'a>(&self, shard: &'a mut Shard, hash: u64, now: Instant) -> &'a mut Bucket {
         if shard.buckets.len() >= shard.sweep_at {
-            self.sweep(&mut shard, now);
+            self.sweep(shard, now);
         }
         let bucket = shard.buckets.entry(hash).or_insert(Bucket {
             tokens: self.burst,
@@ -89,26 +160,33 @@ impl RateLimiter {
         let refill = now.saturating_duration_since(bucket.updated).as_secs_f64() * self.per_second;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            if take {
-                bucket.tokens -= 1.0;
-            }
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / self.per_second,
-            ))
-        }
+        bucket
     }
 
-    /// Drops buckets that have refilled completely (they are equivalent to none).
+    /// Drops buckets that have refilled completely (they are equivalent to
+    /// none); one in debt to other nodes stays until it has.
     fn sweep(&self, shard: &mut Shard, now: Instant) {
-        let full_after = self.burst / self.per_second;
-        shard
-            .buckets
-            .retain(|_, b| now.saturating_duration_since(b.updated).as_secs_f64() < full_after);
+        shard.buckets.retain(|_, b| {
+            let refill = now.saturating_duration_since(b.updated).as_secs_f64() * self.per_second;
+            b.tokens + refill < self.burst
+        });
         shard.sweep_at = SWEEP_AT.max(shard.buckets.len() * 2);
     }
+}
+
+/// What a visit to a bucket does with a token it finds.
+#[derive(Clone, Copy)]
+enum Visit {
+    Look,
+    Take,
+    /// Takes it, noting the user for the other nodes.
+    TakeFor(i64),
+}
+
+fn hash_of(key: impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]

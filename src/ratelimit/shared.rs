@@ -1,0 +1,176 @@
+//! Per-user limits that the nodes of a deployment keep together. Each node
+//! notes the users its shared limits let through, reports them to the other
+//! nodes every [`REPORT_EVERY`] (over the bus, signed like its events), and
+//! takes what the others report from its own buckets. So a user with sockets
+//! on three nodes draws on one budget, not three. A report arrives a period
+//! (and Redis's delay) late, so a user spread over N nodes can get past a
+//! limit by what those nodes let through in that time, a burst each at the
+//! most. A node that hears no reports (Redis down) limits alone.
+//!
+//! A report is text: `letter user count` entries joined by `;`, the letter
+//! naming the limit. A node ignores entries it cannot read or whose letter
+//! it does not know (a newer node's limit).
+
+use super::RateLimiter;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a node reports what it let through.
+pub const REPORT_EVERY: Duration = Duration::from_millis(100);
+/// A report's size at which the next entries start another.
+const REPORT_BYTES: usize = 48 * 1024;
+/// Tokens one entry takes at the most (a report can say no more than a
+/// node could let through).
+const COUNT_MAX: u32 = 1_000_000;
+
+/// The shared limits of a node, each under its letter.
+pub struct SharedLimits {
+    limits: Vec<(u8, Arc<RateLimiter>)>,
+}
+
+impl SharedLimits {
+    /// Shares `limits` (per-user limiters, each named by a letter no other
+    /// uses): from now on they note whom they let through.
+    pub fn new(limits: Vec<(u8, Arc<RateLimiter>)>) -> Self {
+        for (_, limiter) in &limits {
+            limiter.noting.store(true, Ordering::Relaxed);
+        }
+        SharedLimits { limits }
+    }
+
+    /// What this node let through since the last reports, as reports of at
+    /// most about [`REPORT_BYTES`] each; none when it let no one through.
+    pub fn reports(&self) -> Vec<Vec<u8>> {
+        let mut reports = Vec::new();
+        let mut report = String::new();
+        for (letter, limiter) in &self.limits {
+            let mut counts: HashMap<i64, u32> = HashMap::new();
+            for user in limiter.take_noted() {
+                *counts.entry(user).or_default() += 1;
+            }
+            for (user, count) in counts {
+                if !report.is_empty() {
+                    report.push(';');
+                }
+                let _ = write!(report, "{} {user} {count}", char::from(*letter));
+                if report.len() >= REPORT_BYTES {
+                    reports.push(std::mem::take(&mut report).into_bytes());
+                }
+            }
+        }
+        if !report.is_empty() {
+            reports.push(report.into_bytes());
+        }
+        reports
+    }
+
+    /// Takes what another node's report says it let through from this
+    /// node's buckets.
+    pub fn charge(&self, report: &[u8]) {
+        let Ok(report) = std::str::from_utf8(report) else {
+            return;
+        };
+        for entry in report.split(';') {
+            if let Some((letter, user, count)) = entry_of(entry) {
+                if let Some((_, limiter)) = self.limits.iter().find(|(l, _)| *l == letter) {
+                    limiter.charge_user(user, count.min(COUNT_MAX));
+                }
+            }
+        }
+    }
+}
+
+/// `letter user count` → its parts.
+fn entry_of(entry: &str) -> Option<(u8, i64, u32)> {
+    let mut parts = entry.split(' ');
+    let letter = match parts.next()?.as_bytes() {
+        [letter] => *letter,
+        _ => return None,
+    };
+    let user = parts.next()?.parse().ok()?;
+    let count = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((letter, user, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(per_second: f64, burst: f64) -> Arc<RateLimiter> {
+        Arc::new(RateLimiter::new(per_second, burst))
+    }
+
+    #[test]
+    fn what_one_node_lets_through_is_taken_from_the_others_buckets() {
+        let (here, there) = (limiter(1.0, 3.0), limiter(1.0, 3.0));
+        let (ours, theirs) = (
+            SharedLimits::new(vec![(b's', here.clone())]),
+            SharedLimits::new(vec![(b's', there.clone())]),
+        );
+        for _ in 0..3 {
+            assert!(here.check_user(7).is_ok());
+        }
+        assert!(here.check_user(8).is_ok());
+        let reports = ours.reports();
+        assert_eq!(reports.len(), 1);
+        let mut entries: Vec<&str> = std::str::from_utf8(&reports[0])
+            .unwrap()
+            .split(';')
+            .collect();
+        entries.sort_unstable();
+        assert_eq!(entries, ["s 7 3", "s 8 1"]);
+        assert!(ours.reports().is_empty(), "each token is reported once");
+        theirs.charge(&reports[0]);
+        let wait = there.check_user(7).unwrap_err();
+        assert!(wait > Duration::from_millis(900), "{wait:?}");
+        assert!(there.check_user(8).is_ok(), "one of three taken");
+        assert_eq!(theirs.reports().len(), 1, "its own send is reported");
+    }
+
+    #[test]
+    fn debt_is_bounded_by_a_burst() {
+        let there = limiter(10.0, 2.0);
+        let theirs = SharedLimits::new(vec![(b's', there.clone())]);
+        theirs.charge(b"s 7 1000");
+        let wait = there.check_user(7).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(250) && wait <= Duration::from_millis(300),
+            "minus one burst at the most: {wait:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_letters_and_garbled_entries_are_ignored() {
+        let there = limiter(1.0, 1.0);
+        let theirs = SharedLimits::new(vec![(b's', there.clone())]);
+        theirs.charge(b"x 7 5;s 7;s seven 1;s 7 1 2;;s 7 -1;\xff");
+        assert!(there.check_user(7).is_ok(), "nothing was taken");
+    }
+
+    #[test]
+    fn an_unshared_limiter_notes_no_one() {
+        let alone = limiter(1.0, 3.0);
+        assert!(alone.check_user(7).is_ok());
+        assert!(alone.take_noted().is_empty());
+    }
+
+    #[test]
+    fn large_reports_are_split() {
+        let here = limiter(1.0, 1.0);
+        let ours = SharedLimits::new(vec![(b's', here.clone())]);
+        for user in 0..20_000 {
+            assert!(here.check_user(user).is_ok());
+        }
+        let reports = ours.reports();
+        assert!(reports.len() > 1, "{} report", reports.len());
+        assert!(reports.iter().all(|r| r.len() < REPORT_BYTES + 64));
+        let entries: usize = reports
+            .iter()
+            .map(|r| std::str::from_utf8(r).unwrap().split(';').count())
+            .sum();
+        assert_eq!(entries, 20_000);
+    }
+}
