@@ -23,7 +23,8 @@ command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2
 PG=${PG:-"postgres://postgres@127.0.0.1:5432"}
 out=${CALLGRIND_OUT:-/tmp/chat-server.callgrind}
 export SECRET_KEY=${SECRET_KEY:-loadtest-secret-0123456789abcdef0123456789}
-export RATE_LIMIT_SENDS_PER_SEC=0 RATE_LIMIT_AUTH_PER_MIN=0 RATE_LIMIT_NEW_CHATS_PER_MIN=0
+export RATE_LIMIT_SENDS_PER_SEC=${RATE_LIMIT_SENDS_PER_SEC:-0} RATE_LIMIT_AUTH_PER_MIN=${RATE_LIMIT_AUTH_PER_MIN:-0}
+export RATE_LIMIT_NEW_CHATS_PER_MIN=${RATE_LIMIT_NEW_CHATS_PER_MIN:-0}
 export WS_MAX_SOCKETS_PER_USER=0 MAX_CONNECTIONS_PER_ADDRESS=0
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS chat_loadtest" >/dev/null 2>&1
 # Plain TCP to the database: OpenSSL's instructions would count as the server's.

@@ -28,6 +28,8 @@ struct Bucket {
     /// node's bucket held (see [`RateLimiter::charge_user`]).
     tokens: f64,
     updated: Instant,
+    /// Tokens taken since the last report (a shared limit's only).
+    unreported: u32,
 }
 
 /// A shard's buckets and the size at which it next sweeps (doubling, so a flood
@@ -36,7 +38,8 @@ struct Bucket {
 struct Shard {
     buckets: HashMap<u64, Bucket>,
     sweep_at: usize,
-    /// The users let through since the last report, once per token taken.
+    /// The users with tokens taken since the last report (each once; the
+    /// count is their bucket's).
     noted: Vec<i64>,
 }
 
@@ -73,20 +76,20 @@ impl RateLimiter {
 
     /// Takes one token for `key`; when none is left, how long until one is.
     pub fn check(&self, key: impl Hash) -> Result<(), Duration> {
-        self.visit(hash_of(key), Instant::now(), Visit::Take)
+        self.visit_now(key, Visit::Take)
     }
 
     /// [`RateLimiter::check`] for a per-user limit: the token taken is
     /// noted for the other nodes' buckets when the limit is shared.
     pub fn check_user(&self, user: i64) -> Result<(), Duration> {
-        self.visit(hash_of(user), Instant::now(), Visit::TakeFor(user))
+        self.visit_now(user, Visit::TakeFor(user))
     }
 
     /// Whether `key` has a token left, without taking it (for limits that
     /// count only failures: the attempt is let through, and its failure
     /// then takes a token with [`RateLimiter::check`]).
     pub fn has_token(&self, key: impl Hash) -> Result<(), Duration> {
-        self.visit(hash_of(key), Instant::now(), Visit::Look)
+        self.visit_now(key, Visit::Look)
     }
 
     /// Takes `tokens` that another node let `user` have from this node's
@@ -103,12 +106,17 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens - f64::from(tokens)).max(-self.burst);
     }
 
-    /// The users let through since the last call, once per token (what
-    /// this node reports to the others).
-    fn take_noted(&self) -> Vec<i64> {
+    /// The users let through since the last call, with the tokens each
+    /// took (what this node reports to the others).
+    fn take_noted(&self) -> Vec<(i64, u32)> {
         let mut all = Vec::new();
         for shard in &self.shards {
-            all.append(&mut lock(shard).noted);
+            let shard = &mut *lock(shard);
+            for user in shard.noted.drain(..) {
+                if let Some(bucket) = shard.buckets.get_mut(&hash_of(user)) {
+                    all.push((user, std::mem::take(&mut bucket.unreported)));
+                }
+            }
         }
         all
     }
@@ -118,24 +126,35 @@ impl RateLimiter {
         self.visit(hash_of(key), now, Visit::Take)
     }
 
-    /// Refills the bucket of `hash` to `now`, then takes a token as `visit` says.
-    fn visit(&self, hash: u64, now: Instant, visit: Visit) -> Result<(), Duration> {
+    /// [`RateLimiter::visit`] of `key`'s bucket now; nothing (not even the
+    /// hash) when the limit is off.
+    fn visit_now(&self, key: impl Hash, visit: Visit) -> Result<(), Duration> {
         if !self.is_enabled() {
             return Ok(());
         }
+        self.visit(hash_of(key), Instant::now(), visit)
+    }
+
+    /// Refills the bucket of `hash` to `now`, then takes a token as `visit` says.
+    fn visit(&self, hash: u64, now: Instant, visit: Visit) -> Result<(), Duration> {
         let mut shard = self.shard(hash);
+        let room_to_note = shard.noted.len() < NOTED_MAX;
         let bucket = self.refilled(&mut shard, hash, now);
         if bucket.tokens < 1.0 {
             return Err(Duration::from_secs_f64(
                 (1.0 - bucket.tokens) / self.per_second,
             ));
         }
-        match visit {
-            Visit::Look => {}
-            Visit::Take => bucket.tokens -= 1.0,
-            Visit::TakeFor(user) => {
-                bucket.tokens -= 1.0;
-                if self.noting.load(Ordering::Relaxed) && shard.noted.len() < NOTED_MAX {
+        if let Visit::Look = visit {
+            return Ok(());
+        }
+        bucket.tokens -= 1.0;
+        if let Visit::TakeFor(user) = visit {
+            if self.noting.load(Ordering::Relaxed) {
+                if bucket.unreported > 0 {
+                    bucket.unreported = bucket.unreported.saturating_add(1);
+                } else if room_to_note {
+                    bucket.unreported = 1;
                     shard.noted.push(user);
                 }
             }
@@ -156,6 +175,7 @@ impl RateLimiter {
         let bucket = shard.buckets.entry(hash).or_insert(Bucket {
             tokens: self.burst,
             updated: now,
+            unreported: 0,
         });
         let refill = now.saturating_duration_since(bucket.updated).as_secs_f64() * self.per_second;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
@@ -164,11 +184,12 @@ impl RateLimiter {
     }
 
     /// Drops buckets that have refilled completely (they are equivalent to
-    /// none); one in debt to other nodes stays until it has.
+    /// none) and hold nothing to report; one in debt to other nodes stays
+    /// until it has refilled.
     fn sweep(&self, shard: &mut Shard, now: Instant) {
         shard.buckets.retain(|_, b| {
             let refill = now.saturating_duration_since(b.updated).as_secs_f64() * self.per_second;
-            b.tokens + refill < self.burst
+            b.unreported > 0 || b.tokens + refill < self.burst
         });
         shard.sweep_at = SWEEP_AT.max(shard.buckets.len() * 2);
     }

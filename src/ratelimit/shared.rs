@@ -12,7 +12,6 @@
 //! it does not know (a newer node's limit).
 
 use super::RateLimiter;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -47,11 +46,7 @@ impl SharedLimits {
         let mut reports = Vec::new();
         let mut report = String::new();
         for (letter, limiter) in &self.limits {
-            let mut counts: HashMap<i64, u32> = HashMap::new();
-            for user in limiter.take_noted() {
-                *counts.entry(user).or_default() += 1;
-            }
-            for (user, count) in counts {
+            for (user, count) in limiter.take_noted() {
                 if !report.is_empty() {
                     report.push(';');
                 }

@@ -181,6 +181,8 @@ impl Bus {
         let listener = redis::Listener {
             wire: wire.clone(),
             prefix: prefix.to_owned(),
+            lost_channel: lost_channel(prefix),
+            usage_channel: usage_channel(prefix),
             rooms,
             limits,
             metrics: metrics.clone(),

@@ -72,6 +72,10 @@ fn gathered(mut batch: Vec<Envelope>, queue: &mut mpsc::Receiver<Vec<Envelope>>)
 pub(super) struct Listener {
     pub wire: Wire,
     pub prefix: String,
+    /// The deployment's lost and usage channels, named once (every payload
+    /// heard is compared with them).
+    pub lost_channel: String,
+    pub usage_channel: String,
     pub rooms: Rooms,
     /// Takes the usage the other nodes report (see [`super::Kind::Usage`]).
     pub limits: Arc<SharedLimits>,
@@ -83,7 +87,7 @@ impl Listener {
     /// node's users, a notice that events were dropped (the users it names
     /// catch up), or another node's usage report.
     async fn heard(&self, watched: &HashSet<i64>, channel: &str, payload: &[u8]) {
-        if channel == super::usage_channel(&self.prefix) {
+        if channel == self.usage_channel {
             for report in self.wire.decode(0, payload) {
                 if let Received::Event(report) = report {
                     if report.kind == super::Kind::Usage {
@@ -94,7 +98,7 @@ impl Listener {
             }
             return;
         }
-        if channel == super::lost_channel(&self.prefix) {
+        if channel == self.lost_channel {
             for notice in self.wire.decode(0, payload) {
                 match notice {
                     Received::Event(notice) if notice.kind == super::Kind::Lost => {
@@ -123,8 +127,8 @@ impl Listener {
     /// Whether this node still follows `channel` (a watched user's, the
     /// lost channel or the usage channel).
     fn still_wanted(&self, watched: &HashSet<i64>, channel: &str) -> bool {
-        channel == super::lost_channel(&self.prefix)
-            || channel == super::usage_channel(&self.prefix)
+        channel == self.lost_channel
+            || channel == self.usage_channel
             || user_of(&self.prefix, channel).is_some_and(|user| watched.contains(&user))
     }
 
@@ -134,8 +138,8 @@ impl Listener {
             .iter()
             .map(|user| super::channel(&self.prefix, *user))
             .collect();
-        channels.push(super::lost_channel(&self.prefix));
-        channels.push(super::usage_channel(&self.prefix));
+        channels.push(self.lost_channel.clone());
+        channels.push(self.usage_channel.clone());
         channels
     }
 }
