@@ -361,14 +361,20 @@ fn start_rooms_and_bus(
 }
 
 /// Tells the other nodes, every [`REPORT_EVERY`], whom this node's shared
-/// limits let through (for as long as the node runs).
+/// limits let through (for as long as the node runs). While the bus is down
+/// the reports are dropped, not queued: the other nodes limit alone
+/// meanwhile, and a long outage's reports would fill the publish queue that
+/// the events waiting for Redis need.
 async fn report_usage(shared: Arc<SharedLimits>, bus: Bus) {
     let mut ticks = tokio::time::interval(REPORT_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        for report in shared.reports() {
-            bus.publish_usage(report);
+        let reports = shared.reports();
+        if bus.is_healthy() {
+            for report in reports {
+                bus.publish_usage(report);
+            }
         }
     }
 }
