@@ -73,10 +73,11 @@ async fn rest_sends_are_limited_per_user() {
 
 /// The per-user limits count across the deployment's nodes: each node takes
 /// what the others report they let a user through from its own buckets. Ann
-/// spends her burst (one send, one new chat) on one node; the other node,
-/// once it has heard that node's reports, refuses her both (a node that
-/// limited alone would take them), while Bob, who spent nothing, keeps his
-/// budget there. (One token each, so no report can hold part of them.)
+/// spends her burst (one new chat, one search, one send) on one node; the
+/// other node, once it has heard that node's reports, refuses her all three
+/// (a node that limited alone would take them), while Bob, who spent
+/// nothing, keeps his budget there. (One token each, each reported before
+/// the next is spent, so no report can hold part of them.)
 #[tokio::test]
 async fn per_user_limits_count_across_nodes() {
     let deployment = Deployment::start();
@@ -85,6 +86,8 @@ async fn per_user_limits_count_across_nodes() {
         ("RATE_LIMIT_SENDS_BURST", "1"),
         ("RATE_LIMIT_NEW_CHATS_PER_MIN", "1"),
         ("RATE_LIMIT_NEW_CHATS_BURST", "1"),
+        ("RATE_LIMIT_SEARCH_PER_MIN", "1"),
+        ("RATE_LIMIT_SEARCH_BURST", "1"),
     ];
     let first = deployment.node(&limits).await;
     let second = deployment.node(&limits).await;
@@ -92,6 +95,9 @@ async fn per_user_limits_count_across_nodes() {
     let (ann, bob, chat) = first.pair().await;
     let reports = "chat_bus_usage_reports_total";
     counter_reaches(&second, reports, 1, Duration::from_secs(5)).await;
+    let search = "/api/users/?q=carol";
+    first.get(search, Some(&ann.access)).await.expect(200);
+    counter_reaches(&second, reports, 2, Duration::from_secs(5)).await;
     let path = format!("/api/chat/chats/{chat}/messages/");
     first
         .post(
@@ -101,7 +107,7 @@ async fn per_user_limits_count_across_nodes() {
         )
         .await
         .expect(201);
-    counter_reaches(&second, reports, 2, Duration::from_secs(5)).await;
+    counter_reaches(&second, reports, 3, Duration::from_secs(5)).await;
     let refused = second
         .post(
             &path,
@@ -119,6 +125,9 @@ async fn per_user_limits_count_across_nodes() {
         )
         .await;
     assert_eq!(start.status, 429, "{}", start.text);
+    let searched = second.get(search, Some(&ann.access)).await;
+    assert_eq!(searched.status, 429, "{}", searched.text);
+    second.get(search, Some(&bob.access)).await.expect(200);
     second
         .post(
             &path,
