@@ -235,7 +235,7 @@ fn throttle_by_address(state: &AppState, request: &Request<Incoming>) -> Result<
     state
         .limiters
         .auth
-        .check(address)
+        .check_address(address)
         .map_err(ApiError::Throttled)
 }
 

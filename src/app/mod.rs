@@ -128,12 +128,13 @@ pub struct Reads {
 
 /// The rate limits and caps on what one client may do.
 pub struct Limiters {
-    /// Register/login attempts per client address.
-    pub auth: RateLimiter,
+    /// Register/login attempts per client address (shared by the nodes, as
+    /// the four per-user rates below).
+    pub auth: Arc<RateLimiter>,
     /// Failed logins per email (so no one address, and no crowd of them,
     /// can try passwords against one account quickly).
     pub login_failures: RateLimiter,
-    /// User searches per user (shared by the nodes, as the three below).
+    /// User searches per user.
     pub search: Arc<RateLimiter>,
     /// Chats started per user (each notifies its other participant).
     pub new_chats: Arc<RateLimiter>,
@@ -184,16 +185,16 @@ impl AppState {
     }
 }
 
-fn per_user(per_second: f64, burst: f64) -> Arc<RateLimiter> {
+fn shared_rate(per_second: f64, burst: f64) -> Arc<RateLimiter> {
     Arc::new(RateLimiter::new(per_second, burst))
 }
 
 impl Limiters {
-    /// The per-user limits the nodes of a deployment keep together, each
-    /// under the letter their reports name it by (see
-    /// [`crate::ratelimit::shared`]).
+    /// The rate limits the nodes of a deployment keep together, each under
+    /// the letter their reports name it by (see [`crate::ratelimit::shared`]).
     fn shared(&self) -> SharedLimits {
         SharedLimits::new(vec![
+            (b'a', self.auth.clone()),
             (b's', self.sends.clone()),
             (b'c', self.new_chats.clone()),
             (b'q', self.search.clone()),
@@ -205,15 +206,15 @@ impl Limiters {
         let limits = &config.limits;
         let typing_interval = config.realtime.typing_interval.as_secs_f64();
         Limiters {
-            auth: RateLimiter::new(limits.auth_per_minute / 60.0, limits.auth_burst),
+            auth: shared_rate(limits.auth_per_minute / 60.0, limits.auth_burst),
             login_failures: RateLimiter::new(
                 limits.login_failures_per_email_per_minute / 60.0,
                 limits.login_failures_per_email_per_minute,
             ),
-            search: per_user(limits.searches_per_minute / 60.0, limits.searches_burst),
-            new_chats: per_user(limits.new_chats_per_minute / 60.0, limits.new_chats_burst),
-            syncs: per_user(limits.syncs_per_minute / 60.0, limits.syncs_burst),
-            sends: per_user(limits.sends_per_second, limits.sends_burst),
+            search: shared_rate(limits.searches_per_minute / 60.0, limits.searches_burst),
+            new_chats: shared_rate(limits.new_chats_per_minute / 60.0, limits.new_chats_burst),
+            syncs: shared_rate(limits.syncs_per_minute / 60.0, limits.syncs_burst),
+            sends: shared_rate(limits.sends_per_second, limits.sends_burst),
             typing: RateLimiter::new(1.0 / typing_interval.max(0.001), 1.0),
             sockets: SocketSlots::new(limits.max_sockets_per_user),
         }

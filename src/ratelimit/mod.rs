@@ -2,14 +2,15 @@
 //! login, where argon2 makes every request expensive) and per user (sends, over
 //! REST and WebSocket). Buckets live in a few mutex-guarded shards; a full bucket
 //! is the same as no bucket, so idle ones are dropped when a shard grows. The
-//! per-user limits are kept by every node of a deployment together
-//! ([`shared`]).
+//! per-user and per-address limits are kept by every node of a deployment
+//! together ([`shared`]).
 
 pub mod shared;
 
 use crate::remembered::lock;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ const NOTED_MAX: usize = 65_536;
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     /// Below zero when other nodes let the key through more than this
-    /// node's bucket held (see [`RateLimiter::charge_user`]).
+    /// node's bucket held (see [`RateLimiter::charge`]).
     tokens: f64,
     updated: Instant,
     /// Tokens taken since the last report (a shared limit's only).
@@ -38,16 +39,17 @@ struct Bucket {
 struct Shard {
     buckets: HashMap<u64, Bucket>,
     sweep_at: usize,
-    /// The users with tokens taken since the last report (each once; the
+    /// The keys with tokens taken since the last report (each once; the
     /// count is their bucket's).
-    noted: Vec<i64>,
+    noted: Vec<Key>,
 }
 
 /// One limit: `per_second` sustained, `burst` at once. A rate of 0 disables it.
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
-    /// Whether [`RateLimiter::check_user`] notes the users it lets through,
+    /// Whether [`RateLimiter::check_user`] and [`RateLimiter::check_address`]
+    /// note the keys they let through,
     /// for the other nodes (set by [`shared::SharedLimits`]).
     noting: AtomicBool,
     shards: Vec<Mutex<Shard>>,
@@ -82,7 +84,12 @@ impl RateLimiter {
     /// [`RateLimiter::check`] for a per-user limit: the token taken is
     /// noted for the other nodes' buckets when the limit is shared.
     pub fn check_user(&self, user: i64) -> Result<(), Duration> {
-        self.visit_now(user, Visit::TakeFor(user))
+        self.visit_now(user, Visit::TakeFor(Key::User(user)))
+    }
+
+    /// [`RateLimiter::check_user`] for a per-address limit.
+    pub fn check_address(&self, address: IpAddr) -> Result<(), Duration> {
+        self.visit_now(address, Visit::TakeFor(Key::Address(address)))
     }
 
     /// Whether `key` has a token left, without taking it (for limits that
@@ -92,29 +99,29 @@ impl RateLimiter {
         self.visit_now(key, Visit::Look)
     }
 
-    /// Takes `tokens` that another node let `user` have from this node's
-    /// bucket: it may go below zero (that node's sends are this user's
-    /// too), down to minus one burst, so a user never waits more than
-    /// twice a burst's refill.
-    pub fn charge_user(&self, user: i64, tokens: u32) {
+    /// Takes `tokens` that another node let `key` have from this node's
+    /// bucket: it may go below zero (that node's tokens are this key's
+    /// too), down to minus one burst, so no one waits more than twice a
+    /// burst's refill.
+    pub fn charge(&self, key: Key, tokens: u32) {
         if !self.is_enabled() {
             return;
         }
-        let hash = hash_of(user);
+        let hash = key.hash();
         let mut shard = self.shard(hash);
         let bucket = self.refilled(&mut shard, hash, Instant::now());
         bucket.tokens = (bucket.tokens - f64::from(tokens)).max(-self.burst);
     }
 
-    /// The users let through since the last call, with the tokens each
-    /// took (what this node reports to the others).
-    fn take_noted(&self) -> Vec<(i64, u32)> {
+    /// The keys let through since the last call, with the tokens each took
+    /// (what this node reports to the others).
+    fn take_noted(&self) -> Vec<(Key, u32)> {
         let mut all = Vec::new();
         for shard in &self.shards {
             let shard = &mut *lock(shard);
-            for user in shard.noted.drain(..) {
-                if let Some(bucket) = shard.buckets.get_mut(&hash_of(user)) {
-                    all.push((user, std::mem::take(&mut bucket.unreported)));
+            for key in shard.noted.drain(..) {
+                if let Some(bucket) = shard.buckets.get_mut(&key.hash()) {
+                    all.push((key, std::mem::take(&mut bucket.unreported)));
                 }
             }
         }
@@ -149,13 +156,13 @@ impl RateLimiter {
             return Ok(());
         }
         bucket.tokens -= 1.0;
-        if let Visit::TakeFor(user) = visit {
+        if let Visit::TakeFor(key) = visit {
             if self.noting.load(Ordering::Relaxed) {
                 if bucket.unreported > 0 {
                     bucket.unreported = bucket.unreported.saturating_add(1);
                 } else if room_to_note {
                     bucket.unreported = 1;
-                    shard.noted.push(user);
+                    shard.noted.push(key);
                 }
             }
         }
@@ -200,8 +207,47 @@ impl RateLimiter {
 enum Visit {
     Look,
     Take,
-    /// Takes it, noting the user for the other nodes.
-    TakeFor(i64),
+    /// Takes it, noting the key for the other nodes.
+    TakeFor(Key),
+}
+
+/// The key of a shared limit's bucket, as the nodes name it to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    User(i64),
+    Address(IpAddr),
+}
+
+impl Key {
+    /// Its bucket's hash: the hash of the user or address it wraps, as
+    /// [`RateLimiter::check_user`] and [`RateLimiter::check_address`] take it.
+    fn hash(self) -> u64 {
+        match self {
+            Key::User(user) => hash_of(user),
+            Key::Address(address) => hash_of(address),
+        }
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::User(user) => user.fmt(f),
+            Key::Address(address) => address.fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for Key {
+    type Err = ();
+
+    /// A user id, or else an address (no address reads as a number).
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text.parse() {
+            Ok(user) => Ok(Key::User(user)),
+            Err(_) => text.parse().map(Key::Address).map_err(|_| ()),
+        }
+    }
 }
 
 fn hash_of(key: impl Hash) -> u64 {

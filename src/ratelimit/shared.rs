@@ -1,17 +1,19 @@
-//! Per-user limits that the nodes of a deployment keep together. Each node
-//! notes the users its shared limits let through, reports them to the other
-//! nodes every [`REPORT_EVERY`] (over the bus, signed like its events), and
-//! takes what the others report from its own buckets. So a user with sockets
-//! on three nodes draws on one budget, not three. A report arrives a period
-//! (and Redis's delay) late, so a user spread over N nodes can get past a
-//! limit by what those nodes let through in that time, a burst each at the
-//! most. A node that hears no reports (Redis down) limits alone.
+//! Rate limits that the nodes of a deployment keep together. Each node notes
+//! the users and addresses its shared limits let through, reports them to
+//! the other nodes every [`REPORT_EVERY`] (over the bus, signed like its
+//! events), and takes what the others report from its own buckets. So a user
+//! with sockets on three nodes, or an address whose requests a balancer
+//! spreads over them, draws on one budget, not three. A report arrives a
+//! period (and Redis's delay) late, so a client spread over N nodes can get
+//! past a limit by what those nodes let through in that time, a burst each
+//! at the most. A node that hears no reports (Redis down) limits alone.
 //!
-//! A report is text: `letter user count` entries joined by `;`, the letter
-//! naming the limit. A node ignores entries it cannot read or whose letter
-//! it does not know (a newer node's limit).
+//! A report is text: `letter key count` entries joined by `;`, the letter
+//! naming the limit and the key a user id or an address. A node ignores
+//! entries it cannot read or whose letter it does not know (a newer node's
+//! limit).
 
-use super::RateLimiter;
+use super::{Key, RateLimiter};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,8 +33,8 @@ pub struct SharedLimits {
 }
 
 impl SharedLimits {
-    /// Shares `limits` (per-user limiters, each named by a letter no other
-    /// uses): from now on they note whom they let through.
+    /// Shares `limits` (per-user or per-address limiters, each named by a
+    /// letter no other uses): from now on they note whom they let through.
     pub fn new(limits: Vec<(u8, Arc<RateLimiter>)>) -> Self {
         for (_, limiter) in &limits {
             limiter.noting.store(true, Ordering::Relaxed);
@@ -46,11 +48,11 @@ impl SharedLimits {
         let mut reports = Vec::new();
         let mut report = String::new();
         for (letter, limiter) in &self.limits {
-            for (user, count) in limiter.take_noted() {
+            for (key, count) in limiter.take_noted() {
                 if !report.is_empty() {
                     report.push(';');
                 }
-                let _ = write!(report, "{} {user} {count}", char::from(*letter));
+                let _ = write!(report, "{} {key} {count}", char::from(*letter));
                 if report.len() >= REPORT_BYTES {
                     reports.push(std::mem::take(&mut report).into_bytes());
                 }
@@ -69,30 +71,31 @@ impl SharedLimits {
             return;
         };
         for entry in report.split(';') {
-            if let Some((letter, user, count)) = entry_of(entry) {
+            if let Some((letter, key, count)) = entry_of(entry) {
                 if let Some((_, limiter)) = self.limits.iter().find(|(l, _)| *l == letter) {
-                    limiter.charge_user(user, count.min(COUNT_MAX));
+                    limiter.charge(key, count.min(COUNT_MAX));
                 }
             }
         }
     }
 }
 
-/// `letter user count` → its parts.
-fn entry_of(entry: &str) -> Option<(u8, i64, u32)> {
+/// `letter key count` → its parts.
+fn entry_of(entry: &str) -> Option<(u8, Key, u32)> {
     let mut parts = entry.split(' ');
     let letter = match parts.next()?.as_bytes() {
         [letter] => *letter,
         _ => return None,
     };
-    let user = parts.next()?.parse().ok()?;
+    let key = parts.next()?.parse().ok()?;
     let count = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some((letter, user, count))
+    parts.next().is_none().then_some((letter, key, count))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     fn limiter(per_second: f64, burst: f64) -> Arc<RateLimiter> {
         Arc::new(RateLimiter::new(per_second, burst))
@@ -123,6 +126,26 @@ mod tests {
         assert!(wait > Duration::from_millis(900), "{wait:?}");
         assert!(there.check_user(8).is_ok(), "one of three taken");
         assert_eq!(theirs.reports().len(), 1, "its own send is reported");
+    }
+
+    #[test]
+    fn addresses_are_shared_as_users_are() {
+        let (here, there) = (limiter(1.0, 1.0), limiter(1.0, 1.0));
+        let (ours, theirs) = (
+            SharedLimits::new(vec![(b'a', here.clone())]),
+            SharedLimits::new(vec![(b'a', there.clone())]),
+        );
+        let (v4, v6): (IpAddr, IpAddr) =
+            ("10.0.0.7".parse().unwrap(), "2001:db8::7".parse().unwrap());
+        assert!(here.check_address(v4).is_ok());
+        assert!(here.check_address(v6).is_ok());
+        for report in ours.reports() {
+            theirs.charge(&report);
+        }
+        assert!(there.check_address(v4).is_err());
+        assert!(there.check_address(v6).is_err());
+        assert!(there.check_address("10.0.0.8".parse().unwrap()).is_ok());
+        assert!(there.check_user(7).is_ok(), "a user is not an address");
     }
 
     #[test]

@@ -140,6 +140,30 @@ async fn per_user_limits_count_across_nodes() {
     assert_eq!(second.stored_message_count().await, 2);
 }
 
+/// Register and login count per address across the nodes too: one
+/// registration from this address on one node leaves none for it on the
+/// other (each node alone would take one).
+#[tokio::test]
+async fn register_and_login_count_per_address_across_nodes() {
+    let deployment = Deployment::start();
+    let limits = [
+        ("RATE_LIMIT_AUTH_PER_MIN", "1"),
+        ("RATE_LIMIT_AUTH_BURST", "1"),
+    ];
+    let first = deployment.node(&limits).await;
+    let second = deployment.node(&limits).await;
+    bus_ready(&[&first, &second]).await;
+    let body = |name: &str| json!({"email": format!("{name}@example.com"), "password": PASSWORD, "full_name": name});
+    first
+        .post("/auth/register/", None, &body("ann"))
+        .await
+        .expect(201);
+    let reports = "chat_bus_usage_reports_total";
+    counter_reaches(&second, reports, 1, Duration::from_secs(5)).await;
+    let refused = second.post("/auth/register/", None, &body("bob")).await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+}
+
 #[tokio::test]
 async fn websocket_floods_get_errors_then_a_close() {
     let app = spawn_app_with(&[
