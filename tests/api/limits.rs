@@ -3,7 +3,7 @@
 //! behind a refused one), sockets per user, connections within the open-file
 //! limit.
 
-use crate::cluster::{bus_ready, counter_reaches, Deployment};
+use crate::cluster::{bus_ready, bus_state, counter_reaches, metric, Deployment};
 use crate::helpers::{spawn_app_with, spawn_process_with_open_files, TestApp, PASSWORD};
 use crate::ws_client::{socket_path, WsClient};
 use serde_json::json;
@@ -162,6 +162,31 @@ async fn register_and_login_count_per_address_across_nodes() {
     counter_reaches(&second, reports, 1, Duration::from_secs(5)).await;
     let refused = second.post("/auth/register/", None, &body("bob")).await;
     assert_eq!(refused.status, 429, "{}", refused.text);
+}
+
+/// The nodes follow the usage channel again once Redis is back: a send on
+/// one node after a Redis restart is reported to the other.
+#[tokio::test]
+async fn usage_reports_resume_after_a_redis_restart() {
+    let mut deployment = Deployment::start();
+    let limits = [("RATE_LIMIT_SENDS_PER_SEC", "1000")];
+    let first = deployment.node(&limits).await;
+    let second = deployment.node(&limits).await;
+    bus_ready(&[&first, &second]).await;
+    let (ann, _bob, chat) = first.pair().await;
+    deployment.redis.kill();
+    for node in [&first, &second] {
+        assert_eq!(
+            bus_state(node, "disconnected").await.body["bus"],
+            "disconnected"
+        );
+    }
+    deployment.redis.restart();
+    bus_ready(&[&first, &second]).await;
+    let reports = "chat_bus_usage_reports_total";
+    let heard = metric(&second, reports).await;
+    first.say(&ann, chat, "after the restart").await;
+    counter_reaches(&second, reports, heard + 1, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
