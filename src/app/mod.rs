@@ -185,6 +185,7 @@ impl AppState {
     }
 }
 
+/// A rate limit the nodes keep together (see [`Limiters::shared`]).
 fn shared_rate(per_second: f64, burst: f64) -> Arc<RateLimiter> {
     Arc::new(RateLimiter::new(per_second, burst))
 }
@@ -332,8 +333,8 @@ fn start_delivery(
     })
 }
 
-/// The room map, and the bus that links it to other nodes (with the
-/// per-user limits they keep together).
+/// The room map, and the bus that links it to other nodes (with the rate
+/// limits they keep together).
 fn start_rooms_and_bus(
     config: &Config,
     limiters: &Limiters,

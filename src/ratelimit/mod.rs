@@ -1,8 +1,9 @@
 //! Rate limits: token buckets kept in memory, per client address (register and
-//! login, where argon2 makes every request expensive) and per user (sends, over
-//! REST and WebSocket). Buckets live in a few mutex-guarded shards; a full bucket
-//! is the same as no bucket, so idle ones are dropped when a shard grows. The
-//! per-user and per-address limits are kept by every node of a deployment
+//! login, where argon2 makes every request expensive), per user (sends over
+//! REST and WebSocket, chats started, searches, syncs) and per account (failed
+//! logins). Buckets live in a few mutex-guarded shards; a full bucket is the
+//! same as no bucket, so idle ones are dropped when a shard grows. The
+//! per-address and per-user limits are kept by every node of a deployment
 //! together ([`shared`]).
 
 pub mod shared;
@@ -18,9 +19,9 @@ use std::time::{Duration, Instant};
 const SHARDS: usize = 16;
 /// Buckets a shard holds before it sweeps out the refilled ones.
 const SWEEP_AT: usize = 4096;
-/// Users a shard notes as let through between two reports at the most
-/// (past that, a flood of distinct users goes unreported, never unlimited:
-/// each node still limits what it lets through).
+/// Keys a shard notes as let through between two reports at the most (past
+/// that, a flood of distinct users or addresses goes unreported, never
+/// unlimited: each node still limits what it lets through).
 const NOTED_MAX: usize = 65_536;
 
 #[derive(Debug, Clone, Copy)]
@@ -49,8 +50,8 @@ pub struct RateLimiter {
     per_second: f64,
     burst: f64,
     /// Whether [`RateLimiter::check_user`] and [`RateLimiter::check_address`]
-    /// note the keys they let through,
-    /// for the other nodes (set by [`shared::SharedLimits`]).
+    /// note the keys they let through, for the other nodes (set by
+    /// [`shared::SharedLimits`]).
     noting: AtomicBool,
     shards: Vec<Mutex<Shard>>,
 }
