@@ -101,13 +101,16 @@ mod tests {
         Arc::new(RateLimiter::new(per_second, burst))
     }
 
+    /// One node's limit named `letter`, shared.
+    fn node(letter: u8, per_second: f64, burst: f64) -> (Arc<RateLimiter>, SharedLimits) {
+        let limiter = limiter(per_second, burst);
+        let shared = SharedLimits::new(vec![(letter, limiter.clone())]);
+        (limiter, shared)
+    }
+
     #[test]
     fn what_one_node_lets_through_is_taken_from_the_others_buckets() {
-        let (here, there) = (limiter(1.0, 3.0), limiter(1.0, 3.0));
-        let (ours, theirs) = (
-            SharedLimits::new(vec![(b's', here.clone())]),
-            SharedLimits::new(vec![(b's', there.clone())]),
-        );
+        let ((here, ours), (there, theirs)) = (node(b's', 1.0, 3.0), node(b's', 1.0, 3.0));
         for _ in 0..3 {
             assert!(here.check_user(7).is_ok());
         }
@@ -130,11 +133,7 @@ mod tests {
 
     #[test]
     fn addresses_are_shared_as_users_are() {
-        let (here, there) = (limiter(1.0, 1.0), limiter(1.0, 1.0));
-        let (ours, theirs) = (
-            SharedLimits::new(vec![(b'a', here.clone())]),
-            SharedLimits::new(vec![(b'a', there.clone())]),
-        );
+        let ((here, ours), (there, theirs)) = (node(b'a', 1.0, 1.0), node(b'a', 1.0, 1.0));
         let (v4, v6): (IpAddr, IpAddr) =
             ("10.0.0.7".parse().unwrap(), "2001:db8::7".parse().unwrap());
         assert!(here.check_address(v4).is_ok());
@@ -150,8 +149,7 @@ mod tests {
 
     #[test]
     fn debt_is_bounded_by_a_burst() {
-        let there = limiter(10.0, 2.0);
-        let theirs = SharedLimits::new(vec![(b's', there.clone())]);
+        let (there, theirs) = node(b's', 10.0, 2.0);
         theirs.charge(b"s 7 1000");
         let wait = there.check_user(7).unwrap_err();
         assert!(
@@ -162,8 +160,7 @@ mod tests {
 
     #[test]
     fn unknown_letters_and_garbled_entries_are_ignored() {
-        let there = limiter(1.0, 1.0);
-        let theirs = SharedLimits::new(vec![(b's', there.clone())]);
+        let (there, theirs) = node(b's', 1.0, 1.0);
         theirs.charge(b"x 7 5;s 7;s seven 1;s 7 1 2;;s 7 -1;\xff");
         assert!(there.check_user(7).is_ok(), "nothing was taken");
     }
@@ -177,8 +174,7 @@ mod tests {
 
     #[test]
     fn large_reports_are_split() {
-        let here = limiter(1.0, 1.0);
-        let ours = SharedLimits::new(vec![(b's', here.clone())]);
+        let (here, ours) = node(b's', 1.0, 1.0);
         for user in 0..20_000 {
             assert!(here.check_user(user).is_ok());
         }
