@@ -353,7 +353,8 @@ fn start_rooms_and_bus(
         target,
         prefix,
         secret,
-        (rooms.clone(), shared.clone()),
+        rooms.clone(),
+        shared.clone(),
         interest_rx,
         metrics.clone(),
     )

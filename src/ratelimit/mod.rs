@@ -108,7 +108,7 @@ impl RateLimiter {
         if !self.is_enabled() {
             return;
         }
-        let hash = key.hash();
+        let hash = key.bucket_hash();
         let mut shard = self.shard(hash);
         let bucket = self.refilled(&mut shard, hash, Instant::now());
         bucket.tokens = (bucket.tokens - f64::from(tokens)).max(-self.burst);
@@ -121,7 +121,7 @@ impl RateLimiter {
         for shard in &self.shards {
             let shard = &mut *lock(shard);
             for key in shard.noted.drain(..) {
-                if let Some(bucket) = shard.buckets.get_mut(&key.hash()) {
+                if let Some(bucket) = shard.buckets.get_mut(&key.bucket_hash()) {
                     all.push((key, std::mem::take(&mut bucket.unreported)));
                 }
             }
@@ -222,7 +222,7 @@ pub enum Key {
 impl Key {
     /// Its bucket's hash: the hash of the user or address it wraps, as
     /// [`RateLimiter::check_user`] and [`RateLimiter::check_address`] take it.
-    fn hash(self) -> u64 {
+    fn bucket_hash(self) -> u64 {
         match self {
             Key::User(user) => hash_of(user),
             Key::Address(address) => hash_of(address),

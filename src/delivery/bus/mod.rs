@@ -169,11 +169,11 @@ impl Bus {
         target: &RedisBus,
         prefix: &str,
         secret: &str,
-        hearers: (Rooms, Arc<SharedLimits>),
+        rooms: Rooms,
+        limits: Arc<SharedLimits>,
         interest: mpsc::UnboundedReceiver<Interest>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let (rooms, limits) = hearers;
         let wire = Wire::new(secret, crate::digest::random_hex(8));
         let healthy = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
